@@ -1,0 +1,132 @@
+//! The execution contract: what the orchestrator asks an executor to run and what comes back.
+//! Every type here is serialisable, because the remote executor receives it over HTTP.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppId, ExecutionId, ScriptId, Timestamp};
+
+/// One execution to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub execution_id: ExecutionId,
+    pub app: AppRef,
+    pub script: ScriptRef,
+    pub request: HttpRequest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppRef {
+    pub id: AppId,
+    pub slug: String,
+}
+
+/// One version of a script's source: `(id, updated_at)` is the AST cache's key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScriptRef {
+    pub id: ScriptId,
+    pub name: String,
+    pub updated_at: Timestamp,
+    pub source: Arc<str>,
+}
+
+/// The HTTP request as a script sees it in `ctx.request`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The path below the app's slug, starting with `/`.
+    pub path: String,
+    pub params: BTreeMap<String, String>,
+    /// Query parameters; a repeated name keeps its last value.
+    pub query: BTreeMap<String, String>,
+    /// Header names in lower case; a repeated header's values are joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    /// The body as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+/// What a script answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScriptResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ResponseBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum ResponseBody {
+    Empty,
+    Text(String),
+    Json(serde_json::Value),
+}
+
+/// An execution that did not produce a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    pub kind: ExecErrorKind,
+    pub message: String,
+    /// Where in the script, when known (1-based).
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecErrorKind {
+    /// The source does not compile.
+    Compile,
+    /// The script raised an error (`throw`, a type error, a failed SDK call…).
+    Runtime,
+    /// The script hit one of its [`Limits`](crate::Limits).
+    LimitExceeded,
+    /// The script ran past its wall-clock deadline.
+    Timeout,
+    /// The script returned something that cannot be a response.
+    InvalidResponse,
+    /// The executor could not be reached or failed on its own account.
+    Unavailable,
+}
+
+impl ExecErrorKind {
+    /// The outcome label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compile => "compile_error",
+            Self::Runtime => "runtime_error",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::Timeout => "timeout",
+            Self::InvalidResponse => "invalid_response",
+            Self::Unavailable => "executor_unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One `log::*` (or `print` / `debug`) line of an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+    pub at: Timestamp,
+}
+
+/// The result of one execution with the log lines it wrote, whether or not it succeeded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecOutcome {
+    pub result: Result<ScriptResponse, ExecError>,
+    pub logs: Vec<LogLine>,
+    /// Time spent running the script, in microseconds.
+    pub duration_us: u64,
+}

@@ -1,0 +1,117 @@
+//! Ids are UUIDs (version 7, so they sort by creation time) and travel as strings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+/// A string that is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{value}' is not a valid {kind} id")]
+pub struct ParseIdError {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn parse(value: &str) -> Result<Self, ParseIdError> {
+                Uuid::try_parse(value).map(Self).map_err(|_| ParseIdError {
+                    kind: $kind,
+                    value: value.chars().take(64).collect(),
+                })
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(value: Uuid) -> Self {
+                Self(value)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Self::parse(&value).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An app: the unit of tenancy.
+    AppId, "app"
+);
+id_type!(
+    /// A script of an app (endpoint or module).
+    ScriptId, "script"
+);
+id_type!(
+    /// A route binding an HTTP method and path to an endpoint script.
+    RouteId, "route"
+);
+id_type!(
+    /// A user who logs in.
+    UserId, "user"
+);
+id_type!(
+    /// One execution of a script; log lines and errors carry it.
+    ExecutionId, "execution"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_round_trips_through_its_string_form() {
+        let id = AppId::new();
+        assert_eq!(AppId::parse(&id.to_string()), Ok(id), "display then parse must agree");
+    }
+
+    #[test]
+    fn a_malformed_id_names_its_kind() {
+        let err = ScriptId::parse("nope").expect_err("'nope' is no uuid");
+        assert_eq!(err.to_string(), "'nope' is not a valid script id");
+    }
+}

@@ -1,0 +1,491 @@
+//! Parsed input. Handlers and services take these types only, so a value that reaches the store
+//! has already been checked; each `parse` returns an [`InputError`] naming the field and saying
+//! what is wrong in a sentence a user can act on.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Input that was refused: the field it came in and what was wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InputError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+/// Slugs that would shadow the instance's own paths.
+pub const RESERVED_SLUGS: &[&str] =
+    &["api", "admin", "static", "assets", "healthz", "readyz", "metrics"];
+
+/// An app's slug: the first segment of its public URLs. `^[a-z][a-z0-9-]{0,62}$`, not reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AppSlug(String);
+string_newtype!(AppSlug);
+
+impl AppSlug {
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        const FIELD: &str = "slug";
+        let valid_shape = value.len() <= 63
+            && value.starts_with(|c: char| c.is_ascii_lowercase())
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid_shape {
+            return Err(InputError::new(
+                FIELD,
+                format!(
+                    "'{}' is not a valid slug: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
+                    truncate(value)
+                ),
+            ));
+        }
+        if RESERVED_SLUGS.contains(&value) {
+            return Err(InputError::new(
+                FIELD,
+                format!("'{value}' is reserved for the instance's own paths; pick another slug"),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// A human-readable app name: 1 to 100 characters, no control characters, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AppName(String);
+string_newtype!(AppName);
+
+impl AppName {
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(InputError::new("name", "the name must not be empty"));
+        }
+        if trimmed.chars().count() > 100 {
+            return Err(InputError::new("name", "the name must be at most 100 characters long"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InputError::new("name", "the name must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+}
+
+/// What a script is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScriptKind {
+    /// Answers routes and trigger events.
+    #[default]
+    Endpoint,
+    /// A library that other scripts of the same app import.
+    Module,
+}
+
+impl ScriptKind {
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        match value {
+            "endpoint" => Ok(Self::Endpoint),
+            "module" => Ok(Self::Module),
+            other => Err(InputError::new(
+                "kind",
+                format!("'{}' is not a script kind: use 'endpoint' or 'module'", truncate(other)),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Endpoint => "endpoint",
+            Self::Module => "module",
+        }
+    }
+}
+
+/// Names a module may not take: the SDK's namespaces, present and planned.
+pub const RESERVED_MODULE_NAMES: &[&str] = &[
+    "log", "regex", "random", "time", "json", "base64", "hex", "url", "kv", "docs",
+    "dead_letters", "http", "files", "pubsub", "secrets", "email", "users", "queue",
+];
+
+/// A script's name, unique within its app. Endpoint names use letters, digits, `_`, `-` and `.`;
+/// module names must be valid import names (`^[a-zA-Z_][a-zA-Z0-9_]{0,63}$`) and not reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ScriptName(String);
+string_newtype!(ScriptName);
+
+impl ScriptName {
+    pub fn parse(value: &str, kind: ScriptKind) -> Result<Self, InputError> {
+        const FIELD: &str = "name";
+        let starts_well = value.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+        let valid = match kind {
+            ScriptKind::Endpoint => {
+                (1..=64).contains(&value.len())
+                    && (starts_well || value.starts_with(|c: char| c.is_ascii_digit()))
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            }
+            ScriptKind::Module => {
+                (1..=64).contains(&value.len())
+                    && starts_well
+                    && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }
+        };
+        if !valid {
+            let rule = match kind {
+                ScriptKind::Endpoint => {
+                    "use 1 to 64 characters of letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
+                }
+                ScriptKind::Module => {
+                    "a module name is what scripts import, so use 1 to 64 characters of letters, digits and '_', starting with a letter or '_'"
+                }
+            };
+            return Err(InputError::new(
+                FIELD,
+                format!("'{}' is not a valid script name: {rule}", truncate(value)),
+            ));
+        }
+        if kind == ScriptKind::Module && RESERVED_MODULE_NAMES.contains(&value) {
+            return Err(InputError::new(
+                FIELD,
+                format!("'{value}' is the name of a standard-library namespace; pick another module name"),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// The HTTP method a route answers, or `ANY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RouteMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Any,
+}
+
+impl RouteMethod {
+    pub const ALL: [RouteMethod; 8] = [
+        Self::Get,
+        Self::Post,
+        Self::Put,
+        Self::Patch,
+        Self::Delete,
+        Self::Head,
+        Self::Options,
+        Self::Any,
+    ];
+
+    /// Accepts any letter case: `get`, `GET` and `Get` are one method.
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(value))
+            .ok_or_else(|| {
+                InputError::new(
+                    "method",
+                    format!(
+                        "'{}' is not a supported method: use GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ANY",
+                        truncate(value)
+                    ),
+                )
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Head => "HEAD",
+            Self::Options => "OPTIONS",
+            Self::Any => "ANY",
+        }
+    }
+}
+
+impl fmt::Display for RouteMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a route runs its script: the caller waits (`sync`) or gets `202` at once (`async`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DispatchMode {
+    #[default]
+    Sync,
+    Async,
+}
+
+impl DispatchMode {
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        match value {
+            "sync" => Ok(Self::Sync),
+            "async" => Ok(Self::Async),
+            other => Err(InputError::new(
+                "dispatch_mode",
+                format!("'{}' is not a dispatch mode: use 'sync' or 'async'", truncate(other)),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Async => "async",
+        }
+    }
+}
+
+/// One segment of a [`RoutePath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    Literal(String),
+    /// `{name}`: one segment, bound to `params.name`.
+    Param(String),
+    /// `{*name}`: the rest of the path (possibly empty), bound to `params.name`; last only.
+    Wildcard(String),
+}
+
+/// A route's path pattern below the app's slug: `/`, `/users/{id}`, `/files/{*rest}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RoutePath(String);
+string_newtype!(RoutePath);
+
+impl RoutePath {
+    pub const MAX_LEN: usize = 512;
+
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        let path = Self(value.to_owned());
+        path.segments()?;
+        Ok(path)
+    }
+
+    /// The pattern's segments; `/` has none.
+    pub fn segments(&self) -> Result<Vec<PathSegment>, InputError> {
+        let err = |why: String| InputError::new("path", why);
+        let value = self.0.as_str();
+        if value.len() > Self::MAX_LEN {
+            return Err(err(format!("a path must be at most {} characters long", Self::MAX_LEN)));
+        }
+        let Some(rest) = value.strip_prefix('/') else {
+            return Err(err(format!("'{}' must start with '/'", truncate(value))));
+        };
+        if rest.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<&str> = rest.split('/').collect();
+        let mut segments = Vec::with_capacity(raw.len());
+        let mut names: Vec<&str> = Vec::new();
+        for (i, seg) in raw.iter().enumerate() {
+            if seg.is_empty() {
+                return Err(err(format!(
+                    "'{}' has an empty segment: remove the doubled or trailing '/'",
+                    truncate(value)
+                )));
+            }
+            if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                let (wildcard, name) = match inner.strip_prefix('*') {
+                    Some(name) => (true, name),
+                    None => (false, inner),
+                };
+                let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.len() <= 64
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid_name {
+                    return Err(err(format!(
+                        "'{{{inner}}}' is not a valid parameter: name it with letters, digits and '_', like '{{id}}' or '{{*rest}}'"
+                    )));
+                }
+                if names.contains(&name) {
+                    return Err(err(format!("the parameter '{name}' appears twice")));
+                }
+                names.push(name);
+                if wildcard {
+                    if i + 1 != raw.len() {
+                        return Err(err(format!(
+                            "the wildcard '{{*{name}}}' must be the last segment"
+                        )));
+                    }
+                    segments.push(PathSegment::Wildcard(name.to_owned()));
+                } else {
+                    segments.push(PathSegment::Param(name.to_owned()));
+                }
+            } else {
+                let valid_literal = seg.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '@' | ':' | '+' | ',' | '=')
+                });
+                if !valid_literal {
+                    return Err(err(format!(
+                        "the segment '{}' may hold only letters, digits and - . _ ~ @ : + , =; parameters are written '{{name}}'",
+                        truncate(seg)
+                    )));
+                }
+                segments.push(PathSegment::Literal((*seg).to_owned()));
+            }
+        }
+        Ok(segments)
+    }
+}
+
+/// A login name: 1 to 64 characters of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+string_newtype!(Username);
+
+impl Username {
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        let valid = (1..=64).contains(&value.len())
+            && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InputError::new(
+                "username",
+                format!(
+                    "'{}' is not a valid username: use 1 to 64 characters of a-z, 0-9, '_', '-' and '.'",
+                    truncate(value)
+                ),
+            ))
+        }
+    }
+}
+
+/// Echoes at most 64 characters of a refused value back to the user.
+fn truncate(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        let mut cut: String = value.chars().take(MAX).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_follow_the_documented_shape() {
+        for ok in ["a", "my-app", "a1", &"a".repeat(63)] {
+            assert!(AppSlug::parse(ok).is_ok(), "'{ok}' should be a valid slug");
+        }
+        for bad in ["", "1app", "My-App", "my_app", "-a", &"a".repeat(64), "a b", "ä"] {
+            assert!(AppSlug::parse(bad).is_err(), "'{bad}' should be refused");
+        }
+    }
+
+    #[test]
+    fn reserved_slugs_are_refused_with_a_reason() {
+        for reserved in RESERVED_SLUGS {
+            let err = AppSlug::parse(reserved).expect_err("reserved");
+            assert!(err.message.contains("reserved"), "message should say why: {err}");
+        }
+    }
+
+    #[test]
+    fn app_names_are_trimmed_and_bounded() {
+        assert_eq!(AppName::parse("  Hello ").map(|n| n.to_string()), Ok("Hello".into()));
+        assert!(AppName::parse("   ").is_err(), "blank names are refused");
+        assert!(AppName::parse(&"x".repeat(101)).is_err(), "101 characters is too long");
+        assert!(AppName::parse("a\u{0}b").is_err(), "control characters are refused");
+    }
+
+    #[test]
+    fn module_names_must_be_importable_and_not_reserved() {
+        assert!(ScriptName::parse("utils", ScriptKind::Module).is_ok());
+        assert!(ScriptName::parse("my-utils", ScriptKind::Module).is_err(), "'-' cannot be imported");
+        assert!(ScriptName::parse("json", ScriptKind::Module).is_err(), "stdlib names are reserved");
+        assert!(ScriptName::parse("json", ScriptKind::Endpoint).is_ok(), "endpoints may be named json");
+        assert!(ScriptName::parse("hello-world.v2", ScriptKind::Endpoint).is_ok());
+        assert!(ScriptName::parse("", ScriptKind::Endpoint).is_err());
+        assert!(ScriptName::parse("a/b", ScriptKind::Endpoint).is_err());
+    }
+
+    #[test]
+    fn methods_parse_in_any_case() {
+        assert_eq!(RouteMethod::parse("get"), Ok(RouteMethod::Get));
+        assert_eq!(RouteMethod::parse("ANY"), Ok(RouteMethod::Any));
+        assert!(RouteMethod::parse("FETCH").is_err());
+    }
+
+    #[test]
+    fn route_paths_accept_params_and_a_final_wildcard() {
+        let path = RoutePath::parse("/users/{id}/files/{*rest}").expect("valid");
+        assert_eq!(
+            path.segments().expect("segments"),
+            vec![
+                PathSegment::Literal("users".into()),
+                PathSegment::Param("id".into()),
+                PathSegment::Literal("files".into()),
+                PathSegment::Wildcard("rest".into()),
+            ]
+        );
+        assert!(RoutePath::parse("/").is_ok(), "the root is a path");
+    }
+
+    #[test]
+    fn malformed_route_paths_are_refused() {
+        for bad in [
+            "",
+            "users",
+            "/users/",
+            "//x",
+            "/{*rest}/x",
+            "/{id}/{id}",
+            "/{1x}",
+            "/{}",
+            "/a b",
+            "/x?y",
+            "/{a",
+        ] {
+            assert!(RoutePath::parse(bad).is_err(), "'{bad}' should be refused");
+        }
+    }
+}

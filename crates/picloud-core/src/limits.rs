@@ -1,0 +1,39 @@
+//! The sandbox's bounds, in one place. Defaults are what a hosting provider would pick for small
+//! request handlers; each has a `PICLOUD_*` override in the binary's configuration.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Rhai operations per execution (~12 M/s on a small core, so 10 M is ~1 s of CPU).
+    pub max_operations: u64,
+    /// Nested function calls. Deeper recursion risks the native stack.
+    pub max_call_levels: usize,
+    /// Expression nesting at the top level and inside functions.
+    pub max_expr_depth: usize,
+    pub max_function_expr_depth: usize,
+    /// Bytes in one string (and the total string bytes inside one array or map).
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// `import` statements executed per run.
+    pub max_modules: usize,
+    /// Wall-clock time for one execution, enforced inside Rhai.
+    pub timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_operations: 10_000_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_function_expr_depth: 64,
+            max_string_size: 4 * 1024 * 1024,
+            max_array_size: 100_000,
+            max_map_size: 100_000,
+            max_modules: 32,
+            timeout_ms: 5_000,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! PiCloud's stores on SQLite (the embedded default) and PostgreSQL (production, several nodes).
+//!
+//! | module | holds |
+//! |---|---|
+//! | this file | the store traits every backend implements, [`StoreError`], [`open`] |
+//! | `sqlite` | the SQLite implementation (WAL, `BEGIN IMMEDIATE` for writes) |
+//! | `postgres` | the PostgreSQL implementation |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, applied by [`Store::migrate`] |
+//!
+//! Both backends pass one conformance suite (`tests/conformance.rs`): the same test bodies run
+//! against each. Every call that touches an app's objects is scoped by an [`AppId`] the caller
+//! resolved, never by a name a script passed in.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use picloud_core::{
+    App, AppId, AppName, AppSlug, DispatchMode, Route, RouteId, RouteMethod, RoutePath, Script,
+    ScriptId, ScriptKind, ScriptName, Timestamp, User, UserId, Username,
+};
+
+/// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
+/// `Unavailable` and `Internal` carry causes that are logged, never sent to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist (e.g. "app", "script").
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule refused the write; the message says which, e.g.
+    /// "an app with the slug 'shop' already exists".
+    #[error("{0}")]
+    Conflict(String),
+    /// The database could not be reached (connection refused, pool timed out, shutting down).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a corrupt row.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the data lives. With no `database_url` the store is SQLite at
+/// `<data_dir>/picloud.db`; a `postgres://` (or `postgresql://`) URL selects PostgreSQL; a
+/// `sqlite://` URL names an SQLite file explicitly.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// Pool size (PostgreSQL connections; SQLite reader connections).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before `Unavailable`.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("./picloud-data"),
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// One page of a list. `next_cursor` is opaque to callers and `None` after the last page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Which page to read: at most `limit` items after `cursor` (a `next_cursor` from before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub const MAX_LIMIT: u32 = 500;
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { limit: 100, cursor: None }
+    }
+}
+
+/// Changes to an app; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AppPatch {
+    pub slug: Option<AppSlug>,
+    pub name: Option<AppName>,
+}
+
+/// A new script.
+#[derive(Debug, Clone)]
+pub struct NewScript {
+    pub app_id: AppId,
+    pub name: ScriptName,
+    pub kind: ScriptKind,
+    pub source: String,
+}
+
+/// Changes to a script; `None` leaves a field as it is. Any change moves `updated_at` forward.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptPatch {
+    pub name: Option<ScriptName>,
+    pub kind: Option<ScriptKind>,
+    pub source: Option<String>,
+}
+
+/// A new route. The caller has checked that the script is an endpoint of `app_id`.
+#[derive(Debug, Clone)]
+pub struct NewRoute {
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub method: RouteMethod,
+    pub path: RoutePath,
+    pub dispatch_mode: DispatchMode,
+}
+
+/// A route with what it takes to run it: the app's slug and the script's current version.
+/// The route index is built from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingEntry {
+    pub route: Route,
+    pub app_slug: AppSlug,
+    pub script_name: ScriptName,
+    pub script_updated_at: Timestamp,
+    pub script_source: String,
+}
+
+/// A user with its password hash (PHC string), for login.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[async_trait]
+pub trait AppStore: Send + Sync {
+    /// `Conflict` when the slug is taken.
+    async fn create_app(&self, slug: &AppSlug, name: &AppName) -> StoreResult<App>;
+    async fn get_app(&self, id: AppId) -> StoreResult<Option<App>>;
+    async fn get_app_by_slug(&self, slug: &str) -> StoreResult<Option<App>>;
+    /// Oldest first.
+    async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>>;
+    /// `NotFound("app")` when it does not exist, `Conflict` when the new slug is taken.
+    async fn update_app(&self, id: AppId, patch: &AppPatch) -> StoreResult<App>;
+    /// Deletes the app with its scripts and routes. `false` when there was no such app.
+    async fn delete_app(&self, id: AppId) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait ScriptStore: Send + Sync {
+    /// `NotFound("app")` when the app does not exist, `Conflict` when the name is taken in it.
+    async fn create_script(&self, script: &NewScript) -> StoreResult<Script>;
+    async fn get_script(&self, id: ScriptId) -> StoreResult<Option<Script>>;
+    /// Oldest first.
+    async fn list_scripts(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Script>>;
+    /// `NotFound("script")`, or `Conflict` when the new name is taken in the app. `updated_at`
+    /// becomes the database's now, or the old value + 1 ms if that is not later.
+    async fn update_script(&self, id: ScriptId, patch: &ScriptPatch) -> StoreResult<Script>;
+    /// `Conflict` while routes still point at it (the message says how many); `false` when
+    /// there was no such script.
+    async fn delete_script(&self, id: ScriptId) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait RouteStore: Send + Sync {
+    /// `NotFound("script")` when the script is gone, `Conflict` when the app already has a
+    /// route with this method and path.
+    async fn create_route(&self, route: &NewRoute) -> StoreResult<Route>;
+    async fn get_route(&self, id: RouteId) -> StoreResult<Option<Route>>;
+    /// Oldest first.
+    async fn list_routes(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Route>>;
+    async fn list_routes_of_script(&self, script_id: ScriptId) -> StoreResult<Vec<Route>>;
+    async fn delete_route(&self, id: RouteId) -> StoreResult<bool>;
+    /// Every route (of one app, or of all apps) joined with its app and script, for the
+    /// in-memory route index.
+    async fn routing_entries(&self, app_id: Option<AppId>) -> StoreResult<Vec<RoutingEntry>>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// `Conflict` when the username is taken.
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+        is_instance_admin: bool,
+    ) -> StoreResult<User>;
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>>;
+    async fn user_credentials(&self, username: &Username) -> StoreResult<Option<UserCredentials>>;
+    async fn count_users(&self) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a session under the SHA-256 of its token (never the token), valid for `ttl_ms`
+    /// from the database's now.
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        ttl_ms: i64,
+    ) -> StoreResult<Timestamp>;
+    /// The session's user when the session exists, has not expired and the user is enabled.
+    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>>;
+    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<bool>;
+    /// Removes expired sessions; returns how many.
+    async fn delete_expired_sessions(&self) -> StoreResult<u64>;
+}
+
+/// Everything PiCloud keeps, on one backend.
+#[async_trait]
+pub trait Store: AppStore + ScriptStore + RouteStore + UserStore + SessionStore {
+    fn backend(&self) -> Backend;
+    /// Applies the backend's pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A round trip to the database, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool; later calls fail with `Unavailable`.
+    async fn close(&self);
+}
+
+/// Opens the store `config` names (creating the SQLite file and its directory when missing).
+/// Does not migrate: call [`Store::migrate`].
+pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    let _ = config;
+    todo!("implemented by the store work")
+}
