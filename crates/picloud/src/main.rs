@@ -1,1 +1,234 @@
-fn main() {}
+//! `picloud`: the one binary.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | the command line: every flag with its `PICLOUD_*` variable |
+//! | this file | start-up and shutdown of `serve`, `executor` and `migrate` |
+
+mod config;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches};
+use picloud_executor::{ExecutorClient, LocalExecutorClient, RemoteExecutorClient};
+use picloud_orchestrator::{Platform, PlatformConfig};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command, DatabaseArgs, ExecutorArgs, LogFormat, ServeArgs};
+
+fn main() -> ExitCode {
+    let command = Cli::command();
+    let cli = match command
+        .clone()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            if err.use_stderr() {
+                eprintln!("{}", config::explain(err, &command));
+            } else {
+                // --help and --version go to stdout, as clap prints them.
+                let _ = err.print();
+            }
+            return ExitCode::from(code);
+        }
+    };
+
+    if let Err(err) = init_tracing(&cli) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Executor(args) => executor(args).await,
+            Command::Migrate(args) => migrate(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("PICLOUD_LOG / --log: '{}' is not a valid log filter", cli.log))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn picloud_store::Store>> {
+    let store = picloud_store::open(&args.store_config())
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("cannot apply the database migrations")?;
+    Ok(store)
+}
+
+async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    let store = open_store(&args).await?;
+    tracing::info!(backend = ?store.backend(), "migrations are applied");
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let store = open_store(&args.database).await?;
+
+    let local = Arc::new(LocalExecutorClient::new(args.sandbox.executor_config()));
+    let executor: Arc<dyn ExecutorClient> = match &args.executor_url {
+        Some(url) => {
+            let timeout = Duration::from_millis(args.sandbox.execution_timeout_ms + 10_000);
+            let remote = RemoteExecutorClient::new(url, args.executor_token.clone(), timeout)
+                .with_context(|| format!("PICLOUD_EXECUTOR_URL: '{url}' is not usable"))?;
+            tracing::info!(url = %url, "scripts run in a remote executor");
+            Arc::new(remote)
+        }
+        None => local.clone(),
+    };
+
+    let platform_config = PlatformConfig {
+        gate_size: args.max_concurrent_executions,
+        gate_wait_ms: args.gate_wait_ms,
+        session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
+    };
+    let platform = Platform::start(store.clone(), executor, local, platform_config)
+        .await
+        .context("cannot start the platform")?;
+
+    if let Some(password) = platform
+        .auth()
+        .ensure_instance_admin(args.admin_password.as_deref())
+        .await
+        .context("cannot create the instance admin")?
+    {
+        tracing::warn!(
+            username = "admin",
+            password = %password,
+            "created the instance admin with a generated password; it is shown only this once"
+        );
+    }
+
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("PICLOUD_ADDR: cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    tracing::info!(
+        %addr,
+        backend = ?store.backend(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "listening"
+    );
+
+    let server_config = picloud_server::ServerConfig { max_body_bytes: args.max_body_bytes };
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    run_until_drained(
+        |stop| picloud_server::serve(listener, platform, server_config, stop),
+        grace,
+    )
+    .await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
+    let local = Arc::new(LocalExecutorClient::new(args.sandbox.executor_config()));
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("PICLOUD_EXECUTOR_ADDR: cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    if args.token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the executor listens beyond loopback without PICLOUD_EXECUTOR_TOKEN: anyone who reaches it can run code");
+    }
+    tracing::info!(%addr, "executor listening");
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    run_until_drained(
+        |stop| picloud_executor::remote::serve(listener, local, args.token, stop),
+        grace,
+    )
+    .await?;
+    tracing::info!("executor stopped");
+    Ok(())
+}
+
+/// Runs a server until SIGTERM / Ctrl-C, then tells it to shut down gracefully and gives
+/// in-flight work `grace` to finish.
+async fn run_until_drained<S, F>(start: S, grace: Duration) -> anyhow::Result<()>
+where
+    S: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
+    F: Future<Output = std::io::Result<()>>,
+{
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stop = Box::pin(async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let server = start(stop);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.context("the server failed"),
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stop_tx.send(true);
+        }
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.context("the server failed"),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight work did not finish in time; exiting anyway"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

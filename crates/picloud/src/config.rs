@@ -1,0 +1,283 @@
+//! The command line. Every setting is a flag and a `PICLOUD_*` variable (the flag wins); clap
+//! checks each value at start-up, and [`explain`] names the variable when a bad value came from
+//! the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use picloud_core::Limits;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "picloud",
+    version,
+    about = "A self-hosted serverless platform: Rhai scripts behind HTTP routes, in one binary.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format: `human` for people, `json` for log collectors.
+    #[arg(long, env = "PICLOUD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or `picloud=debug,sqlx=warn`.
+    #[arg(long, env = "PICLOUD_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: public routes, the admin API, health and metrics.
+    Serve(ServeArgs),
+    /// Run a remote executor that `picloud serve` calls through PICLOUD_EXECUTOR_URL.
+    Executor(ExecutorArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Where the embedded SQLite database lives (`<dir>/picloud.db`) when no database URL is set.
+    #[arg(long, env = "PICLOUD_DATA_DIR", default_value = "./picloud-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://user:pass@host/db` selects PostgreSQL; `sqlite://path` names an SQLite file.
+    #[arg(long, env = "PICLOUD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "PICLOUD_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    pub fn store_config(&self) -> picloud_store::StoreConfig {
+        picloud_store::StoreConfig {
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            max_connections: self.db_max_connections,
+            ..picloud_store::StoreConfig::default()
+        }
+    }
+}
+
+/// The sandbox's bounds and the executor's own resources; shared by `serve` and `executor`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Rhai operations one execution may perform.
+    #[arg(long, env = "PICLOUD_MAX_OPERATIONS", default_value_t = Limits::default().max_operations,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_operations: u64,
+
+    /// Nested function calls (recursion depth).
+    #[arg(long, env = "PICLOUD_MAX_CALL_LEVELS", default_value_t = Limits::default().max_call_levels,
+          value_parser = in_range(1, 256))]
+    pub max_call_levels: usize,
+
+    /// Expression nesting depth, at the top level and inside functions.
+    #[arg(long, env = "PICLOUD_MAX_EXPR_DEPTH", default_value_t = Limits::default().max_expr_depth,
+          value_parser = in_range(8, 256))]
+    pub max_expr_depth: usize,
+
+    /// Bytes in one string.
+    #[arg(long, env = "PICLOUD_MAX_STRING_SIZE", default_value_t = Limits::default().max_string_size,
+          value_parser = in_range(1024, 1 << 30))]
+    pub max_string_size: usize,
+
+    /// Elements in one array.
+    #[arg(long, env = "PICLOUD_MAX_ARRAY_SIZE", default_value_t = Limits::default().max_array_size,
+          value_parser = in_range(16, 100_000_000))]
+    pub max_array_size: usize,
+
+    /// Entries in one object map.
+    #[arg(long, env = "PICLOUD_MAX_MAP_SIZE", default_value_t = Limits::default().max_map_size,
+          value_parser = in_range(16, 100_000_000))]
+    pub max_map_size: usize,
+
+    /// Wall-clock time one execution may take, in milliseconds.
+    #[arg(long, env = "PICLOUD_EXECUTION_TIMEOUT_MS", default_value_t = Limits::default().timeout_ms,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub execution_timeout_ms: u64,
+
+    /// Compiled scripts kept in the AST cache.
+    #[arg(long, env = "PICLOUD_SCRIPT_CACHE_SIZE", default_value_t = 256,
+          value_parser = in_range(1, 1_000_000))]
+    pub script_cache_size: usize,
+
+    /// Executor threads (each runs one script at a time).
+    #[arg(long, env = "PICLOUD_EXECUTOR_THREADS", default_value_t = 64,
+          value_parser = in_range(1, 4096))]
+    pub executor_threads: usize,
+}
+
+impl SandboxArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_operations: self.max_operations,
+            max_call_levels: self.max_call_levels,
+            max_expr_depth: self.max_expr_depth,
+            max_function_expr_depth: self.max_expr_depth,
+            max_string_size: self.max_string_size,
+            max_array_size: self.max_array_size,
+            max_map_size: self.max_map_size,
+            timeout_ms: self.execution_timeout_ms,
+            ..Limits::default()
+        }
+    }
+
+    pub fn executor_config(&self) -> picloud_executor::ExecutorConfig {
+        picloud_executor::ExecutorConfig {
+            limits: self.limits(),
+            script_cache_size: self.script_cache_size,
+            threads: self.executor_threads,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`0.0.0.0:8080` to accept other machines; port 0 picks a free port).
+    #[arg(long, env = "PICLOUD_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// The instance admin's password, used once when the database is empty. When unset, a
+    /// random password is generated and printed once.
+    #[arg(long, env = "PICLOUD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Run scripts in a `picloud executor` at this URL instead of in this process.
+    #[arg(long, env = "PICLOUD_EXECUTOR_URL")]
+    pub executor_url: Option<String>,
+
+    /// The bearer token the remote executor expects.
+    #[arg(long, env = "PICLOUD_EXECUTOR_TOKEN", hide_env_values = true)]
+    pub executor_token: Option<String>,
+
+    /// Executions that may run at once; more wait at the gate.
+    #[arg(long, env = "PICLOUD_MAX_CONCURRENT_EXECUTIONS", default_value_t = 64,
+          value_parser = in_range(1, 100_000))]
+    pub max_concurrent_executions: usize,
+
+    /// How long a request waits at a full gate before it gets 503, in milliseconds.
+    #[arg(long, env = "PICLOUD_GATE_WAIT_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub gate_wait_ms: u64,
+
+    /// Largest request body accepted, in bytes (larger gets 413).
+    #[arg(long, env = "PICLOUD_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024,
+          value_parser = in_range(1024, 1 << 30))]
+    pub max_body_bytes: usize,
+
+    /// How long a login session lasts, in hours.
+    #[arg(long, env = "PICLOUD_SESSION_TTL_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub session_ttl_hours: u64,
+
+    /// How long SIGTERM / Ctrl-C waits for in-flight requests before exiting, in seconds.
+    #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Address to listen on. Keep it private: anyone who reaches it can run code.
+    #[arg(long, env = "PICLOUD_EXECUTOR_ADDR", default_value = "127.0.0.1:8090")]
+    pub addr: SocketAddr,
+
+    /// A bearer token callers must present (recommended whenever the address is not loopback).
+    #[arg(long, env = "PICLOUD_EXECUTOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// How long SIGTERM / Ctrl-C waits for in-flight executions before exiting, in seconds.
+    #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+}
+
+/// A `usize` parser that accepts `min..=max`.
+fn in_range(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |value: &str| {
+        let n: usize = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{value}' is not a whole number"))?;
+        if (min..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("{n} is outside the accepted range {min}..={max}"))
+        }
+    }
+}
+
+/// Adds the name of the environment variable to a clap error about a bad value, when the value
+/// came from that variable (clap's message names only the flag).
+pub fn explain(err: clap::Error, command: &clap::Command) -> String {
+    use clap::error::ContextKind;
+    let rendered = err.render().to_string();
+    let Some(arg) = err.get(ContextKind::InvalidArg).map(ToString::to_string) else {
+        return rendered;
+    };
+    let long = arg.split_whitespace().next().unwrap_or_default().trim_start_matches("--");
+    let env = all_args(command)
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    match env {
+        Some(env) if std::env::var_os(&env).is_some() => {
+            format!("{rendered}\n(the value came from the environment variable {env})")
+        }
+        _ => rendered,
+    }
+}
+
+fn all_args(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
+    command
+        .get_arguments()
+        .chain(command.get_subcommands().flat_map(|sub| sub.get_arguments()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let cli = Cli::try_parse_from(["picloud", "serve"]).expect("serve with no flags");
+        let Command::Serve(args) = cli.command else { panic!("expected serve") };
+        assert_eq!(args.addr.to_string(), "127.0.0.1:8080", "the documented default address");
+        assert_eq!(args.sandbox.limits(), Limits::default(), "the sandbox defaults are core's");
+    }
+
+    #[test]
+    fn a_bad_number_is_refused_with_the_accepted_range() {
+        let err = Cli::try_parse_from(["picloud", "serve", "--executor-threads", "0"])
+            .expect_err("zero threads");
+        assert!(err.to_string().contains("1..=4096"), "the message gives the range: {err}");
+    }
+}

@@ -1,0 +1,217 @@
+//! The real `picloud` binary, end to end: the README's quick start on both backends, restart
+//! persistence, graceful shutdown, the sandbox over HTTP, the remote executor process, and
+//! start-up refusals.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{binary, Admin, Database, Process, ADMIN_PASSWORD};
+use picloud_store::Backend;
+use serde_json::{json, Value};
+
+const GREETER: &str = r#"
+let name = ctx.request.params.name;
+let lang = ctx.request.query.lang;
+log::info(`greeting ${name}`);
+#{ greeting: if lang == "fr" { `Bonjour, ${name} !` } else { `Hello, ${name}!` }, app: ctx.app.slug }
+"#;
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The README's quick start, then a restart on the same data: the route still answers and the
+/// admin's password is unchanged.
+async fn quick_start_survives_a_restart(backend: Backend) {
+    let Some(db) = Database::fresh(backend) else { return };
+    let server = Process::serve(&db, &[]);
+    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    admin.deploy("hello", GREETER, "GET", "/greet/{name}").await;
+
+    let (status, body) = get_json(&format!("{}/hello/greet/Ada?lang=fr", server.base)).await;
+    assert_eq!(status, 200, "the route answers: {body}");
+    assert_eq!(body, json!({"greeting": "Bonjour, Ada !", "app": "hello"}), "the script's map as JSON");
+    assert!(
+        server.logs().iter().any(|l| l["message"] == "greeting Ada" && l["execution_id"].is_string()),
+        "log::info lines reach the server log with the execution id"
+    );
+
+    let status = server.stop();
+    assert!(status.success(), "SIGTERM exits cleanly, got {status}");
+
+    let server = Process::serve(&db, &[("PICLOUD_ADMIN_PASSWORD", "a different one")]);
+    let (status, body) = get_json(&format!("{}/hello/greet/Bob", server.base)).await;
+    assert_eq!((status, body["greeting"].clone()), (200, json!("Hello, Bob!")), "the route survives a restart");
+    Admin::login(&server.base, ADMIN_PASSWORD).await;
+}
+on_both_backends!(the_quick_start_works_and_survives_a_restart, quick_start_survives_a_restart);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_admin_password_is_printed_once_and_works() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let server = Process::serve_without_password(&db);
+    let generated = server
+        .logs()
+        .iter()
+        .find_map(|l| l["password"].as_str().map(str::to_owned))
+        .expect("the generated password is logged");
+    assert!(generated.len() >= 20, "a generated password is long: {generated}");
+    Admin::login(&server.base, &generated).await;
+    assert!(server.stop().success(), "SIGTERM exits cleanly");
+
+    let server = Process::serve_without_password(&db);
+    assert!(
+        server.logs().iter().all(|l| l["password"].is_null()),
+        "the password is printed only when the admin is created"
+    );
+    Admin::login(&server.base, &generated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_execution_finish() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let server = Process::serve(&db, &[]);
+    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    // About a second of work: long enough to send SIGTERM while it runs.
+    let slow = r#"let started = time::now(); while time::now() - started < 1000 { } "done""#;
+    admin.deploy("slow", slow, "GET", "/").await;
+
+    let url = format!("{}/slow/", server.base);
+    let request = tokio::spawn(async move { reqwest::get(url).await.expect("GET").text().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    let body = request.await.expect("join").expect("the in-flight request is answered");
+    assert_eq!(body, "done", "the execution ran to its end during the drain");
+    let mut server = server;
+    let status = server.wait(Duration::from_secs(30));
+    assert!(status.success(), "the drained server exits 0, got {status}");
+}
+
+/// Each hostile script is stopped by its limit with a JSON error, and the next request is
+/// answered normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_stops_hostile_scripts_and_the_server_keeps_answering() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    // Few operations and a long deadline, so the operations limit (not the clock) stops the
+    // loops even in a debug build.
+    let server = Process::serve(
+        &db,
+        &[("PICLOUD_MAX_OPERATIONS", "500000"), ("PICLOUD_EXECUTION_TIMEOUT_MS", "30000")],
+    );
+    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let app_id = admin.deploy("sandbox", r#""still here""#, "GET", "/ok").await;
+    let hostile = [
+        ("loop", "loop { }", "limit_exceeded"),
+        ("recursion", "fn f(x) { f(x + 1) } f(0)", "limit_exceeded"),
+        ("string-bomb", r#"let s = "bomb"; loop { s += s; }"#, "limit_exceeded"),
+        ("huge-array", "let a = []; loop { a.push(1); }", "limit_exceeded"),
+    ];
+    for (name, source, _) in hostile {
+        admin.add_route(&app_id, name, source, "GET", &format!("/{name}")).await;
+    }
+    for (name, _, code) in hostile {
+        let (status, body) = get_json(&format!("{}/sandbox/{name}", server.base)).await;
+        assert!((500..600).contains(&status), "{name} ends in a 5xx, got {status}: {body}");
+        assert_eq!(body["error"]["code"], code, "{name} is stopped by the right limit: {body}");
+        assert!(body["error"]["execution_id"].is_string(), "{name}'s error names the execution: {body}");
+        let response = reqwest::get(format!("{}/sandbox/ok", server.base)).await.expect("GET /ok");
+        assert_eq!(response.text().await.expect("body"), "still here", "the server answers after {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_past_its_deadline_gets_504_and_the_server_keeps_answering() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let server = Process::serve(
+        &db,
+        &[("PICLOUD_MAX_OPERATIONS", "1000000000000"), ("PICLOUD_EXECUTION_TIMEOUT_MS", "300")],
+    );
+    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let app_id = admin.deploy("deadline", "loop { }", "GET", "/spin").await;
+    admin.add_route(&app_id, "ok", "42", "GET", "/ok").await;
+    let started = std::time::Instant::now();
+    let (status, body) = get_json(&format!("{}/deadline/spin", server.base)).await;
+    assert_eq!(status, 504, "an endless loop past the deadline times out: {body}");
+    assert_eq!(body["error"]["code"], "execution_timeout", "the error says why: {body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the deadline is enforced inside Rhai, promptly");
+    let (status, body) = get_json(&format!("{}/deadline/ok", server.base)).await;
+    assert_eq!((status, body), (200, json!(42)), "the server answers the next request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_scripts_in_a_remote_executor_process() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let token = "executor-secret";
+    let mut executor = Process::executor(&[("PICLOUD_EXECUTOR_TOKEN", token)]);
+    let url = executor.base.clone();
+    let server = Process::serve(&db, &[("PICLOUD_EXECUTOR_URL", &url), ("PICLOUD_EXECUTOR_TOKEN", token)]);
+    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    admin.deploy("remote", GREETER, "GET", "/greet/{name}").await;
+
+    let (status, body) = get_json(&format!("{}/remote/greet/Eve", server.base)).await;
+    assert_eq!((status, body["greeting"].clone()), (200, json!("Hello, Eve!")), "answered through the executor: {body}");
+
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/execute"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("POST to the executor");
+    assert_eq!(response.status(), 401, "the executor refuses callers without its token");
+
+    executor.kill();
+    let (status, body) = get_json(&format!("{}/remote/greet/Eve", server.base)).await;
+    assert_eq!(status, 503, "a dead executor is reported, not hung on: {body}");
+    assert_eq!(body["error"]["code"], "executor_unavailable", "the error says why: {body}");
+}
+
+#[test]
+fn a_bad_setting_stops_startup_naming_the_variable() {
+    let output = binary()
+        .args(["serve"])
+        .env("PICLOUD_MAX_OPERATIONS", "lots")
+        .output()
+        .expect("run picloud");
+    assert_eq!(output.status.code(), Some(2), "a bad setting is a usage error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PICLOUD_MAX_OPERATIONS"), "the message names the variable: {stderr}");
+    assert!(stderr.contains("lots"), "the message quotes the value: {stderr}");
+
+    let output = binary()
+        .args(["serve", "--database-url", "mysql://nope"])
+        .env("PICLOUD_LOG_FORMAT", "human")
+        .output()
+        .expect("run picloud");
+    assert!(!output.status.success(), "an unsupported database URL stops start-up");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PICLOUD_DATABASE_URL"), "the message names the variable: {stderr}");
+}
+
+#[test]
+fn version_and_help_answer_for_every_subcommand() {
+    let output = binary().arg("--version").output().expect("run picloud --version");
+    assert!(output.status.success(), "--version succeeds");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "--version prints the version: {stdout}");
+    for sub in [&[][..], &["serve"][..], &["executor"][..], &["migrate"][..]] {
+        let output = binary().args(sub).arg("--help").output().expect("run --help");
+        assert!(output.status.success(), "{sub:?} --help succeeds");
+        assert!(!output.stdout.is_empty(), "{sub:?} --help prints usage");
+    }
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let output = binary()
+        .arg("migrate")
+        .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run picloud migrate");
+    assert!(output.status.success(), "migrate succeeds: {}", String::from_utf8_lossy(&output.stderr));
+    let dir = &db.env.iter().find(|(k, _)| k == "PICLOUD_DATA_DIR").expect("data dir").1;
+    assert!(std::path::Path::new(dir).join("picloud.db").exists(), "the SQLite file is created");
+}

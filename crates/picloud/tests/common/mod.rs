@@ -1,0 +1,244 @@
+//! Runs the real `picloud` binary for tests: a fresh database per server, a free port, JSON logs
+//! read from stderr so the test learns the address and can look for log lines.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use picloud_store::Backend;
+use picloud_test_support::TestDatabase;
+use serde_json::{json, Value};
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// Where a test server keeps its data; kept alive across restarts of the server.
+pub struct Database {
+    pub env: Vec<(String, String)>,
+    _db: TestDatabase,
+}
+
+impl Database {
+    /// A fresh database on `backend`, or `None` when PostgreSQL is not configured outside CI.
+    pub fn fresh(backend: Backend) -> Option<Self> {
+        let (config, db) = picloud_test_support::database_config(backend)?;
+        let mut env = vec![(
+            "PICLOUD_DATA_DIR".to_owned(),
+            config.data_dir.to_string_lossy().into_owned(),
+        )];
+        if let Some(url) = config.database_url {
+            env.push(("PICLOUD_DATABASE_URL".to_owned(), url));
+        }
+        Some(Self { env, _db: db })
+    }
+}
+
+/// A running `picloud` process.
+pub struct Process {
+    child: Child,
+    pub addr: String,
+    pub base: String,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_picloud"))
+}
+
+impl Process {
+    /// `picloud serve` on a free port with the database's environment and `extra` settings.
+    pub fn serve(db: &Database, extra: &[(&str, &str)]) -> Self {
+        let mut command = binary();
+        command.env("PICLOUD_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        Self::serve_with(command, db, extra)
+    }
+
+    /// `picloud serve` without `PICLOUD_ADMIN_PASSWORD`.
+    pub fn serve_without_password(db: &Database) -> Self {
+        let mut command = binary();
+        command.env_remove("PICLOUD_ADMIN_PASSWORD");
+        Self::serve_with(command, db, &[])
+    }
+
+    fn serve_with(mut command: Command, db: &Database, extra: &[(&str, &str)]) -> Self {
+        command.arg("serve").envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Self::start(command, extra, "listening")
+    }
+
+    /// `picloud executor` on a free port.
+    pub fn executor(extra: &[(&str, &str)]) -> Self {
+        let mut command = binary();
+        command.arg("executor").env("PICLOUD_EXECUTOR_ADDR", "127.0.0.1:0");
+        Self::start(command, extra, "executor listening")
+    }
+
+    fn start(mut command: Command, extra: &[(&str, &str)], ready_message: &str) -> Self {
+        command
+            .env("PICLOUD_ADDR", "127.0.0.1:0")
+            .env("PICLOUD_LOG_FORMAT", "json")
+            .env("PICLOUD_LOG", "info")
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn the picloud binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                sink.lock().expect("log lock").push(value);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = logs
+                .lock()
+                .expect("log lock")
+                .iter()
+                .find(|l| l["message"] == ready_message)
+                .and_then(|l| l["addr"].as_str().map(str::to_owned));
+            if let Some(addr) = found {
+                return Self { child, base: format!("http://{addr}"), addr, logs };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("picloud exited with {status} before it was ready; logs: {:#?}", logs.lock().expect("log lock"));
+            }
+            assert!(Instant::now() < deadline, "picloud was not ready within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "picloud did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate();
+        self.wait(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client logged in as the instance admin.
+pub struct Admin {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl Admin {
+    pub async fn login(base: &str, password: &str) -> Self {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "admin login should succeed");
+        let body: Value = response.json().await.expect("login JSON");
+        let token = body["token"].as_str().expect("a token").to_owned();
+        Self { http, base: base.to_owned(), token }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates an app with one endpoint script behind `GET path`; returns the app's id.
+    pub async fn deploy(&self, slug: &str, source: &str, method: &str, path: &str) -> String {
+        let (status, app) = self.post("/api/v1/admin/apps", json!({"slug": slug, "name": slug})).await;
+        assert_eq!(status, 201, "create app {slug}: {app}");
+        let app_id = app["id"].as_str().expect("app id").to_owned();
+        self.add_route(&app_id, "main", source, method, path).await;
+        app_id
+    }
+
+    pub async fn add_route(&self, app_id: &str, name: &str, source: &str, method: &str, path: &str) {
+        let (status, script) = self
+            .post(
+                &format!("/api/v1/admin/apps/{app_id}/scripts"),
+                json!({"name": name, "source": source, "kind": "endpoint"}),
+            )
+            .await;
+        assert_eq!(status, 201, "create script {name}: {script}");
+        let script_id = script["id"].as_str().expect("script id");
+        let (status, route) = self
+            .post(
+                &format!("/api/v1/admin/scripts/{script_id}/routes"),
+                json!({"method": method, "path": path, "dispatch_mode": "sync"}),
+            )
+            .await;
+        assert_eq!(status, 201, "create route {method} {path}: {route}");
+    }
+}
+
+/// One test body per backend: `both_backends!(name, body_fn)` makes `name_sqlite` and
+/// `name_postgres`, each calling `body_fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(picloud_store::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(picloud_store::Backend::Postgres).await;
+            }
+        }
+    };
+}
