@@ -3,9 +3,43 @@
 //! The executor never sees the store: it receives a script's source and the request in an
 //! [`ExecRequest`] and answers an [`ExecOutcome`]. (Later SDK surfaces reach data through the
 //! service traits in `picloud-core`.)
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`local`] | [`LocalExecutorClient`]: a fixed pool of large-stack threads running scripts here, and its [`ExecutorConfig`] |
+//! | [`remote`] | the executor's HTTP API ([`remote::router`], [`remote::serve`]) and [`RemoteExecutorClient`] |
+//! | [`sandbox`] | [`Sandbox`]: the shared engine, the AST cache, validation and one execution from start to outcome |
+//! | `engine` | the one function that builds the engine and sets every limit |
+//! | `context` | the per-call context (ids, deadline, log, tokio handle) in a thread-local, set by a guard |
+//! | `scope` | the `ctx` constant a script sees |
+//! | `response` | `response(…)` and the rules that turn a script's value into a response |
+//! | `convert` | script values ↔ JSON |
+//! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
+//! | `validate` | the top-level shape a module script must keep |
+//! | `cache` | the AST cache keyed by script id and `updated_at` |
+//! | `sdk` | the standard library namespaces: `log`, `regex`, `random`, `time`, `json`, `base64`, `hex`, `url` |
+//!
+//! `docs/sdk.md` is the script author's side of the same contract.
+
+mod cache;
+mod context;
+mod convert;
+mod engine;
+mod errors;
+pub mod local;
+pub mod remote;
+mod response;
+pub mod sandbox;
+mod scope;
+mod sdk;
+mod validate;
 
 use async_trait::async_trait;
 use picloud_core::exec::{ExecOutcome, ExecRequest};
+
+pub use local::{ExecutorConfig, LocalExecutorClient};
+pub use remote::{RemoteClientError, RemoteExecutorClient};
+pub use sandbox::Sandbox;
 
 /// Runs executions. The local client runs them in this process; the remote client asks a
 /// `picloud executor` process over HTTP. Both pass the same tests.

@@ -1,1 +1,94 @@
+//! PiCloud's HTTP surface, in axum. Handlers are thin: extract, call one service of the
+//! [`Platform`], map the result; every rule lives in `picloud-orchestrator`.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`error`] | [`ApiError`] and the table of error codes |
+//! | [`extract`] | the JSON body, the authenticated caller, path ids, paging |
+//! | `auth` | `/api/v1/auth/{login,logout,me}` |
+//! | `apps`, `scripts`, `routes` | the admin API, one `router()` each |
+//! | `health` | `/healthz`, `/readyz`, `/metrics` |
+//! | `public` | `ANY /{app_slug}/{path…}`: the apps' routes (the router's fallback) |
+//! | `layers` | request counting, JSON for axum's own errors, the panic guard |
 
+mod apps;
+mod auth;
+pub mod error;
+pub mod extract;
+mod health;
+mod layers;
+mod public;
+mod routes;
+mod scripts;
+
+use std::future::Future;
+
+use axum::extract::DefaultBodyLimit;
+use axum::{middleware, Router};
+use picloud_orchestrator::{Page, Platform};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
+
+/// The HTTP layer's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Every endpoint, with its layers.
+pub fn router(platform: Platform, config: ServerConfig) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(auth::router())
+        .merge(apps::router())
+        .merge(scripts::router())
+        .merge(routes::router())
+        .fallback(public::invoke)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(layers::panic_response))
+        .layer(middleware::from_fn(layers::json_errors))
+        .layer(middleware::from_fn_with_state(
+            platform.clone(),
+            layers::count_requests,
+        ))
+        .with_state(platform)
+}
+
+/// Serves `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    platform: Platform,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(platform, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A page of a list, as every list endpoint answers it.
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<Page<T>> for List<T> {
+    fn from(page: Page<T>) -> Self {
+        Self {
+            items: page.items,
+            next_cursor: page.next_cursor,
+        }
+    }
+}

@@ -3,15 +3,23 @@
 //! | module | holds |
 //! |---|---|
 //! | this file | the store traits every backend implements, [`StoreError`], [`open`] |
-//! | `sqlite` | the SQLite implementation (WAL, `BEGIN IMMEDIATE` for writes) |
-//! | `postgres` | the PostgreSQL implementation |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, applied by [`Store::migrate`] |
+//! | [`sqlite`] | the SQLite implementation (WAL, one writer connection, `BEGIN IMMEDIATE` for writes) |
+//! | [`postgres`] | the PostgreSQL implementation |
+//! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors |
+//! | `paging` | cursors and limits, the same on both backends |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`] |
 //!
 //! Both backends pass one conformance suite (`tests/conformance.rs`): the same test bodies run
 //! against each. Every call that touches an app's objects is scoped by an [`AppId`] the caller
 //! resolved, never by a name a script passed in.
 
-use std::path::PathBuf;
+pub mod postgres;
+pub mod sqlite;
+
+mod paging;
+mod shared;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,6 +39,10 @@ pub enum StoreError {
     /// "an app with the slug 'shop' already exists".
     #[error("{0}")]
     Conflict(String),
+    /// The caller passed something the store cannot use (a cursor it did not issue, a database
+    /// URL of an unknown kind); the message is written for users.
+    #[error("{0}")]
+    InvalidInput(String),
     /// The database could not be reached (connection refused, pool timed out, shutting down).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -92,7 +104,10 @@ impl PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { limit: 100, cursor: None }
+        Self {
+            limit: 100,
+            cursor: None,
+        }
     }
 }
 
@@ -204,6 +219,9 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, id: UserId) -> StoreResult<Option<User>>;
     async fn user_credentials(&self, username: &Username) -> StoreResult<Option<UserCredentials>>;
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Disables (or enables again) a user; a disabled user's sessions stop finding it.
+    /// `NotFound("user")` when it does not exist.
+    async fn set_user_disabled(&self, id: UserId, disabled: bool) -> StoreResult<User>;
 }
 
 #[async_trait]
@@ -238,6 +256,114 @@ pub trait Store: AppStore + ScriptStore + RouteStore + UserStore + SessionStore 
 /// Opens the store `config` names (creating the SQLite file and its directory when missing).
 /// Does not migrate: call [`Store::migrate`].
 pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
-    let _ = config;
-    todo!("implemented by the store work")
+    match Location::parse(config)? {
+        Location::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path, config).await?)),
+        Location::Postgres(url) => Ok(Arc::new(postgres::PgStore::open(&url, config).await?)),
+    }
+}
+
+/// The database a [`StoreConfig`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    fn parse(config: &StoreConfig) -> StoreResult<Self> {
+        let Some(url) = config.database_url.as_deref().map(str::trim) else {
+            return Ok(Self::Sqlite(config.data_dir.join("picloud.db")));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        match url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => Ok(Self::Sqlite(Path::new(path).to_owned())),
+            _ => Err(StoreError::InvalidInput(format!(
+                "PICLOUD_DATABASE_URL '{}' is not a database this server can use: \
+                 use postgres://user:password@host/database, postgresql://…, or sqlite://path/to/file.db \
+                 (or leave it unset for SQLite in the data directory)",
+                redact(url)
+            ))),
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    let shown: String = url.chars().take(100).collect();
+    match (shown.find("://"), shown.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://…@{}", &shown[..scheme_end], &shown[at + 1..])
+        }
+        _ => shown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: Option<&str>) -> StoreConfig {
+        StoreConfig {
+            database_url: url.map(str::to_owned),
+            data_dir: PathBuf::from("/var/lib/picloud"),
+            ..StoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn no_database_url_means_sqlite_in_the_data_directory() {
+        assert_eq!(
+            Location::parse(&config(None)).expect("a location"),
+            Location::Sqlite(PathBuf::from("/var/lib/picloud/picloud.db")),
+            "the default is the data directory's picloud.db"
+        );
+    }
+
+    #[test]
+    fn postgres_and_sqlite_urls_select_their_backend() {
+        for url in ["postgres://u:p@db/picloud", "postgresql://db/picloud"] {
+            assert_eq!(
+                Location::parse(&config(Some(url))).expect("a location"),
+                Location::Postgres(url.to_owned()),
+                "{url} is PostgreSQL"
+            );
+        }
+        assert_eq!(
+            Location::parse(&config(Some("sqlite:///srv/data/pc.db"))).expect("a location"),
+            Location::Sqlite(PathBuf::from("/srv/data/pc.db")),
+            "an absolute sqlite:// path"
+        );
+        assert_eq!(
+            Location::parse(&config(Some("sqlite://data/pc.db"))).expect("a location"),
+            Location::Sqlite(PathBuf::from("data/pc.db")),
+            "a relative sqlite:// path"
+        );
+    }
+
+    #[test]
+    fn an_unknown_database_url_names_the_variable_and_hides_the_password() {
+        let err = Location::parse(&config(Some("mysql://root:hunter2@db/x")))
+            .expect_err("mysql is not supported");
+        let StoreError::InvalidInput(message) = err else {
+            panic!("expected InvalidInput, got {err:?}");
+        };
+        assert!(
+            message.contains("PICLOUD_DATABASE_URL"),
+            "names the variable: {message}"
+        );
+        assert!(
+            message.contains("sqlite://"),
+            "lists the accepted forms: {message}"
+        );
+        assert!(
+            !message.contains("hunter2"),
+            "never echoes a password: {message}"
+        );
+        assert!(
+            Location::parse(&config(Some("sqlite://"))).is_err(),
+            "sqlite:// needs a path"
+        );
+    }
 }

@@ -228,16 +228,16 @@ impl Admin {
 /// `name_postgres`, each calling `body_fn(Backend)`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($name:ident, $body:path) => {
+    ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $body(picloud_store::Backend::Sqlite).await;
+                super::$body(picloud_store::Backend::Sqlite).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $body(picloud_store::Backend::Postgres).await;
+                super::$body(picloud_store::Backend::Postgres).await;
             }
         }
     };

@@ -1,0 +1,289 @@
+//! The per-call context. One engine serves every execution, and Rhai offers no way to hand a
+//! value to `eval_ast` without `&mut Engine`, so what belongs to one call — its app, its
+//! deadline, its log, the tokio runtime — sits in a thread-local that a [`CallGuard`] sets for
+//! the duration of the call. `on_progress`, `print` / `debug`, the SDK functions (and later the
+//! module resolver and the store handles) read it from there.
+//!
+//! Outside a call (the engine used to compile, a unit test) every reader copes with its absence.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use picloud_core::exec::{LogLevel, LogLine};
+use picloud_core::{AppId, ExecutionId, ScriptId, Timestamp};
+use rhai::{Dynamic, EvalAltResult, Position};
+use tokio::runtime::Handle;
+
+/// Log lines one execution may keep; the rest are counted and reported in one last line, so a
+/// script logging a large string in a loop cannot grow the log without bound.
+pub(crate) const MAX_LOG_LINES: usize = 1_000;
+/// Bytes kept of one log line; longer lines are cut at a character boundary.
+pub(crate) const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// The termination token `on_progress` returns when the deadline has passed; the error mapping
+/// turns the resulting `ErrorTerminated` into a `Timeout`.
+pub(crate) const DEADLINE_TOKEN: &str = "picloud:deadline";
+
+/// What one execution carries while it runs.
+pub(crate) struct CallContext {
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub execution_id: ExecutionId,
+    pub deadline: Instant,
+    /// The runtime that SDK calls reaching async services block on (`Handle::block_on` is safe
+    /// here because executions run on plain OS threads, never on a tokio worker).
+    pub runtime: Option<Handle>,
+    logs: Vec<LogLine>,
+    dropped_logs: usize,
+}
+
+impl CallContext {
+    pub fn new(
+        app_id: AppId,
+        script_id: ScriptId,
+        execution_id: ExecutionId,
+        deadline: Instant,
+        runtime: Option<Handle>,
+    ) -> Self {
+        Self {
+            app_id,
+            script_id,
+            execution_id,
+            deadline,
+            runtime,
+            logs: Vec::new(),
+            dropped_logs: 0,
+        }
+    }
+
+    /// The captured log, with a closing line if some were dropped.
+    pub fn into_logs(mut self) -> Vec<LogLine> {
+        if self.dropped_logs > 0 {
+            self.logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!(
+                    "{} more log lines were dropped: an execution keeps at most {MAX_LOG_LINES}",
+                    self.dropped_logs
+                ),
+                at: Timestamp::now(),
+            });
+        }
+        self.logs
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<CallContext>> = const { RefCell::new(None) };
+}
+
+/// Sets the thread's call context for as long as it lives and clears it when dropped, even if
+/// the evaluation unwinds. Not `Send`: it belongs to the thread that runs the call.
+pub(crate) struct CallGuard {
+    _not_send: PhantomData<*const ()>,
+}
+
+impl CallGuard {
+    pub fn enter(context: CallContext) -> Self {
+        CURRENT.with(|current| {
+            if let Ok(mut slot) = current.try_borrow_mut() {
+                *slot = Some(context);
+            }
+        });
+        Self {
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Ends the call and hands back its context (with the log it collected).
+    pub fn finish(self) -> Option<CallContext> {
+        CURRENT.with(|current| current.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|current| {
+            if let Ok(mut slot) = current.try_borrow_mut() {
+                slot.take();
+            }
+        });
+    }
+}
+
+/// Runs `f` on the current call's context, or answers `None` outside a call.
+fn with_current<R>(f: impl FnOnce(&mut CallContext) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|current| {
+            let mut slot = current.try_borrow_mut().ok()?;
+            slot.as_mut().map(f)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Whether the current call is past its deadline (never, outside a call).
+pub(crate) fn deadline_passed() -> bool {
+    with_current(|ctx| Instant::now() >= ctx.deadline).unwrap_or(false)
+}
+
+/// Appends a line to the current call's log and emits it through `tracing` with the call's ids.
+/// Outside a call the line only goes to `tracing`.
+pub(crate) fn push_log(level: LogLevel, message: String) {
+    let message = truncate_line(message);
+    let kept = with_current(|ctx| {
+        if ctx.logs.len() >= MAX_LOG_LINES {
+            ctx.dropped_logs += 1;
+            return None;
+        }
+        emit(level, &message, Some((&ctx.app_id, &ctx.script_id, &ctx.execution_id)));
+        ctx.logs.push(LogLine {
+            level,
+            message: message.clone(),
+            at: Timestamp::now(),
+        });
+        Some(())
+    });
+    if kept.is_none() && !in_call() {
+        emit(level, &message, None);
+    }
+}
+
+fn in_call() -> bool {
+    with_current(|_| ()).is_some()
+}
+
+fn truncate_line(mut message: String) -> String {
+    if message.len() > MAX_LOG_LINE_BYTES {
+        let mut cut = MAX_LOG_LINE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("… (truncated)");
+    }
+    message
+}
+
+fn emit(level: LogLevel, message: &str, ids: Option<(&AppId, &ScriptId, &ExecutionId)>) {
+    macro_rules! event {
+        ($level:expr) => {
+            match ids {
+                Some((app_id, script_id, execution_id)) => tracing::event!(
+                    target: "picloud::script",
+                    $level,
+                    %app_id,
+                    %script_id,
+                    %execution_id,
+                    "{message}"
+                ),
+                None => tracing::event!(target: "picloud::script", $level, "{message}"),
+            }
+        };
+    }
+    match level {
+        LogLevel::Debug => event!(tracing::Level::DEBUG),
+        LogLevel::Info => event!(tracing::Level::INFO),
+        LogLevel::Warn => event!(tracing::Level::WARN),
+        LogLevel::Error => event!(tracing::Level::ERROR),
+    }
+}
+
+/// Runs an async service call from inside a script, bounded by the time the call has left: the
+/// one way SDK functions reach async services, because `on_progress` cannot interrupt a native
+/// call. Running out of time is the same termination `on_progress` raises, so it surfaces as a
+/// `Timeout` that `try/catch` cannot swallow.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the store SDK (kv, docs) is its first caller")
+)]
+pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<EvalAltResult>> {
+    let (runtime, remaining) = with_current(|ctx| {
+        (
+            ctx.runtime.clone(),
+            ctx.deadline.saturating_duration_since(Instant::now()),
+        )
+    })
+    .unwrap_or((Handle::try_current().ok(), Duration::MAX));
+    let Some(runtime) = runtime else {
+        return Err("this function needs the async runtime, which this executor does not have"
+            .into());
+    };
+    runtime
+        .block_on(async { tokio::time::timeout(remaining, future).await })
+        .map_err(|_| {
+            EvalAltResult::ErrorTerminated(Dynamic::from(DEADLINE_TOKEN), Position::NONE).into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(deadline: Instant, runtime: Option<Handle>) -> CallContext {
+        CallContext::new(
+            AppId::new(),
+            ScriptId::new(),
+            ExecutionId::new(),
+            deadline,
+            runtime,
+        )
+    }
+
+    #[test]
+    fn the_guard_clears_the_context_when_dropped() {
+        let guard = CallGuard::enter(context(Instant::now(), None));
+        assert!(in_call(), "the context is set while the guard lives");
+        drop(guard);
+        assert!(!in_call(), "the context is cleared with the guard");
+    }
+
+    #[test]
+    fn the_log_keeps_a_bounded_number_of_lines_and_says_how_many_it_dropped() {
+        let guard = CallGuard::enter(context(Instant::now(), None));
+        for i in 0..MAX_LOG_LINES + 5 {
+            push_log(LogLevel::Info, format!("line {i}"));
+        }
+        let logs = guard.finish().expect("the context").into_logs();
+        assert_eq!(logs.len(), MAX_LOG_LINES + 1, "kept lines plus one summary");
+        let last = logs.last().expect("a summary line");
+        assert!(
+            last.message.starts_with("5 more log lines were dropped"),
+            "the summary counts the dropped lines: {}",
+            last.message
+        );
+    }
+
+    #[test]
+    fn a_long_log_line_is_cut_at_a_character_boundary() {
+        let line = truncate_line("é".repeat(MAX_LOG_LINE_BYTES));
+        assert!(line.ends_with("… (truncated)"), "the cut is marked");
+        assert!(line.len() <= MAX_LOG_LINE_BYTES + 20, "the line is bounded");
+    }
+
+    #[test]
+    fn block_on_bounded_gives_up_at_the_deadline() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let guard = CallGuard::enter(context(deadline, Some(runtime.handle().clone())));
+        let err = block_on_bounded(tokio::time::sleep(Duration::from_secs(5)))
+            .expect_err("the sleep outlives the deadline");
+        assert!(
+            matches!(*err, EvalAltResult::ErrorTerminated(..)),
+            "running out of time is a termination: {err}"
+        );
+        let answer = {
+            drop(guard);
+            let _guard = CallGuard::enter(context(
+                Instant::now() + Duration::from_secs(5),
+                Some(runtime.handle().clone()),
+            ));
+            block_on_bounded(async { 42 }).expect("a quick future completes")
+        };
+        assert_eq!(answer, 42, "the future's output comes back");
+    }
+}

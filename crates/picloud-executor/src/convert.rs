@@ -1,0 +1,133 @@
+//! Rhai values ↔ JSON, through `rhai::serde`. Shared by the response rules, `ctx.request.json`
+//! and the `json` namespace, so a value converts the same way everywhere.
+//!
+//! A value with no JSON form (a function pointer, a timestamp, a blob…) is an error that names
+//! the type and where it sits (`$.user.created`), so a script author can find it.
+
+use std::fmt;
+
+use rhai::{Dynamic, EvalAltResult, Position};
+
+/// A value that has no JSON form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotJson {
+    /// Where in the value, as a JSON path (`$` is the value itself).
+    pub path: String,
+    pub type_name: String,
+}
+
+impl fmt::Display for NotJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path == "$" {
+            write!(f, "a {} has no JSON form", self.type_name)
+        } else {
+            write!(
+                f,
+                "the value at {} is a {}, which has no JSON form",
+                self.path, self.type_name
+            )
+        }
+    }
+}
+
+/// The JSON form of a Rhai value: `()` is `null`, maps are objects, arrays are arrays, a char is
+/// a one-character string; non-finite floats become `null`.
+pub(crate) fn to_json(value: &Dynamic) -> Result<serde_json::Value, NotJson> {
+    let value = value.flatten_clone();
+    rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|_| {
+        first_non_json(&value, "$".to_string()).unwrap_or_else(|| NotJson {
+            path: "$".to_string(),
+            type_name: friendly_type_name(&value),
+        })
+    })
+}
+
+/// The Rhai form of a JSON value: objects become maps, `null` becomes `()`; integers that fit an
+/// `i64` stay integers, others become floats.
+pub(crate) fn from_json(value: serde_json::Value) -> Result<Dynamic, Box<EvalAltResult>> {
+    rhai::serde::to_dynamic(value).map_err(|err| {
+        EvalAltResult::ErrorRuntime(
+            format!("the JSON value cannot become a script value: {err}").into(),
+            Position::NONE,
+        )
+        .into()
+    })
+}
+
+/// The name a script author knows a value's type by.
+pub(crate) fn friendly_type_name(value: &Dynamic) -> String {
+    if value.is_timestamp() {
+        return "timestamp".to_string();
+    }
+    if value.is_fnptr() {
+        return "function pointer (Fn)".to_string();
+    }
+    if value.is_blob() {
+        return "blob".to_string();
+    }
+    let name = value.type_name();
+    match name.rsplit_once("::") {
+        Some((_, short)) => short.to_string(),
+        None => name.to_string(),
+    }
+}
+
+fn first_non_json(value: &Dynamic, path: String) -> Option<NotJson> {
+    if value.is_map() {
+        let map = value.read_lock::<rhai::Map>()?;
+        return map.iter().find_map(|(key, item)| {
+            let path = if is_plain_key(key) {
+                format!("{path}.{key}")
+            } else {
+                format!("{path}[{key:?}]")
+            };
+            first_non_json(item, path)
+        });
+    }
+    if value.is_array() {
+        let array = value.read_lock::<rhai::Array>()?;
+        return array
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| first_non_json(item, format!("{path}[{i}]")));
+    }
+    let json_like = value.is_unit()
+        || value.is_bool()
+        || value.is_int()
+        || value.is_float()
+        || value.is_string()
+        || value.is_char();
+    (!json_like).then(|| NotJson {
+        path,
+        type_name: friendly_type_name(value),
+    })
+}
+
+fn is_plain_key(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_values_round_trip_through_rhai() {
+        let value = json!({"a": [1, 2.5, true, null, "x"], "b": {"c": -3}});
+        let back = to_json(&from_json(value.clone()).expect("to rhai")).expect("to json");
+        assert_eq!(back, value, "a JSON value survives the round trip");
+    }
+
+    #[test]
+    fn a_value_without_json_form_is_named_with_its_path() {
+        let mut inner = rhai::Map::new();
+        inner.insert("created".into(), Dynamic::from_timestamp(rhai::Instant::now()));
+        let mut outer = rhai::Map::new();
+        outer.insert("user".into(), Dynamic::from_map(inner));
+        let err = to_json(&Dynamic::from_map(outer)).expect_err("a timestamp is not JSON");
+        assert_eq!(err.path, "$.user.created", "the path leads to the value");
+        assert_eq!(err.type_name, "timestamp", "the type is named");
+    }
+}

@@ -1,0 +1,92 @@
+//! The one place that builds the Rhai engine. Every limit is set here, explicitly: Rhai's own
+//! defaults are unlimited for operations and sizes, differ between debug and release builds for
+//! depths, and `Engine::new` would read modules from the file system. The engine is built once
+//! per sandbox and shared by every execution; what differs per call lives in [`crate::context`].
+
+use picloud_core::exec::LogLevel;
+use picloud_core::Limits;
+use rhai::module_resolvers::DummyModuleResolver;
+use rhai::packages::{Package, StandardPackage};
+use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, FLOAT, INT};
+
+use crate::context;
+
+/// Variables alive at once. Not a per-app setting: no sensible script comes near it.
+pub(crate) const MAX_VARIABLES: usize = 4_096;
+/// Functions a script may define.
+pub(crate) const MAX_FUNCTIONS: usize = 1_024;
+/// `on_progress` runs on every operation; reading the clock costs more than an operation, so
+/// the deadline is checked once every this many operations (~0.1 ms of script time).
+const DEADLINE_CHECK_EVERY: u64 = 1_024;
+
+/// Builds the shared engine for `limits`.
+///
+/// - the standard package (language core, arithmetic, strings, arrays, blobs, maps, logic, math,
+///   timestamps) on a raw engine; `eval` is disabled and `sleep` fails, the two ways a script
+///   could escape its sandbox from within the standard library;
+/// - every limit of [`Limits`]; a configured `0`, which Rhai reads as "unlimited", is raised to
+///   1 for the size and operation limits;
+/// - `print` / `debug` go to the execution's log, never to stdout;
+/// - `import` resolves nothing yet (module scripts come with their own resolver);
+/// - the deadline is enforced inside Rhai by `on_progress`;
+/// - `response(…)` and the standard library namespaces ([`crate::sdk`]).
+pub(crate) fn build(limits: &Limits) -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(StandardPackage::new().as_shared_module());
+    engine.set_optimization_level(OptimizationLevel::Simple);
+
+    engine.set_max_operations(limits.max_operations.max(1));
+    engine.set_max_call_levels(limits.max_call_levels);
+    engine.set_max_expr_depths(
+        limits.max_expr_depth.max(1),
+        limits.max_function_expr_depth.max(1),
+    );
+    engine.set_max_string_size(limits.max_string_size.max(1));
+    engine.set_max_array_size(limits.max_array_size.max(1));
+    engine.set_max_map_size(limits.max_map_size.max(1));
+    engine.set_max_modules(limits.max_modules);
+    engine.set_max_variables(MAX_VARIABLES);
+    engine.set_max_functions(MAX_FUNCTIONS);
+
+    engine.disable_symbol("eval");
+    // `disable_symbol` covers keywords only; these overloads shadow the standard library's
+    // (the engine's own namespace is searched first), which also stops `Fn("sleep").call(…)`.
+    engine.register_fn("sleep", |_seconds: INT| -> Result<(), Box<EvalAltResult>> {
+        Err(SLEEP_REFUSED.into())
+    });
+    engine.register_fn("sleep", |_seconds: FLOAT| -> Result<(), Box<EvalAltResult>> {
+        Err(SLEEP_REFUSED.into())
+    });
+
+    engine.on_print(|text| context::push_log(LogLevel::Info, text.to_string()));
+    engine.on_debug(|text, _source, _position| {
+        context::push_log(LogLevel::Debug, text.to_string())
+    });
+    engine.on_progress(|operations| {
+        (operations % DEADLINE_CHECK_EVERY == 0 && context::deadline_passed())
+            .then(|| Dynamic::from(context::DEADLINE_TOKEN))
+    });
+
+    engine.set_module_resolver(DummyModuleResolver::new());
+
+    crate::response::register(&mut engine);
+    crate::sdk::register(&mut engine);
+    engine
+}
+
+const SLEEP_REFUSED: &str =
+    "sleep() is not available: a script holds an executor thread while it runs, so it must not wait";
+
+/// Stack for the threads that run scripts. Recursion at the call limit with deep expressions in
+/// every frame needs far more than tokio's 2 MiB; 8 MiB holds the default limits (32 calls × 64
+/// levels) with room to spare, and larger configured limits get a proportionally larger stack.
+pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
+    const BASE: usize = 8 * 1024 * 1024;
+    let calls = limits.max_call_levels.div_ceil(32).max(1);
+    let depth = limits
+        .max_expr_depth
+        .max(limits.max_function_expr_depth)
+        .div_ceil(64)
+        .max(1);
+    BASE.saturating_mul(calls).saturating_mul(depth).min(1 << 30)
+}

@@ -1,0 +1,162 @@
+//! Rhai's errors → [`ExecError`]. Compile errors keep their line and column, runtime errors the
+//! line and column where they were raised (inside a function, where the function failed), and
+//! hitting a limit names the limit and its value.
+
+use picloud_core::exec::{ExecError, ExecErrorKind};
+use picloud_core::Limits;
+use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
+
+use crate::context::DEADLINE_TOKEN;
+use crate::engine::MAX_VARIABLES;
+
+/// A source that does not compile. Expressions nested past the limit, and literals larger than
+/// the size limits, are `LimitExceeded`; everything else is `Compile`.
+pub(crate) fn from_parse(err: &ParseError, limits: &Limits) -> ExecError {
+    let (line, column) = line_and_column(err.position());
+    let (kind, message) = match err.err_type() {
+        ParseErrorType::ExprTooDeep => (
+            ExecErrorKind::LimitExceeded,
+            format!(
+                "the script nests expressions deeper than its limit of {} levels",
+                limits.max_expr_depth.min(limits.max_function_expr_depth)
+            ),
+        ),
+        ParseErrorType::LiteralTooLarge(what, max) => (
+            ExecErrorKind::LimitExceeded,
+            format!("the script has a literal over its limit: {what} exceeds {max}"),
+        ),
+        other => (ExecErrorKind::Compile, other.to_string()),
+    };
+    ExecError {
+        kind,
+        message,
+        line,
+        column,
+    }
+}
+
+/// An evaluation that failed.
+pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
+    let inner = err.unwrap_inner();
+    let (line, column) = line_and_column(innermost_position(err));
+    let limit = |message: String| (ExecErrorKind::LimitExceeded, message);
+    let (kind, message) = match inner {
+        EvalAltResult::ErrorTooManyOperations(..) => limit(format!(
+            "the script exceeded its limit of {} operations",
+            limits.max_operations
+        )),
+        EvalAltResult::ErrorStackOverflow(..) => limit(format!(
+            "the script exceeded its limit of {} nested function calls",
+            limits.max_call_levels
+        )),
+        EvalAltResult::ErrorTooManyModules(..) => limit(format!(
+            "the script exceeded its limit of {} imports",
+            limits.max_modules
+        )),
+        EvalAltResult::ErrorTooManyVariables(..) => limit(format!(
+            "the script exceeded its limit of {MAX_VARIABLES} variables"
+        )),
+        EvalAltResult::ErrorDataTooLarge(what, ..) => limit(data_too_large(what, limits)),
+        EvalAltResult::ErrorTerminated(token, ..)
+            if token.clone().into_string().ok().as_deref() == Some(DEADLINE_TOKEN) =>
+        {
+            (
+                ExecErrorKind::Timeout,
+                format!("the script ran longer than {} ms", limits.timeout_ms),
+            )
+        }
+        EvalAltResult::ErrorRuntime(value, ..) => (ExecErrorKind::Runtime, thrown(value)),
+        EvalAltResult::ErrorModuleNotFound(name, ..) => (
+            ExecErrorKind::Runtime,
+            format!("cannot import '{name}': this app has no module of that name"),
+        ),
+        other => (ExecErrorKind::Runtime, without_position(other)),
+    };
+    let message = match function_name(err) {
+        Some(name) if kind == ExecErrorKind::Runtime => format!("{message} (in function '{name}')"),
+        _ => message,
+    };
+    ExecError {
+        kind,
+        message,
+        line,
+        column,
+    }
+}
+
+fn data_too_large(what: &str, limits: &Limits) -> String {
+    match what {
+        "Length of string" => format!(
+            "the script made a string longer than its limit of {} bytes",
+            limits.max_string_size
+        ),
+        "Size of array/BLOB" => format!(
+            "the script made an array larger than its limit of {} items",
+            limits.max_array_size
+        ),
+        "Size of object map" => format!(
+            "the script made a map larger than its limit of {} entries",
+            limits.max_map_size
+        ),
+        other => format!("the script made a value over its size limit ({other})"),
+    }
+}
+
+/// The message of `throw value` (and of SDK errors, which throw a sentence).
+fn thrown(value: &rhai::Dynamic) -> String {
+    if value.is_unit() {
+        return "the script threw an error".to_string();
+    }
+    match value.clone().into_string() {
+        Ok(text) if text.is_empty() => "the script threw an error".to_string(),
+        Ok(text) => text,
+        Err(_) => format!("the script threw {value}"),
+    }
+}
+
+/// Rhai's description of an error without the `(line 1, position 2)` it appends: the position
+/// travels in its own fields.
+fn without_position(err: &EvalAltResult) -> String {
+    let text = err.to_string();
+    let suffix = format!(" ({})", err.position());
+    match text.strip_suffix(&suffix) {
+        Some(stripped) if !err.position().is_none() => stripped.to_string(),
+        _ => text,
+    }
+}
+
+/// The name of the innermost script function the error was raised in.
+fn function_name(err: &EvalAltResult) -> Option<&str> {
+    let mut name = None;
+    let mut current = err;
+    loop {
+        match current {
+            EvalAltResult::ErrorInFunctionCall(fn_name, _, inner, _) => {
+                name = Some(fn_name.as_str());
+                current = inner;
+            }
+            EvalAltResult::ErrorInModule(_, inner, _) => current = inner,
+            _ => return name,
+        }
+    }
+}
+
+/// Where the error was raised: the deepest known position along the call chain.
+fn innermost_position(err: &EvalAltResult) -> Position {
+    let mut position = err.position();
+    let mut current = err;
+    while let EvalAltResult::ErrorInFunctionCall(.., inner, _) | EvalAltResult::ErrorInModule(_, inner, _) =
+        current
+    {
+        if !inner.position().is_none() {
+            position = inner.position();
+        }
+        current = inner;
+    }
+    position
+}
+
+pub(crate) fn line_and_column(position: Position) -> (Option<u32>, Option<u32>) {
+    let convert = |n: Option<usize>| n.and_then(|n| u32::try_from(n).ok());
+    (convert(position.line()), convert(position.position()))
+}

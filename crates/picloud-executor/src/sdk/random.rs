@@ -1,0 +1,50 @@
+//! `random::{int, float, bool, uuid, string}`, from the thread's cryptographically seeded
+//! generator.
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use rhai::{Module, NativeCallContext, FLOAT, INT};
+
+use super::{add, error, SdkResult};
+
+pub(crate) fn module() -> Module {
+    let mut module = Module::new();
+    add(&mut module, "int", |lo: INT, hi: INT| -> SdkResult<INT> {
+        if lo > hi {
+            return Err(error(format!(
+                "random::int: the low bound {lo} is above the high bound {hi}"
+            )));
+        }
+        Ok(rand::thread_rng().gen_range(lo..=hi))
+    });
+    add(&mut module, "float", || -> SdkResult<FLOAT> {
+        Ok(rand::thread_rng().gen::<FLOAT>())
+    });
+    add(&mut module, "bool", || -> SdkResult<bool> {
+        Ok(rand::thread_rng().gen::<bool>())
+    });
+    add(&mut module, "uuid", || -> SdkResult<String> {
+        Ok(uuid::Uuid::new_v4().to_string())
+    });
+    add(
+        &mut module,
+        "string",
+        |ctx: NativeCallContext, len: INT| -> SdkResult<String> {
+            let max = ctx.engine().max_string_size();
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|len| *len <= max)
+                .ok_or_else(|| {
+                    error(format!(
+                        "random::string: the length must be from 0 to {max}, not {len}"
+                    ))
+                })?;
+            Ok(rand::thread_rng()
+                .sample_iter(&Alphanumeric)
+                .take(len)
+                .map(char::from)
+                .collect())
+        },
+    );
+    module
+}

@@ -1,0 +1,210 @@
+//! The executor test harness: the same test bodies run against the local client and against a
+//! remote client talking to `remote::serve` on a free port of this process.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use picloud_core::exec::{
+    AppRef, ExecError, ExecErrorKind, ExecOutcome, ExecRequest, HttpRequest, ResponseBody,
+    ScriptRef, ScriptResponse,
+};
+use picloud_core::{AppId, ExecutionId, Limits, ScriptId, Timestamp};
+use picloud_executor::{
+    remote, ExecutorClient, ExecutorConfig, LocalExecutorClient, RemoteExecutorClient,
+};
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-executor-token";
+
+/// Which client a test body runs through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Local,
+    Remote,
+}
+
+pub struct Harness {
+    pub client: Arc<dyn ExecutorClient>,
+    /// The local client that does the work either way (the remote server wraps it).
+    pub local: Arc<LocalExecutorClient>,
+    pub app: AppRef,
+    pub via: Via,
+}
+
+impl Harness {
+    pub async fn start(via: Via) -> Self {
+        Self::with_config(via, ExecutorConfig { threads: 4, ..ExecutorConfig::default() }).await
+    }
+
+    pub async fn with_limits(via: Via, limits: Limits) -> Self {
+        Self::with_config(
+            via,
+            ExecutorConfig {
+                limits,
+                threads: 4,
+                ..ExecutorConfig::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn with_config(via: Via, config: ExecutorConfig) -> Self {
+        let local = Arc::new(LocalExecutorClient::new(config));
+        let client: Arc<dyn ExecutorClient> = match via {
+            Via::Local => local.clone(),
+            Via::Remote => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a free port");
+                let addr = listener.local_addr().expect("the bound address");
+                tokio::spawn(remote::serve(
+                    listener,
+                    local.clone(),
+                    Some(TOKEN.to_string()),
+                    std::future::pending(),
+                ));
+                Arc::new(
+                    RemoteExecutorClient::new(
+                        &format!("http://{addr}"),
+                        Some(TOKEN.to_string()),
+                        Duration::from_secs(60),
+                    )
+                    .expect("a valid executor URL"),
+                )
+            }
+        };
+        Self {
+            client,
+            local,
+            app: AppRef {
+                id: AppId::new(),
+                slug: "shop".to_string(),
+            },
+            via,
+        }
+    }
+
+    /// Runs `source` as a new script with an empty GET request.
+    pub async fn run(&self, source: &str) -> ExecOutcome {
+        self.run_request(source, get("/")).await
+    }
+
+    pub async fn run_request(&self, source: &str, request: HttpRequest) -> ExecOutcome {
+        self.run_script(script(source), request).await
+    }
+
+    pub async fn run_script(&self, script: ScriptRef, request: HttpRequest) -> ExecOutcome {
+        self.client
+            .execute(ExecRequest {
+                execution_id: ExecutionId::new(),
+                app: self.app.clone(),
+                script,
+                request,
+            })
+            .await
+    }
+
+    /// The value of `source`, which must answer 200 with JSON.
+    pub async fn json(&self, source: &str) -> Value {
+        let response = ok(self.run(source).await);
+        assert_eq!(response.status, 200, "a JSON value answers 200");
+        match response.body {
+            ResponseBody::Json(value) => value,
+            other => panic!("expected a JSON body, got {other:?}"),
+        }
+    }
+
+    /// The error `source` fails with.
+    pub async fn error(&self, source: &str) -> ExecError {
+        failed(self.run(source).await)
+    }
+
+    /// After a hostile script, the same client still runs an ordinary one.
+    pub async fn still_works(&self) {
+        let value = self.json("let total = 0; for i in 1..=6 { total += i; } total").await;
+        assert_eq!(value, serde_json::json!(21), "the client still runs a normal script");
+    }
+}
+
+pub fn script(source: &str) -> ScriptRef {
+    ScriptRef {
+        id: ScriptId::new(),
+        name: "test".to_string(),
+        updated_at: Timestamp::from_millis(1_700_000_000_000),
+        source: Arc::from(source),
+    }
+}
+
+pub fn get(path: &str) -> HttpRequest {
+    HttpRequest {
+        method: "GET".to_string(),
+        path: path.to_string(),
+        ..HttpRequest::default()
+    }
+}
+
+pub fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn ok(outcome: ExecOutcome) -> ScriptResponse {
+    match outcome.result {
+        Ok(response) => response,
+        Err(err) => panic!("expected a response, the script failed: {err:?}"),
+    }
+}
+
+pub fn failed(outcome: ExecOutcome) -> ExecError {
+    match outcome.result {
+        Err(err) => err,
+        Ok(response) => panic!("expected the script to fail, it answered {response:?}"),
+    }
+}
+
+/// Asserts the kind of `err` and that its message contains `needle`.
+pub fn assert_error(err: &ExecError, kind: ExecErrorKind, needle: &str) {
+    assert_eq!(err.kind, kind, "the error kind of {err:?}");
+    assert!(
+        err.message.contains(needle),
+        "the message '{}' should contain '{needle}'",
+        err.message
+    );
+}
+
+/// Limits small enough that hostile scripts end quickly in a debug build.
+pub fn small_limits() -> Limits {
+    Limits {
+        max_operations: 200_000,
+        timeout_ms: 5_000,
+        ..Limits::default()
+    }
+}
+
+/// Runs each named `async fn name(via: Via)` once through each client, as `local::name` and
+/// `remote::name`.
+macro_rules! for_both_clients {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Via::Local).await
+                }
+            )*
+        }
+        mod remote {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Via::Remote).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,313 @@
+//! The sandbox holds against hostile scripts: each limit stops its script with the right kind
+//! of error, a script cannot catch its own limit, nothing escapes to the file system, the clock
+//! or stdout — and the same client runs an ordinary script afterwards.
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_error, failed, small_limits, Harness, Via};
+use picloud_core::exec::{ExecErrorKind, LogLevel};
+use picloud_core::Limits;
+
+for_both_clients!(
+    an_endless_loop_stops_at_the_operations_limit,
+    a_cheap_endless_loop_stops_at_the_deadline,
+    unbounded_recursion_stops_at_the_call_depth_limit_without_overflowing_the_stack,
+    deep_recursion_with_deep_expressions_in_every_frame_does_not_overflow_the_stack,
+    a_doubling_string_stops_at_the_string_size_limit,
+    a_growing_array_stops_at_the_array_size_limit,
+    padding_an_array_past_its_limit_is_refused,
+    a_growing_map_stops_at_the_map_size_limit,
+    deeply_nested_arrays_stop_at_the_array_size_limit,
+    a_deeply_nested_expression_is_refused_at_the_expression_depth_limit,
+    eval_is_refused,
+    sleep_is_refused_in_every_form,
+    importing_a_file_is_refused,
+    print_and_debug_go_to_the_log_not_to_stdout,
+    try_catch_cannot_swallow_the_operations_limit,
+    try_catch_cannot_swallow_the_deadline,
+    try_catch_cannot_swallow_the_size_limits,
+    try_catch_cannot_swallow_the_call_depth_limit,
+    a_script_cannot_change_its_ctx,
+    a_regex_replacement_cannot_grow_past_the_string_limit,
+);
+
+async fn an_endless_loop_stops_at_the_operations_limit(via: Via) {
+    let h = Harness::with_limits(via, small_limits()).await;
+    let err = h.error("let x = 0;\nloop { x += 1; }").await;
+    assert_error(
+        &err,
+        ExecErrorKind::LimitExceeded,
+        "the script exceeded its limit of 200000 operations",
+    );
+    assert_eq!(err.line, Some(2), "the error points into the loop: {err:?}");
+    h.still_works().await;
+}
+
+async fn a_cheap_endless_loop_stops_at_the_deadline(via: Via) {
+    let h = Harness::with_limits(
+        via,
+        Limits {
+            max_operations: u64::MAX,
+            timeout_ms: 150,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let err = h.error("while true { }").await;
+    assert_error(&err, ExecErrorKind::Timeout, "the script ran longer than 150 ms");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline stops the script promptly, not after {:?}",
+        started.elapsed()
+    );
+    h.still_works().await;
+}
+
+async fn unbounded_recursion_stops_at_the_call_depth_limit_without_overflowing_the_stack(
+    via: Via,
+) {
+    let h = Harness::start(via).await;
+    let err = h.error("fn f(x) { f(x + 1) }\nf(0)").await;
+    assert_error(
+        &err,
+        ExecErrorKind::LimitExceeded,
+        "the script exceeded its limit of 32 nested function calls",
+    );
+    h.still_works().await;
+}
+
+async fn deep_recursion_with_deep_expressions_in_every_frame_does_not_overflow_the_stack(
+    via: Via,
+) {
+    // The default limits (32 calls × 64 expression levels) on the executor's threads: the
+    // combination that overflowed tokio's 2 MiB stacks.
+    let h = Harness::start(via).await;
+    let nested = format!("{}x{}", "(1 + ".repeat(60), ")".repeat(60));
+    let source = format!("fn f(x) {{ let y = {nested}; f(y) }}\nf(0)");
+    let err = h.error(&source).await;
+    assert_error(&err, ExecErrorKind::LimitExceeded, "nested function calls");
+    h.still_works().await;
+}
+
+async fn a_doubling_string_stops_at_the_string_size_limit(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h.error("let s = \"x\";\nloop { s += s; }").await;
+    assert_error(
+        &err,
+        ExecErrorKind::LimitExceeded,
+        "the script made a string longer than its limit of 4194304 bytes",
+    );
+    h.still_works().await;
+}
+
+async fn a_growing_array_stops_at_the_array_size_limit(via: Via) {
+    let h = Harness::with_limits(
+        via,
+        Limits {
+            max_array_size: 1_000,
+            ..small_limits()
+        },
+    )
+    .await;
+    let err = h.error("let a = [];\nloop { a.push(1); }").await;
+    assert_error(
+        &err,
+        ExecErrorKind::LimitExceeded,
+        "the script made an array larger than its limit of 1000 items",
+    );
+    h.still_works().await;
+}
+
+async fn padding_an_array_past_its_limit_is_refused(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h.error("let a = [];\na.pad(100000000, 0);\na.len()").await;
+    assert_eq!(
+        err.kind,
+        ExecErrorKind::LimitExceeded,
+        "one call cannot build a huge array: {err:?}"
+    );
+    h.still_works().await;
+}
+
+async fn a_growing_map_stops_at_the_map_size_limit(via: Via) {
+    let h = Harness::with_limits(
+        via,
+        Limits {
+            max_map_size: 500,
+            ..small_limits()
+        },
+    )
+    .await;
+    let err = h.error("let m = #{};\nlet i = 0;\nloop { m[`k${i}`] = i; i += 1; }").await;
+    assert_error(
+        &err,
+        ExecErrorKind::LimitExceeded,
+        "the script made a map larger than its limit of 500 entries",
+    );
+    h.still_works().await;
+}
+
+async fn deeply_nested_arrays_stop_at_the_array_size_limit(via: Via) {
+    // Nesting counts towards the array limit, which therefore also bounds how deep a value can
+    // be, and with it the recursion of anything that walks the value.
+    let h = Harness::with_limits(
+        via,
+        Limits {
+            max_array_size: 10_000,
+            max_operations: 1_000_000,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let err = h.error("let a = [];\nloop { a = [a]; }").await;
+    assert_eq!(err.kind, ExecErrorKind::LimitExceeded, "nesting is bounded: {err:?}");
+    let value = h
+        .json("let a = [];\nfor i in 0..9000 { a = [a]; }\nlet n = 0;\nwhile a.len() > 0 { a = a[0]; n += 1; }\nn")
+        .await;
+    assert_eq!(value, serde_json::json!(9000), "deep values within the limit work");
+    h.still_works().await;
+}
+
+async fn a_deeply_nested_expression_is_refused_at_the_expression_depth_limit(via: Via) {
+    let h = Harness::start(via).await;
+    let source = format!("let x = {}1{};", "(".repeat(200), ")".repeat(200));
+    let err = h.error(&source).await;
+    assert_error(
+        &err,
+        ExecErrorKind::LimitExceeded,
+        "the script nests expressions deeper than its limit of 64 levels",
+    );
+    assert_eq!(err.line, Some(1), "the error has a line: {err:?}");
+    h.still_works().await;
+}
+
+async fn eval_is_refused(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h.error("eval(\"1\")").await;
+    assert_eq!(err.kind, ExecErrorKind::Compile, "eval is not even compiled: {err:?}");
+    assert!(err.message.contains("eval"), "the message names eval: {err:?}");
+    h.still_works().await;
+}
+
+async fn sleep_is_refused_in_every_form(via: Via) {
+    let h = Harness::start(via).await;
+    for source in [
+        "sleep(10)",
+        "sleep(0.5)",
+        "Fn(\"sleep\").call(10)",
+        "let f = Fn(\"sleep\"); f.call(1.5)",
+    ] {
+        let started = Instant::now();
+        let err = h.error(source).await;
+        assert_error(&err, ExecErrorKind::Runtime, "sleep() is not available");
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "`{source}` must not sleep"
+        );
+    }
+    let caught = h
+        .json("try { sleep(10); 0 } catch (e) { 1 }")
+        .await;
+    assert_eq!(caught, serde_json::json!(1), "the refusal is an ordinary, catchable error");
+    h.still_works().await;
+}
+
+async fn importing_a_file_is_refused(via: Via) {
+    let h = Harness::start(via).await;
+    for source in [
+        "import \"/etc/passwd\" as x;\nx::y",
+        "import \"../secrets\" as s; 1",
+        "import \"/etc/hostname\" as h; 1",
+    ] {
+        let err = h.error(source).await;
+        assert_error(&err, ExecErrorKind::Runtime, "cannot import");
+        assert_eq!(err.line, Some(1), "the error points at the import: {err:?}");
+    }
+    h.still_works().await;
+}
+
+async fn print_and_debug_go_to_the_log_not_to_stdout(via: Via) {
+    let h = Harness::start(via).await;
+    let outcome = h.run("print(\"x\");\ndebug(\"y\");\nprint(42);").await;
+    let logs: Vec<_> = outcome
+        .logs
+        .iter()
+        .map(|l| (l.level, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        logs,
+        vec![
+            (LogLevel::Info, "x"),
+            (LogLevel::Debug, "\"y\""),
+            (LogLevel::Info, "42")
+        ],
+        "print is an info line and debug a debug line of the execution's log"
+    );
+    assert!(outcome.result.is_ok(), "the script succeeds: {:?}", outcome.result);
+}
+
+async fn try_catch_cannot_swallow_the_operations_limit(via: Via) {
+    let h = Harness::with_limits(via, small_limits()).await;
+    let err = h
+        .error("let r = try { loop { } } catch (e) { \"swallowed\" };\nr")
+        .await;
+    assert_eq!(err.kind, ExecErrorKind::LimitExceeded, "the limit escapes try/catch: {err:?}");
+    h.still_works().await;
+}
+
+async fn try_catch_cannot_swallow_the_deadline(via: Via) {
+    let h = Harness::with_limits(
+        via,
+        Limits {
+            max_operations: u64::MAX,
+            timeout_ms: 100,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let err = h
+        .error("let n = 0;\nloop { try { while true { } } catch (e) { n += 1; } }")
+        .await;
+    assert_eq!(err.kind, ExecErrorKind::Timeout, "the deadline escapes try/catch: {err:?}");
+    h.still_works().await;
+}
+
+async fn try_catch_cannot_swallow_the_size_limits(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h
+        .error("let s = \"x\";\ntry { loop { s += s; } } catch (e) { \"swallowed\" }")
+        .await;
+    assert_eq!(err.kind, ExecErrorKind::LimitExceeded, "the size limit escapes try/catch: {err:?}");
+    h.still_works().await;
+}
+
+async fn try_catch_cannot_swallow_the_call_depth_limit(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h
+        .error("fn f(x) { try { f(x + 1) } catch (e) { \"swallowed\" } }\nf(0)")
+        .await;
+    assert_eq!(err.kind, ExecErrorKind::LimitExceeded, "the call limit escapes try/catch: {err:?}");
+    h.still_works().await;
+}
+
+async fn a_script_cannot_change_its_ctx(via: Via) {
+    let h = Harness::start(via).await;
+    for source in ["ctx.app.slug = \"other\";", "ctx = #{};"] {
+        let err = failed(h.run(source).await);
+        assert_eq!(err.kind, ExecErrorKind::Runtime, "`{source}` fails: {err:?}");
+    }
+    h.still_works().await;
+}
+
+async fn a_regex_replacement_cannot_grow_past_the_string_limit(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h
+        .error("let big = \"y\".pad(100000, \"y\");\nlet text = \"x\".pad(100000, \"x\");\nregex::replace_all(\"\", text, big)")
+        .await;
+    assert_error(&err, ExecErrorKind::Runtime, "longer than the string limit");
+    h.still_works().await;
+}

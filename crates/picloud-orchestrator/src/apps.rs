@@ -1,0 +1,103 @@
+//! Apps: create, list, read, rename (slug and name), delete. A slug change or a deletion takes
+//! effect on the public routes at once (the route index is rebuilt for the app).
+
+use std::sync::Arc;
+
+use picloud_core::{App, AppId, AppName, AppSlug, Capability, Principal};
+use picloud_store::{AppPatch, Page, PageRequest, Store};
+
+use crate::auth::require;
+use crate::error::{ServiceError, ServiceResult};
+use crate::index::RouteIndex;
+use crate::page::check_page;
+
+/// Changes to an app; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct AppChanges {
+    pub slug: Option<AppSlug>,
+    pub name: Option<AppName>,
+}
+
+#[derive(Clone)]
+pub struct AppService {
+    store: Arc<dyn Store>,
+    index: Arc<RouteIndex>,
+}
+
+impl AppService {
+    pub(crate) fn new(store: Arc<dyn Store>, index: Arc<RouteIndex>) -> Self {
+        Self { store, index }
+    }
+
+    #[tracing::instrument(skip_all, fields(slug = %slug))]
+    pub async fn create(
+        &self,
+        actor: &Principal,
+        slug: &AppSlug,
+        name: &AppName,
+    ) -> ServiceResult<App> {
+        require(actor, Capability::AppCreate)?;
+        let _writes = self.index.lock_writes().await;
+        let app = self.store.create_app(slug, name).await?;
+        self.index.refresh_app(self.store.as_ref(), app.id).await?;
+        tracing::info!(app_id = %app.id, "app created");
+        Ok(app)
+    }
+
+    /// The apps the actor may read, oldest first.
+    pub async fn list(&self, actor: &Principal, page: &PageRequest) -> ServiceResult<Page<App>> {
+        check_page(page)?;
+        let mut apps = self.store.list_apps(page).await?;
+        apps.items
+            .retain(|app| actor.can(Capability::AppRead(app.id)));
+        Ok(apps)
+    }
+
+    pub async fn get(&self, actor: &Principal, id: AppId) -> ServiceResult<App> {
+        require(actor, Capability::AppRead(id))?;
+        self.store
+            .get_app(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("app", id))
+    }
+
+    #[tracing::instrument(skip_all, fields(app_id = %id))]
+    pub async fn update(
+        &self,
+        actor: &Principal,
+        id: AppId,
+        changes: AppChanges,
+    ) -> ServiceResult<App> {
+        require(actor, Capability::AppWrite(id))?;
+        let patch = AppPatch {
+            slug: changes.slug,
+            name: changes.name,
+        };
+        let _writes = self.index.lock_writes().await;
+        let app = self
+            .store
+            .update_app(id, &patch)
+            .await
+            .map_err(|err| match err {
+                picloud_store::StoreError::NotFound(_) => ServiceError::not_found("app", id),
+                other => other.into(),
+            })?;
+        self.index.refresh_app(self.store.as_ref(), id).await?;
+        tracing::info!(slug = %app.slug, "app updated");
+        Ok(app)
+    }
+
+    /// Deletes the app with its scripts and routes.
+    #[tracing::instrument(skip_all, fields(app_id = %id))]
+    pub async fn delete(&self, actor: &Principal, id: AppId) -> ServiceResult<()> {
+        require(actor, Capability::AppWrite(id))?;
+        let _writes = self.index.lock_writes().await;
+        let deleted = self.store.delete_app(id).await?;
+        self.index.remove_app(id);
+        if !deleted {
+            return Err(ServiceError::not_found("app", id));
+        }
+        tracing::info!("app deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! Scripts: create, list, read, update, delete. The rules:
+//! - a source is at most [`MAX_SOURCE_BYTES`] and must compile (checked by the executor's
+//!   validator at save time; a failure names the line and column);
+//! - a name must suit the kind (a module's name is what scripts import);
+//! - a script that routes point at stays an endpoint;
+//! - saving a script refreshes the routes of its app, so the next request runs the new source.
+
+use std::sync::Arc;
+
+use picloud_core::{
+    AppId, Capability, InputError, Principal, Script, ScriptId, ScriptKind, ScriptName,
+};
+use picloud_store::{NewScript, Page, PageRequest, ScriptPatch, Store, StoreError};
+
+use crate::auth::require;
+use crate::error::{ServiceError, ServiceResult};
+use crate::index::RouteIndex;
+use crate::page::check_page;
+use crate::validate::ScriptValidator;
+
+/// The largest source accepted: 1 MiB.
+pub const MAX_SOURCE_BYTES: usize = 1024 * 1024;
+
+/// A new script. The name is checked here because its rules depend on the kind.
+#[derive(Debug, Clone)]
+pub struct NewScriptInput {
+    pub name: String,
+    pub kind: ScriptKind,
+    pub source: String,
+}
+
+/// Changes to a script; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptChanges {
+    pub name: Option<String>,
+    pub kind: Option<ScriptKind>,
+    pub source: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ScriptService {
+    store: Arc<dyn Store>,
+    index: Arc<RouteIndex>,
+    validator: Arc<dyn ScriptValidator>,
+}
+
+impl ScriptService {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        index: Arc<RouteIndex>,
+        validator: Arc<dyn ScriptValidator>,
+    ) -> Self {
+        Self {
+            store,
+            index,
+            validator,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(app_id = %app_id))]
+    pub async fn create(
+        &self,
+        actor: &Principal,
+        app_id: AppId,
+        input: NewScriptInput,
+    ) -> ServiceResult<Script> {
+        require(actor, Capability::AppScriptsWrite(app_id))?;
+        let name = ScriptName::parse(&input.name, input.kind)?;
+        self.check_source(&input.source, input.kind).await?;
+        let new = NewScript {
+            app_id,
+            name,
+            kind: input.kind,
+            source: input.source,
+        };
+        let script = self
+            .store
+            .create_script(&new)
+            .await
+            .map_err(|err| match err {
+                StoreError::NotFound(_) => ServiceError::not_found("app", app_id),
+                other => other.into(),
+            })?;
+        tracing::info!(script_id = %script.id, name = %script.name, "script created");
+        Ok(script)
+    }
+
+    /// The scripts of an app, oldest first.
+    pub async fn list(
+        &self,
+        actor: &Principal,
+        app_id: AppId,
+        page: &PageRequest,
+    ) -> ServiceResult<Page<Script>> {
+        require(actor, Capability::AppScriptsRead(app_id))?;
+        check_page(page)?;
+        if self.store.get_app(app_id).await?.is_none() {
+            return Err(ServiceError::not_found("app", app_id));
+        }
+        Ok(self.store.list_scripts(app_id, page).await?)
+    }
+
+    pub async fn get(&self, actor: &Principal, id: ScriptId) -> ServiceResult<Script> {
+        let script = self.load(id).await?;
+        require(actor, Capability::AppScriptsRead(script.app_id))?;
+        Ok(script)
+    }
+
+    #[tracing::instrument(skip_all, fields(script_id = %id))]
+    pub async fn update(
+        &self,
+        actor: &Principal,
+        id: ScriptId,
+        changes: ScriptChanges,
+    ) -> ServiceResult<Script> {
+        let current = self.load(id).await?;
+        require(actor, Capability::AppScriptsWrite(current.app_id))?;
+        let kind = changes.kind.unwrap_or(current.kind);
+        let name = match &changes.name {
+            Some(name) => Some(ScriptName::parse(name, kind)?),
+            None if kind != current.kind => {
+                // The kept name must suit the new kind too (a module's name is imported).
+                Some(ScriptName::parse(current.name.as_str(), kind)?)
+            }
+            None => None,
+        };
+        // Held from the route check to the index refresh, so no route can be added to a script
+        // that is becoming a module.
+        let _writes = self.index.lock_writes().await;
+        if kind == ScriptKind::Module && current.kind == ScriptKind::Endpoint {
+            let routes = self.store.list_routes_of_script(id).await?;
+            if !routes.is_empty() {
+                return Err(ServiceError::Conflict(format!(
+                    "'{}' is the target of {} route(s); delete them before making it a module",
+                    current.name,
+                    routes.len()
+                )));
+            }
+        }
+        // After the route check: a routed script stays an endpoint whatever its source says.
+        if changes.source.is_some() || kind != current.kind {
+            let source = changes.source.as_deref().unwrap_or(&current.source);
+            self.check_source(source, kind).await?;
+        }
+        let patch = ScriptPatch {
+            name,
+            kind: changes.kind,
+            source: changes.source,
+        };
+        let script = self
+            .store
+            .update_script(id, &patch)
+            .await
+            .map_err(|err| match err {
+                StoreError::NotFound(_) => ServiceError::not_found("script", id),
+                other => other.into(),
+            })?;
+        self.index
+            .refresh_app(self.store.as_ref(), script.app_id)
+            .await?;
+        tracing::info!(app_id = %script.app_id, "script updated");
+        Ok(script)
+    }
+
+    /// Refused (409) while routes point at the script.
+    #[tracing::instrument(skip_all, fields(script_id = %id))]
+    pub async fn delete(&self, actor: &Principal, id: ScriptId) -> ServiceResult<()> {
+        let current = self.load(id).await?;
+        require(actor, Capability::AppScriptsWrite(current.app_id))?;
+        let _writes = self.index.lock_writes().await;
+        if !self.store.delete_script(id).await? {
+            return Err(ServiceError::not_found("script", id));
+        }
+        tracing::info!(app_id = %current.app_id, "script deleted");
+        Ok(())
+    }
+
+    async fn load(&self, id: ScriptId) -> ServiceResult<Script> {
+        self.store
+            .get_script(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("script", id))
+    }
+
+    /// Size, then compilation (on a blocking thread: a large source takes a while to parse).
+    async fn check_source(&self, source: &str, kind: ScriptKind) -> ServiceResult<()> {
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(InputError::new(
+                "source",
+                format!(
+                    "the source is {} bytes; at most {MAX_SOURCE_BYTES} (1 MiB) are accepted",
+                    source.len()
+                ),
+            )
+            .into());
+        }
+        let validator = self.validator.clone();
+        let source = source.to_owned();
+        let span = tracing::Span::current();
+        let checked = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            validator.validate(&source, kind)
+        })
+        .await
+        .map_err(|err| ServiceError::Internal(format!("the validation task failed: {err}")))?;
+        checked.map_err(|err| ServiceError::InvalidScript {
+            message: err.message,
+            line: err.line,
+            column: err.column,
+        })
+    }
+}

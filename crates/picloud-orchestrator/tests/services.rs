@@ -1,0 +1,469 @@
+//! The domain rules on both backends, called as the admin API and the dashboard call them.
+
+use std::sync::Arc;
+
+use picloud_core::{
+    AppName, AppSlug, DispatchMode, Principal, RouteMethod, RoutePath, ScriptKind, Username,
+};
+use picloud_executor::{ExecutorConfig, LocalExecutorClient};
+use picloud_orchestrator::{
+    Lookup, NewRouteInput, NewScriptInput, Platform, PlatformConfig, ScriptChanges, ServiceError,
+};
+use picloud_store::{PageRequest, Store};
+use picloud_test_support::both_backends;
+
+async fn start(store: Arc<dyn Store>) -> Platform {
+    let executor = Arc::new(LocalExecutorClient::new(ExecutorConfig {
+        threads: 2,
+        ..ExecutorConfig::default()
+    }));
+    Platform::start(store, executor.clone(), executor, PlatformConfig::default())
+        .await
+        .expect("the platform starts")
+}
+
+async fn admin(platform: &Platform) -> Principal {
+    platform
+        .auth()
+        .ensure_instance_admin(Some("pw"))
+        .await
+        .expect("the admin is created");
+    let login = platform
+        .auth()
+        .login("admin", "pw")
+        .await
+        .expect("the admin logs in");
+    platform
+        .auth()
+        .authenticate(&login.token)
+        .await
+        .expect("a store answer")
+        .expect("a principal")
+}
+
+fn route(method: &str, path: &str) -> NewRouteInput {
+    NewRouteInput {
+        method: RouteMethod::parse(method).expect("a method"),
+        path: RoutePath::parse(path).expect("a path"),
+        dispatch_mode: DispatchMode::Sync,
+    }
+}
+
+fn script(name: &str, kind: ScriptKind, source: &str) -> NewScriptInput {
+    NewScriptInput {
+        name: name.to_owned(),
+        kind,
+        source: source.to_owned(),
+    }
+}
+
+/// An app `slug` with one endpoint script; returns (app id, script id).
+async fn app_with_script(
+    platform: &Platform,
+    actor: &Principal,
+    slug: &str,
+    source: &str,
+) -> (picloud_core::AppId, picloud_core::ScriptId) {
+    let app = platform
+        .apps()
+        .create(
+            actor,
+            &AppSlug::parse(slug).expect("slug"),
+            &AppName::parse(slug).expect("name"),
+        )
+        .await
+        .expect("the app is created");
+    let script = platform
+        .scripts()
+        .create(actor, app.id, script("main", ScriptKind::Endpoint, source))
+        .await
+        .expect("the script is created");
+    (app.id, script.id)
+}
+
+async fn route_count(platform: &Platform, actor: &Principal, app_id: picloud_core::AppId) -> usize {
+    platform
+        .routes()
+        .list(actor, app_id, &PageRequest::default())
+        .await
+        .expect("list")
+        .items
+        .len()
+}
+
+// A module is a library: it cannot answer a route, and nothing is written when refused.
+both_backends!(
+    a_module_script_cannot_be_a_route_target,
+    |store| async move {
+        let platform = start(store).await;
+        let actor = admin(&platform).await;
+        let (app_id, _) = app_with_script(&platform, &actor, "mods", "1").await;
+        let module = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                script("utils", ScriptKind::Module, "fn f() { 1 }"),
+            )
+            .await
+            .expect("a module");
+        let err = platform
+            .routes()
+            .create(&actor, module.id, route("GET", "/m"))
+            .await
+            .expect_err("refused");
+        let ServiceError::Invalid(input) = err else {
+            panic!("expected invalid input, got {err:?}")
+        };
+        assert_eq!(
+            input.field, "script",
+            "the message is about the target: {input}"
+        );
+        assert_eq!(
+            route_count(&platform, &actor, app_id).await,
+            0,
+            "no route was written"
+        );
+    }
+);
+
+// Async dispatch needs the outbox; until then it is refused with a pointer to 'sync'.
+both_backends!(
+    async_routes_are_refused_until_the_outbox_arrives,
+    |store| async move {
+        let platform = start(store).await;
+        let actor = admin(&platform).await;
+        let (app_id, script_id) = app_with_script(&platform, &actor, "later", "1").await;
+        let input = NewRouteInput {
+            dispatch_mode: DispatchMode::Async,
+            ..route("POST", "/jobs")
+        };
+        let err = platform
+            .routes()
+            .create(&actor, script_id, input)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("use 'sync'"),
+            "the refusal says what to do: {err}"
+        );
+        assert_eq!(
+            route_count(&platform, &actor, app_id).await,
+            0,
+            "no route was written"
+        );
+    }
+);
+
+// Overlapping patterns under one method are a conflict found in the index before the write.
+both_backends!(
+    an_overlapping_pattern_is_refused_before_the_row_is_written,
+    |store| async move {
+        let platform = start(store).await;
+        let actor = admin(&platform).await;
+        let (app_id, script_id) = app_with_script(&platform, &actor, "users", "1").await;
+        platform
+            .routes()
+            .create(&actor, script_id, route("GET", "/users/{id}"))
+            .await
+            .expect("the first route");
+        let err = platform
+            .routes()
+            .create(&actor, script_id, route("GET", "/users/{name}"))
+            .await
+            .expect_err("overlap");
+        assert!(
+            matches!(err, ServiceError::Conflict(_)),
+            "a conflict: {err:?}"
+        );
+        assert_eq!(
+            route_count(&platform, &actor, app_id).await,
+            1,
+            "the refused route was not written"
+        );
+        platform
+            .routes()
+            .create(&actor, script_id, route("POST", "/users/{name}"))
+            .await
+            .expect("another method may use it");
+    }
+);
+
+// Saving a script changes what the index runs, with no restart and no query per request.
+both_backends!(
+    a_saved_script_is_what_the_next_request_runs,
+    |store| async move {
+        let platform = start(store).await;
+        let actor = admin(&platform).await;
+        let (_, script_id) = app_with_script(&platform, &actor, "live", r#""v1""#).await;
+        platform
+            .routes()
+            .create(&actor, script_id, route("GET", "/"))
+            .await
+            .expect("route");
+        let changes = ScriptChanges {
+            source: Some(r#""v2""#.to_owned()),
+            ..ScriptChanges::default()
+        };
+        let saved = platform
+            .scripts()
+            .update(&actor, script_id, changes)
+            .await
+            .expect("update");
+        let Lookup::Found(found) = platform.index().lookup("live", "GET", "/") else {
+            panic!("the route is indexed")
+        };
+        assert_eq!(
+            &*found.target.script.source, r#""v2""#,
+            "the index holds the new source"
+        );
+        assert_eq!(
+            found.target.script.updated_at, saved.updated_at,
+            "and its version, for the AST cache"
+        );
+    }
+);
+
+// A script that routes point at stays an endpoint; without routes it may become a module.
+both_backends!(a_routed_script_cannot_become_a_module, |store| async move {
+    let platform = start(store).await;
+    let actor = admin(&platform).await;
+    let (_, script_id) = app_with_script(&platform, &actor, "kinds", "fn f() { 1 }").await;
+    let route = platform
+        .routes()
+        .create(&actor, script_id, route("GET", "/"))
+        .await
+        .expect("route");
+    let to_module = || ScriptChanges {
+        kind: Some(ScriptKind::Module),
+        ..ScriptChanges::default()
+    };
+    let err = platform
+        .scripts()
+        .update(&actor, script_id, to_module())
+        .await
+        .expect_err("routed");
+    assert!(
+        matches!(err, ServiceError::Conflict(_)),
+        "a conflict while routed: {err:?}"
+    );
+    platform
+        .routes()
+        .delete(&actor, route.id)
+        .await
+        .expect("delete the route");
+    let script = platform
+        .scripts()
+        .update(&actor, script_id, to_module())
+        .await
+        .expect("now allowed");
+    assert_eq!(script.kind, ScriptKind::Module, "the kind changed");
+});
+
+// A source that does not compile is refused with where it broke.
+both_backends!(
+    a_source_that_does_not_compile_is_refused_with_its_position,
+    |store| async move {
+        let platform = start(store).await;
+        let actor = admin(&platform).await;
+        let (app_id, _) = app_with_script(&platform, &actor, "compile", "1").await;
+        let err = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                script("bad", ScriptKind::Endpoint, "let x = 1;\nlet = 2;"),
+            )
+            .await
+            .expect_err("does not compile");
+        let ServiceError::InvalidScript { line, column, .. } = err else {
+            panic!("expected invalid script, got {err:?}")
+        };
+        assert_eq!(line, Some(2), "the line");
+        assert!(column.is_some(), "a column");
+    }
+);
+
+// The index loaded at start holds what earlier processes created.
+both_backends!(
+    the_index_is_loaded_from_the_store_at_start,
+    |store| async move {
+        let platform = start(store.clone()).await;
+        let actor = admin(&platform).await;
+        let (_, script_id) = app_with_script(&platform, &actor, "kept", "1").await;
+        platform
+            .routes()
+            .create(&actor, script_id, route("GET", "/items/{id}"))
+            .await
+            .expect("route");
+        app_with_script(&platform, &actor, "empty", "1").await;
+        let restarted = start(store).await;
+        let Lookup::Found(found) = restarted.index().lookup("kept", "GET", "/items/9") else {
+            panic!("the route is loaded")
+        };
+        assert_eq!(
+            found.params.get("id").map(String::as_str),
+            Some("9"),
+            "with its parameters"
+        );
+        assert!(
+            matches!(
+                restarted.index().lookup("empty", "GET", "/"),
+                Lookup::NoRoute
+            ),
+            "an app without routes is known"
+        );
+    }
+);
+
+// The first start creates the admin once; a generated password is returned and works.
+both_backends!(
+    the_instance_admin_is_created_once_with_a_generated_password,
+    |store| async move {
+        let platform = start(store).await;
+        let password = platform
+            .auth()
+            .ensure_instance_admin(None)
+            .await
+            .expect("create")
+            .expect("a generated password");
+        assert_eq!(password.len(), 24, "24 characters");
+        assert!(
+            platform
+                .auth()
+                .ensure_instance_admin(Some("other"))
+                .await
+                .expect("again")
+                .is_none(),
+            "only once"
+        );
+        platform
+            .auth()
+            .login("admin", &password)
+            .await
+            .expect("the generated password works");
+        assert!(
+            platform.auth().login("admin", "other").await.is_err(),
+            "the second password was not used"
+        );
+    }
+);
+
+// Unknown users and wrong passwords are refused alike; logout ends the session.
+both_backends!(
+    logins_are_refused_alike_and_logout_ends_the_session,
+    |store| async move {
+        let platform = start(store).await;
+        admin(&platform).await;
+        let wrong = platform
+            .auth()
+            .login("admin", "nope")
+            .await
+            .expect_err("wrong password");
+        let unknown = platform
+            .auth()
+            .login("ghost", "nope")
+            .await
+            .expect_err("unknown user");
+        let invalid = platform
+            .auth()
+            .login("Not A Name!", "nope")
+            .await
+            .expect_err("impossible username");
+        assert_eq!(
+            wrong.to_string(),
+            unknown.to_string(),
+            "the same refusal for both"
+        );
+        assert_eq!(
+            wrong.to_string(),
+            invalid.to_string(),
+            "even for a name that cannot exist"
+        );
+        let login = platform.auth().login("admin", "pw").await.expect("login");
+        assert!(
+            platform
+                .auth()
+                .authenticate(&login.token)
+                .await
+                .expect("store")
+                .is_some(),
+            "the token works"
+        );
+        assert!(
+            platform.auth().logout(&login.token).await.expect("logout"),
+            "the session existed"
+        );
+        assert!(
+            platform
+                .auth()
+                .authenticate(&login.token)
+                .await
+                .expect("store")
+                .is_none(),
+            "the token no longer works"
+        );
+    }
+);
+
+// Only the capability check decides: a user without it is refused every write and read.
+both_backends!(
+    a_user_without_capabilities_is_forbidden_everywhere,
+    |store| async move {
+        let platform = start(store).await;
+        let actor = admin(&platform).await;
+        let (app_id, script_id) = app_with_script(&platform, &actor, "guarded", "1").await;
+        let username = Username::parse("guest").expect("name");
+        platform
+            .auth()
+            .create_user(&username, "guest pw", false)
+            .await
+            .expect("a guest");
+        let login = platform
+            .auth()
+            .login("guest", "guest pw")
+            .await
+            .expect("guest login");
+        let guest = platform
+            .auth()
+            .authenticate(&login.token)
+            .await
+            .expect("store")
+            .expect("principal");
+        let forbidden = |r: Result<(), ServiceError>, what: &str| {
+            assert!(
+                matches!(r, Err(ServiceError::Forbidden(_))),
+                "{what} is forbidden: {r:?}"
+            );
+        };
+        forbidden(
+            platform.apps().get(&guest, app_id).await.map(drop),
+            "reading the app",
+        );
+        forbidden(
+            platform.apps().delete(&guest, app_id).await,
+            "deleting the app",
+        );
+        forbidden(
+            platform.scripts().get(&guest, script_id).await.map(drop),
+            "reading a script",
+        );
+        forbidden(
+            platform
+                .routes()
+                .create(&guest, script_id, route("GET", "/"))
+                .await
+                .map(drop),
+            "adding a route",
+        );
+        let slug = AppSlug::parse("mine").expect("slug");
+        forbidden(
+            platform
+                .apps()
+                .create(&guest, &slug, &AppName::parse("m").expect("name"))
+                .await
+                .map(drop),
+            "creating an app",
+        );
+    }
+);

@@ -1,0 +1,96 @@
+//! `/api/v1/admin/apps`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use picloud_core::{App, AppId, AppName, AppSlug};
+use picloud_orchestrator::{AppChanges, Platform};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::{path_id, Authenticated, JsonBody, Paging};
+use crate::List;
+
+pub fn router() -> Router<Platform> {
+    Router::new()
+        .route("/api/v1/admin/apps", get(list).post(create))
+        .route(
+            "/api/v1/admin/apps/{app_id}",
+            get(read).patch(update).delete(delete),
+        )
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    slug: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    slug: Option<String>,
+    name: Option<String>,
+}
+
+async fn create(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<(StatusCode, Json<App>), ApiError> {
+    let slug = AppSlug::parse(&body.slug)?;
+    let name = AppName::parse(&body.name)?;
+    let app = platform
+        .apps()
+        .create(&caller.principal, &slug, &name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+async fn list(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Paging(page): Paging,
+) -> Result<Json<List<App>>, ApiError> {
+    Ok(Json(
+        platform.apps().list(&caller.principal, &page).await?.into(),
+    ))
+}
+
+async fn read(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+) -> Result<Json<App>, ApiError> {
+    let id = path_id(&app_id, "app", AppId::parse)?;
+    Ok(Json(platform.apps().get(&caller.principal, id).await?))
+}
+
+async fn update(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Json<App>, ApiError> {
+    let id = path_id(&app_id, "app", AppId::parse)?;
+    let changes = AppChanges {
+        slug: body.slug.as_deref().map(AppSlug::parse).transpose()?,
+        name: body.name.as_deref().map(AppName::parse).transpose()?,
+    };
+    Ok(Json(
+        platform
+            .apps()
+            .update(&caller.principal, id, changes)
+            .await?,
+    ))
+}
+
+async fn delete(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&app_id, "app", AppId::parse)?;
+    platform.apps().delete(&caller.principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,315 @@
+//! Extractors whose rejections are [`ApiError`]s: a JSON body, the authenticated caller, path ids
+//! and list paging.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use picloud_core::Principal;
+use picloud_orchestrator::{PageRequest, Platform};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// A JSON request body. Refusals: no JSON content type → 415, malformed JSON → 400
+/// `invalid_json`, a missing field or a wrong type → 400 `invalid_input` naming the field, too
+/// large → 413.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON, with 'Content-Type: application/json'",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reading a body failed: too large (413) or the connection broke.
+pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than this server accepts",
+        )
+    } else {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("cannot read the request body: {}", rejection.body_text()),
+        )
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        json_error(&path, &inner)
+    })?;
+    deserializer.end().map_err(|err| json_error(".", &err))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, err: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {err}"),
+        ),
+        Category::Data => {
+            let text = err.to_string();
+            // serde says "missing field `name` at line 1 column 2" with the path at the parent.
+            if let Some(name) = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                let field = if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+                return ApiError::new(
+                    ErrorCode::InvalidInput,
+                    format!("the field '{field}' is required"),
+                )
+                .with_field(field);
+            }
+            let message = without_position(&text);
+            if path == "." {
+                ApiError::new(
+                    ErrorCode::InvalidInput,
+                    format!("the body has the wrong shape: {message}"),
+                )
+            } else {
+                ApiError::new(ErrorCode::InvalidInput, format!("{path}: {message}"))
+                    .with_field(path)
+            }
+        }
+    }
+}
+
+/// "invalid type: integer `1`, expected a string at line 1 column 9" → without " at line …".
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+/// The caller of an admin endpoint, from `Authorization: Bearer <token>`. Missing, unknown,
+/// expired or logged-out tokens are refused with 401 and `WWW-Authenticate: Bearer`.
+///
+/// Only the header counts: the session cookie set at login is for the dashboard, which brings
+/// its own CSRF protection; accepting it here would open the admin API to cross-site requests.
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token: String,
+}
+
+impl FromRequestParts<Platform> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Platform,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        match platform.auth().authenticate(token).await? {
+            Some(principal) => Ok(Self {
+                principal,
+                token: token.to_owned(),
+            }),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "the token is unknown, expired or logged out; sign in again",
+            )),
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Parses an id from the path. A string that is no id of this kind names nothing: 404.
+pub fn path_id<T>(
+    value: &str,
+    kind: &str,
+    parse: impl FnOnce(&str) -> Result<T, picloud_core::id::ParseIdError>,
+) -> Result<T, ApiError> {
+    parse(value).map_err(|_| {
+        let shown: String = value.chars().take(64).collect();
+        ApiError::not_found(format!("no {kind} with the id '{shown}'"))
+    })
+}
+
+/// `?limit=&cursor=` of a list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    pub fn page(self) -> Result<PageRequest, ApiError> {
+        let mut page = PageRequest {
+            cursor: self.cursor.filter(|c| !c.is_empty()),
+            ..PageRequest::default()
+        };
+        if let Some(limit) = self.limit {
+            page.limit = limit
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=PageRequest::MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "the limit must be a whole number from 1 to {}",
+                            PageRequest::MAX_LIMIT
+                        ),
+                    )
+                    .with_field("limit")
+                })?;
+        }
+        Ok(page)
+    }
+}
+
+/// `?limit=&cursor=`, with a malformed query string refused as 400.
+pub struct Paging(pub PageRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+        params.page().map(Paging)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Sample {
+        slug: String,
+        count: u32,
+    }
+
+    fn parse(body: &str) -> ApiError {
+        parse_json::<Sample>(body.as_bytes()).expect_err("the body is refused")
+    }
+
+    #[test]
+    fn malformed_json_is_invalid_json() {
+        let err = parse(r#"{"slug": "#);
+        assert_eq!(
+            err.code(),
+            ErrorCode::InvalidJson,
+            "truncated JSON: {}",
+            err.message()
+        );
+        let err = parse(r#"{"slug": "a", "count": 1} trailing"#);
+        assert_eq!(
+            err.code(),
+            ErrorCode::InvalidJson,
+            "trailing characters: {}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field() {
+        let err = parse(r#"{"slug": 5, "count": 1}"#);
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "a data error");
+        assert!(
+            err.message().starts_with("slug: invalid type"),
+            "names the field: {}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn a_missing_field_names_the_field() {
+        let err = parse(r#"{"count": 1}"#);
+        assert_eq!(
+            err.message(),
+            "the field 'slug' is required",
+            "the message names it"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_with_any_scheme_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "bearer abc".parse().expect("header"));
+        assert_eq!(bearer_token(&headers), Some("abc"), "lower-case scheme");
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().expect("header"));
+        assert_eq!(bearer_token(&headers), None, "other schemes are ignored");
+        headers.insert(header::AUTHORIZATION, "Bearer ".parse().expect("header"));
+        assert_eq!(bearer_token(&headers), None, "an empty token is none");
+    }
+
+    #[test]
+    fn limits_outside_one_to_the_maximum_are_refused() {
+        for bad in ["0", "-1", "abc", "501"] {
+            let params = ListParams {
+                limit: Some(bad.into()),
+                cursor: None,
+            };
+            assert!(params.page().is_err(), "limit={bad} is refused");
+        }
+        let params = ListParams {
+            limit: Some("10".into()),
+            cursor: Some(String::new()),
+        };
+        let page = params.page().expect("valid");
+        assert_eq!(
+            (page.limit, page.cursor),
+            (10, None),
+            "an empty cursor means the first page"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! What wraps every request: request counting, JSON for the errors axum answers by itself, and a
+//! last-resort panic guard.
+
+use std::any::Any;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use picloud_orchestrator::{Platform, RequestKind};
+
+use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
+
+/// Counts every answered request by kind and status.
+pub async fn count_requests(
+    State(platform): State<Platform>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let kind = kind_of(request.uri().path());
+    let response = next.run(request).await;
+    platform
+        .metrics()
+        .record_http_request(kind, response.status().as_u16());
+    response
+}
+
+fn kind_of(path: &str) -> RequestKind {
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    match first {
+        "api" => RequestKind::Admin,
+        "" | "healthz" | "readyz" | "metrics" | "admin" | "static" | "assets" => RequestKind::Other,
+        _ => RequestKind::Public,
+    }
+}
+
+/// Turns the errors axum answers on its own (a wrong method on a known path, a path-parameter
+/// rejection…) into the API's JSON shape. Scripts' answers (they carry an execution id) and
+/// answers already in JSON pass untouched.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(EXECUTION_ID_HEADER)
+        || is_json(&response)
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        s if s.is_client_error() => ErrorCode::InvalidInput,
+        _ => ErrorCode::Internal,
+    };
+    let message = match code {
+        ErrorCode::MethodNotAllowed => "this method is not allowed on this path".to_owned(),
+        ErrorCode::NotFound if text.is_empty() => "there is nothing at this path".to_owned(),
+        ErrorCode::Internal => {
+            "something went wrong on our side; the server log has the details".to_owned()
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_owned(),
+        _ => text,
+    };
+    let mut fixed = ApiError::new(code, message).into_response();
+    // Keep what axum said beyond the body (an `Allow` list, for one), and the original status.
+    *fixed.status_mut() = status;
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name, value.clone());
+        }
+    }
+    fixed
+}
+
+fn is_json(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// A handler panicked: log it and answer 500 in the API's shape. A bug, never the intended path.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(format!("a request handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_classified_by_their_first_segment() {
+        assert_eq!(kind_of("/api/v1/admin/apps"), RequestKind::Admin, "the API");
+        assert_eq!(kind_of("/healthz"), RequestKind::Other, "health");
+        assert_eq!(kind_of("/"), RequestKind::Other, "the site root");
+        assert_eq!(kind_of("/shop/items"), RequestKind::Public, "an app");
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_json_500_without_its_message() {
+        let response = panic_response(Box::new("secret detail".to_owned()));
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a panic is a 500"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("a body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            json["error"]["code"], "internal",
+            "in the API's error shape: {json}"
+        );
+        assert!(
+            !json.to_string().contains("secret detail"),
+            "the panic message stays in the log: {json}"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! `/api/v1/admin/scripts/{script_id}/routes`, `/api/v1/admin/apps/{app_id}/routes` and
+//! `/api/v1/admin/routes/{route_id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use picloud_core::{AppId, DispatchMode, Route, RouteId, RouteMethod, RoutePath, ScriptId};
+use picloud_orchestrator::{NewRouteInput, Platform};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::{path_id, Authenticated, JsonBody, Paging};
+use crate::List;
+
+pub fn router() -> Router<Platform> {
+    Router::new()
+        .route("/api/v1/admin/scripts/{script_id}/routes", post(create))
+        .route("/api/v1/admin/apps/{app_id}/routes", get(list))
+        .route("/api/v1/admin/routes/{route_id}", delete(remove))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    method: String,
+    path: String,
+    /// `sync` (the default); `async` arrives with the outbox.
+    dispatch_mode: Option<String>,
+}
+
+async fn create(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(script_id): Path<String>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<(StatusCode, Json<Route>), ApiError> {
+    let script_id = path_id(&script_id, "script", ScriptId::parse)?;
+    let input = NewRouteInput {
+        method: RouteMethod::parse(&body.method)?,
+        path: RoutePath::parse(&body.path)?,
+        dispatch_mode: body
+            .dispatch_mode
+            .as_deref()
+            .map(DispatchMode::parse)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let route = platform
+        .routes()
+        .create(&caller.principal, script_id, input)
+        .await?;
+    Ok((StatusCode::CREATED, Json(route)))
+}
+
+async fn list(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+    Paging(page): Paging,
+) -> Result<Json<List<Route>>, ApiError> {
+    let app_id = path_id(&app_id, "app", AppId::parse)?;
+    Ok(Json(
+        platform
+            .routes()
+            .list(&caller.principal, app_id, &page)
+            .await?
+            .into(),
+    ))
+}
+
+async fn remove(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(route_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&route_id, "route", RouteId::parse)?;
+    platform.routes().delete(&caller.principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,559 @@
+//! The SQLite store, PiCloud's embedded default.
+//!
+//! - WAL mode, so readers never wait for the writer and the writer never waits for readers.
+//! - Two pools on one file: a writer pool of exactly one connection, so writes queue in process
+//!   instead of failing with "database is locked", and a reader pool of
+//!   [`StoreConfig::max_connections`] connections that refuse writes (`query_only`).
+//! - Every write runs in a `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so a
+//!   read-then-write never fails half-way when another process (`picloud migrate`, a CLI
+//!   command) holds the lock; `busy_timeout` (5 s) waits for that process instead.
+//! - `synchronous = FULL`: an admin write is on disk when the call returns.
+//! - Timestamps come from SQLite's clock (`unixepoch('now', 'subsec')`, SQLite ≥ 3.42; the
+//!   bundled library is newer), which is stable within one statement.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use picloud_core::{
+    App, AppId, AppName, AppSlug, Route, RouteId, Script, ScriptId, Timestamp, User, UserId,
+    Username,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use crate::paging::Window;
+use crate::shared::{
+    app_columns, count, db_error, migrate_error, records, route_columns, script_columns,
+    script_has_routes, sql, user_columns, AppRow, CredentialsRow, RouteRow, RoutingRow, ScriptRow,
+    UserRow, Written, MAX_SESSION_TTL_MS,
+};
+use crate::{
+    AppPatch, AppStore, Backend, NewRoute, NewScript, Page, PageRequest, RouteStore, RoutingEntry,
+    ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig, StoreError, StoreResult,
+    UserCredentials, UserStore,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The database's clock in milliseconds, as SQL text for `concat!`.
+macro_rules! now {
+    () => {
+        "CAST(unixepoch('now', 'subsec') * 1000 AS INTEGER)"
+    };
+}
+
+/// PiCloud's stores in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: writes serialize here rather than on SQLite's file lock.
+    writer: SqlitePool,
+    /// Read-only connections; WAL lets them read while the writer writes.
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file at `path` and its directory.
+    pub async fn open(path: &Path, config: &StoreConfig) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|err| {
+                StoreError::Unavailable(format!(
+                    "the data directory {} cannot be created: {err}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let acquire_timeout = Duration::from_millis(config.acquire_timeout_ms);
+        let common = SqliteConnectOptions::new()
+            .filename(path)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .synchronous(SqliteSynchronous::Full);
+        // The writer comes first: it creates the file and switches it to WAL (a lasting
+        // property of the file) before any reader opens it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(
+                common
+                    .clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
+            .await
+            .map_err(|err| opening(path, err))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(acquire_timeout)
+            .connect_with(common.pragma("query_only", "ON"))
+            .await
+            .map_err(|err| opening(path, err))?;
+        Ok(Self {
+            writer,
+            reader,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A write transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))
+    }
+}
+
+fn opening(path: &Path, err: sqlx::Error) -> StoreError {
+    match db_error(err, Written::Nothing) {
+        StoreError::Unavailable(cause) | StoreError::Internal(cause) => {
+            StoreError::Unavailable(format!(
+                "the SQLite database {} cannot be opened: {cause}",
+                path.display()
+            ))
+        }
+        other => other,
+    }
+}
+
+async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
+    tx.commit()
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))
+}
+
+#[async_trait]
+impl AppStore for SqliteStore {
+    async fn create_app(&self, slug: &AppSlug, name: &AppName) -> StoreResult<App> {
+        let written = Written::App { slug: Some(slug) };
+        let mut tx = self.begin_write().await?;
+        let row: AppRow = sqlx::query_as(concat!(
+            "INSERT INTO apps (id, slug, name, created_at, updated_at) ",
+            "VALUES ($1, $2, $3, ",
+            now!(),
+            ", ",
+            now!(),
+            ") RETURNING ",
+            app_columns!()
+        ))
+        .bind(AppId::new().to_string())
+        .bind(slug.as_str())
+        .bind(name.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, written))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_app(&self, id: AppId) -> StoreResult<Option<App>> {
+        let row: Option<AppRow> = sqlx::query_as(sql::GET_APP)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(App::try_from).transpose()
+    }
+
+    async fn get_app_by_slug(&self, slug: &str) -> StoreResult<Option<App>> {
+        let row: Option<AppRow> = sqlx::query_as(sql::GET_APP_BY_SLUG)
+            .bind(slug)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(App::try_from).transpose()
+    }
+
+    async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>> {
+        let window = Window::new(page)?;
+        let rows: Vec<AppRow> = sqlx::query_as(sql::LIST_APPS)
+            .bind(&window.after)
+            .bind(window.fetch())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        Ok(window.page(records(rows)?, |app: &App| app.id.to_string()))
+    }
+
+    async fn update_app(&self, id: AppId, patch: &AppPatch) -> StoreResult<App> {
+        let written = Written::App {
+            slug: patch.slug.as_ref(),
+        };
+        let mut tx = self.begin_write().await?;
+        let row: Option<AppRow> = sqlx::query_as(concat!(
+            "UPDATE apps SET slug = COALESCE($2, slug), name = COALESCE($3, name), ",
+            "updated_at = MAX(",
+            now!(),
+            ", updated_at) WHERE id = $1 RETURNING ",
+            app_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(patch.slug.as_ref().map(AppSlug::as_str))
+        .bind(patch.name.as_ref().map(AppName::as_str))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, written))?;
+        let row = row.ok_or(StoreError::NotFound("app"))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn delete_app(&self, id: AppId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_APP)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl ScriptStore for SqliteStore {
+    async fn create_script(&self, script: &NewScript) -> StoreResult<Script> {
+        let written = Written::Script {
+            name: Some(&script.name),
+        };
+        let mut tx = self.begin_write().await?;
+        // Selecting from apps makes a missing app "no row" rather than a foreign-key error.
+        let row: Option<ScriptRow> = sqlx::query_as(concat!(
+            "INSERT INTO scripts (id, app_id, name, kind, source, created_at, updated_at) ",
+            "SELECT $1, apps.id, $3, $4, $5, ",
+            now!(),
+            ", ",
+            now!(),
+            " ",
+            "FROM apps WHERE apps.id = $2 RETURNING ",
+            script_columns!()
+        ))
+        .bind(ScriptId::new().to_string())
+        .bind(script.app_id.to_string())
+        .bind(script.name.as_str())
+        .bind(script.kind.as_str())
+        .bind(&script.source)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, written))?;
+        let row = row.ok_or(StoreError::NotFound("app"))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_script(&self, id: ScriptId) -> StoreResult<Option<Script>> {
+        let row: Option<ScriptRow> = sqlx::query_as(sql::GET_SCRIPT)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(Script::try_from).transpose()
+    }
+
+    async fn list_scripts(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Script>> {
+        let window = Window::new(page)?;
+        let rows: Vec<ScriptRow> = sqlx::query_as(sql::LIST_SCRIPTS)
+            .bind(app_id.to_string())
+            .bind(&window.after)
+            .bind(window.fetch())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        Ok(window.page(records(rows)?, |script: &Script| script.id.to_string()))
+    }
+
+    async fn update_script(&self, id: ScriptId, patch: &ScriptPatch) -> StoreResult<Script> {
+        let written = Written::Script {
+            name: patch.name.as_ref(),
+        };
+        let mut tx = self.begin_write().await?;
+        // `updated_at + 1`: two updates within one millisecond still get distinct versions.
+        let row: Option<ScriptRow> = sqlx::query_as(concat!(
+            "UPDATE scripts SET name = COALESCE($2, name), kind = COALESCE($3, kind), ",
+            "source = COALESCE($4, source), updated_at = MAX(",
+            now!(),
+            ", updated_at + 1) ",
+            "WHERE id = $1 RETURNING ",
+            script_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(patch.name.as_ref().map(|name| name.as_str()))
+        .bind(patch.kind.map(|kind| kind.as_str()))
+        .bind(patch.source.as_deref())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, written))?;
+        let row = row.ok_or(StoreError::NotFound("script"))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn delete_script(&self, id: ScriptId) -> StoreResult<bool> {
+        // BEGIN IMMEDIATE holds the write lock, so no route can appear between count and delete.
+        let mut tx = self.begin_write().await?;
+        let routes: i64 = sqlx::query_scalar(sql::COUNT_ROUTES_OF_SCRIPT)
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        if routes > 0 {
+            return Err(script_has_routes(count(routes)?));
+        }
+        let deleted = sqlx::query(sql::DELETE_SCRIPT)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl RouteStore for SqliteStore {
+    async fn create_route(&self, route: &NewRoute) -> StoreResult<Route> {
+        let written = Written::Route {
+            method: route.method,
+            path: &route.path,
+        };
+        let mut tx = self.begin_write().await?;
+        // The script must exist in the route's app: a route never crosses apps.
+        let row: Option<RouteRow> = sqlx::query_as(concat!(
+            "INSERT INTO routes (id, app_id, script_id, method, path, dispatch_mode, created_at) ",
+            "SELECT $1, scripts.app_id, scripts.id, $4, $5, $6, ",
+            now!(),
+            " ",
+            "FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2 RETURNING ",
+            route_columns!()
+        ))
+        .bind(RouteId::new().to_string())
+        .bind(route.app_id.to_string())
+        .bind(route.script_id.to_string())
+        .bind(route.method.as_str())
+        .bind(route.path.as_str())
+        .bind(route.dispatch_mode.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, written))?;
+        let row = row.ok_or(StoreError::NotFound("script"))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_route(&self, id: RouteId) -> StoreResult<Option<Route>> {
+        let row: Option<RouteRow> = sqlx::query_as(sql::GET_ROUTE)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(Route::try_from).transpose()
+    }
+
+    async fn list_routes(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Route>> {
+        let window = Window::new(page)?;
+        let rows: Vec<RouteRow> = sqlx::query_as(sql::LIST_ROUTES)
+            .bind(app_id.to_string())
+            .bind(&window.after)
+            .bind(window.fetch())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        Ok(window.page(records(rows)?, |route: &Route| route.id.to_string()))
+    }
+
+    async fn list_routes_of_script(&self, script_id: ScriptId) -> StoreResult<Vec<Route>> {
+        let rows: Vec<RouteRow> = sqlx::query_as(sql::LIST_ROUTES_OF_SCRIPT)
+            .bind(script_id.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        records(rows)
+    }
+
+    async fn delete_route(&self, id: RouteId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_ROUTE)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn routing_entries(&self, app_id: Option<AppId>) -> StoreResult<Vec<RoutingEntry>> {
+        let rows: Vec<RoutingRow> = sqlx::query_as(sql::ROUTING_ENTRIES)
+            .bind(app_id.map(|id| id.to_string()))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        records(rows)
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+        is_instance_admin: bool,
+    ) -> StoreResult<User> {
+        let written = Written::User { username };
+        let mut tx = self.begin_write().await?;
+        let row: UserRow = sqlx::query_as(concat!(
+                "INSERT INTO users (id, username, password_hash, is_instance_admin, disabled, created_at) ",
+                "VALUES ($1, $2, $3, $4, FALSE, ", now!(), ") RETURNING ", user_columns!()
+            ))
+        .bind(UserId::new().to_string())
+        .bind(username.as_str())
+        .bind(password_hash)
+        .bind(is_instance_admin)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, written))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(sql::GET_USER)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn user_credentials(&self, username: &Username) -> StoreResult<Option<UserCredentials>> {
+        let row: Option<CredentialsRow> = sqlx::query_as(sql::USER_CREDENTIALS)
+            .bind(username.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(UserCredentials::try_from).transpose()
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let users: i64 = sqlx::query_scalar(sql::COUNT_USERS)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        count(users)
+    }
+
+    async fn set_user_disabled(&self, id: UserId, disabled: bool) -> StoreResult<User> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::SET_USER_DISABLED)
+            .bind(id.to_string())
+            .bind(disabled)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        let row = row.ok_or(StoreError::NotFound("user"))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        ttl_ms: i64,
+    ) -> StoreResult<Timestamp> {
+        let mut tx = self.begin_write().await?;
+        let expires_at: Option<i64> = sqlx::query_scalar(concat!(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
+            "SELECT $1, users.id, ",
+            now!(),
+            ", ",
+            now!(),
+            " + $3 ",
+            "FROM users WHERE users.id = $2 RETURNING expires_at"
+        ))
+        .bind(token_hash)
+        .bind(user_id.to_string())
+        .bind(ttl_ms.clamp(-MAX_SESSION_TTL_MS, MAX_SESSION_TTL_MS))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))?;
+        let expires_at = expires_at.ok_or(StoreError::NotFound("user"))?;
+        commit(tx).await?;
+        Ok(Timestamp::from_millis(expires_at))
+    }
+
+    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT users.id, users.username, users.is_instance_admin, users.disabled, users.created_at ",
+            "FROM sessions JOIN users ON users.id = sessions.user_id ",
+            "WHERE sessions.token_hash = $1 AND sessions.expires_at > ", now!(), " ",
+            "AND users.disabled = FALSE"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(User::try_from).transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_SESSION)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_expired_sessions(&self) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(concat!("DELETE FROM sessions WHERE expires_at <= ", now!()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.writer).await.map_err(migrate_error)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}

@@ -1,0 +1,1197 @@
+//! The store conformance suite: every body runs on SQLite and on PostgreSQL (see
+//! `picloud_test_support::both_backends!`), so both backends keep the same contract — the same
+//! results, the same refusals, the same sentences.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Context};
+use picloud_core::{
+    App, AppId, AppName, AppSlug, DispatchMode, RouteMethod, RoutePath, Script, ScriptId,
+    ScriptKind, ScriptName, Timestamp, UserId, Username,
+};
+use picloud_store::{
+    AppPatch, Backend, NewRoute, NewScript, PageRequest, ScriptPatch, Store, StoreConfig,
+    StoreError,
+};
+use picloud_test_support::{both_backends, fresh_store};
+
+fn slug(value: &str) -> AppSlug {
+    AppSlug::parse(value).expect("a valid slug")
+}
+
+fn name(value: &str) -> AppName {
+    AppName::parse(value).expect("a valid app name")
+}
+
+fn username(value: &str) -> Username {
+    Username::parse(value).expect("a valid username")
+}
+
+fn path(value: &str) -> RoutePath {
+    RoutePath::parse(value).expect("a valid route path")
+}
+
+async fn app(store: &Arc<dyn Store>, value: &str) -> anyhow::Result<App> {
+    Ok(store.create_app(&slug(value), &name(value)).await?)
+}
+
+fn new_script(app_id: AppId, script_name: &str, kind: ScriptKind, source: &str) -> NewScript {
+    NewScript {
+        app_id,
+        name: ScriptName::parse(script_name, kind).expect("a valid script name"),
+        kind,
+        source: source.to_owned(),
+    }
+}
+
+async fn endpoint(
+    store: &Arc<dyn Store>,
+    app_id: AppId,
+    script_name: &str,
+) -> anyhow::Result<Script> {
+    Ok(store
+        .create_script(&new_script(
+            app_id,
+            script_name,
+            ScriptKind::Endpoint,
+            "\"hi\"",
+        ))
+        .await?)
+}
+
+fn new_route(script: &Script, method: RouteMethod, route_path: &str) -> NewRoute {
+    NewRoute {
+        app_id: script.app_id,
+        script_id: script.id,
+        method,
+        path: path(route_path),
+        dispatch_mode: DispatchMode::Sync,
+    }
+}
+
+fn page(limit: u32, cursor: Option<String>) -> PageRequest {
+    PageRequest { limit, cursor }
+}
+
+/// Expects a `Conflict` and returns its message.
+fn conflict<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    what: &str,
+) -> anyhow::Result<String> {
+    match result {
+        Err(StoreError::Conflict(message)) => Ok(message),
+        other => bail!("expected {what} to be refused with Conflict, got {other:?}"),
+    }
+}
+
+/// A token hash as the auth layer makes them (SHA-256 is 32 bytes).
+fn token_hash(seed: u8) -> Vec<u8> {
+    vec![seed; 32]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apps
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    an_app_is_created_read_renamed_and_deleted,
+    |store| async move {
+        let created = app(&store, "shop").await?;
+        assert_eq!(created.slug.as_str(), "shop", "the slug is stored");
+        assert_eq!(
+            created.created_at, created.updated_at,
+            "a new app was never updated"
+        );
+        let now = Timestamp::now().as_millis();
+        assert!(
+            (created.created_at.as_millis() - now).abs() < 60_000,
+            "created_at is milliseconds since the epoch: {} vs {now}",
+            created.created_at.as_millis()
+        );
+
+        assert_eq!(
+            store.get_app(created.id).await?,
+            Some(created.clone()),
+            "found by id"
+        );
+        assert_eq!(
+            store.get_app_by_slug("shop").await?,
+            Some(created.clone()),
+            "found by slug"
+        );
+        assert_eq!(
+            store.get_app_by_slug("nope").await?,
+            None,
+            "an unknown slug finds nothing"
+        );
+
+        let patch = AppPatch {
+            slug: Some(slug("store")),
+            name: Some(name("The Store")),
+        };
+        let updated = store.update_app(created.id, &patch).await?;
+        assert_eq!(updated.id, created.id, "the id stays");
+        assert_eq!(updated.slug.as_str(), "store", "the slug changed");
+        assert_eq!(updated.name.as_str(), "The Store", "the name changed");
+        assert_eq!(updated.created_at, created.created_at, "created_at stays");
+        assert!(
+            updated.updated_at >= created.updated_at,
+            "updated_at never moves back"
+        );
+        assert_eq!(
+            store.get_app_by_slug("shop").await?,
+            None,
+            "the old slug is free"
+        );
+
+        let renamed = store
+            .update_app(
+                created.id,
+                &AppPatch {
+                    slug: None,
+                    name: Some(name("Renamed")),
+                },
+            )
+            .await?;
+        assert_eq!(
+            renamed.slug.as_str(),
+            "store",
+            "a patch without a slug keeps it"
+        );
+
+        assert!(store.delete_app(created.id).await?, "the app is deleted");
+        assert_eq!(
+            store.get_app(created.id).await?,
+            None,
+            "a deleted app is gone"
+        );
+        assert!(
+            !store.delete_app(created.id).await?,
+            "deleting it again finds nothing"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    a_slug_names_one_app_on_the_whole_instance,
+    |store| async move {
+        app(&store, "shop").await?;
+        let message = conflict(
+            store.create_app(&slug("shop"), &name("Other")).await,
+            "a second 'shop'",
+        )?;
+        assert_eq!(
+            message, "an app with the slug 'shop' already exists",
+            "the message names the slug"
+        );
+
+        let blog = app(&store, "blog").await?;
+        let patch = AppPatch {
+            slug: Some(slug("shop")),
+            name: None,
+        };
+        let message = conflict(
+            store.update_app(blog.id, &patch).await,
+            "renaming to 'shop'",
+        )?;
+        assert_eq!(
+            message, "an app with the slug 'shop' already exists",
+            "the same sentence on update"
+        );
+        assert_eq!(
+            store.get_app(blog.id).await?.map(|a| a.slug.to_string()),
+            Some("blog".to_owned()),
+            "the refused update changed nothing"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    updating_an_app_that_does_not_exist_is_not_found,
+    |store| async move {
+        let result = store
+            .update_app(
+                AppId::new(),
+                &AppPatch {
+                    slug: None,
+                    name: Some(name("x")),
+                },
+            )
+            .await;
+        ensure!(
+            matches!(result, Err(StoreError::NotFound("app"))),
+            "expected NotFound(\"app\"), got {result:?}"
+        );
+        assert_eq!(
+            store.get_app(AppId::new()).await?,
+            None,
+            "an unknown id finds nothing"
+        );
+        Ok(())
+    }
+);
+
+// Deleting an app takes its scripts and routes with it, and nothing of any other app.
+both_backends!(
+    deleting_an_app_deletes_its_scripts_and_routes,
+    |store| async move {
+        let doomed = app(&store, "doomed").await?;
+        let script = endpoint(&store, doomed.id, "main").await?;
+        let route = store
+            .create_route(&new_route(&script, RouteMethod::Get, "/"))
+            .await?;
+        let kept = app(&store, "kept").await?;
+        let kept_script = endpoint(&store, kept.id, "main").await?;
+        store
+            .create_route(&new_route(&kept_script, RouteMethod::Get, "/"))
+            .await?;
+
+        assert!(
+            store.delete_app(doomed.id).await?,
+            "the app with a routed script is deleted"
+        );
+        assert_eq!(
+            store.get_script(script.id).await?,
+            None,
+            "its script is gone"
+        );
+        assert_eq!(store.get_route(route.id).await?, None, "its route is gone");
+        let entries = store.routing_entries(None).await?;
+        assert_eq!(
+            entries.len(),
+            1,
+            "only the other app's route is left: {entries:?}"
+        );
+        assert_eq!(
+            entries[0].app_slug.as_str(),
+            "kept",
+            "the other app is untouched"
+        );
+        assert!(
+            store.get_script(kept_script.id).await?.is_some(),
+            "the other app's script stays"
+        );
+        Ok(())
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Scripts
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    a_script_is_created_read_changed_and_deleted,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let created = store
+            .create_script(&new_script(
+                shop.id,
+                "hello",
+                ScriptKind::Endpoint,
+                "\"hello\"",
+            ))
+            .await?;
+        assert_eq!(created.app_id, shop.id, "the script belongs to its app");
+        assert_eq!(created.kind, ScriptKind::Endpoint, "the kind is stored");
+        assert_eq!(created.source, "\"hello\"", "the source is stored");
+        assert_eq!(
+            created.created_at, created.updated_at,
+            "a new script was never updated"
+        );
+        assert_eq!(
+            store.get_script(created.id).await?,
+            Some(created.clone()),
+            "found by id"
+        );
+
+        let module = store
+            .create_script(&new_script(
+                shop.id,
+                "utils",
+                ScriptKind::Module,
+                "fn f() { 1 }",
+            ))
+            .await?;
+        assert_eq!(
+            module.kind,
+            ScriptKind::Module,
+            "a module is stored as a module"
+        );
+
+        let patch = ScriptPatch {
+            name: Some(ScriptName::parse("greet", ScriptKind::Endpoint).expect("a name")),
+            kind: None,
+            source: Some("\"hey\"".to_owned()),
+        };
+        let updated = store.update_script(created.id, &patch).await?;
+        assert_eq!(updated.name.as_str(), "greet", "renamed");
+        assert_eq!(updated.source, "\"hey\"", "the new source");
+        assert_eq!(
+            updated.kind,
+            ScriptKind::Endpoint,
+            "a patch without a kind keeps it"
+        );
+        assert_eq!(updated.created_at, created.created_at, "created_at stays");
+
+        assert!(store.delete_script(created.id).await?, "deleted");
+        assert_eq!(
+            store.get_script(created.id).await?,
+            None,
+            "a deleted script is gone"
+        );
+        assert!(
+            !store.delete_script(created.id).await?,
+            "deleting it again finds nothing"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    a_script_name_is_unique_within_its_app_only,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let blog = app(&store, "blog").await?;
+        endpoint(&store, shop.id, "hello").await?;
+        endpoint(&store, blog.id, "hello")
+            .await
+            .context("the same name in another app is fine")?;
+
+        let again = store
+            .create_script(&new_script(shop.id, "hello", ScriptKind::Module, "1"))
+            .await;
+        let message = conflict(again, "a second 'hello' in the app")?;
+        assert_eq!(
+            message, "a script named 'hello' already exists in this app",
+            "names the script"
+        );
+
+        let other = endpoint(&store, shop.id, "other").await?;
+        let rename = ScriptPatch {
+            name: Some(ScriptName::parse("hello", ScriptKind::Endpoint).expect("a name")),
+            ..ScriptPatch::default()
+        };
+        let message = conflict(
+            store.update_script(other.id, &rename).await,
+            "renaming to 'hello'",
+        )?;
+        assert_eq!(
+            message, "a script named 'hello' already exists in this app",
+            "the same on update"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(a_script_needs_an_app_that_exists, |store| async move {
+    let result = store
+        .create_script(&new_script(
+            AppId::new(),
+            "hello",
+            ScriptKind::Endpoint,
+            "1",
+        ))
+        .await;
+    ensure!(
+        matches!(result, Err(StoreError::NotFound("app"))),
+        "expected NotFound(\"app\"), got {result:?}"
+    );
+    Ok(())
+});
+
+both_backends!(
+    changing_a_script_that_does_not_exist_is_not_found,
+    |store| async move {
+        let result = store
+            .update_script(
+                ScriptId::new(),
+                &ScriptPatch {
+                    source: Some("1".into()),
+                    ..ScriptPatch::default()
+                },
+            )
+            .await;
+        ensure!(
+            matches!(result, Err(StoreError::NotFound("script"))),
+            "expected NotFound(\"script\"), got {result:?}"
+        );
+        assert!(
+            !store.delete_script(ScriptId::new()).await?,
+            "deleting an unknown script finds nothing"
+        );
+        assert_eq!(
+            store.get_script(ScriptId::new()).await?,
+            None,
+            "an unknown id finds nothing"
+        );
+        Ok(())
+    }
+);
+
+// The AST cache keys on (id, updated_at): two updates within one millisecond must still be
+// two versions.
+both_backends!(
+    every_update_moves_a_scripts_updated_at_strictly_forward,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let script = endpoint(&store, shop.id, "hello").await?;
+        let mut previous = script.updated_at;
+        for round in 0..5 {
+            let patch = ScriptPatch {
+                source: Some(format!("{round}")),
+                ..ScriptPatch::default()
+            };
+            let updated = store.update_script(script.id, &patch).await?;
+            assert!(
+                updated.updated_at > previous,
+                "update {round}: updated_at {} must be later than {}",
+                updated.updated_at.as_millis(),
+                previous.as_millis()
+            );
+            previous = updated.updated_at;
+        }
+        let empty = store
+            .update_script(script.id, &ScriptPatch::default())
+            .await?;
+        assert!(
+            empty.updated_at > previous,
+            "even an empty patch is a new version"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    a_script_that_routes_point_at_cannot_be_deleted,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let script = endpoint(&store, shop.id, "hello").await?;
+        let first = store
+            .create_route(&new_route(&script, RouteMethod::Get, "/a"))
+            .await?;
+        let second = store
+            .create_route(&new_route(&script, RouteMethod::Post, "/a"))
+            .await?;
+
+        let message = conflict(
+            store.delete_script(script.id).await,
+            "deleting a routed script",
+        )?;
+        assert_eq!(
+            message, "the script is the target of 2 route(s); delete them first",
+            "the message counts the routes"
+        );
+        assert!(
+            store.get_script(script.id).await?.is_some(),
+            "the script is still there"
+        );
+
+        assert!(store.delete_route(first.id).await?, "first route deleted");
+        assert!(store.delete_route(second.id).await?, "second route deleted");
+        assert!(
+            store.delete_script(script.id).await?,
+            "without routes it can be deleted"
+        );
+        Ok(())
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    a_route_is_created_read_listed_and_deleted,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let script = endpoint(&store, shop.id, "users").await?;
+        let mut wanted = new_route(&script, RouteMethod::Get, "/users/{id}");
+        wanted.dispatch_mode = DispatchMode::Async;
+        let route = store.create_route(&wanted).await?;
+        assert_eq!(route.app_id, shop.id, "the route's app");
+        assert_eq!(route.script_id, script.id, "the route's script");
+        assert_eq!(route.method, RouteMethod::Get, "the method");
+        assert_eq!(route.path.as_str(), "/users/{id}", "the path pattern");
+        assert_eq!(
+            route.dispatch_mode,
+            DispatchMode::Async,
+            "the dispatch mode"
+        );
+
+        assert_eq!(
+            store.get_route(route.id).await?,
+            Some(route.clone()),
+            "found by id"
+        );
+        assert_eq!(
+            store
+                .list_routes(shop.id, &PageRequest::default())
+                .await?
+                .items,
+            vec![route.clone()],
+            "listed in its app"
+        );
+        assert_eq!(
+            store.list_routes_of_script(script.id).await?,
+            vec![route.clone()],
+            "listed for its script"
+        );
+
+        assert!(store.delete_route(route.id).await?, "deleted");
+        assert_eq!(store.get_route(route.id).await?, None, "gone");
+        assert!(
+            !store.delete_route(route.id).await?,
+            "deleting it again finds nothing"
+        );
+        assert!(
+            store.list_routes_of_script(script.id).await?.is_empty(),
+            "the script has no routes"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    a_method_and_path_name_one_route_per_app,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let script = endpoint(&store, shop.id, "users").await?;
+        store
+            .create_route(&new_route(&script, RouteMethod::Get, "/users/{id}"))
+            .await?;
+
+        let again = store
+            .create_route(&new_route(&script, RouteMethod::Get, "/users/{id}"))
+            .await;
+        let message = conflict(again, "a second GET /users/{id}")?;
+        assert_eq!(
+            message, "this app already has a route GET /users/{id}",
+            "names method and path"
+        );
+
+        store
+            .create_route(&new_route(&script, RouteMethod::Delete, "/users/{id}"))
+            .await
+            .context("another method on the same path is fine")?;
+        let blog = app(&store, "blog").await?;
+        let blog_script = endpoint(&store, blog.id, "users").await?;
+        store
+            .create_route(&new_route(&blog_script, RouteMethod::Get, "/users/{id}"))
+            .await
+            .context("the same route in another app is fine")?;
+        Ok(())
+    }
+);
+
+// Cross-app access is impossible by construction: a route's script must be in the route's app.
+both_backends!(
+    a_route_needs_its_script_in_its_own_app,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let blog = app(&store, "blog").await?;
+        let blog_script = endpoint(&store, blog.id, "main").await?;
+
+        let mut foreign = new_route(&blog_script, RouteMethod::Get, "/");
+        foreign.app_id = shop.id;
+        let result = store.create_route(&foreign).await;
+        ensure!(
+            matches!(result, Err(StoreError::NotFound("script"))),
+            "a script of another app is not found: {result:?}"
+        );
+
+        let mut missing = new_route(&blog_script, RouteMethod::Get, "/");
+        missing.script_id = ScriptId::new();
+        let result = store.create_route(&missing).await;
+        ensure!(
+            matches!(result, Err(StoreError::NotFound("script"))),
+            "an unknown script is not found: {result:?}"
+        );
+        assert!(
+            store.routing_entries(None).await?.is_empty(),
+            "no route was written"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    routing_entries_carry_the_app_slug_and_the_current_script,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let blog = app(&store, "blog").await?;
+        let hello = endpoint(&store, shop.id, "hello").await?;
+        let posts = endpoint(&store, blog.id, "posts").await?;
+        let r1 = store
+            .create_route(&new_route(&hello, RouteMethod::Get, "/hello"))
+            .await?;
+        let r2 = store
+            .create_route(&new_route(&hello, RouteMethod::Any, "/hi/{*rest}"))
+            .await?;
+        let r3 = store
+            .create_route(&new_route(&posts, RouteMethod::Post, "/posts"))
+            .await?;
+
+        let all = store.routing_entries(None).await?;
+        let ids: Vec<_> = all.iter().map(|e| e.route.id).collect();
+        assert_eq!(ids, vec![r1.id, r2.id, r3.id], "every route, oldest first");
+        let first = &all[0];
+        assert_eq!(first.route, r1, "the route itself");
+        assert_eq!(first.app_slug.as_str(), "shop", "the app's slug");
+        assert_eq!(first.script_name.as_str(), "hello", "the script's name");
+        assert_eq!(first.script_source, hello.source, "the script's source");
+        assert_eq!(
+            first.script_updated_at, hello.updated_at,
+            "the script's version"
+        );
+
+        let only_blog = store.routing_entries(Some(blog.id)).await?;
+        assert_eq!(only_blog.len(), 1, "one app's routes only: {only_blog:?}");
+        assert_eq!(only_blog[0].route, r3, "the blog's route");
+        assert_eq!(only_blog[0].app_slug.as_str(), "blog", "the blog's slug");
+
+        let patch = ScriptPatch {
+            source: Some("\"new\"".to_owned()),
+            ..ScriptPatch::default()
+        };
+        let changed = store.update_script(hello.id, &patch).await?;
+        let shop_entries = store.routing_entries(Some(shop.id)).await?;
+        assert_eq!(shop_entries.len(), 2, "both shop routes");
+        for entry in &shop_entries {
+            assert_eq!(entry.script_source, "\"new\"", "the current source");
+            assert_eq!(
+                entry.script_updated_at, changed.updated_at,
+                "the current version"
+            );
+        }
+        assert!(
+            store.routing_entries(Some(AppId::new())).await?.is_empty(),
+            "an unknown app has none"
+        );
+        Ok(())
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
+// Lists
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    lists_walk_every_item_once_in_creation_order,
+    |store| async move {
+        let mut created = Vec::new();
+        for i in 0..7 {
+            created.push(app(&store, &format!("app-{i}")).await?.id);
+        }
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        let mut cursor = None;
+        loop {
+            let batch = store.list_apps(&page(3, cursor)).await?;
+            sizes.push(batch.items.len());
+            seen.extend(batch.items.iter().map(|a| a.id));
+            match batch.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+            ensure!(
+                sizes.len() <= 3,
+                "7 items in pages of 3 take 3 pages, not more"
+            );
+        }
+        assert_eq!(sizes, vec![3, 3, 1], "pages of 3, 3 and 1");
+        assert_eq!(seen, created, "every app once, oldest first");
+
+        let exact = store.list_apps(&page(7, None)).await?;
+        assert_eq!(
+            exact.items.len(),
+            7,
+            "a page as large as the list holds it all"
+        );
+        assert_eq!(exact.next_cursor, None, "and says there is no more");
+        Ok(())
+    }
+);
+
+both_backends!(scripts_and_routes_are_listed_per_app, |store| async move {
+    let shop = app(&store, "shop").await?;
+    let blog = app(&store, "blog").await?;
+    let mut scripts = Vec::new();
+    for i in 0..7 {
+        scripts.push(endpoint(&store, shop.id, &format!("s{i}")).await?);
+        endpoint(&store, blog.id, &format!("s{i}")).await?;
+    }
+    let mut routes = Vec::new();
+    for (i, script) in scripts.iter().enumerate() {
+        routes.push(
+            store
+                .create_route(&new_route(script, RouteMethod::Get, &format!("/r{i}")))
+                .await?
+                .id,
+        );
+    }
+
+    let mut seen_scripts = Vec::new();
+    let mut cursor = None;
+    loop {
+        let batch = store.list_scripts(shop.id, &page(3, cursor)).await?;
+        seen_scripts.extend(batch.items.iter().map(|s| s.id));
+        ensure!(
+            batch.items.iter().all(|s| s.app_id == shop.id),
+            "only the shop's scripts"
+        );
+        let Some(next) = batch.next_cursor else { break };
+        cursor = Some(next);
+    }
+    let expected: Vec<_> = scripts.iter().map(|s| s.id).collect();
+    assert_eq!(seen_scripts, expected, "the shop's 7 scripts, oldest first");
+
+    let mut seen_routes = Vec::new();
+    let mut cursor = None;
+    loop {
+        let batch = store.list_routes(shop.id, &page(3, cursor)).await?;
+        seen_routes.extend(batch.items.iter().map(|r| r.id));
+        let Some(next) = batch.next_cursor else { break };
+        cursor = Some(next);
+    }
+    assert_eq!(seen_routes, routes, "the shop's 7 routes, oldest first");
+    assert!(
+        store
+            .list_routes(blog.id, &PageRequest::default())
+            .await?
+            .items
+            .is_empty(),
+        "the blog has no routes"
+    );
+    Ok(())
+});
+
+both_backends!(
+    a_cursor_this_server_did_not_issue_is_refused,
+    |store| async move {
+        app(&store, "shop").await?;
+        for forged in ["not-a-cursor!", "", "aGVsbG8"] {
+            let result = store.list_apps(&page(3, Some(forged.to_owned()))).await;
+            match result {
+                Err(StoreError::InvalidInput(message)) => assert_eq!(
+                    message, "the cursor is not one this server issued",
+                    "a sentence for the user"
+                ),
+                other => bail!("expected InvalidInput for the cursor '{forged}', got {other:?}"),
+            }
+        }
+        let result = store
+            .list_scripts(AppId::new(), &page(3, Some("x".to_owned())))
+            .await;
+        ensure!(
+            matches!(result, Err(StoreError::InvalidInput(_))),
+            "scripts too: {result:?}"
+        );
+        let result = store
+            .list_routes(AppId::new(), &page(3, Some("x".to_owned())))
+            .await;
+        ensure!(
+            matches!(result, Err(StoreError::InvalidInput(_))),
+            "routes too: {result:?}"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(a_limit_out_of_range_is_clamped, |store| async move {
+    for i in 0..3 {
+        app(&store, &format!("app-{i}")).await?;
+    }
+    let zero = store.list_apps(&page(0, None)).await?;
+    assert_eq!(zero.items.len(), 1, "a limit of 0 reads as 1");
+    assert!(zero.next_cursor.is_some(), "and there is more");
+    let huge = store.list_apps(&page(u32::MAX, None)).await?;
+    assert_eq!(huge.items.len(), 3, "a huge limit reads as the maximum");
+    assert_eq!(huge.next_cursor, None, "everything fit");
+    Ok(())
+});
+
+// ---------------------------------------------------------------------------------------------
+// Users and sessions
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    a_user_is_found_by_id_and_by_name_with_its_hash,
+    |store| async move {
+        assert_eq!(store.count_users().await?, 0, "a fresh store has no users");
+        let admin = store
+            .create_user(&username("admin"), "$argon2id$v=19$hash", true)
+            .await?;
+        assert!(admin.is_instance_admin, "the instance admin flag is stored");
+        assert!(!admin.disabled, "a new user is enabled");
+        let bob = store
+            .create_user(&username("bob"), "$argon2id$bob", false)
+            .await?;
+        assert!(!bob.is_instance_admin, "bob is no admin");
+        assert_eq!(store.count_users().await?, 2, "two users");
+
+        assert_eq!(
+            store.get_user(admin.id).await?,
+            Some(admin.clone()),
+            "found by id"
+        );
+        let credentials = store
+            .user_credentials(&username("admin"))
+            .await?
+            .context("the admin's credentials")?;
+        assert_eq!(credentials.user, admin, "the credentials' user");
+        assert_eq!(
+            credentials.password_hash, "$argon2id$v=19$hash",
+            "the stored hash"
+        );
+        assert!(
+            store.user_credentials(&username("carol")).await?.is_none(),
+            "an unknown name"
+        );
+        assert_eq!(store.get_user(UserId::new()).await?, None, "an unknown id");
+
+        let disabled = store.set_user_disabled(bob.id, true).await?;
+        assert!(disabled.disabled, "bob is disabled");
+        let enabled = store.set_user_disabled(bob.id, false).await?;
+        assert!(!enabled.disabled, "and enabled again");
+        let result = store.set_user_disabled(UserId::new(), true).await;
+        ensure!(
+            matches!(result, Err(StoreError::NotFound("user"))),
+            "disabling an unknown user: {result:?}"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(a_username_is_taken_once, |store| async move {
+    store.create_user(&username("bob"), "h1", false).await?;
+    let message = conflict(
+        store.create_user(&username("bob"), "h2", true).await,
+        "a second bob",
+    )?;
+    assert_eq!(message, "the username 'bob' is taken", "names the username");
+    assert_eq!(store.count_users().await?, 1, "nothing was written");
+    Ok(())
+});
+
+both_backends!(
+    a_session_finds_its_user_until_it_is_deleted,
+    |store| async move {
+        let bob = store.create_user(&username("bob"), "h", false).await?;
+        let before = Timestamp::now().as_millis();
+        let expires_at = store.create_session(&token_hash(1), bob.id, 60_000).await?;
+        let after = Timestamp::now().as_millis();
+        assert!(
+            (before + 60_000 - 1_000..=after + 60_000 + 1_000).contains(&expires_at.as_millis()),
+            "expires one minute from the database's now: {} not near {before}+60000",
+            expires_at.as_millis()
+        );
+        assert_eq!(
+            store.session_user(&token_hash(1)).await?,
+            Some(bob.clone()),
+            "the session's user"
+        );
+        assert_eq!(
+            store.session_user(&token_hash(2)).await?,
+            None,
+            "an unknown token finds nobody"
+        );
+
+        assert!(store.delete_session(&token_hash(1)).await?, "logged out");
+        assert_eq!(
+            store.session_user(&token_hash(1)).await?,
+            None,
+            "a deleted session finds nobody"
+        );
+        assert!(
+            !store.delete_session(&token_hash(1)).await?,
+            "deleting it again finds nothing"
+        );
+
+        let result = store
+            .create_session(&token_hash(3), UserId::new(), 60_000)
+            .await;
+        ensure!(
+            matches!(result, Err(StoreError::NotFound("user"))),
+            "a session for an unknown user: {result:?}"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    an_expired_session_finds_nobody_and_is_swept,
+    |store| async move {
+        let bob = store.create_user(&username("bob"), "h", false).await?;
+        store.create_session(&token_hash(1), bob.id, 0).await?;
+        store.create_session(&token_hash(2), bob.id, -1_000).await?;
+        store
+            .create_session(&token_hash(3), bob.id, 3_600_000)
+            .await?;
+        store
+            .create_session(&token_hash(4), bob.id, i64::MAX)
+            .await
+            .context("a huge ttl is clamped")?;
+        assert_eq!(
+            store.session_user(&token_hash(1)).await?,
+            None,
+            "a ttl of 0 is already expired"
+        );
+        assert_eq!(
+            store.session_user(&token_hash(2)).await?,
+            None,
+            "a negative ttl is expired"
+        );
+        assert_eq!(
+            store.session_user(&token_hash(3)).await?,
+            Some(bob.clone()),
+            "an hour is valid"
+        );
+        assert_eq!(
+            store.session_user(&token_hash(4)).await?,
+            Some(bob.clone()),
+            "forever is valid"
+        );
+
+        assert_eq!(
+            store.delete_expired_sessions().await?,
+            2,
+            "the two expired sessions are swept"
+        );
+        assert_eq!(
+            store.delete_expired_sessions().await?,
+            0,
+            "nothing is left to sweep"
+        );
+        assert!(
+            !store.delete_session(&token_hash(1)).await?,
+            "the swept session is gone"
+        );
+        assert!(
+            store.delete_session(&token_hash(3)).await?,
+            "the valid session was kept"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(a_disabled_users_sessions_find_nobody, |store| async move {
+    let bob = store.create_user(&username("bob"), "h", false).await?;
+    store.create_session(&token_hash(1), bob.id, 60_000).await?;
+    store.set_user_disabled(bob.id, true).await?;
+    assert_eq!(
+        store.session_user(&token_hash(1)).await?,
+        None,
+        "a disabled user is not let in"
+    );
+    store.set_user_disabled(bob.id, false).await?;
+    let back = store.session_user(&token_hash(1)).await?;
+    assert_eq!(
+        back.map(|u| u.id),
+        Some(bob.id),
+        "enabled again, the session works again"
+    );
+    Ok(())
+});
+
+// ---------------------------------------------------------------------------------------------
+// The store itself
+// ---------------------------------------------------------------------------------------------
+
+// SQLite writes go through one connection with BEGIN IMMEDIATE, so concurrent admin writes
+// queue instead of failing with "database is locked".
+both_backends!(concurrent_writes_all_succeed, |store| async move {
+    let shop = app(&store, "shop").await?;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let script = endpoint(&store, shop.id, &format!("s{i}")).await?;
+                let patch = ScriptPatch {
+                    source: Some(format!("{i}")),
+                    ..ScriptPatch::default()
+                };
+                store.update_script(script.id, &patch).await?;
+                store.list_scripts(shop.id, &PageRequest::default()).await?;
+                anyhow::Ok(script.id)
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.context("the task ran")??);
+    }
+    assert_eq!(ids.len(), 40, "every concurrent write succeeded");
+    let listed = store.list_scripts(shop.id, &page(100, None)).await?;
+    assert_eq!(listed.items.len(), 40, "and every script is there");
+    Ok(())
+});
+
+both_backends!(migrating_again_changes_nothing, |store| async move {
+    let shop = app(&store, "shop").await?;
+    store
+        .migrate()
+        .await
+        .context("a second migrate is a no-op")?;
+    assert_eq!(
+        store.get_app(shop.id).await?,
+        Some(shop),
+        "the data is untouched"
+    );
+    store.ping().await.context("the database answers")?;
+    Ok(())
+});
+
+both_backends!(a_closed_store_is_unavailable, |store| async move {
+    store.ping().await.context("open, it answers")?;
+    store.close().await;
+    let result = store.ping().await;
+    ensure!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "closed, ping: {result:?}"
+    );
+    let result = store.get_app(AppId::new()).await;
+    ensure!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "closed, a read: {result:?}"
+    );
+    let result = app(&store, "late").await;
+    ensure!(
+        matches!(
+            result.as_ref().map_err(|e| e.downcast_ref::<StoreError>()),
+            Err(Some(StoreError::Unavailable(_)))
+        ),
+        "closed, a write: {result:?}"
+    );
+    Ok(())
+});
+
+// What was written is there after the store is closed and opened again on the same database.
+mod data_survives_closing_and_reopening {
+    use super::*;
+
+    async fn check(backend: Backend) -> anyhow::Result<()> {
+        let Some((store, database)) = fresh_store(backend).await else {
+            return Ok(());
+        };
+        let shop = app(&store, "shop").await?;
+        let script = endpoint(&store, shop.id, "hello").await?;
+        let route = store
+            .create_route(&new_route(&script, RouteMethod::Get, "/"))
+            .await?;
+        let bob = store.create_user(&username("bob"), "h", false).await?;
+        store.create_session(&token_hash(7), bob.id, 60_000).await?;
+        store.close().await;
+        drop(store);
+
+        let reopened = picloud_store::open(database.config()).await?;
+        reopened
+            .migrate()
+            .await
+            .context("migrating an up-to-date database")?;
+        assert_eq!(
+            reopened.get_app(shop.id).await?,
+            Some(shop),
+            "the app survived"
+        );
+        assert_eq!(
+            reopened.get_script(script.id).await?,
+            Some(script),
+            "the script survived"
+        );
+        assert_eq!(
+            reopened.get_route(route.id).await?,
+            Some(route),
+            "the route survived"
+        );
+        assert_eq!(
+            reopened.session_user(&token_hash(7)).await?,
+            Some(bob),
+            "the session survived"
+        );
+        if backend == Backend::Sqlite {
+            assert!(
+                database.data_dir().join("picloud.db").is_file(),
+                "SQLite keeps picloud.db in the data directory"
+            );
+        }
+        reopened.close().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite() -> anyhow::Result<()> {
+        check(Backend::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn postgres() -> anyhow::Result<()> {
+        check(Backend::Postgres).await
+    }
+}
+
+// `open` creates the SQLite file and every missing directory above it.
+#[tokio::test]
+async fn sqlite_creates_its_data_directory_when_missing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("nested").join("data");
+    let config = StoreConfig {
+        data_dir: data_dir.clone(),
+        ..StoreConfig::default()
+    };
+    let store = picloud_store::open(&config).await?;
+    store.migrate().await?;
+    assert_eq!(store.backend(), Backend::Sqlite, "no URL means SQLite");
+    assert!(
+        data_dir.join("picloud.db").is_file(),
+        "the database file exists"
+    );
+    store.close().await;
+
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("other").join("x.db").display()
+    );
+    let store = picloud_store::open(&StoreConfig {
+        database_url: Some(url),
+        ..config
+    })
+    .await?;
+    store.migrate().await?;
+    assert!(
+        dir.path().join("other").join("x.db").is_file(),
+        "a sqlite:// URL names the file"
+    );
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_database_url_is_refused_before_connecting() {
+    let config = StoreConfig {
+        database_url: Some("mysql://db/x".to_owned()),
+        ..StoreConfig::default()
+    };
+    let result = picloud_store::open(&config).await.map(|_| ());
+    assert!(
+        matches!(&result, Err(StoreError::InvalidInput(m)) if m.contains("PICLOUD_DATABASE_URL")),
+        "names the variable: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_server_is_unavailable() {
+    let config = StoreConfig {
+        // Port 1 on localhost: nothing listens there.
+        database_url: Some("postgres://nobody@127.0.0.1:1/none".to_owned()),
+        acquire_timeout_ms: 2_000,
+        ..StoreConfig::default()
+    };
+    let result = picloud_store::open(&config).await.map(|_| ());
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "refused connection: {result:?}"
+    );
+}
