@@ -219,15 +219,17 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(db) = self.postgres.take() {
-            // FORCE ends the connections a store may still hold; failures leave the database
-            // behind, which the throw-away server tolerates.
-            let _ = block_on(async move {
-                let mut conn = PgConnection::connect(&db.server_url).await?;
-                conn.execute(
-                    format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", db.name).as_str(),
-                )
-                .await?;
-                conn.close().await
+            // Dropping a database takes a few hundred milliseconds (a checkpoint), so it runs on
+            // a detached thread while the next test proceeds. FORCE ends the connections a store
+            // may still hold. A drop cut short by the end of the test process, or one that
+            // fails, leaves the database behind, which the throw-away server tolerates.
+            std::thread::spawn(move || {
+                let _ = block_on(async move {
+                    let mut conn = PgConnection::connect(&db.server_url).await?;
+                    let drop_sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", db.name);
+                    conn.execute(drop_sql.as_str()).await?;
+                    conn.close().await
+                });
             });
         }
     }
