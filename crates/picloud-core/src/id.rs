@@ -95,6 +95,10 @@ id_type!(
     UserId, "user"
 );
 id_type!(
+    /// An API key (its id, not its secret).
+    ApiKeyId, "API key"
+);
+id_type!(
     /// One execution of a script; log lines and errors carry it.
     ExecutionId, "execution"
 );
@@ -106,7 +110,11 @@ mod tests {
     #[test]
     fn an_id_round_trips_through_its_string_form() {
         let id = AppId::new();
-        assert_eq!(AppId::parse(&id.to_string()), Ok(id), "display then parse must agree");
+        assert_eq!(
+            AppId::parse(&id.to_string()),
+            Ok(id),
+            "display then parse must agree"
+        );
     }
 
     #[test]

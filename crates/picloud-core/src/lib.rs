@@ -6,8 +6,8 @@
 //! | [`id`] | the string ids of apps, scripts, routes, users, executions |
 //! | [`time`] | [`Timestamp`], milliseconds since the epoch, RFC 3339 on the wire |
 //! | [`input`] | parsed input: slugs, names, methods, route paths — each `parse` says what was wrong |
-//! | [`model`] | the stored records: [`App`], [`Script`], [`Route`], [`User`] |
-//! | [`auth`] | [`Capability`] and the [`Principal`] that holds them |
+//! | [`model`] | the stored records: [`App`], [`Script`], [`Route`], [`User`], [`Membership`], [`ApiKey`] |
+//! | [`auth`] | [`Role`], [`Scope`], [`Capability`], the capability table and the [`Principal`] that holds them |
 //! | [`limits`] | [`Limits`], the sandbox's bounds, in one place |
 //! | [`exec`] | the execution contract between the orchestrator and an executor |
 
@@ -19,12 +19,12 @@ pub mod limits;
 pub mod model;
 pub mod time;
 
-pub use auth::{Capability, Principal};
-pub use id::{AppId, ExecutionId, RouteId, ScriptId, UserId};
+pub use auth::{Authority, Capability, CapabilityKind, Credential, Principal, Role, Scope};
+pub use id::{ApiKeyId, AppId, ExecutionId, RouteId, ScriptId, UserId};
 pub use input::{
     AppName, AppSlug, DispatchMode, InputError, RouteMethod, RoutePath, ScriptKind, ScriptName,
     Username,
 };
 pub use limits::Limits;
-pub use model::{App, Route, Script, User};
+pub use model::{ApiKey, App, Membership, Route, Script, User};
 pub use time::Timestamp;

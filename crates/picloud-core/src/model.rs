@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::{
-    AppId, AppName, AppSlug, DispatchMode, RouteId, RouteMethod, RoutePath, ScriptId, ScriptKind,
-    ScriptName, Timestamp, UserId, Username,
+    ApiKeyId, AppId, AppName, AppSlug, DispatchMode, Role, RouteId, RouteMethod, RoutePath, Scope,
+    ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,4 +46,31 @@ pub struct User {
     pub is_instance_admin: bool,
     pub disabled: bool,
     pub created_at: Timestamp,
+}
+
+/// A user's role on an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub app_id: AppId,
+    pub user_id: UserId,
+    pub username: Username,
+    pub role: Role,
+    pub created_at: Timestamp,
+}
+
+/// An API key as it is listed: never its secret, only the prefix that identifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub user_id: UserId,
+    pub name: String,
+    /// The visible part of the key (`pk_<prefix>_…`), unique.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    /// The one app the key may act on; `None` for every app its user may.
+    pub app_id: Option<AppId>,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub revoked: bool,
 }

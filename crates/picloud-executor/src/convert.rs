@@ -8,34 +8,41 @@ use std::fmt;
 
 use rhai::{Dynamic, EvalAltResult, Position};
 
+use crate::nesting::{nests_deeper_than, MAX_DEPTH};
+
 /// A value that has no JSON form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NotJson {
-    /// Where in the value, as a JSON path (`$` is the value itself).
-    pub path: String,
-    pub type_name: String,
+pub(crate) enum NotJson {
+    /// A value of a type JSON cannot hold, at `path` (`$` is the value itself).
+    Type { path: String, type_name: String },
+    /// Arrays and maps nested deeper than [`MAX_DEPTH`].
+    TooDeep,
 }
 
 impl fmt::Display for NotJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path == "$" {
-            write!(f, "a {} has no JSON form", self.type_name)
-        } else {
-            write!(
-                f,
-                "the value at {} is a {}, which has no JSON form",
-                self.path, self.type_name
-            )
+        match self {
+            Self::Type { path, type_name } if path == "$" => {
+                write!(f, "a {type_name} has no JSON form")
+            }
+            Self::Type { path, type_name } => {
+                write!(f, "the value at {path} is a {type_name}, which has no JSON form")
+            }
+            Self::TooDeep => write!(f, "it nests arrays and maps deeper than {MAX_DEPTH} levels"),
         }
     }
 }
 
 /// The JSON form of a Rhai value: `()` is `null`, maps are objects, arrays are arrays, a char is
-/// a one-character string; non-finite floats become `null`.
+/// a one-character string; non-finite floats become `null`. At most [`MAX_DEPTH`] levels deep,
+/// which is also as deep as `json::parse` reads.
 pub(crate) fn to_json(value: &Dynamic) -> Result<serde_json::Value, NotJson> {
     let value = value.flatten_clone();
+    if nests_deeper_than(&value, MAX_DEPTH) {
+        return Err(NotJson::TooDeep);
+    }
     rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|_| {
-        first_non_json(&value, "$".to_string()).unwrap_or_else(|| NotJson {
+        first_non_json(&value, "$".to_string()).unwrap_or_else(|| NotJson::Type {
             path: "$".to_string(),
             type_name: friendly_type_name(&value),
         })
@@ -97,7 +104,7 @@ fn first_non_json(value: &Dynamic, path: String) -> Option<NotJson> {
         || value.is_float()
         || value.is_string()
         || value.is_char();
-    (!json_like).then(|| NotJson {
+    (!json_like).then(|| NotJson::Type {
         path,
         type_name: friendly_type_name(value),
     })
@@ -127,7 +134,22 @@ mod tests {
         let mut outer = rhai::Map::new();
         outer.insert("user".into(), Dynamic::from_map(inner));
         let err = to_json(&Dynamic::from_map(outer)).expect_err("a timestamp is not JSON");
-        assert_eq!(err.path, "$.user.created", "the path leads to the value");
-        assert_eq!(err.type_name, "timestamp", "the type is named");
+        assert_eq!(
+            err,
+            NotJson::Type {
+                path: "$.user.created".to_string(),
+                type_name: "timestamp".to_string()
+            },
+            "the path leads to the value and the type is named"
+        );
+    }
+
+    #[test]
+    fn a_value_nested_too_deep_has_no_json_form() {
+        let mut value = Dynamic::from_array(Vec::new());
+        for _ in 0..=MAX_DEPTH {
+            value = Dynamic::from_array(vec![value]);
+        }
+        assert_eq!(to_json(&value), Err(NotJson::TooDeep), "depth is bounded");
     }
 }

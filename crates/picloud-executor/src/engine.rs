@@ -69,6 +69,7 @@ pub(crate) fn build(limits: &Limits) -> Engine {
 
     engine.set_module_resolver(DummyModuleResolver::new());
 
+    crate::nesting::register(&mut engine);
     crate::response::register(&mut engine);
     crate::sdk::register(&mut engine);
     engine
@@ -77,9 +78,19 @@ pub(crate) fn build(limits: &Limits) -> Engine {
 const SLEEP_REFUSED: &str =
     "sleep() is not available: a script holds an executor thread while it runs, so it must not wait";
 
-/// Stack for the threads that run scripts. Recursion at the call limit with deep expressions in
-/// every frame needs far more than tokio's 2 MiB; 8 MiB holds the default limits (32 calls × 64
-/// levels) with room to spare, and larger configured limits get a proportionally larger stack.
+/// Stack for the threads that run scripts, sized from the limits, because a Rust stack overflow
+/// aborts the whole process:
+///
+/// - recursion at the call limit with deep expressions in every frame overflowed tokio's 2 MiB;
+///   8 MiB holds the default 32 calls × 64 levels, and larger limits scale it;
+/// - Rhai clones, drops and size-checks nested arrays and maps recursively, and nesting is bounded
+///   only by the array and map limits (one element per level); measured on rhai 1.27, a level
+///   takes up to ~300 bytes in a release build and ~2.3 KiB in a debug build, so each allowed
+///   level gets [`STACK_PER_NESTING_LEVEL`]. (Showing and comparing nested values take far more
+///   per level; [`crate::nesting`] caps their depth instead.)
+///
+/// Only the pages a script touches are committed; with the default limits a release build
+/// reserves ~106 MiB of address space per thread.
 pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
     const BASE: usize = 8 * 1024 * 1024;
     let calls = limits.max_call_levels.div_ceil(32).max(1);
@@ -88,5 +99,17 @@ pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
         .max(limits.max_function_expr_depth)
         .div_ceil(64)
         .max(1);
-    BASE.saturating_mul(calls).saturating_mul(depth).min(1 << 30)
+    let nesting = limits
+        .max_array_size
+        .saturating_add(limits.max_map_size)
+        .saturating_mul(STACK_PER_NESTING_LEVEL);
+    BASE.saturating_mul(calls)
+        .saturating_mul(depth)
+        .saturating_add(nesting)
+        .min(MAX_WORKER_STACK)
 }
+
+/// Native stack allowed per level of nested arrays and maps (see [`worker_stack_size`]).
+const STACK_PER_NESTING_LEVEL: usize = if cfg!(debug_assertions) { 4 * 1024 } else { 512 };
+/// The most a worker's stack is given, whatever the limits.
+const MAX_WORKER_STACK: usize = if usize::BITS > 32 { u32::MAX as usize } else { 256 << 20 };

@@ -110,7 +110,7 @@ fn thrown(value: &rhai::Dynamic) -> String {
     match value.clone().into_string() {
         Ok(text) if text.is_empty() => "the script threw an error".to_string(),
         Ok(text) => text,
-        Err(_) => format!("the script threw {value}"),
+        Err(_) => format!("the script threw {}", crate::nesting::show(value)),
     }
 }
 

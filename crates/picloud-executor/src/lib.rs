@@ -14,6 +14,7 @@
 //! | `scope` | the `ctx` constant a script sees |
 //! | `response` | `response(…)` and the rules that turn a script's value into a response |
 //! | `convert` | script values ↔ JSON |
+//! | `nesting` | bounded recursion over deeply nested values (showing, comparing) |
 //! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
 //! | `validate` | the top-level shape a module script must keep |
 //! | `cache` | the AST cache keyed by script id and `updated_at` |
@@ -27,6 +28,7 @@ mod convert;
 mod engine;
 mod errors;
 pub mod local;
+mod nesting;
 pub mod remote;
 mod response;
 pub mod sandbox;

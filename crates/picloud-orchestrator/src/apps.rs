@@ -1,9 +1,10 @@
 //! Apps: create, list, read, rename (slug and name), delete. A slug change or a deletion takes
-//! effect on the public routes at once (the route index is rebuilt for the app).
+//! effect on the public routes at once (the route index is rebuilt for the app). The creator of
+//! an app becomes its owner.
 
 use std::sync::Arc;
 
-use picloud_core::{App, AppId, AppName, AppSlug, Capability, Principal};
+use picloud_core::{App, AppId, AppName, AppSlug, Capability, Principal, Role};
 use picloud_store::{AppPatch, Page, PageRequest, Store};
 
 use crate::auth::require;
@@ -39,6 +40,17 @@ impl AppService {
         require(actor, Capability::AppCreate)?;
         let _writes = self.index.lock_writes().await;
         let app = self.store.create_app(slug, name).await?;
+        if let Err(err) = self
+            .store
+            .set_membership(app.id, actor.user_id, Role::Owner)
+            .await
+        {
+            // An app nobody owns is one only the instance admin could reach: undo it.
+            if let Err(undo) = self.store.delete_app(app.id).await {
+                tracing::error!(app_id = %app.id, "cannot remove an app without owner: {undo}");
+            }
+            return Err(err.into());
+        }
         self.index.refresh_app(self.store.as_ref(), app.id).await?;
         tracing::info!(app_id = %app.id, "app created");
         Ok(app)
@@ -90,7 +102,7 @@ impl AppService {
     /// Deletes the app with its scripts and routes.
     #[tracing::instrument(skip_all, fields(app_id = %id))]
     pub async fn delete(&self, actor: &Principal, id: AppId) -> ServiceResult<()> {
-        require(actor, Capability::AppWrite(id))?;
+        require(actor, Capability::AppDelete(id))?;
         let _writes = self.index.lock_writes().await;
         let deleted = self.store.delete_app(id).await?;
         self.index.remove_app(id);

@@ -3,26 +3,37 @@
 //! - Passwords are hashed with argon2id (the argon2 crate's default parameters), on a blocking
 //!   thread: a hash costs tens of milliseconds of CPU.
 //! - A login gives a session token: 32 random bytes, base64url. The store keeps only its SHA-256,
-//!   so a leaked database does not leak sessions.
+//!   so a leaked database does not leak sessions. The dashboard's CSRF token is derived from the
+//!   session token ([`csrf_token`]): only someone who holds the session can compute it.
 //! - An unknown user and a wrong password give the same error after about the same work (an
-//!   unknown user is verified against a dummy hash).
-//! - Every permission check goes through [`require`], which asks [`Principal::can`]: when API
-//!   keys and per-app roles arrive they change what a [`Principal`] holds, not the call sites.
+//!   unknown user is verified against a dummy hash). Repeated failures are slowed down per
+//!   account and per address ([`crate::throttle`]).
+//! - A bearer token that starts with `pk_` is an API key ([`crate::api_keys`]); anything else is
+//!   a session token. Either way the caller becomes a [`Principal`] holding its memberships, so
+//!   [`Principal::can`] answers without I/O.
+//! - Every permission check goes through [`require`] (or [`require_on`] for an object found by
+//!   its own id), which asks [`Principal::can`] and applies the existence rule: a caller who may
+//!   not even read the app gets "not found", as if the object were absent; a caller who may read
+//!   it but lacks the capability gets "forbidden".
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use picloud_core::{Capability, Principal, Timestamp, User, Username};
+use picloud_core::{Capability, InputError, Principal, Timestamp, User, UserId, Username};
 use picloud_store::Store;
 use rand::distributions::Alphanumeric;
 use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use crate::api_keys;
 use crate::error::{ServiceError, ServiceResult};
+use crate::throttle::{LoginThrottle, ThrottleConfig};
 
 /// The name of the user the first start creates.
 pub const INSTANCE_ADMIN: &str = "admin";
@@ -34,12 +45,30 @@ const GENERATED_PASSWORD_LEN: usize = 24;
 /// users are verified against it, so they cost what a wrong password costs.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$6MRNGZwYTxtLHDv3eMq+ZA$MIBQqUDV5VMMOIo4ecbgJJOjnOCNdkCaQwbyiZL3/vs";
 
-/// The one place a capability is checked.
-pub fn require(principal: &Principal, capability: Capability) -> ServiceResult<()> {
-    if principal.can(capability) {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(capability))
+/// The one place a capability is checked. An app-scoped capability the caller lacks is "not
+/// found" when the caller may not read the app at all (no existence leak), "forbidden" otherwise.
+pub fn require(actor: &Principal, capability: Capability) -> ServiceResult<()> {
+    match capability.app() {
+        Some(app) => require_on(actor, capability, "app", app),
+        None if actor.can(capability) => Ok(()),
+        None => Err(ServiceError::Forbidden(capability)),
+    }
+}
+
+/// [`require`] for an object the caller named by its own id (`kind`, `id`): when the caller may
+/// not read the object's app, the answer is the one a missing object gets.
+pub fn require_on(
+    actor: &Principal,
+    capability: Capability,
+    kind: &str,
+    id: impl std::fmt::Display,
+) -> ServiceResult<()> {
+    if actor.can(capability) {
+        return Ok(());
+    }
+    match capability.app() {
+        Some(app) if !actor.can(Capability::AppRead(app)) => Err(ServiceError::not_found(kind, id)),
+        _ => Err(ServiceError::Forbidden(capability)),
     }
 }
 
@@ -48,6 +77,8 @@ pub fn require(principal: &Principal, capability: Capability) -> ServiceResult<(
 pub struct Login {
     /// The bearer token; shown to the caller once, stored only as a hash.
     pub token: String,
+    /// The dashboard's CSRF token for this session.
+    pub csrf_token: String,
     pub user: User,
     pub expires_at: Timestamp,
 }
@@ -57,13 +88,15 @@ pub struct Login {
 pub struct Auth {
     store: Arc<dyn Store>,
     session_ttl_ms: i64,
+    throttle: Arc<LoginThrottle>,
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn Store>, session_ttl_ms: i64) -> Self {
+    pub fn new(store: Arc<dyn Store>, session_ttl_ms: i64, throttle: ThrottleConfig) -> Self {
         Self {
             store,
             session_ttl_ms,
+            throttle: Arc::new(LoginThrottle::new(throttle)),
         }
     }
 
@@ -90,20 +123,15 @@ impl Auth {
         }
     }
 
-    /// Creates a user with a password (hashed here, never stored as given).
+    /// Creates a user with a password (hashed here, never stored as given). No permission check:
+    /// the admin API goes through [`crate::UserService`], the CLI works on the database directly.
     pub async fn create_user(
         &self,
         username: &Username,
         password: &str,
         is_instance_admin: bool,
     ) -> ServiceResult<User> {
-        if password.is_empty() {
-            return Err(picloud_core::InputError::new(
-                "password",
-                "the password must not be empty",
-            )
-            .into());
-        }
+        check_password(password)?;
         let hash = hash_password(password.to_owned()).await?;
         Ok(self
             .store
@@ -111,9 +139,56 @@ impl Auth {
             .await?)
     }
 
+    /// Replaces a user's password and ends its sessions. No permission check (see `create_user`).
+    pub async fn set_password(&self, user_id: UserId, password: &str) -> ServiceResult<User> {
+        check_password(password)?;
+        let hash = hash_password(password.to_owned()).await?;
+        self.store
+            .set_password(user_id, &hash)
+            .await
+            .map_err(|err| match err {
+                picloud_store::StoreError::NotFound(_) => ServiceError::not_found("user", user_id),
+                other => other.into(),
+            })
+    }
+
+    /// The signed-in user changes its own password, proving it knows the current one.
+    pub async fn change_own_password(
+        &self,
+        actor: &Principal,
+        current: &str,
+        new: &str,
+    ) -> ServiceResult<User> {
+        check_password(new)?;
+        let credentials = self
+            .store
+            .user_credentials(&actor.username)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user", actor.user_id))?;
+        if !verify_password(current.to_owned(), credentials.password_hash).await? {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        self.set_password(actor.user_id, new).await
+    }
+
     /// Checks a username and password and opens a session.
-    #[tracing::instrument(skip_all)]
     pub async fn login(&self, username: &str, password: &str) -> ServiceResult<Login> {
+        self.login_from(username, password, None).await
+    }
+
+    /// [`Auth::login`] from a client address, which the throttle counts too.
+    #[tracing::instrument(skip_all)]
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> ServiceResult<Login> {
+        if let Err(wait) = self.throttle.check(username, client) {
+            return Err(ServiceError::Throttled {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
         let credentials = match Username::parse(username) {
             Ok(username) => self.store.user_credentials(&username).await?,
             Err(_) => None,
@@ -125,8 +200,13 @@ impl Auth {
         let verified = verify_password(password.to_owned(), hash).await?;
         let user = match (user, verified) {
             (Some(user), true) => user,
-            _ => return Err(ServiceError::InvalidCredentials),
+            _ => {
+                self.throttle.failed(username, client);
+                tracing::info!(client = ?client, "a login failed");
+                return Err(ServiceError::InvalidCredentials);
+            }
         };
+        self.throttle.succeeded(username);
         if user.disabled {
             return Err(ServiceError::AccountDisabled);
         }
@@ -142,24 +222,29 @@ impl Auth {
         }
         tracing::info!(user_id = %user.id, username = %user.username, "logged in");
         Ok(Login {
+            csrf_token: csrf_token(&token),
             token,
             user,
             expires_at,
         })
     }
 
-    /// The principal a bearer token stands for, or `None` when the token is unknown, expired,
-    /// logged out or its user disabled.
+    /// The principal a bearer token (a session token or an API key) stands for, or `None` when
+    /// it is unknown, expired, logged out or revoked, or its user disabled.
     pub async fn authenticate(&self, bearer_token: &str) -> ServiceResult<Option<Principal>> {
         if bearer_token.is_empty() || bearer_token.len() > 256 {
             return Ok(None);
         }
-        let user = self.store.session_user(&token_hash(bearer_token)).await?;
-        Ok(user.filter(|u| !u.disabled).map(|u| Principal {
-            user_id: u.id,
-            username: u.username,
-            is_instance_admin: u.is_instance_admin,
-        }))
+        if bearer_token.starts_with(api_keys::KEY_MARK) {
+            return api_keys::authenticate(self.store.as_ref(), bearer_token).await;
+        }
+        let Some(user) = self.store.session_user(&token_hash(bearer_token)).await? else {
+            return Ok(None);
+        };
+        if user.disabled {
+            return Ok(None);
+        }
+        Ok(Some(principal_of(self.store.as_ref(), user).await?))
     }
 
     /// Ends the session of a token; `false` when there was none.
@@ -180,6 +265,48 @@ impl Auth {
     }
 }
 
+/// A user as a principal with a session: its memberships read now.
+pub(crate) async fn principal_of(store: &dyn Store, user: User) -> ServiceResult<Principal> {
+    let memberships = store.memberships_of_user(user.id).await?;
+    Ok(Principal::user(
+        user.id,
+        user.username,
+        user.is_instance_admin,
+        memberships.into_iter().collect(),
+    ))
+}
+
+/// The CSRF token of a session: the SHA-256 of a label and the session token, base64url. The
+/// dashboard reads it from the login answer (or the `picloud_csrf` cookie) and sends it back in
+/// `X-CSRF-Token`; a cross-site page can do neither.
+pub fn csrf_token(session_token: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"picloud-csrf\0");
+    hasher.update(session_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(hasher.finalize())
+}
+
+/// Whether `presented` is the CSRF token of `session_token`, compared in constant time.
+pub fn csrf_matches(session_token: &str, presented: &str) -> bool {
+    secrets_match(csrf_token(session_token).as_bytes(), presented.as_bytes())
+}
+
+/// Compares two secrets (or their hashes) in constant time: how long it takes says nothing about
+/// how many leading bytes matched.
+pub fn secrets_match(expected: &[u8], presented: &[u8]) -> bool {
+    expected.ct_eq(presented).into()
+}
+
+fn check_password(password: &str) -> ServiceResult<()> {
+    if password.is_empty() {
+        return Err(InputError::new("password", "the password must not be empty").into());
+    }
+    if password.len() > 1024 {
+        return Err(InputError::new("password", "the password is longer than 1024 bytes").into());
+    }
+    Ok(())
+}
+
 fn generate_password() -> String {
     OsRng
         .sample_iter(&Alphanumeric)
@@ -194,7 +321,7 @@ fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -280,6 +407,20 @@ mod tests {
         assert_eq!(bytes.len(), 32, "32 bytes of entropy");
         assert_ne!(token, new_token(), "two tokens differ");
         assert_eq!(token_hash(&token).len(), 32, "the stored form is a SHA-256");
+    }
+
+    #[test]
+    fn the_csrf_token_belongs_to_its_session_and_is_compared_in_constant_time() {
+        let session = new_token();
+        let csrf = csrf_token(&session);
+        assert!(csrf_matches(&session, &csrf), "its own session");
+        assert!(!csrf_matches(&new_token(), &csrf), "another session");
+        assert!(!csrf_matches(&session, ""), "an empty header");
+        assert!(
+            !csrf_matches(&session, &csrf[..csrf.len() - 1]),
+            "a prefix of it"
+        );
+        assert_ne!(csrf, session, "not the session token itself");
     }
 
     #[test]

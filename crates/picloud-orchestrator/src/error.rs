@@ -28,6 +28,12 @@ pub enum ServiceError {
     /// Login refused: unknown user or wrong password (deliberately indistinguishable).
     #[error("the username or password is wrong")]
     InvalidCredentials,
+    /// Too many failed logins for this account or address; try again after the delay.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    /// The execution gate stayed full; nothing ran.
+    #[error("too many executions are running; try again shortly")]
+    Overloaded,
     /// The password was right but the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
@@ -62,6 +68,18 @@ impl From<StoreError> for ServiceError {
 fn describe(capability: &Capability) -> String {
     match capability {
         Capability::AppCreate => "create apps".to_owned(),
+        Capability::ApiKeysManage => "manage API keys".to_owned(),
+        Capability::AppDelete(id) => format!("delete the app '{id}'"),
+        Capability::AppScriptsExecute(id) => format!("run the scripts of the app '{id}'"),
+        Capability::AppKvRead(id) => format!("read the KV data of the app '{id}'"),
+        Capability::AppKvWrite(id) => format!("change the KV data of the app '{id}'"),
+        Capability::AppDocsRead(id) => format!("read the documents of the app '{id}'"),
+        Capability::AppDocsWrite(id) => format!("change the documents of the app '{id}'"),
+        Capability::AppManageTriggers(id) => format!("manage the triggers of the app '{id}'"),
+        Capability::AppDeadLetterManage(id) => {
+            format!("manage the dead letters of the app '{id}'")
+        }
+        Capability::AppManageMembers(id) => format!("manage the members of the app '{id}'"),
         Capability::AppRead(id) => format!("read the app '{id}'"),
         Capability::AppWrite(id) => format!("change the app '{id}'"),
         Capability::AppScriptsRead(id) => format!("read the scripts of the app '{id}'"),

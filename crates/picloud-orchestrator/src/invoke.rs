@@ -15,6 +15,7 @@ use picloud_core::exec::{
 };
 use picloud_core::ExecutionId;
 use picloud_executor::ExecutorClient;
+use tracing::Instrument;
 
 use crate::gate::{Admission, Gate};
 use crate::index::{Lookup, RouteIndex};
@@ -114,21 +115,45 @@ impl DirectDispatch {
 #[async_trait]
 impl Dispatch for DirectDispatch {
     async fn run(&self, request: ExecRequest) -> RunOutcome {
-        let _permit = match self.gate.acquire().await {
+        let permit = match self.gate.acquire().await {
             Admission::Admitted(permit) => permit,
             Admission::Overloaded => return RunOutcome::Overloaded,
         };
-        let started = Instant::now();
-        let context = ExecutionContext::of(&request);
-        let outcome = self.executor.execute(request).await;
-        report_execution(
-            &context,
-            &outcome,
-            self.script_logs,
-            started.elapsed().as_secs_f64(),
-            &self.metrics,
+        // The execution runs in a task of its own: if the caller goes away, the script still
+        // runs to its end (its deadline bounds it), and the gate permit is held until then, so
+        // the gate counts what really runs.
+        let executor = self.executor.clone();
+        let metrics = self.metrics.clone();
+        let script_logs = self.script_logs;
+        let span = tracing::Span::current();
+        let execution = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let context = ExecutionContext::of(&request);
+                let outcome = executor.execute(request).await;
+                let elapsed = started.elapsed().as_secs_f64();
+                report_execution(&context, &outcome, script_logs, elapsed, &metrics);
+                drop(permit);
+                outcome
+            }
+            .instrument(span),
         );
-        RunOutcome::Finished(outcome)
+        match execution.await {
+            Ok(outcome) => RunOutcome::Finished(outcome),
+            Err(err) => {
+                tracing::error!("an execution task failed: {err}");
+                RunOutcome::Finished(ExecOutcome {
+                    result: Err(ExecError {
+                        kind: ExecErrorKind::Unavailable,
+                        message: format!("the execution task failed: {err}"),
+                        line: None,
+                        column: None,
+                    }),
+                    logs: Vec::new(),
+                    duration_us: 0,
+                })
+            }
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! | module | holds |
 //! |---|---|
 //! | [`apps`], [`scripts`], [`routes`] | the services: every rule about apps, scripts and routes |
-//! | [`auth`] | users, passwords, sessions, and [`auth::require`], the one permission check |
+//! | [`auth`] | passwords, sessions, CSRF tokens, and [`auth::require`], the one permission check |
+//! | [`users`], [`members`], [`api_keys`] | users (instance admin), per-app roles, API keys |
+//! | [`throttle`] | the slowdown of repeated failed logins, per account and per address |
 //! | [`index`] | the in-memory route index (per app, per method, matchit) |
 //! | [`gate`] | the execution gate: N permits, a bounded wait, then `Overloaded` |
 //! | [`invoke`] | a public request: lookup, the execution, the [`invoke::Dispatch`] seam |
@@ -14,16 +16,20 @@
 //!
 //! [`Platform`] bundles them: the binary starts it, the HTTP server holds a clone.
 
+pub mod api_keys;
 pub mod apps;
 pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod index;
 pub mod invoke;
+pub mod members;
 pub mod metrics;
 mod page;
 pub mod routes;
 pub mod scripts;
+pub mod throttle;
+pub mod users;
 pub mod validate;
 
 use std::sync::Arc;
@@ -32,15 +38,19 @@ use std::time::Duration;
 use picloud_executor::ExecutorClient;
 use picloud_store::Store;
 
+pub use crate::api_keys::{ApiKeyService, CreatedApiKey, NewApiKeyInput};
 pub use crate::apps::{AppChanges, AppService};
 pub use crate::auth::{Auth, Login};
 pub use crate::error::{ServiceError, ServiceResult};
 pub use crate::gate::Gate;
 pub use crate::index::{Lookup, RouteIndex};
 pub use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse};
+pub use crate::members::MemberService;
 pub use crate::metrics::{Metrics, RequestKind};
 pub use crate::routes::{NewRouteInput, RouteService};
-pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, MAX_SOURCE_BYTES};
+pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, TestRun, MAX_SOURCE_BYTES};
+pub use crate::throttle::ThrottleConfig;
+pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
 pub use picloud_store::{Page, PageRequest};
 
@@ -53,6 +63,8 @@ pub struct PlatformConfig {
     pub gate_wait_ms: u64,
     /// How long a login session lasts.
     pub session_ttl_ms: i64,
+    /// The slowdown of repeated failed logins.
+    pub login_throttle: ThrottleConfig,
 }
 
 impl Default for PlatformConfig {
@@ -61,6 +73,7 @@ impl Default for PlatformConfig {
             gate_size: 64,
             gate_wait_ms: 1_000,
             session_ttl_ms: 24 * 3_600_000,
+            login_throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -87,6 +100,9 @@ struct Inner {
     scripts: ScriptService,
     routes: RouteService,
     auth: Auth,
+    users: UserService,
+    members: MemberService,
+    api_keys: ApiKeyService,
     invoker: invoke::Invoker,
     config: PlatformConfig,
 }
@@ -126,11 +142,15 @@ impl Platform {
             metrics.clone(),
             script_logs,
         ));
+        let auth = Auth::new(store.clone(), config.session_ttl_ms, config.login_throttle);
         let inner = Inner {
             apps: AppService::new(store.clone(), index.clone()),
-            scripts: ScriptService::new(store.clone(), index.clone(), validator),
+            scripts: ScriptService::new(store.clone(), index.clone(), validator, dispatch.clone()),
             routes: RouteService::new(store.clone(), index.clone()),
-            auth: Auth::new(store.clone(), config.session_ttl_ms),
+            users: UserService::new(store.clone(), auth.clone()),
+            members: MemberService::new(store.clone()),
+            api_keys: ApiKeyService::new(store.clone()),
+            auth,
             invoker: invoke::Invoker::new(index.clone(), dispatch),
             store,
             index,
@@ -157,6 +177,18 @@ impl Platform {
 
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    pub fn users(&self) -> &UserService {
+        &self.inner.users
+    }
+
+    pub fn members(&self) -> &MemberService {
+        &self.inner.members
+    }
+
+    pub fn api_keys(&self) -> &ApiKeyService {
+        &self.inner.api_keys
     }
 
     pub fn metrics(&self) -> &Metrics {

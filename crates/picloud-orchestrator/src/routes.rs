@@ -14,7 +14,7 @@ use picloud_core::{
 };
 use picloud_store::{NewRoute, Page, PageRequest, Store, StoreError};
 
-use crate::auth::require;
+use crate::auth::{require, require_on};
 use crate::error::{ServiceError, ServiceResult};
 use crate::index::RouteIndex;
 use crate::page::check_page;
@@ -50,7 +50,12 @@ impl RouteService {
             .get_script(script_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("script", script_id))?;
-        require(actor, Capability::AppWrite(script.app_id))?;
+        require_on(
+            actor,
+            Capability::AppWrite(script.app_id),
+            "script",
+            script_id,
+        )?;
         if script.kind == ScriptKind::Module {
             return Err(InputError::new(
                 "script",
@@ -115,7 +120,7 @@ impl RouteService {
             .get_route(id)
             .await?
             .ok_or_else(|| ServiceError::not_found("route", id))?;
-        require(actor, Capability::AppWrite(route.app_id))?;
+        require_on(actor, Capability::AppWrite(route.app_id), "route", id)?;
         let _writes = self.index.lock_writes().await;
         if !self.store.delete_route(id).await? {
             return Err(ServiceError::not_found("route", id));

@@ -3,18 +3,22 @@
 //!   validator at save time; a failure names the line and column);
 //! - a name must suit the kind (a module's name is what scripts import);
 //! - a script that routes point at stays an endpoint;
-//! - saving a script refreshes the routes of its app, so the next request runs the new source.
+//! - saving a script refreshes the routes of its app, so the next request runs the new source;
+//! - a test run ([`ScriptService::execute`]) runs an endpoint now, through the execution gate,
+//!   with the caller's own authority.
 
 use std::sync::Arc;
 
+use picloud_core::exec::{AppRef, ExecOutcome, ExecRequest, HttpRequest};
 use picloud_core::{
-    AppId, Capability, InputError, Principal, Script, ScriptId, ScriptKind, ScriptName,
+    AppId, Capability, ExecutionId, InputError, Principal, Script, ScriptId, ScriptKind, ScriptName,
 };
 use picloud_store::{NewScript, Page, PageRequest, ScriptPatch, Store, StoreError};
 
-use crate::auth::require;
+use crate::auth::{require, require_on};
 use crate::error::{ServiceError, ServiceResult};
 use crate::index::RouteIndex;
+use crate::invoke::{Dispatch, RunOutcome};
 use crate::page::check_page;
 use crate::validate::ScriptValidator;
 
@@ -37,11 +41,19 @@ pub struct ScriptChanges {
     pub source: Option<String>,
 }
 
+/// A finished test run: the response (or the error) and the log lines.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    pub execution_id: ExecutionId,
+    pub outcome: ExecOutcome,
+}
+
 #[derive(Clone)]
 pub struct ScriptService {
     store: Arc<dyn Store>,
     index: Arc<RouteIndex>,
     validator: Arc<dyn ScriptValidator>,
+    dispatch: Arc<dyn Dispatch>,
 }
 
 impl ScriptService {
@@ -49,11 +61,66 @@ impl ScriptService {
         store: Arc<dyn Store>,
         index: Arc<RouteIndex>,
         validator: Arc<dyn ScriptValidator>,
+        dispatch: Arc<dyn Dispatch>,
     ) -> Self {
         Self {
             store,
             index,
             validator,
+            dispatch,
+        }
+    }
+
+    /// Runs an endpoint script now with `request`, as the caller: the script's data access is
+    /// the caller's (see the execution contract's authority), not the app's.
+    #[tracing::instrument(skip_all, fields(script_id = %id, execution_id = tracing::field::Empty))]
+    pub async fn execute(
+        &self,
+        actor: &Principal,
+        id: ScriptId,
+        request: HttpRequest,
+    ) -> ServiceResult<TestRun> {
+        let script = self.load(id).await?;
+        require_on(
+            actor,
+            Capability::AppScriptsExecute(script.app_id),
+            "script",
+            id,
+        )?;
+        if script.kind == ScriptKind::Module {
+            return Err(InputError::new(
+                "script",
+                format!("'{}' is a module script; only endpoints run", script.name),
+            )
+            .into());
+        }
+        let app = self
+            .store
+            .get_app(script.app_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("script", id))?;
+        let execution_id = ExecutionId::new();
+        tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
+        let exec = ExecRequest {
+            execution_id,
+            app: AppRef {
+                id: app.id,
+                slug: app.slug.to_string(),
+            },
+            script: picloud_core::exec::ScriptRef {
+                id: script.id,
+                name: script.name.to_string(),
+                updated_at: script.updated_at,
+                source: script.source.into(),
+            },
+            request,
+        };
+        match self.dispatch.run(exec).await {
+            RunOutcome::Finished(outcome) => Ok(TestRun {
+                execution_id,
+                outcome,
+            }),
+            RunOutcome::Overloaded => Err(ServiceError::Overloaded),
         }
     }
 
@@ -102,7 +169,12 @@ impl ScriptService {
 
     pub async fn get(&self, actor: &Principal, id: ScriptId) -> ServiceResult<Script> {
         let script = self.load(id).await?;
-        require(actor, Capability::AppScriptsRead(script.app_id))?;
+        require_on(
+            actor,
+            Capability::AppScriptsRead(script.app_id),
+            "script",
+            id,
+        )?;
         Ok(script)
     }
 
@@ -114,7 +186,12 @@ impl ScriptService {
         changes: ScriptChanges,
     ) -> ServiceResult<Script> {
         let current = self.load(id).await?;
-        require(actor, Capability::AppScriptsWrite(current.app_id))?;
+        require_on(
+            actor,
+            Capability::AppScriptsWrite(current.app_id),
+            "script",
+            id,
+        )?;
         let kind = changes.kind.unwrap_or(current.kind);
         let name = match &changes.name {
             Some(name) => Some(ScriptName::parse(name, kind)?),
@@ -166,7 +243,12 @@ impl ScriptService {
     #[tracing::instrument(skip_all, fields(script_id = %id))]
     pub async fn delete(&self, actor: &Principal, id: ScriptId) -> ServiceResult<()> {
         let current = self.load(id).await?;
-        require(actor, Capability::AppScriptsWrite(current.app_id))?;
+        require_on(
+            actor,
+            Capability::AppScriptsWrite(current.app_id),
+            "script",
+            id,
+        )?;
         let _writes = self.index.lock_writes().await;
         if !self.store.delete_script(id).await? {
             return Err(ServiceError::not_found("script", id));

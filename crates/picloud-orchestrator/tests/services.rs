@@ -406,15 +406,17 @@ both_backends!(
     }
 );
 
-// Only the capability check decides: a user without it is refused every write and read.
+// Only the capability check decides. A user who may not read an app finds nothing of it (as if
+// it did not exist); a viewer sees it but is forbidden to change it; anyone may create an app of
+// their own and becomes its owner.
 both_backends!(
-    a_user_without_capabilities_is_forbidden_everywhere,
+    an_outsider_finds_nothing_and_a_viewer_may_only_read,
     |store| async move {
         let platform = start(store).await;
         let actor = admin(&platform).await;
         let (app_id, script_id) = app_with_script(&platform, &actor, "guarded", "1").await;
         let username = Username::parse("guest").expect("name");
-        platform
+        let guest_user = platform
             .auth()
             .create_user(&username, "guest pw", false)
             .await
@@ -430,25 +432,25 @@ both_backends!(
             .await
             .expect("store")
             .expect("principal");
-        let forbidden = |r: Result<(), ServiceError>, what: &str| {
+        let hidden = |r: Result<(), ServiceError>, what: &str| {
             assert!(
-                matches!(r, Err(ServiceError::Forbidden(_))),
-                "{what} is forbidden: {r:?}"
+                matches!(r, Err(ServiceError::NotFound(_))),
+                "{what} is not found for an outsider: {r:?}"
             );
         };
-        forbidden(
+        hidden(
             platform.apps().get(&guest, app_id).await.map(drop),
             "reading the app",
         );
-        forbidden(
+        hidden(
             platform.apps().delete(&guest, app_id).await,
             "deleting the app",
         );
-        forbidden(
+        hidden(
             platform.scripts().get(&guest, script_id).await.map(drop),
             "reading a script",
         );
-        forbidden(
+        hidden(
             platform
                 .routes()
                 .create(&guest, script_id, route("GET", "/"))
@@ -456,14 +458,46 @@ both_backends!(
                 .map(drop),
             "adding a route",
         );
+
+        platform
+            .members()
+            .set(&actor, app_id, guest_user.id, picloud_core::Role::Viewer)
+            .await
+            .expect("the guest becomes a viewer");
+        let viewer = platform
+            .auth()
+            .authenticate(&login.token)
+            .await
+            .expect("store")
+            .expect("principal");
+        assert!(
+            platform.scripts().get(&viewer, script_id).await.is_ok(),
+            "a viewer reads the scripts"
+        );
+        let refused = platform.apps().delete(&viewer, app_id).await;
+        assert!(
+            matches!(refused, Err(ServiceError::Forbidden(_))),
+            "a viewer is forbidden to delete: {refused:?}"
+        );
+
         let slug = AppSlug::parse("mine").expect("slug");
-        forbidden(
-            platform
-                .apps()
-                .create(&guest, &slug, &AppName::parse("m").expect("name"))
-                .await
-                .map(drop),
-            "creating an app",
+        let mine = platform
+            .apps()
+            .create(&viewer, &slug, &AppName::parse("m").expect("name"))
+            .await
+            .expect("anyone may create an app");
+        let members = platform
+            .members()
+            .list(&actor, mine.id)
+            .await
+            .expect("the admin lists the members");
+        assert_eq!(
+            members
+                .iter()
+                .map(|m| (m.user_id, m.role))
+                .collect::<Vec<_>>(),
+            vec![(guest_user.id, picloud_core::Role::Owner)],
+            "the creator is the owner"
         );
     }
 );

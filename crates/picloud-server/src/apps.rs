@@ -2,8 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use picloud_core::{App, AppId, AppName, AppSlug};
 use picloud_orchestrator::{AppChanges, Platform};
 use serde::Deserialize;
@@ -12,28 +11,19 @@ use crate::error::ApiError;
 use crate::extract::{path_id, Authenticated, JsonBody, Paging};
 use crate::List;
 
-pub fn router() -> Router<Platform> {
-    Router::new()
-        .route("/api/v1/admin/apps", get(list).post(create))
-        .route(
-            "/api/v1/admin/apps/{app_id}",
-            get(read).patch(update).delete(delete),
-        )
-}
-
 #[derive(Deserialize)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     slug: String,
     name: String,
 }
 
 #[derive(Deserialize)]
-struct UpdateBody {
+pub(crate) struct UpdateBody {
     slug: Option<String>,
     name: Option<String>,
 }
 
-async fn create(
+pub(crate) async fn create(
     State(platform): State<Platform>,
     caller: Authenticated,
     JsonBody(body): JsonBody<CreateBody>,
@@ -47,7 +37,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(app)))
 }
 
-async fn list(
+pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
     Paging(page): Paging,
@@ -57,7 +47,7 @@ async fn list(
     ))
 }
 
-async fn read(
+pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,
@@ -66,7 +56,7 @@ async fn read(
     Ok(Json(platform.apps().get(&caller.principal, id).await?))
 }
 
-async fn update(
+pub(crate) async fn update(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,
@@ -85,7 +75,7 @@ async fn update(
     ))
 }
 
-async fn delete(
+pub(crate) async fn delete(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,

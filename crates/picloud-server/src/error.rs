@@ -33,6 +33,10 @@ pub enum ErrorCode {
     Forbidden,
     /// Login with the right password for a disabled account.
     AccountDisabled,
+    /// A cookie-authenticated state-changing request without the session's CSRF token.
+    CsrfFailed,
+    /// Too many failed logins for the account or the address; retry after `Retry-After`.
+    TooManyRequests,
     NotFound,
     MethodNotAllowed,
     /// The request clashes with existing state (taken slug, overlapping route…).
@@ -57,7 +61,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::InvalidJson,
         Self::InvalidInput,
         Self::InvalidScript,
@@ -66,6 +70,8 @@ impl ErrorCode {
         Self::InvalidCredentials,
         Self::Forbidden,
         Self::AccountDisabled,
+        Self::CsrfFailed,
+        Self::TooManyRequests,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Conflict,
@@ -90,6 +96,8 @@ impl ErrorCode {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden => "forbidden",
             Self::AccountDisabled => "account_disabled",
+            Self::CsrfFailed => "csrf_failed",
+            Self::TooManyRequests => "too_many_requests",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
@@ -110,7 +118,8 @@ impl ErrorCode {
             Self::InvalidJson | Self::InvalidInput | Self::InvalidScript => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::AccountDisabled | Self::CsrfFailed => StatusCode::FORBIDDEN,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
@@ -138,7 +147,7 @@ pub struct ApiError {
     column: Option<u32>,
     /// For 405: the methods that would answer.
     allow: Option<String>,
-    /// Seconds, for 503.
+    /// Seconds, for 429 and 503.
     retry_after: Option<u32>,
 }
 
@@ -238,6 +247,16 @@ impl From<ServiceError> for ApiError {
                 line,
                 column,
             } => {
+                let message = match (line, column) {
+                    // The validator's shape errors already say where.
+                    _ if message.starts_with("line ") => {
+                        format!("the source is refused: {message}")
+                    }
+                    (Some(line), Some(column)) => format!(
+                        "the source does not compile: {message} (line {line}, column {column})"
+                    ),
+                    _ => format!("the source does not compile: {message}"),
+                };
                 let mut api = Self::new(ErrorCode::InvalidScript, message).with_field("source");
                 api.line = line;
                 api.column = column;
@@ -251,6 +270,16 @@ impl From<ServiceError> for ApiError {
             }
             err @ ServiceError::AccountDisabled => {
                 Self::new(ErrorCode::AccountDisabled, err.to_string())
+            }
+            err @ ServiceError::Throttled { retry_after_secs } => {
+                let mut api = Self::new(ErrorCode::TooManyRequests, err.to_string());
+                api.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
+                api
+            }
+            err @ ServiceError::Overloaded => {
+                let mut api = Self::new(ErrorCode::Overloaded, err.to_string());
+                api.retry_after = Some(1);
+                api
             }
             ServiceError::Unavailable(cause) => {
                 tracing::error!("the database is unavailable: {cause}");
@@ -373,6 +402,8 @@ mod tests {
             ("unauthorized", 401),
             ("forbidden", 403),
             ("not_found", 404),
+            ("csrf_failed", 403),
+            ("too_many_requests", 429),
             ("method_not_allowed", 405),
             ("conflict", 409),
             ("payload_too_large", 413),

@@ -3,9 +3,11 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use picloud_core::Principal;
 use picloud_orchestrator::{PageRequest, Platform};
 use serde::de::DeserializeOwned;
@@ -129,11 +131,23 @@ fn without_position(message: &str) -> &str {
     }
 }
 
-/// The caller of an admin endpoint, from `Authorization: Bearer <token>`. Missing, unknown,
-/// expired or logged-out tokens are refused with 401 and `WWW-Authenticate: Bearer`.
+/// The session cookie a login sets, for the dashboard.
+pub const SESSION_COOKIE: &str = "picloud_session";
+/// The cookie holding the session's CSRF token (readable by the dashboard's script).
+pub const CSRF_COOKIE: &str = "picloud_csrf";
+/// The header a cookie-authenticated state-changing request must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The caller of an admin endpoint.
 ///
-/// Only the header counts: the session cookie set at login is for the dashboard, which brings
-/// its own CSRF protection; accepting it here would open the admin API to cross-site requests.
+/// - `Authorization: Bearer <token>` with a session token or an API key (`pk_…`). Missing,
+///   unknown, expired, logged-out or revoked credentials are refused with 401 and
+///   `WWW-Authenticate: Bearer`.
+/// - Without that header, the dashboard's session cookie. A request with an unsafe method
+///   (anything but GET, HEAD, OPTIONS) that rides on the cookie must also carry the session's
+///   CSRF token in `X-CSRF-Token`, or it is refused with 403 `csrf_failed` — a cross-site page
+///   can make the browser send the cookie, but cannot read the token. Bearer requests are not
+///   subject to this: a browser never adds the header on its own.
 pub struct Authenticated {
     pub principal: Principal,
     pub token: String,
@@ -146,7 +160,29 @@ impl FromRequestParts<Platform> for Authenticated {
         parts: &mut Parts,
         platform: &Platform,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let token = match bearer_token(&parts.headers) {
+            Some(token) => token,
+            None => {
+                let token = cookie(&parts.headers, SESSION_COOKIE)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(ApiError::unauthorized)?;
+                if !is_safe(&parts.method) {
+                    let presented = parts
+                        .headers
+                        .get(CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    if !picloud_orchestrator::auth::csrf_matches(token, presented) {
+                        return Err(ApiError::new(
+                            ErrorCode::CsrfFailed,
+                            "a request signed in by cookie must carry the session's CSRF token \
+                             in the X-CSRF-Token header",
+                        ));
+                    }
+                }
+                token
+            }
+        };
         match platform.auth().authenticate(token).await? {
             Some(principal) => Ok(Self {
                 principal,
@@ -154,10 +190,26 @@ impl FromRequestParts<Platform> for Authenticated {
             }),
             None => Err(ApiError::new(
                 ErrorCode::Unauthorized,
-                "the token is unknown, expired or logged out; sign in again",
+                "the credentials are unknown, expired, revoked or logged out; sign in again",
             )),
         }
     }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The value of cookie `name` in the `Cookie` header(s).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme in any case).
@@ -166,6 +218,22 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The client's address, when the server was started with connection info (`serve` does).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
 }
 
 /// Parses an id from the path. A string that is no id of this kind names nothing: 404.
@@ -290,6 +358,21 @@ mod tests {
         assert_eq!(bearer_token(&headers), None, "other schemes are ignored");
         headers.insert(header::AUTHORIZATION, "Bearer ".parse().expect("header"));
         assert_eq!(bearer_token(&headers), None, "an empty token is none");
+    }
+
+    #[test]
+    fn cookies_are_found_by_name_among_several() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; picloud_session=tok; b=2".parse().expect("header"),
+        );
+        assert_eq!(
+            cookie(&headers, SESSION_COOKIE),
+            Some("tok"),
+            "found by name"
+        );
+        assert_eq!(cookie(&headers, "missing"), None, "absent");
     }
 
     #[test]

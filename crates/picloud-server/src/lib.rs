@@ -6,22 +6,28 @@
 //! | [`error`] | [`ApiError`] and the table of error codes |
 //! | [`extract`] | the JSON body, the authenticated caller, path ids, paging |
 //! | `auth` | `/api/v1/auth/{login,logout,me}` |
-//! | `apps`, `scripts`, `routes` | the admin API, one `router()` each |
+//! | [`admin`] | the admin API's route table ([`admin_routes`]): path, method, capability, status |
+//! | `apps`, `scripts`, `routes`, `members`, `users`, `api_keys` | the admin API's handlers |
 //! | `health` | `/healthz`, `/readyz`, `/metrics` |
 //! | `public` | `ANY /{app_slug}/{path…}`: the apps' routes (the router's fallback) |
 //! | `layers` | request counting, JSON for axum's own errors, the panic guard |
 
+pub mod admin;
+mod api_keys;
 mod apps;
 mod auth;
 pub mod error;
 pub mod extract;
 mod health;
 mod layers;
+mod members;
 mod public;
 mod routes;
 mod scripts;
+mod users;
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
 use axum::{middleware, Router};
@@ -29,7 +35,9 @@ use picloud_orchestrator::{Page, Platform};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use crate::admin::{admin_routes, Need, RouteSpec};
 pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
+pub use crate::extract::{CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE};
 
 /// The HTTP layer's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +59,7 @@ pub fn router(platform: Platform, config: ServerConfig) -> Router {
     Router::new()
         .merge(health::router())
         .merge(auth::router())
-        .merge(apps::router())
-        .merge(scripts::router())
-        .merge(routes::router())
+        .merge(admin::router())
         .fallback(public::invoke)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(layers::panic_response))
@@ -65,16 +71,20 @@ pub fn router(platform: Platform, config: ServerConfig) -> Router {
         .with_state(platform)
 }
 
-/// Serves `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// Serves `listener` until `shutdown` completes, then lets in-flight requests finish. Handlers
+/// see the client's address (the login throttle counts failures per address).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     platform: Platform,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(platform, config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(platform, config).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A page of a list, as every list endpoint answers it.

@@ -3,8 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use picloud_core::{AppId, DispatchMode, Route, RouteId, RouteMethod, RoutePath, ScriptId};
 use picloud_orchestrator::{NewRouteInput, Platform};
 use serde::Deserialize;
@@ -13,22 +12,15 @@ use crate::error::ApiError;
 use crate::extract::{path_id, Authenticated, JsonBody, Paging};
 use crate::List;
 
-pub fn router() -> Router<Platform> {
-    Router::new()
-        .route("/api/v1/admin/scripts/{script_id}/routes", post(create))
-        .route("/api/v1/admin/apps/{app_id}/routes", get(list))
-        .route("/api/v1/admin/routes/{route_id}", delete(remove))
-}
-
 #[derive(Deserialize)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     method: String,
     path: String,
     /// `sync` (the default); `async` arrives with the outbox.
     dispatch_mode: Option<String>,
 }
 
-async fn create(
+pub(crate) async fn create(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(script_id): Path<String>,
@@ -52,7 +44,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(route)))
 }
 
-async fn list(
+pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,
@@ -68,7 +60,7 @@ async fn list(
     ))
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(route_id): Path<String>,

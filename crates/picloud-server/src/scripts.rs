@@ -1,31 +1,22 @@
-//! `/api/v1/admin/apps/{app_id}/scripts` and `/api/v1/admin/scripts/{script_id}`.
+//! `/api/v1/admin/apps/{app_id}/scripts`, `/api/v1/admin/scripts/{script_id}` and its test run,
+//! `/api/v1/admin/scripts/{script_id}/execute`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use picloud_core::{AppId, Script, ScriptId, ScriptKind};
-use picloud_orchestrator::{NewScriptInput, Platform, ScriptChanges};
-use serde::Deserialize;
+use axum::Json;
+use std::collections::BTreeMap;
 
-use crate::error::ApiError;
+use picloud_core::exec::{ExecError, HttpRequest, LogLine, ScriptResponse};
+use picloud_core::{AppId, ExecutionId, RouteMethod, Script, ScriptId, ScriptKind};
+use picloud_orchestrator::{NewScriptInput, Platform, ScriptChanges};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{path_id, Authenticated, JsonBody, Paging};
 use crate::List;
 
-pub fn router() -> Router<Platform> {
-    Router::new()
-        .route(
-            "/api/v1/admin/apps/{app_id}/scripts",
-            get(list).post(create),
-        )
-        .route(
-            "/api/v1/admin/scripts/{script_id}",
-            get(read).put(update).delete(delete),
-        )
-}
-
 #[derive(Deserialize)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     name: String,
     source: String,
     /// `endpoint` (the default) or `module`.
@@ -34,13 +25,13 @@ struct CreateBody {
 
 /// Every field is optional: what is left out keeps its value.
 #[derive(Deserialize)]
-struct UpdateBody {
+pub(crate) struct UpdateBody {
     name: Option<String>,
     source: Option<String>,
     kind: Option<String>,
 }
 
-async fn create(
+pub(crate) async fn create(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,
@@ -65,7 +56,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(script)))
 }
 
-async fn list(
+pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,
@@ -81,7 +72,7 @@ async fn list(
     ))
 }
 
-async fn read(
+pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(script_id): Path<String>,
@@ -90,7 +81,7 @@ async fn read(
     Ok(Json(platform.scripts().get(&caller.principal, id).await?))
 }
 
-async fn update(
+pub(crate) async fn update(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(script_id): Path<String>,
@@ -111,7 +102,7 @@ async fn update(
     ))
 }
 
-async fn delete(
+pub(crate) async fn delete(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(script_id): Path<String>,
@@ -119,4 +110,91 @@ async fn delete(
     let id = path_id(&script_id, "script", ScriptId::parse)?;
     platform.scripts().delete(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A test run's request; everything is optional (`GET /` with no body).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExecuteBody {
+    method: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// The body as text…
+    body: Option<String>,
+    /// …or as JSON (sent with `content-type: application/json`).
+    json: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ExecuteAnswer {
+    execution_id: ExecutionId,
+    /// What the script answered, when it did.
+    response: Option<ScriptResponse>,
+    /// Why it did not.
+    error: Option<ExecError>,
+    logs: Vec<LogLine>,
+    duration_us: u64,
+}
+
+/// `POST /api/v1/admin/scripts/{script_id}/execute`: runs the script now, with the caller's
+/// authority, and answers 200 with the response or the error, and the log lines, either way.
+pub(crate) async fn execute(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(script_id): Path<String>,
+    JsonBody(body): JsonBody<ExecuteBody>,
+) -> Result<Json<ExecuteAnswer>, ApiError> {
+    let id = path_id(&script_id, "script", ScriptId::parse)?;
+    let mut headers: BTreeMap<String, String> = body
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    let text = match (body.body, body.json) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                "give either 'body' or 'json', not both",
+            )
+            .with_field("body"))
+        }
+        (Some(text), None) => text,
+        (None, Some(json)) => {
+            headers
+                .entry("content-type".to_owned())
+                .or_insert_with(|| "application/json".to_owned());
+            json.to_string()
+        }
+        (None, None) => String::new(),
+    };
+    let request = HttpRequest {
+        method: RouteMethod::parse(body.method.as_deref().unwrap_or("GET"))?
+            .as_str()
+            .to_owned(),
+        path: body.path.unwrap_or_else(|| "/".to_owned()),
+        params: body.params,
+        query: body.query,
+        headers,
+        body: text,
+    };
+    let run = platform
+        .scripts()
+        .execute(&caller.principal, id, request)
+        .await?;
+    let (response, error) = match run.outcome.result {
+        Ok(response) => (Some(response), None),
+        Err(error) => (None, Some(error)),
+    };
+    Ok(Json(ExecuteAnswer {
+        execution_id: run.execution_id,
+        response,
+        error,
+        logs: run.outcome.logs,
+        duration_us: run.outcome.duration_us,
+    }))
 }

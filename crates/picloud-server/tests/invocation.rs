@@ -519,3 +519,47 @@ both_backends!(
         assert!(refused.is_err(), "a stopped server accepts nothing more");
     }
 );
+
+// A caller that goes away does not free the gate: the script still runs, so it still counts.
+both_backends!(
+    an_abandoned_execution_keeps_its_place_in_the_gate,
+    |store| async move {
+        let platform = PlatformConfig {
+            gate_size: 1,
+            gate_wait_ms: 50,
+            ..PlatformConfig::default()
+        };
+        let server = TestServer::start_with(
+            store,
+            Settings {
+                platform,
+                ..Default::default()
+            },
+        )
+        .await;
+        let slow = r#"let started = time::now(); while time::now() - started < 1500 { } "slow""#;
+        let app_id = server.deploy("abandon", slow, "GET", "/slow").await;
+        server
+            .add_route(&app_id, "fast", r#""fast""#, "GET", "/fast")
+            .await;
+        let impatient = server
+            .http
+            .get(server.url("/abandon/slow"))
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(impatient.is_err(), "the impatient caller gave up");
+        let answer = server.get("/abandon/fast").await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (503, "overloaded"),
+            "the abandoned script still holds the gate: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            server.get("/abandon/fast").await.text,
+            "fast",
+            "the gate frees when the script ends"
+        );
+    }
+);

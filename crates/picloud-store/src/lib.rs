@@ -24,8 +24,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use picloud_core::{
-    App, AppId, AppName, AppSlug, DispatchMode, Route, RouteId, RouteMethod, RoutePath, Script,
-    ScriptId, ScriptKind, ScriptName, Timestamp, User, UserId, Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, Membership, Role, Route, RouteId,
+    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, User,
+    UserId, Username,
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
@@ -222,6 +223,69 @@ pub trait UserStore: Send + Sync {
     /// Disables (or enables again) a user; a disabled user's sessions stop finding it.
     /// `NotFound("user")` when it does not exist.
     async fn set_user_disabled(&self, id: UserId, disabled: bool) -> StoreResult<User>;
+    /// Users, oldest first.
+    async fn list_users(&self, page: &PageRequest) -> StoreResult<Page<User>>;
+    /// Replaces the password hash and ends every session of the user. `NotFound("user")`.
+    async fn set_password(&self, id: UserId, password_hash: &str) -> StoreResult<User>;
+    /// Grants or withdraws the instance-admin flag. `NotFound("user")`.
+    async fn set_instance_admin(&self, id: UserId, is_instance_admin: bool) -> StoreResult<User>;
+    /// Deletes the user with its sessions, memberships and API keys; `false` when there was none.
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool>;
+    /// Ends every session of the user; returns how many.
+    async fn delete_sessions_of_user(&self, id: UserId) -> StoreResult<u64>;
+}
+
+/// A new API key. The caller made the secret; only its hash comes here.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub user_id: UserId,
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: Vec<u8>,
+    pub scopes: Vec<Scope>,
+    pub app_id: Option<AppId>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A usable API key (not revoked, not expired) with its secret's hash, for authentication.
+#[derive(Debug, Clone)]
+pub struct ApiKeyCredentials {
+    pub key: ApiKey,
+    pub secret_hash: Vec<u8>,
+}
+
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
+    /// Gives `user_id` the `role` on `app_id`, replacing the role it had.
+    /// `NotFound("app")` or `NotFound("user")` when either does not exist.
+    async fn set_membership(
+        &self,
+        app_id: AppId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Membership>;
+    /// `false` when the user was no member.
+    async fn remove_membership(&self, app_id: AppId, user_id: UserId) -> StoreResult<bool>;
+    /// The members of an app, by username.
+    async fn list_members(&self, app_id: AppId) -> StoreResult<Vec<Membership>>;
+    /// Every app the user is a member of, with its role there.
+    async fn memberships_of_user(&self, user_id: UserId) -> StoreResult<Vec<(AppId, Role)>>;
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// `NotFound("user")` / `NotFound("app")` when the user or the bound app does not exist.
+    async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    async fn get_api_key(&self, id: ApiKeyId) -> StoreResult<Option<ApiKey>>;
+    /// The key with this prefix when it is neither revoked nor expired (by the database's clock).
+    async fn api_key_credentials(&self, prefix: &str) -> StoreResult<Option<ApiKeyCredentials>>;
+    /// Sets `last_used_at` to the database's now.
+    async fn touch_api_key(&self, id: ApiKeyId) -> StoreResult<()>;
+    /// The keys of one user (or of everyone), oldest first, revoked ones included.
+    async fn list_api_keys(&self, user_id: Option<UserId>) -> StoreResult<Vec<ApiKey>>;
+    /// Marks the key revoked; `false` when there was no such key (or it was revoked already).
+    async fn revoke_api_key(&self, id: ApiKeyId) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -243,7 +307,9 @@ pub trait SessionStore: Send + Sync {
 
 /// Everything PiCloud keeps, on one backend.
 #[async_trait]
-pub trait Store: AppStore + ScriptStore + RouteStore + UserStore + SessionStore {
+pub trait Store:
+    AppStore + ScriptStore + RouteStore + UserStore + SessionStore + MembershipStore + ApiKeyStore
+{
     fn backend(&self) -> Backend;
     /// Applies the backend's pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

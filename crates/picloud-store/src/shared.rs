@@ -10,11 +10,12 @@
 use std::fmt::Display;
 
 use picloud_core::{
-    App, AppId, AppName, AppSlug, DispatchMode, Route, RouteId, RouteMethod, RoutePath, Script,
-    ScriptId, ScriptKind, ScriptName, Timestamp, User, UserId, Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, Membership, Role, Route, RouteId,
+    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, User,
+    UserId, Username,
 };
 
-use crate::{RoutingEntry, StoreError, StoreResult, UserCredentials};
+use crate::{ApiKeyCredentials, RoutingEntry, StoreError, StoreResult, UserCredentials};
 
 /// The columns of [`AppRow`], for `concat!`.
 macro_rules! app_columns {
@@ -40,7 +41,13 @@ macro_rules! user_columns {
         "id, username, is_instance_admin, disabled, created_at"
     };
 }
-pub(crate) use {app_columns, route_columns, script_columns, user_columns};
+/// The columns of [`ApiKeyRow`], for `concat!`.
+macro_rules! api_key_columns {
+    () => {
+        "id, user_id, name, prefix, scopes, app_id, expires_at, last_used_at, created_at, revoked"
+    };
+}
+pub(crate) use {api_key_columns, app_columns, route_columns, script_columns, user_columns};
 
 /// The queries that read the same on both backends (no clock, no locking). Lists take the id
 /// to start after and the number of rows to fetch (see [`crate::paging::Window`]).
@@ -103,6 +110,66 @@ pub(crate) mod sql {
     );
 
     pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
+    pub const DELETE_SESSIONS_OF_USER: &str = "DELETE FROM sessions WHERE user_id = $1";
+
+    pub const LIST_USERS: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+    );
+    pub const SET_PASSWORD: &str = concat!(
+        "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING ",
+        user_columns!()
+    );
+    pub const SET_INSTANCE_ADMIN: &str = concat!(
+        "UPDATE users SET is_instance_admin = $2 WHERE id = $1 RETURNING ",
+        user_columns!()
+    );
+    pub const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
+
+    /// Inserts or replaces a membership when both the app and the user exist (no row otherwise).
+    pub const UPSERT_MEMBERSHIP: &str = "\
+        INSERT INTO memberships (app_id, user_id, role) \
+        SELECT apps.id, users.id, $3 FROM apps, users WHERE apps.id = $1 AND users.id = $2 \
+        ON CONFLICT (app_id, user_id) DO UPDATE SET role = excluded.role \
+        RETURNING app_id";
+    pub const GET_MEMBERSHIP: &str = "\
+        SELECT memberships.app_id, memberships.user_id, users.username, memberships.role, \
+               memberships.created_at \
+        FROM memberships JOIN users ON users.id = memberships.user_id \
+        WHERE memberships.app_id = $1 AND memberships.user_id = $2";
+    pub const LIST_MEMBERS: &str = "\
+        SELECT memberships.app_id, memberships.user_id, users.username, memberships.role, \
+               memberships.created_at \
+        FROM memberships JOIN users ON users.id = memberships.user_id \
+        WHERE memberships.app_id = $1 ORDER BY users.username";
+    pub const MEMBERSHIPS_OF_USER: &str =
+        "SELECT app_id, role FROM memberships WHERE user_id = $1 ORDER BY app_id";
+    pub const DELETE_MEMBERSHIP: &str =
+        "DELETE FROM memberships WHERE app_id = $1 AND user_id = $2";
+    pub const APP_EXISTS: &str = "SELECT COUNT(*) FROM apps WHERE id = $1";
+
+    /// Inserts a key when its user (and its app, when bound) exist; no row otherwise.
+    pub const INSERT_API_KEY: &str = concat!(
+        "INSERT INTO api_keys (id, user_id, name, prefix, secret_hash, scopes, app_id, expires_at) ",
+        "SELECT $1, users.id, $3, $4, $5, $6, $7, $8 FROM users WHERE users.id = $2 ",
+        "AND ($7 IS NULL OR EXISTS (SELECT 1 FROM apps WHERE apps.id = $7)) ",
+        "RETURNING ",
+        api_key_columns!()
+    );
+    pub const USER_EXISTS: &str = "SELECT COUNT(*) FROM users WHERE id = $1";
+    pub const GET_API_KEY: &str = concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE id = $1"
+    );
+    pub const LIST_API_KEYS: &str = concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE $1 IS NULL OR user_id = $1 ORDER BY id"
+    );
+    pub const REVOKE_API_KEY: &str =
+        "UPDATE api_keys SET revoked = TRUE WHERE id = $1 AND revoked = FALSE";
 }
 
 /// How far a session's lifetime may reach either way (100 years), so that `now + ttl` cannot
@@ -267,6 +334,116 @@ impl TryFrom<CredentialsRow> for UserCredentials {
     }
 }
 
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct MembershipRow {
+    app_id: String,
+    user_id: String,
+    username: String,
+    role: String,
+    created_at: i64,
+}
+
+impl TryFrom<MembershipRow> for Membership {
+    type Error = StoreError;
+
+    fn try_from(row: MembershipRow) -> StoreResult<Self> {
+        Ok(Self {
+            app_id: AppId::parse(&row.app_id).map_err(corrupt("memberships"))?,
+            user_id: UserId::parse(&row.user_id).map_err(corrupt("memberships"))?,
+            username: Username::parse(&row.username).map_err(corrupt("users"))?,
+            role: Role::parse(&row.role).map_err(corrupt("memberships"))?,
+            created_at: Timestamp::from_millis(row.created_at),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RoleRow {
+    app_id: String,
+    role: String,
+}
+
+impl TryFrom<RoleRow> for (AppId, Role) {
+    type Error = StoreError;
+
+    fn try_from(row: RoleRow) -> StoreResult<Self> {
+        Ok((
+            AppId::parse(&row.app_id).map_err(corrupt("memberships"))?,
+            Role::parse(&row.role).map_err(corrupt("memberships"))?,
+        ))
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    id: String,
+    user_id: String,
+    name: String,
+    prefix: String,
+    scopes: String,
+    app_id: Option<String>,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    created_at: i64,
+    revoked: bool,
+}
+
+/// Scopes as the `scopes` column keeps them: names separated by spaces.
+pub(crate) fn scopes_column(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|scope| scope.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: ApiKeyId::parse(&row.id).map_err(corrupt("api_keys"))?,
+            user_id: UserId::parse(&row.user_id).map_err(corrupt("api_keys"))?,
+            name: row.name,
+            prefix: row.prefix,
+            scopes: row
+                .scopes
+                .split_whitespace()
+                .map(Scope::parse)
+                .collect::<Result<_, _>>()
+                .map_err(corrupt("api_keys"))?,
+            app_id: row
+                .app_id
+                .as_deref()
+                .map(AppId::parse)
+                .transpose()
+                .map_err(corrupt("api_keys"))?,
+            expires_at: row.expires_at.map(Timestamp::from_millis),
+            last_used_at: row.last_used_at.map(Timestamp::from_millis),
+            created_at: Timestamp::from_millis(row.created_at),
+            revoked: row.revoked,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ApiKeyCredentialsRow {
+    #[sqlx(flatten)]
+    key: ApiKeyRow,
+    secret_hash: Vec<u8>,
+}
+
+impl TryFrom<ApiKeyCredentialsRow> for ApiKeyCredentials {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyCredentialsRow) -> StoreResult<Self> {
+        Ok(Self {
+            key: row.key.try_into()?,
+            secret_hash: row.secret_hash,
+        })
+    }
+}
+
 /// Converts every row, failing on the first corrupt one.
 pub(crate) fn records<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
 where
@@ -289,10 +466,11 @@ pub(crate) enum UniqueRule {
     ScriptName,
     RoutePattern,
     Username,
+    ApiKeyPrefix,
 }
 
 impl UniqueRule {
-    const ALL: [(Self, &'static str, &'static str); 4] = [
+    const ALL: [(Self, &'static str, &'static str); 5] = [
         (Self::AppSlug, "apps_slug_key", "apps.slug"),
         (
             Self::ScriptName,
@@ -305,6 +483,7 @@ impl UniqueRule {
             "routes.app_id, routes.method, routes.path",
         ),
         (Self::Username, "users_username_key", "users.username"),
+        (Self::ApiKeyPrefix, "api_keys_prefix_key", "api_keys.prefix"),
     ];
 
     fn from_constraint(name: &str) -> Option<Self> {
@@ -366,6 +545,7 @@ fn conflict_message(rule: UniqueRule, written: Written<'_>) -> String {
             format!("the username '{username}' is taken")
         }
         (UniqueRule::Username, _) => "this username is taken".to_owned(),
+        (UniqueRule::ApiKeyPrefix, _) => "an API key with this prefix exists already".to_owned(),
     }
 }
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use picloud_core::{
-    App, AppId, AppName, AppSlug, Route, RouteId, Script, ScriptId, Timestamp, User, UserId,
-    Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, Membership, Role, Route, RouteId, Script,
+    ScriptId, Timestamp, User, UserId, Username,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -26,14 +26,15 @@ use sqlx::{Sqlite, Transaction};
 
 use crate::paging::Window;
 use crate::shared::{
-    app_columns, count, db_error, migrate_error, records, route_columns, script_columns,
-    script_has_routes, sql, user_columns, AppRow, CredentialsRow, RouteRow, RoutingRow, ScriptRow,
+    api_key_columns, app_columns, count, db_error, migrate_error, records, route_columns,
+    scopes_column, script_columns, script_has_routes, sql, user_columns, ApiKeyCredentialsRow,
+    ApiKeyRow, AppRow, CredentialsRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow,
     UserRow, Written, MAX_SESSION_TTL_MS,
 };
 use crate::{
-    AppPatch, AppStore, Backend, NewRoute, NewScript, Page, PageRequest, RouteStore, RoutingEntry,
-    ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig, StoreError, StoreResult,
-    UserCredentials, UserStore,
+    ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, MembershipStore, NewApiKey,
+    NewRoute, NewScript, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
+    SessionStore, Store, StoreConfig, StoreError, StoreResult, UserCredentials, UserStore,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -50,7 +51,7 @@ macro_rules! now {
 pub struct SqliteStore {
     /// Exactly one connection: writes serialize here rather than on SQLite's file lock.
     writer: SqlitePool,
-    /// Read-only connections; WAL lets them read while the writer writes.
+    /// Connections that refuse writes (`query_only`); WAL lets them read while the writer writes.
     reader: SqlitePool,
     path: PathBuf,
 }
@@ -464,6 +465,232 @@ impl UserStore for SqliteStore {
         let row = row.ok_or(StoreError::NotFound("user"))?;
         commit(tx).await?;
         row.try_into()
+    }
+
+    async fn list_users(&self, page: &PageRequest) -> StoreResult<Page<User>> {
+        let window = Window::new(page)?;
+        let rows: Vec<UserRow> = sqlx::query_as(sql::LIST_USERS)
+            .bind(&window.after)
+            .bind(window.fetch())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        Ok(window.page(records(rows)?, |user: &User| user.id.to_string()))
+    }
+
+    async fn set_password(&self, id: UserId, password_hash: &str) -> StoreResult<User> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::SET_PASSWORD)
+            .bind(id.to_string())
+            .bind(password_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        let row = row.ok_or(StoreError::NotFound("user"))?;
+        sqlx::query(sql::DELETE_SESSIONS_OF_USER)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn set_instance_admin(&self, id: UserId, is_instance_admin: bool) -> StoreResult<User> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<UserRow> = sqlx::query_as(sql::SET_INSTANCE_ADMIN)
+            .bind(id.to_string())
+            .bind(is_instance_admin)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        let row = row.ok_or(StoreError::NotFound("user"))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_USER)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_sessions_of_user(&self, id: UserId) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_SESSIONS_OF_USER)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl MembershipStore for SqliteStore {
+    async fn set_membership(
+        &self,
+        app_id: AppId,
+        user_id: UserId,
+        role: Role,
+    ) -> StoreResult<Membership> {
+        let mut tx = self.begin_write().await?;
+        let upserted: Option<String> = sqlx::query_scalar(sql::UPSERT_MEMBERSHIP)
+            .bind(app_id.to_string())
+            .bind(user_id.to_string())
+            .bind(role.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        if upserted.is_none() {
+            let apps: i64 = sqlx::query_scalar(sql::APP_EXISTS)
+                .bind(app_id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|err| db_error(err, Written::Nothing))?;
+            return Err(StoreError::NotFound(if apps == 0 { "app" } else { "user" }));
+        }
+        let row: MembershipRow = sqlx::query_as(sql::GET_MEMBERSHIP)
+            .bind(app_id.to_string())
+            .bind(user_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn remove_membership(&self, app_id: AppId, user_id: UserId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_MEMBERSHIP)
+            .bind(app_id.to_string())
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list_members(&self, app_id: AppId) -> StoreResult<Vec<Membership>> {
+        let rows: Vec<MembershipRow> = sqlx::query_as(sql::LIST_MEMBERS)
+            .bind(app_id.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        records(rows)
+    }
+
+    async fn memberships_of_user(&self, user_id: UserId) -> StoreResult<Vec<(AppId, Role)>> {
+        let rows: Vec<RoleRow> = sqlx::query_as(sql::MEMBERSHIPS_OF_USER)
+            .bind(user_id.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        records(rows)
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<ApiKeyRow> = sqlx::query_as(sql::INSERT_API_KEY)
+            .bind(ApiKeyId::new().to_string())
+            .bind(key.user_id.to_string())
+            .bind(&key.name)
+            .bind(&key.prefix)
+            .bind(&key.secret_hash)
+            .bind(scopes_column(&key.scopes))
+            .bind(key.app_id.map(|id| id.to_string()))
+            .bind(key.expires_at.map(Timestamp::as_millis))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        let Some(row) = row else {
+            let users: i64 = sqlx::query_scalar(sql::USER_EXISTS)
+                .bind(key.user_id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|err| db_error(err, Written::Nothing))?;
+            return Err(StoreError::NotFound(if users == 0 {
+                "user"
+            } else {
+                "app"
+            }));
+        };
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_api_key(&self, id: ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(sql::GET_API_KEY)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn api_key_credentials(&self, prefix: &str) -> StoreResult<Option<ApiKeyCredentials>> {
+        let row: Option<ApiKeyCredentialsRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            ", secret_hash FROM api_keys WHERE prefix = $1 AND revoked = FALSE ",
+            "AND (expires_at IS NULL OR expires_at > ",
+            now!(),
+            ")"
+        ))
+        .bind(prefix)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))?;
+        row.map(ApiKeyCredentials::try_from).transpose()
+    }
+
+    async fn touch_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(concat!(
+            "UPDATE api_keys SET last_used_at = ",
+            now!(),
+            " WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))?;
+        commit(tx).await?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, user_id: Option<UserId>) -> StoreResult<Vec<ApiKey>> {
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(sql::LIST_API_KEYS)
+            .bind(user_id.map(|id| id.to_string()))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
+        records(rows)
+    }
+
+    async fn revoke_api_key(&self, id: ApiKeyId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query(sql::REVOKE_API_KEY)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(revoked > 0)
     }
 }
 

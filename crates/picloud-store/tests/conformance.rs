@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
 use picloud_core::{
-    App, AppId, AppName, AppSlug, DispatchMode, RouteMethod, RoutePath, Script, ScriptId,
-    ScriptKind, ScriptName, Timestamp, UserId, Username,
+    ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, Role, RouteMethod, RoutePath, Scope,
+    Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
 };
 use picloud_store::{
-    AppPatch, Backend, NewRoute, NewScript, PageRequest, ScriptPatch, Store, StoreConfig,
-    StoreError,
+    AppPatch, Backend, NewApiKey, NewRoute, NewScript, PageRequest, ScriptPatch, Store,
+    StoreConfig, StoreError,
 };
 use picloud_test_support::{both_backends, fresh_store};
 
@@ -82,6 +82,19 @@ fn conflict<T: std::fmt::Debug>(
     match result {
         Err(StoreError::Conflict(message)) => Ok(message),
         other => bail!("expected {what} to be refused with Conflict, got {other:?}"),
+    }
+}
+
+/// A key with the name "ci", every scope and a fixed secret hash.
+fn new_key(user_id: UserId, prefix: &str, app_id: Option<AppId>) -> NewApiKey {
+    NewApiKey {
+        user_id,
+        name: "ci".to_owned(),
+        prefix: prefix.to_owned(),
+        secret_hash: vec![9; 32],
+        scopes: Scope::ALL.to_vec(),
+        app_id,
+        expires_at: None,
     }
 }
 
@@ -997,6 +1010,250 @@ both_backends!(a_disabled_users_sessions_find_nobody, |store| async move {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Users, memberships and API keys
+// ---------------------------------------------------------------------------------------------
+
+both_backends!(
+    users_are_listed_changed_and_deleted_with_everything_they_own,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let ann = store.create_user(&username("ann"), "h1", false).await?;
+        let bob = store.create_user(&username("bob"), "h2", false).await?;
+        let listed = store.list_users(&page(1, None)).await?;
+        assert_eq!(
+            listed.items,
+            vec![ann.clone()],
+            "the first page holds the oldest"
+        );
+        let rest = store.list_users(&page(10, listed.next_cursor)).await?;
+        assert_eq!(rest.items, vec![bob.clone()], "the second page the next");
+
+        store.create_session(&token_hash(1), ann.id, 60_000).await?;
+        let changed = store.set_password(ann.id, "h3").await?;
+        assert_eq!(changed, ann, "the record is unchanged");
+        let creds = store
+            .user_credentials(&username("ann"))
+            .await?
+            .context("ann exists")?;
+        assert_eq!(creds.password_hash, "h3", "the new hash is stored");
+        assert_eq!(
+            store.session_user(&token_hash(1)).await?,
+            None,
+            "a password change ends the user's sessions"
+        );
+
+        let promoted = store.set_instance_admin(bob.id, true).await?;
+        assert!(promoted.is_instance_admin, "the flag is set");
+        let missing = store.set_instance_admin(UserId::new(), true).await;
+        assert!(
+            matches!(missing, Err(StoreError::NotFound("user"))),
+            "an unknown user: {missing:?}"
+        );
+
+        store.create_session(&token_hash(2), bob.id, 60_000).await?;
+        assert_eq!(
+            store.delete_sessions_of_user(bob.id).await?,
+            1,
+            "one session ended"
+        );
+
+        store.set_membership(shop.id, ann.id, Role::Owner).await?;
+        store
+            .create_api_key(&new_key(ann.id, "pfx00001", None))
+            .await?;
+        assert!(store.delete_user(ann.id).await?, "ann is deleted");
+        assert!(
+            !store.delete_user(ann.id).await?,
+            "a second delete finds nothing"
+        );
+        assert!(
+            store.list_members(shop.id).await?.is_empty(),
+            "her membership went with her"
+        );
+        assert!(
+            store.list_api_keys(None).await?.is_empty(),
+            "her keys went with her"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    a_membership_is_set_replaced_listed_and_removed,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let blog = app(&store, "blog").await?;
+        let ann = store.create_user(&username("ann"), "h", false).await?;
+        let bob = store.create_user(&username("bob"), "h", false).await?;
+        let set = store.set_membership(shop.id, bob.id, Role::Viewer).await?;
+        assert_eq!(
+            (set.app_id, set.user_id, set.username.as_str(), set.role),
+            (shop.id, bob.id, "bob", Role::Viewer),
+            "the membership record"
+        );
+        let replaced = store.set_membership(shop.id, bob.id, Role::Editor).await?;
+        assert_eq!(
+            replaced.role,
+            Role::Editor,
+            "setting again replaces the role"
+        );
+        store.set_membership(shop.id, ann.id, Role::Owner).await?;
+        store.set_membership(blog.id, bob.id, Role::Owner).await?;
+        let members = store.list_members(shop.id).await?;
+        let names: Vec<_> = members
+            .iter()
+            .map(|m| (m.username.as_str(), m.role))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("ann", Role::Owner), ("bob", Role::Editor)],
+            "members by username, one row per user"
+        );
+        let mut of_bob = store.memberships_of_user(bob.id).await?;
+        of_bob.sort();
+        let mut expected = vec![(shop.id, Role::Editor), (blog.id, Role::Owner)];
+        expected.sort();
+        assert_eq!(of_bob, expected, "every app bob belongs to");
+
+        let missing_app = store
+            .set_membership(AppId::new(), bob.id, Role::Viewer)
+            .await;
+        assert!(
+            matches!(missing_app, Err(StoreError::NotFound("app"))),
+            "no app: {missing_app:?}"
+        );
+        let missing_user = store
+            .set_membership(shop.id, UserId::new(), Role::Viewer)
+            .await;
+        assert!(
+            matches!(missing_user, Err(StoreError::NotFound("user"))),
+            "no user: {missing_user:?}"
+        );
+
+        assert!(store.remove_membership(shop.id, bob.id).await?, "removed");
+        assert!(
+            !store.remove_membership(shop.id, bob.id).await?,
+            "a second removal finds nothing"
+        );
+        store.delete_app(blog.id).await?;
+        assert!(
+            store.memberships_of_user(bob.id).await?.is_empty(),
+            "deleting an app removes its memberships"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    an_api_key_is_found_by_prefix_until_revoked_or_expired,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let ann = store.create_user(&username("ann"), "h", false).await?;
+        let mut new = new_key(ann.id, "pfx00001", Some(shop.id));
+        new.scopes = vec![Scope::ScriptRead, Scope::TriggerWrite];
+        let key = store.create_api_key(&new).await?;
+        assert_eq!(
+            (
+                key.name.as_str(),
+                key.prefix.as_str(),
+                key.app_id,
+                key.revoked
+            ),
+            ("ci", "pfx00001", Some(shop.id), false),
+            "the record"
+        );
+        assert_eq!(key.scopes, new.scopes, "the scopes in order");
+        assert_eq!(key.last_used_at, None, "never used");
+        assert_eq!(
+            store.get_api_key(key.id).await?,
+            Some(key.clone()),
+            "found by id"
+        );
+
+        let creds = store
+            .api_key_credentials("pfx00001")
+            .await?
+            .context("a usable key is found by its prefix")?;
+        assert_eq!(creds.secret_hash, vec![9_u8; 32], "with its secret's hash");
+        assert_eq!(creds.key, key, "and its record");
+        assert!(
+            store.api_key_credentials("pfx00002").await?.is_none(),
+            "an unknown prefix finds nothing"
+        );
+
+        store.touch_api_key(key.id).await?;
+        let used = store.get_api_key(key.id).await?.context("still there")?;
+        assert!(used.last_used_at.is_some(), "last_used_at is kept");
+
+        let duplicate = store
+            .create_api_key(&new_key(ann.id, "pfx00001", None))
+            .await;
+        conflict(duplicate, "a second key with the same prefix")?;
+
+        let mut expired = new_key(ann.id, "pfx00003", None);
+        expired.expires_at = Some(Timestamp::from_millis(
+            Timestamp::now().as_millis() - 60_000,
+        ));
+        store.create_api_key(&expired).await?;
+        assert!(
+            store.api_key_credentials("pfx00003").await?.is_none(),
+            "an expired key is not usable"
+        );
+
+        assert!(store.revoke_api_key(key.id).await?, "revoked");
+        assert!(
+            !store.revoke_api_key(key.id).await?,
+            "revoking twice finds nothing"
+        );
+        assert!(
+            store.api_key_credentials("pfx00001").await?.is_none(),
+            "a revoked key is not usable"
+        );
+        assert!(
+            store.get_api_key(key.id).await?.is_some_and(|k| k.revoked),
+            "but still listed, as revoked"
+        );
+        let bob = store.create_user(&username("bob"), "h", false).await?;
+        store
+            .create_api_key(&new_key(bob.id, "pfx00004", None))
+            .await?;
+        assert_eq!(
+            store.list_api_keys(Some(ann.id)).await?.len(),
+            2,
+            "ann's keys"
+        );
+        assert_eq!(store.list_api_keys(None).await?.len(), 3, "everyone's keys");
+
+        let no_user = store
+            .create_api_key(&new_key(UserId::new(), "pfx00005", None))
+            .await;
+        assert!(
+            matches!(no_user, Err(StoreError::NotFound("user"))),
+            "no user: {no_user:?}"
+        );
+        let no_app = store
+            .create_api_key(&new_key(ann.id, "pfx00006", Some(AppId::new())))
+            .await;
+        assert!(
+            matches!(no_app, Err(StoreError::NotFound("app"))),
+            "no app: {no_app:?}"
+        );
+        assert_eq!(
+            store.get_api_key(ApiKeyId::new()).await?,
+            None,
+            "unknown id"
+        );
+        store.delete_app(shop.id).await?;
+        assert_eq!(
+            store.get_api_key(key.id).await?,
+            None,
+            "a key bound to a deleted app goes with it"
+        );
+        Ok(())
+    }
+);
+
+// ---------------------------------------------------------------------------------------------
 // The store itself
 // ---------------------------------------------------------------------------------------------
 
@@ -1147,6 +1404,10 @@ async fn sqlite_creates_its_data_directory_when_missing() -> anyhow::Result<()> 
     assert!(
         data_dir.join("picloud.db").is_file(),
         "the database file exists"
+    );
+    assert!(
+        data_dir.join("picloud.db-wal").is_file(),
+        "the database runs in WAL mode (the log exists while the store is open)"
     );
     store.close().await;
 

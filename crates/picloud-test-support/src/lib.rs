@@ -277,7 +277,7 @@ async fn create_pg_database(server_url: &str) -> (String, String) {
 fn redact(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("…"));
+            let _ = parsed.set_password(Some("redacted"));
             parsed.into()
         }
         Ok(parsed) => parsed.into(),

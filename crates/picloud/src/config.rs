@@ -42,6 +42,50 @@ pub enum Command {
     Executor(ExecutorArgs),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Manage users directly in the database (for automation, and for a locked-out admin).
+    User(UserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub action: UserAction,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user. The password comes from stdin with --password-stdin, else from
+    /// PICLOUD_NEW_PASSWORD, else a random one is generated and printed once.
+    Create {
+        username: String,
+        /// Make the user an instance admin.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set a user's password (ends its sessions); the password comes as for `create`.
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List the users, one per line: id, username, flags.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// The password (prefer --password-stdin: a variable can leak through the process table).
+    #[arg(long = "password-env-value", env = "PICLOUD_NEW_PASSWORD", hide_env_values = true, hide = true)]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +237,34 @@ pub struct ServeArgs {
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
+
+    /// Failed logins of one account (four times as many from one address) within the window
+    /// before further attempts are refused with 429 for a while.
+    #[arg(long, env = "PICLOUD_LOGIN_MAX_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub login_max_failures: u32,
+
+    /// How long failed logins are remembered, in seconds.
+    #[arg(long, env = "PICLOUD_LOGIN_WINDOW_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_window_secs: u64,
+
+    /// The first delay after the threshold, in milliseconds; it doubles with each further
+    /// failure, up to the window.
+    #[arg(long, env = "PICLOUD_LOGIN_DELAY_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub login_delay_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn login_throttle(&self) -> picloud_orchestrator::ThrottleConfig {
+        picloud_orchestrator::ThrottleConfig {
+            max_failures: self.login_max_failures,
+            window: std::time::Duration::from_secs(self.login_window_secs),
+            base_delay: std::time::Duration::from_millis(self.login_delay_ms),
+            max_delay: std::time::Duration::from_secs(self.login_window_secs),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | the command line: every flag with its `PICLOUD_*` variable |
-//! | this file | start-up and shutdown of `serve`, `executor` and `migrate` |
+//! | this file | start-up and shutdown of `serve`, `executor` and `migrate`; `user` |
 
 mod config;
 
@@ -19,7 +19,10 @@ use picloud_orchestrator::{Platform, PlatformConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Cli, Command, DatabaseArgs, ExecutorArgs, LogFormat, ServeArgs};
+use crate::config::{
+    Cli, Command, DatabaseArgs, ExecutorArgs, LogFormat, PasswordArgs, ServeArgs, UserAction,
+    UserArgs,
+};
 
 fn main() -> ExitCode {
     let command = Cli::command();
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Executor(args) => executor(args).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::User(args) => user(args).await,
         }
     });
     match result {
@@ -115,6 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gate_size: args.max_concurrent_executions,
         gate_wait_ms: args.gate_wait_ms,
         session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
+        login_throttle: args.login_throttle(),
     };
     let platform = Platform::start(store.clone(), executor, local, platform_config)
         .await
@@ -154,6 +159,98 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `picloud user create|passwd|list`, on the database directly: no server, no session.
+async fn user(args: UserArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+
+    let store = open_store(&args.database).await?;
+    let auth = picloud_orchestrator::Auth::new(
+        store.clone(),
+        PlatformConfig::default().session_ttl_ms,
+        picloud_orchestrator::ThrottleConfig::default(),
+    );
+    let mut out = std::io::stdout().lock();
+    let result = async {
+        match args.action {
+            UserAction::Create { username, admin, password } => {
+                let name = picloud_core::Username::parse(&username)
+                    .map_err(|err| anyhow::anyhow!("{}", err.message))?;
+                let (password, generated) = new_password(&password)?;
+                let user = auth
+                    .create_user(&name, &password, admin)
+                    .await
+                    .with_context(|| format!("cannot create the user '{username}'"))?;
+                writeln!(out, "created user {} ({})", user.username, user.id)?;
+                if generated {
+                    writeln!(out, "password: {password}")?;
+                }
+            }
+            UserAction::Passwd { username, password } => {
+                let name = picloud_core::Username::parse(&username)
+                    .map_err(|err| anyhow::anyhow!("{}", err.message))?;
+                let found = store
+                    .user_credentials(&name)
+                    .await?
+                    .with_context(|| format!("there is no user '{username}'"))?;
+                let (password, generated) = new_password(&password)?;
+                auth.set_password(found.user.id, &password).await?;
+                writeln!(out, "changed the password of {username}; its sessions have ended")?;
+                if generated {
+                    writeln!(out, "password: {password}")?;
+                }
+            }
+            UserAction::List => {
+                let mut page = picloud_store::PageRequest::default();
+                loop {
+                    let users = store.list_users(&page).await?;
+                    for user in &users.items {
+                        let mut flags = Vec::new();
+                        if user.is_instance_admin {
+                            flags.push("admin");
+                        }
+                        if user.disabled {
+                            flags.push("disabled");
+                        }
+                        writeln!(out, "{}\t{}\t{}", user.id, user.username, flags.join(","))?;
+                    }
+                    match users.next_cursor {
+                        Some(cursor) => page.cursor = Some(cursor),
+                        None => break,
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// The password for `user create|passwd`: stdin, the variable, or a new random one (`true`).
+fn new_password(args: &PasswordArgs) -> anyhow::Result<(String, bool)> {
+    use rand::Rng as _;
+
+    if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        anyhow::ensure!(!password.is_empty(), "the password read from stdin is empty");
+        return Ok((password, false));
+    }
+    if let Some(password) = args.password.clone().filter(|p| !p.is_empty()) {
+        return Ok((password, false));
+    }
+    let password: String = rand::rngs::OsRng
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
+    Ok((password, true))
 }
 
 async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {

@@ -215,3 +215,77 @@ fn migrate_applies_the_migrations_and_exits() {
     let dir = &db.env.iter().find(|(k, _)| k == "PICLOUD_DATA_DIR").expect("data dir").1;
     assert!(std::path::Path::new(dir).join("picloud.db").exists(), "the SQLite file is created");
 }
+
+/// Runs `picloud user …` on the database, with `stdin` fed to it; returns (success, stdout, stderr).
+fn user_command(db: &Database, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let mut child = binary()
+        .arg("user")
+        .args(args)
+        .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_remove("PICLOUD_NEW_PASSWORD")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run picloud user");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let output = child.wait_with_output().expect("picloud user ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn login_status(base: &str, username: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("login request")
+        .status()
+        .as_u16()
+}
+
+/// `picloud user create|passwd|list` work on the database directly, without a server: a user
+/// made there logs in to the server, and a changed password replaces the old one.
+async fn user_commands_manage_users_in_the_database(backend: Backend) {
+    let Some(db) = Database::fresh(backend) else { return };
+    let (ok, out, err) = user_command(&db, &["create", "ann", "--password-stdin"], "first pw\n", &[]);
+    assert!(ok, "create succeeds: {out} {err}");
+    assert!(out.contains("created user ann"), "it says so: {out}");
+    assert!(!out.contains("first pw"), "a given password is never printed: {out}");
+
+    let (ok, out, _) = user_command(&db, &["create", "root", "--admin"], "", &[]);
+    assert!(ok, "create with a generated password succeeds: {out}");
+    let generated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the generated password is printed once")
+        .to_owned();
+
+    let (ok, _, err) = user_command(&db, &["create", "ann"], "", &[("PICLOUD_NEW_PASSWORD", "x")]);
+    assert!(!ok, "a taken username is refused");
+    assert!(err.contains("taken"), "the error says why: {err}");
+
+    let (ok, out, _) = user_command(&db, &["list"], "", &[]);
+    assert!(ok, "list succeeds");
+    assert!(out.lines().any(|l| l.contains("\tann\t")), "ann is listed: {out}");
+    assert!(out.lines().any(|l| l.contains("\troot\tadmin")), "root is an admin: {out}");
+
+    let (ok, out, err) = user_command(&db, &["passwd", "ann"], "", &[("PICLOUD_NEW_PASSWORD", "second pw")]);
+    assert!(ok, "passwd succeeds: {out} {err}");
+    let (ok, _, err) = user_command(&db, &["passwd", "nobody"], "", &[("PICLOUD_NEW_PASSWORD", "x")]);
+    assert!(!ok && err.contains("nobody"), "an unknown user is named: {err}");
+
+    let server = Process::serve(&db, &[]);
+    assert_eq!(login_status(&server.base, "ann", "second pw").await, 200, "the new password works");
+    assert_eq!(login_status(&server.base, "ann", "first pw").await, 401, "the old one does not");
+    assert_eq!(login_status(&server.base, "root", &generated).await, 200, "the generated one works");
+}
+on_both_backends!(user_commands_work_on_the_database_directly, user_commands_manage_users_in_the_database);

@@ -8,6 +8,7 @@ use rhai::{Dynamic, Module};
 use super::{add, SdkResult};
 use crate::context::push_log;
 use crate::convert::to_json;
+use crate::nesting::show;
 
 pub(crate) fn module() -> Module {
     let mut module = Module::new();
@@ -31,6 +32,6 @@ fn text_of(value: &Dynamic) -> String {
     }
     match to_json(value) {
         Ok(json) => json.to_string(),
-        Err(_) => value.to_string(),
+        Err(_) => show(value),
     }
 }

@@ -1,0 +1,96 @@
+//! The admin API's route table: every endpoint under `/api/v1/admin`, with the one capability it
+//! asks for and the status it answers on success. The router is built from this table and the
+//! permission matrix test (`tests/permissions.rs`) is generated from it, so an endpoint cannot be
+//! served without an entry, and an entry cannot go untested.
+//!
+//! The capability is checked by the service the handler calls, through
+//! `picloud_orchestrator::auth::require`; the table states it so that the test can hold every
+//! endpoint to it.
+
+use axum::http::{Method, StatusCode};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use picloud_core::CapabilityKind;
+use picloud_orchestrator::Platform;
+
+use crate::{api_keys, apps, members, routes, scripts, users};
+
+/// What an endpoint asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any authenticated caller; the answer shows only what the caller may read (lists).
+    Authenticated,
+    /// This capability, on the app the request names (through its path, or the object's app),
+    /// or instance-wide for the kinds that name no app.
+    Capability(CapabilityKind),
+}
+
+/// One admin endpoint.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// The path as axum matches it, e.g. `/api/v1/admin/apps/{app_id}`.
+    pub path: &'static str,
+    pub need: Need,
+    /// The status of a successful answer.
+    pub ok: StatusCode,
+    /// The handler, already bound to `method` (the macro writes both from one name).
+    handler: fn() -> MethodRouter<Platform>,
+}
+
+use CapabilityKind as K;
+use Need::{Authenticated as Any, Capability as Cap};
+
+macro_rules! spec {
+    ($method:ident $path:literal, $need:expr, $ok:ident, $handler:path) => {
+        RouteSpec {
+            method: Method::$method,
+            path: $path,
+            need: $need,
+            ok: StatusCode::$ok,
+            handler: || on(MethodFilter::$method, $handler),
+        }
+    };
+}
+
+/// Every admin endpoint.
+pub static ADMIN_ROUTES: &[RouteSpec] = &[
+    spec!(GET "/api/v1/admin/apps", Any, OK, apps::list),
+    spec!(POST "/api/v1/admin/apps", Cap(K::AppCreate), CREATED, apps::create),
+    spec!(GET "/api/v1/admin/apps/{app_id}", Cap(K::AppRead), OK, apps::read),
+    spec!(PATCH "/api/v1/admin/apps/{app_id}", Cap(K::AppWrite), OK, apps::update),
+    spec!(DELETE "/api/v1/admin/apps/{app_id}", Cap(K::AppDelete), NO_CONTENT, apps::delete),
+    spec!(GET "/api/v1/admin/apps/{app_id}/scripts", Cap(K::AppScriptsRead), OK, scripts::list),
+    spec!(POST "/api/v1/admin/apps/{app_id}/scripts", Cap(K::AppScriptsWrite), CREATED, scripts::create),
+    spec!(GET "/api/v1/admin/scripts/{script_id}", Cap(K::AppScriptsRead), OK, scripts::read),
+    spec!(PUT "/api/v1/admin/scripts/{script_id}", Cap(K::AppScriptsWrite), OK, scripts::update),
+    spec!(DELETE "/api/v1/admin/scripts/{script_id}", Cap(K::AppScriptsWrite), NO_CONTENT, scripts::delete),
+    spec!(POST "/api/v1/admin/scripts/{script_id}/execute", Cap(K::AppScriptsExecute), OK, scripts::execute),
+    spec!(POST "/api/v1/admin/scripts/{script_id}/routes", Cap(K::AppWrite), CREATED, routes::create),
+    spec!(GET "/api/v1/admin/apps/{app_id}/routes", Cap(K::AppRead), OK, routes::list),
+    spec!(DELETE "/api/v1/admin/routes/{route_id}", Cap(K::AppWrite), NO_CONTENT, routes::remove),
+    spec!(GET "/api/v1/admin/apps/{app_id}/members", Cap(K::AppRead), OK, members::list),
+    spec!(PUT "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), OK, members::set),
+    spec!(DELETE "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), NO_CONTENT, members::remove),
+    spec!(GET "/api/v1/admin/api-keys", Cap(K::ApiKeysManage), OK, api_keys::list),
+    spec!(POST "/api/v1/admin/api-keys", Cap(K::ApiKeysManage), CREATED, api_keys::create),
+    spec!(DELETE "/api/v1/admin/api-keys/{key_id}", Cap(K::ApiKeysManage), NO_CONTENT, api_keys::revoke),
+    spec!(GET "/api/v1/admin/users", Cap(K::InstanceAdmin), OK, users::list),
+    spec!(POST "/api/v1/admin/users", Cap(K::InstanceAdmin), CREATED, users::create),
+    spec!(GET "/api/v1/admin/users/{user_id}", Cap(K::InstanceAdmin), OK, users::read),
+    spec!(PATCH "/api/v1/admin/users/{user_id}", Cap(K::InstanceAdmin), OK, users::update),
+    spec!(DELETE "/api/v1/admin/users/{user_id}", Cap(K::InstanceAdmin), NO_CONTENT, users::delete),
+    spec!(PUT "/api/v1/admin/users/{user_id}/password", Cap(K::InstanceAdmin), NO_CONTENT, users::set_password),
+];
+
+/// The admin API's table, for tests and documentation.
+pub fn admin_routes() -> &'static [RouteSpec] {
+    ADMIN_ROUTES
+}
+
+/// The admin API, built from [`ADMIN_ROUTES`].
+pub fn router() -> Router<Platform> {
+    ADMIN_ROUTES.iter().fold(Router::new(), |router, spec| {
+        router.route(spec.path, (spec.handler)())
+    })
+}

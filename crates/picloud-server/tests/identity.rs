@@ -1,0 +1,394 @@
+//! Users, members, API keys and test runs over HTTP on both backends: the lifecycles and their
+//! rules (the permission matrix is in `permissions.rs`).
+
+mod common;
+
+use common::TestServer;
+use picloud_test_support::both_backends;
+use reqwest::Method;
+use serde_json::json;
+
+// The instance admin creates, lists, disables, promotes and deletes users; a disabled user's
+// sessions and keys stop working; an admin cannot lock itself out.
+both_backends!(
+    the_instance_admin_manages_users_and_cannot_lock_itself_out,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let created = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "ann", "password": "ann pw"})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "create: {created}");
+        assert!(
+            created.json.get("password_hash").is_none(),
+            "no hash leaves: {created}"
+        );
+        let ann = created.json["id"].as_str().expect("an id").to_owned();
+        let taken = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "ann", "password": "x"})),
+            )
+            .await;
+        assert_eq!(taken.status, 409, "a taken username: {taken}");
+        let listed = server.admin(Method::GET, "/api/v1/admin/users", None).await;
+        assert_eq!(
+            listed.json["items"].as_array().map(Vec::len),
+            Some(2),
+            "admin and ann: {listed}"
+        );
+
+        let token = server.login("ann", "ann pw").await;
+        let key = server
+            .call(
+                Method::POST,
+                "/api/v1/admin/api-keys",
+                Some(&token),
+                Some(json!({"name": "k", "scopes": ["app:read"]})),
+            )
+            .await;
+        let key = key.json["secret"].as_str().expect("a key").to_owned();
+        let disabled = server
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/admin/users/{ann}"),
+                Some(json!({"disabled": true})),
+            )
+            .await;
+        assert_eq!(
+            (disabled.status, disabled.json["disabled"].clone()),
+            (200, json!(true)),
+            "disable: {disabled}"
+        );
+        for (what, credential) in [("her session", &token), ("her key", &key)] {
+            let answer = server
+                .call(Method::GET, "/api/v1/admin/apps", Some(credential), None)
+                .await;
+            assert_eq!(answer.status, 401, "{what} stops working: {answer}");
+        }
+        server
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/admin/users/{ann}"),
+                Some(json!({"disabled": false, "is_instance_admin": true})),
+            )
+            .await;
+        let answer = server
+            .call(Method::GET, "/api/v1/admin/users", Some(&key), None)
+            .await;
+        assert_eq!(
+            answer.status, 403,
+            "an app:read key of an admin is still no admin key: {answer}"
+        );
+        let answer = server
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/admin/users/{ann}/password"),
+                Some(json!({"password": "new pw"})),
+            )
+            .await;
+        assert_eq!(answer.status, 204, "set password: {answer}");
+        server.login("ann", "new pw").await;
+
+        let me = server
+            .call(Method::GET, "/api/v1/auth/me", Some(&server.token), None)
+            .await;
+        let admin = me.json["id"].as_str().expect("the admin's id").to_owned();
+        for (method, body) in [
+            (Method::PATCH, Some(json!({"disabled": true}))),
+            (Method::PATCH, Some(json!({"is_instance_admin": false}))),
+            (Method::DELETE, None),
+        ] {
+            let answer = server
+                .admin(
+                    method.clone(),
+                    &format!("/api/v1/admin/users/{admin}"),
+                    body,
+                )
+                .await;
+            assert_eq!(
+                answer.status, 409,
+                "{method} on oneself is refused: {answer}"
+            );
+        }
+        let deleted = server
+            .admin(Method::DELETE, &format!("/api/v1/admin/users/{ann}"), None)
+            .await;
+        assert_eq!(deleted.status, 204, "delete: {deleted}");
+        let again = server
+            .admin(Method::GET, &format!("/api/v1/admin/users/{ann}"), None)
+            .await;
+        assert_eq!(again.status, 404, "gone: {again}");
+    }
+);
+
+// Owners manage members; an app always keeps an owner; a user changes its own password.
+both_backends!(
+    owners_manage_members_and_an_app_keeps_an_owner,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        for name in ["olga", "vic"] {
+            server
+                .admin(
+                    Method::POST,
+                    "/api/v1/admin/users",
+                    Some(json!({"username": name, "password": "pw"})),
+                )
+                .await;
+        }
+        let olga = server.login("olga", "pw").await;
+        let app = server
+            .call(
+                Method::POST,
+                "/api/v1/admin/apps",
+                Some(&olga),
+                Some(json!({"slug": "team", "name": "T"})),
+            )
+            .await;
+        let app = app.json["id"].as_str().expect("an app").to_owned();
+        let members = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{app}/members"),
+                Some(&olga),
+                None,
+            )
+            .await;
+        assert_eq!(
+            members.json["items"][0]["username"],
+            json!("olga"),
+            "the creator: {members}"
+        );
+        assert_eq!(
+            members.json["items"][0]["role"],
+            json!("owner"),
+            "is the owner: {members}"
+        );
+        let olga_id = members.json["items"][0]["user_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+
+        let users = server.admin(Method::GET, "/api/v1/admin/users", None).await;
+        let vic = users.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|u| u["username"] == json!("vic"))
+            .and_then(|u| u["id"].as_str())
+            .expect("vic")
+            .to_owned();
+        let set = server
+            .call(
+                Method::PUT,
+                &format!("/api/v1/admin/apps/{app}/members/{vic}"),
+                Some(&olga),
+                Some(json!({"role": "viewer"})),
+            )
+            .await;
+        assert_eq!(
+            (set.status, set.json["role"].clone()),
+            (200, json!("viewer")),
+            "add a viewer: {set}"
+        );
+        let bad = server
+            .call(
+                Method::PUT,
+                &format!("/api/v1/admin/apps/{app}/members/{vic}"),
+                Some(&olga),
+                Some(json!({"role": "god"})),
+            )
+            .await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (400, "invalid_input"),
+            "an unknown role: {bad}"
+        );
+        let last = server
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/admin/apps/{app}/members/{olga_id}"),
+                Some(&olga),
+                None,
+            )
+            .await;
+        assert_eq!(last.status, 409, "the last owner stays: {last}");
+        let demote = server
+            .call(
+                Method::PUT,
+                &format!("/api/v1/admin/apps/{app}/members/{olga_id}"),
+                Some(&olga),
+                Some(json!({"role": "editor"})),
+            )
+            .await;
+        assert_eq!(demote.status, 409, "nor is demoted: {demote}");
+        let removed = server
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/admin/apps/{app}/members/{vic}"),
+                Some(&olga),
+                None,
+            )
+            .await;
+        assert_eq!(removed.status, 204, "remove vic: {removed}");
+
+        let wrong = server
+            .call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&olga),
+                Some(json!({"current_password": "nope", "new_password": "x"})),
+            )
+            .await;
+        assert_eq!(
+            wrong.status, 401,
+            "the current password is checked: {wrong}"
+        );
+        let changed = server
+            .call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&olga),
+                Some(json!({"current_password": "pw", "new_password": "pw2"})),
+            )
+            .await;
+        assert_eq!(changed.status, 204, "changed: {changed}");
+        let answer = server
+            .call(Method::GET, "/api/v1/auth/me", Some(&olga), None)
+            .await;
+        assert_eq!(answer.status, 401, "the old session ended: {answer}");
+        server.login("olga", "pw2").await;
+    }
+);
+
+// API keys: bound to an app, with an expiry, listed without secrets, refused once expired.
+both_backends!(
+    api_keys_are_bound_expire_and_are_refused_when_malformed,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app = server.create_app("keyed").await;
+        let bad = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/api-keys",
+                Some(json!({"name": "k", "scopes": ["root"]})),
+            )
+            .await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (400, "invalid_input"),
+            "an unknown scope: {bad}"
+        );
+        let none = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/api-keys",
+                Some(json!({"name": "k", "scopes": []})),
+            )
+            .await;
+        assert_eq!(none.status, 400, "no scopes: {none}");
+        let past = server
+            .admin(Method::POST, "/api/v1/admin/api-keys", Some(json!({"name": "k", "scopes": ["app:read"], "expires_at": "2000-01-01T00:00:00.000Z"})))
+            .await;
+        assert_eq!(past.status, 400, "an expiry in the past: {past}");
+        let bound = server
+            .admin(Method::POST, "/api/v1/admin/api-keys", Some(json!({"name": "deploy", "scopes": ["script:write"], "app_id": app, "expires_at": "2999-01-01T00:00:00.000Z"})))
+            .await;
+        assert_eq!(bound.status, 201, "a bound key: {bound}");
+        assert_eq!(bound.json["app_id"], json!(app), "bound: {bound}");
+        let key = bound.json["secret"].as_str().expect("secret").to_owned();
+        let mine = server
+            .call(
+                Method::POST,
+                &format!("/api/v1/admin/apps/{app}/scripts"),
+                Some(&key),
+                Some(json!({"name": "x", "source": "1"})),
+            )
+            .await;
+        assert_eq!(
+            mine.status, 201,
+            "the key writes scripts in its app: {mine}"
+        );
+        let other = server.create_app("other").await;
+        let theirs = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{other}"),
+                Some(&key),
+                None,
+            )
+            .await;
+        assert_eq!(theirs.status, 404, "and sees nothing elsewhere: {theirs}");
+        let new_app = server
+            .call(
+                Method::POST,
+                "/api/v1/admin/apps",
+                Some(&key),
+                Some(json!({"slug": "x", "name": "x"})),
+            )
+            .await;
+        assert_eq!(
+            new_app.status, 403,
+            "a bound key creates no apps: {new_app}"
+        );
+    }
+);
+
+// A test run answers the script's response and its log lines; failures answer 200 with the error.
+both_backends!(
+    a_test_run_answers_the_response_and_the_log_lines,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app = server.create_app("runs").await;
+        let script = server
+            .create_script(&app, "echo", r#"log::info(`hello ${ctx.request.query.who}`); #{ got: ctx.request.json, method: ctx.request.method }"#)
+            .await;
+        let run = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/scripts/{script}/execute"),
+                Some(json!({"method": "POST", "query": {"who": "ann"}, "json": {"n": 1}})),
+            )
+            .await;
+        assert_eq!(run.status, 200, "the run: {run}");
+        assert_eq!(
+            run.json["response"]["status"],
+            json!(200),
+            "the script's status: {run}"
+        );
+        assert_eq!(
+            run.json["response"]["body"]["value"],
+            json!({"got": {"n": 1}, "method": "POST"}),
+            "the script saw the request: {run}"
+        );
+        assert_eq!(
+            run.json["logs"][0]["message"],
+            json!("hello ann"),
+            "the log line: {run}"
+        );
+        assert!(
+            run.json["execution_id"].is_string(),
+            "an execution id: {run}"
+        );
+
+        let failing = server.create_script(&app, "boom", r#"throw "nope""#).await;
+        let run = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/scripts/{failing}/execute"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(run.status, 200, "a failing run still answers: {run}");
+        assert_eq!(run.json["response"], json!(null), "no response: {run}");
+        assert_eq!(
+            run.json["error"]["kind"],
+            json!("runtime"),
+            "the error: {run}"
+        );
+    }
+);

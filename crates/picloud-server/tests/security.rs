@@ -1,0 +1,397 @@
+//! Secrets at rest, CSRF, and the slowdown of password guessing, over HTTP on both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Settings, TestServer};
+use picloud_orchestrator::{PlatformConfig, ThrottleConfig};
+use picloud_store::Backend;
+use picloud_test_support::{both_backends, fresh_store, TestDatabase};
+use reqwest::Method;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// What the database holds of credentials, read with plain SQL: every password hash, session
+/// token hash, and API key row (prefix, name, scopes, secret hash).
+struct AtRest {
+    password_hashes: Vec<String>,
+    session_hashes: Vec<Vec<u8>>,
+    keys: Vec<(String, String, String, Vec<u8>)>,
+}
+
+async fn read_at_rest(database: &TestDatabase) -> AtRest {
+    const PASSWORDS: &str = "SELECT password_hash FROM users";
+    const SESSIONS: &str = "SELECT token_hash FROM sessions";
+    const KEYS: &str = "SELECT prefix, name, scopes, secret_hash FROM api_keys";
+    match database.backend() {
+        Backend::Sqlite => {
+            let path = database.data_dir().join("picloud.db");
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("open the SQLite file");
+            AtRest {
+                password_hashes: sqlx::query_scalar(PASSWORDS)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("users"),
+                session_hashes: sqlx::query_scalar(SESSIONS)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("sessions"),
+                keys: sqlx::query_as(KEYS).fetch_all(&pool).await.expect("keys"),
+            }
+        }
+        Backend::Postgres => {
+            let url = database.config().database_url.clone().expect("a URL");
+            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+            AtRest {
+                password_hashes: sqlx::query_scalar(PASSWORDS)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("users"),
+                session_hashes: sqlx::query_scalar(SESSIONS)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("sessions"),
+                keys: sqlx::query_as(KEYS).fetch_all(&pool).await.expect("keys"),
+            }
+        }
+    }
+}
+
+// Passwords, session tokens and API keys are never stored as given: the test reads the tables.
+async fn secrets_are_stored_only_as_hashes(backend: Backend) {
+    let Some((store, database)) = fresh_store(backend).await else {
+        return;
+    };
+    let server = TestServer::start(store).await;
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/v1/admin/api-keys",
+            Some(json!({"name": "ci", "scopes": ["script:write"]})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "a key: {created}");
+    let secret = created.json["secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_owned();
+    let prefix = created.json["prefix"]
+        .as_str()
+        .expect("the prefix")
+        .to_owned();
+    assert!(
+        secret.starts_with(&format!("pk_{prefix}_")) && secret.len() >= 3 + 8 + 1 + 43,
+        "pk_<prefix>_<32 bytes base64url>: {secret}"
+    );
+    let listed = server
+        .admin(Method::GET, "/api/v1/admin/api-keys", None)
+        .await;
+    assert!(
+        !listed.text.contains(&secret),
+        "a list never shows the secret: {listed}"
+    );
+    assert!(
+        listed.json["items"][0].get("secret").is_none(),
+        "no secret field in lists: {listed}"
+    );
+
+    let at_rest = read_at_rest(&database).await;
+    let password = common::ADMIN_PASSWORD;
+    assert!(
+        at_rest
+            .password_hashes
+            .iter()
+            .all(|h| h.starts_with("$argon2id$") && !h.contains(password)),
+        "passwords are argon2id hashes: {:?}",
+        at_rest.password_hashes
+    );
+    assert!(
+        !at_rest.session_hashes.is_empty(),
+        "the admin's session is stored"
+    );
+    assert!(
+        at_rest.session_hashes.iter().all(|h| h.len() == 32
+            && h.as_slice() != server.token.as_bytes()
+            && h.as_slice() == Sha256::digest(server.token.as_bytes()).as_slice()),
+        "a session is stored as the SHA-256 of its token"
+    );
+    let (stored_prefix, name, scopes, hash) = at_rest.keys.first().expect("the key row").clone();
+    assert_eq!(
+        (stored_prefix.as_str(), name.as_str(), scopes.as_str()),
+        (prefix.as_str(), "ci", "script:write"),
+        "the key's visible columns"
+    );
+    assert_eq!(
+        hash.as_slice(),
+        Sha256::digest(secret.as_bytes()).as_slice(),
+        "the key is stored as its SHA-256"
+    );
+    let secret_part = secret
+        .rsplit_once(&format!("{prefix}_"))
+        .expect("a secret part")
+        .1;
+    for column in [&stored_prefix, &name, &scopes] {
+        assert!(
+            !column.contains(secret_part),
+            "no column holds the secret: {column}"
+        );
+    }
+    assert!(
+        !hash
+            .windows(secret_part.len().min(hash.len()))
+            .any(|w| w == secret_part.as_bytes()),
+        "the hash column does not hold the secret either"
+    );
+
+    // Right prefix, wrong secret: refused like an unknown key (compared in constant time).
+    let forged = format!("pk_{prefix}_{}", "A".repeat(43));
+    let answer = server
+        .call(Method::GET, "/api/v1/admin/apps", Some(&forged), None)
+        .await;
+    assert_eq!(
+        answer.status, 401,
+        "a forged secret with a real prefix: {answer}"
+    );
+    let answer = server
+        .call(Method::GET, "/api/v1/admin/apps", Some(&secret), None)
+        .await;
+    assert_eq!(answer.status, 200, "the real key works: {answer}");
+    let used = server
+        .admin(Method::GET, "/api/v1/admin/api-keys", None)
+        .await;
+    assert!(
+        used.json["items"][0]["last_used_at"].is_string(),
+        "last_used_at is kept: {used}"
+    );
+    drop(server);
+    drop(database);
+}
+
+mod secrets_are_never_stored_in_plain_text {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::secrets_are_stored_only_as_hashes(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::secrets_are_stored_only_as_hashes(super::Backend::Postgres).await;
+    }
+}
+
+/// Logs in and returns (token, csrf token, the Cookie header value to send back).
+async fn cookie_login(server: &TestServer) -> (String, String, String) {
+    let response = server
+        .http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": common::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .collect();
+    let answer = TestServer::answer(response).await;
+    assert_eq!(answer.status, 200, "login: {answer}");
+    let token = answer.json["token"].as_str().expect("token").to_owned();
+    let csrf = answer.json["csrf_token"]
+        .as_str()
+        .expect("csrf token")
+        .to_owned();
+    assert!(
+        cookies.contains(&format!("picloud_session={token}")),
+        "the session cookie: {cookies:?}"
+    );
+    assert!(
+        cookies.contains(&format!("picloud_csrf={csrf}")),
+        "the CSRF cookie: {cookies:?}"
+    );
+    (token, csrf, cookies.join("; "))
+}
+
+// A cookie-authenticated state-changing request needs the session's CSRF token; reads and bearer
+// requests do not.
+both_backends!(
+    cookie_requests_that_change_state_need_the_csrf_token,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let (token, csrf, cookie) = cookie_login(&server).await;
+        let post = |slug: &'static str, header: Option<String>| {
+            let mut request = server
+                .http
+                .post(server.url("/api/v1/admin/apps"))
+                .header("cookie", cookie.clone())
+                .json(&json!({"slug": slug, "name": slug}));
+            if let Some(header) = header {
+                request = request.header("x-csrf-token", header);
+            }
+            request.send()
+        };
+        let answer = TestServer::answer(post("one", None).await.expect("send")).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (403, "csrf_failed"),
+            "no CSRF header: {answer}"
+        );
+        let answer =
+            TestServer::answer(post("one", Some("forged".into())).await.expect("send")).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (403, "csrf_failed"),
+            "a wrong token: {answer}"
+        );
+        let other_session = server.login("admin", common::ADMIN_PASSWORD).await;
+        let answer = TestServer::answer(
+            post(
+                "one",
+                Some(picloud_orchestrator::auth::csrf_token(&other_session)),
+            )
+            .await
+            .expect("send"),
+        )
+        .await;
+        assert_eq!(answer.status, 403, "another session's CSRF token: {answer}");
+        let listed = server.admin(Method::GET, "/api/v1/admin/apps", None).await;
+        assert_eq!(
+            listed.json["items"],
+            json!([]),
+            "nothing was created by the refused requests"
+        );
+
+        let answer = TestServer::answer(post("one", Some(csrf.clone())).await.expect("send")).await;
+        assert_eq!(answer.status, 201, "with the CSRF token: {answer}");
+        let answer = server
+            .call(
+                Method::POST,
+                "/api/v1/admin/apps",
+                Some(&token),
+                Some(json!({"slug": "two", "name": "t"})),
+            )
+            .await;
+        assert_eq!(
+            answer.status, 201,
+            "a bearer request needs no CSRF token: {answer}"
+        );
+
+        let logout = |header: Option<&str>| {
+            let mut request = server
+                .http
+                .post(server.url("/api/v1/auth/logout"))
+                .header("cookie", cookie.clone());
+            if let Some(header) = header {
+                request = request.header("x-csrf-token", header);
+            }
+            request.send()
+        };
+        let answer = TestServer::answer(logout(None).await.expect("send")).await;
+        assert_eq!(
+            answer.status, 403,
+            "a cookie logout needs the token too: {answer}"
+        );
+        let answer = TestServer::answer(logout(Some(&csrf)).await.expect("send")).await;
+        assert_eq!(answer.status, 204, "logged out: {answer}");
+        let answer = server
+            .call(Method::GET, "/api/v1/admin/apps", Some(&token), None)
+            .await;
+        assert_eq!(
+            answer.status, 401,
+            "the session ended server-side: {answer}"
+        );
+    }
+);
+
+fn throttled(max_failures: u32) -> Settings {
+    Settings {
+        platform: PlatformConfig {
+            login_throttle: ThrottleConfig {
+                max_failures,
+                base_delay: Duration::from_secs(30),
+                ..ThrottleConfig::default()
+            },
+            ..PlatformConfig::default()
+        },
+        ..Settings::default()
+    }
+}
+
+async fn login_answer(server: &TestServer, username: &str, password: &str) -> common::Answer {
+    server
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+}
+
+// Repeated failed logins of one account are refused with 429 and Retry-After — even with the
+// right password — while other accounts are unaffected.
+both_backends!(
+    repeated_failed_logins_of_an_account_are_slowed_down,
+    |store| async move {
+        let server = TestServer::start_with(store, throttled(3)).await;
+        server
+            .platform
+            .auth()
+            .create_user(
+                &picloud_core::Username::parse("victim").expect("name"),
+                "right",
+                false,
+            )
+            .await
+            .expect("a user");
+        for attempt in 1..=3 {
+            let answer = login_answer(&server, "victim", "wrong").await;
+            assert_eq!(
+                answer.status, 401,
+                "failure {attempt} is an ordinary refusal: {answer}"
+            );
+        }
+        let answer = login_answer(&server, "victim", "right").await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (429, "too_many_requests"),
+            "then even the right password waits: {answer}"
+        );
+        let retry: u64 = answer
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!(
+            (1..=30).contains(&retry),
+            "Retry-After gives the delay: {retry}"
+        );
+        let answer = login_answer(&server, "admin", common::ADMIN_PASSWORD).await;
+        assert_eq!(
+            answer.status, 200,
+            "another account still logs in: {answer}"
+        );
+    }
+);
+
+// Failures across many accounts from one address slow that address down.
+both_backends!(
+    repeated_failed_logins_from_one_address_are_slowed_down,
+    |store| async move {
+        let server = TestServer::start_with(store, throttled(2)).await;
+        // The address threshold is four times the account's: 8 failures, one per account.
+        for i in 0..8 {
+            let answer = login_answer(&server, &format!("guess{i}"), "wrong").await;
+            assert_eq!(answer.status, 401, "failure {i}: {answer}");
+        }
+        let answer = login_answer(&server, "admin", common::ADMIN_PASSWORD).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (429, "too_many_requests"),
+            "the address waits: {answer}"
+        );
+    }
+);
