@@ -16,8 +16,13 @@ async fn hello() -> Json<serde_json::Value> {
 }
 
 fn main() -> ExitCode {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8099".to_owned());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8099".to_owned());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("bare-hello: cannot start the runtime: {err}");

@@ -16,7 +16,10 @@ pub struct InputError {
 
 impl InputError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -43,8 +46,9 @@ macro_rules! string_newtype {
 }
 
 /// Slugs that would shadow the instance's own paths.
-pub const RESERVED_SLUGS: &[&str] =
-    &["api", "admin", "static", "assets", "healthz", "readyz", "metrics"];
+pub const RESERVED_SLUGS: &[&str] = &[
+    "api", "admin", "static", "assets", "healthz", "readyz", "metrics",
+];
 
 /// An app's slug: the first segment of its public URLs. `^[a-z][a-z0-9-]{0,62}$`, not reserved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -57,7 +61,9 @@ impl AppSlug {
         const FIELD: &str = "slug";
         let valid_shape = value.len() <= 63
             && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid_shape {
             return Err(InputError::new(
                 FIELD,
@@ -90,10 +96,16 @@ impl AppName {
             return Err(InputError::new("name", "the name must not be empty"));
         }
         if trimmed.chars().count() > 100 {
-            return Err(InputError::new("name", "the name must be at most 100 characters long"));
+            return Err(InputError::new(
+                "name",
+                "the name must be at most 100 characters long",
+            ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(InputError::new("name", "the name must not contain control characters"));
+            return Err(InputError::new(
+                "name",
+                "the name must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -117,7 +129,10 @@ impl ScriptKind {
             "module" => Ok(Self::Module),
             other => Err(InputError::new(
                 "kind",
-                format!("'{}' is not a script kind: use 'endpoint' or 'module'", truncate(other)),
+                format!(
+                    "'{}' is not a script kind: use 'endpoint' or 'module'",
+                    truncate(other)
+                ),
             )),
         }
     }
@@ -132,8 +147,24 @@ impl ScriptKind {
 
 /// Names a module may not take: the SDK's namespaces, present and planned.
 pub const RESERVED_MODULE_NAMES: &[&str] = &[
-    "log", "regex", "random", "time", "json", "base64", "hex", "url", "kv", "docs",
-    "dead_letters", "http", "files", "pubsub", "secrets", "email", "users", "queue",
+    "log",
+    "regex",
+    "random",
+    "time",
+    "json",
+    "base64",
+    "hex",
+    "url",
+    "kv",
+    "docs",
+    "dead_letters",
+    "http",
+    "files",
+    "pubsub",
+    "secrets",
+    "email",
+    "users",
+    "queue",
 ];
 
 /// A script's name, unique within its app. Endpoint names use letters, digits, `_`, `-` and `.`;
@@ -263,7 +294,10 @@ impl DispatchMode {
             "async" => Ok(Self::Async),
             other => Err(InputError::new(
                 "dispatch_mode",
-                format!("'{}' is not a dispatch mode: use 'sync' or 'async'", truncate(other)),
+                format!(
+                    "'{}' is not a dispatch mode: use 'sync' or 'async'",
+                    truncate(other)
+                ),
             )),
         }
     }
@@ -306,7 +340,10 @@ impl RoutePath {
         let err = |why: String| InputError::new("path", why);
         let value = self.0.as_str();
         if value.len() > Self::MAX_LEN {
-            return Err(err(format!("a path must be at most {} characters long", Self::MAX_LEN)));
+            return Err(err(format!(
+                "a path must be at most {} characters long",
+                Self::MAX_LEN
+            )));
         }
         let Some(rest) = value.strip_prefix('/') else {
             return Err(err(format!("'{}' must start with '/'", truncate(value))));
@@ -353,7 +390,8 @@ impl RoutePath {
                 }
             } else {
                 let valid_literal = seg.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '@' | ':' | '+' | ',' | '=')
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '-' | '.' | '_' | '~' | '@' | ':' | '+' | ',' | '=')
                 });
                 if !valid_literal {
                     return Err(err(format!(
@@ -378,9 +416,9 @@ impl Username {
     pub fn parse(value: &str) -> Result<Self, InputError> {
         let valid = (1..=64).contains(&value.len())
             && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+            && value.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
+            });
         if valid {
             Ok(Self(value.to_owned()))
         } else {
@@ -416,7 +454,16 @@ mod tests {
         for ok in ["a", "my-app", "a1", &"a".repeat(63)] {
             assert!(AppSlug::parse(ok).is_ok(), "'{ok}' should be a valid slug");
         }
-        for bad in ["", "1app", "My-App", "my_app", "-a", &"a".repeat(64), "a b", "ä"] {
+        for bad in [
+            "",
+            "1app",
+            "My-App",
+            "my_app",
+            "-a",
+            &"a".repeat(64),
+            "a b",
+            "ä",
+        ] {
             assert!(AppSlug::parse(bad).is_err(), "'{bad}' should be refused");
         }
     }
@@ -425,24 +472,45 @@ mod tests {
     fn reserved_slugs_are_refused_with_a_reason() {
         for reserved in RESERVED_SLUGS {
             let err = AppSlug::parse(reserved).expect_err("reserved");
-            assert!(err.message.contains("reserved"), "message should say why: {err}");
+            assert!(
+                err.message.contains("reserved"),
+                "message should say why: {err}"
+            );
         }
     }
 
     #[test]
     fn app_names_are_trimmed_and_bounded() {
-        assert_eq!(AppName::parse("  Hello ").map(|n| n.to_string()), Ok("Hello".into()));
+        assert_eq!(
+            AppName::parse("  Hello ").map(|n| n.to_string()),
+            Ok("Hello".into())
+        );
         assert!(AppName::parse("   ").is_err(), "blank names are refused");
-        assert!(AppName::parse(&"x".repeat(101)).is_err(), "101 characters is too long");
-        assert!(AppName::parse("a\u{0}b").is_err(), "control characters are refused");
+        assert!(
+            AppName::parse(&"x".repeat(101)).is_err(),
+            "101 characters is too long"
+        );
+        assert!(
+            AppName::parse("a\u{0}b").is_err(),
+            "control characters are refused"
+        );
     }
 
     #[test]
     fn module_names_must_be_importable_and_not_reserved() {
         assert!(ScriptName::parse("utils", ScriptKind::Module).is_ok());
-        assert!(ScriptName::parse("my-utils", ScriptKind::Module).is_err(), "'-' cannot be imported");
-        assert!(ScriptName::parse("json", ScriptKind::Module).is_err(), "stdlib names are reserved");
-        assert!(ScriptName::parse("json", ScriptKind::Endpoint).is_ok(), "endpoints may be named json");
+        assert!(
+            ScriptName::parse("my-utils", ScriptKind::Module).is_err(),
+            "'-' cannot be imported"
+        );
+        assert!(
+            ScriptName::parse("json", ScriptKind::Module).is_err(),
+            "stdlib names are reserved"
+        );
+        assert!(
+            ScriptName::parse("json", ScriptKind::Endpoint).is_ok(),
+            "endpoints may be named json"
+        );
         assert!(ScriptName::parse("hello-world.v2", ScriptKind::Endpoint).is_ok());
         assert!(ScriptName::parse("", ScriptKind::Endpoint).is_err());
         assert!(ScriptName::parse("a/b", ScriptKind::Endpoint).is_err());

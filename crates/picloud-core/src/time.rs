@@ -47,7 +47,9 @@ impl<'de> Deserialize<'de> for Timestamp {
         let value = String::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&value)
             .map(|t| Self(t.timestamp_millis()))
-            .map_err(|e| serde::de::Error::custom(format!("'{value}' is not an RFC 3339 time: {e}")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("'{value}' is not an RFC 3339 time: {e}"))
+            })
     }
 }
 

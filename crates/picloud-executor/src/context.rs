@@ -98,7 +98,12 @@ impl CallGuard {
 
     /// Ends the call and hands back its context (with the log it collected).
     pub fn finish(self) -> Option<CallContext> {
-        CURRENT.with(|current| current.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+        CURRENT.with(|current| {
+            current
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut slot| slot.take())
+        })
     }
 }
 
@@ -132,24 +137,29 @@ pub(crate) fn deadline_passed() -> bool {
 /// Outside a call the line only goes to `tracing`.
 pub(crate) fn push_log(level: LogLevel, message: String) {
     let message = truncate_line(message);
-    let kept = with_current(|ctx| {
+    let in_call = with_current(|ctx| {
         if ctx.logs.len() >= MAX_LOG_LINES {
             ctx.dropped_logs += 1;
-            return None;
+            return;
         }
-        emit(level, &message, Some((&ctx.app_id, &ctx.script_id, &ctx.execution_id)));
+        emit(
+            level,
+            &message,
+            Some((&ctx.app_id, &ctx.script_id, &ctx.execution_id)),
+        );
         ctx.logs.push(LogLine {
             level,
             message: message.clone(),
             at: Timestamp::now(),
         });
-        Some(())
-    });
-    if kept.is_none() && !in_call() {
+    })
+    .is_some();
+    if !in_call {
         emit(level, &message, None);
     }
 }
 
+#[cfg(test)]
 fn in_call() -> bool {
     with_current(|_| ()).is_some()
 }
@@ -207,8 +217,9 @@ pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<Ev
     })
     .unwrap_or((Handle::try_current().ok(), Duration::MAX));
     let Some(runtime) = runtime else {
-        return Err("this function needs the async runtime, which this executor does not have"
-            .into());
+        return Err(
+            "this function needs the async runtime, which this executor does not have".into(),
+        );
     };
     runtime
         .block_on(async { tokio::time::timeout(remaining, future).await })
@@ -264,13 +275,16 @@ mod tests {
 
     #[test]
     fn block_on_bounded_gives_up_at_the_deadline() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // Multi-threaded, as in the server: `Handle::block_on` does not drive a current-thread
+        // runtime's timer.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_time()
             .build()
             .expect("a runtime");
         let deadline = Instant::now() + Duration::from_millis(20);
         let guard = CallGuard::enter(context(deadline, Some(runtime.handle().clone())));
-        let err = block_on_bounded(tokio::time::sleep(Duration::from_secs(5)))
+        let err = block_on_bounded(async { tokio::time::sleep(Duration::from_secs(5)).await })
             .expect_err("the sleep outlives the deadline");
         assert!(
             matches!(*err, EvalAltResult::ErrorTerminated(..)),

@@ -26,7 +26,10 @@ impl fmt::Display for NotJson {
                 write!(f, "a {type_name} has no JSON form")
             }
             Self::Type { path, type_name } => {
-                write!(f, "the value at {path} is a {type_name}, which has no JSON form")
+                write!(
+                    f,
+                    "the value at {path} is a {type_name}, which has no JSON form"
+                )
             }
             Self::TooDeep => write!(f, "it nests arrays and maps deeper than {MAX_DEPTH} levels"),
         }
@@ -130,7 +133,10 @@ mod tests {
     #[test]
     fn a_value_without_json_form_is_named_with_its_path() {
         let mut inner = rhai::Map::new();
-        inner.insert("created".into(), Dynamic::from_timestamp(rhai::Instant::now()));
+        inner.insert(
+            "created".into(),
+            Dynamic::from_timestamp(rhai::Instant::now()),
+        );
         let mut outer = rhai::Map::new();
         outer.insert("user".into(), Dynamic::from_map(inner));
         let err = to_json(&Dynamic::from_map(outer)).expect_err("a timestamp is not JSON");

@@ -7,7 +7,7 @@ use picloud_core::exec::LogLevel;
 use picloud_core::Limits;
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, FLOAT, INT};
+use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, Token, FLOAT, INT};
 
 use crate::context;
 
@@ -26,7 +26,9 @@ const DEADLINE_CHECK_EVERY: u64 = 1_024;
 ///   could escape its sandbox from within the standard library;
 /// - every limit of [`Limits`]; a configured `0`, which Rhai reads as "unlimited", is raised to
 ///   1 for the size and operation limits;
-/// - `print` / `debug` go to the execution's log, never to stdout;
+/// - `print` / `debug` go to the execution's log, never to stdout, and `debug` may also name a
+///   function in a namespace (`log::debug`);
+/// - showing and comparing arrays and maps look at most 128 levels deep ([`crate::nesting`]);
 /// - `import` resolves nothing yet (module scripts come with their own resolver);
 /// - the deadline is enforced inside Rhai by `on_progress`;
 /// - `response(…)` and the standard library namespaces ([`crate::sdk`]).
@@ -54,20 +56,31 @@ pub(crate) fn build(limits: &Limits) -> Engine {
     engine.register_fn("sleep", |_seconds: INT| -> Result<(), Box<EvalAltResult>> {
         Err(SLEEP_REFUSED.into())
     });
-    engine.register_fn("sleep", |_seconds: FLOAT| -> Result<(), Box<EvalAltResult>> {
-        Err(SLEEP_REFUSED.into())
-    });
+    engine.register_fn(
+        "sleep",
+        |_seconds: FLOAT| -> Result<(), Box<EvalAltResult>> { Err(SLEEP_REFUSED.into()) },
+    );
 
     engine.on_print(|text| context::push_log(LogLevel::Info, text.to_string()));
-    engine.on_debug(|text, _source, _position| {
-        context::push_log(LogLevel::Debug, text.to_string())
-    });
+    engine
+        .on_debug(|text, _source, _position| context::push_log(LogLevel::Debug, text.to_string()));
     engine.on_progress(|operations| {
         (operations % DEADLINE_CHECK_EVERY == 0 && context::deadline_passed())
             .then(|| Dynamic::from(context::DEADLINE_TOKEN))
     });
 
     engine.set_module_resolver(DummyModuleResolver::new());
+
+    // `debug` is a reserved keyword to Rhai's tokenizer, which makes `log::debug(…)` a syntax
+    // error; as a plain identifier it still calls the built-in `debug(…)` (resolved by name).
+    #[allow(
+        deprecated,
+        reason = "volatile, not deprecated; rhai is pinned exactly"
+    )]
+    engine.on_parse_token(|token, _position, _state| match token {
+        Token::Reserved(word) if word.as_str() == "debug" => Token::Identifier(word),
+        other => other,
+    });
 
     crate::nesting::register(&mut engine);
     crate::response::register(&mut engine);
@@ -110,6 +123,14 @@ pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
 }
 
 /// Native stack allowed per level of nested arrays and maps (see [`worker_stack_size`]).
-const STACK_PER_NESTING_LEVEL: usize = if cfg!(debug_assertions) { 4 * 1024 } else { 512 };
+const STACK_PER_NESTING_LEVEL: usize = if cfg!(debug_assertions) {
+    4 * 1024
+} else {
+    512
+};
 /// The most a worker's stack is given, whatever the limits.
-const MAX_WORKER_STACK: usize = if usize::BITS > 32 { u32::MAX as usize } else { 256 << 20 };
+const MAX_WORKER_STACK: usize = if usize::BITS > 32 {
+    u32::MAX as usize
+} else {
+    256 << 20
+};

@@ -145,8 +145,8 @@ fn function_name(err: &EvalAltResult) -> Option<&str> {
 fn innermost_position(err: &EvalAltResult) -> Position {
     let mut position = err.position();
     let mut current = err;
-    while let EvalAltResult::ErrorInFunctionCall(.., inner, _) | EvalAltResult::ErrorInModule(_, inner, _) =
-        current
+    while let EvalAltResult::ErrorInFunctionCall(.., inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = current
     {
         if !inner.position().is_none() {
             position = inner.position();

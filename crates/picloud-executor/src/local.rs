@@ -151,9 +151,8 @@ fn work(sandbox: &Sandbox, receiver: &Mutex<mpsc::Receiver<Job>>) {
             script_id = %job.request.script.id,
             execution_id = %job.request.execution_id,
         );
-        let outcome = span.in_scope(|| {
-            catch_unwind(AssertUnwindSafe(|| sandbox.run(&job.request, job.runtime)))
-        });
+        let outcome = span
+            .in_scope(|| catch_unwind(AssertUnwindSafe(|| sandbox.run(&job.request, job.runtime))));
         let outcome = outcome.unwrap_or_else(|_| {
             tracing::error!(
                 execution_id = %job.request.execution_id,

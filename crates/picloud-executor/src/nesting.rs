@@ -59,11 +59,14 @@ pub(crate) fn register(engine: &mut Engine) {
             maps_equal(&ctx, a, &b, MAX_DEPTH).map(|equal| !equal)
         },
     );
-    engine.register_fn("to_json", |map: &mut Map| -> Result<String, Box<EvalAltResult>> {
-        to_json(&Dynamic::from_map(map.clone()))
-            .map(|json| json.to_string())
-            .map_err(|err| format!("to_json: {err}").into())
-    });
+    engine.register_fn(
+        "to_json",
+        |map: &mut Map| -> Result<String, Box<EvalAltResult>> {
+            to_json(&Dynamic::from_map(map.clone()))
+                .map(|json| json.to_string())
+                .map_err(|err| format!("to_json: {err}").into())
+        },
+    );
 }
 
 /// A value as Rhai shows it (`print`): strings as they are, containers as `[1, "a"]` and

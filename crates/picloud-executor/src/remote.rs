@@ -191,7 +191,8 @@ impl ExecutorClient for RemoteExecutorClient {
         };
         let status = reply.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return self.unavailable("refused our token (401): check PICLOUD_EXECUTOR_TOKEN".into());
+            return self
+                .unavailable("refused our token (401): check PICLOUD_EXECUTOR_TOKEN".into());
         }
         if !status.is_success() {
             return self.unavailable(format!("answered {status}"));

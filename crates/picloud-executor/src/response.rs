@@ -139,11 +139,8 @@ pub(crate) fn from_value(value: Dynamic) -> Result<ScriptResponse, ExecError> {
     if value.is_string() || value.is_char() {
         return Ok(ok(ResponseBody::Text(value.to_string())));
     }
-    let json_like = value.is_map()
-        || value.is_array()
-        || value.is_int()
-        || value.is_float()
-        || value.is_bool();
+    let json_like =
+        value.is_map() || value.is_array() || value.is_int() || value.is_float() || value.is_bool();
     if !json_like {
         return Err(invalid(format!(
             "the script's value is a {}, which cannot be a response: end with a string, a map, an \

@@ -1,6 +1,6 @@
-//! The sandbox: the shared engine, its limits and the AST cache. [`Sandbox::run`] runs one
+//! The sandbox: the shared engine, its limits and the AST cache. `Sandbox::run` runs one
 //! execution on the calling thread, which must be a thread with a large stack and no tokio
-//! runtime of its own (the local client's workers are exactly that).
+//! runtime of its own: the local client's workers are exactly that, so it is not public.
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ impl Sandbox {
     }
 
     /// Runs one execution to its end on this thread. `runtime` is what SDK calls block on.
-    pub fn run(&self, request: &ExecRequest, runtime: Option<Handle>) -> ExecOutcome {
+    pub(crate) fn run(&self, request: &ExecRequest, runtime: Option<Handle>) -> ExecOutcome {
         let started = Instant::now();
         let compiled = self
             .cache
@@ -85,9 +85,7 @@ impl Sandbox {
             runtime,
         ));
         let mut scope = scope::for_request(request);
-        let evaluated = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         let logs = guard
             .finish()
             .map(CallContext::into_logs)

@@ -84,7 +84,12 @@ pub struct PasswordArgs {
     pub password_stdin: bool,
 
     /// The password (prefer --password-stdin: a variable can leak through the process table).
-    #[arg(long = "password-env-value", env = "PICLOUD_NEW_PASSWORD", hide_env_values = true, hide = true)]
+    #[arg(
+        long = "password-env-value",
+        env = "PICLOUD_NEW_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
     pub password: Option<String>,
 }
 
@@ -309,7 +314,11 @@ pub fn explain(err: clap::Error, command: &clap::Command) -> String {
     let Some(arg) = err.get(ContextKind::InvalidArg).map(ToString::to_string) else {
         return rendered;
     };
-    let long = arg.split_whitespace().next().unwrap_or_default().trim_start_matches("--");
+    let long = arg
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("--");
     let env = all_args(command)
         .find(|a| a.get_long() == Some(long))
         .and_then(|a| a.get_env())
@@ -323,9 +332,11 @@ pub fn explain(err: clap::Error, command: &clap::Command) -> String {
 }
 
 fn all_args(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
-    command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|sub| sub.get_arguments()))
+    command.get_arguments().chain(
+        command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments()),
+    )
 }
 
 #[cfg(test)]
@@ -341,15 +352,28 @@ mod tests {
     #[test]
     fn defaults_need_no_configuration() {
         let cli = Cli::try_parse_from(["picloud", "serve"]).expect("serve with no flags");
-        let Command::Serve(args) = cli.command else { panic!("expected serve") };
-        assert_eq!(args.addr.to_string(), "127.0.0.1:8080", "the documented default address");
-        assert_eq!(args.sandbox.limits(), Limits::default(), "the sandbox defaults are core's");
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(
+            args.addr.to_string(),
+            "127.0.0.1:8080",
+            "the documented default address"
+        );
+        assert_eq!(
+            args.sandbox.limits(),
+            Limits::default(),
+            "the sandbox defaults are core's"
+        );
     }
 
     #[test]
     fn a_bad_number_is_refused_with_the_accepted_range() {
         let err = Cli::try_parse_from(["picloud", "serve", "--executor-threads", "0"])
             .expect_err("zero threads");
-        assert!(err.to_string().contains("1..=4096"), "the message gives the range: {err}");
+        assert!(
+            err.to_string().contains("1..=4096"),
+            "the message gives the range: {err}"
+        );
     }
 }

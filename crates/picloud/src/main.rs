@@ -49,7 +49,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -74,9 +77,15 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&cli.log)
-        .with_context(|| format!("PICLOUD_LOG / --log: '{}' is not a valid log filter", cli.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(&cli.log).with_context(|| {
+        format!(
+            "PICLOUD_LOG / --log: '{}' is not a valid log filter",
+            cli.log
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -88,7 +97,10 @@ async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn picloud_store
     let store = picloud_store::open(&args.store_config())
         .await
         .context("cannot open the database")?;
-    store.migrate().await.context("cannot apply the database migrations")?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply the database migrations")?;
     Ok(store)
 }
 
@@ -141,7 +153,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("PICLOUD_ADDR: cannot listen on {}", args.addr))?;
-    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     tracing::info!(
         %addr,
         backend = ?store.backend(),
@@ -149,7 +163,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "listening"
     );
 
-    let server_config = picloud_server::ServerConfig { max_body_bytes: args.max_body_bytes };
+    let server_config = picloud_server::ServerConfig {
+        max_body_bytes: args.max_body_bytes,
+    };
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     run_until_drained(
         |stop| picloud_server::serve(listener, platform, server_config, stop),
@@ -174,7 +190,11 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let result = async {
         match args.action {
-            UserAction::Create { username, admin, password } => {
+            UserAction::Create {
+                username,
+                admin,
+                password,
+            } => {
                 let name = picloud_core::Username::parse(&username)
                     .map_err(|err| anyhow::anyhow!("{}", err.message))?;
                 let (password, generated) = new_password(&password)?;
@@ -196,7 +216,10 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("there is no user '{username}'"))?;
                 let (password, generated) = new_password(&password)?;
                 auth.set_password(found.user.id, &password).await?;
-                writeln!(out, "changed the password of {username}; its sessions have ended")?;
+                writeln!(
+                    out,
+                    "changed the password of {username}; its sessions have ended"
+                )?;
                 if generated {
                     writeln!(out, "password: {password}")?;
                 }
@@ -239,7 +262,10 @@ fn new_password(args: &PasswordArgs) -> anyhow::Result<(String, bool)> {
             .read_line(&mut line)
             .context("cannot read the password from stdin")?;
         let password = line.trim_end_matches(['\r', '\n']).to_owned();
-        anyhow::ensure!(!password.is_empty(), "the password read from stdin is empty");
+        anyhow::ensure!(
+            !password.is_empty(),
+            "the password read from stdin is empty"
+        );
         return Ok((password, false));
     }
     if let Some(password) = args.password.clone().filter(|p| !p.is_empty()) {
@@ -258,7 +284,9 @@ async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("PICLOUD_EXECUTOR_ADDR: cannot listen on {}", args.addr))?;
-    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     if args.token.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the executor listens beyond loopback without PICLOUD_EXECUTOR_TOKEN: anyone who reaches it can run code");
     }

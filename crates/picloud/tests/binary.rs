@@ -26,16 +26,25 @@ async fn get_json(url: &str) -> (u16, Value) {
 /// The README's quick start, then a restart on the same data: the route still answers and the
 /// admin's password is unchanged.
 async fn quick_start_survives_a_restart(backend: Backend) {
-    let Some(db) = Database::fresh(backend) else { return };
+    let Some(db) = Database::fresh(backend) else {
+        return;
+    };
     let server = Process::serve(&db, &[]);
     let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
     admin.deploy("hello", GREETER, "GET", "/greet/{name}").await;
 
     let (status, body) = get_json(&format!("{}/hello/greet/Ada?lang=fr", server.base)).await;
     assert_eq!(status, 200, "the route answers: {body}");
-    assert_eq!(body, json!({"greeting": "Bonjour, Ada !", "app": "hello"}), "the script's map as JSON");
+    assert_eq!(
+        body,
+        json!({"greeting": "Bonjour, Ada !", "app": "hello"}),
+        "the script's map as JSON"
+    );
     assert!(
-        server.logs().iter().any(|l| l["message"] == "greeting Ada" && l["execution_id"].is_string()),
+        server
+            .logs()
+            .iter()
+            .any(|l| l["message"] == "greeting Ada" && l["execution_id"].is_string()),
         "log::info lines reach the server log with the execution id"
     );
 
@@ -44,21 +53,33 @@ async fn quick_start_survives_a_restart(backend: Backend) {
 
     let server = Process::serve(&db, &[("PICLOUD_ADMIN_PASSWORD", "a different one")]);
     let (status, body) = get_json(&format!("{}/hello/greet/Bob", server.base)).await;
-    assert_eq!((status, body["greeting"].clone()), (200, json!("Hello, Bob!")), "the route survives a restart");
+    assert_eq!(
+        (status, body["greeting"].clone()),
+        (200, json!("Hello, Bob!")),
+        "the route survives a restart"
+    );
     Admin::login(&server.base, ADMIN_PASSWORD).await;
 }
-on_both_backends!(the_quick_start_works_and_survives_a_restart, quick_start_survives_a_restart);
+on_both_backends!(
+    the_quick_start_works_and_survives_a_restart,
+    quick_start_survives_a_restart
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_admin_password_is_printed_once_and_works() {
-    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
     let server = Process::serve_without_password(&db);
     let generated = server
         .logs()
         .iter()
         .find_map(|l| l["password"].as_str().map(str::to_owned))
         .expect("the generated password is logged");
-    assert!(generated.len() >= 20, "a generated password is long: {generated}");
+    assert!(
+        generated.len() >= 20,
+        "a generated password is long: {generated}"
+    );
     Admin::login(&server.base, &generated).await;
     assert!(server.stop().success(), "SIGTERM exits cleanly");
 
@@ -72,7 +93,9 @@ async fn a_generated_admin_password_is_printed_once_and_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_execution_finish() {
-    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
     let server = Process::serve(&db, &[]);
     let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
     // About a second of work: long enough to send SIGTERM while it runs.
@@ -83,8 +106,14 @@ async fn sigterm_lets_an_in_flight_execution_finish() {
     let request = tokio::spawn(async move { reqwest::get(url).await.expect("GET").text().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.terminate();
-    let body = request.await.expect("join").expect("the in-flight request is answered");
-    assert_eq!(body, "done", "the execution ran to its end during the drain");
+    let body = request
+        .await
+        .expect("join")
+        .expect("the in-flight request is answered");
+    assert_eq!(
+        body, "done",
+        "the execution ran to its end during the drain"
+    );
     let mut server = server;
     let status = server.wait(Duration::from_secs(30));
     assert!(status.success(), "the drained server exits 0, got {status}");
@@ -94,65 +123,129 @@ async fn sigterm_lets_an_in_flight_execution_finish() {
 /// answered normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_stops_hostile_scripts_and_the_server_keeps_answering() {
-    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
     // Few operations and a long deadline, so the operations limit (not the clock) stops the
     // loops even in a debug build.
     let server = Process::serve(
         &db,
-        &[("PICLOUD_MAX_OPERATIONS", "500000"), ("PICLOUD_EXECUTION_TIMEOUT_MS", "30000")],
+        &[
+            ("PICLOUD_MAX_OPERATIONS", "500000"),
+            ("PICLOUD_EXECUTION_TIMEOUT_MS", "30000"),
+        ],
     );
     let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
-    let app_id = admin.deploy("sandbox", r#""still here""#, "GET", "/ok").await;
+    let app_id = admin
+        .deploy("sandbox", r#""still here""#, "GET", "/ok")
+        .await;
     let hostile = [
         ("loop", "loop { }", "limit_exceeded"),
         ("recursion", "fn f(x) { f(x + 1) } f(0)", "limit_exceeded"),
-        ("string-bomb", r#"let s = "bomb"; loop { s += s; }"#, "limit_exceeded"),
-        ("huge-array", "let a = []; loop { a.push(1); }", "limit_exceeded"),
+        (
+            "string-bomb",
+            r#"let s = "bomb"; loop { s += s; }"#,
+            "limit_exceeded",
+        ),
+        (
+            "huge-array",
+            "let a = []; loop { a.push(1); }",
+            "limit_exceeded",
+        ),
     ];
     for (name, source, _) in hostile {
-        admin.add_route(&app_id, name, source, "GET", &format!("/{name}")).await;
+        admin
+            .add_route(&app_id, name, source, "GET", &format!("/{name}"))
+            .await;
     }
     for (name, _, code) in hostile {
         let (status, body) = get_json(&format!("{}/sandbox/{name}", server.base)).await;
-        assert!((500..600).contains(&status), "{name} ends in a 5xx, got {status}: {body}");
-        assert_eq!(body["error"]["code"], code, "{name} is stopped by the right limit: {body}");
-        assert!(body["error"]["execution_id"].is_string(), "{name}'s error names the execution: {body}");
-        let response = reqwest::get(format!("{}/sandbox/ok", server.base)).await.expect("GET /ok");
-        assert_eq!(response.text().await.expect("body"), "still here", "the server answers after {name}");
+        assert!(
+            (500..600).contains(&status),
+            "{name} ends in a 5xx, got {status}: {body}"
+        );
+        assert_eq!(
+            body["error"]["code"], code,
+            "{name} is stopped by the right limit: {body}"
+        );
+        assert!(
+            body["error"]["execution_id"].is_string(),
+            "{name}'s error names the execution: {body}"
+        );
+        let response = reqwest::get(format!("{}/sandbox/ok", server.base))
+            .await
+            .expect("GET /ok");
+        assert_eq!(
+            response.text().await.expect("body"),
+            "still here",
+            "the server answers after {name}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_past_its_deadline_gets_504_and_the_server_keeps_answering() {
-    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
     let server = Process::serve(
         &db,
-        &[("PICLOUD_MAX_OPERATIONS", "1000000000000"), ("PICLOUD_EXECUTION_TIMEOUT_MS", "300")],
+        &[
+            ("PICLOUD_MAX_OPERATIONS", "1000000000000"),
+            ("PICLOUD_EXECUTION_TIMEOUT_MS", "300"),
+        ],
     );
     let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
     let app_id = admin.deploy("deadline", "loop { }", "GET", "/spin").await;
     admin.add_route(&app_id, "ok", "42", "GET", "/ok").await;
     let started = std::time::Instant::now();
     let (status, body) = get_json(&format!("{}/deadline/spin", server.base)).await;
-    assert_eq!(status, 504, "an endless loop past the deadline times out: {body}");
-    assert_eq!(body["error"]["code"], "execution_timeout", "the error says why: {body}");
-    assert!(started.elapsed() < Duration::from_secs(5), "the deadline is enforced inside Rhai, promptly");
+    assert_eq!(
+        status, 504,
+        "an endless loop past the deadline times out: {body}"
+    );
+    assert_eq!(
+        body["error"]["code"], "execution_timeout",
+        "the error says why: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline is enforced inside Rhai, promptly"
+    );
     let (status, body) = get_json(&format!("{}/deadline/ok", server.base)).await;
-    assert_eq!((status, body), (200, json!(42)), "the server answers the next request");
+    assert_eq!(
+        (status, body),
+        (200, json!(42)),
+        "the server answers the next request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_runs_scripts_in_a_remote_executor_process() {
-    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
     let token = "executor-secret";
     let mut executor = Process::executor(&[("PICLOUD_EXECUTOR_TOKEN", token)]);
     let url = executor.base.clone();
-    let server = Process::serve(&db, &[("PICLOUD_EXECUTOR_URL", &url), ("PICLOUD_EXECUTOR_TOKEN", token)]);
+    let server = Process::serve(
+        &db,
+        &[
+            ("PICLOUD_EXECUTOR_URL", &url),
+            ("PICLOUD_EXECUTOR_TOKEN", token),
+        ],
+    );
     let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
-    admin.deploy("remote", GREETER, "GET", "/greet/{name}").await;
+    admin
+        .deploy("remote", GREETER, "GET", "/greet/{name}")
+        .await;
 
     let (status, body) = get_json(&format!("{}/remote/greet/Eve", server.base)).await;
-    assert_eq!((status, body["greeting"].clone()), (200, json!("Hello, Eve!")), "answered through the executor: {body}");
+    assert_eq!(
+        (status, body["greeting"].clone()),
+        (200, json!("Hello, Eve!")),
+        "answered through the executor: {body}"
+    );
 
     let response = reqwest::Client::new()
         .post(format!("{url}/v1/execute"))
@@ -160,12 +253,22 @@ async fn the_server_runs_scripts_in_a_remote_executor_process() {
         .send()
         .await
         .expect("POST to the executor");
-    assert_eq!(response.status(), 401, "the executor refuses callers without its token");
+    assert_eq!(
+        response.status(),
+        401,
+        "the executor refuses callers without its token"
+    );
 
     executor.kill();
     let (status, body) = get_json(&format!("{}/remote/greet/Eve", server.base)).await;
-    assert_eq!(status, 503, "a dead executor is reported, not hung on: {body}");
-    assert_eq!(body["error"]["code"], "executor_unavailable", "the error says why: {body}");
+    assert_eq!(
+        status, 503,
+        "a dead executor is reported, not hung on: {body}"
+    );
+    assert_eq!(
+        body["error"]["code"], "executor_unavailable",
+        "the error says why: {body}"
+    );
 }
 
 #[test]
@@ -175,29 +278,55 @@ fn a_bad_setting_stops_startup_naming_the_variable() {
         .env("PICLOUD_MAX_OPERATIONS", "lots")
         .output()
         .expect("run picloud");
-    assert_eq!(output.status.code(), Some(2), "a bad setting is a usage error");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a bad setting is a usage error"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("PICLOUD_MAX_OPERATIONS"), "the message names the variable: {stderr}");
-    assert!(stderr.contains("lots"), "the message quotes the value: {stderr}");
+    assert!(
+        stderr.contains("PICLOUD_MAX_OPERATIONS"),
+        "the message names the variable: {stderr}"
+    );
+    assert!(
+        stderr.contains("lots"),
+        "the message quotes the value: {stderr}"
+    );
 
     let output = binary()
         .args(["serve", "--database-url", "mysql://nope"])
         .env("PICLOUD_LOG_FORMAT", "human")
         .output()
         .expect("run picloud");
-    assert!(!output.status.success(), "an unsupported database URL stops start-up");
+    assert!(
+        !output.status.success(),
+        "an unsupported database URL stops start-up"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("PICLOUD_DATABASE_URL"), "the message names the variable: {stderr}");
+    assert!(
+        stderr.contains("PICLOUD_DATABASE_URL"),
+        "the message names the variable: {stderr}"
+    );
 }
 
 #[test]
 fn version_and_help_answer_for_every_subcommand() {
-    let output = binary().arg("--version").output().expect("run picloud --version");
+    let output = binary()
+        .arg("--version")
+        .output()
+        .expect("run picloud --version");
     assert!(output.status.success(), "--version succeeds");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "--version prints the version: {stdout}");
+    assert!(
+        stdout.contains(env!("CARGO_PKG_VERSION")),
+        "--version prints the version: {stdout}"
+    );
     for sub in [&[][..], &["serve"][..], &["executor"][..], &["migrate"][..]] {
-        let output = binary().args(sub).arg("--help").output().expect("run --help");
+        let output = binary()
+            .args(sub)
+            .arg("--help")
+            .output()
+            .expect("run --help");
         assert!(output.status.success(), "{sub:?} --help succeeds");
         assert!(!output.stdout.is_empty(), "{sub:?} --help prints usage");
     }
@@ -205,19 +334,38 @@ fn version_and_help_answer_for_every_subcommand() {
 
 #[test]
 fn migrate_applies_the_migrations_and_exits() {
-    let Some(db) = Database::fresh(Backend::Sqlite) else { return };
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
     let output = binary()
         .arg("migrate")
         .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .expect("run picloud migrate");
-    assert!(output.status.success(), "migrate succeeds: {}", String::from_utf8_lossy(&output.stderr));
-    let dir = &db.env.iter().find(|(k, _)| k == "PICLOUD_DATA_DIR").expect("data dir").1;
-    assert!(std::path::Path::new(dir).join("picloud.db").exists(), "the SQLite file is created");
+    assert!(
+        output.status.success(),
+        "migrate succeeds: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = &db
+        .env
+        .iter()
+        .find(|(k, _)| k == "PICLOUD_DATA_DIR")
+        .expect("data dir")
+        .1;
+    assert!(
+        std::path::Path::new(dir).join("picloud.db").exists(),
+        "the SQLite file is created"
+    );
 }
 
 /// Runs `picloud user …` on the database, with `stdin` fed to it; returns (success, stdout, stderr).
-fn user_command(db: &Database, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+fn user_command(
+    db: &Database,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     use std::io::Write as _;
     use std::process::Stdio;
 
@@ -232,7 +380,12 @@ fn user_command(db: &Database, args: &[&str], stdin: &str, env: &[(&str, &str)])
         .stderr(Stdio::piped())
         .spawn()
         .expect("run picloud user");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     let output = child.wait_with_output().expect("picloud user ends");
     (
         output.status.success(),
@@ -255,11 +408,21 @@ async fn login_status(base: &str, username: &str, password: &str) -> u16 {
 /// `picloud user create|passwd|list` work on the database directly, without a server: a user
 /// made there logs in to the server, and a changed password replaces the old one.
 async fn user_commands_manage_users_in_the_database(backend: Backend) {
-    let Some(db) = Database::fresh(backend) else { return };
-    let (ok, out, err) = user_command(&db, &["create", "ann", "--password-stdin"], "first pw\n", &[]);
+    let Some(db) = Database::fresh(backend) else {
+        return;
+    };
+    let (ok, out, err) = user_command(
+        &db,
+        &["create", "ann", "--password-stdin"],
+        "first pw\n",
+        &[],
+    );
     assert!(ok, "create succeeds: {out} {err}");
     assert!(out.contains("created user ann"), "it says so: {out}");
-    assert!(!out.contains("first pw"), "a given password is never printed: {out}");
+    assert!(
+        !out.contains("first pw"),
+        "a given password is never printed: {out}"
+    );
 
     let (ok, out, _) = user_command(&db, &["create", "root", "--admin"], "", &[]);
     assert!(ok, "create with a generated password succeeds: {out}");
@@ -269,23 +432,62 @@ async fn user_commands_manage_users_in_the_database(backend: Backend) {
         .expect("the generated password is printed once")
         .to_owned();
 
-    let (ok, _, err) = user_command(&db, &["create", "ann"], "", &[("PICLOUD_NEW_PASSWORD", "x")]);
+    let (ok, _, err) = user_command(
+        &db,
+        &["create", "ann"],
+        "",
+        &[("PICLOUD_NEW_PASSWORD", "x")],
+    );
     assert!(!ok, "a taken username is refused");
     assert!(err.contains("taken"), "the error says why: {err}");
 
     let (ok, out, _) = user_command(&db, &["list"], "", &[]);
     assert!(ok, "list succeeds");
-    assert!(out.lines().any(|l| l.contains("\tann\t")), "ann is listed: {out}");
-    assert!(out.lines().any(|l| l.contains("\troot\tadmin")), "root is an admin: {out}");
+    assert!(
+        out.lines().any(|l| l.contains("\tann\t")),
+        "ann is listed: {out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("\troot\tadmin")),
+        "root is an admin: {out}"
+    );
 
-    let (ok, out, err) = user_command(&db, &["passwd", "ann"], "", &[("PICLOUD_NEW_PASSWORD", "second pw")]);
+    let (ok, out, err) = user_command(
+        &db,
+        &["passwd", "ann"],
+        "",
+        &[("PICLOUD_NEW_PASSWORD", "second pw")],
+    );
     assert!(ok, "passwd succeeds: {out} {err}");
-    let (ok, _, err) = user_command(&db, &["passwd", "nobody"], "", &[("PICLOUD_NEW_PASSWORD", "x")]);
-    assert!(!ok && err.contains("nobody"), "an unknown user is named: {err}");
+    let (ok, _, err) = user_command(
+        &db,
+        &["passwd", "nobody"],
+        "",
+        &[("PICLOUD_NEW_PASSWORD", "x")],
+    );
+    assert!(
+        !ok && err.contains("nobody"),
+        "an unknown user is named: {err}"
+    );
 
     let server = Process::serve(&db, &[]);
-    assert_eq!(login_status(&server.base, "ann", "second pw").await, 200, "the new password works");
-    assert_eq!(login_status(&server.base, "ann", "first pw").await, 401, "the old one does not");
-    assert_eq!(login_status(&server.base, "root", &generated).await, 200, "the generated one works");
+    assert_eq!(
+        login_status(&server.base, "ann", "second pw").await,
+        200,
+        "the new password works"
+    );
+    assert_eq!(
+        login_status(&server.base, "ann", "first pw").await,
+        401,
+        "the old one does not"
+    );
+    assert_eq!(
+        login_status(&server.base, "root", &generated).await,
+        200,
+        "the generated one works"
+    );
 }
-on_both_backends!(user_commands_work_on_the_database_directly, user_commands_manage_users_in_the_database);
+on_both_backends!(
+    user_commands_work_on_the_database_directly,
+    user_commands_manage_users_in_the_database
+);

@@ -1,9 +1,9 @@
 //! `base64::{encode, decode, encode_url, decode_url}` and `hex::{encode, decode}`. They encode a
 //! string's UTF-8 bytes; decoding must give UTF-8 text (binary data has no string form).
 
+use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine as _};
-use base64::alphabet;
 use rhai::Module;
 
 use super::{add, error, SdkResult};
@@ -29,22 +29,30 @@ pub(crate) fn base64_module() -> Module {
         Ok(STANDARD.encode(text))
     });
     add(&mut module, "decode", |text: &str| -> SdkResult<String> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|err| error(format!("base64::decode: the text is not valid base64: {err}")))?;
-        utf8("base64::decode", bytes)
-    });
-    add(&mut module, "encode_url", |text: &str| -> SdkResult<String> {
-        Ok(URL_SAFE.encode(text))
-    });
-    add(&mut module, "decode_url", |text: &str| -> SdkResult<String> {
-        let bytes = URL_SAFE.decode(text.trim()).map_err(|err| {
+        let bytes = STANDARD.decode(text.trim()).map_err(|err| {
             error(format!(
-                "base64::decode_url: the text is not valid URL-safe base64: {err}"
+                "base64::decode: the text is not valid base64: {err}"
             ))
         })?;
-        utf8("base64::decode_url", bytes)
+        utf8("base64::decode", bytes)
     });
+    add(
+        &mut module,
+        "encode_url",
+        |text: &str| -> SdkResult<String> { Ok(URL_SAFE.encode(text)) },
+    );
+    add(
+        &mut module,
+        "decode_url",
+        |text: &str| -> SdkResult<String> {
+            let bytes = URL_SAFE.decode(text.trim()).map_err(|err| {
+                error(format!(
+                    "base64::decode_url: the text is not valid URL-safe base64: {err}"
+                ))
+            })?;
+            utf8("base64::decode_url", bytes)
+        },
+    );
     module
 }
 

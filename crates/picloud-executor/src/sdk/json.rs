@@ -13,16 +13,20 @@ pub(crate) fn module() -> Module {
             .map_err(|err| error(format!("json::parse: the text is not valid JSON: {err}")))?;
         from_json(value)
     });
-    add(&mut module, "stringify", |value: Dynamic| -> SdkResult<String> {
-        let json = to_json(&value).map_err(|err| error(format!("json::stringify: {err}")))?;
-        Ok(json.to_string())
-    });
+    add(
+        &mut module,
+        "stringify",
+        |value: Dynamic| -> SdkResult<String> {
+            let json = to_json(&value).map_err(|err| error(format!("json::stringify: {err}")))?;
+            Ok(json.to_string())
+        },
+    );
     add(
         &mut module,
         "stringify_pretty",
         |value: Dynamic| -> SdkResult<String> {
-            let json = to_json(&value)
-                .map_err(|err| error(format!("json::stringify_pretty: {err}")))?;
+            let json =
+                to_json(&value).map_err(|err| error(format!("json::stringify_pretty: {err}")))?;
             serde_json::to_string_pretty(&json)
                 .map_err(|err| error(format!("json::stringify_pretty: {err}")))
         },

@@ -112,7 +112,14 @@ pub(crate) fn module() -> Module {
         "replace",
         move |ctx: NativeCallContext, pattern: &str, text: &str, with: &str| -> SdkResult<String> {
             let regex = p.get("replace", pattern)?;
-            replace("replace", &regex, text, with, 1, ctx.engine().max_string_size())
+            replace(
+                "replace",
+                &regex,
+                text,
+                with,
+                1,
+                ctx.engine().max_string_size(),
+            )
         },
     );
 
@@ -156,9 +163,7 @@ pub(crate) fn module() -> Module {
             };
             let mut groups = Map::new();
             for (i, name) in regex.capture_names().enumerate() {
-                let value = captures
-                    .get(i)
-                    .map_or(Dynamic::UNIT, |m| m.as_str().into());
+                let value = captures.get(i).map_or(Dynamic::UNIT, |m| m.as_str().into());
                 if let Some(name) = name {
                     groups.insert(name.into(), value.clone());
                 }
@@ -189,7 +194,9 @@ fn replace(
     let mut out = String::new();
     let mut last = 0;
     for captures in regex.captures_iter(text).take(limit) {
-        let Some(whole) = captures.get(0) else { continue };
+        let Some(whole) = captures.get(0) else {
+            continue;
+        };
         out.push_str(&text[last..whole.start()]);
         captures.expand(with, &mut out);
         last = whole.end();

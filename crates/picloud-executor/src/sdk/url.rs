@@ -1,5 +1,6 @@
 //! `url::{encode, decode, parse_query, build_query}`: percent-encoding of URL components and
-//! `application/x-www-form-urlencoded` query strings.
+//! query strings. `parse_query` reads `application/x-www-form-urlencoded` (`+` is a space);
+//! `build_query` writes a space as `%20`, which every reader understands.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rhai::{Dynamic, Map, Module};
@@ -34,34 +35,43 @@ pub(crate) fn module() -> Module {
             .map(|(key, value)| (key.as_ref().into(), Dynamic::from(value.into_owned())))
             .collect())
     });
-    add(&mut module, "build_query", |map: Map| -> SdkResult<String> {
-        let mut query = ::url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in &map {
-            let values = if value.is_array() {
-                value.clone().into_array().unwrap_or_default()
-            } else {
-                vec![value.clone()]
-            };
-            for value in values {
-                if value.is_unit() {
-                    continue;
-                }
-                let scalar = value.is_string()
-                    || value.is_char()
-                    || value.is_int()
-                    || value.is_float()
-                    || value.is_bool();
-                if !scalar {
-                    return Err(error(format!(
+    add(
+        &mut module,
+        "build_query",
+        |map: Map| -> SdkResult<String> {
+            let mut query = String::new();
+            for (key, value) in &map {
+                let values = if value.is_array() {
+                    value.clone().into_array().unwrap_or_default()
+                } else {
+                    vec![value.clone()]
+                };
+                for value in values {
+                    if value.is_unit() {
+                        continue;
+                    }
+                    let scalar = value.is_string()
+                        || value.is_char()
+                        || value.is_int()
+                        || value.is_float()
+                        || value.is_bool();
+                    if !scalar {
+                        return Err(error(format!(
                         "url::build_query: the value of '{key}' is a {}: use a string, a number, \
                          a bool, or an array of them",
                         friendly_type_name(&value)
                     )));
+                    }
+                    if !query.is_empty() {
+                        query.push('&');
+                    }
+                    query.extend(utf8_percent_encode(key, COMPONENT));
+                    query.push('=');
+                    query.extend(utf8_percent_encode(&value.to_string(), COMPONENT));
                 }
-                query.append_pair(key, &value.to_string());
             }
-        }
-        Ok(query.finish())
-    });
+            Ok(query)
+        },
+    );
     module
 }

@@ -36,7 +36,14 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(via: Via) -> Self {
-        Self::with_config(via, ExecutorConfig { threads: 4, ..ExecutorConfig::default() }).await
+        Self::with_config(
+            via,
+            ExecutorConfig {
+                threads: 4,
+                ..ExecutorConfig::default()
+            },
+        )
+        .await
     }
 
     pub async fn with_limits(via: Via, limits: Limits) -> Self {
@@ -124,8 +131,14 @@ impl Harness {
 
     /// After a hostile script, the same client still runs an ordinary one.
     pub async fn still_works(&self) {
-        let value = self.json("let total = 0; for i in 1..=6 { total += i; } total").await;
-        assert_eq!(value, serde_json::json!(21), "the client still runs a normal script");
+        let value = self
+            .json("let total = 0; for i in 1..=6 { total += i; } total")
+            .await;
+        assert_eq!(
+            value,
+            serde_json::json!(21),
+            "the client still runs a normal script"
+        );
     }
 }
 
@@ -188,6 +201,7 @@ pub fn small_limits() -> Limits {
 
 /// Runs each named `async fn name(via: Via)` once through each client, as `local::name` and
 /// `remote::name`.
+#[allow(unused_macros)]
 macro_rules! for_both_clients {
     ($($name:ident),* $(,)?) => {
         mod local {

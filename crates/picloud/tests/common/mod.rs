@@ -63,14 +63,18 @@ impl Process {
     }
 
     fn serve_with(mut command: Command, db: &Database, extra: &[(&str, &str)]) -> Self {
-        command.arg("serve").envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+            .arg("serve")
+            .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Self::start(command, extra, "listening")
     }
 
     /// `picloud executor` on a free port.
     pub fn executor(extra: &[(&str, &str)]) -> Self {
         let mut command = binary();
-        command.arg("executor").env("PICLOUD_EXECUTOR_ADDR", "127.0.0.1:0");
+        command
+            .arg("executor")
+            .env("PICLOUD_EXECUTOR_ADDR", "127.0.0.1:0");
         Self::start(command, extra, "executor listening")
     }
 
@@ -102,12 +106,23 @@ impl Process {
                 .find(|l| l["message"] == ready_message)
                 .and_then(|l| l["addr"].as_str().map(str::to_owned));
             if let Some(addr) = found {
-                return Self { child, base: format!("http://{addr}"), addr, logs };
+                return Self {
+                    child,
+                    base: format!("http://{addr}"),
+                    addr,
+                    logs,
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("picloud exited with {status} before it was ready; logs: {:#?}", logs.lock().expect("log lock"));
+                panic!(
+                    "picloud exited with {status} before it was ready; logs: {:#?}",
+                    logs.lock().expect("log lock")
+                );
             }
-            assert!(Instant::now() < deadline, "picloud was not ready within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "picloud was not ready within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -142,7 +157,10 @@ impl Process {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "picloud did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "picloud did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -180,7 +198,11 @@ impl Admin {
         assert_eq!(response.status(), 200, "admin login should succeed");
         let body: Value = response.json().await.expect("login JSON");
         let token = body["token"].as_str().expect("a token").to_owned();
-        Self { http, base: base.to_owned(), token }
+        Self {
+            http,
+            base: base.to_owned(),
+            token,
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -198,14 +220,23 @@ impl Admin {
 
     /// Creates an app with one endpoint script behind `GET path`; returns the app's id.
     pub async fn deploy(&self, slug: &str, source: &str, method: &str, path: &str) -> String {
-        let (status, app) = self.post("/api/v1/admin/apps", json!({"slug": slug, "name": slug})).await;
+        let (status, app) = self
+            .post("/api/v1/admin/apps", json!({"slug": slug, "name": slug}))
+            .await;
         assert_eq!(status, 201, "create app {slug}: {app}");
         let app_id = app["id"].as_str().expect("app id").to_owned();
         self.add_route(&app_id, "main", source, method, path).await;
         app_id
     }
 
-    pub async fn add_route(&self, app_id: &str, name: &str, source: &str, method: &str, path: &str) {
+    pub async fn add_route(
+        &self,
+        app_id: &str,
+        name: &str,
+        source: &str,
+        method: &str,
+        path: &str,
+    ) {
         let (status, script) = self
             .post(
                 &format!("/api/v1/admin/apps/{app_id}/scripts"),

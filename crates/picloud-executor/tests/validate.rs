@@ -1,0 +1,143 @@
+//! Validation at save time: a source that does not compile is refused with its line and column,
+//! and a module keeps to the module shape (only `fn`, literal `const` and `import` at its top).
+
+use picloud_core::exec::ExecErrorKind;
+use picloud_core::{Limits, ScriptKind};
+use picloud_executor::Sandbox;
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(Limits::default(), 16)
+}
+
+#[test]
+fn a_source_that_compiles_is_valid_as_an_endpoint() {
+    let source = "let name = ctx.request.params.name;\nif name == () { response(400, \"no name\") } else { `hi ${name}` }";
+    assert_eq!(
+        sandbox().validate(source, ScriptKind::Endpoint),
+        Ok(()),
+        "it compiles"
+    );
+}
+
+#[test]
+fn a_syntax_error_is_refused_with_its_line_and_column() {
+    let err = sandbox()
+        .validate("let a = 1;\nlet b = (a + ;\n", ScriptKind::Endpoint)
+        .expect_err("the source does not compile");
+    assert_eq!(
+        err.kind,
+        ExecErrorKind::Compile,
+        "it is a compile error: {err:?}"
+    );
+    assert_eq!(
+        (err.line, err.column),
+        (Some(2), Some(14)),
+        "it points at the gap: {err:?}"
+    );
+    assert!(!err.message.is_empty(), "it says what is wrong");
+}
+
+#[test]
+fn eval_is_refused_at_validation() {
+    let err = sandbox()
+        .validate("let x = eval(\"1\");", ScriptKind::Endpoint)
+        .expect_err("eval is disabled");
+    assert_eq!(
+        (err.kind, err.line),
+        (ExecErrorKind::Compile, Some(1)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_expression_nested_past_the_limit_is_refused_at_validation_naming_the_limit() {
+    let source = format!("let x = {}1{};", "(".repeat(100), ")".repeat(100));
+    let err = sandbox()
+        .validate(&source, ScriptKind::Endpoint)
+        .expect_err("the expression is too deep");
+    assert_eq!(
+        err.kind,
+        ExecErrorKind::Compile,
+        "validation refuses with kind compile: {err:?}"
+    );
+    assert!(
+        err.message.contains("limit of 64 levels"),
+        "the limit is named: {err:?}"
+    );
+}
+
+#[test]
+fn a_module_of_functions_constants_and_imports_is_valid() {
+    let source = r#"
+        import "helpers" as h;
+        const GREETING = "hello";
+        export const LIMITS = #{ max: 10, names: ["a", "b"] };
+        const NEG = -1;
+        // functions live in the AST's library, not its statements
+        fn greet(name) { `${global::GREETING} ${name}` }
+        fn double(x) { let y = x * 2; y }
+    "#;
+    assert_eq!(
+        sandbox().validate(source, ScriptKind::Module),
+        Ok(()),
+        "a module of declarations"
+    );
+}
+
+#[test]
+fn a_module_with_top_level_code_is_refused_naming_the_line() {
+    for (source, line, needle) in [
+        (
+            "fn f() { 1 }\nlet x = 1;",
+            2,
+            "cannot declare the variable 'x'",
+        ),
+        (
+            "const A = 1;\nconst B = time::now();",
+            2,
+            "'B' must have a literal value",
+        ),
+        (
+            "fn f() { 1 }\n\nf();",
+            3,
+            "a module may only contain `fn` definitions",
+        ),
+        (
+            "const A = 1;\nif A == 1 { print(1); }",
+            2,
+            "a module may only contain",
+        ),
+        ("let name = \"x\";\nimport name as n;", 1, "cannot declare"),
+        (
+            "fn f() { \"x\" }\nimport f() as n;",
+            2,
+            "named by a literal string",
+        ),
+    ] {
+        let err = sandbox()
+            .validate(source, ScriptKind::Module)
+            .expect_err(&format!(
+                "top-level code is refused in a module: `{source}`"
+            ));
+        assert_eq!(err.kind, ExecErrorKind::Compile, "`{source}`: {err:?}");
+        assert_eq!(
+            err.line,
+            Some(line),
+            "`{source}` names line {line}: {err:?}"
+        );
+        assert!(
+            err.message.starts_with(&format!("line {line}: ")) && err.message.contains(needle),
+            "`{source}`: the message '{}' names the line and contains '{needle}'",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn the_same_top_level_code_is_fine_in_an_endpoint() {
+    assert_eq!(
+        sandbox().validate("let x = 1;\nx + 1", ScriptKind::Endpoint),
+        Ok(()),
+        "endpoints are top-level code"
+    );
+}
