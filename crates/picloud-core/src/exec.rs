@@ -15,6 +15,10 @@ pub struct ExecRequest {
     pub app: AppRef,
     pub script: ScriptRef,
     pub request: HttpRequest,
+    /// What the script's data calls may do: the app's own authority for public routes and
+    /// triggers, the caller's capabilities for a test run.
+    #[serde(default)]
+    pub authority: crate::Authority,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

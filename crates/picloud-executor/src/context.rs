@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use picloud_core::exec::{LogLevel, LogLine};
-use picloud_core::{AppId, ExecutionId, ScriptId, Timestamp};
+use picloud_core::{AppId, Authority, CapabilityKind, ExecutionId, ScriptId, Timestamp};
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
 
@@ -35,6 +35,8 @@ pub(crate) struct CallContext {
     /// The runtime that SDK calls reaching async services block on (`Handle::block_on` is safe
     /// here because executions run on plain OS threads, never on a tokio worker).
     pub runtime: Option<Handle>,
+    /// What the script's data calls may do (checked by the store SDK through [`require`]).
+    pub authority: Authority,
     logs: Vec<LogLine>,
     dropped_logs: usize,
 }
@@ -46,6 +48,7 @@ impl CallContext {
         execution_id: ExecutionId,
         deadline: Instant,
         runtime: Option<Handle>,
+        authority: Authority,
     ) -> Self {
         Self {
             app_id,
@@ -53,6 +56,7 @@ impl CallContext {
             execution_id,
             deadline,
             runtime,
+            authority,
             logs: Vec::new(),
             dropped_logs: 0,
         }
@@ -200,6 +204,26 @@ fn emit(level: LogLevel, message: &str, ids: Option<(&AppId, &ScriptId, &Executi
     }
 }
 
+/// Refuses an SDK call that the execution's authority does not allow, with a sentence naming
+/// what was missing. Public routes and triggers run with the app's authority; a test run with
+/// its caller's.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the store SDK (kv, docs) is its first caller")
+)]
+pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<(), Box<EvalAltResult>> {
+    let allowed = with_current(|ctx| ctx.authority.allows(kind)).unwrap_or(false);
+    if allowed {
+        Ok(())
+    } else {
+        Err(EvalAltResult::ErrorRuntime(
+            format!("{function}: this execution may not do that (it needs {kind:?})").into(),
+            Position::NONE,
+        )
+        .into())
+    }
+}
+
 /// Runs an async service call from inside a script, bounded by the time the call has left: the
 /// one way SDK functions reach async services, because `on_progress` cannot interrupt a native
 /// call. Running out of time is the same termination `on_progress` raises, so it surfaces as a
@@ -239,7 +263,37 @@ mod tests {
             ExecutionId::new(),
             deadline,
             runtime,
+            Authority::App,
         )
+    }
+
+    #[test]
+    fn require_follows_the_executions_authority() {
+        let guard = CallGuard::enter(context(Instant::now(), None));
+        assert!(
+            require("kv::set", CapabilityKind::AppKvWrite).is_ok(),
+            "a public route writes its app's data"
+        );
+        assert!(
+            require("members", CapabilityKind::AppManageMembers).is_err(),
+            "the app's authority never reaches its members"
+        );
+        drop(guard);
+
+        let mut reader = context(Instant::now(), None);
+        reader.authority = Authority::Caller {
+            capabilities: [CapabilityKind::AppKvRead].into_iter().collect(),
+        };
+        let _guard = CallGuard::enter(reader);
+        assert!(
+            require("kv::get", CapabilityKind::AppKvRead).is_ok(),
+            "a script:read caller reads"
+        );
+        let err = require("kv::set", CapabilityKind::AppKvWrite).expect_err("no write");
+        assert!(
+            err.to_string().contains("kv::set"),
+            "the refusal names the function: {err}"
+        );
     }
 
     #[test]

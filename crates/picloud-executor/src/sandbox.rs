@@ -83,6 +83,7 @@ impl Sandbox {
             request.execution_id,
             deadline,
             runtime,
+            request.authority.clone(),
         ));
         let mut scope = scope::for_request(request);
         let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);

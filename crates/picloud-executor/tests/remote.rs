@@ -41,6 +41,7 @@ fn request(source: &str) -> ExecRequest {
         },
         script: script(source),
         request: get("/"),
+        authority: Default::default(),
     }
 }
 

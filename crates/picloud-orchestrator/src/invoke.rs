@@ -303,6 +303,7 @@ impl Invoker {
                 headers: join_headers(headers),
                 body: into_text(body),
             },
+            authority: picloud_core::Authority::App,
         };
         // Every route runs synchronously until the outbox brings async dispatch (async routes
         // cannot be created before then).

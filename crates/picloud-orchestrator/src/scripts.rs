@@ -114,6 +114,7 @@ impl ScriptService {
                 source: script.source.into(),
             },
             request,
+            authority: actor.authority_on(script.app_id),
         };
         match self.dispatch.run(exec).await {
             RunOutcome::Finished(outcome) => Ok(TestRun {

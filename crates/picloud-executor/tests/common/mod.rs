@@ -110,6 +110,7 @@ impl Harness {
                 app: self.app.clone(),
                 script,
                 request,
+                authority: Default::default(),
             })
             .await
     }
