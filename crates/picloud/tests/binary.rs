@@ -41,10 +41,10 @@ async fn quick_start_survives_a_restart(backend: Backend) {
         "the script's map as JSON"
     );
     assert!(
-        server
-            .logs()
-            .iter()
-            .any(|l| l["message"] == "greeting Ada" && l["execution_id"].is_string()),
+        server.log_arrives(
+            |l| l["message"] == "greeting Ada" && l["execution_id"].is_string(),
+            Duration::from_secs(5)
+        ),
         "log::info lines reach the server log with the execution id"
     );
 

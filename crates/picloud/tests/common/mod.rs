@@ -131,6 +131,21 @@ impl Process {
         self.logs.lock().expect("log lock").clone()
     }
 
+    /// Whether a log line matching `matches` arrives within `timeout` (stderr is read by
+    /// another thread, so a line written just before a response may not be here yet).
+    pub fn log_arrives(&self, matches: impl Fn(&Value) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.logs.lock().expect("log lock").iter().any(&matches) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
