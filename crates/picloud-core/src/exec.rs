@@ -19,6 +19,13 @@ pub struct ExecRequest {
     /// triggers, the caller's capabilities for a test run.
     #[serde(default)]
     pub authority: crate::Authority,
+    /// The trigger event a triggered run handles (`ctx.event`); `None` for HTTP.
+    #[serde(default)]
+    pub event: Option<crate::events::TriggerEvent>,
+    /// How many triggers deep this run is: 0 for HTTP, one more than the writer's for a
+    /// triggered run. KV writes carry it on to the jobs they enqueue.
+    #[serde(default)]
+    pub trigger_depth: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,7 +44,7 @@ pub struct ScriptRef {
 }
 
 /// The HTTP request as a script sees it in `ctx.request`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
     pub method: String,
     /// The path below the app's slug, starting with `/`.

@@ -99,8 +99,17 @@ id_type!(
     ApiKeyId, "API key"
 );
 id_type!(
-    /// One execution of a script; log lines and errors carry it.
+    /// One execution of a script; log lines and errors carry it. An outbox job's id is the id of
+    /// the execution it runs.
     ExecutionId, "execution"
+);
+id_type!(
+    /// A trigger: a script run when data of its app changes or something is dead-lettered.
+    TriggerId, "trigger"
+);
+id_type!(
+    /// A dead letter: a job that failed every attempt, kept for replay or resolution.
+    DeadLetterId, "dead letter"
 );
 
 #[cfg(test)]

@@ -10,21 +10,30 @@
 //! | [`auth`] | [`Role`], [`Scope`], [`Capability`], the capability table and the [`Principal`] that holds them |
 //! | [`limits`] | [`Limits`], the sandbox's bounds, in one place |
 //! | [`exec`] | the execution contract between the orchestrator and an executor |
+//! | [`events`] | KV names and limits, triggers, trigger events, outbox job payloads, dead letters |
+//! | [`services`] | [`ScriptServices`]: the KV store and dead letters as scripts reach them |
 
 pub mod auth;
+pub mod events;
 pub mod exec;
 pub mod id;
 pub mod input;
 pub mod limits;
 pub mod model;
+pub mod services;
 pub mod time;
 
 pub use auth::{Authority, Capability, CapabilityKind, Credential, Principal, Role, Scope};
-pub use id::{ApiKeyId, AppId, ExecutionId, RouteId, ScriptId, UserId};
+pub use events::{
+    CollectionName, DeadLetter, JobMode, JobPayload, KvKey, KvOp, Resolution, Trigger,
+    TriggerDetail, TriggerEvent,
+};
+pub use id::{ApiKeyId, AppId, DeadLetterId, ExecutionId, RouteId, ScriptId, TriggerId, UserId};
 pub use input::{
     AppName, AppSlug, DispatchMode, InputError, RouteMethod, RoutePath, ScriptKind, ScriptName,
     Username,
 };
 pub use limits::Limits;
 pub use model::{ApiKey, App, Membership, Route, Script, User};
+pub use services::{NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, Writer};
 pub use time::Timestamp;

@@ -1,18 +1,24 @@
 //! The per-call context. One engine serves every execution, and Rhai offers no way to hand a
 //! value to `eval_ast` without `&mut Engine`, so what belongs to one call — its app, its
-//! deadline, its log, the tokio runtime — sits in a thread-local that a [`CallGuard`] sets for
-//! the duration of the call. `on_progress`, `print` / `debug`, the SDK functions (and later the
-//! module resolver and the store handles) read it from there.
+//! deadline, its log, the tokio runtime, the data services — sits in a thread-local that a
+//! [`CallGuard`] sets for the duration of the call. `on_progress`, `print` / `debug` and the SDK
+//! functions (and later the module resolver) read it from there. A data call learns its app
+//! only here, through [`require`], never from the script: a store handle is a name, and acts for
+//! whichever execution calls it.
 //!
 //! Outside a call (the engine used to compile, a unit test) every reader copes with its absence.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use picloud_core::exec::{LogLevel, LogLine};
-use picloud_core::{AppId, Authority, CapabilityKind, ExecutionId, ScriptId, Timestamp};
+use picloud_core::exec::{ExecRequest, LogLevel, LogLine};
+use picloud_core::{
+    AppId, Authority, CapabilityKind, ExecutionId, ScriptId, ScriptServices, Timestamp,
+    TriggerEvent, Writer,
+};
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
 
@@ -37,26 +43,35 @@ pub(crate) struct CallContext {
     pub runtime: Option<Handle>,
     /// What the script's data calls may do (checked by the store SDK through [`require`]).
     pub authority: Authority,
+    /// Where the script's data calls go: the KV store and dead letters.
+    pub services: Arc<dyn ScriptServices>,
+    /// How many triggers deep this run is; KV writes pass it on, so the jobs they enqueue run
+    /// one level deeper and a loop of triggers meets the depth cap.
+    pub trigger_depth: u32,
+    /// Whether this run handles a dead letter (see `dead_letters::replay`).
+    pub dead_letter_handler: bool,
     logs: Vec<LogLine>,
     dropped_logs: usize,
 }
 
 impl CallContext {
+    /// The context of running `request`, until `deadline`.
     pub fn new(
-        app_id: AppId,
-        script_id: ScriptId,
-        execution_id: ExecutionId,
+        request: &ExecRequest,
         deadline: Instant,
         runtime: Option<Handle>,
-        authority: Authority,
+        services: Arc<dyn ScriptServices>,
     ) -> Self {
         Self {
-            app_id,
-            script_id,
-            execution_id,
+            app_id: request.app.id,
+            script_id: request.script.id,
+            execution_id: request.execution_id,
             deadline,
             runtime,
-            authority,
+            authority: request.authority.clone(),
+            services,
+            trigger_depth: request.trigger_depth,
+            dead_letter_handler: matches!(request.event, Some(TriggerEvent::DeadLetter { .. })),
             logs: Vec::new(),
             dropped_logs: 0,
         }
@@ -204,34 +219,51 @@ fn emit(level: LogLevel, message: &str, ids: Option<(&AppId, &ScriptId, &Executi
     }
 }
 
+/// What an SDK call that [`require`] let through acts with: the running execution's app, its
+/// place in a chain of triggers and the services. Taken from the context at each call.
+pub(crate) struct Grant {
+    pub app_id: AppId,
+    pub trigger_depth: u32,
+    pub dead_letter_handler: bool,
+    pub services: Arc<dyn ScriptServices>,
+}
+
+impl Grant {
+    /// Who a KV write comes from.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            app_id: self.app_id,
+            trigger_depth: self.trigger_depth,
+        }
+    }
+}
+
 /// Refuses an SDK call that the execution's authority does not allow, with a sentence naming
-/// what was missing. Public routes and triggers run with the app's authority; a test run with
-/// its caller's.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the store SDK (kv, docs) is its first caller")
-)]
-pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<(), Box<EvalAltResult>> {
-    let allowed = with_current(|ctx| ctx.authority.allows(kind)).unwrap_or(false);
-    if allowed {
-        Ok(())
-    } else {
-        Err(EvalAltResult::ErrorRuntime(
+/// what was missing; otherwise answers what the call acts with. Public routes and triggers run
+/// with the app's authority; a test run with its caller's. Outside a call nothing is allowed.
+pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<Grant, Box<EvalAltResult>> {
+    let grant = with_current(|ctx| {
+        ctx.authority.allows(kind).then(|| Grant {
+            app_id: ctx.app_id,
+            trigger_depth: ctx.trigger_depth,
+            dead_letter_handler: ctx.dead_letter_handler,
+            services: ctx.services.clone(),
+        })
+    })
+    .flatten();
+    grant.ok_or_else(|| {
+        EvalAltResult::ErrorRuntime(
             format!("{function}: this execution may not do that (it needs {kind:?})").into(),
             Position::NONE,
         )
-        .into())
-    }
+        .into()
+    })
 }
 
 /// Runs an async service call from inside a script, bounded by the time the call has left: the
 /// one way SDK functions reach async services, because `on_progress` cannot interrupt a native
 /// call. Running out of time is the same termination `on_progress` raises, so it surfaces as a
 /// `Timeout` that `try/catch` cannot swallow.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the store SDK (kv, docs) is its first caller")
-)]
 pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<EvalAltResult>> {
     let (runtime, remaining) = with_current(|ctx| {
         (
@@ -256,23 +288,45 @@ pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<Ev
 mod tests {
     use super::*;
 
+    use picloud_core::exec::{AppRef, HttpRequest, ScriptRef};
+    use picloud_core::NoServices;
+
     fn context(deadline: Instant, runtime: Option<Handle>) -> CallContext {
-        CallContext::new(
-            AppId::new(),
-            ScriptId::new(),
-            ExecutionId::new(),
-            deadline,
-            runtime,
-            Authority::App,
-        )
+        let request = ExecRequest {
+            execution_id: ExecutionId::new(),
+            app: AppRef {
+                id: AppId::new(),
+                slug: "shop".to_string(),
+            },
+            script: ScriptRef {
+                id: ScriptId::new(),
+                name: "test".to_string(),
+                updated_at: Timestamp::from_millis(0),
+                source: Arc::from(""),
+            },
+            request: HttpRequest::default(),
+            authority: Authority::App,
+            event: None,
+            trigger_depth: 3,
+        };
+        CallContext::new(&request, deadline, runtime, Arc::new(NoServices))
     }
 
     #[test]
     fn require_follows_the_executions_authority() {
-        let guard = CallGuard::enter(context(Instant::now(), None));
-        assert!(
-            require("kv::set", CapabilityKind::AppKvWrite).is_ok(),
-            "a public route writes its app's data"
+        let context_app = context(Instant::now(), None);
+        let app_id = context_app.app_id;
+        let guard = CallGuard::enter(context_app);
+        let Ok(grant) = require("kv.set", CapabilityKind::AppKvWrite) else {
+            panic!("a public route writes its app's data");
+        };
+        assert_eq!(
+            grant.writer(),
+            Writer {
+                app_id,
+                trigger_depth: 3
+            },
+            "the grant acts for the running execution's app, at its trigger depth"
         );
         assert!(
             require("members", CapabilityKind::AppManageMembers).is_err(),
@@ -284,15 +338,22 @@ mod tests {
         reader.authority = Authority::Caller {
             capabilities: [CapabilityKind::AppKvRead].into_iter().collect(),
         };
-        let _guard = CallGuard::enter(reader);
+        let guard = CallGuard::enter(reader);
         assert!(
-            require("kv::get", CapabilityKind::AppKvRead).is_ok(),
+            require("kv.get", CapabilityKind::AppKvRead).is_ok(),
             "a script:read caller reads"
         );
-        let err = require("kv::set", CapabilityKind::AppKvWrite).expect_err("no write");
+        let Err(err) = require("kv.set", CapabilityKind::AppKvWrite) else {
+            panic!("a script:read caller does not write");
+        };
         assert!(
-            err.to_string().contains("kv::set"),
+            err.to_string().contains("kv.set"),
             "the refusal names the function: {err}"
+        );
+        drop(guard);
+        assert!(
+            require("kv.get", CapabilityKind::AppKvRead).is_err(),
+            "outside a call nothing is allowed"
         );
     }
 

@@ -2,7 +2,9 @@
 //! and the `json` namespace, so a value converts the same way everywhere.
 //!
 //! A value with no JSON form (a function pointer, a timestamp, a blob…) is an error that names
-//! the type and where it sits (`$.user.created`), so a script author can find it.
+//! the type and where it sits (`$.user.created`), so a script author can find it. What is
+//! shown once (a response, `json::stringify`) may turn a non-finite float into `null`; what is
+//! stored ([`to_json_exact`]) must read back as it was written, so there it is an error too.
 
 use std::fmt;
 
@@ -15,6 +17,9 @@ use crate::nesting::{nests_deeper_than, MAX_DEPTH};
 pub(crate) enum NotJson {
     /// A value of a type JSON cannot hold, at `path` (`$` is the value itself).
     Type { path: String, type_name: String },
+    /// A float that is NaN or infinite, at `path`, where JSON (and so a stored value) needs a
+    /// finite number.
+    NotFinite { path: String, value: String },
     /// Arrays and maps nested deeper than [`MAX_DEPTH`].
     TooDeep,
 }
@@ -31,6 +36,13 @@ impl fmt::Display for NotJson {
                     "the value at {path} is a {type_name}, which has no JSON form"
                 )
             }
+            Self::NotFinite { path, value } if path == "$" => {
+                write!(f, "{value} has no JSON form: a number must be finite")
+            }
+            Self::NotFinite { path, value } => write!(
+                f,
+                "the value at {path} is {value}, which has no JSON form: a number must be finite"
+            ),
             Self::TooDeep => write!(f, "it nests arrays and maps deeper than {MAX_DEPTH} levels"),
         }
     }
@@ -45,11 +57,31 @@ pub(crate) fn to_json(value: &Dynamic) -> Result<serde_json::Value, NotJson> {
         return Err(NotJson::TooDeep);
     }
     rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|_| {
-        first_non_json(&value, "$".to_string()).unwrap_or_else(|| NotJson::Type {
-            path: "$".to_string(),
-            type_name: friendly_type_name(&value),
-        })
+        first_leaf(&value, "$".to_string(), &|leaf| !is_json_scalar(leaf)).map_or_else(
+            || NotJson::Type {
+                path: "$".to_string(),
+                type_name: friendly_type_name(&value),
+            },
+            |(path, leaf)| NotJson::Type {
+                path,
+                type_name: friendly_type_name(&leaf),
+            },
+        )
     })
+}
+
+/// Like [`to_json`], but a NaN or infinite float is an error instead of `null`: for values that
+/// are stored and must read back as they were written.
+pub(crate) fn to_json_exact(value: &Dynamic) -> Result<serde_json::Value, NotJson> {
+    let json = to_json(value)?;
+    let not_finite = |leaf: &Dynamic| leaf.as_float().is_ok_and(|float| !float.is_finite());
+    match first_leaf(&value.flatten_clone(), "$".to_string(), &not_finite) {
+        Some((path, leaf)) => Err(NotJson::NotFinite {
+            path,
+            value: leaf.to_string(),
+        }),
+        None => Ok(json),
+    }
 }
 
 /// The Rhai form of a JSON value: objects become maps, `null` becomes `()`; integers that fit an
@@ -82,7 +114,13 @@ pub(crate) fn friendly_type_name(value: &Dynamic) -> String {
     }
 }
 
-fn first_non_json(value: &Dynamic, path: String) -> Option<NotJson> {
+/// The first value inside arrays and maps (depth first) that is not itself an array or map and
+/// is `wanted`, with its path.
+fn first_leaf(
+    value: &Dynamic,
+    path: String,
+    wanted: &dyn Fn(&Dynamic) -> bool,
+) -> Option<(String, Dynamic)> {
     if value.is_map() {
         let map = value.read_lock::<rhai::Map>()?;
         return map.iter().find_map(|(key, item)| {
@@ -91,7 +129,7 @@ fn first_non_json(value: &Dynamic, path: String) -> Option<NotJson> {
             } else {
                 format!("{path}[{key:?}]")
             };
-            first_non_json(item, path)
+            first_leaf(item, path, wanted)
         });
     }
     if value.is_array() {
@@ -99,18 +137,18 @@ fn first_non_json(value: &Dynamic, path: String) -> Option<NotJson> {
         return array
             .iter()
             .enumerate()
-            .find_map(|(i, item)| first_non_json(item, format!("{path}[{i}]")));
+            .find_map(|(i, item)| first_leaf(item, format!("{path}[{i}]"), wanted));
     }
-    let json_like = value.is_unit()
+    wanted(value).then(|| (path, value.clone()))
+}
+
+fn is_json_scalar(value: &Dynamic) -> bool {
+    value.is_unit()
         || value.is_bool()
         || value.is_int()
         || value.is_float()
         || value.is_string()
-        || value.is_char();
-    (!json_like).then(|| NotJson::Type {
-        path,
-        type_name: friendly_type_name(value),
-    })
+        || value.is_char()
 }
 
 fn is_plain_key(key: &str) -> bool {
@@ -147,6 +185,36 @@ mod tests {
                 type_name: "timestamp".to_string()
             },
             "the path leads to the value and the type is named"
+        );
+    }
+
+    #[test]
+    fn a_stored_value_refuses_what_would_not_read_back() {
+        let mut map = rhai::Map::new();
+        map.insert("ratio".into(), Dynamic::from_float(f64::NAN));
+        let value = Dynamic::from_array(vec![Dynamic::from_map(map)]);
+        assert_eq!(
+            to_json(&value).expect("shown once, NaN is null"),
+            json!([{"ratio": null}]),
+            "a response shows NaN as null"
+        );
+        let err = to_json_exact(&value).expect_err("stored, NaN is refused");
+        assert_eq!(
+            err.to_string(),
+            "the value at $[0].ratio is NaN, which has no JSON form: a number must be finite",
+            "the refusal says where and why"
+        );
+        let infinite = to_json_exact(&Dynamic::from_float(f64::INFINITY)).expect_err("inf");
+        assert!(
+            infinite
+                .to_string()
+                .ends_with("has no JSON form: a number must be finite"),
+            "an infinite float is refused too: {infinite}"
+        );
+        assert_eq!(
+            to_json_exact(&Dynamic::from_float(1.5)).expect("a finite float"),
+            json!(1.5),
+            "finite floats are stored as they are"
         );
     }
 

@@ -1,8 +1,9 @@
 //! The Rhai sandbox and the clients that run scripts in it.
 //!
-//! The executor never sees the store: it receives a script's source and the request in an
-//! [`ExecRequest`] and answers an [`ExecOutcome`]. (Later SDK surfaces reach data through the
-//! service traits in `picloud-core`.)
+//! The executor never sees the store: it receives a script's source and the request (or the
+//! trigger event) in an [`ExecRequest`] and answers an [`ExecOutcome`]. Scripts reach data only
+//! through the [`ScriptServices`](picloud_core::ScriptServices) the local client is built with,
+//! always for the app of the execution that calls, never one a script names.
 //!
 //! | module | holds |
 //! |---|---|
@@ -10,15 +11,15 @@
 //! | [`remote`] | the executor's HTTP API ([`remote::router`], [`remote::serve`]) and [`RemoteExecutorClient`] |
 //! | [`sandbox`] | [`Sandbox`]: the shared engine, the AST cache, validation and one execution from start to outcome |
 //! | `engine` | the one function that builds the engine and sets every limit |
-//! | `context` | the per-call context (ids, deadline, log, tokio handle) in a thread-local, set by a guard |
-//! | `scope` | the `ctx` constant a script sees |
+//! | `context` | the per-call context (ids, authority, deadline, log, tokio handle, data services, trigger depth) in a thread-local, set by a guard; the capability check and the bounded wait for service calls |
+//! | `scope` | the `ctx` constant a script sees, with the trigger event as `ctx.event` |
 //! | `response` | `response(…)` and the rules that turn a script's value into a response |
-//! | `convert` | script values ↔ JSON |
+//! | `convert` | script values ↔ JSON (exactly, for stored values) |
 //! | `nesting` | bounded recursion over deeply nested values (showing, comparing) |
 //! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
 //! | `validate` | the top-level shape a module script must keep |
 //! | `cache` | the AST cache keyed by script id and `updated_at` |
-//! | `sdk` | the standard library namespaces: `log`, `regex`, `random`, `time`, `json`, `base64`, `hex`, `url` |
+//! | `sdk` | the standard library namespaces (`log`, `regex`, `random`, `time`, `json`, `base64`, `hex`, `url`) and the data ones: `kv` with its collection handles, `dead_letters` |
 //!
 //! `docs/sdk.md` is the script author's side of the same contract.
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
-use picloud_core::{Limits, ScriptKind};
+use picloud_core::{Limits, ScriptKind, ScriptServices};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tracing::Span;
@@ -63,11 +63,12 @@ pub struct LocalExecutorClient {
 }
 
 impl LocalExecutorClient {
-    /// Builds the engine and starts `config.threads` workers (at least one).
+    /// Builds the engine and starts `config.threads` workers (at least one). Scripts reach data
+    /// only through `services` ([`picloud_core::NoServices`] for an executor without any).
     ///
     /// # Panics
     /// If the operating system refuses to start a thread, which leaves nothing to run scripts on.
-    pub fn new(config: ExecutorConfig) -> Self {
+    pub fn new(config: ExecutorConfig, services: Arc<dyn ScriptServices>) -> Self {
         let sandbox = Arc::new(Sandbox::new(config.limits, config.script_cache_size));
         let (jobs, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -76,10 +77,11 @@ impl LocalExecutorClient {
         for n in 0..threads {
             let sandbox = sandbox.clone();
             let receiver = receiver.clone();
+            let services = services.clone();
             thread::Builder::new()
                 .name(format!("picloud-exec-{n}"))
                 .stack_size(stack_size)
-                .spawn(move || work(&sandbox, &receiver))
+                .spawn(move || work(&sandbox, &receiver, &services))
                 .expect("the operating system starts an executor thread");
         }
         let runtime = OnceLock::new();
@@ -137,7 +139,11 @@ impl ExecutorClient for LocalExecutorClient {
     }
 }
 
-fn work(sandbox: &Sandbox, receiver: &Mutex<mpsc::Receiver<Job>>) {
+fn work(
+    sandbox: &Sandbox,
+    receiver: &Mutex<mpsc::Receiver<Job>>,
+    services: &Arc<dyn ScriptServices>,
+) {
     loop {
         // The lock is held while waiting: one idle worker waits on the channel, the others on
         // the lock, and each job goes to exactly one of them.
@@ -151,8 +157,11 @@ fn work(sandbox: &Sandbox, receiver: &Mutex<mpsc::Receiver<Job>>) {
             script_id = %job.request.script.id,
             execution_id = %job.request.execution_id,
         );
-        let outcome = span
-            .in_scope(|| catch_unwind(AssertUnwindSafe(|| sandbox.run(&job.request, job.runtime))));
+        let outcome = span.in_scope(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                sandbox.run(&job.request, job.runtime, services.clone())
+            }))
+        });
         let outcome = outcome.unwrap_or_else(|_| {
             tracing::error!(
                 execution_id = %job.request.execution_id,

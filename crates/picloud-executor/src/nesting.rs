@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext};
 
 use crate::convert::to_json;
+use crate::sdk::kv::KvCollection;
 
 /// Levels shown or compared before giving up. Far beyond what data nests in practice, and small
 /// enough that the recursion below stays within a few hundred KiB of stack.
@@ -89,8 +90,11 @@ fn write_value(out: &mut String, value: &Dynamic, depth: usize) {
         if let Some(map) = value.read_lock::<Map>() {
             write_map(out, &map, depth);
         }
+    } else if let Some(handle) = value.read_lock::<KvCollection>() {
+        // Rhai would show a custom type by its Rust type name.
+        let _ = write!(out, "{}", *handle);
     } else {
-        // Scalars, function pointers, timestamps and custom types do not nest.
+        // Scalars, function pointers and timestamps do not nest.
         let _ = write!(out, "{value:?}");
     }
 }

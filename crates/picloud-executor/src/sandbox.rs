@@ -1,11 +1,14 @@
 //! The sandbox: the shared engine, its limits and the AST cache. `Sandbox::run` runs one
 //! execution on the calling thread, which must be a thread with a large stack and no tokio
-//! runtime of its own: the local client's workers are exactly that, so it is not public.
+//! runtime of its own: the local client's workers are exactly that, so it is not public. The
+//! sandbox holds no data services: validation needs none, and the local client hands its
+//! services to each run.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
-use picloud_core::{Limits, ScriptKind};
+use picloud_core::{Limits, ScriptKind, ScriptServices};
 use rhai::{Dynamic, Engine};
 use tokio::runtime::Handle;
 
@@ -64,8 +67,14 @@ impl Sandbox {
         self.cache.compilations()
     }
 
-    /// Runs one execution to its end on this thread. `runtime` is what SDK calls block on.
-    pub(crate) fn run(&self, request: &ExecRequest, runtime: Option<Handle>) -> ExecOutcome {
+    /// Runs one execution to its end on this thread. `runtime` is what SDK calls block on and
+    /// `services` where their data calls go.
+    pub(crate) fn run(
+        &self,
+        request: &ExecRequest,
+        runtime: Option<Handle>,
+        services: Arc<dyn ScriptServices>,
+    ) -> ExecOutcome {
         let started = Instant::now();
         let compiled = self
             .cache
@@ -77,21 +86,13 @@ impl Sandbox {
         };
 
         let deadline = started + Duration::from_millis(self.limits.timeout_ms);
-        let guard = CallGuard::enter(CallContext::new(
-            request.app.id,
-            request.script.id,
-            request.execution_id,
-            deadline,
-            runtime,
-            request.authority.clone(),
-        ));
-        let mut scope = scope::for_request(request);
-        let evaluated = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        let guard = CallGuard::enter(CallContext::new(request, deadline, runtime, services));
+        let evaluated = scope::for_request(request)
+            .and_then(|mut scope| self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast));
         let logs = guard
             .finish()
             .map(CallContext::into_logs)
             .unwrap_or_default();
-        drop(scope);
         drop(ast);
 
         let result = match evaluated {

@@ -1,28 +1,48 @@
 //! What a script finds in scope: the constant `ctx`.
 //!
 //! ```text
-//! ctx.request       #{ method, path, params, query, headers, body, json }
+//! ctx.request       #{ method, path, params, query, headers, body, json }, or () for a trigger
 //! ctx.app           #{ id, slug }
 //! ctx.execution_id  "…"
-//! ctx.event         ()   (the trigger event, for trigger executions)
+//! ctx.event         () for HTTP, else the trigger event in its serde shape:
+//!                   #{ source: "kv", kv: #{ collection, key, op, value, prev_value } }
+//!                   #{ source: "dead_letter", dead_letter: #{ id, script_id, error, attempts, payload } }
 //! ```
 
 use std::collections::BTreeMap;
 
-use picloud_core::exec::ExecRequest;
-use rhai::{Dynamic, Map, Scope};
+use picloud_core::exec::{ExecRequest, HttpRequest};
+use picloud_core::TriggerEvent;
+use rhai::{Dynamic, EvalAltResult, Map, Position, Scope};
 
 use crate::convert::from_json;
 
-/// A fresh scope for one execution.
-pub(crate) fn for_request(request: &ExecRequest) -> Scope<'static> {
+/// A fresh scope for one execution. Fails only if the trigger event has no script form.
+pub(crate) fn for_request(request: &ExecRequest) -> Result<Scope<'static>, Box<EvalAltResult>> {
     let mut scope = Scope::new();
-    scope.push_constant_dynamic("ctx", ctx(request));
-    scope
+    scope.push_constant_dynamic("ctx", ctx(request)?);
+    Ok(scope)
 }
 
-fn ctx(exec: &ExecRequest) -> Dynamic {
-    let http = &exec.request;
+fn ctx(exec: &ExecRequest) -> Result<Dynamic, Box<EvalAltResult>> {
+    let (request, event) = match &exec.event {
+        None => (http_request(&exec.request), Dynamic::UNIT),
+        Some(event) => (Dynamic::UNIT, trigger_event(event)?),
+    };
+
+    let mut app = Map::new();
+    app.insert("id".into(), exec.app.id.to_string().into());
+    app.insert("slug".into(), exec.app.slug.clone().into());
+
+    let mut ctx = Map::new();
+    ctx.insert("request".into(), request);
+    ctx.insert("app".into(), Dynamic::from_map(app));
+    ctx.insert("execution_id".into(), exec.execution_id.to_string().into());
+    ctx.insert("event".into(), event);
+    Ok(Dynamic::from_map(ctx))
+}
+
+fn http_request(http: &HttpRequest) -> Dynamic {
     let mut request = Map::new();
     request.insert("method".into(), http.method.clone().into());
     request.insert("path".into(), http.path.clone().into());
@@ -31,17 +51,19 @@ fn ctx(exec: &ExecRequest) -> Dynamic {
     request.insert("headers".into(), string_map(&http.headers));
     request.insert("body".into(), http.body.clone().into());
     request.insert("json".into(), parsed_body(&http.body));
+    Dynamic::from_map(request)
+}
 
-    let mut app = Map::new();
-    app.insert("id".into(), exec.app.id.to_string().into());
-    app.insert("slug".into(), exec.app.slug.clone().into());
-
-    let mut ctx = Map::new();
-    ctx.insert("request".into(), Dynamic::from_map(request));
-    ctx.insert("app".into(), Dynamic::from_map(app));
-    ctx.insert("execution_id".into(), exec.execution_id.to_string().into());
-    ctx.insert("event".into(), Dynamic::UNIT);
-    Dynamic::from_map(ctx)
+/// The event as a map in exactly its wire (serde) shape, so `ctx.event` and the payload a
+/// dead letter keeps read alike.
+fn trigger_event(event: &TriggerEvent) -> Result<Dynamic, Box<EvalAltResult>> {
+    let json = serde_json::to_value(event).map_err(|err| {
+        EvalAltResult::ErrorRuntime(
+            format!("the trigger event cannot become a script value: {err}").into(),
+            Position::NONE,
+        )
+    })?;
+    from_json(json)
 }
 
 fn string_map(values: &BTreeMap<String, String>) -> Dynamic {

@@ -9,16 +9,19 @@ use std::time::Duration;
 
 use common::{failed, get, script, TOKEN};
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecRequest};
-use picloud_core::{AppId, ExecutionId};
+use picloud_core::{AppId, ExecutionId, NoServices};
 use picloud_executor::{
     remote, ExecutorClient, ExecutorConfig, LocalExecutorClient, RemoteExecutorClient,
 };
 
 async fn start_server(token: Option<&str>) -> String {
-    let local = Arc::new(LocalExecutorClient::new(ExecutorConfig {
-        threads: 2,
-        ..ExecutorConfig::default()
-    }));
+    let local = Arc::new(LocalExecutorClient::new(
+        ExecutorConfig {
+            threads: 2,
+            ..ExecutorConfig::default()
+        },
+        Arc::new(NoServices),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a free port");
@@ -42,6 +45,8 @@ fn request(source: &str) -> ExecRequest {
         script: script(source),
         request: get("/"),
         authority: Default::default(),
+        event: None,
+        trigger_depth: 0,
     }
 }
 
@@ -186,10 +191,13 @@ fn a_base_url_that_is_not_http_is_refused_at_construction() {
 
 #[tokio::test]
 async fn serve_stops_when_its_shutdown_signal_completes() {
-    let local = Arc::new(LocalExecutorClient::new(ExecutorConfig {
-        threads: 1,
-        ..ExecutorConfig::default()
-    }));
+    let local = Arc::new(LocalExecutorClient::new(
+        ExecutorConfig {
+            threads: 1,
+            ..ExecutorConfig::default()
+        },
+        Arc::new(NoServices),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

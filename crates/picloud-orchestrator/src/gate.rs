@@ -38,18 +38,30 @@ impl Gate {
         }
     }
 
+    /// Waits at most the gate's wait: for a caller holding a connection.
     pub async fn acquire(&self) -> Admission {
         match tokio::time::timeout(self.wait, self.semaphore.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => {
-                self.metrics.gate_entered();
-                Admission::Admitted(GatePermit {
-                    _permit: permit,
-                    metrics: self.metrics.clone(),
-                })
-            }
+            Ok(Ok(permit)) => self.admitted(permit),
             // Timed out, or the semaphore was closed (never done): both mean "not now".
             Ok(Err(_)) | Err(_) => Admission::Overloaded,
         }
+    }
+
+    /// Waits as long as it takes: for queued jobs, which nobody is waiting on and which already
+    /// hold a lease (the dispatcher claims no more than the gate holds, so the wait is short).
+    pub async fn acquire_patiently(&self) -> Admission {
+        match self.semaphore.clone().acquire_owned().await {
+            Ok(permit) => self.admitted(permit),
+            Err(_) => Admission::Overloaded,
+        }
+    }
+
+    fn admitted(&self, permit: OwnedSemaphorePermit) -> Admission {
+        self.metrics.gate_entered();
+        Admission::Admitted(GatePermit {
+            _permit: permit,
+            metrics: self.metrics.clone(),
+        })
     }
 
     pub fn capacity(&self) -> usize {

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use percent_encoding::percent_decode_str;
@@ -26,6 +27,7 @@ use picloud_core::exec::ScriptRef;
 use picloud_core::input::PathSegment;
 use picloud_core::{App, AppId, DispatchMode, RouteId, RouteMethod, RoutePath};
 use picloud_store::{PageRequest, RoutingEntry, Store};
+use tokio::sync::watch;
 
 use crate::error::{ServiceError, ServiceResult};
 
@@ -316,6 +318,12 @@ impl RouteIndex {
     /// Loads every app and route.
     pub async fn load(store: &dyn Store) -> ServiceResult<Self> {
         let index = Self::new();
+        index.reload(store).await?;
+        Ok(index)
+    }
+
+    /// Replaces the whole index with what the store holds now.
+    pub async fn reload(&self, store: &dyn Store) -> ServiceResult<()> {
         let mut apps: Vec<App> = Vec::new();
         let mut page = PageRequest {
             limit: PageRequest::MAX_LIMIT,
@@ -337,16 +345,44 @@ impl RouteIndex {
                 .or_default()
                 .push(Arc::new(target));
         }
-        {
-            let mut state = index.apps.write();
-            for app in apps {
-                let targets = by_app.remove(&app.id).unwrap_or_default();
-                let routes = AppRoutes::build(app.id, app.slug.as_str(), targets);
-                state.slug_of.insert(app.id, app.slug.to_string());
-                state.by_slug.insert(app.slug.to_string(), Arc::new(routes));
+        let mut fresh = Apps::default();
+        for app in apps {
+            let targets = by_app.remove(&app.id).unwrap_or_default();
+            let routes = AppRoutes::build(app.id, app.slug.as_str(), targets);
+            fresh.slug_of.insert(app.id, app.slug.to_string());
+            fresh.by_slug.insert(app.slug.to_string(), Arc::new(routes));
+        }
+        *self.apps.write() = fresh;
+        Ok(())
+    }
+
+    /// Keeps the index in step with changes other nodes make to the same database: every
+    /// `every`, reads the store's routing fingerprint and reloads when it moved. (Changes made
+    /// through this node are in the index at once; this is for the others.) Stops at `shutdown`.
+    pub async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut seen: Option<String> = None;
+        loop {
+            match store.routing_fingerprint().await {
+                Ok(fingerprint) if seen.as_ref() != Some(&fingerprint) => {
+                    let _writes = self.lock_writes().await;
+                    match self.reload(store.as_ref()).await {
+                        Ok(()) => seen = Some(fingerprint),
+                        Err(err) => tracing::warn!("the route index could not be reloaded: {err}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => tracing::debug!("the routing fingerprint could not be read: {err}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
             }
         }
-        Ok(index)
     }
 
     /// Holds the index's write lock for a check-then-write sequence; see [`RouteIndex::refresh_app`].

@@ -1,25 +1,20 @@
-//! The public request path: find the route in the index, build the execution, run it, report it.
-//!
-//! "Run it" sits behind [`Dispatch`]: today [`DirectDispatch`] passes the execution gate and calls
-//! the executor; the outbox issue puts a durable row and a dispatcher behind the same seam,
-//! without touching the lookup or the response rules.
+//! The public request path: find the route in the index, build the execution, and hand it to the
+//! dispatcher — a sync route waits for its outcome, an async route gets `202` with the
+//! execution's id once the job is durably recorded.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use async_trait::async_trait;
 use picloud_core::exec::{
-    AppRef, ExecError, ExecErrorKind, ExecOutcome, ExecRequest, HttpRequest, LogLevel,
-    ScriptResponse,
+    AppRef, ExecError, ExecErrorKind, ExecRequest, HttpRequest, ResponseBody, ScriptResponse,
 };
-use picloud_core::ExecutionId;
-use picloud_executor::ExecutorClient;
-use tracing::Instrument;
+use picloud_core::{DispatchMode, ExecutionId, JobMode, JobPayload};
+use picloud_store::NewJob;
 
-use crate::gate::{Admission, Gate};
+use crate::dispatcher::{Dispatcher, SyncOutcome};
 use crate::index::{Lookup, RouteIndex};
-use crate::metrics::Metrics;
+use crate::recorder::RecordError;
+use crate::runner::Ran;
 
 /// A public request, as the HTTP layer received it.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +52,9 @@ pub enum InvokeError {
     },
     #[error("too many executions are running; try again shortly")]
     Overloaded,
+    /// The job could not be recorded (the database is unreachable); nothing ran.
+    #[error("the request could not be recorded; try again shortly")]
+    Unavailable { cause: String },
     /// The script ran (or tried to) and failed.
     #[error("{error}")]
     Failed {
@@ -65,200 +63,15 @@ pub enum InvokeError {
     },
 }
 
-/// The outcome of handing an execution over to be run.
-#[derive(Debug)]
-pub enum RunOutcome {
-    Finished(ExecOutcome),
-    /// The gate stayed full for its whole wait; nothing ran.
-    Overloaded,
-}
-
-/// How an execution gets run. The next issue's outbox dispatcher implements this too.
-#[async_trait]
-pub trait Dispatch: Send + Sync {
-    async fn run(&self, request: ExecRequest) -> RunOutcome;
-}
-
-/// Runs at once in this process: through the gate, then the executor.
-pub struct DirectDispatch {
-    gate: Arc<Gate>,
-    executor: Arc<dyn ExecutorClient>,
-    metrics: Arc<Metrics>,
-    script_logs: ScriptLogs,
-}
-
-/// Who writes a script's `log::*` lines to this process's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScriptLogs {
-    /// The executor runs in this process and emits each line as the script writes it.
-    EmittedByExecutor,
-    /// The executor runs elsewhere: its lines come back in the outcome and are emitted here.
-    Relay,
-}
-
-impl DirectDispatch {
-    pub fn new(
-        gate: Arc<Gate>,
-        executor: Arc<dyn ExecutorClient>,
-        metrics: Arc<Metrics>,
-        script_logs: ScriptLogs,
-    ) -> Self {
-        Self {
-            gate,
-            executor,
-            metrics,
-            script_logs,
-        }
-    }
-}
-
-#[async_trait]
-impl Dispatch for DirectDispatch {
-    async fn run(&self, request: ExecRequest) -> RunOutcome {
-        let permit = match self.gate.acquire().await {
-            Admission::Admitted(permit) => permit,
-            Admission::Overloaded => return RunOutcome::Overloaded,
-        };
-        // The execution runs in a task of its own: if the caller goes away, the script still
-        // runs to its end (its deadline bounds it), and the gate permit is held until then, so
-        // the gate counts what really runs.
-        let executor = self.executor.clone();
-        let metrics = self.metrics.clone();
-        let script_logs = self.script_logs;
-        let span = tracing::Span::current();
-        let execution = tokio::spawn(
-            async move {
-                let started = Instant::now();
-                let context = ExecutionContext::of(&request);
-                let outcome = executor.execute(request).await;
-                let elapsed = started.elapsed().as_secs_f64();
-                report_execution(&context, &outcome, script_logs, elapsed, &metrics);
-                drop(permit);
-                outcome
-            }
-            .instrument(span),
-        );
-        match execution.await {
-            Ok(outcome) => RunOutcome::Finished(outcome),
-            Err(err) => {
-                tracing::error!("an execution task failed: {err}");
-                RunOutcome::Finished(ExecOutcome {
-                    result: Err(ExecError {
-                        kind: ExecErrorKind::Unavailable,
-                        message: format!("the execution task failed: {err}"),
-                        line: None,
-                        column: None,
-                    }),
-                    logs: Vec::new(),
-                    duration_us: 0,
-                })
-            }
-        }
-    }
-}
-
-/// The ids every log line of an execution carries.
-struct ExecutionContext {
-    app_id: String,
-    script_id: String,
-    execution_id: String,
-}
-
-impl ExecutionContext {
-    fn of(request: &ExecRequest) -> Self {
-        Self {
-            app_id: request.app.id.to_string(),
-            script_id: request.script.id.to_string(),
-            execution_id: request.execution_id.to_string(),
-        }
-    }
-}
-
-/// Metrics and log lines of one finished execution.
-fn report_execution(
-    context: &ExecutionContext,
-    outcome: &ExecOutcome,
-    script_logs: ScriptLogs,
-    elapsed_secs: f64,
-    metrics: &Metrics,
-) {
-    let ExecutionContext {
-        app_id,
-        script_id,
-        execution_id,
-    } = context;
-    let relayed = match script_logs {
-        ScriptLogs::Relay => outcome.logs.as_slice(),
-        ScriptLogs::EmittedByExecutor => &[],
-    };
-    for line in relayed {
-        let message = line.message.as_str();
-        match line.level {
-            LogLevel::Debug => {
-                tracing::debug!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
-            }
-            LogLevel::Info => {
-                tracing::info!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
-            }
-            LogLevel::Warn => {
-                tracing::warn!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
-            }
-            LogLevel::Error => {
-                tracing::error!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
-            }
-        }
-    }
-    let duration_ms = outcome.duration_us as f64 / 1000.0;
-    match &outcome.result {
-        Ok(response) => {
-            metrics.record_execution("ok", elapsed_secs);
-            tracing::debug!(
-                app_id,
-                script_id,
-                execution_id,
-                status = response.status,
-                duration_ms,
-                "execution finished"
-            );
-        }
-        Err(error) => {
-            metrics.record_execution(error.kind.as_str(), elapsed_secs);
-            let kind = error.kind.as_str();
-            if error.kind == ExecErrorKind::Unavailable {
-                tracing::error!(
-                    app_id,
-                    script_id,
-                    execution_id,
-                    kind,
-                    "execution failed: {}",
-                    error.message
-                );
-            } else {
-                tracing::info!(
-                    app_id,
-                    script_id,
-                    execution_id,
-                    kind,
-                    line = error.line,
-                    column = error.column,
-                    duration_ms,
-                    "execution failed: {}",
-                    error.message
-                );
-            }
-        }
-    }
-}
-
 /// Public invocations.
 pub struct Invoker {
     index: Arc<RouteIndex>,
-    dispatch: Arc<dyn Dispatch>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Invoker {
-    pub fn new(index: Arc<RouteIndex>, dispatch: Arc<dyn Dispatch>) -> Self {
-        Self { index, dispatch }
+    pub fn new(index: Arc<RouteIndex>, dispatcher: Arc<Dispatcher>) -> Self {
+        Self { index, dispatcher }
     }
 
     #[tracing::instrument(
@@ -304,22 +117,81 @@ impl Invoker {
                 body: into_text(body),
             },
             authority: picloud_core::Authority::App,
+            event: None,
+            trigger_depth: 0,
         };
-        // Every route runs synchronously until the outbox brings async dispatch (async routes
-        // cannot be created before then).
-        match self.dispatch.run(exec).await {
-            RunOutcome::Overloaded => Err(InvokeError::Overloaded),
-            RunOutcome::Finished(outcome) => match outcome.result {
-                Ok(response) => Ok(InvokeResponse {
-                    execution_id,
-                    response,
-                }),
-                Err(error) => Err(InvokeError::Failed {
-                    execution_id,
-                    error,
-                }),
-            },
+        if target.dispatch_mode == DispatchMode::Async {
+            return self.accept(exec).await;
         }
+        run_sync(&self.dispatcher, exec).await
+    }
+
+    /// An async route: `202 {"execution_id": …}` once the job is durably recorded.
+    async fn accept(&self, exec: ExecRequest) -> Result<InvokeResponse, InvokeError> {
+        let execution_id = exec.execution_id;
+        let job = NewJob {
+            id: execution_id,
+            app_id: exec.app.id,
+            script_id: exec.script.id,
+            mode: JobMode::Async,
+            payload: JobPayload::Http {
+                request: exec.request,
+            },
+            trigger_depth: 0,
+            claimed: None,
+        };
+        self.dispatcher.accept(job).await.map_err(not_recorded)?;
+        Ok(InvokeResponse {
+            execution_id,
+            response: ScriptResponse {
+                status: 202,
+                headers: Vec::new(),
+                body: ResponseBody::Json(
+                    serde_json::json!({ "execution_id": execution_id.to_string() }),
+                ),
+            },
+        })
+    }
+}
+
+/// Runs `exec` through the sync path and turns its outcome into a response or an error.
+pub(crate) async fn run_sync(
+    dispatcher: &Arc<Dispatcher>,
+    exec: ExecRequest,
+) -> Result<InvokeResponse, InvokeError> {
+    let execution_id = exec.execution_id;
+    let outcome = match dispatcher.run_sync(exec).await {
+        SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
+        SyncOutcome::Ran(Ran::Overloaded) => return Err(InvokeError::Overloaded),
+        SyncOutcome::NotRecorded(err) => return Err(not_recorded(err)),
+        SyncOutcome::TimedOut => {
+            return Err(InvokeError::Failed {
+                execution_id,
+                error: ExecError {
+                    kind: ExecErrorKind::Timeout,
+                    message: "the execution did not finish while the request waited".to_owned(),
+                    line: None,
+                    column: None,
+                },
+            })
+        }
+    };
+    match outcome.result {
+        Ok(response) => Ok(InvokeResponse {
+            execution_id,
+            response,
+        }),
+        Err(error) => Err(InvokeError::Failed {
+            execution_id,
+            error,
+        }),
+    }
+}
+
+fn not_recorded(err: RecordError) -> InvokeError {
+    tracing::warn!("a request could not be recorded: {err}");
+    InvokeError::Unavailable {
+        cause: err.to_string(),
     }
 }
 

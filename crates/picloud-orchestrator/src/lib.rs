@@ -8,8 +8,14 @@
 //! | [`users`], [`members`], [`api_keys`] | users (instance admin), per-app roles, API keys |
 //! | [`throttle`] | the slowdown of repeated failed logins, per account and per address |
 //! | [`index`] | the in-memory route index (per app, per method, matchit) |
+//! | [`triggers`], [`dead_letters`] | the services: trigger rules; listing, replaying and resolving dead letters |
 //! | [`gate`] | the execution gate: N permits, a bounded wait, then `Overloaded` |
-//! | [`invoke`] | a public request: lookup, the execution, the [`invoke::Dispatch`] seam |
+//! | [`invoke`] | a public request: lookup, then a sync run or an async `202` through the dispatcher |
+//! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters, [`TriggerConfig`] |
+//! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
+//! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
+//! | [`runner`] | one execution: gate, executor, metrics and log lines |
+//! | [`sweeper`] | retention of dead letters and abandoned-execution records |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`validate`] | the [`ScriptValidator`] seam, implemented by the local executor |
 //! | [`error`] | [`ServiceError`], the one error of the services |
@@ -19,28 +25,40 @@
 pub mod api_keys;
 pub mod apps;
 pub mod auth;
+pub mod dead_letters;
+pub mod dispatcher;
 pub mod error;
 pub mod gate;
+pub mod inbox;
 pub mod index;
 pub mod invoke;
 pub mod members;
 pub mod metrics;
 mod page;
+pub mod recorder;
 pub mod routes;
+pub mod runner;
 pub mod scripts;
+pub mod sweeper;
 pub mod throttle;
+pub mod triggers;
 pub mod users;
 pub mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use picloud_executor::ExecutorClient;
-use picloud_store::Store;
+use parking_lot::Mutex;
+use picloud_executor::{ExecutorClient, ExecutorConfig, LocalExecutorClient};
+use picloud_store::{Store, StoreServices};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 pub use crate::api_keys::{ApiKeyService, CreatedApiKey, NewApiKeyInput};
 pub use crate::apps::{AppChanges, AppService};
 pub use crate::auth::{Auth, Login};
+pub use crate::dead_letters::{DeadLetterService, Replayed};
+pub use crate::dispatcher::{Attempt, Dispatcher, OutboxConfig, TriggerConfig};
 pub use crate::error::{ServiceError, ServiceResult};
 pub use crate::gate::Gate;
 pub use crate::index::{Lookup, RouteIndex};
@@ -50,9 +68,10 @@ pub use crate::metrics::{Metrics, RequestKind};
 pub use crate::routes::{NewRouteInput, RouteService};
 pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, TestRun, MAX_SOURCE_BYTES};
 pub use crate::throttle::ThrottleConfig;
+pub use crate::triggers::{NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
-pub use picloud_store::{Page, PageRequest};
+pub use picloud_store::{DeadLetterFilter, DeadLetterStatus, Page, PageRequest};
 
 /// The platform's own settings (the sandbox's are the executor's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +84,8 @@ pub struct PlatformConfig {
     pub session_ttl_ms: i64,
     /// The slowdown of repeated failed logins.
     pub login_throttle: ThrottleConfig,
+    pub triggers: TriggerConfig,
+    pub outbox: OutboxConfig,
 }
 
 impl Default for PlatformConfig {
@@ -74,9 +95,25 @@ impl Default for PlatformConfig {
             gate_wait_ms: 1_000,
             session_ttl_ms: 24 * 3_600_000,
             login_throttle: ThrottleConfig::default(),
+            triggers: TriggerConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
+
+/// A local executor whose scripts reach the data through `store`; a write that enqueues jobs
+/// notifies `wake` (the dispatcher's, passed to [`Platform::start`]).
+pub fn local_executor(
+    store: Arc<dyn Store>,
+    config: ExecutorConfig,
+    wake: Arc<Notify>,
+) -> Arc<LocalExecutorClient> {
+    let services = StoreServices::new(store, Arc::new(move || wake.notify_one()));
+    Arc::new(LocalExecutorClient::new(config, Arc::new(services)))
+}
+
+/// How long `/readyz` waits for the database.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether the platform can serve: the database answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,20 +140,44 @@ struct Inner {
     users: UserService,
     members: MemberService,
     api_keys: ApiKeyService,
+    triggers: TriggerService,
+    dead_letters: DeadLetterService,
     invoker: invoke::Invoker,
+    dispatcher: Arc<Dispatcher>,
     config: PlatformConfig,
+    /// Turns true at shutdown; every background task watches it.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stop_recorder: watch::Sender<bool>,
+    recorder_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Platform {
-    /// Loads the route index from `store` (which must be migrated) and wires the services.
-    /// `executor` runs scripts; `validator` checks sources at save time (the local executor,
-    /// even when scripts run in a remote one). When both are the same local client, it writes
-    /// the scripts' log lines itself; otherwise the lines that come back are logged here.
+    /// [`Platform::start`] with a local executor whose scripts reach the data through `store`
+    /// (and wake this platform's dispatcher when a write enqueues trigger jobs).
+    pub async fn start_local(
+        store: Arc<dyn Store>,
+        executor: ExecutorConfig,
+        config: PlatformConfig,
+    ) -> Result<Platform, ServiceError> {
+        let wake = Arc::new(Notify::new());
+        let local = local_executor(store.clone(), executor, wake.clone());
+        Self::start(store, local.clone(), local, config, wake).await
+    }
+
+    /// Loads the route index from `store` (which must be migrated), wires the services and
+    /// starts the background tasks: the outbox writer, the dispatcher, the route-index follower
+    /// and the sweepers. `executor` runs scripts; `validator` checks sources at save time (the
+    /// local executor, even when scripts run in a remote one). When both are the same local
+    /// client, it writes the scripts' log lines itself; otherwise the lines that come back are
+    /// logged here. `wake` is notified when something outside the platform (a script's KV write)
+    /// enqueued jobs.
     pub async fn start(
         store: Arc<dyn Store>,
         executor: Arc<dyn ExecutorClient>,
         validator: Arc<dyn ScriptValidator>,
         config: PlatformConfig,
+        wake: Arc<Notify>,
     ) -> Result<Platform, ServiceError> {
         let metrics = Arc::new(Metrics::new());
         let index = Arc::new(RouteIndex::load(store.as_ref()).await?);
@@ -132,35 +193,104 @@ impl Platform {
             Arc::as_ptr(&validator) as *const (),
         );
         let script_logs = if local {
-            invoke::ScriptLogs::EmittedByExecutor
+            runner::ScriptLogs::EmittedByExecutor
         } else {
-            invoke::ScriptLogs::Relay
+            runner::ScriptLogs::Relay
         };
-        let dispatch = Arc::new(invoke::DirectDispatch::new(
-            gate.clone(),
-            executor,
-            metrics.clone(),
-            script_logs,
+        let (stop, stopped) = watch::channel(false);
+        // The writer stops last, so the outcomes of jobs finishing during shutdown are written.
+        let (stop_recorder, recorder_stopped) = watch::channel(false);
+        let (recorder, recorder_task) = recorder::Recorder::start(store.clone(), recorder_stopped);
+        let runner = runner::Runner::new(gate.clone(), executor, metrics.clone(), script_logs);
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            runner,
+            recorder,
+            wake.clone(),
+            config.triggers.clone(),
+            config.outbox.clone(),
         ));
+        let tasks = vec![
+            tokio::spawn(dispatcher.clone().run(
+                stopped.clone(),
+                Duration::from_millis(config.outbox.sync_wait_ms),
+            )),
+            tokio::spawn(index.clone().follow(
+                store.clone(),
+                Duration::from_millis(config.outbox.route_refresh_ms.max(1)),
+                stopped.clone(),
+            )),
+            tokio::spawn(sweeper::run(
+                store.clone(),
+                config.triggers.clone(),
+                Duration::from_secs(config.outbox.sweep_interval_secs.max(1)),
+                stopped,
+            )),
+        ];
         let auth = Auth::new(store.clone(), config.session_ttl_ms, config.login_throttle);
         let inner = Inner {
             apps: AppService::new(store.clone(), index.clone()),
-            scripts: ScriptService::new(store.clone(), index.clone(), validator, dispatch.clone()),
+            scripts: ScriptService::new(
+                store.clone(),
+                index.clone(),
+                validator,
+                dispatcher.clone(),
+            ),
             routes: RouteService::new(store.clone(), index.clone()),
             users: UserService::new(store.clone(), auth.clone()),
             members: MemberService::new(store.clone()),
             api_keys: ApiKeyService::new(store.clone()),
+            triggers: TriggerService::new(store.clone()),
+            dead_letters: DeadLetterService::new(store.clone(), wake),
             auth,
-            invoker: invoke::Invoker::new(index.clone(), dispatch),
+            invoker: invoke::Invoker::new(index.clone(), dispatcher.clone()),
+            dispatcher,
             store,
             index,
             gate,
             metrics,
             config,
+            stop,
+            tasks: Mutex::new(tasks),
+            stop_recorder,
+            recorder_task: Mutex::new(Some(recorder_task)),
         };
         Ok(Platform {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Stops the background tasks: the dispatcher stops claiming, waits for running jobs (up to
+    /// the sync wait), hands back the rows it holds; the outbox writer commits what is queued.
+    /// Call it after the HTTP server has drained.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.lock());
+        for task in tasks {
+            if let Err(err) = task.await {
+                tracing::warn!("a background task ended badly: {err}");
+            }
+        }
+        let _ = self.inner.stop_recorder.send(true);
+        let recorder = self.inner.recorder_task.lock().take();
+        if let Some(Err(err)) = match recorder {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            tracing::warn!("the outbox writer ended badly: {err}");
+        }
+    }
+
+    pub fn triggers(&self) -> &TriggerService {
+        &self.inner.triggers
+    }
+
+    pub fn dead_letters(&self) -> &DeadLetterService {
+        &self.inner.dead_letters
+    }
+
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.inner.dispatcher
     }
 
     pub fn apps(&self) -> &AppService {
@@ -216,9 +346,15 @@ impl Platform {
         self.inner.invoker.invoke(request).await
     }
 
-    /// Ready when the database answers a ping.
+    /// Ready when the database answers a ping within [`READINESS_TIMEOUT`]: a probe answers
+    /// promptly during an outage instead of waiting for the pool's acquire timeout.
     pub async fn readiness(&self) -> Readiness {
-        match self.inner.store.ping().await {
+        let ping = tokio::time::timeout(READINESS_TIMEOUT, self.inner.store.ping()).await;
+        match ping.unwrap_or_else(|_| {
+            Err(picloud_store::StoreError::Unavailable(
+                "no answer to a ping within a second".to_owned(),
+            ))
+        }) {
             Ok(()) => Readiness::Ready,
             Err(err) => {
                 tracing::warn!("not ready: {err}");

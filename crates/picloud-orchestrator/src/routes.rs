@@ -66,13 +66,6 @@ impl RouteService {
             )
             .into());
         }
-        if input.dispatch_mode == DispatchMode::Async {
-            return Err(InputError::new(
-                "dispatch_mode",
-                "async routes arrive with the outbox in v1.1.1; use 'sync'",
-            )
-            .into());
-        }
         let _writes = self.index.lock_writes().await;
         self.index
             .check_new_route(script.app_id, input.method, &input.path)?;

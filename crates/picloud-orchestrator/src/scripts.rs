@@ -4,22 +4,23 @@
 //! - a name must suit the kind (a module's name is what scripts import);
 //! - a script that routes point at stays an endpoint;
 //! - saving a script refreshes the routes of its app, so the next request runs the new source;
-//! - a test run ([`ScriptService::execute`]) runs an endpoint now, through the execution gate,
-//!   with the caller's own authority.
+//! - a test run ([`ScriptService::execute`]) runs an endpoint now, through the sync path of the
+//!   outbox like a public request, with the caller's own authority.
 
 use std::sync::Arc;
 
-use picloud_core::exec::{AppRef, ExecOutcome, ExecRequest, HttpRequest};
+use picloud_core::exec::{AppRef, ExecError, ExecErrorKind, ExecOutcome, ExecRequest, HttpRequest};
 use picloud_core::{
     AppId, Capability, ExecutionId, InputError, Principal, Script, ScriptId, ScriptKind, ScriptName,
 };
 use picloud_store::{NewScript, Page, PageRequest, ScriptPatch, Store, StoreError};
 
 use crate::auth::{require, require_on};
+use crate::dispatcher::{Dispatcher, SyncOutcome};
 use crate::error::{ServiceError, ServiceResult};
 use crate::index::RouteIndex;
-use crate::invoke::{Dispatch, RunOutcome};
 use crate::page::check_page;
+use crate::runner::Ran;
 use crate::validate::ScriptValidator;
 
 /// The largest source accepted: 1 MiB.
@@ -53,7 +54,7 @@ pub struct ScriptService {
     store: Arc<dyn Store>,
     index: Arc<RouteIndex>,
     validator: Arc<dyn ScriptValidator>,
-    dispatch: Arc<dyn Dispatch>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl ScriptService {
@@ -61,13 +62,13 @@ impl ScriptService {
         store: Arc<dyn Store>,
         index: Arc<RouteIndex>,
         validator: Arc<dyn ScriptValidator>,
-        dispatch: Arc<dyn Dispatch>,
+        dispatcher: Arc<Dispatcher>,
     ) -> Self {
         Self {
             store,
             index,
             validator,
-            dispatch,
+            dispatcher,
         }
     }
 
@@ -115,14 +116,30 @@ impl ScriptService {
             },
             request,
             authority: actor.authority_on(script.app_id),
+            event: None,
+            trigger_depth: 0,
         };
-        match self.dispatch.run(exec).await {
-            RunOutcome::Finished(outcome) => Ok(TestRun {
-                execution_id,
-                outcome,
-            }),
-            RunOutcome::Overloaded => Err(ServiceError::Overloaded),
-        }
+        let outcome = match self.dispatcher.run_sync(exec).await {
+            SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
+            SyncOutcome::Ran(Ran::Overloaded) => return Err(ServiceError::Overloaded),
+            SyncOutcome::NotRecorded(err) => {
+                return Err(ServiceError::Unavailable(err.to_string()))
+            }
+            SyncOutcome::TimedOut => ExecOutcome {
+                result: Err(ExecError {
+                    kind: ExecErrorKind::Timeout,
+                    message: "the execution did not finish while the request waited".to_owned(),
+                    line: None,
+                    column: None,
+                }),
+                logs: Vec::new(),
+                duration_us: 0,
+            },
+        };
+        Ok(TestRun {
+            execution_id,
+            outcome,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(app_id = %app_id))]

@@ -1,85 +1,12 @@
 //! The domain rules on both backends, called as the admin API and the dashboard call them.
 
-use std::sync::Arc;
-
-use picloud_core::{
-    AppName, AppSlug, DispatchMode, Principal, RouteMethod, RoutePath, ScriptKind, Username,
-};
-use picloud_executor::{ExecutorConfig, LocalExecutorClient};
-use picloud_orchestrator::{
-    Lookup, NewRouteInput, NewScriptInput, Platform, PlatformConfig, ScriptChanges, ServiceError,
-};
-use picloud_store::{PageRequest, Store};
+use picloud_core::{AppName, AppSlug, Principal, ScriptKind, Username};
+use picloud_orchestrator::{Lookup, Platform, ScriptChanges, ServiceError};
+use picloud_store::PageRequest;
 use picloud_test_support::both_backends;
 
-async fn start(store: Arc<dyn Store>) -> Platform {
-    let executor = Arc::new(LocalExecutorClient::new(ExecutorConfig {
-        threads: 2,
-        ..ExecutorConfig::default()
-    }));
-    Platform::start(store, executor.clone(), executor, PlatformConfig::default())
-        .await
-        .expect("the platform starts")
-}
-
-async fn admin(platform: &Platform) -> Principal {
-    platform
-        .auth()
-        .ensure_instance_admin(Some("pw"))
-        .await
-        .expect("the admin is created");
-    let login = platform
-        .auth()
-        .login("admin", "pw")
-        .await
-        .expect("the admin logs in");
-    platform
-        .auth()
-        .authenticate(&login.token)
-        .await
-        .expect("a store answer")
-        .expect("a principal")
-}
-
-fn route(method: &str, path: &str) -> NewRouteInput {
-    NewRouteInput {
-        method: RouteMethod::parse(method).expect("a method"),
-        path: RoutePath::parse(path).expect("a path"),
-        dispatch_mode: DispatchMode::Sync,
-    }
-}
-
-fn script(name: &str, kind: ScriptKind, source: &str) -> NewScriptInput {
-    NewScriptInput {
-        name: name.to_owned(),
-        kind,
-        source: source.to_owned(),
-    }
-}
-
-/// An app `slug` with one endpoint script; returns (app id, script id).
-async fn app_with_script(
-    platform: &Platform,
-    actor: &Principal,
-    slug: &str,
-    source: &str,
-) -> (picloud_core::AppId, picloud_core::ScriptId) {
-    let app = platform
-        .apps()
-        .create(
-            actor,
-            &AppSlug::parse(slug).expect("slug"),
-            &AppName::parse(slug).expect("name"),
-        )
-        .await
-        .expect("the app is created");
-    let script = platform
-        .scripts()
-        .create(actor, app.id, script("main", ScriptKind::Endpoint, source))
-        .await
-        .expect("the script is created");
-    (app.id, script.id)
-}
+mod common;
+use common::{admin, app_with_script, route, script, start};
 
 async fn route_count(platform: &Platform, actor: &Principal, app_id: picloud_core::AppId) -> usize {
     platform
@@ -118,34 +45,6 @@ both_backends!(
         assert_eq!(
             input.field, "script",
             "the message is about the target: {input}"
-        );
-        assert_eq!(
-            route_count(&platform, &actor, app_id).await,
-            0,
-            "no route was written"
-        );
-    }
-);
-
-// Async dispatch needs the outbox; until then it is refused with a pointer to 'sync'.
-both_backends!(
-    async_routes_are_refused_until_the_outbox_arrives,
-    |store| async move {
-        let platform = start(store).await;
-        let actor = admin(&platform).await;
-        let (app_id, script_id) = app_with_script(&platform, &actor, "later", "1").await;
-        let input = NewRouteInput {
-            dispatch_mode: DispatchMode::Async,
-            ..route("POST", "/jobs")
-        };
-        let err = platform
-            .routes()
-            .create(&actor, script_id, input)
-            .await
-            .expect_err("refused");
-        assert!(
-            err.to_string().contains("use 'sync'"),
-            "the refusal says what to do: {err}"
         );
         assert_eq!(
             route_count(&platform, &actor, app_id).await,

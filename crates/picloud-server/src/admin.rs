@@ -13,7 +13,7 @@ use axum::Router;
 use picloud_core::CapabilityKind;
 use picloud_orchestrator::Platform;
 
-use crate::{api_keys, apps, members, routes, scripts, users};
+use crate::{api_keys, apps, dead_letters, members, routes, scripts, triggers, users};
 
 /// What an endpoint asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,13 @@ pub static ADMIN_ROUTES: &[RouteSpec] = &[
     spec!(POST "/api/v1/admin/scripts/{script_id}/routes", Cap(K::AppWrite), CREATED, routes::create),
     spec!(GET "/api/v1/admin/apps/{app_id}/routes", Cap(K::AppRead), OK, routes::list),
     spec!(DELETE "/api/v1/admin/routes/{route_id}", Cap(K::AppWrite), NO_CONTENT, routes::remove),
+    spec!(POST "/api/v1/admin/apps/{app_id}/triggers/kv", Cap(K::AppManageTriggers), CREATED, triggers::create_kv),
+    spec!(POST "/api/v1/admin/apps/{app_id}/triggers/dead_letter", Cap(K::AppManageTriggers), CREATED, triggers::create_dead_letter),
+    spec!(GET "/api/v1/admin/apps/{app_id}/triggers", Cap(K::AppRead), OK, triggers::list),
+    spec!(DELETE "/api/v1/admin/triggers/{trigger_id}", Cap(K::AppManageTriggers), NO_CONTENT, triggers::remove),
+    spec!(GET "/api/v1/admin/apps/{app_id}/dead-letters", Cap(K::AppRead), OK, dead_letters::list),
+    spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/replay", Cap(K::AppDeadLetterManage), OK, dead_letters::replay),
+    spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/resolve", Cap(K::AppDeadLetterManage), OK, dead_letters::resolve),
     spec!(GET "/api/v1/admin/apps/{app_id}/members", Cap(K::AppRead), OK, members::list),
     spec!(PUT "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), OK, members::set),
     spec!(DELETE "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), NO_CONTENT, members::remove),

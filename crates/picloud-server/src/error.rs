@@ -320,6 +320,7 @@ impl From<InvokeError> for ApiError {
                 execution_id,
                 error,
             } => Self::from_execution(execution_id, error),
+            InvokeError::Unavailable { cause } => ServiceError::Unavailable(cause).into(),
         }
     }
 }

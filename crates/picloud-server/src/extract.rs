@@ -248,6 +248,12 @@ pub fn path_id<T>(
     })
 }
 
+/// A script id in a body field: a string that is no script id is refused as 400 on `script_id`.
+pub fn script_id_field(value: &str) -> Result<picloud_core::ScriptId, ApiError> {
+    picloud_core::ScriptId::parse(value)
+        .map_err(|err| picloud_core::InputError::new("script_id", err.to_string()).into())
+}
+
 /// `?limit=&cursor=` of a list.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
@@ -256,6 +262,11 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// For lists whose query carries more than the page.
+    pub fn new(limit: Option<String>, cursor: Option<String>) -> Self {
+        Self { limit, cursor }
+    }
+
     pub fn page(self) -> Result<PageRequest, ApiError> {
         let mut page = PageRequest {
             cursor: self.cursor.filter(|c| !c.is_empty()),

@@ -7,7 +7,7 @@
 //! | [`extract`] | the JSON body, the authenticated caller, path ids, paging |
 //! | `auth` | `/api/v1/auth/{login,logout,me}` |
 //! | [`admin`] | the admin API's route table ([`admin_routes`]): path, method, capability, status |
-//! | `apps`, `scripts`, `routes`, `members`, `users`, `api_keys` | the admin API's handlers |
+//! | `apps`, `scripts`, `routes`, `triggers`, `dead_letters`, `members`, `users`, `api_keys` | the admin API's handlers |
 //! | `health` | `/healthz`, `/readyz`, `/metrics` |
 //! | `public` | `ANY /{app_slug}/{path…}`: the apps' routes (the router's fallback) |
 //! | `layers` | request counting, JSON for axum's own errors, the panic guard |
@@ -16,6 +16,7 @@ pub mod admin;
 mod api_keys;
 mod apps;
 mod auth;
+mod dead_letters;
 pub mod error;
 pub mod extract;
 mod health;
@@ -24,6 +25,7 @@ mod members;
 mod public;
 mod routes;
 mod scripts;
+mod triggers;
 mod users;
 
 use std::future::Future;

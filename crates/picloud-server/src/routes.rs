@@ -16,7 +16,7 @@ use crate::List;
 pub(crate) struct CreateBody {
     method: String,
     path: String,
-    /// `sync` (the default); `async` arrives with the outbox.
+    /// `sync` (the default) or `async` (`202` at once; the dispatcher runs it with retries).
     dispatch_mode: Option<String>,
 }
 

@@ -481,10 +481,10 @@ both_backends!(
                 "invalid_input",
             ),
             refusal(
-                "async dispatch",
+                "an unknown dispatch mode",
                 Method::POST,
                 &routes,
-                Some(json!({"method": "GET", "path": "/later", "dispatch_mode": "async"})),
+                Some(json!({"method": "GET", "path": "/later", "dispatch_mode": "later"})),
                 400,
                 "invalid_input",
             ),

@@ -10,12 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::TestServer;
+use picloud_core::exec::HttpRequest;
 use picloud_core::{
-    ApiKeyId, AppId, AppName, AppSlug, Capability, Principal, Role, ScriptKind, ScriptName, UserId,
-    Username,
+    ApiKeyId, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode, JobPayload,
+    Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
 };
 use picloud_server::{admin_routes, Need, RouteSpec};
-use picloud_store::{NewApiKey, NewRoute, NewScript, Store};
+use picloud_store::{
+    JobAttempt, Lease, NewApiKey, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, Store,
+};
 use picloud_test_support::both_backends;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -34,6 +37,9 @@ struct Fixture {
     app: AppId,
     script: String,
     route: String,
+    trigger: String,
+    /// An unresolved dead letter of the app, for replay and resolve.
+    dead_letter: String,
     /// A viewer of the app, for the members endpoints; also the target of the users endpoints.
     target: UserId,
     /// A key of the caller's own user, for `DELETE /api-keys/{key_id}`.
@@ -127,13 +133,59 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
         })
         .await
         .expect("a key of the caller");
+    let trigger = store
+        .create_trigger(&NewTrigger {
+            app_id: app.id,
+            // The routed script: `free` must stay deletable for the script endpoints' cells.
+            script_id: routed.id,
+            detail: TriggerDetail::DeadLetter,
+        })
+        .await
+        .expect("a trigger");
+    let dead_letter = dead_letter(store, app.id, free.id).await;
     Fixture {
         app: app.id,
         script: free.id.to_string(),
         route: route.id.to_string(),
+        trigger: trigger.id.to_string(),
+        dead_letter: dead_letter.to_string(),
         target: target.id,
         own_key: own_key.id,
     }
+}
+
+/// A dead letter of `script`, made the way the dispatcher makes one: an async job claimed and
+/// failed for good. It is inserted already claimed, so the test server's dispatcher leaves it.
+async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId) -> DeadLetterId {
+    let id = ExecutionId::new();
+    store
+        .commit_outbox(&OutboxBatch {
+            enqueue: vec![NewJob {
+                id,
+                app_id,
+                script_id,
+                mode: JobMode::Async,
+                payload: JobPayload::Http {
+                    request: HttpRequest::default(),
+                },
+                trigger_depth: 0,
+                claimed: Some(Lease {
+                    owner: format!("matrix-{}", next()),
+                    lease_ms: 60_000,
+                }),
+            }],
+            finished: Vec::new(),
+            durable: true,
+        })
+        .await
+        .expect("an outbox job");
+    let job = JobAttempt { id, attempt: 1 };
+    store
+        .dead_letter_job(job, "it failed")
+        .await
+        .expect("the job is dead-lettered")
+        .expect("the attempt is current")
+        .id
 }
 
 /// The request that exercises `spec` on `fixture`: its path with the ids filled in, and a valid
@@ -153,6 +205,17 @@ fn request(spec: &RouteSpec, fixture: &Fixture) -> Option<(String, Option<Value>
             Some(json!({"method": "GET", "path": format!("/n{n}")}))
         }
         ("PUT", "/api/v1/admin/apps/{app_id}/members/{user_id}") => Some(json!({"role": "editor"})),
+        ("POST", "/api/v1/admin/apps/{app_id}/triggers/kv") => Some(
+            json!({"script_id": fixture.script, "collection": format!("c{n}"), "ops": ["set"]}),
+        ),
+        ("POST", "/api/v1/admin/apps/{app_id}/triggers/dead_letter") => {
+            Some(json!({"script_id": fixture.script}))
+        }
+        (
+            "POST",
+            "/api/v1/admin/dead-letters/{dead_letter_id}/replay"
+            | "/api/v1/admin/dead-letters/{dead_letter_id}/resolve",
+        ) => None,
         ("POST", "/api/v1/admin/api-keys") => Some(json!({"name": "k", "scopes": ["app:read"]})),
         ("POST", "/api/v1/admin/users") => {
             Some(json!({"username": format!("new{n}"), "password": "pw"}))
@@ -166,6 +229,8 @@ fn request(spec: &RouteSpec, fixture: &Fixture) -> Option<(String, Option<Value>
         .replace("{app_id}", &fixture.app.to_string())
         .replace("{script_id}", &fixture.script)
         .replace("{route_id}", &fixture.route)
+        .replace("{trigger_id}", &fixture.trigger)
+        .replace("{dead_letter_id}", &fixture.dead_letter)
         .replace("{user_id}", &fixture.target.to_string())
         .replace("{key_id}", &fixture.own_key.to_string());
     Some((path, body))
@@ -224,6 +289,8 @@ fn every_endpoint_has_a_request() {
         app: AppId::new(),
         script: "s".into(),
         route: "r".into(),
+        trigger: "t".into(),
+        dead_letter: "d".into(),
         target: UserId::new(),
         own_key: ApiKeyId::new(),
     };
@@ -516,6 +583,8 @@ both_backends!(
             app: AppId::new(),
             script: picloud_core::ScriptId::new().to_string(),
             route: picloud_core::RouteId::new().to_string(),
+            trigger: picloud_core::TriggerId::new().to_string(),
+            dead_letter: DeadLetterId::new().to_string(),
             target: UserId::new(),
             own_key: ApiKeyId::new(),
         };

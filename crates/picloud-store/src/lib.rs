@@ -5,9 +5,10 @@
 //! | this file | the store traits every backend implements, [`StoreError`], [`open`] |
 //! | [`sqlite`] | the SQLite implementation (WAL, one writer connection, `BEGIN IMMEDIATE` for writes) |
 //! | [`postgres`] | the PostgreSQL implementation |
-//! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors |
-//! | `paging` | cursors and limits, the same on both backends |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`] |
+//! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors, the outbox's multi-row writes, which KV triggers fire |
+//! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
+//! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions |
 //!
 //! Both backends pass one conformance suite (`tests/conformance.rs`): the same test bodies run
 //! against each. Every call that touches an app's objects is scoped by an [`AppId`] the caller
@@ -17,16 +18,21 @@ pub mod postgres;
 pub mod sqlite;
 
 mod paging;
+mod services;
 mod shared;
+
+pub use services::StoreServices;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use picloud_core::services::{KvListRequest, Writer};
 use picloud_core::{
-    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, Membership, Role, Route, RouteId,
-    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, User,
-    UserId, Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
+    DispatchMode, ExecutionId, JobMode, JobPayload, KvKey, Membership, Role, Route, RouteId,
+    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, Trigger,
+    TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
@@ -173,8 +179,11 @@ pub trait AppStore: Send + Sync {
     /// Oldest first.
     async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>>;
     /// `NotFound("app")` when it does not exist, `Conflict` when the new slug is taken.
+    /// `updated_at` becomes the database's now, or the old value + 1 ms if that is not later.
     async fn update_app(&self, id: AppId, patch: &AppPatch) -> StoreResult<App>;
-    /// Deletes the app with its scripts and routes. `false` when there was no such app.
+    /// Deletes the app with everything it holds: scripts, routes, triggers, KV entries, outbox
+    /// jobs, dead letters, abandoned executions, memberships and bound API keys. `false` when
+    /// there was no such app.
     async fn delete_app(&self, id: AppId) -> StoreResult<bool>;
 }
 
@@ -188,8 +197,8 @@ pub trait ScriptStore: Send + Sync {
     /// `NotFound("script")`, or `Conflict` when the new name is taken in the app. `updated_at`
     /// becomes the database's now, or the old value + 1 ms if that is not later.
     async fn update_script(&self, id: ScriptId, patch: &ScriptPatch) -> StoreResult<Script>;
-    /// `Conflict` while routes still point at it (the message says how many); `false` when
-    /// there was no such script.
+    /// `Conflict` while routes or triggers still point at it (the message says how many);
+    /// `false` when there was no such script.
     async fn delete_script(&self, id: ScriptId) -> StoreResult<bool>;
 }
 
@@ -206,6 +215,13 @@ pub trait RouteStore: Send + Sync {
     /// Every route (of one app, or of all apps) joined with its app and script, for the
     /// in-memory route index.
     async fn routing_entries(&self, app_id: Option<AppId>) -> StoreResult<Vec<RoutingEntry>>;
+    /// A value that changes whenever the route index would (an app renamed, created or deleted,
+    /// a script updated, a route added or removed), so other nodes on the same database notice
+    /// by polling it. One cheap query of counts, newest ids and sums of versions; it suffices
+    /// because routes are never updated, every app or script update moves its `updated_at`
+    /// forward, a script that routes point at cannot be deleted, and deleting an app deletes its
+    /// routes.
+    async fn routing_fingerprint(&self) -> StoreResult<String>;
 }
 
 #[async_trait]
@@ -305,10 +321,275 @@ pub trait SessionStore: Send + Sync {
     async fn delete_expired_sessions(&self) -> StoreResult<u64>;
 }
 
+/// A KV write's effect: the value before it, and how many trigger jobs it enqueued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWritten {
+    pub prev_value: Option<serde_json::Value>,
+    pub jobs_enqueued: u32,
+}
+
+/// The per-app KV store. Values are JSON; keys sort by their bytes on both backends.
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    async fn kv_get(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<Option<serde_json::Value>>;
+    async fn kv_has(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<bool>;
+    /// Upserts the entry and, in the same (durable) transaction, enqueues one async job per KV
+    /// trigger of the writer's app matching the collection, key prefix and `set`, at
+    /// `writer.trigger_depth + 1`. `InvalidInput` when the value is too large, `NotFound("app")`
+    /// when the writer's app is gone.
+    async fn kv_set(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+        value: &serde_json::Value,
+    ) -> StoreResult<KvWritten>;
+    /// Deletes the entry and enqueues the matching `delete` triggers' jobs, in one transaction.
+    /// When there was no entry nothing is written and `prev_value` is `None`.
+    async fn kv_delete(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<KvWritten>;
+    /// Keys ascending; `InvalidInput` for a cursor this store did not issue or a prefix no key
+    /// could start with. `limit` 0 means the default (100); more than
+    /// [`picloud_core::events::KV_MAX_LIST_LIMIT`] is capped.
+    async fn kv_list(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> StoreResult<Page<(String, serde_json::Value)>>;
+}
+
+/// A new trigger. The caller has checked that the script is an endpoint of `app_id`.
+#[derive(Debug, Clone)]
+pub struct NewTrigger {
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub detail: TriggerDetail,
+}
+
+#[async_trait]
+pub trait TriggerStore: Send + Sync {
+    /// `NotFound("script")` when the script is gone.
+    async fn create_trigger(&self, trigger: &NewTrigger) -> StoreResult<Trigger>;
+    async fn get_trigger(&self, id: TriggerId) -> StoreResult<Option<Trigger>>;
+    /// Oldest first.
+    async fn list_triggers(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Trigger>>;
+    async fn delete_trigger(&self, id: TriggerId) -> StoreResult<bool>;
+}
+
+/// A claim on a job: who holds it and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The claiming process (a boot id, unique per start).
+    pub owner: String,
+    pub lease_ms: i64,
+}
+
+/// A job to put in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// The execution's id.
+    pub id: ExecutionId,
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub mode: JobMode,
+    pub payload: JobPayload,
+    pub trigger_depth: u32,
+    /// `Some`: inserted already claimed (`running`, attempt 1) by the process that will run it at
+    /// once — the sync path, which then needs no separate claim write. `None`: `pending`, due now.
+    pub claimed: Option<Lease>,
+}
+
+/// One attempt at a job; completion writes name it, and are refused (fenced) once the row has
+/// moved on to another attempt or owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobAttempt {
+    pub id: ExecutionId,
+    pub attempt: u32,
+}
+
+/// A job claimed to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub id: ExecutionId,
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub mode: JobMode,
+    pub payload: JobPayload,
+    pub trigger_depth: u32,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub created_at: Timestamp,
+}
+
+impl ClaimedJob {
+    pub fn attempt_ref(&self) -> JobAttempt {
+        JobAttempt {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// One group commit of the outbox: new rows and finished attempts, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxBatch {
+    pub enqueue: Vec<NewJob>,
+    /// Attempts that finished; their rows are deleted (fenced by attempt).
+    pub finished: Vec<JobAttempt>,
+    /// On disk when the call returns (fsync). `false` for rows that promise nothing beyond the
+    /// caller's open connection (sync requests): PostgreSQL `synchronous_commit = off`, SQLite
+    /// `synchronous = NORMAL` for this commit.
+    pub durable: bool,
+}
+
+/// How many jobs wait and run, for metrics, `/readyz` detail and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    pub running: u64,
+}
+
+/// The universal outbox: every execution is a row here until it finished, was dead-lettered or
+/// was abandoned.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Writes the batch in one transaction. A job of an app deleted meanwhile is skipped (it
+    /// could never run), not an error for the whole batch.
+    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()>;
+    /// Claims up to `limit` due jobs for `owner`, oldest due first: `pending` rows whose due time
+    /// has come and `running` rows whose lease has expired (their process died). Each gets
+    /// attempt + 1 and a lease of `lease_ms` from the database's now. On PostgreSQL
+    /// `FOR UPDATE SKIP LOCKED`, so several nodes never claim one row together.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedJob>>;
+    /// Extends the leases of these attempts while `owner` still holds them; returns how many.
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobAttempt],
+        lease_ms: i64,
+    ) -> StoreResult<u64>;
+    /// A failed attempt goes back to `pending`, due `delay_ms` from now, with its error kept.
+    /// `false` when fenced.
+    async fn retry_job(&self, job: JobAttempt, delay_ms: i64, error: &str) -> StoreResult<bool>;
+    /// Moves the job into `dead_letters` (attempts = its attempt) and enqueues one job per
+    /// dead-letter trigger of its app at depth + 1, in one durable transaction. `None` when
+    /// fenced.
+    async fn dead_letter_job(
+        &self,
+        job: JobAttempt,
+        error: &str,
+    ) -> StoreResult<Option<DeadLetter>>;
+    /// The recursion stop: deletes a dead-letter handler's job and marks the dead letter it
+    /// handled `handler_failed` (never a new dead letter, never a retry), keeping `error` with it;
+    /// a dead letter closed meanwhile stays as it was. `false` when fenced.
+    async fn fail_dead_letter_handler(
+        &self,
+        job: JobAttempt,
+        dead_letter: DeadLetterId,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Deletes the job and writes an `abandoned_executions` row with `reason` (a sync job whose
+    /// caller had gone, before or after it ran). `false` when fenced.
+    async fn abandon_job(&self, job: JobAttempt, reason: &str) -> StoreResult<bool>;
+    /// Puts `owner`'s running jobs back to `pending`, due now (a clean shutdown); returns how many.
+    async fn release_jobs(&self, owner: &str) -> StoreResult<u64>;
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeadLetterStatus {
+    #[default]
+    Unresolved,
+    Resolved,
+    All,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    pub status: DeadLetterStatus,
+    pub script_id: Option<ScriptId>,
+}
+
+/// A sync execution whose caller had gone (timed out or disconnected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbandonedExecution {
+    pub execution_id: ExecutionId,
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub reason: String,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync {
+    async fn get_dead_letter(&self, id: DeadLetterId) -> StoreResult<Option<DeadLetter>>;
+    /// Newest first.
+    async fn list_dead_letters(
+        &self,
+        app_id: AppId,
+        filter: &DeadLetterFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeadLetter>>;
+    async fn count_unresolved_dead_letters(&self, app_id: AppId) -> StoreResult<u64>;
+    /// Enqueues the dead letter's job again (async, pending, due now, as `execution_id`, at the
+    /// same trigger depth) and marks it `replayed`, in one durable transaction.
+    /// `NotFound("dead letter")`; `Conflict` when it is already resolved (the message says how
+    /// and when).
+    async fn replay_dead_letter(
+        &self,
+        id: DeadLetterId,
+        execution_id: ExecutionId,
+    ) -> StoreResult<DeadLetter>;
+    /// Marks it `resolved`. `NotFound("dead letter")`; `Conflict` when already resolved.
+    async fn resolve_dead_letter(&self, id: DeadLetterId) -> StoreResult<DeadLetter>;
+    /// Deletes up to `limit` dead letters created more than `older_than_ms` ago (by the
+    /// database's clock); returns how many. Safe to run on several nodes at once.
+    async fn sweep_dead_letters(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64>;
+    /// The same for `abandoned_executions`.
+    async fn sweep_abandoned_executions(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64>;
+    /// Newest first.
+    async fn list_abandoned_executions(
+        &self,
+        app_id: AppId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AbandonedExecution>>;
+}
+
 /// Everything PiCloud keeps, on one backend.
 #[async_trait]
 pub trait Store:
-    AppStore + ScriptStore + RouteStore + UserStore + SessionStore + MembershipStore + ApiKeyStore
+    AppStore
+    + ScriptStore
+    + RouteStore
+    + UserStore
+    + SessionStore
+    + MembershipStore
+    + ApiKeyStore
+    + KvStore
+    + TriggerStore
+    + OutboxStore
+    + DeadLetterStore
 {
     fn backend(&self) -> Backend;
     /// Applies the backend's pending migrations.

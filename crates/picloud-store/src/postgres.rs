@@ -9,23 +9,32 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use picloud_core::events::kv_value_text;
+use picloud_core::services::{KvListRequest, Writer};
 use picloud_core::{
-    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, Membership, Role, Route, RouteId, Script,
-    ScriptId, Timestamp, User, UserId, Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
+    ExecutionId, KvKey, KvOp, Membership, Resolution, Role, Route, RouteId, Script, ScriptId,
+    Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder};
 
 use crate::paging::Window;
 use crate::shared::{
-    api_key_columns, app_columns, count, db_error, migrate_error, records, route_columns,
-    scopes_column, script_columns, script_has_routes, sql, user_columns, ApiKeyCredentialsRow,
-    ApiKeyRow, AppRow, CredentialsRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow,
-    UserRow, Written, MAX_SESSION_TTL_MS,
+    self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
+    dead_letter_jobs, job_columns, json_value, migrate_error, ops_column, push_attempts,
+    query_error, records, resolved_filter, route_columns, scopes_column, script_columns,
+    script_is_a_target, span, sql, user_columns, AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow,
+    AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow, JobValues, KvChange, KvRange,
+    KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow,
+    Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
-    ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, MembershipStore, NewApiKey,
-    NewRoute, NewScript, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
-    SessionStore, Store, StoreConfig, StoreError, StoreResult, UserCredentials, UserStore,
+    AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
+    DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
+    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page, PageRequest,
+    RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig,
+    StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -34,6 +43,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 macro_rules! now {
     () => {
         "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// The database's clock read once for a whole statement, as SQL text for `concat!`. Unlike
+/// `now!()` (volatile, read row by row) a planner can compare an index against it.
+macro_rules! clock {
+    () => {
+        concat!("(SELECT ", now!(), ")")
     };
 }
 
@@ -77,6 +94,142 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+async fn commit(tx: sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
+    tx.commit().await.map_err(query_error)
+}
+
+/// The outbox insert after the `job` rows of [`shared::insert_jobs`]: a job of an app that no
+/// longer exists is skipped.
+const INSERT_JOBS: &str = concat!(
+    "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
+    "status, attempt, owner, lease_until, due_at, created_at) ",
+    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload::jsonb, ",
+    "job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
+    "clock.now, clock.now ",
+    "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
+    now!(),
+    " AS now) AS clock"
+);
+
+/// Puts `jobs` into the outbox, in the caller's transaction.
+async fn enqueue(conn: &mut PgConnection, jobs: &[JobValues]) -> StoreResult<()> {
+    for chunk in jobs.chunks(JOBS_PER_INSERT) {
+        shared::insert_jobs(chunk, INSERT_JOBS)
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
+    }
+    Ok(())
+}
+
+/// Enqueues the jobs of the KV triggers that `change` fires, in the caller's transaction;
+/// returns how many.
+async fn fire_kv_triggers(conn: &mut PgConnection, change: KvChange<'_>) -> StoreResult<u32> {
+    let triggers: Vec<KvTriggerRow> = sqlx::query_as(sql::KV_TRIGGERS)
+        .bind(change.writer.app_id.to_string())
+        .bind(change.collection.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error)?;
+    let jobs = change.jobs(triggers)?;
+    enqueue(conn, &JobValues::all(&jobs)?).await?;
+    Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
+}
+
+/// How often [`upsert_kv`] tries when other transactions keep inserting and deleting the key.
+const UPSERT_TRIES: usize = 5;
+
+/// Stores `value` (JSON text) under the key and returns the value it replaces, read under the
+/// row's lock: the previous value is exactly the one this write replaced, even when another
+/// transaction writes the same key at the same time.
+async fn upsert_kv(
+    conn: &mut PgConnection,
+    app_id: AppId,
+    collection: &CollectionName,
+    key: &KvKey,
+    value: &str,
+) -> StoreResult<Option<String>> {
+    for _ in 0..UPSERT_TRIES {
+        let prev: Option<String> = sqlx::query_scalar(
+            "SELECT CAST(value AS TEXT) FROM kv_entries \
+             WHERE app_id = $1 AND collection = $2 AND key = $3 FOR UPDATE",
+        )
+        .bind(app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error)?;
+        if let Some(prev) = prev {
+            sqlx::query(concat!(
+                "UPDATE kv_entries SET value = $4::jsonb, updated_at = GREATEST(",
+                now!(),
+                ", updated_at) WHERE app_id = $1 AND collection = $2 AND key = $3"
+            ))
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .bind(value)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
+            return Ok(Some(prev));
+        }
+        // A conflicting insert waits for the other transaction; once it committed, the next
+        // round finds its row and locks it.
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
+            "SELECT apps.id, $2, $3, $4::jsonb, clock.now, clock.now ",
+            "FROM apps, (SELECT ",
+            now!(),
+            " AS now) AS clock WHERE apps.id = $1 ",
+            "ON CONFLICT (app_id, collection, key) DO NOTHING"
+        ))
+        .bind(app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .bind(value)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        if inserted > 0 {
+            return Ok(None);
+        }
+        let apps: i64 = sqlx::query_scalar(sql::APP_EXISTS)
+            .bind(app_id.to_string())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_error)?;
+        if apps == 0 {
+            return Err(StoreError::NotFound("app"));
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the KV entry '{key}' was inserted and deleted by others during {UPSERT_TRIES} tries"
+    )))
+}
+
+/// One group commit: new jobs in, finished attempts out (fenced by attempt).
+async fn write_batch(
+    conn: &mut PgConnection,
+    jobs: &[JobValues],
+    finished: &[JobAttempt],
+) -> StoreResult<()> {
+    enqueue(conn, jobs).await?;
+    for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
+        let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
+        push_attempts(&mut query, chunk);
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -130,11 +283,12 @@ impl AppStore for PgStore {
     }
 
     async fn update_app(&self, id: AppId, patch: &AppPatch) -> StoreResult<App> {
+        // `updated_at + 1`: every change is a new version, which the routing fingerprint sees.
         let row: Option<AppRow> = sqlx::query_as(concat!(
             "UPDATE apps SET slug = COALESCE($2, slug), name = COALESCE($3, name), ",
             "updated_at = GREATEST(",
             now!(),
-            ", updated_at) WHERE id = $1 ",
+            ", updated_at + 1) WHERE id = $1 ",
             "RETURNING ",
             app_columns!()
         ))
@@ -250,8 +404,8 @@ impl ScriptStore for PgStore {
             .begin()
             .await
             .map_err(|err| db_error(err, Written::Nothing))?;
-        // The row lock conflicts with the key-share lock a new route takes on its script, so no
-        // route can appear between the count and the delete.
+        // The row lock conflicts with the key-share lock a new route or trigger takes on its
+        // script, so none can appear between the count and the delete.
         let exists: Option<String> =
             sqlx::query_scalar("SELECT id FROM scripts WHERE id = $1 FOR UPDATE")
                 .bind(id.to_string())
@@ -261,13 +415,13 @@ impl ScriptStore for PgStore {
         if exists.is_none() {
             return Ok(false);
         }
-        let routes: i64 = sqlx::query_scalar(sql::COUNT_ROUTES_OF_SCRIPT)
+        let (routes, triggers): (i64, i64) = sqlx::query_as(sql::COUNT_TARGETS_OF_SCRIPT)
             .bind(id.to_string())
             .fetch_one(&mut *tx)
             .await
             .map_err(|err| db_error(err, Written::Nothing))?;
-        if routes > 0 {
-            return Err(script_has_routes(count(routes)?));
+        if routes > 0 || triggers > 0 {
+            return Err(script_is_a_target(count(routes)?, count(triggers)?));
         }
         let deleted = sqlx::query(sql::DELETE_SCRIPT)
             .bind(id.to_string())
@@ -360,6 +514,14 @@ impl RouteStore for PgStore {
             .await
             .map_err(|err| db_error(err, Written::Nothing))?;
         records(rows)
+    }
+
+    async fn routing_fingerprint(&self) -> StoreResult<String> {
+        let row: FingerprintRow = sqlx::query_as(sql::ROUTING_FINGERPRINT)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(row.into_string())
     }
 }
 
@@ -684,7 +846,7 @@ impl SessionStore for PgStore {
         ))
         .bind(token_hash)
         .bind(user_id.to_string())
-        .bind(ttl_ms.clamp(-MAX_SESSION_TTL_MS, MAX_SESSION_TTL_MS))
+        .bind(span(ttl_ms))
         .fetch_optional(&self.pool)
         .await
         .map_err(|err| db_error(err, Written::Nothing))?;
@@ -724,6 +886,610 @@ impl SessionStore for PgStore {
             .map_err(|err| db_error(err, Written::Nothing))?
             .rows_affected();
         Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl KvStore for PgStore {
+    async fn kv_get(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        let value: Option<String> = sqlx::query_scalar(sql::GET_KV)
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error)?;
+        value
+            .map(|text| json_value("kv_entries", &text))
+            .transpose()
+    }
+
+    async fn kv_has(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<bool> {
+        let entries: i64 = sqlx::query_scalar(sql::COUNT_KV)
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(entries > 0)
+    }
+
+    async fn kv_set(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+        value: &serde_json::Value,
+    ) -> StoreResult<KvWritten> {
+        let text = kv_value_text(value).map_err(|err| StoreError::InvalidInput(err.message))?;
+        let mut tx = self.begin().await?;
+        let prev = upsert_kv(&mut tx, writer.app_id, collection, key, &text).await?;
+        let prev_value = prev
+            .map(|text| json_value("kv_entries", &text))
+            .transpose()?;
+        let change = KvChange {
+            writer,
+            collection,
+            key,
+            op: KvOp::Set,
+            value: Some(value),
+            prev_value: prev_value.as_ref(),
+        };
+        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
+        commit(tx).await?;
+        Ok(KvWritten {
+            prev_value,
+            jobs_enqueued,
+        })
+    }
+
+    async fn kv_delete(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<KvWritten> {
+        let mut tx = self.begin().await?;
+        let prev: Option<String> = sqlx::query_scalar(sql::DELETE_KV)
+            .bind(writer.app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let Some(prev) = prev else {
+            return Ok(KvWritten {
+                prev_value: None,
+                jobs_enqueued: 0,
+            });
+        };
+        let prev_value = json_value("kv_entries", &prev)?;
+        let change = KvChange {
+            writer,
+            collection,
+            key,
+            op: KvOp::Delete,
+            value: None,
+            prev_value: Some(&prev_value),
+        };
+        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
+        commit(tx).await?;
+        Ok(KvWritten {
+            prev_value: Some(prev_value),
+            jobs_enqueued,
+        })
+    }
+
+    async fn kv_list(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> StoreResult<Page<(String, serde_json::Value)>> {
+        let window = Window::of_keys(request)?;
+        let range = KvRange::new(&window, request.prefix.as_deref())?;
+        let mut query = sqlx::query_as::<_, (String, String)>(range.sql)
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(&range.from)
+            .bind(window.fetch());
+        if let Some(to) = &range.to {
+            query = query.bind(to);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(query_error)?;
+        let items = rows
+            .into_iter()
+            .map(|(key, value)| Ok((key, json_value("kv_entries", &value)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(window.page(items, |(key, _)| key.clone()))
+    }
+}
+
+#[async_trait]
+impl TriggerStore for PgStore {
+    async fn create_trigger(&self, trigger: &NewTrigger) -> StoreResult<Trigger> {
+        let id = TriggerId::new().to_string();
+        let mut tx = self.begin().await?;
+        // The script must exist in the trigger's app: a trigger never crosses apps.
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO triggers (id, app_id, script_id, kind, created_at) ",
+            "SELECT $1, scripts.app_id, scripts.id, $4, ",
+            now!(),
+            " FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2"
+        ))
+        .bind(&id)
+        .bind(trigger.app_id.to_string())
+        .bind(trigger.script_id.to_string())
+        .bind(trigger.detail.kind())
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::NotFound("script"));
+        }
+        let details = match &trigger.detail {
+            TriggerDetail::Kv {
+                collection,
+                key_prefix,
+                ops,
+            } => sqlx::query(sql::INSERT_KV_TRIGGER_DETAILS)
+                .bind(&id)
+                .bind(collection.as_str())
+                .bind(key_prefix.as_deref())
+                .bind(ops_column(ops)),
+            TriggerDetail::DeadLetter => {
+                sqlx::query(sql::INSERT_DEAD_LETTER_TRIGGER_DETAILS).bind(&id)
+            }
+        };
+        details.execute(&mut *tx).await.map_err(query_error)?;
+        let row: TriggerRow = sqlx::query_as(sql::GET_TRIGGER)
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_trigger(&self, id: TriggerId) -> StoreResult<Option<Trigger>> {
+        let row: Option<TriggerRow> = sqlx::query_as(sql::GET_TRIGGER)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error)?;
+        row.map(Trigger::try_from).transpose()
+    }
+
+    async fn list_triggers(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Trigger>> {
+        let window = Window::new(page)?;
+        let rows: Vec<TriggerRow> = sqlx::query_as(sql::LIST_TRIGGERS)
+            .bind(app_id.to_string())
+            .bind(&window.after)
+            .bind(window.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(window.page(records(rows)?, |trigger: &Trigger| trigger.id.to_string()))
+    }
+
+    async fn delete_trigger(&self, id: TriggerId) -> StoreResult<bool> {
+        let deleted = sqlx::query(sql::DELETE_TRIGGER)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(query_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
+        let jobs = JobValues::all(&batch.enqueue)?;
+        let mut tx = self.begin().await?;
+        if !batch.durable {
+            // This commit returns before its WAL record is flushed; a crash may lose it.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?;
+        }
+        write_batch(&mut tx, &jobs, &batch.finished).await?;
+        commit(tx).await
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Rows are picked by primary key under FOR UPDATE SKIP LOCKED: two nodes claiming at
+        // once never wait for, nor take, each other's rows.
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "UPDATE outbox SET status = 'running', owner = $1, attempt = attempt + 1, ",
+            "lease_until = ",
+            clock!(),
+            " + $3 ",
+            "WHERE id IN (SELECT id FROM outbox ",
+            "WHERE (status = 'pending' AND due_at <= ",
+            clock!(),
+            ") OR (status = 'running' AND lease_until <= ",
+            clock!(),
+            ") ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) ",
+            "RETURNING ",
+            job_columns!()
+        ))
+        .bind(owner)
+        .bind(i64::from(limit))
+        .bind(span(lease_ms))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error)?;
+        shared::claimed(rows)
+    }
+
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobAttempt],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
+        let mut extended = 0;
+        for chunk in jobs.chunks(ATTEMPTS_PER_STATEMENT) {
+            let mut query =
+                QueryBuilder::new(concat!("UPDATE outbox SET lease_until = ", now!(), " + "));
+            query
+                .push_bind(span(lease_ms))
+                .push(" WHERE status = 'running' AND owner = ")
+                .push_bind(owner)
+                .push(" AND ");
+            push_attempts(&mut query, chunk);
+            extended += query
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(query_error)?
+                .rows_affected();
+        }
+        Ok(extended)
+    }
+
+    async fn retry_job(&self, job: JobAttempt, delay_ms: i64, error: &str) -> StoreResult<bool> {
+        let retried = sqlx::query(concat!(
+            "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, ",
+            "due_at = ",
+            now!(),
+            " + $3, last_error = $4 WHERE id = $1 AND attempt = $2"
+        ))
+        .bind(job.id.to_string())
+        .bind(i64::from(job.attempt))
+        .bind(span(delay_ms))
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        Ok(retried > 0)
+    }
+
+    async fn dead_letter_job(
+        &self,
+        job: JobAttempt,
+        error: &str,
+    ) -> StoreResult<Option<DeadLetter>> {
+        let mut tx = self.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql::DELETE_JOB)
+            .bind(job.id.to_string())
+            .bind(i64::from(job.attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let Some(failed) = row else {
+            return Ok(None);
+        };
+        let row: DeadLetterRow = sqlx::query_as(concat!(
+            "INSERT INTO dead_letters (id, app_id, script_id, execution_id, source_kind, mode, ",
+            "payload, error, attempts, trigger_depth, created_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, ",
+            now!(),
+            ") RETURNING ",
+            dead_letter_columns!()
+        ))
+        .bind(DeadLetterId::new().to_string())
+        .bind(&failed.app_id)
+        .bind(&failed.script_id)
+        .bind(&failed.id)
+        .bind(&failed.source_kind)
+        .bind(&failed.mode)
+        .bind(&failed.payload)
+        .bind(error)
+        .bind(failed.attempt)
+        .bind(failed.trigger_depth)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        let dead_letter = DeadLetter::try_from(row)?;
+        let scripts: Vec<String> = sqlx::query_scalar(sql::DEAD_LETTER_TRIGGER_SCRIPTS)
+            .bind(&failed.app_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let payload = json_value("outbox", &failed.payload)?;
+        let jobs = dead_letter_jobs(&dead_letter, payload, scripts)?;
+        enqueue(&mut tx, &JobValues::all(&jobs)?).await?;
+        commit(tx).await?;
+        Ok(Some(dead_letter))
+    }
+
+    async fn fail_dead_letter_handler(
+        &self,
+        job: JobAttempt,
+        dead_letter: DeadLetterId,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql::DELETE_JOB)
+            .bind(job.id.to_string())
+            .bind(i64::from(job.attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        if row.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(concat!(
+            "UPDATE dead_letters SET resolution = 'handler_failed', resolved_at = ",
+            now!(),
+            ", handler_error = $2 WHERE id = $1 AND resolved_at IS NULL"
+        ))
+        .bind(dead_letter.to_string())
+        .bind(error)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn abandon_job(&self, job: JobAttempt, reason: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql::DELETE_JOB)
+            .bind(job.id.to_string())
+            .bind(i64::from(job.attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let Some(abandoned) = row else {
+            return Ok(false);
+        };
+        sqlx::query(concat!(
+            "INSERT INTO abandoned_executions (execution_id, app_id, script_id, reason, created_at) ",
+            "VALUES ($1, $2, $3, $4, ",
+            now!(),
+            ")"
+        ))
+        .bind(&abandoned.id)
+        .bind(&abandoned.app_id)
+        .bind(&abandoned.script_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn release_jobs(&self, owner: &str) -> StoreResult<u64> {
+        let released = sqlx::query(concat!(
+            "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, due_at = ",
+            now!(),
+            " WHERE status = 'running' AND owner = $1"
+        ))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        Ok(released)
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+        let (pending, running): (i64, i64) = sqlx::query_as(sql::OUTBOX_DEPTH)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(OutboxDepth {
+            pending: count(pending)?,
+            running: count(running)?,
+        })
+    }
+}
+
+/// Closes an open dead letter as `$2`, returning it; no row when it is closed already.
+const CLOSE_DEAD_LETTER: &str = concat!(
+    "UPDATE dead_letters SET resolution = $2, resolved_at = ",
+    now!(),
+    " WHERE id = $1 AND resolved_at IS NULL RETURNING ",
+    dead_letter_columns!()
+);
+
+#[async_trait]
+impl DeadLetterStore for PgStore {
+    async fn get_dead_letter(&self, id: DeadLetterId) -> StoreResult<Option<DeadLetter>> {
+        let row: Option<DeadLetterRow> = sqlx::query_as(sql::GET_DEAD_LETTER)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error)?;
+        row.map(DeadLetter::try_from).transpose()
+    }
+
+    async fn list_dead_letters(
+        &self,
+        app_id: AppId,
+        filter: &DeadLetterFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeadLetter>> {
+        let window = Window::new(page)?;
+        let rows: Vec<DeadLetterRow> = sqlx::query_as(sql::LIST_DEAD_LETTERS)
+            .bind(app_id.to_string())
+            .bind(window.before())
+            .bind(window.fetch())
+            .bind(filter.script_id.map(|id| id.to_string()))
+            .bind(resolved_filter(filter.status))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(window.page(records(rows)?, |dead_letter: &DeadLetter| {
+            dead_letter.id.to_string()
+        }))
+    }
+
+    async fn count_unresolved_dead_letters(&self, app_id: AppId) -> StoreResult<u64> {
+        let unresolved: i64 = sqlx::query_scalar(sql::COUNT_UNRESOLVED_DEAD_LETTERS)
+            .bind(app_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error)?;
+        count(unresolved)
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        id: DeadLetterId,
+        execution_id: ExecutionId,
+    ) -> StoreResult<DeadLetter> {
+        let mut tx = self.begin().await?;
+        // The row lock makes a concurrent replay or resolve wait, then find it closed.
+        let row: Option<DeadLetterRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            dead_letter_columns!(),
+            " FROM dead_letters WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        let dead_letter = DeadLetter::try_from(row.ok_or(StoreError::NotFound("dead letter"))?)?;
+        if dead_letter.resolution.is_some() {
+            return Err(dead_letter_closed(&dead_letter));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, ",
+            "trigger_depth, status, attempt, due_at, created_at) ",
+            "SELECT $2, app_id, script_id, 'async', source_kind, payload, trigger_depth, ",
+            "'pending', 0, clock.now, clock.now ",
+            "FROM dead_letters, (SELECT ",
+            now!(),
+            " AS now) AS clock WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .bind(execution_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        let row: DeadLetterRow = sqlx::query_as(CLOSE_DEAD_LETTER)
+            .bind(id.to_string())
+            .bind(Resolution::Replayed.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn resolve_dead_letter(&self, id: DeadLetterId) -> StoreResult<DeadLetter> {
+        let row: Option<DeadLetterRow> = sqlx::query_as(CLOSE_DEAD_LETTER)
+            .bind(id.to_string())
+            .bind(Resolution::Resolved.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error)?;
+        if let Some(row) = row {
+            return row.try_into();
+        }
+        // Closed already (or never there): a closed dead letter never opens again.
+        let closed = self
+            .get_dead_letter(id)
+            .await?
+            .ok_or(StoreError::NotFound("dead letter"))?;
+        Err(dead_letter_closed(&closed))
+    }
+
+    async fn sweep_dead_letters(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        // SKIP LOCKED: nodes sweeping at once delete different rows instead of waiting.
+        let deleted = sqlx::query(concat!(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ",
+            "WHERE created_at < ",
+            clock!(),
+            " - $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        ))
+        .bind(span(older_than_ms))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn sweep_abandoned_executions(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let deleted = sqlx::query(concat!(
+            "DELETE FROM abandoned_executions WHERE execution_id IN (SELECT execution_id ",
+            "FROM abandoned_executions WHERE created_at < ",
+            clock!(),
+            " - $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        ))
+        .bind(span(older_than_ms))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn list_abandoned_executions(
+        &self,
+        app_id: AppId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AbandonedExecution>> {
+        let window = Window::new(page)?;
+        let rows: Vec<AbandonedRow> = sqlx::query_as(sql::LIST_ABANDONED_EXECUTIONS)
+            .bind(app_id.to_string())
+            .bind(window.before())
+            .bind(window.fetch())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(
+            window.page(records(rows)?, |abandoned: &AbandonedExecution| {
+                abandoned.execution_id.to_string()
+            }),
+        )
     }
 }
 

@@ -1,21 +1,34 @@
 //! What the two backends share, written once: the column lists and the queries that read the
 //! same on both, rows as they come out of either database and their conversion into records,
-//! and the translation of database errors into [`StoreError`]s — including the sentences a user
-//! reads when a uniqueness rule refuses a write, which must be identical on both backends.
+//! the translation of database errors into [`StoreError`]s — including the sentences a user
+//! reads when a uniqueness rule refuses a write, which must be identical on both backends —,
+//! which KV triggers a change fires and what a dead letter enqueues, and the multi-row
+//! statements of the outbox ([`insert_jobs`], [`push_attempts`]), built generically over the
+//! backend.
 //!
 //! The row structs derive `sqlx::FromRow` generically, so one definition decodes SQLite and
-//! PostgreSQL rows alike: both schemas use TEXT ids, BIGINT milliseconds and booleans. Both
-//! backends accept `$1`-style parameters, so queries without a clock read the same too.
+//! PostgreSQL rows alike: both schemas use TEXT ids, BIGINT milliseconds and booleans, and JSON
+//! (TEXT on SQLite, JSONB on PostgreSQL) is read as `CAST(… AS TEXT)`. Both backends accept
+//! `$1`-style parameters, so queries without a clock read the same too; only writing JSON differs
+//! (`$n::jsonb` on PostgreSQL).
 
 use std::fmt::Display;
 
+use picloud_core::events::{DeadLetterEvent, KvEvent};
+use picloud_core::services::Writer;
 use picloud_core::{
-    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, Membership, Role, Route, RouteId,
-    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, User,
-    UserId, Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
+    DispatchMode, ExecutionId, JobMode, JobPayload, KvKey, KvOp, Membership, Resolution, Role,
+    Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
+    Timestamp, Trigger, TriggerDetail, TriggerEvent, TriggerId, User, UserId, Username,
 };
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use crate::{ApiKeyCredentials, RoutingEntry, StoreError, StoreResult, UserCredentials};
+use crate::paging::{prefix_range, Window};
+use crate::{
+    AbandonedExecution, ApiKeyCredentials, ClaimedJob, DeadLetterStatus, JobAttempt, NewJob,
+    RoutingEntry, StoreError, StoreResult, UserCredentials,
+};
 
 /// The columns of [`AppRow`], for `concat!`.
 macro_rules! app_columns {
@@ -47,10 +60,51 @@ macro_rules! api_key_columns {
         "id, user_id, name, prefix, scopes, app_id, expires_at, last_used_at, created_at, revoked"
     };
 }
-pub(crate) use {api_key_columns, app_columns, route_columns, script_columns, user_columns};
+/// The columns of [`TriggerRow`]: a trigger with its KV details (NULL for other kinds), from
+/// `triggers LEFT JOIN kv_trigger_details`, for `concat!`.
+macro_rules! trigger_columns {
+    () => {
+        "triggers.id, triggers.app_id, triggers.script_id, triggers.kind, triggers.created_at, \
+         kv_trigger_details.collection, kv_trigger_details.key_prefix, kv_trigger_details.ops"
+    };
+}
+/// The columns of [`JobRow`], for `concat!`. The payload is read as text on both backends
+/// (JSONB on PostgreSQL).
+macro_rules! job_columns {
+    () => {
+        "id, app_id, script_id, mode, source_kind, CAST(payload AS TEXT) AS payload, \
+         trigger_depth, attempt, due_at, created_at"
+    };
+}
+/// The columns of [`DeadLetterRow`], for `concat!`.
+macro_rules! dead_letter_columns {
+    () => {
+        "id, app_id, script_id, execution_id, source_kind, CAST(payload AS TEXT) AS payload, \
+         error, attempts, trigger_depth, created_at, resolved_at, resolution"
+    };
+}
+/// The columns of [`AbandonedRow`], for `concat!`.
+macro_rules! abandoned_columns {
+    () => {
+        "execution_id, app_id, script_id, reason, created_at"
+    };
+}
+/// The columns of the `job` rows that [`insert_jobs`] builds from [`JobValues`], in the order it
+/// binds them.
+macro_rules! job_value_columns {
+    () => {
+        "id, app_id, script_id, mode, source_kind, payload, trigger_depth, status, attempt, \
+         owner, lease_ms"
+    };
+}
+pub(crate) use {
+    api_key_columns, app_columns, dead_letter_columns, job_columns, route_columns, script_columns,
+    user_columns,
+};
 
 /// The queries that read the same on both backends (no clock, no locking). Lists take the id
-/// to start after and the number of rows to fetch (see [`crate::paging::Window`]).
+/// to start after (newest-first lists: the id to stop before) and the number of rows to fetch
+/// (see [`crate::paging::Window`]).
 pub(crate) mod sql {
     pub const GET_APP: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE id = $1");
     pub const GET_APP_BY_SLUG: &str =
@@ -69,7 +123,6 @@ pub(crate) mod sql {
         script_columns!(),
         " FROM scripts WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     );
-    pub const COUNT_ROUTES_OF_SCRIPT: &str = "SELECT COUNT(*) FROM routes WHERE script_id = $1";
     pub const DELETE_SCRIPT: &str = "DELETE FROM scripts WHERE id = $1";
 
     pub const GET_ROUTE: &str = concat!("SELECT ", route_columns!(), " FROM routes WHERE id = $1");
@@ -170,17 +223,143 @@ pub(crate) mod sql {
     );
     pub const REVOKE_API_KEY: &str =
         "UPDATE api_keys SET revoked = TRUE WHERE id = $1 AND revoked = FALSE";
+
+    /// What `delete_script` must refuse for: the routes and the triggers pointing at `$1`.
+    pub const COUNT_TARGETS_OF_SCRIPT: &str = "\
+        SELECT (SELECT COUNT(*) FROM routes WHERE script_id = $1), \
+               (SELECT COUNT(*) FROM triggers WHERE script_id = $1)";
+    /// See [`RouteStore::routing_fingerprint`](crate::RouteStore::routing_fingerprint) and
+    /// [`super::FingerprintRow`].
+    pub const ROUTING_FINGERPRINT: &str = "\
+        SELECT (SELECT COUNT(*) FROM apps) AS apps, \
+               (SELECT COALESCE(MAX(id), '') FROM apps) AS last_app, \
+               (SELECT CAST(COALESCE(SUM(updated_at - created_at), 0) AS BIGINT) FROM apps) \
+                   AS app_versions, \
+               (SELECT COUNT(*) FROM routes) AS routes, \
+               (SELECT COALESCE(MAX(id), '') FROM routes) AS last_route, \
+               (SELECT CAST(COALESCE(SUM(updated_at - created_at), 0) AS BIGINT) FROM scripts) \
+                   AS script_versions";
+
+    pub const GET_KV: &str = "SELECT CAST(value AS TEXT) FROM kv_entries \
+        WHERE app_id = $1 AND collection = $2 AND key = $3";
+    pub const COUNT_KV: &str =
+        "SELECT COUNT(*) FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3";
+    /// Deletes an entry, returning the value it had.
+    pub const DELETE_KV: &str = "DELETE FROM kv_entries \
+        WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING CAST(value AS TEXT)";
+    /// The KV triggers of the app `$1` on the collection `$2`; the store matches the key prefix
+    /// and the operation.
+    pub const KV_TRIGGERS: &str = "\
+        SELECT triggers.id, triggers.script_id, kv_trigger_details.key_prefix, \
+               kv_trigger_details.ops \
+        FROM triggers JOIN kv_trigger_details ON kv_trigger_details.trigger_id = triggers.id \
+        WHERE triggers.app_id = $1 AND kv_trigger_details.collection = $2 \
+        ORDER BY triggers.id";
+    /// The scripts of the dead-letter triggers of the app `$1`.
+    pub const DEAD_LETTER_TRIGGER_SCRIPTS: &str = "\
+        SELECT triggers.script_id \
+        FROM triggers \
+        JOIN dead_letter_trigger_details ON dead_letter_trigger_details.trigger_id = triggers.id \
+        WHERE triggers.app_id = $1 ORDER BY triggers.id";
+
+    pub const INSERT_KV_TRIGGER_DETAILS: &str = "INSERT INTO kv_trigger_details \
+        (trigger_id, collection, key_prefix, ops) VALUES ($1, $2, $3, $4)";
+    pub const INSERT_DEAD_LETTER_TRIGGER_DETAILS: &str =
+        "INSERT INTO dead_letter_trigger_details (trigger_id) VALUES ($1)";
+    pub const GET_TRIGGER: &str = concat!(
+        "SELECT ",
+        trigger_columns!(),
+        " FROM triggers LEFT JOIN kv_trigger_details ",
+        "ON kv_trigger_details.trigger_id = triggers.id WHERE triggers.id = $1"
+    );
+    pub const LIST_TRIGGERS: &str = concat!(
+        "SELECT ",
+        trigger_columns!(),
+        " FROM triggers LEFT JOIN kv_trigger_details ",
+        "ON kv_trigger_details.trigger_id = triggers.id ",
+        "WHERE triggers.app_id = $1 AND triggers.id > $2 ORDER BY triggers.id LIMIT $3"
+    );
+    pub const DELETE_TRIGGER: &str = "DELETE FROM triggers WHERE id = $1";
+
+    /// Deletes the attempt `($1, $2)` of a job (fenced), returning the row.
+    pub const DELETE_JOB: &str = concat!(
+        "DELETE FROM outbox WHERE id = $1 AND attempt = $2 RETURNING ",
+        job_columns!()
+    );
+    pub const OUTBOX_DEPTH: &str = "\
+        SELECT COUNT(*) FILTER (WHERE status = 'pending'), \
+               COUNT(*) FILTER (WHERE status = 'running') \
+        FROM outbox";
+
+    pub const GET_DEAD_LETTER: &str = concat!(
+        "SELECT ",
+        dead_letter_columns!(),
+        " FROM dead_letters WHERE id = $1"
+    );
+    /// Dead letters of the app `$1` before the id `$2`, newest first, at most `$3`; only those
+    /// of the script `$4` unless it is NULL, and only resolved (`$5` true) or unresolved ones
+    /// (false) unless it is NULL.
+    pub const LIST_DEAD_LETTERS: &str = concat!(
+        "SELECT ",
+        dead_letter_columns!(),
+        " FROM dead_letters WHERE app_id = $1 AND id < $2 ",
+        "AND ($4 IS NULL OR script_id = $4) ",
+        "AND ($5 IS NULL OR (resolved_at IS NOT NULL) = $5) ",
+        "ORDER BY id DESC LIMIT $3"
+    );
+    pub const COUNT_UNRESOLVED_DEAD_LETTERS: &str =
+        "SELECT COUNT(*) FROM dead_letters WHERE app_id = $1 AND resolved_at IS NULL";
+    /// Abandoned executions of the app `$1` before the id `$2`, newest first, at most `$3`.
+    pub const LIST_ABANDONED_EXECUTIONS: &str = concat!(
+        "SELECT ",
+        abandoned_columns!(),
+        " FROM abandoned_executions WHERE app_id = $1 AND execution_id < $2 ",
+        "ORDER BY execution_id DESC LIMIT $3"
+    );
 }
 
-/// How far a session's lifetime may reach either way (100 years), so that `now + ttl` cannot
-/// overflow a 64-bit integer on either backend.
-pub(crate) const MAX_SESSION_TTL_MS: i64 = 100 * 365 * 24 * 60 * 60 * 1000;
+/// How far a span of time (a session's lifetime, a lease, a retry delay, a retention) may reach
+/// either way (100 years), so that `now + span` cannot overflow a 64-bit integer on either
+/// backend.
+const MAX_SPAN_MS: i64 = 100 * 365 * 24 * 60 * 60 * 1000;
 
-/// `delete_script` refused while `routes` routes point at the script.
-pub(crate) fn script_has_routes(routes: u64) -> StoreError {
+/// `ms` within ±[`MAX_SPAN_MS`], for `now + span` in SQL.
+pub(crate) fn span(ms: i64) -> i64 {
+    ms.clamp(-MAX_SPAN_MS, MAX_SPAN_MS)
+}
+
+/// `delete_script` refused while `routes` routes and `triggers` triggers point at the script,
+/// e.g. "the script is the target of 2 routes and 1 trigger; delete them first".
+pub(crate) fn script_is_a_target(routes: u64, triggers: u64) -> StoreError {
+    let counted = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let targets = match (routes, triggers) {
+        (0, triggers) => counted(triggers, "trigger"),
+        (routes, 0) => counted(routes, "route"),
+        (routes, triggers) => format!(
+            "{} and {}",
+            counted(routes, "route"),
+            counted(triggers, "trigger")
+        ),
+    };
+    let them = if routes + triggers == 1 { "it" } else { "them" };
     StoreError::Conflict(format!(
-        "the script is the target of {routes} route(s); delete them first"
+        "the script is the target of {targets}; delete {them} first"
     ))
+}
+
+/// `replay_dead_letter` and `resolve_dead_letter` refused: the dead letter was closed already.
+pub(crate) fn dead_letter_closed(dead_letter: &DeadLetter) -> StoreError {
+    let at = dead_letter
+        .resolved_at
+        .map_or_else(String::new, |at| format!(" at {at}"));
+    StoreError::Conflict(match dead_letter.resolution {
+        Some(Resolution::Replayed) => format!("the dead letter was already replayed{at}"),
+        Some(Resolution::HandlerFailed) => format!(
+            "the dead letter was already marked handler_failed{at} (the app's dead-letter \
+             handler failed on it)"
+        ),
+        Some(Resolution::Resolved) | None => format!("the dead letter was already resolved{at}"),
+    })
 }
 
 /// A value read from `table` that the record types refuse: a bug or a hand-edited database.
@@ -444,6 +623,483 @@ impl TryFrom<ApiKeyCredentialsRow> for ApiKeyCredentials {
     }
 }
 
+/// A JSON text the store wrote, read back.
+pub(crate) fn json_value(table: &'static str, text: &str) -> StoreResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(corrupt(table))
+}
+
+/// A job's payload as the outbox and the dead letters keep it: its JSON text.
+pub(crate) fn payload_text(payload: &JobPayload) -> StoreResult<String> {
+    serde_json::to_string(payload)
+        .map_err(|err| StoreError::Internal(format!("a job payload cannot be serialized: {err}")))
+}
+
+fn job_mode(mode: &str) -> Result<JobMode, String> {
+    match mode {
+        "sync" => Ok(JobMode::Sync),
+        "async" => Ok(JobMode::Async),
+        other => Err(format!("'{other}' is no job mode")),
+    }
+}
+
+/// A count of attempts or a trigger depth, which both backends keep as a 64-bit integer.
+fn small(table: &'static str, value: i64) -> StoreResult<u32> {
+    u32::try_from(value).map_err(corrupt(table))
+}
+
+/// KV operations as the `ops` column keeps them: names separated by commas, each once, in
+/// [`KvOp`] order ("set,delete").
+pub(crate) fn ops_column(ops: &[KvOp]) -> String {
+    let mut ops = ops.to_vec();
+    ops.sort_unstable();
+    ops.dedup();
+    ops.iter()
+        .map(|op| op.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_ops(column: &str) -> StoreResult<Vec<KvOp>> {
+    column
+        .split(',')
+        .filter(|op| !op.is_empty())
+        .map(|op| KvOp::parse(op).map_err(corrupt("kv_trigger_details")))
+        .collect()
+}
+
+/// A trigger with its KV details (NULL for other kinds).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TriggerRow {
+    id: String,
+    app_id: String,
+    script_id: String,
+    kind: String,
+    created_at: i64,
+    collection: Option<String>,
+    key_prefix: Option<String>,
+    ops: Option<String>,
+}
+
+impl TryFrom<TriggerRow> for Trigger {
+    type Error = StoreError;
+
+    fn try_from(row: TriggerRow) -> StoreResult<Self> {
+        let detail = match (row.kind.as_str(), row.collection, row.ops) {
+            ("kv", Some(collection), Some(ops)) => TriggerDetail::Kv {
+                collection: CollectionName::parse(&collection)
+                    .map_err(corrupt("kv_trigger_details"))?,
+                key_prefix: row.key_prefix,
+                ops: parse_ops(&ops)?,
+            },
+            ("dead_letter", _, _) => TriggerDetail::DeadLetter,
+            (kind, _, _) => {
+                return Err(StoreError::Internal(format!(
+                    "a corrupt row in triggers: the '{kind}' trigger {} has no details",
+                    row.id
+                )))
+            }
+        };
+        Ok(Self {
+            id: TriggerId::parse(&row.id).map_err(corrupt("triggers"))?,
+            app_id: AppId::parse(&row.app_id).map_err(corrupt("triggers"))?,
+            script_id: ScriptId::parse(&row.script_id).map_err(corrupt("triggers"))?,
+            detail,
+            created_at: Timestamp::from_millis(row.created_at),
+        })
+    }
+}
+
+/// A KV trigger of one collection, as [`sql::KV_TRIGGERS`] finds it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KvTriggerRow {
+    id: String,
+    script_id: String,
+    key_prefix: Option<String>,
+    ops: String,
+}
+
+/// A KV change that may fire triggers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KvChange<'a> {
+    pub writer: Writer,
+    pub collection: &'a CollectionName,
+    pub key: &'a KvKey,
+    pub op: KvOp,
+    pub value: Option<&'a serde_json::Value>,
+    pub prev_value: Option<&'a serde_json::Value>,
+}
+
+impl KvChange<'_> {
+    /// One async job per trigger of `triggers` (the collection's) whose key prefix and
+    /// operations match, one trigger level deeper than the writer.
+    pub fn jobs(&self, triggers: Vec<KvTriggerRow>) -> StoreResult<Vec<NewJob>> {
+        let mut jobs = Vec::new();
+        for trigger in triggers {
+            let prefix_matches = trigger
+                .key_prefix
+                .as_deref()
+                .is_none_or(|prefix| self.key.as_str().starts_with(prefix));
+            if !prefix_matches || !parse_ops(&trigger.ops)?.contains(&self.op) {
+                continue;
+            }
+            let script_id = ScriptId::parse(&trigger.script_id).map_err(corrupt("triggers"))?;
+            tracing::debug!(trigger_id = %trigger.id, %script_id, "a KV trigger fires");
+            let event = TriggerEvent::Kv {
+                kv: KvEvent {
+                    collection: self.collection.to_string(),
+                    key: self.key.to_string(),
+                    op: self.op,
+                    value: self.value.cloned(),
+                    prev_value: self.prev_value.cloned(),
+                },
+            };
+            jobs.push(triggered_job(
+                self.writer.app_id,
+                script_id,
+                self.writer.trigger_depth,
+                event,
+            ));
+        }
+        Ok(jobs)
+    }
+}
+
+/// The job a trigger enqueues: async, due now, one level deeper than what fired it.
+fn triggered_job(app_id: AppId, script_id: ScriptId, depth: u32, event: TriggerEvent) -> NewJob {
+    NewJob {
+        id: ExecutionId::new(),
+        app_id,
+        script_id,
+        mode: JobMode::Async,
+        payload: JobPayload::Trigger { event },
+        trigger_depth: depth.saturating_add(1),
+        claimed: None,
+    }
+}
+
+/// One job per dead-letter trigger script of the app (`scripts`), carrying `dead_letter`.
+pub(crate) fn dead_letter_jobs(
+    dead_letter: &DeadLetter,
+    failed_payload: serde_json::Value,
+    scripts: Vec<String>,
+) -> StoreResult<Vec<NewJob>> {
+    scripts
+        .into_iter()
+        .map(|script_id| {
+            let script_id = ScriptId::parse(&script_id).map_err(corrupt("triggers"))?;
+            let event = TriggerEvent::DeadLetter {
+                dead_letter: DeadLetterEvent {
+                    id: dead_letter.id,
+                    script_id: dead_letter.script_id,
+                    error: dead_letter.error.clone(),
+                    attempts: dead_letter.attempts,
+                    payload: failed_payload.clone(),
+                },
+            };
+            Ok(triggered_job(
+                dead_letter.app_id,
+                script_id,
+                dead_letter.trigger_depth,
+                event,
+            ))
+        })
+        .collect()
+}
+
+/// An outbox row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: String,
+    pub app_id: String,
+    pub script_id: String,
+    pub mode: String,
+    pub source_kind: String,
+    /// The JSON text of a [`JobPayload`].
+    pub payload: String,
+    pub trigger_depth: i64,
+    pub attempt: i64,
+    /// Claims come back in this order.
+    pub due_at: i64,
+    pub created_at: i64,
+}
+
+impl TryFrom<JobRow> for ClaimedJob {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: ExecutionId::parse(&row.id).map_err(corrupt("outbox"))?,
+            app_id: AppId::parse(&row.app_id).map_err(corrupt("outbox"))?,
+            script_id: ScriptId::parse(&row.script_id).map_err(corrupt("outbox"))?,
+            mode: job_mode(&row.mode).map_err(corrupt("outbox"))?,
+            payload: serde_json::from_str(&row.payload).map_err(corrupt("outbox"))?,
+            trigger_depth: small("outbox", row.trigger_depth)?,
+            attempt: small("outbox", row.attempt)?,
+            created_at: Timestamp::from_millis(row.created_at),
+        })
+    }
+}
+
+/// Claimed jobs, oldest due first (a database returns updated rows in no particular order).
+pub(crate) fn claimed(mut rows: Vec<JobRow>) -> StoreResult<Vec<ClaimedJob>> {
+    rows.sort_by(|a, b| (a.due_at, &a.id).cmp(&(b.due_at, &b.id)));
+    records(rows)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DeadLetterRow {
+    id: String,
+    app_id: String,
+    script_id: String,
+    execution_id: String,
+    source_kind: String,
+    payload: String,
+    error: String,
+    attempts: i64,
+    trigger_depth: i64,
+    created_at: i64,
+    resolved_at: Option<i64>,
+    resolution: Option<String>,
+}
+
+impl TryFrom<DeadLetterRow> for DeadLetter {
+    type Error = StoreError;
+
+    fn try_from(row: DeadLetterRow) -> StoreResult<Self> {
+        let resolution = match row.resolution.as_deref() {
+            None => None,
+            Some(text) => Some(Resolution::parse(text).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "a corrupt row in dead_letters: '{text}' is no resolution"
+                ))
+            })?),
+        };
+        Ok(Self {
+            id: DeadLetterId::parse(&row.id).map_err(corrupt("dead_letters"))?,
+            app_id: AppId::parse(&row.app_id).map_err(corrupt("dead_letters"))?,
+            script_id: ScriptId::parse(&row.script_id).map_err(corrupt("dead_letters"))?,
+            execution_id: ExecutionId::parse(&row.execution_id).map_err(corrupt("dead_letters"))?,
+            source: row.source_kind,
+            payload: serde_json::from_str(&row.payload).map_err(corrupt("dead_letters"))?,
+            error: row.error,
+            attempts: small("dead_letters", row.attempts)?,
+            trigger_depth: small("dead_letters", row.trigger_depth)?,
+            created_at: Timestamp::from_millis(row.created_at),
+            resolved_at: row.resolved_at.map(Timestamp::from_millis),
+            resolution,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AbandonedRow {
+    execution_id: String,
+    app_id: String,
+    script_id: String,
+    reason: String,
+    created_at: i64,
+}
+
+impl TryFrom<AbandonedRow> for AbandonedExecution {
+    type Error = StoreError;
+
+    fn try_from(row: AbandonedRow) -> StoreResult<Self> {
+        Ok(Self {
+            execution_id: ExecutionId::parse(&row.execution_id)
+                .map_err(corrupt("abandoned_executions"))?,
+            app_id: AppId::parse(&row.app_id).map_err(corrupt("abandoned_executions"))?,
+            script_id: ScriptId::parse(&row.script_id).map_err(corrupt("abandoned_executions"))?,
+            reason: row.reason,
+            created_at: Timestamp::from_millis(row.created_at),
+        })
+    }
+}
+
+/// What [`sql::ROUTING_FINGERPRINT`] reads. Each part moves when the route index would change:
+///
+/// - a route added or deleted: `routes` (and `last_route`, the newest id, for a delete and an
+///   add between two polls); routes are never updated;
+/// - a script's name or source changed: every update moves its `updated_at` forward by at least
+///   1 ms, so `script_versions` (the sum of `updated_at - created_at`) grows. Creating a script
+///   changes no route, and a script that routes point at cannot be deleted;
+/// - an app renamed: the same rule for apps (`app_versions`); an app created or deleted: `apps`
+///   and `last_app` (deleting an app deletes its routes, which `routes` sees too).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FingerprintRow {
+    apps: i64,
+    last_app: String,
+    app_versions: i64,
+    routes: i64,
+    last_route: String,
+    script_versions: i64,
+}
+
+impl FingerprintRow {
+    pub fn into_string(self) -> String {
+        format!(
+            "apps {} {} {}; routes {} {}; scripts {}",
+            self.apps,
+            self.last_app,
+            self.app_versions,
+            self.routes,
+            self.last_route,
+            self.script_versions
+        )
+    }
+}
+
+/// The `$5` of [`sql::LIST_DEAD_LETTERS`]: whether to list resolved dead letters, unresolved
+/// ones, or (`None`) all.
+pub(crate) fn resolved_filter(status: DeadLetterStatus) -> Option<bool> {
+    match status {
+        DeadLetterStatus::Unresolved => Some(false),
+        DeadLetterStatus::Resolved => Some(true),
+        DeadLetterStatus::All => None,
+    }
+}
+
+/// A [`NewJob`] as the outbox insert binds it.
+#[derive(Debug)]
+pub(crate) struct JobValues {
+    id: String,
+    app_id: String,
+    script_id: String,
+    mode: String,
+    source_kind: String,
+    payload: String,
+    trigger_depth: i64,
+    status: String,
+    attempt: i64,
+    owner: Option<String>,
+    lease_ms: Option<i64>,
+}
+
+impl JobValues {
+    /// Pending and never claimed (attempt 0), or — with `claimed` — running, attempt 1, held by
+    /// the lease's owner.
+    pub fn new(job: &NewJob) -> StoreResult<Self> {
+        let (status, attempt) = match job.claimed {
+            Some(_) => ("running", 1),
+            None => ("pending", 0),
+        };
+        Ok(Self {
+            id: job.id.to_string(),
+            app_id: job.app_id.to_string(),
+            script_id: job.script_id.to_string(),
+            mode: job.mode.as_str().to_owned(),
+            source_kind: job.payload.source().to_owned(),
+            payload: payload_text(&job.payload)?,
+            trigger_depth: i64::from(job.trigger_depth),
+            status: status.to_owned(),
+            attempt,
+            owner: job.claimed.as_ref().map(|lease| lease.owner.clone()),
+            lease_ms: job.claimed.as_ref().map(|lease| span(lease.lease_ms)),
+        })
+    }
+
+    pub fn all(jobs: &[NewJob]) -> StoreResult<Vec<Self>> {
+        jobs.iter().map(Self::new).collect()
+    }
+}
+
+/// Jobs per insert statement: 11 parameters a row keeps a statement well below SQLite's 32,766
+/// and PostgreSQL's 65,535 parameters.
+pub(crate) const JOBS_PER_INSERT: usize = 500;
+
+/// `WITH job (…) AS (VALUES (…), …) ` followed by `insert`, the backend's
+/// `INSERT INTO outbox … SELECT … FROM job …` (which adds the clock). At most
+/// [`JOBS_PER_INSERT`] jobs, at least one.
+pub(crate) fn insert_jobs<'a, DB>(jobs: &'a [JobValues], insert: &str) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+{
+    debug_assert!(!jobs.is_empty() && jobs.len() <= JOBS_PER_INSERT);
+    let mut query = QueryBuilder::new(concat!("WITH job (", job_value_columns!(), ") AS ("));
+    query.push_values(jobs, |mut row, job| {
+        row.push_bind(job.id.as_str())
+            .push_bind(job.app_id.as_str())
+            .push_bind(job.script_id.as_str())
+            .push_bind(job.mode.as_str())
+            .push_bind(job.source_kind.as_str())
+            .push_bind(job.payload.as_str())
+            .push_bind(job.trigger_depth)
+            .push_bind(job.status.as_str())
+            .push_bind(job.attempt)
+            .push_bind(job.owner.as_deref())
+            .push_bind(job.lease_ms);
+    });
+    query.push(") ").push(insert);
+    query
+}
+
+/// Appends `(id, attempt) IN (VALUES (…), …)`: the fence of a write to these attempts.
+/// `attempts` must not be empty.
+pub(crate) fn push_attempts<'a, DB>(query: &mut QueryBuilder<'a, DB>, attempts: &[JobAttempt])
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    query.push("(id, attempt) IN (");
+    query.push_values(attempts, |mut row, attempt| {
+        row.push_bind(attempt.id.to_string())
+            .push_bind(i64::from(attempt.attempt));
+    });
+    query.push(")");
+}
+
+/// Attempts per fenced statement (2 parameters each).
+pub(crate) const ATTEMPTS_PER_STATEMENT: usize = 1_000;
+
+/// The SQL of a KV list and its bounds: keys after the window's cursor and, with a prefix, in
+/// the prefix's range — bounds an index walks, never a `LIKE` (whose `%` and `_` a key may hold).
+#[derive(Debug)]
+pub(crate) struct KvRange {
+    /// Binds `$1` app, `$2` collection, `$3` [`KvRange::from`], `$4` the rows to fetch, and
+    /// `$5` [`KvRange::to`] when there is one.
+    pub sql: &'static str,
+    pub from: String,
+    pub to: Option<String>,
+}
+
+macro_rules! list_kv {
+    ($from:literal, $to:literal) => {
+        concat!(
+            "SELECT key, CAST(value AS TEXT) AS value FROM kv_entries ",
+            "WHERE app_id = $1 AND collection = $2 AND key ",
+            $from,
+            " $3",
+            $to,
+            " ORDER BY key LIMIT $4"
+        )
+    };
+}
+
+impl KvRange {
+    pub fn new(window: &Window, prefix: Option<&str>) -> StoreResult<Self> {
+        let prefix = prefix.unwrap_or_default();
+        let to = prefix_range(prefix)?;
+        // One lower bound, so that both databases walk the index from it: the cursor (exclusive)
+        // when it is at or past the prefix, else the prefix (inclusive).
+        let (from, inclusive) = if window.after.as_str() >= prefix {
+            (window.after.clone(), false)
+        } else {
+            (prefix.to_owned(), true)
+        };
+        let sql = match (inclusive, to.is_some()) {
+            (false, false) => list_kv!(">", ""),
+            (true, false) => list_kv!(">=", ""),
+            (false, true) => list_kv!(">", " AND key < $5"),
+            (true, true) => list_kv!(">=", " AND key < $5"),
+        };
+        Ok(Self { sql, from, to })
+    }
+}
+
 /// Converts every row, failing on the first corrupt one.
 pub(crate) fn records<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
 where
@@ -578,6 +1234,11 @@ pub(crate) fn db_error(err: sqlx::Error, written: Written<'_>) -> StoreError {
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
         other => StoreError::Internal(other.to_string()),
     }
+}
+
+/// [`db_error`] for reads and for writes that touch no unique column a user chooses.
+pub(crate) fn query_error(err: sqlx::Error) -> StoreError {
+    db_error(err, Written::Nothing)
 }
 
 /// A database error that says the database is out of reach for now, not that the query is wrong.

@@ -15,26 +15,36 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use picloud_core::events::kv_value_text;
+use picloud_core::services::{KvListRequest, Writer};
 use picloud_core::{
-    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, Membership, Role, Route, RouteId, Script,
-    ScriptId, Timestamp, User, UserId, Username,
+    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
+    ExecutionId, KvKey, KvOp, Membership, Resolution, Role, Route, RouteId, Script, ScriptId,
+    Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
 
 use crate::paging::Window;
 use crate::shared::{
-    api_key_columns, app_columns, count, db_error, migrate_error, records, route_columns,
-    scopes_column, script_columns, script_has_routes, sql, user_columns, ApiKeyCredentialsRow,
-    ApiKeyRow, AppRow, CredentialsRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow,
-    UserRow, Written, MAX_SESSION_TTL_MS,
+    self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
+    dead_letter_jobs, job_columns, json_value, migrate_error, ops_column, push_attempts,
+    query_error, records, resolved_filter, route_columns, scopes_column, script_columns,
+    script_is_a_target, span, sql, user_columns, AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow,
+    AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow, JobValues, KvChange, KvRange,
+    KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow,
+    Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
-    ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, MembershipStore, NewApiKey,
-    NewRoute, NewScript, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
-    SessionStore, Store, StoreConfig, StoreError, StoreResult, UserCredentials, UserStore,
+    AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
+    DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
+    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page, PageRequest,
+    RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig,
+    StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -125,10 +135,109 @@ fn opening(path: &Path, err: sqlx::Error) -> StoreError {
     }
 }
 
-async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
+async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
     tx.commit()
         .await
         .map_err(|err| db_error(err, Written::Nothing))
+}
+
+/// The writer connection switched to `synchronous = NORMAL` for one commit that promises
+/// nothing beyond the caller's open connection. Unless [`RelaxedWriter::restore`] set it back to
+/// FULL — because setting it back failed, or the caller stopped waiting and dropped the future —
+/// the connection is closed instead of going back to the pool, so no later write runs without
+/// its fsync.
+struct RelaxedWriter {
+    conn: PoolConnection<Sqlite>,
+    restored: bool,
+}
+
+impl RelaxedWriter {
+    async fn acquire(pool: &SqlitePool) -> StoreResult<Self> {
+        let mut writer = Self {
+            conn: pool.acquire().await.map_err(query_error)?,
+            restored: false,
+        };
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *writer.conn)
+            .await
+            .map_err(query_error)?;
+        Ok(writer)
+    }
+
+    async fn restore(&mut self) -> StoreResult<()> {
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *self.conn)
+            .await
+            .map_err(query_error)?;
+        self.restored = true;
+        Ok(())
+    }
+}
+
+impl Drop for RelaxedWriter {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// The outbox insert after the `job` rows of [`shared::insert_jobs`]: a job of an app that no
+/// longer exists is skipped.
+const INSERT_JOBS: &str = concat!(
+    "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
+    "status, attempt, owner, lease_until, due_at, created_at) ",
+    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload, ",
+    "job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
+    "clock.now, clock.now ",
+    "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
+    now!(),
+    " AS now) AS clock"
+);
+
+/// Puts `jobs` into the outbox, in the caller's transaction.
+async fn enqueue(conn: &mut SqliteConnection, jobs: &[JobValues]) -> StoreResult<()> {
+    for chunk in jobs.chunks(JOBS_PER_INSERT) {
+        shared::insert_jobs(chunk, INSERT_JOBS)
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
+    }
+    Ok(())
+}
+
+/// Enqueues the jobs of the KV triggers that `change` fires, in the caller's transaction;
+/// returns how many.
+async fn fire_kv_triggers(conn: &mut SqliteConnection, change: KvChange<'_>) -> StoreResult<u32> {
+    let triggers: Vec<KvTriggerRow> = sqlx::query_as(sql::KV_TRIGGERS)
+        .bind(change.writer.app_id.to_string())
+        .bind(change.collection.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error)?;
+    let jobs = change.jobs(triggers)?;
+    enqueue(conn, &JobValues::all(&jobs)?).await?;
+    Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
+}
+
+/// One group commit: new jobs in, finished attempts out (fenced by attempt).
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    jobs: &[JobValues],
+    finished: &[JobAttempt],
+) -> StoreResult<()> {
+    enqueue(conn, jobs).await?;
+    for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
+        let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
+        push_attempts(&mut query, chunk);
+        query
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -189,11 +298,12 @@ impl AppStore for SqliteStore {
             slug: patch.slug.as_ref(),
         };
         let mut tx = self.begin_write().await?;
+        // `updated_at + 1`: every change is a new version, which the routing fingerprint sees.
         let row: Option<AppRow> = sqlx::query_as(concat!(
             "UPDATE apps SET slug = COALESCE($2, slug), name = COALESCE($3, name), ",
             "updated_at = MAX(",
             now!(),
-            ", updated_at) WHERE id = $1 RETURNING ",
+            ", updated_at + 1) WHERE id = $1 RETURNING ",
             app_columns!()
         ))
         .bind(id.to_string())
@@ -299,15 +409,16 @@ impl ScriptStore for SqliteStore {
     }
 
     async fn delete_script(&self, id: ScriptId) -> StoreResult<bool> {
-        // BEGIN IMMEDIATE holds the write lock, so no route can appear between count and delete.
+        // BEGIN IMMEDIATE holds the write lock, so no route or trigger can appear between count
+        // and delete.
         let mut tx = self.begin_write().await?;
-        let routes: i64 = sqlx::query_scalar(sql::COUNT_ROUTES_OF_SCRIPT)
+        let (routes, triggers): (i64, i64) = sqlx::query_as(sql::COUNT_TARGETS_OF_SCRIPT)
             .bind(id.to_string())
             .fetch_one(&mut *tx)
             .await
             .map_err(|err| db_error(err, Written::Nothing))?;
-        if routes > 0 {
-            return Err(script_has_routes(count(routes)?));
+        if routes > 0 || triggers > 0 {
+            return Err(script_is_a_target(count(routes)?, count(triggers)?));
         }
         let deleted = sqlx::query(sql::DELETE_SCRIPT)
             .bind(id.to_string())
@@ -400,6 +511,14 @@ impl RouteStore for SqliteStore {
             .await
             .map_err(|err| db_error(err, Written::Nothing))?;
         records(rows)
+    }
+
+    async fn routing_fingerprint(&self) -> StoreResult<String> {
+        let row: FingerprintRow = sqlx::query_as(sql::ROUTING_FINGERPRINT)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(row.into_string())
     }
 }
 
@@ -714,7 +833,7 @@ impl SessionStore for SqliteStore {
         ))
         .bind(token_hash)
         .bind(user_id.to_string())
-        .bind(ttl_ms.clamp(-MAX_SESSION_TTL_MS, MAX_SESSION_TTL_MS))
+        .bind(span(ttl_ms))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|err| db_error(err, Written::Nothing))?;
@@ -762,6 +881,662 @@ impl SessionStore for SqliteStore {
 }
 
 #[async_trait]
+impl KvStore for SqliteStore {
+    async fn kv_get(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<Option<serde_json::Value>> {
+        let value: Option<String> = sqlx::query_scalar(sql::GET_KV)
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(query_error)?;
+        value
+            .map(|text| json_value("kv_entries", &text))
+            .transpose()
+    }
+
+    async fn kv_has(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<bool> {
+        let entries: i64 = sqlx::query_scalar(sql::COUNT_KV)
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(entries > 0)
+    }
+
+    async fn kv_set(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+        value: &serde_json::Value,
+    ) -> StoreResult<KvWritten> {
+        let text = kv_value_text(value).map_err(|err| StoreError::InvalidInput(err.message))?;
+        // BEGIN IMMEDIATE holds the write lock: the value read here is the one replaced.
+        let mut tx = self.begin_write().await?;
+        let prev: Option<String> = sqlx::query_scalar(sql::GET_KV)
+            .bind(writer.app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        // Selecting from apps makes a missing app "no row" rather than a foreign-key error.
+        let upserted = sqlx::query(concat!(
+            "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
+            "SELECT apps.id, $2, $3, $4, ",
+            now!(),
+            ", ",
+            now!(),
+            " FROM apps WHERE apps.id = $1 ",
+            "ON CONFLICT (app_id, collection, key) DO UPDATE SET value = excluded.value, ",
+            "updated_at = MAX(excluded.updated_at, kv_entries.updated_at)"
+        ))
+        .bind(writer.app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .bind(&text)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        if upserted == 0 {
+            return Err(StoreError::NotFound("app"));
+        }
+        let prev_value = prev
+            .map(|text| json_value("kv_entries", &text))
+            .transpose()?;
+        let change = KvChange {
+            writer,
+            collection,
+            key,
+            op: KvOp::Set,
+            value: Some(value),
+            prev_value: prev_value.as_ref(),
+        };
+        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
+        commit(tx).await?;
+        Ok(KvWritten {
+            prev_value,
+            jobs_enqueued,
+        })
+    }
+
+    async fn kv_delete(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<KvWritten> {
+        let mut tx = self.begin_write().await?;
+        let prev: Option<String> = sqlx::query_scalar(sql::DELETE_KV)
+            .bind(writer.app_id.to_string())
+            .bind(collection.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let Some(prev) = prev else {
+            return Ok(KvWritten {
+                prev_value: None,
+                jobs_enqueued: 0,
+            });
+        };
+        let prev_value = json_value("kv_entries", &prev)?;
+        let change = KvChange {
+            writer,
+            collection,
+            key,
+            op: KvOp::Delete,
+            value: None,
+            prev_value: Some(&prev_value),
+        };
+        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
+        commit(tx).await?;
+        Ok(KvWritten {
+            prev_value: Some(prev_value),
+            jobs_enqueued,
+        })
+    }
+
+    async fn kv_list(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> StoreResult<Page<(String, serde_json::Value)>> {
+        let window = Window::of_keys(request)?;
+        let range = KvRange::new(&window, request.prefix.as_deref())?;
+        let mut query = sqlx::query_as::<_, (String, String)>(range.sql)
+            .bind(app_id.to_string())
+            .bind(collection.as_str())
+            .bind(&range.from)
+            .bind(window.fetch());
+        if let Some(to) = &range.to {
+            query = query.bind(to);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(query_error)?;
+        let items = rows
+            .into_iter()
+            .map(|(key, value)| Ok((key, json_value("kv_entries", &value)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(window.page(items, |(key, _)| key.clone()))
+    }
+}
+
+#[async_trait]
+impl TriggerStore for SqliteStore {
+    async fn create_trigger(&self, trigger: &NewTrigger) -> StoreResult<Trigger> {
+        let id = TriggerId::new().to_string();
+        let mut tx = self.begin_write().await?;
+        // The script must exist in the trigger's app: a trigger never crosses apps.
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO triggers (id, app_id, script_id, kind, created_at) ",
+            "SELECT $1, scripts.app_id, scripts.id, $4, ",
+            now!(),
+            " FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2"
+        ))
+        .bind(&id)
+        .bind(trigger.app_id.to_string())
+        .bind(trigger.script_id.to_string())
+        .bind(trigger.detail.kind())
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::NotFound("script"));
+        }
+        let details = match &trigger.detail {
+            TriggerDetail::Kv {
+                collection,
+                key_prefix,
+                ops,
+            } => sqlx::query(sql::INSERT_KV_TRIGGER_DETAILS)
+                .bind(&id)
+                .bind(collection.as_str())
+                .bind(key_prefix.as_deref())
+                .bind(ops_column(ops)),
+            TriggerDetail::DeadLetter => {
+                sqlx::query(sql::INSERT_DEAD_LETTER_TRIGGER_DETAILS).bind(&id)
+            }
+        };
+        details.execute(&mut *tx).await.map_err(query_error)?;
+        let row: TriggerRow = sqlx::query_as(sql::GET_TRIGGER)
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn get_trigger(&self, id: TriggerId) -> StoreResult<Option<Trigger>> {
+        let row: Option<TriggerRow> = sqlx::query_as(sql::GET_TRIGGER)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(query_error)?;
+        row.map(Trigger::try_from).transpose()
+    }
+
+    async fn list_triggers(&self, app_id: AppId, page: &PageRequest) -> StoreResult<Page<Trigger>> {
+        let window = Window::new(page)?;
+        let rows: Vec<TriggerRow> = sqlx::query_as(sql::LIST_TRIGGERS)
+            .bind(app_id.to_string())
+            .bind(&window.after)
+            .bind(window.fetch())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(window.page(records(rows)?, |trigger: &Trigger| trigger.id.to_string()))
+    }
+
+    async fn delete_trigger(&self, id: TriggerId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql::DELETE_TRIGGER)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error)?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted > 0)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
+        let jobs = JobValues::all(&batch.enqueue)?;
+        if batch.durable {
+            let mut tx = self.begin_write().await?;
+            write_batch(&mut tx, &jobs, &batch.finished).await?;
+            return commit(tx).await;
+        }
+        // Without an fsync at commit: WAL with synchronous = NORMAL, for this commit only.
+        let mut writer = RelaxedWriter::acquire(&self.writer).await?;
+        let written = async {
+            let mut tx = writer
+                .conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(query_error)?;
+            write_batch(&mut tx, &jobs, &batch.finished).await?;
+            commit(tx).await
+        }
+        .await;
+        let restored = writer.restore().await;
+        written.and(restored)
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One writer: no other claim runs meanwhile, so nothing to skip.
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "UPDATE outbox SET status = 'running', owner = $1, attempt = attempt + 1, ",
+            "lease_until = ",
+            now!(),
+            " + $3 ",
+            "WHERE id IN (SELECT id FROM outbox ",
+            "WHERE (status = 'pending' AND due_at <= ",
+            now!(),
+            ") OR (status = 'running' AND lease_until <= ",
+            now!(),
+            ") ORDER BY due_at LIMIT $2) ",
+            "RETURNING ",
+            job_columns!()
+        ))
+        .bind(owner)
+        .bind(i64::from(limit))
+        .bind(span(lease_ms))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        commit(tx).await?;
+        shared::claimed(rows)
+    }
+
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobAttempt],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut extended = 0;
+        for chunk in jobs.chunks(ATTEMPTS_PER_STATEMENT) {
+            let mut query =
+                QueryBuilder::new(concat!("UPDATE outbox SET lease_until = ", now!(), " + "));
+            query
+                .push_bind(span(lease_ms))
+                .push(" WHERE status = 'running' AND owner = ")
+                .push_bind(owner)
+                .push(" AND ");
+            push_attempts(&mut query, chunk);
+            extended += query
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?
+                .rows_affected();
+        }
+        commit(tx).await?;
+        Ok(extended)
+    }
+
+    async fn retry_job(&self, job: JobAttempt, delay_ms: i64, error: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let retried = sqlx::query(concat!(
+            "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, ",
+            "due_at = ",
+            now!(),
+            " + $3, last_error = $4 WHERE id = $1 AND attempt = $2"
+        ))
+        .bind(job.id.to_string())
+        .bind(i64::from(job.attempt))
+        .bind(span(delay_ms))
+        .bind(error)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        commit(tx).await?;
+        Ok(retried > 0)
+    }
+
+    async fn dead_letter_job(
+        &self,
+        job: JobAttempt,
+        error: &str,
+    ) -> StoreResult<Option<DeadLetter>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql::DELETE_JOB)
+            .bind(job.id.to_string())
+            .bind(i64::from(job.attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let Some(failed) = row else {
+            return Ok(None);
+        };
+        let row: DeadLetterRow = sqlx::query_as(concat!(
+            "INSERT INTO dead_letters (id, app_id, script_id, execution_id, source_kind, mode, ",
+            "payload, error, attempts, trigger_depth, created_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
+            now!(),
+            ") RETURNING ",
+            dead_letter_columns!()
+        ))
+        .bind(DeadLetterId::new().to_string())
+        .bind(&failed.app_id)
+        .bind(&failed.script_id)
+        .bind(&failed.id)
+        .bind(&failed.source_kind)
+        .bind(&failed.mode)
+        .bind(&failed.payload)
+        .bind(error)
+        .bind(failed.attempt)
+        .bind(failed.trigger_depth)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        let dead_letter = DeadLetter::try_from(row)?;
+        let scripts: Vec<String> = sqlx::query_scalar(sql::DEAD_LETTER_TRIGGER_SCRIPTS)
+            .bind(&failed.app_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let payload = json_value("outbox", &failed.payload)?;
+        let jobs = dead_letter_jobs(&dead_letter, payload, scripts)?;
+        enqueue(&mut tx, &JobValues::all(&jobs)?).await?;
+        commit(tx).await?;
+        Ok(Some(dead_letter))
+    }
+
+    async fn fail_dead_letter_handler(
+        &self,
+        job: JobAttempt,
+        dead_letter: DeadLetterId,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql::DELETE_JOB)
+            .bind(job.id.to_string())
+            .bind(i64::from(job.attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        if row.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(concat!(
+            "UPDATE dead_letters SET resolution = 'handler_failed', resolved_at = ",
+            now!(),
+            ", handler_error = $2 WHERE id = $1 AND resolved_at IS NULL"
+        ))
+        .bind(dead_letter.to_string())
+        .bind(error)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn abandon_job(&self, job: JobAttempt, reason: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql::DELETE_JOB)
+            .bind(job.id.to_string())
+            .bind(i64::from(job.attempt))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let Some(abandoned) = row else {
+            return Ok(false);
+        };
+        sqlx::query(concat!(
+            "INSERT INTO abandoned_executions (execution_id, app_id, script_id, reason, created_at) ",
+            "VALUES ($1, $2, $3, $4, ",
+            now!(),
+            ")"
+        ))
+        .bind(&abandoned.id)
+        .bind(&abandoned.app_id)
+        .bind(&abandoned.script_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn release_jobs(&self, owner: &str) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let released = sqlx::query(concat!(
+            "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, due_at = ",
+            now!(),
+            " WHERE status = 'running' AND owner = $1"
+        ))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        commit(tx).await?;
+        Ok(released)
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+        let (pending, running): (i64, i64) = sqlx::query_as(sql::OUTBOX_DEPTH)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(OutboxDepth {
+            pending: count(pending)?,
+            running: count(running)?,
+        })
+    }
+}
+
+/// Closes an open dead letter as `$2`, returning it; no row when it is closed already.
+const CLOSE_DEAD_LETTER: &str = concat!(
+    "UPDATE dead_letters SET resolution = $2, resolved_at = ",
+    now!(),
+    " WHERE id = $1 AND resolved_at IS NULL RETURNING ",
+    dead_letter_columns!()
+);
+
+#[async_trait]
+impl DeadLetterStore for SqliteStore {
+    async fn get_dead_letter(&self, id: DeadLetterId) -> StoreResult<Option<DeadLetter>> {
+        let row: Option<DeadLetterRow> = sqlx::query_as(sql::GET_DEAD_LETTER)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(query_error)?;
+        row.map(DeadLetter::try_from).transpose()
+    }
+
+    async fn list_dead_letters(
+        &self,
+        app_id: AppId,
+        filter: &DeadLetterFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeadLetter>> {
+        let window = Window::new(page)?;
+        let rows: Vec<DeadLetterRow> = sqlx::query_as(sql::LIST_DEAD_LETTERS)
+            .bind(app_id.to_string())
+            .bind(window.before())
+            .bind(window.fetch())
+            .bind(filter.script_id.map(|id| id.to_string()))
+            .bind(resolved_filter(filter.status))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(window.page(records(rows)?, |dead_letter: &DeadLetter| {
+            dead_letter.id.to_string()
+        }))
+    }
+
+    async fn count_unresolved_dead_letters(&self, app_id: AppId) -> StoreResult<u64> {
+        let unresolved: i64 = sqlx::query_scalar(sql::COUNT_UNRESOLVED_DEAD_LETTERS)
+            .bind(app_id.to_string())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(query_error)?;
+        count(unresolved)
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        id: DeadLetterId,
+        execution_id: ExecutionId,
+    ) -> StoreResult<DeadLetter> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<DeadLetterRow> = sqlx::query_as(sql::GET_DEAD_LETTER)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let dead_letter = DeadLetter::try_from(row.ok_or(StoreError::NotFound("dead letter"))?)?;
+        if dead_letter.resolution.is_some() {
+            return Err(dead_letter_closed(&dead_letter));
+        }
+        sqlx::query(concat!(
+            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, ",
+            "trigger_depth, status, attempt, due_at, created_at) ",
+            "SELECT $2, app_id, script_id, 'async', source_kind, payload, trigger_depth, ",
+            "'pending', 0, ",
+            now!(),
+            ", ",
+            now!(),
+            " FROM dead_letters WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .bind(execution_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?;
+        let row: DeadLetterRow = sqlx::query_as(CLOSE_DEAD_LETTER)
+            .bind(id.to_string())
+            .bind(Resolution::Replayed.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        commit(tx).await?;
+        row.try_into()
+    }
+
+    async fn resolve_dead_letter(&self, id: DeadLetterId) -> StoreResult<DeadLetter> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<DeadLetterRow> = sqlx::query_as(CLOSE_DEAD_LETTER)
+            .bind(id.to_string())
+            .bind(Resolution::Resolved.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        if let Some(row) = row {
+            commit(tx).await?;
+            return row.try_into();
+        }
+        let row: Option<DeadLetterRow> = sqlx::query_as(sql::GET_DEAD_LETTER)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        let closed = DeadLetter::try_from(row.ok_or(StoreError::NotFound("dead letter"))?)?;
+        Err(dead_letter_closed(&closed))
+    }
+
+    async fn sweep_dead_letters(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(concat!(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ",
+            "WHERE created_at < ",
+            now!(),
+            " - $1 ORDER BY created_at LIMIT $2)"
+        ))
+        .bind(span(older_than_ms))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        commit(tx).await?;
+        Ok(deleted)
+    }
+
+    async fn sweep_abandoned_executions(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(concat!(
+            "DELETE FROM abandoned_executions WHERE execution_id IN (SELECT execution_id ",
+            "FROM abandoned_executions WHERE created_at < ",
+            now!(),
+            " - $1 ORDER BY created_at LIMIT $2)"
+        ))
+        .bind(span(older_than_ms))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error)?
+        .rows_affected();
+        commit(tx).await?;
+        Ok(deleted)
+    }
+
+    async fn list_abandoned_executions(
+        &self,
+        app_id: AppId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AbandonedExecution>> {
+        let window = Window::new(page)?;
+        let rows: Vec<AbandonedRow> = sqlx::query_as(sql::LIST_ABANDONED_EXECUTIONS)
+            .bind(app_id.to_string())
+            .bind(window.before())
+            .bind(window.fetch())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(
+            window.page(records(rows)?, |abandoned: &AbandonedExecution| {
+                abandoned.execution_id.to_string()
+            }),
+        )
+    }
+}
+
+#[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
@@ -782,5 +1557,52 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer connection's `synchronous` setting: 2 is FULL, 1 NORMAL.
+    async fn synchronous(store: &SqliteStore) -> i64 {
+        let mut conn = store.writer.acquire().await.expect("the writer connection");
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("the setting")
+    }
+
+    // A commit without an fsync must not leave the writer without fsyncs for the writes after
+    // it, even when its caller stops waiting half-way.
+    #[tokio::test]
+    async fn a_relaxed_commit_leaves_the_writer_at_full() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("t.db"), &StoreConfig::default())
+            .await
+            .expect("the store opens");
+        store.migrate().await.expect("the store migrates");
+        assert_eq!(synchronous(&store).await, 2, "FULL from the start");
+
+        let relaxed = OutboxBatch {
+            durable: false,
+            ..OutboxBatch::default()
+        };
+        store
+            .commit_outbox(&relaxed)
+            .await
+            .expect("a relaxed commit");
+        assert_eq!(synchronous(&store).await, 2, "FULL again after it");
+
+        let writer = RelaxedWriter::acquire(&store.writer)
+            .await
+            .expect("the writer, relaxed");
+        drop(writer);
+        assert_eq!(
+            synchronous(&store).await,
+            2,
+            "a relaxed connection dropped before it was restored is closed, not reused"
+        );
+        store.close().await;
     }
 }

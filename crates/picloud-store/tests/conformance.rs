@@ -494,7 +494,7 @@ both_backends!(
             "deleting a routed script",
         )?;
         assert_eq!(
-            message, "the script is the target of 2 route(s); delete them first",
+            message, "the script is the target of 2 routes; delete them first",
             "the message counts the routes"
         );
         assert!(

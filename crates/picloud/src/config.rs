@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use picloud_core::Limits;
+use picloud_orchestrator::{OutboxConfig, TriggerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -205,6 +206,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 
+    #[command(flatten)]
+    pub triggers: TriggerArgs,
+
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+
     /// The instance admin's password, used once when the database is empty. When unset, a
     /// random password is generated and printed once.
     #[arg(long, env = "PICLOUD_ADMIN_PASSWORD", hide_env_values = true)]
@@ -272,11 +279,106 @@ impl ServeArgs {
     }
 }
 
+/// Triggers, retries and retention: the changelog's `TriggerConfig::from_env`, as flags.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// A triggered run deeper than this is skipped and logged (a trigger loop), not retried.
+    #[arg(long, env = "PICLOUD_MAX_TRIGGER_DEPTH", default_value_t = TriggerConfig::default().max_trigger_depth,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub max_trigger_depth: u32,
+
+    /// Attempts of an async job or trigger event before it is dead-lettered.
+    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_MAX_ATTEMPTS", default_value_t = TriggerConfig::default().retry_max_attempts,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub trigger_retry_max_attempts: u32,
+
+    /// The delay before the second attempt, in milliseconds; it doubles with each attempt.
+    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_BASE_MS", default_value_t = TriggerConfig::default().retry_base_ms,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub trigger_retry_base_ms: u64,
+
+    /// The longest delay between attempts, in milliseconds.
+    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_MAX_MS", default_value_t = TriggerConfig::default().retry_max_ms,
+          value_parser = clap::value_parser!(u64).range(1..=604_800_000))]
+    pub trigger_retry_max_ms: u64,
+
+    /// Days a dead letter is kept before the sweeper deletes it.
+    #[arg(long, env = "PICLOUD_DEAD_LETTER_RETENTION_DAYS", default_value_t = TriggerConfig::default().dead_letter_retention_days,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub dead_letter_retention_days: u32,
+
+    /// Days an abandoned-execution record is kept.
+    #[arg(long, env = "PICLOUD_ABANDONED_EXECUTIONS_RETENTION_DAYS", default_value_t = TriggerConfig::default().abandoned_executions_retention_days,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub abandoned_executions_retention_days: u32,
+}
+
+impl TriggerArgs {
+    pub fn config(&self) -> TriggerConfig {
+        TriggerConfig {
+            max_trigger_depth: self.max_trigger_depth,
+            retry_max_attempts: self.trigger_retry_max_attempts,
+            retry_base_ms: self.trigger_retry_base_ms,
+            retry_max_ms: self.trigger_retry_max_ms.max(self.trigger_retry_base_ms),
+            dead_letter_retention_days: self.dead_letter_retention_days,
+            abandoned_executions_retention_days: self.abandoned_executions_retention_days,
+        }
+    }
+}
+
+/// How the outbox is worked.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// How long a claimed job is held before another node may take it, in milliseconds (a
+    /// heartbeat extends it while the job runs).
+    #[arg(long, env = "PICLOUD_OUTBOX_LEASE_MS", default_value_t = OutboxConfig::default().lease_ms,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub outbox_lease_ms: u64,
+
+    /// How often due jobs are looked for without a wake-up, in milliseconds (jobs accepted by
+    /// other nodes, retries coming due).
+    #[arg(long, env = "PICLOUD_OUTBOX_POLL_MS", default_value_t = OutboxConfig::default().poll_ms,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub outbox_poll_ms: u64,
+
+    /// How long a sync request waits for its script before 504, in milliseconds.
+    #[arg(long, env = "PICLOUD_SYNC_WAIT_MS", default_value_t = OutboxConfig::default().sync_wait_ms,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub sync_wait_ms: u64,
+
+    /// How often the retention sweepers run, in seconds.
+    #[arg(long, env = "PICLOUD_SWEEP_INTERVAL_SECS", default_value_t = OutboxConfig::default().sweep_interval_secs,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub sweep_interval_secs: u64,
+
+    /// How often the route index looks for changes made through other nodes, in milliseconds.
+    #[arg(long, env = "PICLOUD_ROUTE_REFRESH_MS", default_value_t = OutboxConfig::default().route_refresh_ms,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub route_refresh_ms: u64,
+}
+
+impl OutboxArgs {
+    pub fn config(&self) -> OutboxConfig {
+        OutboxConfig {
+            lease_ms: self.outbox_lease_ms,
+            poll_ms: self.outbox_poll_ms,
+            sync_wait_ms: self.sync_wait_ms,
+            sweep_interval_secs: self.sweep_interval_secs,
+            route_refresh_ms: self.route_refresh_ms,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ExecutorArgs {
     /// Address to listen on. Keep it private: anyone who reaches it can run code.
     #[arg(long, env = "PICLOUD_EXECUTOR_ADDR", default_value = "127.0.0.1:8090")]
     pub addr: SocketAddr,
+
+    /// The database the scripts' data calls (KV, dead letters) reach: the same one the
+    /// serving nodes use.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// A bearer token callers must present (recommended whenever the address is not loopback).
     #[arg(long, env = "PICLOUD_EXECUTOR_TOKEN", hide_env_values = true)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use picloud_executor::{ExecutorClient, LocalExecutorClient, RemoteExecutorClient};
+use picloud_executor::{ExecutorClient, RemoteExecutorClient};
 use picloud_orchestrator::{Platform, PlatformConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -115,7 +115,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = open_store(&args.database).await?;
 
-    let local = Arc::new(LocalExecutorClient::new(args.sandbox.executor_config()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let local = picloud_orchestrator::local_executor(
+        store.clone(),
+        args.sandbox.executor_config(),
+        wake.clone(),
+    );
     let executor: Arc<dyn ExecutorClient> = match &args.executor_url {
         Some(url) => {
             let timeout = Duration::from_millis(args.sandbox.execution_timeout_ms + 10_000);
@@ -132,8 +137,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gate_wait_ms: args.gate_wait_ms,
         session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
         login_throttle: args.login_throttle(),
+        triggers: args.triggers.config(),
+        outbox: args.outbox.config(),
     };
-    let platform = Platform::start(store.clone(), executor, local, platform_config)
+    let platform = Platform::start(store.clone(), executor, local, platform_config, wake)
         .await
         .context("cannot start the platform")?;
 
@@ -167,12 +174,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
     };
     let grace = Duration::from_secs(args.shutdown_grace_secs);
-    run_until_drained(
-        |stop| picloud_server::serve(listener, platform, server_config, stop),
+    let served = run_until_drained(
+        |stop| picloud_server::serve(listener, platform.clone(), server_config, stop),
         grace,
     )
-    .await?;
+    .await;
+    platform.shutdown().await;
     store.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -280,7 +289,14 @@ fn new_password(args: &PasswordArgs) -> anyhow::Result<(String, bool)> {
 }
 
 async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
-    let local = Arc::new(LocalExecutorClient::new(args.sandbox.executor_config()));
+    // Scripts reach the data from here; their trigger jobs are found by the serving nodes'
+    // dispatchers when they poll.
+    let store = open_store(&args.database).await?;
+    let local = picloud_orchestrator::local_executor(
+        store.clone(),
+        args.sandbox.executor_config(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("PICLOUD_EXECUTOR_ADDR: cannot listen on {}", args.addr))?;
@@ -297,6 +313,7 @@ async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
         grace,
     )
     .await?;
+    store.close().await;
     tracing::info!("executor stopped");
     Ok(())
 }

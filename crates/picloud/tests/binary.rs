@@ -226,7 +226,7 @@ async fn the_server_runs_scripts_in_a_remote_executor_process() {
         return;
     };
     let token = "executor-secret";
-    let mut executor = Process::executor(&[("PICLOUD_EXECUTOR_TOKEN", token)]);
+    let mut executor = Process::executor(&db, &[("PICLOUD_EXECUTOR_TOKEN", token)]);
     let url = executor.base.clone();
     let server = Process::serve(
         &db,

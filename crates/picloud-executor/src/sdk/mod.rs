@@ -9,21 +9,37 @@
 //! | [`json`] | `json::{parse, stringify, stringify_pretty}` |
 //! | [`encoding`] | `base64::{encode, decode, encode_url, decode_url}`, `hex::{encode, decode}` |
 //! | [`url`] | `url::{encode, decode, parse_query, build_query}` |
+//! | [`kv`] | `kv::collection(name)` and its handle's `get`, `set`, `has`, `delete`, `list` |
+//! | [`dead_letters`] | `dead_letters::{replay, resolve}` |
 //!
 //! Every failure is a Rhai runtime error (catchable with `try/catch`) whose message starts with
 //! the function's name and says what to change; no input makes a function panic. Every function
 //! is registered as volatile, so the optimizer never folds a call such as `random::int(1, 6)`
 //! or `time::now()` into a constant at compile time. `docs/sdk.md` documents each one.
+//!
+//! The data functions (`kv`, `dead_letters`) check the execution's authority with
+//! [`context::require`], which also gives them the app they act for, and reach the services
+//! through [`service_call`], bounded by the execution's deadline.
 
+pub(crate) mod dead_letters;
 pub(crate) mod encoding;
 pub(crate) mod json;
+pub(crate) mod kv;
 pub(crate) mod log;
 pub(crate) mod random;
 pub(crate) mod regex;
 pub(crate) mod time;
 pub(crate) mod url;
 
-use rhai::{Engine, EvalAltResult, FuncRegistration, Module, Position, RhaiNativeFunc, Variant};
+use std::future::Future;
+
+use picloud_core::services::ServiceResult;
+use rhai::{
+    Dynamic, Engine, EvalAltResult, FuncRegistration, Module, Position, RhaiNativeFunc, Variant,
+};
+
+use crate::context;
+use crate::convert::friendly_type_name;
 
 pub(crate) fn register(engine: &mut Engine) {
     engine.register_static_module("log", log::module().into());
@@ -34,6 +50,8 @@ pub(crate) fn register(engine: &mut Engine) {
     engine.register_static_module("base64", encoding::base64_module().into());
     engine.register_static_module("hex", encoding::hex_module().into());
     engine.register_static_module("url", url::module().into());
+    kv::register(engine);
+    engine.register_static_module("dead_letters", dead_letters::module().into());
 }
 
 /// Adds `func` to `module` as `name`, volatile (see the module doc).
@@ -45,6 +63,43 @@ pub(crate) fn add<A: 'static, const N: usize, const X: bool, R: Variant + Clone,
     FuncRegistration::new(name)
         .with_volatility(true)
         .set_into_module(module, func);
+}
+
+/// Registers `func` on the engine as `name`, volatile: the methods of SDK handle types.
+pub(crate) fn method<
+    A: 'static,
+    const N: usize,
+    const X: bool,
+    R: Variant + Clone,
+    const F: bool,
+>(
+    engine: &mut Engine,
+    name: &str,
+    func: impl RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
+) {
+    FuncRegistration::new(name)
+        .with_volatility(true)
+        .register_into_engine(engine, func);
+}
+
+/// Runs one service call for `function`, bounded by the execution's deadline. A failed call is
+/// a runtime error `"<function>: <the service's sentence>"`; running out of time stays a
+/// termination.
+pub(crate) fn service_call<T>(
+    function: &str,
+    call: impl Future<Output = ServiceResult<T>>,
+) -> SdkResult<T> {
+    context::block_on_bounded(call)?.map_err(|err| error(format!("{function}: {}", err.message)))
+}
+
+/// The string argument `what` of `function`, or an error naming the type it got instead.
+pub(crate) fn string_arg(function: &str, what: &str, value: &Dynamic) -> SdkResult<String> {
+    value.clone().into_string().map_err(|_| {
+        error(format!(
+            "{function}: {what} must be a string (got {})",
+            friendly_type_name(value)
+        ))
+    })
 }
 
 /// The runtime error an SDK function raises: a sentence for the script's author.

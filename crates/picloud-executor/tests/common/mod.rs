@@ -11,7 +11,9 @@ use picloud_core::exec::{
     AppRef, ExecError, ExecErrorKind, ExecOutcome, ExecRequest, HttpRequest, ResponseBody,
     ScriptRef, ScriptResponse,
 };
-use picloud_core::{AppId, ExecutionId, Limits, ScriptId, Timestamp};
+use picloud_core::{
+    AppId, Authority, ExecutionId, Limits, NoServices, ScriptId, ScriptServices, Timestamp,
+};
 use picloud_executor::{
     remote, ExecutorClient, ExecutorConfig, LocalExecutorClient, RemoteExecutorClient,
 };
@@ -59,7 +61,28 @@ impl Harness {
     }
 
     pub async fn with_config(via: Via, config: ExecutorConfig) -> Self {
-        let local = Arc::new(LocalExecutorClient::new(config));
+        Self::with_config_and_services(via, config, Arc::new(NoServices)).await
+    }
+
+    /// A harness whose scripts reach data through `services`.
+    pub async fn with_services(via: Via, services: Arc<dyn ScriptServices>) -> Self {
+        Self::with_config_and_services(
+            via,
+            ExecutorConfig {
+                threads: 4,
+                ..ExecutorConfig::default()
+            },
+            services,
+        )
+        .await
+    }
+
+    pub async fn with_config_and_services(
+        via: Via,
+        config: ExecutorConfig,
+        services: Arc<dyn ScriptServices>,
+    ) -> Self {
+        let local = Arc::new(LocalExecutorClient::new(config, services));
         let client: Arc<dyn ExecutorClient> = match via {
             Via::Local => local.clone(),
             Via::Remote => {
@@ -104,15 +127,30 @@ impl Harness {
     }
 
     pub async fn run_script(&self, script: ScriptRef, request: HttpRequest) -> ExecOutcome {
-        self.client
-            .execute(ExecRequest {
-                execution_id: ExecutionId::new(),
-                app: self.app.clone(),
-                script,
-                request,
-                authority: Default::default(),
-            })
-            .await
+        self.execute(ExecRequest {
+            request,
+            script,
+            ..self.request("")
+        })
+        .await
+    }
+
+    /// An HTTP `GET /` execution of `source` in the harness's app, with the app's authority:
+    /// change its fields for other runs (a trigger event, a caller's authority).
+    pub fn request(&self, source: &str) -> ExecRequest {
+        ExecRequest {
+            execution_id: ExecutionId::new(),
+            app: self.app.clone(),
+            script: script(source),
+            request: get("/"),
+            authority: Authority::App,
+            event: None,
+            trigger_depth: 0,
+        }
+    }
+
+    pub async fn execute(&self, request: ExecRequest) -> ExecOutcome {
+        self.client.execute(request).await
     }
 
     /// The value of `source`, which must answer 200 with JSON.

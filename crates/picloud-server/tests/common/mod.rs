@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picloud_core::Limits;
-use picloud_executor::{ExecutorConfig, LocalExecutorClient};
+use picloud_executor::ExecutorConfig;
 use picloud_orchestrator::{Platform, PlatformConfig};
 use picloud_server::ServerConfig;
 use picloud_store::Store;
@@ -68,12 +68,12 @@ impl TestServer {
     }
 
     pub async fn start_with(store: Arc<dyn Store>, settings: Settings) -> Self {
-        let executor = Arc::new(LocalExecutorClient::new(ExecutorConfig {
+        let executor = ExecutorConfig {
             limits: settings.limits.clone(),
             script_cache_size: 64,
             threads: 4,
-        }));
-        let platform = Platform::start(store, executor.clone(), executor, settings.platform)
+        };
+        let platform = Platform::start_local(store, executor, settings.platform)
             .await
             .expect("the platform starts");
         platform

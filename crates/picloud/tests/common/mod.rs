@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod own_postgres;
+pub mod runs;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,7 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 /// Where a test server keeps its data; kept alive across restarts of the server.
 pub struct Database {
     pub env: Vec<(String, String)>,
-    _db: TestDatabase,
+    _db: Option<TestDatabase>,
 }
 
 impl Database {
@@ -31,7 +34,12 @@ impl Database {
         if let Some(url) = config.database_url {
             env.push(("PICLOUD_DATABASE_URL".to_owned(), url));
         }
-        Some(Self { env, _db: db })
+        Some(Self { env, _db: Some(db) })
+    }
+
+    /// A database the test runs itself (e.g. its own PostgreSQL server): only its environment.
+    pub fn external(env: Vec<(String, String)>) -> Self {
+        Self { env, _db: None }
     }
 }
 
@@ -69,12 +77,14 @@ impl Process {
         Self::start(command, extra, "listening")
     }
 
-    /// `picloud executor` on a free port.
-    pub fn executor(extra: &[(&str, &str)]) -> Self {
+    /// `picloud executor` on a free port, reaching `db` (scripts' KV calls go to the database
+    /// from the executor process) with the same environment as the server.
+    pub fn executor(db: &Database, extra: &[(&str, &str)]) -> Self {
         let mut command = binary();
         command
             .arg("executor")
-            .env("PICLOUD_EXECUTOR_ADDR", "127.0.0.1:0");
+            .env("PICLOUD_EXECUTOR_ADDR", "127.0.0.1:0")
+            .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Self::start(command, extra, "executor listening")
     }
 
@@ -144,6 +154,27 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// How many log lines so far match `matches`.
+    pub fn count_logs(&self, matches: impl Fn(&Value) -> bool) -> usize {
+        self.logs
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| matches(l))
+            .count()
+    }
+
+    /// The last `n` log lines, for failure messages.
+    pub fn tail_logs(&self, n: usize) -> Vec<Value> {
+        let logs = self.logs.lock().expect("log lock");
+        logs[logs.len().saturating_sub(n)..].to_vec()
     }
 
     pub fn pid(&self) -> u32 {
@@ -233,6 +264,82 @@ impl Admin {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("admin GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("admin DELETE")
+            .status()
+            .as_u16()
+    }
+
+    /// Creates an app; returns its id.
+    pub async fn create_app(&self, slug: &str) -> String {
+        let (status, app) = self
+            .post("/api/v1/admin/apps", json!({"slug": slug, "name": slug}))
+            .await;
+        assert_eq!(status, 201, "create app {slug}: {app}");
+        app["id"].as_str().expect("app id").to_owned()
+    }
+
+    /// Creates an endpoint script without a route (a trigger's handler); returns its id.
+    pub async fn create_script(&self, app_id: &str, name: &str, source: &str) -> String {
+        let (status, script) = self
+            .post(
+                &format!("/api/v1/admin/apps/{app_id}/scripts"),
+                json!({"name": name, "source": source, "kind": "endpoint"}),
+            )
+            .await;
+        assert_eq!(status, 201, "create script {name}: {script}");
+        script["id"].as_str().expect("script id").to_owned()
+    }
+
+    /// Creates a script behind `method path` dispatched `mode` (`"sync"` or `"async"`); returns
+    /// the script's id.
+    pub async fn route(
+        &self,
+        app_id: &str,
+        name: &str,
+        source: &str,
+        (method, path): (&str, &str),
+        mode: &str,
+    ) -> String {
+        let script_id = self.create_script(app_id, name, source).await;
+        let (status, route) = self
+            .post(
+                &format!("/api/v1/admin/scripts/{script_id}/routes"),
+                json!({"method": method, "path": path, "dispatch_mode": mode}),
+            )
+            .await;
+        assert_eq!(status, 201, "create {mode} route {method} {path}: {route}");
+        script_id
+    }
+
+    /// The app's dead letters with `status` (`unresolved`, `resolved`, `all`).
+    pub async fn dead_letters(&self, app_id: &str, status: &str) -> Vec<Value> {
+        let (code, body) = self
+            .get(&format!(
+                "/api/v1/admin/apps/{app_id}/dead-letters?status={status}"
+            ))
+            .await;
+        assert_eq!(code, 200, "list dead letters: {body}");
+        body["items"].as_array().expect("an items array").clone()
+    }
+
     /// Creates an app with one endpoint script behind `GET path`; returns the app's id.
     pub async fn deploy(&self, slug: &str, source: &str, method: &str, path: &str) -> String {
         let (status, app) = self
@@ -244,6 +351,7 @@ impl Admin {
         app_id
     }
 
+    /// Creates a script behind a sync route `method path`.
     pub async fn add_route(
         &self,
         app_id: &str,
@@ -252,21 +360,8 @@ impl Admin {
         method: &str,
         path: &str,
     ) {
-        let (status, script) = self
-            .post(
-                &format!("/api/v1/admin/apps/{app_id}/scripts"),
-                json!({"name": name, "source": source, "kind": "endpoint"}),
-            )
+        self.route(app_id, name, source, (method, path), "sync")
             .await;
-        assert_eq!(status, 201, "create script {name}: {script}");
-        let script_id = script["id"].as_str().expect("script id");
-        let (status, route) = self
-            .post(
-                &format!("/api/v1/admin/scripts/{script_id}/routes"),
-                json!({"method": method, "path": path, "dispatch_mode": "sync"}),
-            )
-            .await;
-        assert_eq!(status, 201, "create route {method} {path}: {route}");
     }
 }
 

@@ -1,0 +1,179 @@
+//! `kv::collection(name)` and the methods of the handle it returns: the app's key-value store.
+//!
+//! A handle is only a collection name. The app a call acts for is the running execution's, read
+//! from the call context at every call, so a handle cannot reach another app's data whoever
+//! made it. Values are stored as JSON: what is written reads back as it was, or is refused.
+
+use std::fmt;
+
+use picloud_core::events::{parse_key_prefix, KV_MAX_LIST_LIMIT};
+use picloud_core::services::{KvListRequest, KvPage};
+use picloud_core::{CapabilityKind, CollectionName, KvKey};
+use rhai::{Array, Dynamic, Engine, Map, Module};
+
+use super::{add, error, method, service_call, string_arg, SdkResult};
+use crate::context::require;
+use crate::convert::{friendly_type_name, from_json, to_json_exact};
+
+/// Items a `list` call returns when it does not say.
+pub(crate) const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// A collection of the running app's key-value store, as a script holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct KvCollection {
+    name: CollectionName,
+}
+
+impl fmt::Display for KvCollection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kv::collection({:?})", self.name.as_str())
+    }
+}
+
+pub(crate) fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<KvCollection>("KvCollection");
+    let mut module = Module::new();
+    add(&mut module, "collection", collection);
+    engine.register_static_module("kv", module.into());
+
+    method(engine, "get", get);
+    method(engine, "set", set);
+    method(engine, "has", has);
+    method(engine, "delete", delete);
+    method(engine, "list", |kv: &mut KvCollection| {
+        list(kv, &Dynamic::UNIT)
+    });
+    method(engine, "list", |kv: &mut KvCollection, options: Dynamic| {
+        list(kv, &options)
+    });
+    for name in ["to_string", "to_debug"] {
+        method(engine, name, |kv: &mut KvCollection| kv.to_string());
+    }
+}
+
+fn collection(name: Dynamic) -> SdkResult<KvCollection> {
+    const F: &str = "kv::collection";
+    let name = string_arg(F, "a collection name", &name)?;
+    let name =
+        CollectionName::parse(&name).map_err(|err| error(format!("{F}: {}", err.message)))?;
+    Ok(KvCollection { name })
+}
+
+fn get(kv: &mut KvCollection, key: Dynamic) -> SdkResult<Dynamic> {
+    const F: &str = "kv.get";
+    let grant = require(F, CapabilityKind::AppKvRead)?;
+    let key = parse_key(F, &key)?;
+    let value = service_call(F, grant.services.kv_get(grant.app_id, &kv.name, &key))?;
+    value.map_or(Ok(Dynamic::UNIT), |value| stored_value(F, value))
+}
+
+fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
+    const F: &str = "kv.set";
+    let grant = require(F, CapabilityKind::AppKvWrite)?;
+    let key = parse_key(F, &key)?;
+    let value = to_json_exact(&value)
+        .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
+    service_call(
+        F,
+        grant.services.kv_set(grant.writer(), &kv.name, &key, value),
+    )
+}
+
+fn has(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
+    const F: &str = "kv.has";
+    let grant = require(F, CapabilityKind::AppKvRead)?;
+    let key = parse_key(F, &key)?;
+    service_call(F, grant.services.kv_has(grant.app_id, &kv.name, &key))
+}
+
+fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
+    const F: &str = "kv.delete";
+    let grant = require(F, CapabilityKind::AppKvWrite)?;
+    let key = parse_key(F, &key)?;
+    service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))
+}
+
+fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Map> {
+    const F: &str = "kv.list";
+    let grant = require(F, CapabilityKind::AppKvRead)?;
+    let request = list_request(F, options)?;
+    let KvPage { items, cursor } =
+        service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))?;
+    let items = items
+        .into_iter()
+        .map(|(key, value)| {
+            let mut item = Map::new();
+            item.insert("key".into(), key.into());
+            item.insert("value".into(), stored_value(F, value)?);
+            Ok(Dynamic::from_map(item))
+        })
+        .collect::<SdkResult<Array>>()?;
+    let mut page = Map::new();
+    page.insert("items".into(), Dynamic::from_array(items));
+    page.insert("cursor".into(), cursor.map_or(Dynamic::UNIT, Dynamic::from));
+    Ok(page)
+}
+
+/// `list`'s options: `#{ prefix, limit, cursor }`, each optional (`()` counts as absent).
+fn list_request(function: &str, options: &Dynamic) -> SdkResult<KvListRequest> {
+    let mut request = KvListRequest {
+        prefix: None,
+        limit: DEFAULT_LIST_LIMIT,
+        cursor: None,
+    };
+    if options.is_unit() {
+        return Ok(request);
+    }
+    let Some(options) = options.read_lock::<Map>() else {
+        return Err(error(format!(
+            "{function}: the options are a map such as #{{ prefix: \"user:\", limit: 10 }} (got {})",
+            friendly_type_name(options)
+        )));
+    };
+    for (name, value) in options.iter() {
+        match (name.as_str(), value.is_unit()) {
+            ("prefix" | "limit" | "cursor", true) => {}
+            ("prefix", false) => {
+                let prefix = string_arg(function, "the prefix", value)?;
+                let prefix = parse_key_prefix(&prefix)
+                    .map_err(|err| error(format!("{function}: {}", err.message)))?;
+                request.prefix = Some(prefix);
+            }
+            ("limit", false) => request.limit = list_limit(function, value)?,
+            ("cursor", false) => {
+                request.cursor = Some(string_arg(function, "the cursor", value)?);
+            }
+            (other, _) => {
+                return Err(error(format!(
+                    "{function}: '{other:.64}' is not an option: use prefix, limit or cursor"
+                )))
+            }
+        }
+    }
+    Ok(request)
+}
+
+fn list_limit(function: &str, value: &Dynamic) -> SdkResult<u32> {
+    let refused = |got: String| {
+        error(format!(
+            "{function}: the limit must be a whole number from 1 to {KV_MAX_LIST_LIMIT} (got {got})"
+        ))
+    };
+    let limit = value
+        .as_int()
+        .map_err(|_| refused(friendly_type_name(value)))?;
+    u32::try_from(limit)
+        .ok()
+        .filter(|limit| (1..=KV_MAX_LIST_LIMIT).contains(limit))
+        .ok_or_else(|| refused(limit.to_string()))
+}
+
+fn parse_key(function: &str, key: &Dynamic) -> SdkResult<KvKey> {
+    let key = string_arg(function, "a key", key)?;
+    KvKey::parse(&key).map_err(|err| error(format!("{function}: {}", err.message)))
+}
+
+/// A value read from the store, as the script sees it.
+fn stored_value(function: &str, value: serde_json::Value) -> SdkResult<Dynamic> {
+    from_json(value).map_err(|err| error(format!("{function}: {err}")))
+}

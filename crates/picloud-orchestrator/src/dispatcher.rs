@@ -1,0 +1,552 @@
+//! The dispatcher: every execution is an outbox row, and this is what runs them.
+//!
+//! - **Sync requests** ([`Dispatcher::run_sync`]): the row is recorded already claimed by this
+//!   process (no claim write), the job runs at once, and the outcome goes to the caller's inbox.
+//!   A caller that has gone before the job starts means it is not run; one that has gone before
+//!   it finishes means the run is recorded in `abandoned_executions`. Never retried.
+//! - **Async requests and trigger events** ([`Dispatcher::accept`], KV writes, dead letters):
+//!   the row is committed durably; the dispatcher is woken in process (other nodes find it by
+//!   polling), claims due rows with a lease, runs them through the shared gate, and on failure
+//!   retries with exponential backoff ± jitter, then dead-letters.
+//! - **Leases** are extended by a heartbeat while a job runs; rows whose lease expired (their
+//!   process died) are claimed again. Every completion write names `(id, attempt)` and is refused
+//!   once the row moved on.
+//!
+//! [`Dispatcher::dispatch_one`] is one step, public so tests drive the queue without sleeping.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use picloud_core::exec::{AppRef, ExecError, ExecRequest, HttpRequest, ScriptRef};
+use picloud_core::{Authority, DeadLetterId, JobMode, JobPayload, TriggerEvent};
+use picloud_store::{ClaimedJob, JobAttempt, Lease, NewJob, Store, StoreError};
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use crate::inbox::{Delivery, InboxRegistry};
+use crate::recorder::{RecordError, Recorder};
+use crate::runner::{Patience, Ran, Runner};
+
+/// Triggers, retries and retention (the changelog's `TriggerConfig`; every field has a
+/// `PICLOUD_*` variable in the binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerConfig {
+    /// A triggered run deeper than this is skipped and logged, not dead-lettered: it is a loop.
+    /// `PICLOUD_MAX_TRIGGER_DEPTH`.
+    pub max_trigger_depth: u32,
+    /// Attempts of an async job before it is dead-lettered. `PICLOUD_TRIGGER_RETRY_MAX_ATTEMPTS`.
+    pub retry_max_attempts: u32,
+    /// The delay before the second attempt; it doubles each time. `PICLOUD_TRIGGER_RETRY_BASE_MS`.
+    pub retry_base_ms: u64,
+    /// The longest delay between attempts. `PICLOUD_TRIGGER_RETRY_MAX_MS`.
+    pub retry_max_ms: u64,
+    /// `PICLOUD_DEAD_LETTER_RETENTION_DAYS`.
+    pub dead_letter_retention_days: u32,
+    /// `PICLOUD_ABANDONED_EXECUTIONS_RETENTION_DAYS`.
+    pub abandoned_executions_retention_days: u32,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        Self {
+            max_trigger_depth: 8,
+            retry_max_attempts: 5,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
+            dead_letter_retention_days: 30,
+            abandoned_executions_retention_days: 7,
+        }
+    }
+}
+
+impl TriggerConfig {
+    /// The delay after failed attempt `attempt` (1-based): base · 2^(attempt−1), at most the
+    /// maximum, then ±20 % jitter so jobs that failed together do not retry together.
+    pub fn backoff_ms(&self, attempt: u32) -> u64 {
+        let exponent = attempt.saturating_sub(1).min(32);
+        let delay = self
+            .retry_base_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.retry_max_ms);
+        let jitter = rand::thread_rng().gen_range(0.8..=1.2);
+        (delay as f64 * jitter).round() as u64
+    }
+}
+
+/// How the outbox is worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// How long a claim holds before another node may take the job. `PICLOUD_OUTBOX_LEASE_MS`.
+    pub lease_ms: u64,
+    /// How often due jobs are looked for without a wake-up (jobs of other nodes, retries coming
+    /// due). `PICLOUD_OUTBOX_POLL_MS`.
+    pub poll_ms: u64,
+    /// How long a sync caller waits for its outcome before `504`. `PICLOUD_SYNC_WAIT_MS`.
+    pub sync_wait_ms: u64,
+    /// How often the retention sweepers run. `PICLOUD_SWEEP_INTERVAL_SECS`.
+    pub sweep_interval_secs: u64,
+    /// How often the route index checks for changes made by other nodes.
+    /// `PICLOUD_ROUTE_REFRESH_MS`.
+    pub route_refresh_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            lease_ms: 30_000,
+            poll_ms: 500,
+            sync_wait_ms: 30_000,
+            sweep_interval_secs: 3_600,
+            route_refresh_ms: 1_000,
+        }
+    }
+}
+
+/// What came of a sync request.
+#[derive(Debug)]
+pub enum SyncOutcome {
+    Ran(Ran),
+    /// The outbox could not record it; nothing ran.
+    NotRecorded(RecordError),
+    /// The caller's wait ended first; the run may still finish (and is then recorded as
+    /// abandoned).
+    TimedOut,
+}
+
+/// What one attempt at a claimed job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Succeeded,
+    /// Failed; due again after this delay.
+    RetryIn(Duration),
+    /// Failed its last attempt.
+    DeadLettered(DeadLetterId),
+    /// A dead-letter handler failed: its dead letter is marked `handler_failed` (the recursion
+    /// stop), nothing is retried.
+    HandlerFailed,
+    /// Deeper than the trigger-depth limit: skipped.
+    DepthExceeded,
+    /// A sync job claimed from the table: its caller's connection died with its process.
+    Abandoned,
+    /// Its app is gone.
+    Dropped,
+    /// The row moved on meanwhile (its lease expired and another worker took it).
+    Fenced,
+    /// The store failed; the lease will expire and the job will be claimed again.
+    Interrupted,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    runner: Runner,
+    recorder: Recorder,
+    inbox: Arc<InboxRegistry>,
+    wake: Arc<Notify>,
+    /// This process's claims carry it; unique per start.
+    owner: String,
+    triggers: TriggerConfig,
+    config: OutboxConfig,
+    /// Attempts running now, whose leases the heartbeat extends.
+    in_flight: Mutex<HashSet<JobAttempt>>,
+    /// Claimed (not sync) jobs running now; the dispatcher claims no more than the gate holds.
+    claimed_running: AtomicUsize,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runner: Runner,
+        recorder: Recorder,
+        wake: Arc<Notify>,
+        triggers: TriggerConfig,
+        config: OutboxConfig,
+    ) -> Self {
+        Self {
+            store,
+            runner,
+            recorder,
+            inbox: InboxRegistry::new(),
+            wake,
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            triggers,
+            config,
+            in_flight: Mutex::new(HashSet::new()),
+            claimed_running: AtomicUsize::new(0),
+        }
+    }
+
+    /// The id this process's claims carry.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn triggers(&self) -> &TriggerConfig {
+        &self.triggers
+    }
+
+    pub fn inbox(&self) -> &InboxRegistry {
+        &self.inbox
+    }
+
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            lease_ms: self.config.lease_ms as i64,
+        }
+    }
+
+    /// Runs `request` as a sync job: recorded (without an fsync: it promises nothing beyond the
+    /// caller's connection), run at once, answered through the inbox.
+    pub async fn run_sync(self: &Arc<Self>, request: ExecRequest) -> SyncOutcome {
+        let id = request.execution_id;
+        let mut inbox = self.inbox.open(id);
+        let job = NewJob {
+            id,
+            app_id: request.app.id,
+            script_id: request.script.id,
+            mode: JobMode::Sync,
+            payload: JobPayload::Http {
+                request: request.request.clone(),
+            },
+            trigger_depth: 0,
+            claimed: Some(self.lease()),
+        };
+        if let Err(err) = self.recorder.enqueue(job, false).await {
+            return SyncOutcome::NotRecorded(err);
+        }
+        let attempt = JobAttempt { id, attempt: 1 };
+        self.in_flight.lock().insert(attempt);
+        let this = self.clone();
+        tokio::spawn(async move { this.finish_sync(attempt, request).await });
+        let wait = Duration::from_millis(self.config.sync_wait_ms);
+        match tokio::time::timeout(wait, inbox.receive()).await {
+            Ok(Some(ran)) => SyncOutcome::Ran(ran),
+            // The sender is dropped only after delivery failed, which needs the inbox closed.
+            Ok(None) | Err(_) => SyncOutcome::TimedOut,
+        }
+    }
+
+    async fn finish_sync(&self, attempt: JobAttempt, request: ExecRequest) {
+        let id = attempt.id;
+        if !self.inbox.is_waiting(id) {
+            self.abandon(attempt, "the caller had gone before it ran")
+                .await;
+        } else {
+            let ran = self.runner.run(request, Patience::Bounded).await;
+            match self.inbox.deliver(id, ran) {
+                Delivery::Delivered => self.recorder.finished(attempt),
+                Delivery::Abandoned(_) => {
+                    self.abandon(
+                        attempt,
+                        "the caller had gone (timed out or disconnected) before it finished",
+                    )
+                    .await
+                }
+            }
+        }
+        self.in_flight.lock().remove(&attempt);
+    }
+
+    async fn abandon(&self, attempt: JobAttempt, reason: &str) {
+        tracing::info!(execution_id = %attempt.id, "sync execution abandoned: {reason}");
+        if let Err(err) = self.store.abandon_job(attempt, reason).await {
+            tracing::warn!(execution_id = %attempt.id, "the abandoned execution could not be recorded: {err}");
+        }
+    }
+
+    /// Accepts an async job: returns once its row is durably committed; the dispatcher is woken.
+    pub async fn accept(&self, job: NewJob) -> Result<(), RecordError> {
+        self.recorder.enqueue(job, true).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Claims what is due (no more than the gate has room for) and starts running it; returns
+    /// how many jobs it claimed.
+    pub async fn claim_and_start(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let capacity = self.runner.gate().capacity();
+        let free = capacity.saturating_sub(self.claimed_running.load(Ordering::Acquire));
+        if free == 0 {
+            return Ok(0);
+        }
+        let jobs = self
+            .store
+            .claim_jobs(&self.owner, free as u32, self.config.lease_ms as i64)
+            .await?;
+        let claimed = jobs.len();
+        for job in jobs {
+            self.claimed_running.fetch_add(1, Ordering::AcqRel);
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.dispatch_one(job).await;
+                this.claimed_running.fetch_sub(1, Ordering::AcqRel);
+                this.wake.notify_one();
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// Runs one claimed job to its outcome and writes it.
+    #[tracing::instrument(skip_all, fields(execution_id = %job.id, app_id = %job.app_id, attempt = job.attempt))]
+    pub async fn dispatch_one(&self, job: ClaimedJob) -> Attempt {
+        let attempt = job.attempt_ref();
+        self.in_flight.lock().insert(attempt);
+        let outcome = self.attempt(job).await;
+        self.in_flight.lock().remove(&attempt);
+        tracing::debug!(?outcome, "job attempt done");
+        outcome
+    }
+
+    async fn attempt(&self, job: ClaimedJob) -> Attempt {
+        let attempt = job.attempt_ref();
+        if job.mode == JobMode::Sync {
+            let reason = "its node stopped before it ran; the caller's connection ended with it";
+            return match self.store.abandon_job(attempt, reason).await {
+                Ok(true) => Attempt::Abandoned,
+                Ok(false) => Attempt::Fenced,
+                Err(err) => self.interrupted(err),
+            };
+        }
+        if job.trigger_depth > self.triggers.max_trigger_depth {
+            tracing::warn!(
+                script_id = %job.script_id,
+                depth = job.trigger_depth,
+                limit = self.triggers.max_trigger_depth,
+                "a triggered run is deeper than the trigger-depth limit and was skipped; \
+                 a trigger's script probably writes what triggers it"
+            );
+            self.recorder.finished(attempt);
+            return Attempt::DepthExceeded;
+        }
+        let request = match self.build_request(&job).await {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                self.recorder.finished(attempt);
+                return Attempt::Dropped;
+            }
+            Err(Missing::Script) => {
+                return self
+                    .failed(&job, "the script no longer exists".to_owned(), true)
+                    .await
+            }
+            Err(Missing::Store(err)) => return self.interrupted(err),
+        };
+        match self.runner.run(request, Patience::Unbounded).await {
+            Ran::Finished(outcome) => match outcome.result {
+                Ok(_) => {
+                    self.recorder.finished(attempt);
+                    Attempt::Succeeded
+                }
+                Err(error) => self.failed(&job, describe(&error), false).await,
+            },
+            // The patient gate only refuses when closed, at shutdown: leave it to the lease.
+            Ran::Overloaded => Attempt::Interrupted,
+        }
+    }
+
+    /// The request of a claimed job; `Ok(None)` when its app is gone.
+    async fn build_request(&self, job: &ClaimedJob) -> Result<Option<ExecRequest>, Missing> {
+        let Some(app) = self
+            .store
+            .get_app(job.app_id)
+            .await
+            .map_err(Missing::Store)?
+        else {
+            return Ok(None);
+        };
+        let script = self
+            .store
+            .get_script(job.script_id)
+            .await
+            .map_err(Missing::Store)?
+            .filter(|script| script.app_id == job.app_id)
+            .ok_or(Missing::Script)?;
+        let (request, event): (HttpRequest, Option<TriggerEvent>) = match &job.payload {
+            JobPayload::Http { request } => (request.clone(), None),
+            JobPayload::Trigger { event } => (HttpRequest::default(), Some(event.clone())),
+        };
+        Ok(Some(ExecRequest {
+            execution_id: job.id,
+            app: AppRef {
+                id: app.id,
+                slug: app.slug.to_string(),
+            },
+            script: ScriptRef {
+                id: script.id,
+                name: script.name.to_string(),
+                updated_at: script.updated_at,
+                source: script.source.into(),
+            },
+            request,
+            authority: Authority::App,
+            event,
+            trigger_depth: job.trigger_depth,
+        }))
+    }
+
+    /// A failed attempt: the recursion stop for dead-letter handlers, else a retry while
+    /// attempts remain (unless `final_failure`), else a dead letter.
+    async fn failed(&self, job: &ClaimedJob, error: String, final_failure: bool) -> Attempt {
+        let attempt = job.attempt_ref();
+        if let Some(dead_letter) = job.payload.handled_dead_letter() {
+            tracing::warn!(%dead_letter, "a dead-letter handler failed: {error}");
+            return match self
+                .store
+                .fail_dead_letter_handler(attempt, dead_letter, &error)
+                .await
+            {
+                Ok(true) => Attempt::HandlerFailed,
+                Ok(false) => Attempt::Fenced,
+                Err(err) => self.interrupted(err),
+            };
+        }
+        if !final_failure && job.attempt < self.triggers.retry_max_attempts {
+            let delay = Duration::from_millis(self.triggers.backoff_ms(job.attempt));
+            tracing::info!(
+                retry_in_ms = delay.as_millis() as u64,
+                "job attempt failed: {error}"
+            );
+            return match self
+                .store
+                .retry_job(attempt, delay.as_millis() as i64, &error)
+                .await
+            {
+                Ok(true) => Attempt::RetryIn(delay),
+                Ok(false) => Attempt::Fenced,
+                Err(err) => self.interrupted(err),
+            };
+        }
+        tracing::warn!(attempts = job.attempt, "job dead-lettered: {error}");
+        match self.store.dead_letter_job(attempt, &error).await {
+            Ok(Some(dead_letter)) => {
+                // Dead-letter triggers may have enqueued handler jobs.
+                self.wake.notify_one();
+                Attempt::DeadLettered(dead_letter.id)
+            }
+            Ok(None) => Attempt::Fenced,
+            Err(err) => self.interrupted(err),
+        }
+    }
+
+    fn interrupted(&self, err: StoreError) -> Attempt {
+        tracing::warn!(
+            "a job's outcome could not be written; it runs again after its lease: {err}"
+        );
+        Attempt::Interrupted
+    }
+
+    /// Works the outbox until `shutdown`: claims on every wake-up and every poll interval, keeps
+    /// the leases of running jobs alive. At shutdown it stops claiming, waits up to `grace` for
+    /// running jobs, and hands back the rows it still holds.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
+        let poll = Duration::from_millis(self.config.poll_ms.max(1));
+        let mut failing = false;
+        loop {
+            match self.claim_and_start().await {
+                Ok(claimed) => {
+                    if failing {
+                        tracing::info!("the outbox can be claimed again");
+                        failing = false;
+                    }
+                    let capacity = self.runner.gate().capacity();
+                    if claimed > 0 && self.claimed_running.load(Ordering::Acquire) < capacity {
+                        continue;
+                    }
+                }
+                Err(err) => {
+                    if !failing {
+                        tracing::warn!("due jobs cannot be claimed: {err}");
+                        failing = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.in_flight.lock().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        heartbeat.abort();
+        match self.store.release_jobs(&self.owner).await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "unfinished jobs handed back to the outbox"),
+            Err(err) => tracing::warn!("unfinished jobs could not be handed back; they are claimed again after their lease: {err}"),
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let every = Duration::from_millis((self.config.lease_ms / 3).max(1));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+            let running: Vec<JobAttempt> = self.in_flight.lock().iter().copied().collect();
+            if running.is_empty() {
+                continue;
+            }
+            if let Err(err) = self
+                .store
+                .extend_leases(&self.owner, &running, self.config.lease_ms as i64)
+                .await
+            {
+                tracing::warn!("leases could not be extended: {err}");
+            }
+        }
+    }
+}
+
+enum Missing {
+    Script,
+    Store(StoreError),
+}
+
+/// An execution error as a dead letter or a retry keeps it.
+fn describe(error: &ExecError) -> String {
+    match (error.line, error.column) {
+        (Some(line), Some(column)) => format!(
+            "{}: {} (line {line}, column {column})",
+            error.kind.as_str(),
+            error.message
+        ),
+        _ => format!("{}: {}", error.kind.as_str(), error.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_with_bounded_jitter() {
+        let config = TriggerConfig {
+            retry_base_ms: 100,
+            retry_max_ms: 1_000,
+            ..TriggerConfig::default()
+        };
+        for (attempt, nominal) in [
+            (1, 100.0),
+            (2, 200.0),
+            (3, 400.0),
+            (4, 800.0),
+            (5, 1_000.0),
+            (40, 1_000.0),
+        ] {
+            for _ in 0..50 {
+                let delay = config.backoff_ms(attempt) as f64;
+                assert!(
+                    delay >= nominal * 0.8 - 1.0 && delay <= nominal * 1.2 + 1.0,
+                    "attempt {attempt}: {delay} ms is within ±20 % of {nominal} ms"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Running one execution: through the execution gate, then the executor, then its metrics and
+//! log lines. The dispatcher runs every job (sync requests, async requests, trigger events)
+//! through here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLevel};
+use picloud_executor::ExecutorClient;
+use tracing::Instrument;
+
+use crate::gate::{Admission, Gate};
+use crate::metrics::Metrics;
+
+/// What came of trying to run an execution.
+#[derive(Debug)]
+pub enum Ran {
+    Finished(ExecOutcome),
+    /// The gate stayed full for its whole wait; nothing ran.
+    Overloaded,
+}
+
+/// How long an execution waits at a full gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// The gate's bounded wait, then `Overloaded`: a caller is holding a connection.
+    Bounded,
+    /// Until a permit frees up: a queued job nobody waits on.
+    Unbounded,
+}
+
+/// Who writes a script's `log::*` lines to this process's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptLogs {
+    /// The executor runs in this process and emits each line as the script writes it.
+    EmittedByExecutor,
+    /// The executor runs elsewhere: its lines come back in the outcome and are emitted here.
+    Relay,
+}
+
+pub struct Runner {
+    gate: Arc<Gate>,
+    executor: Arc<dyn ExecutorClient>,
+    metrics: Arc<Metrics>,
+    script_logs: ScriptLogs,
+}
+
+impl Runner {
+    pub fn new(
+        gate: Arc<Gate>,
+        executor: Arc<dyn ExecutorClient>,
+        metrics: Arc<Metrics>,
+        script_logs: ScriptLogs,
+    ) -> Self {
+        Self {
+            gate,
+            executor,
+            metrics,
+            script_logs,
+        }
+    }
+
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub async fn run(&self, request: ExecRequest, patience: Patience) -> Ran {
+        let admission = match patience {
+            Patience::Bounded => self.gate.acquire().await,
+            Patience::Unbounded => self.gate.acquire_patiently().await,
+        };
+        let permit = match admission {
+            Admission::Admitted(permit) => permit,
+            Admission::Overloaded => return Ran::Overloaded,
+        };
+        // The execution runs in a task of its own: if the caller goes away, the script still
+        // runs to its end (its deadline bounds it), and the gate permit is held until then, so
+        // the gate counts what really runs.
+        let executor = self.executor.clone();
+        let metrics = self.metrics.clone();
+        let script_logs = self.script_logs;
+        let span = tracing::Span::current();
+        let execution = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let context = ExecutionContext::of(&request);
+                let outcome = executor.execute(request).await;
+                let elapsed = started.elapsed().as_secs_f64();
+                report_execution(&context, &outcome, script_logs, elapsed, &metrics);
+                drop(permit);
+                outcome
+            }
+            .instrument(span),
+        );
+        match execution.await {
+            Ok(outcome) => Ran::Finished(outcome),
+            Err(err) => {
+                tracing::error!("an execution task failed: {err}");
+                Ran::Finished(ExecOutcome {
+                    result: Err(ExecError {
+                        kind: ExecErrorKind::Unavailable,
+                        message: format!("the execution task failed: {err}"),
+                        line: None,
+                        column: None,
+                    }),
+                    logs: Vec::new(),
+                    duration_us: 0,
+                })
+            }
+        }
+    }
+}
+
+/// The ids every log line of an execution carries.
+struct ExecutionContext {
+    app_id: String,
+    script_id: String,
+    execution_id: String,
+}
+
+impl ExecutionContext {
+    fn of(request: &ExecRequest) -> Self {
+        Self {
+            app_id: request.app.id.to_string(),
+            script_id: request.script.id.to_string(),
+            execution_id: request.execution_id.to_string(),
+        }
+    }
+}
+
+/// Metrics and log lines of one finished execution.
+fn report_execution(
+    context: &ExecutionContext,
+    outcome: &ExecOutcome,
+    script_logs: ScriptLogs,
+    elapsed_secs: f64,
+    metrics: &Metrics,
+) {
+    let ExecutionContext {
+        app_id,
+        script_id,
+        execution_id,
+    } = context;
+    let relayed = match script_logs {
+        ScriptLogs::Relay => outcome.logs.as_slice(),
+        ScriptLogs::EmittedByExecutor => &[],
+    };
+    for line in relayed {
+        let message = line.message.as_str();
+        match line.level {
+            LogLevel::Debug => {
+                tracing::debug!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "picloud::script", app_id, script_id, execution_id, "{message}")
+            }
+        }
+    }
+    let duration_ms = outcome.duration_us as f64 / 1000.0;
+    match &outcome.result {
+        Ok(response) => {
+            metrics.record_execution("ok", elapsed_secs);
+            tracing::debug!(
+                app_id,
+                script_id,
+                execution_id,
+                status = response.status,
+                duration_ms,
+                "execution finished"
+            );
+        }
+        Err(error) => {
+            metrics.record_execution(error.kind.as_str(), elapsed_secs);
+            let kind = error.kind.as_str();
+            if error.kind == ExecErrorKind::Unavailable {
+                tracing::error!(
+                    app_id,
+                    script_id,
+                    execution_id,
+                    kind,
+                    "execution failed: {}",
+                    error.message
+                );
+            } else {
+                tracing::info!(
+                    app_id,
+                    script_id,
+                    execution_id,
+                    kind,
+                    line = error.line,
+                    column = error.column,
+                    duration_ms,
+                    "execution failed: {}",
+                    error.message
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Set-up shared by the orchestrator's tests: a platform on a test store, its instance admin, an
+//! app with a script.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use picloud_core::{AppName, AppSlug, DispatchMode, Principal, RouteMethod, RoutePath, ScriptKind};
+use picloud_executor::ExecutorConfig;
+use picloud_orchestrator::{NewRouteInput, NewScriptInput, Platform, PlatformConfig};
+use picloud_store::Store;
+
+pub async fn start(store: Arc<dyn Store>) -> Platform {
+    start_with(store, PlatformConfig::default()).await
+}
+
+pub async fn start_with(store: Arc<dyn Store>, config: PlatformConfig) -> Platform {
+    let executor = ExecutorConfig {
+        threads: 2,
+        ..ExecutorConfig::default()
+    };
+    Platform::start_local(store, executor, config)
+        .await
+        .expect("the platform starts")
+}
+
+pub async fn admin(platform: &Platform) -> Principal {
+    platform
+        .auth()
+        .ensure_instance_admin(Some("pw"))
+        .await
+        .expect("the admin is created");
+    let login = platform
+        .auth()
+        .login("admin", "pw")
+        .await
+        .expect("the admin logs in");
+    platform
+        .auth()
+        .authenticate(&login.token)
+        .await
+        .expect("a store answer")
+        .expect("a principal")
+}
+
+pub fn route(method: &str, path: &str) -> NewRouteInput {
+    NewRouteInput {
+        method: RouteMethod::parse(method).expect("a method"),
+        path: RoutePath::parse(path).expect("a path"),
+        dispatch_mode: DispatchMode::Sync,
+    }
+}
+
+pub fn script(name: &str, kind: ScriptKind, source: &str) -> NewScriptInput {
+    NewScriptInput {
+        name: name.to_owned(),
+        kind,
+        source: source.to_owned(),
+    }
+}
+
+/// An app `slug` with one endpoint script; returns (app id, script id).
+pub async fn app_with_script(
+    platform: &Platform,
+    actor: &Principal,
+    slug: &str,
+    source: &str,
+) -> (picloud_core::AppId, picloud_core::ScriptId) {
+    let app = platform
+        .apps()
+        .create(
+            actor,
+            &AppSlug::parse(slug).expect("slug"),
+            &AppName::parse(slug).expect("name"),
+        )
+        .await
+        .expect("the app is created");
+    let script = platform
+        .scripts()
+        .create(actor, app.id, script("main", ScriptKind::Endpoint, source))
+        .await
+        .expect("the script is created");
+    (app.id, script.id)
+}

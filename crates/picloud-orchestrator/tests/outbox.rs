@@ -1,0 +1,654 @@
+//! The outbox and the dispatcher on both backends, in one process: sync requests recorded and
+//! answered, async routes accepted and run, retries with backoff, dead letters and their triggers,
+//! the recursion stop, the trigger-depth limit, replay and resolve, abandoned sync executions.
+//! (Crashes, outages and several nodes cross processes: `crates/picloud/tests/`.)
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{admin, app_with_script, route, script, start, start_with};
+use picloud_core::services::Writer;
+use picloud_core::{
+    AppId, CollectionName, DeadLetter, DispatchMode, KvKey, Principal, Resolution, ScriptKind,
+};
+use picloud_orchestrator::{
+    DeadLetterFilter, DeadLetterStatus, InvokeError, InvokeRequest, NewKvTriggerInput,
+    NewRouteInput, OutboxConfig, PageRequest, Platform, PlatformConfig, TriggerConfig,
+};
+use picloud_store::Store;
+use picloud_test_support::both_backends;
+use serde_json::{json, Value};
+
+/// Settings sized for tests: quick retries, a short lease and poll.
+fn quick() -> PlatformConfig {
+    PlatformConfig {
+        triggers: TriggerConfig {
+            retry_max_attempts: 3,
+            retry_base_ms: 50,
+            retry_max_ms: 200,
+            max_trigger_depth: 3,
+            ..TriggerConfig::default()
+        },
+        outbox: OutboxConfig {
+            lease_ms: 2_000,
+            poll_ms: 50,
+            ..OutboxConfig::default()
+        },
+        ..PlatformConfig::default()
+    }
+}
+
+fn request(slug: &str, method: &str, path: &str, body: Value) -> InvokeRequest {
+    InvokeRequest {
+        slug: slug.to_owned(),
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        ..InvokeRequest::default()
+    }
+}
+
+/// An app `slug` whose script `source` answers `method path` in `mode`.
+async fn deploy(
+    platform: &Platform,
+    actor: &Principal,
+    slug: &str,
+    source: &str,
+    mode: DispatchMode,
+) -> AppId {
+    let (app_id, script_id) = app_with_script(platform, actor, slug, source).await;
+    platform
+        .routes()
+        .create(
+            actor,
+            script_id,
+            NewRouteInput {
+                dispatch_mode: mode,
+                ..route("POST", "/run")
+            },
+        )
+        .await
+        .expect("the route is created");
+    app_id
+}
+
+async fn kv(store: &Arc<dyn Store>, app_id: AppId, collection: &str, key: &str) -> Option<Value> {
+    store
+        .kv_get(
+            app_id,
+            &CollectionName::parse(collection).expect("a collection"),
+            &KvKey::parse(key).expect("a key"),
+        )
+        .await
+        .expect("a store answer")
+}
+
+/// Polls `probe` until it answers `Some`, or fails after `within`.
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn dead_letters(
+    platform: &Platform,
+    actor: &Principal,
+    app_id: AppId,
+    status: DeadLetterStatus,
+) -> Vec<DeadLetter> {
+    platform
+        .dead_letters()
+        .list(
+            actor,
+            app_id,
+            &DeadLetterFilter {
+                status,
+                script_id: None,
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .expect("the dead letters")
+        .items
+}
+
+// A sync request is recorded in the outbox and answered; its row is gone once it finished.
+both_backends!(
+    a_sync_request_goes_through_the_outbox_and_leaves_no_row,
+    |store| async move {
+        let platform = start(store.clone()).await;
+        let actor = admin(&platform).await;
+        deploy(
+            &platform,
+            &actor,
+            "echo",
+            "#{ got: ctx.request.json.n }",
+            DispatchMode::Sync,
+        )
+        .await;
+        for n in 0..20 {
+            let answer = platform
+                .invoke(request("echo", "POST", "/run", json!({"n": n})))
+                .await
+                .expect("an answer");
+            assert_eq!(answer.response.status, 200, "request {n} is answered");
+        }
+        eventually(
+            "the finished rows are deleted",
+            Duration::from_secs(5),
+            || {
+                let store = store.clone();
+                async move {
+                    let depth = store.outbox_depth().await.expect("the depth");
+                    (depth.pending + depth.running == 0).then_some(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            platform.dispatcher().inbox().open_count(),
+            0,
+            "no inbox is left open"
+        );
+        platform.shutdown().await;
+    }
+);
+
+// An async route answers 202 with the execution id, and the dispatcher runs the job.
+both_backends!(
+    an_async_route_accepts_at_once_and_the_job_runs,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "jobs",
+            r#"kv::collection("done").set(ctx.execution_id, ctx.request.json); ()"#,
+            DispatchMode::Async,
+        )
+        .await;
+        let answer = platform
+            .invoke(request("jobs", "POST", "/run", json!({"n": 7})))
+            .await
+            .expect("accepted");
+        assert_eq!(answer.response.status, 202, "accepted");
+        let id = answer.execution_id.to_string();
+        let picloud_core::exec::ResponseBody::Json(body) = &answer.response.body else {
+            panic!("a JSON body: {:?}", answer.response.body);
+        };
+        assert_eq!(
+            body["execution_id"],
+            id.as_str(),
+            "the body names the execution"
+        );
+        let stored = eventually("the job runs", Duration::from_secs(10), || {
+            let store = store.clone();
+            let id = id.clone();
+            async move { kv(&store, app_id, "done", &id).await }
+        })
+        .await;
+        assert_eq!(stored, json!({"n": 7}), "the job saw the request body");
+        platform.shutdown().await;
+    }
+);
+
+// A job that always fails is retried with growing delays, then dead-lettered with its attempts.
+both_backends!(
+    a_failing_job_is_retried_with_backoff_then_dead_lettered,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "flaky",
+            r#"throw "always""#,
+            DispatchMode::Async,
+        )
+        .await;
+        let started = Instant::now();
+        platform
+            .invoke(request("flaky", "POST", "/run", json!({"n": 1})))
+            .await
+            .expect("accepted");
+        let dead = eventually("the job is dead-lettered", Duration::from_secs(10), || {
+            let platform = platform.clone();
+            let actor = actor.clone();
+            async move {
+                let dead =
+                    dead_letters(&platform, &actor, app_id, DeadLetterStatus::Unresolved).await;
+                dead.into_iter().next()
+            }
+        })
+        .await;
+        let elapsed = started.elapsed();
+        assert_eq!(dead.attempts, 3, "every attempt was made: {dead:?}");
+        assert!(
+            dead.error.contains("always"),
+            "the error is kept: {}",
+            dead.error
+        );
+        assert!(
+            elapsed >= Duration::from_millis(120),
+            "two backoff delays (~50 + ~100 ms, ±20 %) passed before the dead letter: {elapsed:?}"
+        );
+        assert_eq!(dead.source, "http", "an HTTP job");
+        platform.shutdown().await;
+    }
+);
+
+// A dead-letter trigger runs its handler with the dead letter in ctx.event; resolving and
+// replaying close the dead letter.
+both_backends!(
+    a_dead_letter_fires_its_trigger_and_can_be_replayed_or_resolved,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        // Fails until the flag is set; then records its success.
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "dl",
+            r#"
+                let flags = kv::collection("flags");
+                if flags.get("fixed") != true { throw "not yet"; }
+                flags.set("ran", ctx.request.json.n);
+                ()
+            "#,
+            DispatchMode::Async,
+        )
+        .await;
+        let handler = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                script(
+                    "on_dead",
+                    ScriptKind::Endpoint,
+                    r#"kv::collection("seen").set(ctx.event.dead_letter.id, ctx.event); ()"#,
+                ),
+            )
+            .await
+            .expect("the handler");
+        platform
+            .triggers()
+            .create_dead_letter(&actor, app_id, handler.id)
+            .await
+            .expect("the dead-letter trigger");
+        for n in [1, 2] {
+            platform
+                .invoke(request("dl", "POST", "/run", json!({"n": n})))
+                .await
+                .expect("accepted");
+        }
+        let dead = eventually(
+            "both jobs are dead-lettered",
+            Duration::from_secs(10),
+            || {
+                let platform = platform.clone();
+                let actor = actor.clone();
+                async move {
+                    let dead =
+                        dead_letters(&platform, &actor, app_id, DeadLetterStatus::Unresolved).await;
+                    (dead.len() == 2).then_some(dead)
+                }
+            },
+        )
+        .await;
+        for letter in &dead {
+            let event = eventually(
+                "the handler sees the dead letter",
+                Duration::from_secs(10),
+                || {
+                    let store = store.clone();
+                    let id = letter.id.to_string();
+                    async move { kv(&store, app_id, "seen", &id).await }
+                },
+            )
+            .await;
+            assert_eq!(
+                event["source"], "dead_letter",
+                "the event's source: {event}"
+            );
+            assert_eq!(event["dead_letter"]["attempts"], 3, "the attempts: {event}");
+            assert!(
+                event["dead_letter"]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not yet"),
+                "the error: {event}"
+            );
+        }
+        store
+            .kv_set(
+                Writer {
+                    app_id,
+                    trigger_depth: 0,
+                },
+                &CollectionName::parse("flags").expect("a collection"),
+                &KvKey::parse("fixed").expect("a key"),
+                &json!(true),
+            )
+            .await
+            .expect("the flag is set");
+        let replayed = platform
+            .dead_letters()
+            .replay(&actor, dead[0].id)
+            .await
+            .expect("replayed");
+        assert_eq!(
+            replayed.dead_letter.resolution,
+            Some(Resolution::Replayed),
+            "the dead letter is closed as replayed"
+        );
+        let ran = eventually("the replayed job succeeds", Duration::from_secs(10), || {
+            let store = store.clone();
+            async move { kv(&store, app_id, "flags", "ran").await }
+        })
+        .await;
+        assert!(
+            ran == json!(1) || ran == json!(2),
+            "the replay ran the original request: {ran}"
+        );
+        let resolved = platform
+            .dead_letters()
+            .resolve(&actor, dead[1].id)
+            .await
+            .expect("resolved");
+        assert_eq!(
+            resolved.resolution,
+            Some(Resolution::Resolved),
+            "closed as resolved"
+        );
+        let again = platform.dead_letters().resolve(&actor, dead[1].id).await;
+        assert!(
+            matches!(again, Err(picloud_orchestrator::ServiceError::Conflict(_))),
+            "resolving twice is a conflict: {again:?}"
+        );
+        assert!(
+            dead_letters(&platform, &actor, app_id, DeadLetterStatus::Unresolved)
+                .await
+                .is_empty(),
+            "nothing is left unresolved"
+        );
+        platform.shutdown().await;
+    }
+);
+
+// The recursion stop: a failing dead-letter handler marks the dead letter handler_failed and
+// makes no new dead letter, and is not retried.
+both_backends!(
+    a_failing_dead_letter_handler_marks_its_dead_letter_and_stops,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "stop",
+            r#"throw "job""#,
+            DispatchMode::Async,
+        )
+        .await;
+        let handler = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                script("bad_handler", ScriptKind::Endpoint, r#"throw "handler""#),
+            )
+            .await
+            .expect("the handler");
+        platform
+            .triggers()
+            .create_dead_letter(&actor, app_id, handler.id)
+            .await
+            .expect("the trigger");
+        platform
+            .invoke(request("stop", "POST", "/run", json!({})))
+            .await
+            .expect("accepted");
+        let letter = eventually("the dead letter is marked", Duration::from_secs(10), || {
+            let platform = platform.clone();
+            let actor = actor.clone();
+            async move {
+                let all = dead_letters(&platform, &actor, app_id, DeadLetterStatus::All).await;
+                all.into_iter()
+                    .find(|d| d.resolution == Some(Resolution::HandlerFailed))
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let all = dead_letters(&platform, &actor, app_id, DeadLetterStatus::All).await;
+        assert_eq!(
+            all.len(),
+            1,
+            "the handler's failure made no new dead letter: {all:?}"
+        );
+        assert_eq!(all[0].id, letter.id, "only the original");
+        let depth = store.outbox_depth().await.expect("the depth");
+        assert_eq!(
+            depth.pending + depth.running,
+            0,
+            "the handler is not retried: {depth:?}"
+        );
+        platform.shutdown().await;
+    }
+);
+
+// A trigger whose handler writes what triggers it stops at the depth limit; nothing is
+// dead-lettered.
+both_backends!(
+    the_trigger_depth_limit_stops_a_self_triggering_loop,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "loop",
+            r#"
+                let c = kv::collection("loop");
+                let n = c.get("n");
+                c.set("n", if n == () { 1 } else { n + 1 });
+                ()
+            "#,
+            DispatchMode::Sync,
+        )
+        .await;
+        let script_id = platform
+            .index()
+            .app(app_id)
+            .expect("the app is indexed")
+            .targets()[0]
+            .script
+            .id;
+        platform
+            .triggers()
+            .create_kv(
+                &actor,
+                app_id,
+                NewKvTriggerInput {
+                    script_id,
+                    collection: "loop".into(),
+                    key_prefix: None,
+                    ops: vec!["set".into()],
+                },
+            )
+            .await
+            .expect("the trigger");
+        platform
+            .invoke(request("loop", "POST", "/run", json!({})))
+            .await
+            .expect("the first write");
+        // Depth 1, 2, 3 run; depth 4 is skipped: 1 (HTTP) + 3 triggered writes.
+        eventually("the loop reaches the limit", Duration::from_secs(10), || {
+            let store = store.clone();
+            async move { (kv(&store, app_id, "loop", "n").await == Some(json!(4))).then_some(()) }
+        })
+        .await;
+        eventually(
+            "the skipped job leaves the outbox",
+            Duration::from_secs(5),
+            || {
+                let store = store.clone();
+                async move {
+                    let depth = store.outbox_depth().await.expect("the depth");
+                    (depth.pending + depth.running == 0).then_some(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            kv(&store, app_id, "loop", "n").await,
+            Some(json!(4)),
+            "the loop stopped"
+        );
+        assert!(
+            dead_letters(&platform, &actor, app_id, DeadLetterStatus::All)
+                .await
+                .is_empty(),
+            "a loop is not a failure: no dead letter"
+        );
+        platform.shutdown().await;
+    }
+);
+
+// A caller that stops waiting gets a timeout; the run that finishes later is recorded as
+// abandoned.
+both_backends!(
+    a_sync_run_that_outlives_its_caller_is_recorded_as_abandoned,
+    |store| async move {
+        let config = PlatformConfig {
+            outbox: OutboxConfig {
+                sync_wait_ms: 100,
+                ..quick().outbox
+            },
+            ..quick()
+        };
+        let platform = start_with(store.clone(), config).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "slow",
+            "let x = 0; while x < 300000 { x += 1; } x",
+            DispatchMode::Sync,
+        )
+        .await;
+        let err = platform
+            .invoke(request("slow", "POST", "/run", json!({})))
+            .await
+            .expect_err("the caller stops waiting");
+        let InvokeError::Failed { error, .. } = &err else {
+            panic!("a failed execution, got {err:?}");
+        };
+        assert_eq!(
+            error.kind,
+            picloud_core::exec::ExecErrorKind::Timeout,
+            "a timeout: {err}"
+        );
+        let abandoned = eventually(
+            "the abandoned run is recorded",
+            Duration::from_secs(10),
+            || {
+                let store = store.clone();
+                async move {
+                    let page = store
+                        .list_abandoned_executions(app_id, &PageRequest::default())
+                        .await
+                        .expect("the abandoned executions");
+                    page.items.into_iter().next()
+                }
+            },
+        )
+        .await;
+        assert!(
+            abandoned.reason.contains("gone"),
+            "the reason says the caller had gone: {}",
+            abandoned.reason
+        );
+        platform.shutdown().await;
+    }
+);
+
+// A KV write that matches a trigger hands the handler the change in ctx.event.
+both_backends!(
+    a_kv_trigger_hands_its_handler_the_change,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "users",
+            r#"kv::collection("users").set("u:" + ctx.request.json.id, ctx.request.json); ()"#,
+            DispatchMode::Sync,
+        )
+        .await;
+        let handler = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                script(
+                    "audit",
+                    ScriptKind::Endpoint,
+                    r#"kv::collection("audit").set(ctx.event.kv.key, ctx.event); ()"#,
+                ),
+            )
+            .await
+            .expect("the handler");
+        platform
+            .triggers()
+            .create_kv(
+                &actor,
+                app_id,
+                NewKvTriggerInput {
+                    script_id: handler.id,
+                    collection: "users".into(),
+                    key_prefix: Some("u:".into()),
+                    ops: vec!["set".into()],
+                },
+            )
+            .await
+            .expect("the trigger");
+        platform
+            .invoke(request(
+                "users",
+                "POST",
+                "/run",
+                json!({"id": "1", "name": "Ada"}),
+            ))
+            .await
+            .expect("written");
+        let event = eventually("the handler ran", Duration::from_secs(10), || {
+            let store = store.clone();
+            async move { kv(&store, app_id, "audit", "u:1").await }
+        })
+        .await;
+        assert_eq!(
+            event,
+            json!({"source": "kv", "kv": {
+                "collection": "users", "key": "u:1", "op": "set",
+                "value": {"id": "1", "name": "Ada"}, "prev_value": null
+            }}),
+            "the event as the handler saw it"
+        );
+        platform.shutdown().await;
+    }
+);

@@ -1,0 +1,100 @@
+//! `/api/v1/admin/apps/{app_id}/dead-letters` and
+//! `/api/v1/admin/dead-letters/{dead_letter_id}/{replay,resolve}`.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use picloud_core::{AppId, DeadLetter, DeadLetterId, InputError};
+use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, Platform};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{path_id, script_id_field, Authenticated, ListParams};
+use crate::List;
+
+/// `?status=unresolved|resolved|all&script_id=…&limit=…&cursor=…`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    script_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<List<DeadLetter>>, ApiError> {
+    let app_id = path_id(&app_id, "app", AppId::parse)?;
+    let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+    let status = match query.status.as_deref() {
+        None | Some("unresolved") => DeadLetterStatus::Unresolved,
+        Some("resolved") => DeadLetterStatus::Resolved,
+        Some("all") => DeadLetterStatus::All,
+        Some(other) => {
+            return Err(InputError::new(
+                "status",
+                format!(
+                    "'{}' is not a dead-letter status: use 'unresolved', 'resolved' or 'all'",
+                    other.chars().take(64).collect::<String>()
+                ),
+            )
+            .into())
+        }
+    };
+    let filter = DeadLetterFilter {
+        status,
+        script_id: query
+            .script_id
+            .as_deref()
+            .map(script_id_field)
+            .transpose()?,
+    };
+    let page = ListParams::new(query.limit, query.cursor).page()?;
+    Ok(Json(
+        platform
+            .dead_letters()
+            .list(&caller.principal, app_id, &filter, &page)
+            .await?
+            .into(),
+    ))
+}
+
+#[derive(Serialize)]
+pub(crate) struct ReplayAnswer {
+    dead_letter: DeadLetter,
+    /// The execution that runs the job again.
+    execution_id: String,
+}
+
+pub(crate) async fn replay(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<ReplayAnswer>, ApiError> {
+    let id = path_id(&id, "dead letter", DeadLetterId::parse)?;
+    let replayed = platform
+        .dead_letters()
+        .replay(&caller.principal, id)
+        .await?;
+    Ok(Json(ReplayAnswer {
+        dead_letter: replayed.dead_letter,
+        execution_id: replayed.execution_id.to_string(),
+    }))
+}
+
+pub(crate) async fn resolve(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetter>, ApiError> {
+    let id = path_id(&id, "dead letter", DeadLetterId::parse)?;
+    Ok(Json(
+        platform
+            .dead_letters()
+            .resolve(&caller.principal, id)
+            .await?,
+    ))
+}

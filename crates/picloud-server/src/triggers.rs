@@ -1,0 +1,91 @@
+//! `/api/v1/admin/apps/{app_id}/triggers[/kv|/dead_letter]` and `/api/v1/admin/triggers/{trigger_id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use picloud_core::{AppId, ScriptId, Trigger, TriggerId};
+use picloud_orchestrator::{NewKvTriggerInput, Platform};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::{path_id, script_id_field, Authenticated, JsonBody, Paging};
+use crate::List;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KvBody {
+    script_id: String,
+    collection: String,
+    key_prefix: Option<String>,
+    /// `["set"]`, `["delete"]` or both; both when left out.
+    ops: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLetterBody {
+    script_id: String,
+}
+
+pub(crate) async fn create_kv(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<KvBody>,
+) -> Result<(StatusCode, Json<Trigger>), ApiError> {
+    let app_id = path_id(&app_id, "app", AppId::parse)?;
+    let input = NewKvTriggerInput {
+        script_id: script_id_field(&body.script_id)?,
+        collection: body.collection,
+        key_prefix: body.key_prefix,
+        ops: body
+            .ops
+            .unwrap_or_else(|| vec!["set".to_owned(), "delete".to_owned()]),
+    };
+    let trigger = platform
+        .triggers()
+        .create_kv(&caller.principal, app_id, input)
+        .await?;
+    Ok((StatusCode::CREATED, Json(trigger)))
+}
+
+pub(crate) async fn create_dead_letter(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<DeadLetterBody>,
+) -> Result<(StatusCode, Json<Trigger>), ApiError> {
+    let app_id = path_id(&app_id, "app", AppId::parse)?;
+    let script_id: ScriptId = script_id_field(&body.script_id)?;
+    let trigger = platform
+        .triggers()
+        .create_dead_letter(&caller.principal, app_id, script_id)
+        .await?;
+    Ok((StatusCode::CREATED, Json(trigger)))
+}
+
+pub(crate) async fn list(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(app_id): Path<String>,
+    Paging(page): Paging,
+) -> Result<Json<List<Trigger>>, ApiError> {
+    let app_id = path_id(&app_id, "app", AppId::parse)?;
+    Ok(Json(
+        platform
+            .triggers()
+            .list(&caller.principal, app_id, &page)
+            .await?
+            .into(),
+    ))
+}
+
+pub(crate) async fn remove(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    Path(trigger_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&trigger_id, "trigger", TriggerId::parse)?;
+    platform.triggers().delete(&caller.principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,254 @@
+//! [`StoreServices`]: the data services scripts call ([`ScriptServices`]), over a [`Store`].
+//!
+//! Every call acts for the app of the running execution, which the executor passes in; a script
+//! never names an app, and another app's dead letter is as unknown to it as a missing one. A
+//! failure comes back as a sentence the script's author can act on; what the database said stays
+//! in the log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use picloud_core::services::{KvListRequest, KvPage, ServiceResult, Writer};
+use picloud_core::{
+    AppId, CollectionName, DeadLetter, DeadLetterId, ExecutionId, KvKey, ScriptServices,
+    ServiceCallError, ServiceErrorKind,
+};
+
+use crate::{Store, StoreError};
+
+/// The app's KV store and dead letters, as scripts reach them.
+pub struct StoreServices {
+    store: Arc<dyn Store>,
+    /// Called after a commit that enqueued at least one job (a KV write that fired triggers, a
+    /// replay), so that the dispatcher of this process runs it at once instead of at its next
+    /// poll.
+    on_enqueue: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl StoreServices {
+    pub fn new(store: Arc<dyn Store>, on_enqueue: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self { store, on_enqueue }
+    }
+
+    fn enqueued(&self, jobs: u32) {
+        if jobs > 0 {
+            (self.on_enqueue)();
+        }
+    }
+
+    /// The dead letter `id` when it belongs to `app_id`.
+    async fn dead_letter_of(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<DeadLetter> {
+        match self
+            .store
+            .get_dead_letter(id)
+            .await
+            .map_err(service_error)?
+        {
+            Some(dead_letter) if dead_letter.app_id == app_id => Ok(dead_letter),
+            _ => Err(no_dead_letter(id)),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreServices")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The same answer for a dead letter that does not exist and for one of another app.
+fn no_dead_letter(id: DeadLetterId) -> ServiceCallError {
+    ServiceCallError::new(
+        ServiceErrorKind::NotFound,
+        format!("no dead letter with id {id} in this app"),
+    )
+}
+
+/// A dead-letter call's error: a dead letter gone meanwhile reads like one never there.
+fn dead_letter_error(id: DeadLetterId) -> impl FnOnce(StoreError) -> ServiceCallError {
+    move |err| match err {
+        StoreError::NotFound(_) => no_dead_letter(id),
+        other => service_error(other),
+    }
+}
+
+/// A store error as a script sees it. Causes of `Unavailable` and `Internal` are logged here
+/// and never shown: they may hold SQL or connection details.
+fn service_error(err: StoreError) -> ServiceCallError {
+    match err {
+        StoreError::InvalidInput(message) => {
+            ServiceCallError::new(ServiceErrorKind::Invalid, message)
+        }
+        StoreError::NotFound(what) => ServiceCallError::new(
+            ServiceErrorKind::NotFound,
+            format!("the {what} was not found"),
+        ),
+        StoreError::Conflict(message) => ServiceCallError::new(ServiceErrorKind::Conflict, message),
+        StoreError::Unavailable(cause) => {
+            tracing::warn!("a data service call found the database unavailable: {cause}");
+            ServiceCallError::new(
+                ServiceErrorKind::Unavailable,
+                "the database is unavailable right now; try again in a moment",
+            )
+        }
+        // There is no kind for a bug; "unavailable" at least tells the script it was not its
+        // input.
+        StoreError::Internal(cause) => {
+            tracing::error!("a data service call failed: {cause}");
+            ServiceCallError::new(
+                ServiceErrorKind::Unavailable,
+                "the data service failed unexpectedly; the error was logged for the operator",
+            )
+        }
+    }
+}
+
+#[async_trait]
+impl ScriptServices for StoreServices {
+    async fn kv_get(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> ServiceResult<Option<serde_json::Value>> {
+        self.store
+            .kv_get(app_id, collection, key)
+            .await
+            .map_err(service_error)
+    }
+
+    async fn kv_has(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> ServiceResult<bool> {
+        self.store
+            .kv_has(app_id, collection, key)
+            .await
+            .map_err(service_error)
+    }
+
+    async fn kv_set(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+        value: serde_json::Value,
+    ) -> ServiceResult<()> {
+        let written = self
+            .store
+            .kv_set(writer, collection, key, &value)
+            .await
+            .map_err(service_error)?;
+        self.enqueued(written.jobs_enqueued);
+        Ok(())
+    }
+
+    async fn kv_delete(
+        &self,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> ServiceResult<bool> {
+        let written = self
+            .store
+            .kv_delete(writer, collection, key)
+            .await
+            .map_err(service_error)?;
+        self.enqueued(written.jobs_enqueued);
+        Ok(written.prev_value.is_some())
+    }
+
+    async fn kv_list(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> ServiceResult<KvPage> {
+        let page = self
+            .store
+            .kv_list(app_id, collection, request)
+            .await
+            .map_err(service_error)?;
+        Ok(KvPage {
+            items: page.items,
+            cursor: page.next_cursor,
+        })
+    }
+
+    async fn dead_letter_replay(
+        &self,
+        app_id: AppId,
+        id: DeadLetterId,
+    ) -> ServiceResult<ExecutionId> {
+        self.dead_letter_of(app_id, id).await?;
+        let execution_id = ExecutionId::new();
+        self.store
+            .replay_dead_letter(id, execution_id)
+            .await
+            .map_err(dead_letter_error(id))?;
+        self.enqueued(1);
+        Ok(execution_id)
+    }
+
+    async fn dead_letter_resolve(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()> {
+        self.dead_letter_of(app_id, id).await?;
+        self.store
+            .resolve_dead_letter(id)
+            .await
+            .map_err(dead_letter_error(id))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_causes_never_reach_the_script() {
+        let internal = service_error(StoreError::Internal(
+            "syntax error at or near \"SELEC\"".to_owned(),
+        ));
+        assert_eq!(internal.kind, ServiceErrorKind::Unavailable);
+        assert!(
+            !internal.message.contains("SELEC"),
+            "no SQL in the message: {}",
+            internal.message
+        );
+        let unavailable = service_error(StoreError::Unavailable(
+            "connection refused (os error 111) to 10.0.0.5:5432".to_owned(),
+        ));
+        assert_eq!(unavailable.kind, ServiceErrorKind::Unavailable);
+        assert!(
+            unavailable.message.contains("try again") && !unavailable.message.contains("10.0.0.5"),
+            "says to try again, hides the address: {}",
+            unavailable.message
+        );
+    }
+
+    #[test]
+    fn refusals_keep_their_sentence_and_kind() {
+        for (err, kind) in [
+            (
+                StoreError::InvalidInput("the cursor is not one this server issued".into()),
+                ServiceErrorKind::Invalid,
+            ),
+            (
+                StoreError::Conflict("the dead letter was already resolved".into()),
+                ServiceErrorKind::Conflict,
+            ),
+            (StoreError::NotFound("app"), ServiceErrorKind::NotFound),
+        ] {
+            let shown = err.to_string();
+            let mapped = service_error(err);
+            assert_eq!(mapped.kind, kind, "{shown}");
+            if kind != ServiceErrorKind::NotFound {
+                assert_eq!(mapped.message, shown, "the sentence is kept");
+            }
+        }
+    }
+}
