@@ -30,14 +30,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "bench-password"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# name -> (script source, route path, request path below the app)
+# name -> (script source, route path, request path below the app, dispatch mode)
 WORKLOADS = {
-    "hello": ('#{ hello: "world", n: 1 }', "/", "/"),
+    "hello": ('#{ hello: "world", n: 1 }', "/", "/", "sync"),
     "params": (
         "#{ user: ctx.request.params.user, item: ctx.request.params.item, "
         "q: ctx.request.query.q, page: ctx.request.query.page }",
         "/users/{user}/items/{item}",
         "/users/ada/items/42?q=lamps&page=2",
+        "sync",
     ),
     "compute": (
         'let s = ""; let total = 0;\n'
@@ -45,7 +46,18 @@ WORKLOADS = {
         "#{ total: total, s: s }",
         "/",
         "/",
+        "sync",
     ),
+    # One durable KV read and one durable KV write per request, over 1,000 keys.
+    "kv": (
+        'let c = kv::collection("bench"); let k = "k" + random::int(0, 999);\n'
+        "let n = c.get(k); c.set(k, if n == () { 1 } else { n + 1 }); #{ key: k }",
+        "/",
+        "/",
+        "sync",
+    ),
+    # Accepted/s of an async route: each 202 is a durably committed outbox row.
+    "async": ("()", "/", "/", "async"),
 }
 
 
@@ -130,7 +142,7 @@ def start_picloud(binary, name, env_extra):
     time.sleep(1.0)
     server.idle_rss_kib = proc_stat(proc.pid)[1]
     server.token = http("POST", f"{base}/api/v1/auth/login", {"username": "admin", "password": PASSWORD})["token"]
-    for workload, (source, route, request_path) in WORKLOADS.items():
+    for workload, (source, route, request_path, mode) in WORKLOADS.items():
         slug = f"bench-{workload}"
         app = http("POST", f"{base}/api/v1/admin/apps", {"slug": slug, "name": slug}, server.token)
         script = http(
@@ -142,12 +154,13 @@ def start_picloud(binary, name, env_extra):
         http(
             "POST",
             f"{base}/api/v1/admin/scripts/{script['id']}/routes",
-            {"method": "GET", "path": route, "dispatch_mode": "sync"},
+            {"method": "GET", "path": route, "dispatch_mode": mode},
             server.token,
         )
         server.urls[workload] = f"{base}/{slug}{request_path}"
         with urllib.request.urlopen(server.urls[workload], timeout=10) as resp:
-            assert resp.status == 200, f"{workload} answered {resp.status}"
+            expected = 202 if mode == "async" else 200
+            assert resp.status == expected, f"{workload} answered {resp.status}"
     return server
 
 
