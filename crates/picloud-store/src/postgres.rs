@@ -61,6 +61,21 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Deletes up to `limit` rows older than `older_than_ms` with `sql`. SKIP LOCKED in the
+    /// statements: nodes sweeping at once delete different rows instead of waiting.
+    async fn sweep(&self, sql: &'static str, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        Ok(sqlx::query(sql)
+            .bind(span(older_than_ms))
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(query_error)?
+            .rows_affected())
+    }
+
     /// Connects to `url` (a `postgres://` or `postgresql://` URL); `Unavailable` when the server
     /// cannot be reached.
     pub async fn open(url: &str, config: &StoreConfig) -> StoreResult<Self> {
@@ -1434,42 +1449,23 @@ impl DeadLetterStore for PgStore {
     }
 
     async fn sweep_dead_letters(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        // SKIP LOCKED: nodes sweeping at once delete different rows instead of waiting.
-        let deleted = sqlx::query(concat!(
+        let sql = concat!(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ",
             "WHERE created_at < ",
             clock!(),
             " - $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        ))
-        .bind(span(older_than_ms))
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?
-        .rows_affected();
-        Ok(deleted)
+        );
+        self.sweep(sql, older_than_ms, limit).await
     }
 
     async fn sweep_abandoned_executions(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let deleted = sqlx::query(concat!(
+        let sql = concat!(
             "DELETE FROM abandoned_executions WHERE execution_id IN (SELECT execution_id ",
             "FROM abandoned_executions WHERE created_at < ",
             clock!(),
             " - $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        ))
-        .bind(span(older_than_ms))
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(query_error)?
-        .rows_affected();
-        Ok(deleted)
+        );
+        self.sweep(sql, older_than_ms, limit).await
     }
 
     async fn list_abandoned_executions(

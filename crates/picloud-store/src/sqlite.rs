@@ -67,6 +67,23 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Deletes up to `limit` rows older than `older_than_ms` with `sql` (a sweep).
+    async fn sweep(&self, sql: &'static str, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query(sql)
+            .bind(span(older_than_ms))
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error)?
+            .rows_affected();
+        commit(tx).await?;
+        Ok(deleted)
+    }
+
     /// Opens (creating when missing) the database file at `path` and its directory.
     pub async fn open(path: &Path, config: &StoreConfig) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -1474,45 +1491,23 @@ impl DeadLetterStore for SqliteStore {
     }
 
     async fn sweep_dead_letters(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query(concat!(
+        let sql = concat!(
             "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ",
             "WHERE created_at < ",
             now!(),
             " - $1 ORDER BY created_at LIMIT $2)"
-        ))
-        .bind(span(older_than_ms))
-        .bind(i64::from(limit))
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error)?
-        .rows_affected();
-        commit(tx).await?;
-        Ok(deleted)
+        );
+        self.sweep(sql, older_than_ms, limit).await
     }
 
     async fn sweep_abandoned_executions(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query(concat!(
+        let sql = concat!(
             "DELETE FROM abandoned_executions WHERE execution_id IN (SELECT execution_id ",
             "FROM abandoned_executions WHERE created_at < ",
             now!(),
             " - $1 ORDER BY created_at LIMIT $2)"
-        ))
-        .bind(span(older_than_ms))
-        .bind(i64::from(limit))
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error)?
-        .rows_affected();
-        commit(tx).await?;
-        Ok(deleted)
+        );
+        self.sweep(sql, older_than_ms, limit).await
     }
 
     async fn list_abandoned_executions(
