@@ -4,11 +4,14 @@
     python3 bench/bench.py                 # release build, SQLite, 3 interleaved rounds of 10 s
     python3 bench/bench.py --postgres URL  # also PiCloud on PostgreSQL (a database it may fill)
     python3 bench/bench.py --smoke         # debug build, one 1 s round: proves the harness works
+    python3 bench/bench.py --workloads kv,trigger   # only these workloads (and the bare server)
 
 It builds the binaries, starts `picloud serve` on a fresh data directory, creates each workload's
-app, script and route through the admin API, drives load with wrk at 1 and 32 connections, and
-prints one table: req/s (median and min-max over rounds), the ratio to the bare server, p50/p99
-latency as wrk reports them, errors, server CPU microseconds per request and RSS.
+app, scripts, route and trigger through the admin API, drives load with wrk at 1 and 32
+connections, and prints a table: req/s (median and min-max over rounds), the ratio to the bare
+server, p50/p99 latency as wrk reports them, errors, server CPU microseconds per request and RSS.
+For the workloads that queue jobs (async, trigger) it waits after each wrk run until every job
+has run, and prints a second table: the drain time and the jobs per second end to end.
 """
 
 import argparse
@@ -30,34 +33,55 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "bench-password"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# name -> (script source, route path, request path below the app, dispatch mode)
+# The collection whose writes the `trigger` workload's KV trigger fans out.
+EVENTS = "events"
+# How long the jobs of one wrk run may take to drain. A smoke run (and the check request of every
+# run) fails past it, so CI catches a stuck queue; a full run warns and reports an infinite drain.
+SMOKE_DRAIN_TIMEOUT_S = 60
+FULL_DRAIN_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Workload:
+    source: str  # the endpoint script the route runs
+    route: str = "/"  # the route's pattern
+    request: str = "/"  # the request's path (and query) below the app
+    mode: str = "sync"  # the route's dispatch mode
+    # A handler script run by a KV trigger on EVENTS ("set"): each request's write queues one job.
+    handler: str = ""
+
+    @property
+    def queues_jobs(self):
+        """Whether each request leaves a job behind, run by the dispatcher after the answer."""
+        return self.mode == "async" or bool(self.handler)
+
+
 WORKLOADS = {
-    "hello": ('#{ hello: "world", n: 1 }', "/", "/", "sync"),
-    "params": (
+    "hello": Workload('#{ hello: "world", n: 1 }'),
+    "params": Workload(
         "#{ user: ctx.request.params.user, item: ctx.request.params.item, "
         "q: ctx.request.query.q, page: ctx.request.query.page }",
-        "/users/{user}/items/{item}",
-        "/users/ada/items/42?q=lamps&page=2",
-        "sync",
+        route="/users/{user}/items/{item}",
+        request="/users/ada/items/42?q=lamps&page=2",
     ),
-    "compute": (
+    "compute": Workload(
         'let s = ""; let total = 0;\n'
         "for i in 0..1000 { total += i * 2; if i % 100 == 0 { s += `${i},`; } }\n"
-        "#{ total: total, s: s }",
-        "/",
-        "/",
-        "sync",
+        "#{ total: total, s: s }"
     ),
     # One durable KV read and one durable KV write per request, over 1,000 keys.
-    "kv": (
+    "kv": Workload(
         'let c = kv::collection("bench"); let k = "k" + random::int(0, 999);\n'
-        "let n = c.get(k); c.set(k, if n == () { 1 } else { n + 1 }); #{ key: k }",
-        "/",
-        "/",
-        "sync",
+        "let n = c.get(k); c.set(k, if n == () { 1 } else { n + 1 }); #{ key: k }"
     ),
     # Accepted/s of an async route: each 202 is a durably committed outbox row.
-    "async": ("()", "/", "/", "async"),
+    "async": Workload("()", mode="async"),
+    # One KV write per request, fanned out by a KV trigger to a handler that only reads its event
+    # (it never writes to EVENTS, so it cannot trigger itself).
+    "trigger": Workload(
+        f'let k = "e" + random::int(0, 999); kv::collection("{EVENTS}").set(k, ctx.execution_id); #{{ key: k }}',
+        handler="let key = ctx.event.kv.key; #{ handled: key }",
+    ),
 }
 
 
@@ -125,6 +149,7 @@ class Server:
 
 
 def start_picloud(binary, name, env_extra):
+    """Starts `picloud serve` on a fresh data directory and logs in as the admin."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="picloud-bench-")
     env = dict(os.environ)
@@ -142,26 +167,41 @@ def start_picloud(binary, name, env_extra):
     time.sleep(1.0)
     server.idle_rss_kib = proc_stat(proc.pid)[1]
     server.token = http("POST", f"{base}/api/v1/auth/login", {"username": "admin", "password": PASSWORD})["token"]
-    for workload, (source, route, request_path, mode) in WORKLOADS.items():
-        slug = f"bench-{workload}"
-        app = http("POST", f"{base}/api/v1/admin/apps", {"slug": slug, "name": slug}, server.token)
-        script = http(
-            "POST",
-            f"{base}/api/v1/admin/apps/{app['id']}/scripts",
-            {"name": workload, "kind": "endpoint", "source": source},
-            server.token,
-        )
+    return server
+
+
+def create_workload(server, name, workload):
+    """Creates the workload's app, script, route and trigger, and checks one request (and its job)."""
+    base, token = server.base, server.token
+    slug = f"bench-{name}"
+    app = http("POST", f"{base}/api/v1/admin/apps", {"slug": slug, "name": slug}, token)
+
+    def create_script(script_name, source):
+        body = {"name": script_name, "kind": "endpoint", "source": source}
+        return http("POST", f"{base}/api/v1/admin/apps/{app['id']}/scripts", body, token)
+
+    script = create_script(name, workload.source)
+    http(
+        "POST",
+        f"{base}/api/v1/admin/scripts/{script['id']}/routes",
+        {"method": "GET", "path": workload.route, "dispatch_mode": workload.mode},
+        token,
+    )
+    if workload.handler:
+        handler = create_script(f"{name}-handler", workload.handler)
         http(
             "POST",
-            f"{base}/api/v1/admin/scripts/{script['id']}/routes",
-            {"method": "GET", "path": route, "dispatch_mode": mode},
-            server.token,
+            f"{base}/api/v1/admin/apps/{app['id']}/triggers/kv",
+            {"script_id": handler["id"], "collection": EVENTS, "ops": ["set"]},
+            token,
         )
-        server.urls[workload] = f"{base}/{slug}{request_path}"
-        with urllib.request.urlopen(server.urls[workload], timeout=10) as resp:
-            expected = 202 if mode == "async" else 200
-            assert resp.status == expected, f"{workload} answered {resp.status}"
-    return server
+    server.urls[name] = f"{base}/{slug}{workload.request}"
+    before = job_counts(server)
+    with urllib.request.urlopen(server.urls[name], timeout=10) as resp:
+        expected = 202 if workload.mode == "async" else 200
+        assert resp.status == expected, f"{name} answered {resp.status}"
+    if workload.queues_jobs and drain(server, workload, before, SMOKE_DRAIN_TIMEOUT_S)[1] is None:
+        sys.exit(f"{name}: the job of the check request did not run within {SMOKE_DRAIN_TIMEOUT_S} s")
 
 
 def start_bare(binary):
@@ -174,6 +214,36 @@ def start_bare(binary):
     server.idle_rss_kib = proc_stat(proc.pid)[1]
     server.urls["hello"] = f"{base}/"
     return server
+
+
+def job_counts(server):
+    """(public requests answered 2xx, executions finished ok) so far, from /metrics."""
+    with urllib.request.urlopen(f"{server.base}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    answered = sum(
+        int(float(n)) for n in re.findall(r'^picloud_http_requests_total\{kind="public",status="2\d\d"\} (\S+)', text, re.M)
+    )
+    m = re.search(r'^picloud_executions_total\{outcome="ok"\} (\S+)', text, re.M)
+    return answered, int(float(m.group(1))) if m else 0
+
+
+def drain(server, workload, before, timeout):
+    """Waits until every job queued since the `before` job_counts has run.
+
+    Each 2xx answer queued one job (an async request's own run, or a trigger event of a write); a
+    sync request's own run is an ok execution too, so it is subtracted. Answers (jobs queued,
+    seconds waited), the seconds being None when the timeout passed first.
+    """
+    start = time.monotonic()
+    while True:
+        answered, ok = (now - then for now, then in zip(job_counts(server), before))
+        jobs_run = ok - (answered if workload.mode == "sync" else 0)
+        waited = time.monotonic() - start
+        if jobs_run >= answered:
+            return answered, waited
+        if waited > timeout:
+            return answered, None
+        time.sleep(0.01)
 
 
 def to_ms(text):
@@ -203,6 +273,26 @@ def run_wrk(url, connections, seconds):
     return rps, requests, p50, p99, errors
 
 
+def measure(server, name, conns, seconds, drain_timeout):
+    """One wrk run of a workload on a server and, for a workload that queues jobs, their drain: the
+    seconds from the end of wrk until every job has run (inf past the timeout) and the jobs per
+    second from the start of wrk to then."""
+    workload = WORKLOADS[name]
+    before = job_counts(server) if workload.queues_jobs else None
+    cpu0 = proc_stat(server.proc.pid)[0]
+    started = time.monotonic()
+    rps, requests, p50, p99, errors = run_wrk(server.urls[name], conns, seconds)
+    wrk_s = time.monotonic() - started
+    cpu1, rss, hwm = proc_stat(server.proc.pid)
+    cpu_us = (cpu1 - cpu0) * 1e6 / max(requests, 1)
+    sample = dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu_us=cpu_us, rss=rss, hwm=hwm)
+    if workload.queues_jobs:
+        jobs, drain_s = drain(server, workload, before, drain_timeout)
+        drain_s = float("inf") if drain_s is None else drain_s
+        sample.update(jobs=jobs, drain_s=drain_s, jobs_per_s=jobs / (wrk_s + drain_s))
+    return sample
+
+
 def ensure_wrk():
     if shutil.which("wrk"):
         return
@@ -226,11 +316,19 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", default="1,32")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"run only these, comma-separated (default: all of {','.join(WORKLOADS)}); "
+                             "the bare server always runs")
     parser.add_argument("--postgres", metavar="URL", help="also run PiCloud on this PostgreSQL database")
     parser.add_argument("--write-results", action="store_true", help="write the table to bench/RESULTS.md")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds = 1, 1
+    workloads = args.workloads.split(",")
+    unknown = [name for name in workloads if name not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(unknown)} (known: {', '.join(WORKLOADS)})")
+    drain_timeout = SMOKE_DRAIN_TIMEOUT_S if args.smoke else FULL_DRAIN_TIMEOUT_S
 
     ensure_wrk()
     profile = "dev" if args.smoke else "release"
@@ -241,26 +339,33 @@ def main():
     )
     target = os.path.join(ROOT, "target", "debug" if args.smoke else "release")
 
-    servers = [start_bare(os.path.join(target, "bare-hello")),
-               start_picloud(os.path.join(target, "picloud"), "picloud sqlite", {})]
+    picloud_envs = {"picloud sqlite": {}}
     if args.postgres:
-        servers.append(start_picloud(os.path.join(target, "picloud"), "picloud postgres",
-                                     {"PICLOUD_DATABASE_URL": args.postgres}))
+        picloud_envs["picloud postgres"] = {"PICLOUD_DATABASE_URL": args.postgres}
     connections = [int(c) for c in args.connections.split(",")]
     rows = {}  # (server, workload, conns) -> list of samples
+    servers = []
     try:
+        servers.append(start_bare(os.path.join(target, "bare-hello")))
+        for name, env in picloud_envs.items():
+            servers.append(start_picloud(os.path.join(target, "picloud"), name, env))
+            for workload in workloads:
+                create_workload(servers[-1], workload, WORKLOADS[workload])
         for round_no in range(args.rounds):
             for conns in connections:
                 for server in servers:
-                    for workload, url in server.urls.items():
-                        cpu0 = proc_stat(server.proc.pid)[0]
-                        rps, requests, p50, p99, errors = run_wrk(url, conns, args.seconds)
-                        cpu1, rss, hwm = proc_stat(server.proc.pid)
-                        cpu_us = (cpu1 - cpu0) * 1e6 / max(requests, 1)
-                        rows.setdefault((server.name, workload, conns), []).append(
-                            dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu_us=cpu_us, rss=rss, hwm=hwm))
-                        print(f"round {round_no + 1}: {server.name:16} {workload:8} c{conns:<3} {rps:10.0f} req/s",
-                              file=sys.stderr)
+                    for workload in server.urls:
+                        sample = measure(server, workload, conns, args.seconds, drain_timeout)
+                        rows.setdefault((server.name, workload, conns), []).append(sample)
+                        progress = f"round {round_no + 1}: {server.name:16} {workload:8} c{conns:<3} {sample['rps']:10.0f} req/s"
+                        if "jobs" in sample:
+                            progress += f", {sample['jobs']} jobs drained in {sample['drain_s']:.2f} s"
+                        print(progress, file=sys.stderr)
+                        if sample.get("drain_s") == float("inf"):
+                            message = f"{server.name} {workload} c{conns}: the jobs did not drain within {drain_timeout} s"
+                            if args.smoke:
+                                sys.exit(message)
+                            print(f"warning: {message}", file=sys.stderr)
     finally:
         for server in servers:
             server.stop()
@@ -278,6 +383,16 @@ def main():
             f"{sum(s['errors'] for s in samples)} | {statistics.median(s['cpu_us'] for s in samples):.0f} | "
             f"{samples[-1]['rss'] / 1024:.1f} | {max(s['hwm'] for s in samples) / 1024:.1f} |"
         )
+    job_rows = {key: samples for key, samples in rows.items() if "jobs" in samples[0]}
+    if job_rows:
+        lines.append("")
+        lines.append("| server | workload | conns | requests accepted median | drain s median (min–max) | end-to-end jobs/s median (min–max) |")
+        lines.append("|---|---|---|---|---|---|")
+        for (name, workload, conns), samples in job_rows.items():
+            lines.append(
+                f"| {name} | {workload} | {conns} | {statistics.median(s['jobs'] for s in samples):.0f} | "
+                f"{fmt_range([s['drain_s'] for s in samples], '{:.2f}')} | {fmt_range([s['jobs_per_s'] for s in samples])} |"
+            )
     lines.append("")
     lines.append("| server | start-up to healthy ms | idle RSS MiB |")
     lines.append("|---|---|---|")
