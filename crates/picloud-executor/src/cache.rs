@@ -1,9 +1,9 @@
-//! The compiled-script cache: script id → `(updated_at, Arc<AST>)`, least recently used out.
-//! A request names the version it wants through `updated_at`; the same version is served from
-//! the cache, any other is compiled and replaces it, so a saved script takes effect at once.
+//! The compiled-script cache: script id → `(updated_at, Arc<Compiled>)`, least recently used
+//! out. A request names the version it wants through `updated_at`; the same version is served
+//! from the cache, any other is compiled and replaces it, so a saved script takes effect at once.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -12,9 +12,35 @@ use picloud_core::exec::ScriptRef;
 use picloud_core::{ScriptId, Timestamp};
 use rhai::AST;
 
+/// One version of a script, compiled.
+pub(crate) struct Compiled {
+    pub ast: AST,
+    /// Whether runs of this version are still tried inline; cleared the first time one has to
+    /// start over on an executor thread (it calls a data service, or runs long), so a script
+    /// that cannot finish inline pays for the attempt once per version, not per request.
+    inline: AtomicBool,
+}
+
+impl Compiled {
+    fn new(ast: AST) -> Self {
+        Self {
+            ast,
+            inline: AtomicBool::new(true),
+        }
+    }
+
+    pub fn runs_inline(&self) -> bool {
+        self.inline.load(Ordering::Relaxed)
+    }
+
+    pub fn stop_inline(&self) {
+        self.inline.store(false, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct AstCache {
     /// `parking_lot::Mutex` because nothing blocks while it is held: compilation happens outside.
-    entries: Mutex<LruCache<ScriptId, (Timestamp, Arc<AST>)>>,
+    entries: Mutex<LruCache<ScriptId, (Timestamp, Arc<Compiled>)>>,
     compilations: AtomicU64,
 }
 
@@ -35,18 +61,23 @@ impl AstCache {
         &self,
         script: &ScriptRef,
         compile: impl FnOnce(&str) -> Result<AST, E>,
-    ) -> Result<Arc<AST>, E> {
-        if let Some((updated_at, ast)) = self.entries.lock().get(&script.id) {
-            if *updated_at == script.updated_at {
-                return Ok(ast.clone());
-            }
+    ) -> Result<Arc<Compiled>, E> {
+        if let Some(compiled) = self.get(script) {
+            return Ok(compiled);
         }
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        let ast = Arc::new(compile(&script.source)?);
+        let compiled = Arc::new(Compiled::new(compile(&script.source)?));
         self.entries
             .lock()
-            .put(script.id, (script.updated_at, ast.clone()));
-        Ok(ast)
+            .put(script.id, (script.updated_at, compiled.clone()));
+        Ok(compiled)
+    }
+
+    /// This version of the script if it is cached.
+    pub fn get(&self, script: &ScriptRef) -> Option<Arc<Compiled>> {
+        let mut entries = self.entries.lock();
+        let (updated_at, compiled) = entries.get(&script.id)?;
+        (*updated_at == script.updated_at).then(|| compiled.clone())
     }
 
     /// How many times a script was compiled for execution.

@@ -32,15 +32,40 @@ pub(crate) const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 /// turns the resulting `ErrorTerminated` into a `Timeout`.
 pub(crate) const DEADLINE_TOKEN: &str = "picloud:deadline";
 
+/// The termination token that ends an inline run which must go to an executor thread instead: it
+/// reached a call that waits (a data call), or ran past its inline budget. A termination, so
+/// `try/catch` cannot swallow it.
+pub(crate) const NEEDS_WORKER_TOKEN: &str = "picloud:needs-worker";
+
+/// Operations an inline run may take before it moves to an executor thread (~0.1 ms of script).
+pub(crate) const INLINE_MAX_OPERATIONS: u64 = 2_048;
+/// Time an inline run may take, checked with the operations: one slow native call (a large
+/// string copied in a loop) must not hold an async worker thread either.
+const INLINE_MAX_TIME: Duration = Duration::from_micros(500);
+/// How often the deadline is checked (in operations): reading the clock costs more than an
+/// operation, so a pool run looks once every this many (~0.1 ms of script time).
+const DEADLINE_CHECK_EVERY: u64 = 1_024;
+
+/// Where an execution runs.
+pub(crate) enum Placement {
+    /// An executor thread: SDK calls block on this runtime (without one, they fail).
+    Worker(Option<Handle>),
+    /// Inline, on the caller's async thread, which must never block: the first call that would
+    /// wait ends the run with [`NEEDS_WORKER_TOKEN`], as does the inline budget, and the
+    /// execution starts over on an executor thread. Until then nothing left the run — data calls
+    /// are the only way out, and log lines are held back — so starting over is invisible.
+    Inline { started: Instant },
+}
+
 /// What one execution carries while it runs.
 pub(crate) struct CallContext {
     pub app_id: AppId,
     pub script_id: ScriptId,
     pub execution_id: ExecutionId,
     pub deadline: Instant,
-    /// The runtime that SDK calls reaching async services block on (`Handle::block_on` is safe
-    /// here because executions run on plain OS threads, never on a tokio worker).
-    pub runtime: Option<Handle>,
+    /// Where it runs: on an executor thread, SDK calls reaching async services block on its
+    /// runtime (`Handle::block_on` is safe there, a plain OS thread); inline, they may not.
+    pub placement: Placement,
     /// What the script's data calls may do (checked by the store SDK through [`require`]).
     pub authority: Authority,
     /// Where the script's data calls go: the KV store and dead letters.
@@ -59,7 +84,7 @@ impl CallContext {
     pub fn new(
         request: &ExecRequest,
         deadline: Instant,
-        runtime: Option<Handle>,
+        placement: Placement,
         services: Arc<dyn ScriptServices>,
     ) -> Self {
         Self {
@@ -67,7 +92,7 @@ impl CallContext {
             script_id: request.script.id,
             execution_id: request.execution_id,
             deadline,
-            runtime,
+            placement,
             authority: request.authority.clone(),
             services,
             trigger_depth: request.trigger_depth,
@@ -75,6 +100,23 @@ impl CallContext {
             logs: Vec::new(),
             dropped_logs: 0,
         }
+    }
+
+    fn inline(&self) -> bool {
+        matches!(self.placement, Placement::Inline { .. })
+    }
+
+    /// Emits the lines an inline run held back, now that it finished where it ran.
+    pub fn emit_held_logs(&self) {
+        if self.inline() {
+            for line in &self.logs {
+                emit(line.level, &line.message, Some(self.ids()));
+            }
+        }
+    }
+
+    fn ids(&self) -> (&AppId, &ScriptId, &ExecutionId) {
+        (&self.app_id, &self.script_id, &self.execution_id)
     }
 
     /// The captured log, with a closing line if some were dropped.
@@ -147,10 +189,24 @@ fn with_current<R>(f: impl FnOnce(&mut CallContext) -> R) -> Option<R> {
         .flatten()
 }
 
-/// Whether the current call is past its deadline (never, outside a call).
-pub(crate) fn deadline_passed() -> bool {
-    with_current(|ctx| Instant::now() >= ctx.deadline).unwrap_or(false)
+/// `on_progress`, every [`PROGRESS_CHECK_EVERY`] operations: the termination token when the
+/// current call is past its deadline, or an inline call past its budget (never outside a call).
+pub(crate) fn checkpoint(operations: u64) -> Option<&'static str> {
+    with_current(|ctx| {
+        if let Placement::Inline { started } = ctx.placement {
+            if operations >= INLINE_MAX_OPERATIONS || started.elapsed() >= INLINE_MAX_TIME {
+                return Some(NEEDS_WORKER_TOKEN);
+            }
+        }
+        (operations.is_multiple_of(DEADLINE_CHECK_EVERY) && Instant::now() >= ctx.deadline)
+            .then_some(DEADLINE_TOKEN)
+    })
+    .flatten()
 }
+
+/// How often (in operations) `on_progress` calls [`checkpoint`]: often enough that an inline
+/// run stops close to its budget, rarely enough to cost nothing measurable.
+pub(crate) const PROGRESS_CHECK_EVERY: u64 = 64;
 
 /// Appends a line to the current call's log and emits it through `tracing` with the call's ids.
 /// Outside a call the line only goes to `tracing`.
@@ -161,11 +217,9 @@ pub(crate) fn push_log(level: LogLevel, message: String) {
             ctx.dropped_logs += 1;
             return;
         }
-        emit(
-            level,
-            &message,
-            Some((&ctx.app_id, &ctx.script_id, &ctx.execution_id)),
-        );
+        if !ctx.inline() {
+            emit(level, &message, Some(ctx.ids()));
+        }
         ctx.logs.push(LogLine {
             level,
             message: message.clone(),
@@ -264,14 +318,18 @@ pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<Grant, Box
 /// one way SDK functions reach async services, because `on_progress` cannot interrupt a native
 /// call. Running out of time is the same termination `on_progress` raises, so it surfaces as a
 /// `Timeout` that `try/catch` cannot swallow.
+///
+/// An inline run never waits: it ends here with [`NEEDS_WORKER_TOKEN`], before the call starts.
 pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<EvalAltResult>> {
-    let (runtime, remaining) = with_current(|ctx| {
-        (
-            ctx.runtime.clone(),
+    let placement = with_current(|ctx| match &ctx.placement {
+        Placement::Worker(runtime) => Ok((
+            runtime.clone(),
             ctx.deadline.saturating_duration_since(Instant::now()),
-        )
-    })
-    .unwrap_or((Handle::try_current().ok(), Duration::MAX));
+        )),
+        Placement::Inline { .. } => Err(terminated(NEEDS_WORKER_TOKEN)),
+    });
+    let (runtime, remaining) =
+        placement.unwrap_or_else(|| Ok((Handle::try_current().ok(), Duration::MAX)))?;
     let Some(runtime) = runtime else {
         return Err(
             "this function needs the async runtime, which this executor does not have".into(),
@@ -279,9 +337,12 @@ pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<Ev
     };
     runtime
         .block_on(async { tokio::time::timeout(remaining, future).await })
-        .map_err(|_| {
-            EvalAltResult::ErrorTerminated(Dynamic::from(DEADLINE_TOKEN), Position::NONE).into()
-        })
+        .map_err(|_| terminated(DEADLINE_TOKEN))
+}
+
+/// The termination carrying `token`; `try/catch` cannot catch it.
+fn terminated(token: &'static str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(Dynamic::from(token), Position::NONE).into()
 }
 
 #[cfg(test)]
@@ -309,7 +370,12 @@ mod tests {
             event: None,
             trigger_depth: 3,
         };
-        CallContext::new(&request, deadline, runtime, Arc::new(NoServices))
+        CallContext::new(
+            &request,
+            deadline,
+            Placement::Worker(runtime),
+            Arc::new(NoServices),
+        )
     }
 
     #[test]

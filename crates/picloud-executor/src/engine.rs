@@ -15,9 +15,6 @@ use crate::context;
 pub(crate) const MAX_VARIABLES: usize = 4_096;
 /// Functions a script may define.
 pub(crate) const MAX_FUNCTIONS: usize = 1_024;
-/// `on_progress` runs on every operation; reading the clock costs more than an operation, so
-/// the deadline is checked once every this many operations (~0.1 ms of script time).
-const DEADLINE_CHECK_EVERY: u64 = 1_024;
 
 /// Builds the shared engine for `limits`.
 ///
@@ -30,7 +27,7 @@ const DEADLINE_CHECK_EVERY: u64 = 1_024;
 ///   function in a namespace (`log::debug`);
 /// - showing and comparing arrays and maps look at most 128 levels deep ([`crate::nesting`]);
 /// - `import` resolves nothing yet (module scripts come with their own resolver);
-/// - the deadline is enforced inside Rhai by `on_progress`;
+/// - the deadline (and an inline run's budget) is enforced inside Rhai by `on_progress`;
 /// - `response(…)` and the standard library namespaces ([`crate::sdk`]).
 pub(crate) fn build(limits: &Limits) -> Engine {
     let mut engine = Engine::new_raw();
@@ -65,8 +62,10 @@ pub(crate) fn build(limits: &Limits) -> Engine {
     engine
         .on_debug(|text, _source, _position| context::push_log(LogLevel::Debug, text.to_string()));
     engine.on_progress(|operations| {
-        (operations % DEADLINE_CHECK_EVERY == 0 && context::deadline_passed())
-            .then(|| Dynamic::from(context::DEADLINE_TOKEN))
+        if !operations.is_multiple_of(context::PROGRESS_CHECK_EVERY) {
+            return None;
+        }
+        context::checkpoint(operations).map(Dynamic::from)
     });
 
     engine.set_module_resolver(DummyModuleResolver::new());
@@ -105,6 +104,23 @@ const SLEEP_REFUSED: &str =
 /// Only the pages a script touches are committed; with the default limits a release build
 /// reserves ~106 MiB of address space per thread.
 pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
+    let nesting = limits.max_array_size.saturating_add(limits.max_map_size);
+    stack_size(limits, nesting)
+}
+
+/// Stack an inline run needs (see [`crate::context::Placement::Inline`]): as a worker's, except
+/// that nesting is bounded by the inline operation budget (one operation at least per level)
+/// rather than by the size limits.
+pub(crate) fn inline_stack_size(limits: &Limits) -> usize {
+    let nesting = usize::try_from(context::INLINE_MAX_OPERATIONS).unwrap_or(usize::MAX);
+    stack_size(
+        limits,
+        nesting.min(limits.max_array_size.saturating_add(limits.max_map_size)),
+    )
+}
+
+/// The stack for the call and expression limits plus `nesting` levels of nested values.
+fn stack_size(limits: &Limits, nesting: usize) -> usize {
     const BASE: usize = 8 * 1024 * 1024;
     let calls = limits.max_call_levels.div_ceil(32).max(1);
     let depth = limits
@@ -112,10 +128,7 @@ pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
         .max(limits.max_function_expr_depth)
         .div_ceil(64)
         .max(1);
-    let nesting = limits
-        .max_array_size
-        .saturating_add(limits.max_map_size)
-        .saturating_mul(STACK_PER_NESTING_LEVEL);
+    let nesting = nesting.saturating_mul(STACK_PER_NESTING_LEVEL);
     BASE.saturating_mul(calls)
         .saturating_mul(depth)
         .saturating_add(nesting)

@@ -6,7 +6,7 @@ use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::Limits;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use crate::context::DEADLINE_TOKEN;
+use crate::context::{DEADLINE_TOKEN, NEEDS_WORKER_TOKEN};
 use crate::engine::MAX_VARIABLES;
 
 /// A source that does not compile. Expressions nested past the limit, and literals larger than
@@ -35,6 +35,15 @@ pub(crate) fn from_parse(err: &ParseError, limits: &Limits) -> ExecError {
     }
 }
 
+/// Whether an inline run ended because it must start over on an executor thread.
+pub(crate) fn needs_worker(err: &EvalAltResult) -> bool {
+    matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(token, ..) if is_token(token, NEEDS_WORKER_TOKEN))
+}
+
+fn is_token(value: &rhai::Dynamic, token: &str) -> bool {
+    value.clone().into_string().ok().as_deref() == Some(token)
+}
+
 /// An evaluation that failed.
 pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
     let inner = err.unwrap_inner();
@@ -57,14 +66,10 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
             "the script exceeded its limit of {MAX_VARIABLES} variables"
         )),
         EvalAltResult::ErrorDataTooLarge(what, ..) => limit(data_too_large(what, limits)),
-        EvalAltResult::ErrorTerminated(token, ..)
-            if token.clone().into_string().ok().as_deref() == Some(DEADLINE_TOKEN) =>
-        {
-            (
-                ExecErrorKind::Timeout,
-                format!("the script ran longer than {} ms", limits.timeout_ms),
-            )
-        }
+        EvalAltResult::ErrorTerminated(token, ..) if is_token(token, DEADLINE_TOKEN) => (
+            ExecErrorKind::Timeout,
+            format!("the script ran longer than {} ms", limits.timeout_ms),
+        ),
         EvalAltResult::ErrorRuntime(value, ..) => (ExecErrorKind::Runtime, thrown(value)),
         EvalAltResult::ErrorModuleNotFound(name, ..) => (
             ExecErrorKind::Runtime,

@@ -40,7 +40,7 @@ mod validate;
 use async_trait::async_trait;
 use picloud_core::exec::{ExecOutcome, ExecRequest};
 
-pub use local::{ExecutorConfig, LocalExecutorClient};
+pub use local::{inline_stack_size, ExecutorConfig, LocalExecutorClient};
 pub use remote::{RemoteClientError, RemoteExecutorClient};
 pub use sandbox::Sandbox;
 

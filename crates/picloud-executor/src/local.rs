@@ -3,23 +3,29 @@
 //! Why not `spawn_blocking` per request: a script needs a large stack (recursion at the call
 //! limit overflows tokio's 2 MiB and a stack overflow aborts the process), a fresh thread per
 //! request costs more than a tiny script, and a fixed pool caps the threads scripts can hold.
-//! Jobs reach the workers through a channel and answer through a oneshot.
+//! Jobs reach the workers through one multi-consumer channel (a job wakes at most one idle
+//! worker, and a busy worker takes the next job without sleeping) and answer through a oneshot.
+//!
+//! Before that hop, an execution is tried inline on the caller's thread
+//! ([`Sandbox::try_inline`]): a script that finishes within a small budget without calling a
+//! data service (a typical endpoint that shapes a response) never leaves the async thread. The
+//! caller's runtime needs threads with [`inline_stack_size`] of stack for this; with smaller
+//! ones every execution goes to the workers.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
 use picloud_core::{Limits, ScriptKind, ScriptServices};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use crate::engine::worker_stack_size;
+use crate::engine::{self, worker_stack_size};
 use crate::sandbox::Sandbox;
 use crate::ExecutorClient;
 
@@ -55,11 +61,13 @@ struct Job {
 /// finish the job in hand and exit.
 pub struct LocalExecutorClient {
     sandbox: Arc<Sandbox>,
-    jobs: mpsc::Sender<Job>,
+    services: Arc<dyn ScriptServices>,
+    jobs: crossbeam_channel::Sender<Job>,
     /// The tokio runtime SDK calls block on: the one current at construction, else the one the
     /// first `execute` runs on.
     runtime: OnceLock<Handle>,
     threads: usize,
+    inline_runs: AtomicU64,
 }
 
 impl LocalExecutorClient {
@@ -70,8 +78,7 @@ impl LocalExecutorClient {
     /// If the operating system refuses to start a thread, which leaves nothing to run scripts on.
     pub fn new(config: ExecutorConfig, services: Arc<dyn ScriptServices>) -> Self {
         let sandbox = Arc::new(Sandbox::new(config.limits, config.script_cache_size));
-        let (jobs, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let (jobs, receiver) = crossbeam_channel::unbounded::<Job>();
         let threads = config.threads.max(1);
         let stack_size = worker_stack_size(sandbox.limits());
         for n in 0..threads {
@@ -90,9 +97,11 @@ impl LocalExecutorClient {
         }
         Self {
             sandbox,
+            services,
             jobs,
             runtime,
             threads,
+            inline_runs: AtomicU64::new(0),
         }
     }
 
@@ -110,6 +119,11 @@ impl LocalExecutorClient {
         self.sandbox.limits()
     }
 
+    /// Executions that ran inline on the caller's thread (see the module's documentation).
+    pub fn inline_runs(&self) -> u64 {
+        self.inline_runs.load(Ordering::Relaxed)
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -118,6 +132,17 @@ impl LocalExecutorClient {
 #[async_trait]
 impl ExecutorClient for LocalExecutorClient {
     async fn execute(&self, request: ExecRequest) -> ExecOutcome {
+        let inline = run_caught(&request, &Span::current(), || {
+            self.sandbox.try_inline(&request, &self.services)
+        });
+        match inline {
+            Ok(Some(outcome)) => {
+                self.inline_runs.fetch_add(1, Ordering::Relaxed);
+                return outcome;
+            }
+            Err(panicked) => return panicked,
+            Ok(None) => {}
+        }
         if self.runtime.get().is_none() {
             if let Ok(handle) = Handle::try_current() {
                 let _ = self.runtime.set(handle);
@@ -141,40 +166,53 @@ impl ExecutorClient for LocalExecutorClient {
 
 fn work(
     sandbox: &Sandbox,
-    receiver: &Mutex<mpsc::Receiver<Job>>,
+    receiver: &crossbeam_channel::Receiver<Job>,
     services: &Arc<dyn ScriptServices>,
 ) {
-    loop {
-        // The lock is held while waiting: one idle worker waits on the channel, the others on
-        // the lock, and each job goes to exactly one of them.
-        let job = receiver.lock().recv();
-        let Ok(job) = job else { return };
-        let started = Instant::now();
-        let span = tracing::info_span!(
-            parent: &job.span,
-            "script",
-            app_id = %job.request.app.id,
-            script_id = %job.request.script.id,
-            execution_id = %job.request.execution_id,
-        );
-        let outcome = span.in_scope(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                sandbox.run(&job.request, job.runtime, services.clone())
-            }))
-        });
-        let outcome = outcome.unwrap_or_else(|_| {
+    // Every sender gone (the client dropped): the loop ends.
+    for job in receiver {
+        let outcome = run_caught(&job.request, &job.span, || {
+            sandbox.run(&job.request, job.runtime, services.clone())
+        })
+        .unwrap_or_else(|panicked| panicked);
+        // The caller may have gone (its request timed out); the outcome then has no reader.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+/// Runs `run` for `request` in a span under `parent`. A panic (a bug, in Rhai or in the SDK)
+/// becomes `Err` with an `Unavailable` outcome, and the thread, a worker or an async one,
+/// carries on.
+fn run_caught<R>(
+    request: &ExecRequest,
+    parent: &Span,
+    run: impl FnOnce() -> R,
+) -> Result<R, ExecOutcome> {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        parent: parent,
+        "script",
+        app_id = %request.app.id,
+        script_id = %request.script.id,
+        execution_id = %request.execution_id,
+    );
+    span.in_scope(|| catch_unwind(AssertUnwindSafe(run)))
+        .map_err(|_| {
             tracing::error!(
-                execution_id = %job.request.execution_id,
-                "the script's evaluation panicked; the worker carries on"
+                execution_id = %request.execution_id,
+                "the script's evaluation panicked; the thread carries on"
             );
             ExecOutcome {
                 duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                 ..unavailable("the executor failed while running the script")
             }
-        });
-        // The caller may have gone (its request timed out); the outcome then has no reader.
-        let _ = job.reply.send(outcome);
-    }
+        })
+}
+
+/// The stack an async runtime's threads need for executions to run inline on them (see the
+/// module's documentation); the binary builds its runtime with it.
+pub fn inline_stack_size(limits: &Limits) -> usize {
+    engine::inline_stack_size(limits)
 }
 
 fn unavailable(message: &str) -> ExecOutcome {

@@ -1,8 +1,9 @@
 //! The sandbox: the shared engine, its limits and the AST cache. `Sandbox::run` runs one
 //! execution on the calling thread, which must be a thread with a large stack and no tokio
-//! runtime of its own: the local client's workers are exactly that, so it is not public. The
-//! sandbox holds no data services: validation needs none, and the local client hands its
-//! services to each run.
+//! runtime of its own: the local client's workers are exactly that, so it is not public.
+//! `Sandbox::try_inline` runs one on an async thread when it can finish there without waiting
+//! (see [`Placement::Inline`]), saving the hop to a worker and back. The sandbox holds no data
+//! services: validation needs none, and the local client hands its services to each run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +13,16 @@ use picloud_core::{Limits, ScriptKind, ScriptServices};
 use rhai::{Dynamic, Engine};
 use tokio::runtime::Handle;
 
-use crate::cache::AstCache;
-use crate::context::{CallContext, CallGuard};
+use crate::cache::{AstCache, Compiled};
+use crate::context::{CallContext, CallGuard, Placement};
 use crate::{engine, errors, response, scope, validate};
 
 pub struct Sandbox {
     engine: Engine,
     limits: Limits,
     cache: AstCache,
+    /// The free stack a thread needs for an inline run.
+    inline_stack: usize,
 }
 
 impl Sandbox {
@@ -27,6 +30,7 @@ impl Sandbox {
     pub fn new(limits: Limits, cache_size: usize) -> Self {
         Self {
             engine: engine::build(&limits),
+            inline_stack: engine::inline_stack_size(&limits),
             limits,
             cache: AstCache::new(cache_size),
         }
@@ -80,26 +84,90 @@ impl Sandbox {
             .cache
             .get_or_compile(&request.script, |source| self.engine.compile(source))
             .map_err(|err| errors::from_parse(&err, &self.limits));
-        let ast = match compiled {
-            Ok(ast) => ast,
+        let compiled = match compiled {
+            Ok(compiled) => compiled,
             Err(err) => return finish(Err(err), Vec::new(), started),
         };
+        self.evaluate(
+            request,
+            &compiled,
+            Placement::Worker(runtime),
+            services,
+            started,
+        )
+        .unwrap_or_else(|| {
+            let message = "the execution asked for an executor thread while running on one";
+            finish(Err(unavailable(message)), Vec::new(), started)
+        })
+    }
 
+    /// Runs one execution inline on this (async) thread when it can finish here: its script is
+    /// compiled already, no earlier run of this version had to move to a worker, and this
+    /// thread's stack has room for it. `None` means "run it on an executor thread": it was not
+    /// tried, or it started over (see [`Placement::Inline`]).
+    pub(crate) fn try_inline(
+        &self,
+        request: &ExecRequest,
+        services: &Arc<dyn ScriptServices>,
+    ) -> Option<ExecOutcome> {
+        if stacker::remaining_stack().is_none_or(|free| free < self.inline_stack) {
+            return None;
+        }
+        let compiled = self
+            .cache
+            .get(&request.script)
+            .filter(|compiled| compiled.runs_inline())?;
+        let started = Instant::now();
+        let placement = Placement::Inline { started };
+        let outcome = self.evaluate(request, &compiled, placement, services.clone(), started);
+        if outcome.is_none() {
+            compiled.stop_inline();
+        }
+        outcome
+    }
+
+    /// Evaluates `compiled` for `request`; `None` when an inline run has to start over.
+    fn evaluate(
+        &self,
+        request: &ExecRequest,
+        compiled: &Compiled,
+        placement: Placement,
+        services: Arc<dyn ScriptServices>,
+        started: Instant,
+    ) -> Option<ExecOutcome> {
         let deadline = started + Duration::from_millis(self.limits.timeout_ms);
-        let guard = CallGuard::enter(CallContext::new(request, deadline, runtime, services));
-        let evaluated = scope::for_request(request)
-            .and_then(|mut scope| self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast));
-        let logs = guard
-            .finish()
-            .map(CallContext::into_logs)
+        let guard = CallGuard::enter(CallContext::new(request, deadline, placement, services));
+        let evaluated = scope::for_request(request).and_then(|mut scope| {
+            self.engine
+                .eval_ast_with_scope::<Dynamic>(&mut scope, &compiled.ast)
+        });
+        let context = guard.finish();
+        if evaluated
+            .as_ref()
+            .is_err_and(|err| errors::needs_worker(err))
+        {
+            return None;
+        }
+        let logs = context
+            .map(|context| {
+                context.emit_held_logs();
+                context.into_logs()
+            })
             .unwrap_or_default();
-        drop(ast);
-
         let result = match evaluated {
             Ok(value) => response::from_value(value),
             Err(err) => Err(errors::from_eval(&err, &self.limits)),
         };
-        finish(result, logs, started)
+        Some(finish(result, logs, started))
+    }
+}
+
+fn unavailable(message: &str) -> ExecError {
+    ExecError {
+        kind: ExecErrorKind::Unavailable,
+        message: message.to_owned(),
+        line: None,
+        column: None,
     }
 }
 

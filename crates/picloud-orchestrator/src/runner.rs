@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLevel};
+use picloud_core::exec::{ExecErrorKind, ExecOutcome, ExecRequest, LogLevel};
+use picloud_core::{AppId, ExecutionId, ScriptId};
 use picloud_executor::ExecutorClient;
-use tracing::Instrument;
 
 use crate::gate::{Admission, Gate};
 use crate::metrics::Metrics;
@@ -64,6 +64,9 @@ impl Runner {
         &self.gate
     }
 
+    /// Runs `request` to its outcome. Call it from a task of its own that is not cancelled (the
+    /// dispatcher's callers are): the gate permit is held until the executor answers, so the gate
+    /// counts what really runs even when the HTTP caller has gone.
     pub async fn run(&self, request: ExecRequest, patience: Patience) -> Ran {
         let admission = match patience {
             Patience::Bounded => self.gate.acquire().await,
@@ -73,57 +76,29 @@ impl Runner {
             Admission::Admitted(permit) => permit,
             Admission::Overloaded => return Ran::Overloaded,
         };
-        // The execution runs in a task of its own: if the caller goes away, the script still
-        // runs to its end (its deadline bounds it), and the gate permit is held until then, so
-        // the gate counts what really runs.
-        let executor = self.executor.clone();
-        let metrics = self.metrics.clone();
-        let script_logs = self.script_logs;
-        let span = tracing::Span::current();
-        let execution = tokio::spawn(
-            async move {
-                let started = Instant::now();
-                let context = ExecutionContext::of(&request);
-                let outcome = executor.execute(request).await;
-                let elapsed = started.elapsed().as_secs_f64();
-                report_execution(&context, &outcome, script_logs, elapsed, &metrics);
-                drop(permit);
-                outcome
-            }
-            .instrument(span),
-        );
-        match execution.await {
-            Ok(outcome) => Ran::Finished(outcome),
-            Err(err) => {
-                tracing::error!("an execution task failed: {err}");
-                Ran::Finished(ExecOutcome {
-                    result: Err(ExecError {
-                        kind: ExecErrorKind::Unavailable,
-                        message: format!("the execution task failed: {err}"),
-                        line: None,
-                        column: None,
-                    }),
-                    logs: Vec::new(),
-                    duration_us: 0,
-                })
-            }
-        }
+        let started = Instant::now();
+        let context = ExecutionContext::of(&request);
+        let outcome = self.executor.execute(request).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        report_execution(&context, &outcome, self.script_logs, elapsed, &self.metrics);
+        drop(permit);
+        Ran::Finished(outcome)
     }
 }
 
-/// The ids every log line of an execution carries.
+/// The ids every log line of an execution carries (formatted only when a line is written).
 struct ExecutionContext {
-    app_id: String,
-    script_id: String,
-    execution_id: String,
+    app_id: AppId,
+    script_id: ScriptId,
+    execution_id: ExecutionId,
 }
 
 impl ExecutionContext {
     fn of(request: &ExecRequest) -> Self {
         Self {
-            app_id: request.app.id.to_string(),
-            script_id: request.script.id.to_string(),
-            execution_id: request.execution_id.to_string(),
+            app_id: request.app.id,
+            script_id: request.script.id,
+            execution_id: request.execution_id,
         }
     }
 }
@@ -141,6 +116,11 @@ fn report_execution(
         script_id,
         execution_id,
     } = context;
+    let (app_id, script_id, execution_id) = (
+        tracing::field::display(app_id),
+        tracing::field::display(script_id),
+        tracing::field::display(execution_id),
+    );
     let relayed = match script_logs {
         ScriptLogs::Relay => outcome.logs.as_slice(),
         ScriptLogs::EmittedByExecutor => &[],

@@ -170,6 +170,17 @@ pub struct SandboxArgs {
     pub executor_threads: usize,
 }
 
+impl Command {
+    /// The script limits of a command that runs scripts in this process.
+    pub fn sandbox_limits(&self) -> Option<Limits> {
+        match self {
+            Command::Serve(args) => Some(args.sandbox.limits()),
+            Command::Executor(args) => Some(args.sandbox.limits()),
+            Command::Migrate(_) | Command::User(_) => None,
+        }
+    }
+}
+
 impl SandboxArgs {
     pub fn limits(&self) -> Limits {
         Limits {

@@ -7,6 +7,12 @@
 
 mod config;
 
+/// mimalloc rather than glibc's allocator: a request allocates and frees many small values across
+/// threads (the HTTP task, the executor thread, the outbox writer), where glibc's arenas showed
+/// ~12 % of the server's CPU under load (see bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,10 +55,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // Scripts that finish quickly without a data call run inline on the runtime's threads, which
+    // then need a script's stack (reserved address space; pages are committed as touched).
+    if let Some(limits) = cli.command.sandbox_limits() {
+        runtime.thread_stack_size(
+            RUNTIME_STACK_HEADROOM + picloud_executor::inline_stack_size(&limits),
+        );
+    }
+    let runtime = match runtime.build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -75,6 +87,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Stack the async runtime's own frames (hyper, axum, the dispatcher) take below an inline
+/// script's.
+const RUNTIME_STACK_HEADROOM: usize = 1024 * 1024;
 
 fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log).with_context(|| {
