@@ -3,7 +3,7 @@
 //! | module | holds |
 //! |---|---|
 //! | this file | the store traits every backend implements, [`StoreError`], [`open`] |
-//! | [`sqlite`] | the SQLite implementation (WAL, one writer connection, `BEGIN IMMEDIATE` for writes) |
+//! | [`sqlite`] | the SQLite implementation (WAL, one writer connection, `BEGIN IMMEDIATE` for writes, group commits of KV writes) |
 //! | [`postgres`] | the PostgreSQL implementation |
 //! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors, the outbox's multi-row writes, which KV triggers fire |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
@@ -36,8 +36,9 @@ use picloud_core::{
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
-/// `Unavailable` and `Internal` carry causes that are logged, never sent to clients.
-#[derive(Debug, thiserror::Error)]
+/// `Unavailable` and `Internal` carry causes that are logged, never sent to clients. `Clone`, so
+/// that one failed group commit can answer each of its callers.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The named thing does not exist (e.g. "app", "script").
     #[error("{0} not found")]

@@ -8,8 +8,12 @@
 //!   read-then-write never fails half-way when another process (`picloud migrate`, a CLI
 //!   command) holds the lock; `busy_timeout` (5 s) waits for that process instead.
 //! - `synchronous = FULL`: an admin write is on disk when the call returns.
+//! - Scripts' KV writes are group-committed (`group_commit`): the writes that arrive while a
+//!   commit is in flight share the next transaction and its fsync.
 //! - Timestamps come from SQLite's clock (`unixepoch('now', 'subsec')`, SQLite ≥ 3.42; the
 //!   bundled library is newer), which is stable within one statement.
+
+mod group_commit;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +51,8 @@ use crate::{
     StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
+use self::group_commit::{Applied, KvWrite, KvWriteQueue};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The database's clock in milliseconds, as SQL text for `concat!`.
@@ -63,6 +69,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Connections that refuse writes (`query_only`); WAL lets them read while the writer writes.
     reader: SqlitePool,
+    /// Scripts' KV writes, on their way to the group-commit task that writes them on `writer`.
+    kv_writes: KvWriteQueue,
     path: PathBuf,
 }
 
@@ -84,7 +92,9 @@ impl SqliteStore {
         Ok(deleted)
     }
 
-    /// Opens (creating when missing) the database file at `path` and its directory.
+    /// Opens (creating when missing) the database file at `path` and its directory, and starts
+    /// the task that group-commits KV writes (on the current tokio runtime; it ends when the last
+    /// clone of the store is dropped).
     pub async fn open(path: &Path, config: &StoreConfig) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(|err| {
@@ -120,6 +130,7 @@ impl SqliteStore {
             .await
             .map_err(|err| opening(path, err))?;
         Ok(Self {
+            kv_writes: KvWriteQueue::start(writer.clone()),
             writer,
             reader,
             path: path.to_owned(),
@@ -133,11 +144,16 @@ impl SqliteStore {
 
     /// A write transaction that holds SQLite's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|err| db_error(err, Written::Nothing))
+        begin_write(&self.writer).await
     }
+}
+
+/// A transaction on `writer` that holds SQLite's write lock from its first statement.
+async fn begin_write(writer: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
+    writer
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))
 }
 
 fn opening(path: &Path, err: sqlx::Error) -> StoreError {
@@ -255,6 +271,101 @@ async fn write_batch(
             .map_err(query_error)?;
     }
     Ok(())
+}
+
+/// Stores `text` (`value`, checked by the caller) under the key and enqueues the jobs of the KV
+/// triggers the set fires, in the caller's write transaction, whose lock makes the value read
+/// first the one replaced. Refused when the writer's app is gone.
+async fn set_kv_entry(
+    conn: &mut SqliteConnection,
+    writer: Writer,
+    collection: &CollectionName,
+    key: &KvKey,
+    value: &serde_json::Value,
+    text: &str,
+) -> StoreResult<Applied> {
+    let prev: Option<String> = sqlx::query_scalar(sql::GET_KV)
+        .bind(writer.app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error)?;
+    // Selecting from apps makes a missing app "no row" rather than a foreign-key error.
+    let upserted = sqlx::query(concat!(
+        "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
+        "SELECT apps.id, $2, $3, $4, ",
+        now!(),
+        ", ",
+        now!(),
+        " FROM apps WHERE apps.id = $1 ",
+        "ON CONFLICT (app_id, collection, key) DO UPDATE SET value = excluded.value, ",
+        "updated_at = MAX(excluded.updated_at, kv_entries.updated_at)"
+    ))
+    .bind(writer.app_id.to_string())
+    .bind(collection.as_str())
+    .bind(key.as_str())
+    .bind(text)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_error)?
+    .rows_affected();
+    if upserted == 0 {
+        return Ok(Applied::Refused(StoreError::NotFound("app")));
+    }
+    let prev_value = prev
+        .map(|text| json_value("kv_entries", &text))
+        .transpose()?;
+    let change = KvChange {
+        writer,
+        collection,
+        key,
+        op: KvOp::Set,
+        value: Some(value),
+        prev_value: prev_value.as_ref(),
+    };
+    let jobs_enqueued = fire_kv_triggers(conn, change).await?;
+    Ok(Applied::Written(KvWritten {
+        prev_value,
+        jobs_enqueued,
+    }))
+}
+
+/// Deletes the entry and enqueues the jobs of the KV triggers the delete fires, in the caller's
+/// write transaction. Deleting a missing entry writes nothing and fires nothing.
+async fn delete_kv_entry(
+    conn: &mut SqliteConnection,
+    writer: Writer,
+    collection: &CollectionName,
+    key: &KvKey,
+) -> StoreResult<Applied> {
+    let prev: Option<String> = sqlx::query_scalar(sql::DELETE_KV)
+        .bind(writer.app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error)?;
+    let Some(prev) = prev else {
+        return Ok(Applied::Written(KvWritten {
+            prev_value: None,
+            jobs_enqueued: 0,
+        }));
+    };
+    let prev_value = json_value("kv_entries", &prev)?;
+    let change = KvChange {
+        writer,
+        collection,
+        key,
+        op: KvOp::Delete,
+        value: None,
+        prev_value: Some(&prev_value),
+    };
+    let jobs_enqueued = fire_kv_triggers(conn, change).await?;
+    Ok(Applied::Written(KvWritten {
+        prev_value: Some(prev_value),
+        jobs_enqueued,
+    }))
 }
 
 #[async_trait]
@@ -941,54 +1052,15 @@ impl KvStore for SqliteStore {
         value: &serde_json::Value,
     ) -> StoreResult<KvWritten> {
         let text = kv_value_text(value).map_err(|err| StoreError::InvalidInput(err.message))?;
-        // BEGIN IMMEDIATE holds the write lock: the value read here is the one replaced.
-        let mut tx = self.begin_write().await?;
-        let prev: Option<String> = sqlx::query_scalar(sql::GET_KV)
-            .bind(writer.app_id.to_string())
-            .bind(collection.as_str())
-            .bind(key.as_str())
-            .fetch_optional(&mut *tx)
+        self.kv_writes
+            .write(KvWrite::Set {
+                writer,
+                collection: collection.clone(),
+                key: key.clone(),
+                value: value.clone(),
+                text,
+            })
             .await
-            .map_err(query_error)?;
-        // Selecting from apps makes a missing app "no row" rather than a foreign-key error.
-        let upserted = sqlx::query(concat!(
-            "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
-            "SELECT apps.id, $2, $3, $4, ",
-            now!(),
-            ", ",
-            now!(),
-            " FROM apps WHERE apps.id = $1 ",
-            "ON CONFLICT (app_id, collection, key) DO UPDATE SET value = excluded.value, ",
-            "updated_at = MAX(excluded.updated_at, kv_entries.updated_at)"
-        ))
-        .bind(writer.app_id.to_string())
-        .bind(collection.as_str())
-        .bind(key.as_str())
-        .bind(&text)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error)?
-        .rows_affected();
-        if upserted == 0 {
-            return Err(StoreError::NotFound("app"));
-        }
-        let prev_value = prev
-            .map(|text| json_value("kv_entries", &text))
-            .transpose()?;
-        let change = KvChange {
-            writer,
-            collection,
-            key,
-            op: KvOp::Set,
-            value: Some(value),
-            prev_value: prev_value.as_ref(),
-        };
-        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
-        commit(tx).await?;
-        Ok(KvWritten {
-            prev_value,
-            jobs_enqueued,
-        })
     }
 
     async fn kv_delete(
@@ -997,35 +1069,13 @@ impl KvStore for SqliteStore {
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<KvWritten> {
-        let mut tx = self.begin_write().await?;
-        let prev: Option<String> = sqlx::query_scalar(sql::DELETE_KV)
-            .bind(writer.app_id.to_string())
-            .bind(collection.as_str())
-            .bind(key.as_str())
-            .fetch_optional(&mut *tx)
+        self.kv_writes
+            .write(KvWrite::Delete {
+                writer,
+                collection: collection.clone(),
+                key: key.clone(),
+            })
             .await
-            .map_err(query_error)?;
-        let Some(prev) = prev else {
-            return Ok(KvWritten {
-                prev_value: None,
-                jobs_enqueued: 0,
-            });
-        };
-        let prev_value = json_value("kv_entries", &prev)?;
-        let change = KvChange {
-            writer,
-            collection,
-            key,
-            op: KvOp::Delete,
-            value: None,
-            prev_value: Some(&prev_value),
-        };
-        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
-        commit(tx).await?;
-        Ok(KvWritten {
-            prev_value: Some(prev_value),
-            jobs_enqueued,
-        })
     }
 
     async fn kv_list(
@@ -1550,6 +1600,8 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        // Waits for a group commit in flight; the KV writes queued after it find the writer
+        // closed and are answered `Unavailable`, like every other call.
         self.writer.close().await;
         self.reader.close().await;
     }
