@@ -7,12 +7,6 @@
 
 mod config;
 
-/// mimalloc rather than glibc's allocator: a request allocates and frees many small values across
-/// threads (the HTTP task, the executor thread, the outbox writer), where glibc's arenas showed
-/// ~12 % of the server's CPU under load (see bench/RESULTS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
