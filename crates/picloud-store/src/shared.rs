@@ -22,6 +22,7 @@ use picloud_core::{
     Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
     Timestamp, Trigger, TriggerDetail, TriggerEvent, TriggerId, User, UserId, Username,
 };
+use serde::Serialize;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::paging::{prefix_range, Window};
@@ -958,8 +959,9 @@ pub(crate) fn resolved_filter(status: DeadLetterStatus) -> Option<bool> {
     }
 }
 
-/// A [`NewJob`] as the outbox insert binds it.
-#[derive(Debug)]
+/// A [`NewJob`] as the outbox insert binds it (PostgreSQL: as parameters; SQLite: as one JSON
+/// array of these objects).
+#[derive(Debug, Serialize)]
 pub(crate) struct JobValues {
     id: String,
     app_id: String,
@@ -1000,6 +1002,23 @@ impl JobValues {
     pub fn all(jobs: &[NewJob]) -> StoreResult<Vec<Self>> {
         jobs.iter().map(Self::new).collect()
     }
+
+    /// `jobs` as a JSON array of these objects.
+    pub fn json(jobs: &[NewJob]) -> StoreResult<String> {
+        serde_json::to_string(&Self::all(jobs)?)
+            .map_err(|err| StoreError::Internal(format!("jobs cannot be serialized: {err}")))
+    }
+}
+
+/// `attempts` as a JSON array of `[id, attempt]` pairs.
+pub(crate) fn attempts_json(attempts: &[JobAttempt]) -> String {
+    let pairs = attempts
+        .iter()
+        .map(|attempt| {
+            serde_json::Value::Array(vec![attempt.id.to_string().into(), attempt.attempt.into()])
+        })
+        .collect();
+    serde_json::Value::Array(pairs).to_string()
 }
 
 /// Jobs per insert statement: 11 parameters a row keeps a statement well below SQLite's 32,766

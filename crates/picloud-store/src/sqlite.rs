@@ -31,7 +31,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use crate::paging::Window;
 use crate::shared::{
@@ -41,14 +41,14 @@ use crate::shared::{
     script_is_a_target, span, sql, user_columns, AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow,
     AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow, JobValues, KvChange, KvRange,
     KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow,
-    Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
+    Written, ATTEMPTS_PER_STATEMENT,
 };
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
     DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page, PageRequest,
-    RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig,
-    StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
+    NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page,
+    PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store,
+    StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
 use self::group_commit::{Applied, KvWrite, KvWriteQueue};
@@ -174,69 +174,121 @@ async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
         .map_err(|err| db_error(err, Written::Nothing))
 }
 
-/// The writer connection switched to `synchronous = NORMAL` for one commit that promises
-/// nothing beyond the caller's open connection. Unless [`RelaxedWriter::restore`] set it back to
-/// FULL — because setting it back failed, or the caller stopped waiting and dropped the future —
-/// the connection is closed instead of going back to the pool, so no later write runs without
-/// its fsync.
-struct RelaxedWriter {
+/// The writer connection lent to one outbox commit, which runs as a single command (one round
+/// trip to SQLite's thread). A relaxed commit switches the connection to `synchronous = NORMAL`
+/// and back to FULL within that command. Unless [`OutboxWriter::settle`] saw the connection back
+/// at FULL and outside a transaction — because the command failed half-way and putting it right
+/// failed too, or the caller stopped waiting and dropped the future — the connection is closed
+/// instead of going back to the pool, so no later write runs without its fsync.
+struct OutboxWriter {
     conn: PoolConnection<Sqlite>,
-    restored: bool,
+    settled: bool,
 }
 
-impl RelaxedWriter {
+impl OutboxWriter {
     async fn acquire(pool: &SqlitePool) -> StoreResult<Self> {
-        let mut writer = Self {
+        Ok(Self {
             conn: pool.acquire().await.map_err(query_error)?,
-            restored: false,
-        };
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *writer.conn)
-            .await
-            .map_err(query_error)?;
-        Ok(writer)
+            settled: false,
+        })
     }
 
-    async fn restore(&mut self) -> StoreResult<()> {
-        sqlx::query("PRAGMA synchronous = FULL")
+    /// Runs `sql` (a whole batch, `BEGIN` to `COMMIT`) with the jobs and finished attempts as
+    /// JSON. After a failure the transaction is rolled back and the setting restored.
+    async fn run(&mut self, sql: &'static str, jobs: String, finished: String) -> StoreResult<()> {
+        let ran = sqlx::query(sql)
+            .bind(jobs)
+            .bind(finished)
             .execute(&mut *self.conn)
-            .await
-            .map_err(query_error)?;
-        self.restored = true;
+            .await;
+        if let Err(err) = ran {
+            // Either may find nothing to undo (no transaction open, the setting never changed).
+            let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
+            if sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *self.conn)
+                .await
+                .is_ok()
+            {
+                self.settled = true;
+            }
+            return Err(db_error(err, Written::Nothing));
+        }
+        self.settled = true;
         Ok(())
     }
 }
 
-impl Drop for RelaxedWriter {
+impl Drop for OutboxWriter {
     fn drop(&mut self) {
-        if !self.restored {
+        if !self.settled {
             self.conn.close_on_drop();
         }
     }
 }
 
-/// The outbox insert after the `job` rows of [`shared::insert_jobs`]: a job of an app that no
-/// longer exists is skipped.
-const INSERT_JOBS: &str = concat!(
-    "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
-    "status, attempt, owner, lease_until, due_at, created_at) ",
-    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload, ",
-    "job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
-    "clock.now, clock.now ",
-    "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
-    now!(),
-    " AS now) AS clock"
+/// The outbox insert of the jobs in the JSON array `$1` (objects shaped like [`JobValues`]): a
+/// job of an app that no longer exists is skipped. One statement, whatever the number of jobs,
+/// so SQLite prepares it once.
+macro_rules! enqueue_sql {
+    () => {
+        concat!(
+            "WITH job AS (SELECT value ->> 'id' AS id, value ->> 'app_id' AS app_id, ",
+            "value ->> 'script_id' AS script_id, value ->> 'mode' AS mode, ",
+            "value ->> 'source_kind' AS source_kind, value ->> 'payload' AS payload, ",
+            "value ->> 'trigger_depth' AS trigger_depth, value ->> 'status' AS status, ",
+            "value ->> 'attempt' AS attempt, value ->> 'owner' AS owner, ",
+            "value ->> 'lease_ms' AS lease_ms FROM json_each($1)) ",
+            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
+            "status, attempt, owner, lease_until, due_at, created_at) ",
+            "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload, ",
+            "job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
+            "clock.now, clock.now ",
+            "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
+            now!(),
+            " AS now) AS clock"
+        )
+    };
+}
+
+/// Deletes the finished attempts in the JSON array `$2` (`[id, attempt]` pairs; an attempt that
+/// moved on meanwhile is left alone).
+macro_rules! delete_finished_sql {
+    () => {
+        concat!(
+            "DELETE FROM outbox WHERE rowid IN (SELECT outbox.rowid FROM json_each($2) AS done ",
+            "JOIN outbox ON outbox.id = done.value ->> 0 AND outbox.attempt = done.value ->> 1)"
+        )
+    };
+}
+
+/// One group commit, durable: new jobs in, finished attempts out, one fsync.
+const DURABLE_OUTBOX_BATCH: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    enqueue_sql!(),
+    "; ",
+    delete_finished_sql!(),
+    "; COMMIT"
+);
+
+/// The same without an fsync at commit (WAL with `synchronous = NORMAL`, for this commit only).
+const RELAXED_OUTBOX_BATCH: &str = concat!(
+    "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; ",
+    enqueue_sql!(),
+    "; ",
+    delete_finished_sql!(),
+    "; COMMIT; PRAGMA synchronous = FULL"
 );
 
 /// Puts `jobs` into the outbox, in the caller's transaction.
-async fn enqueue(conn: &mut SqliteConnection, jobs: &[JobValues]) -> StoreResult<()> {
-    for chunk in jobs.chunks(JOBS_PER_INSERT) {
-        shared::insert_jobs(chunk, INSERT_JOBS)
-            .build()
-            .execute(&mut *conn)
-            .await
-            .map_err(query_error)?;
+async fn enqueue(conn: &mut SqliteConnection, jobs: &[NewJob]) -> StoreResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
     }
+    sqlx::query(enqueue_sql!())
+        .bind(JobValues::json(jobs)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error)?;
     Ok(())
 }
 
@@ -250,27 +302,8 @@ async fn fire_kv_triggers(conn: &mut SqliteConnection, change: KvChange<'_>) -> 
         .await
         .map_err(query_error)?;
     let jobs = change.jobs(triggers)?;
-    enqueue(conn, &JobValues::all(&jobs)?).await?;
+    enqueue(conn, &jobs).await?;
     Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
-}
-
-/// One group commit: new jobs in, finished attempts out (fenced by attempt).
-async fn write_batch(
-    conn: &mut SqliteConnection,
-    jobs: &[JobValues],
-    finished: &[JobAttempt],
-) -> StoreResult<()> {
-    enqueue(conn, jobs).await?;
-    for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
-        let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
-        push_attempts(&mut query, chunk);
-        query
-            .build()
-            .execute(&mut *conn)
-            .await
-            .map_err(query_error)?;
-    }
-    Ok(())
 }
 
 /// Stores `text` (`value`, checked by the caller) under the key and enqueues the jobs of the KV
@@ -1187,26 +1220,17 @@ impl TriggerStore for SqliteStore {
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
-        let jobs = JobValues::all(&batch.enqueue)?;
-        if batch.durable {
-            let mut tx = self.begin_write().await?;
-            write_batch(&mut tx, &jobs, &batch.finished).await?;
-            return commit(tx).await;
-        }
-        // Without an fsync at commit: WAL with synchronous = NORMAL, for this commit only.
-        let mut writer = RelaxedWriter::acquire(&self.writer).await?;
-        let written = async {
-            let mut tx = writer
-                .conn
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(query_error)?;
-            write_batch(&mut tx, &jobs, &batch.finished).await?;
-            commit(tx).await
-        }
-        .await;
-        let restored = writer.restore().await;
-        written.and(restored)
+        let jobs = JobValues::json(&batch.enqueue)?;
+        let finished = shared::attempts_json(&batch.finished);
+        let sql = if batch.durable {
+            DURABLE_OUTBOX_BATCH
+        } else {
+            RELAXED_OUTBOX_BATCH
+        };
+        OutboxWriter::acquire(&self.writer)
+            .await?
+            .run(sql, jobs, finished)
+            .await
     }
 
     async fn claim_jobs(
@@ -1339,7 +1363,7 @@ impl OutboxStore for SqliteStore {
             .map_err(query_error)?;
         let payload = json_value("outbox", &failed.payload)?;
         let jobs = dead_letter_jobs(&dead_letter, payload, scripts)?;
-        enqueue(&mut tx, &JobValues::all(&jobs)?).await?;
+        enqueue(&mut tx, &jobs).await?;
         commit(tx).await?;
         Ok(Some(dead_letter))
     }
@@ -1611,6 +1635,9 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    use picloud_core::exec::HttpRequest;
+    use picloud_core::{AppName, AppSlug, JobMode, JobPayload};
+
     /// The writer connection's `synchronous` setting: 2 is FULL, 1 NORMAL.
     async fn synchronous(store: &SqliteStore) -> i64 {
         let mut conn = store.writer.acquire().await.expect("the writer connection");
@@ -1641,14 +1668,63 @@ mod tests {
             .expect("a relaxed commit");
         assert_eq!(synchronous(&store).await, 2, "FULL again after it");
 
-        let writer = RelaxedWriter::acquire(&store.writer)
+        let mut writer = OutboxWriter::acquire(&store.writer)
             .await
-            .expect("the writer, relaxed");
+            .expect("the writer");
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *writer.conn)
+            .await
+            .expect("relaxed");
         drop(writer);
         assert_eq!(
             synchronous(&store).await,
             2,
-            "a relaxed connection dropped before it was restored is closed, not reused"
+            "a relaxed connection dropped before it was settled is closed, not reused"
+        );
+
+        // A batch that fails half-way (the second job repeats the first's id) commits nothing
+        // and leaves the writer at FULL, outside any transaction.
+        let app = store
+            .create_app(
+                &AppSlug::parse("shop").expect("a slug"),
+                &AppName::parse("Shop").expect("a name"),
+            )
+            .await
+            .expect("an app");
+        let job = NewJob {
+            id: ExecutionId::new(),
+            app_id: app.id,
+            script_id: ScriptId::new(),
+            mode: JobMode::Sync,
+            payload: JobPayload::Http {
+                request: HttpRequest::default(),
+            },
+            trigger_depth: 0,
+            claimed: None,
+        };
+        let failing = OutboxBatch {
+            enqueue: vec![job.clone(), job.clone()],
+            durable: false,
+            ..OutboxBatch::default()
+        };
+        store
+            .commit_outbox(&failing)
+            .await
+            .expect_err("a repeated id is refused");
+        assert_eq!(synchronous(&store).await, 2, "FULL after the failure");
+        let good = OutboxBatch {
+            enqueue: vec![job],
+            durable: true,
+            ..OutboxBatch::default()
+        };
+        store
+            .commit_outbox(&good)
+            .await
+            .expect("the writer is usable: no transaction was left open");
+        assert_eq!(
+            store.outbox_depth().await.expect("the depth").pending,
+            1,
+            "the failed batch left nothing behind"
         );
         store.close().await;
     }
