@@ -22,7 +22,6 @@ use picloud_core::{
     Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
     Timestamp, Trigger, TriggerDetail, TriggerEvent, TriggerId, User, UserId, Username,
 };
-use serde::Serialize;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::paging::{prefix_range, Window};
@@ -959,9 +958,8 @@ pub(crate) fn resolved_filter(status: DeadLetterStatus) -> Option<bool> {
     }
 }
 
-/// A [`NewJob`] as the outbox insert binds it (PostgreSQL: as parameters; SQLite: as one JSON
-/// array of these objects).
-#[derive(Debug, Serialize)]
+/// A [`NewJob`] as the outbox insert binds it.
+#[derive(Debug)]
 pub(crate) struct JobValues {
     id: String,
     app_id: String,
@@ -1002,12 +1000,6 @@ impl JobValues {
     pub fn all(jobs: &[NewJob]) -> StoreResult<Vec<Self>> {
         jobs.iter().map(Self::new).collect()
     }
-
-    /// `jobs` as a JSON array of these objects.
-    pub fn json(jobs: &[NewJob]) -> StoreResult<String> {
-        serde_json::to_string(&Self::all(jobs)?)
-            .map_err(|err| StoreError::Internal(format!("jobs cannot be serialized: {err}")))
-    }
 }
 
 /// `attempts` as a JSON array of `[id, attempt]` pairs.
@@ -1036,8 +1028,25 @@ where
     Option<&'a str>: Encode<'a, DB> + Type<DB>,
     Option<i64>: Encode<'a, DB> + Type<DB>,
 {
+    let mut query = QueryBuilder::new("");
+    push_insert_jobs(&mut query, jobs, insert);
+    query
+}
+
+/// Appends the statement of [`insert_jobs`] to `query`.
+pub(crate) fn push_insert_jobs<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    jobs: &'a [JobValues],
+    insert: &str,
+) where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+{
     debug_assert!(!jobs.is_empty() && jobs.len() <= JOBS_PER_INSERT);
-    let mut query = QueryBuilder::new(concat!("WITH job (", job_value_columns!(), ") AS ("));
+    query.push(concat!("WITH job (", job_value_columns!(), ") AS ("));
     query.push_values(jobs, |mut row, job| {
         row.push_bind(job.id.as_str())
             .push_bind(job.app_id.as_str())
@@ -1052,7 +1061,6 @@ where
             .push_bind(job.lease_ms);
     });
     query.push(") ").push(insert);
-    query
 }
 
 /// Appends `(id, attempt) IN (VALUES (…), …)`: the fence of a write to these attempts.

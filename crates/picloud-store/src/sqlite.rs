@@ -41,14 +41,14 @@ use crate::shared::{
     script_is_a_target, span, sql, user_columns, AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow,
     AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow, JobValues, KvChange, KvRange,
     KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow,
-    Written, ATTEMPTS_PER_STATEMENT,
+    Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
     DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page,
-    PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store,
-    StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
+    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page, PageRequest,
+    RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig,
+    StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
 use self::group_commit::{Applied, KvWrite, KvWriteQueue};
@@ -176,8 +176,8 @@ async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
 
 /// The writer connection lent to one outbox commit, which runs as a single command (one round
 /// trip to SQLite's thread). A relaxed commit switches the connection to `synchronous = NORMAL`
-/// and back to FULL within that command. Unless [`OutboxWriter::settle`] saw the connection back
-/// at FULL and outside a transaction — because the command failed half-way and putting it right
+/// and back to FULL within that command. Unless [`OutboxWriter::run`] saw the connection back at
+/// FULL and outside a transaction — because the command failed half-way and putting it right
 /// failed too, or the caller stopped waiting and dropped the future — the connection is closed
 /// instead of going back to the pool, so no later write runs without its fsync.
 struct OutboxWriter {
@@ -193,14 +193,10 @@ impl OutboxWriter {
         })
     }
 
-    /// Runs `sql` (a whole batch, `BEGIN` to `COMMIT`) with the jobs and finished attempts as
-    /// JSON. After a failure the transaction is rolled back and the setting restored.
-    async fn run(&mut self, sql: &'static str, jobs: String, finished: String) -> StoreResult<()> {
-        let ran = sqlx::query(sql)
-            .bind(jobs)
-            .bind(finished)
-            .execute(&mut *self.conn)
-            .await;
+    /// Runs `batch` (a whole transaction, `BEGIN` to `COMMIT`). After a failure the transaction
+    /// is rolled back and the setting restored.
+    async fn run(&mut self, mut batch: QueryBuilder<'_, Sqlite>) -> StoreResult<()> {
+        let ran = batch.build().execute(&mut *self.conn).await;
         if let Err(err) = ran {
             // Either may find nothing to undo (no transaction open, the setting never changed).
             let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
@@ -226,70 +222,60 @@ impl Drop for OutboxWriter {
     }
 }
 
-/// The outbox insert of the jobs in the JSON array `$1` (objects shaped like [`JobValues`]): a
-/// job of an app that no longer exists is skipped. One statement, whatever the number of jobs,
-/// so SQLite prepares it once.
-macro_rules! enqueue_sql {
-    () => {
-        concat!(
-            "WITH job AS (SELECT value ->> 'id' AS id, value ->> 'app_id' AS app_id, ",
-            "value ->> 'script_id' AS script_id, value ->> 'mode' AS mode, ",
-            "value ->> 'source_kind' AS source_kind, value ->> 'payload' AS payload, ",
-            "value ->> 'trigger_depth' AS trigger_depth, value ->> 'status' AS status, ",
-            "value ->> 'attempt' AS attempt, value ->> 'owner' AS owner, ",
-            "value ->> 'lease_ms' AS lease_ms FROM json_each($1)) ",
-            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
-            "status, attempt, owner, lease_until, due_at, created_at) ",
-            "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload, ",
-            "job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
-            "clock.now, clock.now ",
-            "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
-            now!(),
-            " AS now) AS clock"
-        )
-    };
-}
-
-/// Deletes the finished attempts in the JSON array `$2` (`[id, attempt]` pairs; an attempt that
-/// moved on meanwhile is left alone).
-macro_rules! delete_finished_sql {
-    () => {
-        concat!(
-            "DELETE FROM outbox WHERE rowid IN (SELECT outbox.rowid FROM json_each($2) AS done ",
-            "JOIN outbox ON outbox.id = done.value ->> 0 AND outbox.attempt = done.value ->> 1)"
-        )
-    };
-}
-
-/// One group commit, durable: new jobs in, finished attempts out, one fsync.
-const DURABLE_OUTBOX_BATCH: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    enqueue_sql!(),
-    "; ",
-    delete_finished_sql!(),
-    "; COMMIT"
-);
-
-/// The same without an fsync at commit (WAL with `synchronous = NORMAL`, for this commit only).
-const RELAXED_OUTBOX_BATCH: &str = concat!(
-    "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; ",
-    enqueue_sql!(),
-    "; ",
-    delete_finished_sql!(),
-    "; COMMIT; PRAGMA synchronous = FULL"
+/// The outbox insert after the `job` rows of [`shared::insert_jobs`]: a job of an app that no
+/// longer exists is skipped.
+const INSERT_JOBS: &str = concat!(
+    "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
+    "status, attempt, owner, lease_until, due_at, created_at) ",
+    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload, ",
+    "job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
+    "clock.now, clock.now ",
+    "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
+    now!(),
+    " AS now) AS clock"
 );
 
 /// Puts `jobs` into the outbox, in the caller's transaction.
-async fn enqueue(conn: &mut SqliteConnection, jobs: &[NewJob]) -> StoreResult<()> {
-    if jobs.is_empty() {
-        return Ok(());
+async fn enqueue(conn: &mut SqliteConnection, jobs: &[JobValues]) -> StoreResult<()> {
+    for chunk in jobs.chunks(JOBS_PER_INSERT) {
+        shared::insert_jobs(chunk, INSERT_JOBS)
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
     }
-    sqlx::query(enqueue_sql!())
-        .bind(JobValues::json(jobs)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(query_error)?;
     Ok(())
+}
+
+/// One outbox group commit as a single command: new jobs in, finished attempts out (fenced by
+/// attempt; they travel as one JSON array of `[id, attempt]` pairs, so that part of the text is
+/// the same for every batch), and — unless `durable` — `synchronous = NORMAL` around it.
+fn outbox_batch<'a>(
+    jobs: &'a [JobValues],
+    finished: String,
+    durable: bool,
+) -> QueryBuilder<'a, Sqlite> {
+    let mut batch = QueryBuilder::new(if durable {
+        ""
+    } else {
+        "PRAGMA synchronous = NORMAL; "
+    });
+    batch.push("BEGIN IMMEDIATE; ");
+    for chunk in jobs.chunks(JOBS_PER_INSERT) {
+        shared::push_insert_jobs(&mut batch, chunk, INSERT_JOBS);
+        batch.push("; ");
+    }
+    batch
+        .push("DELETE FROM outbox WHERE rowid IN (SELECT outbox.rowid FROM json_each(")
+        .push_bind(finished)
+        .push(concat!(
+            ") AS done JOIN outbox ON outbox.id = done.value ->> 0 ",
+            "AND outbox.attempt = done.value ->> 1); COMMIT"
+        ));
+    if !durable {
+        batch.push("; PRAGMA synchronous = FULL");
+    }
+    batch
 }
 
 /// Enqueues the jobs of the KV triggers that `change` fires, in the caller's transaction;
@@ -302,7 +288,7 @@ async fn fire_kv_triggers(conn: &mut SqliteConnection, change: KvChange<'_>) -> 
         .await
         .map_err(query_error)?;
     let jobs = change.jobs(triggers)?;
-    enqueue(conn, &jobs).await?;
+    enqueue(conn, &JobValues::all(&jobs)?).await?;
     Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
 }
 
@@ -1220,16 +1206,11 @@ impl TriggerStore for SqliteStore {
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
-        let jobs = JobValues::json(&batch.enqueue)?;
+        let jobs = JobValues::all(&batch.enqueue)?;
         let finished = shared::attempts_json(&batch.finished);
-        let sql = if batch.durable {
-            DURABLE_OUTBOX_BATCH
-        } else {
-            RELAXED_OUTBOX_BATCH
-        };
         OutboxWriter::acquire(&self.writer)
             .await?
-            .run(sql, jobs, finished)
+            .run(outbox_batch(&jobs, finished, batch.durable))
             .await
     }
 
@@ -1363,7 +1344,7 @@ impl OutboxStore for SqliteStore {
             .map_err(query_error)?;
         let payload = json_value("outbox", &failed.payload)?;
         let jobs = dead_letter_jobs(&dead_letter, payload, scripts)?;
-        enqueue(&mut tx, &jobs).await?;
+        enqueue(&mut tx, &JobValues::all(&jobs)?).await?;
         commit(tx).await?;
         Ok(Some(dead_letter))
     }
@@ -1637,6 +1618,8 @@ mod tests {
 
     use picloud_core::exec::HttpRequest;
     use picloud_core::{AppName, AppSlug, JobMode, JobPayload};
+
+    use crate::NewJob;
 
     /// The writer connection's `synchronous` setting: 2 is FULL, 1 NORMAL.
     async fn synchronous(store: &SqliteStore) -> i64 {
