@@ -97,9 +97,19 @@ macro_rules! job_value_columns {
          owner, lease_ms"
     };
 }
+/// The KV triggers of the app `$1` on the collection `$2`, for `concat!`.
+macro_rules! kv_triggers_sql {
+    () => {
+        "SELECT triggers.id, triggers.script_id, kv_trigger_details.key_prefix, \
+         kv_trigger_details.ops \
+         FROM triggers JOIN kv_trigger_details ON kv_trigger_details.trigger_id = triggers.id \
+         WHERE triggers.app_id = $1 AND kv_trigger_details.collection = $2 \
+         ORDER BY triggers.id"
+    };
+}
 pub(crate) use {
-    api_key_columns, app_columns, dead_letter_columns, job_columns, route_columns, script_columns,
-    user_columns,
+    api_key_columns, app_columns, dead_letter_columns, job_columns, kv_triggers_sql, route_columns,
+    script_columns, user_columns,
 };
 
 /// The queries that read the same on both backends (no clock, no locking). Lists take the id
@@ -249,12 +259,7 @@ pub(crate) mod sql {
         WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING CAST(value AS TEXT)";
     /// The KV triggers of the app `$1` on the collection `$2`; the store matches the key prefix
     /// and the operation.
-    pub const KV_TRIGGERS: &str = "\
-        SELECT triggers.id, triggers.script_id, kv_trigger_details.key_prefix, \
-               kv_trigger_details.ops \
-        FROM triggers JOIN kv_trigger_details ON kv_trigger_details.trigger_id = triggers.id \
-        WHERE triggers.app_id = $1 AND kv_trigger_details.collection = $2 \
-        ORDER BY triggers.id";
+    pub const KV_TRIGGERS: &str = kv_triggers_sql!();
     /// The scripts of the dead-letter triggers of the app `$1`.
     pub const DEAD_LETTER_TRIGGER_SCRIPTS: &str = "\
         SELECT triggers.script_id \

@@ -31,17 +31,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{FromRow, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::paging::Window;
 use crate::shared::{
     self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
-    dead_letter_jobs, job_columns, json_value, migrate_error, ops_column, push_attempts,
-    query_error, records, resolved_filter, route_columns, scopes_column, script_columns,
-    script_is_a_target, span, sql, user_columns, AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow,
-    AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow, JobValues, KvChange, KvRange,
-    KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow,
-    Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
+    dead_letter_jobs, job_columns, json_value, kv_triggers_sql, migrate_error, ops_column,
+    push_attempts, query_error, records, resolved_filter, route_columns, scopes_column,
+    script_columns, script_is_a_target, span, sql, user_columns, AbandonedRow,
+    ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow,
+    JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow,
+    ScriptRow, TriggerRow, UserRow, Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
@@ -278,23 +278,69 @@ fn outbox_batch<'a>(
     batch
 }
 
-/// Enqueues the jobs of the KV triggers that `change` fires, in the caller's transaction;
-/// returns how many.
-async fn fire_kv_triggers(conn: &mut SqliteConnection, change: KvChange<'_>) -> StoreResult<u32> {
-    let triggers: Vec<KvTriggerRow> = sqlx::query_as(sql::KV_TRIGGERS)
-        .bind(change.writer.app_id.to_string())
-        .bind(change.collection.as_str())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_error)?;
+/// Enqueues the jobs of `triggers` (the collection's) that `change` fires, in the caller's
+/// transaction; returns how many.
+async fn fire_kv_triggers(
+    conn: &mut SqliteConnection,
+    change: KvChange<'_>,
+    triggers: Vec<KvTriggerRow>,
+) -> StoreResult<u32> {
     let jobs = change.jobs(triggers)?;
-    enqueue(conn, &JobValues::all(&jobs)?).await?;
+    if !jobs.is_empty() {
+        enqueue(conn, &JobValues::all(&jobs)?).await?;
+    }
     Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
 }
 
+/// What a KV write needs to know before it writes: the value under the key and the
+/// collection's KV triggers, read in one statement (one round trip to SQLite's thread rather
+/// than two). Read in the write's transaction, whose lock keeps both as they are until it ends.
+struct BeforeKvWrite {
+    prev: Option<String>,
+    triggers: Vec<KvTriggerRow>,
+}
+
+impl BeforeKvWrite {
+    async fn read(
+        conn: &mut SqliteConnection,
+        writer: Writer,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<Self> {
+        let rows = sqlx::query(concat!(
+            "SELECT (SELECT CAST(value AS TEXT) FROM kv_entries ",
+            "WHERE app_id = $1 AND collection = $2 AND key = $3) AS prev, kv_trigger.* ",
+            "FROM (SELECT 1) LEFT JOIN (",
+            kv_triggers_sql!(),
+            ") AS kv_trigger ON TRUE"
+        ))
+        .bind(writer.app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error)?;
+        let mut before = Self {
+            prev: None,
+            triggers: Vec::new(),
+        };
+        // One row per trigger, or one row of NULLs beside the value when there is none.
+        for row in rows {
+            before.prev = row.try_get("prev").map_err(query_error)?;
+            let trigger: Option<String> = row.try_get("id").map_err(query_error)?;
+            if trigger.is_some() {
+                before
+                    .triggers
+                    .push(KvTriggerRow::from_row(&row).map_err(query_error)?);
+            }
+        }
+        Ok(before)
+    }
+}
+
 /// Stores `text` (`value`, checked by the caller) under the key and enqueues the jobs of the KV
-/// triggers the set fires, in the caller's write transaction, whose lock makes the value read
-/// first the one replaced. Refused when the writer's app is gone.
+/// triggers the set fires, in the caller's write transaction. Refused when the writer's app is
+/// gone.
 async fn set_kv_entry(
     conn: &mut SqliteConnection,
     writer: Writer,
@@ -303,13 +349,7 @@ async fn set_kv_entry(
     value: &serde_json::Value,
     text: &str,
 ) -> StoreResult<Applied> {
-    let prev: Option<String> = sqlx::query_scalar(sql::GET_KV)
-        .bind(writer.app_id.to_string())
-        .bind(collection.as_str())
-        .bind(key.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_error)?;
+    let before = BeforeKvWrite::read(conn, writer, collection, key).await?;
     // Selecting from apps makes a missing app "no row" rather than a foreign-key error.
     let upserted = sqlx::query(concat!(
         "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
@@ -332,7 +372,8 @@ async fn set_kv_entry(
     if upserted == 0 {
         return Ok(Applied::Refused(StoreError::NotFound("app")));
     }
-    let prev_value = prev
+    let prev_value = before
+        .prev
         .map(|text| json_value("kv_entries", &text))
         .transpose()?;
     let change = KvChange {
@@ -343,7 +384,7 @@ async fn set_kv_entry(
         value: Some(value),
         prev_value: prev_value.as_ref(),
     };
-    let jobs_enqueued = fire_kv_triggers(conn, change).await?;
+    let jobs_enqueued = fire_kv_triggers(conn, change, before.triggers).await?;
     Ok(Applied::Written(KvWritten {
         prev_value,
         jobs_enqueued,
@@ -358,19 +399,20 @@ async fn delete_kv_entry(
     collection: &CollectionName,
     key: &KvKey,
 ) -> StoreResult<Applied> {
-    let prev: Option<String> = sqlx::query_scalar(sql::DELETE_KV)
-        .bind(writer.app_id.to_string())
-        .bind(collection.as_str())
-        .bind(key.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_error)?;
-    let Some(prev) = prev else {
+    let before = BeforeKvWrite::read(conn, writer, collection, key).await?;
+    let Some(prev) = before.prev else {
         return Ok(Applied::Written(KvWritten {
             prev_value: None,
             jobs_enqueued: 0,
         }));
     };
+    sqlx::query(sql::DELETE_KV)
+        .bind(writer.app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error)?;
     let prev_value = json_value("kv_entries", &prev)?;
     let change = KvChange {
         writer,
@@ -380,7 +422,7 @@ async fn delete_kv_entry(
         value: None,
         prev_value: Some(&prev_value),
     };
-    let jobs_enqueued = fire_kv_triggers(conn, change).await?;
+    let jobs_enqueued = fire_kv_triggers(conn, change, before.triggers).await?;
     Ok(Applied::Written(KvWritten {
         prev_value: Some(prev_value),
         jobs_enqueued,
