@@ -112,8 +112,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full);
         // The writer comes first: it creates the file and switches it to WAL (a lasting
         // property of the file) before any reader opens it.
+        // No ping before each acquire: a connection to a local file does not go stale, and the
+        // ping is a round trip to the connection's thread on every query.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(acquire_timeout)
             .connect_with(
                 common
@@ -125,6 +128,7 @@ impl SqliteStore {
             .map_err(|err| opening(path, err))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(acquire_timeout)
             .connect_with(common.pragma("query_only", "ON"))
             .await
