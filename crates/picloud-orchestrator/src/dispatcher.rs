@@ -15,8 +15,10 @@
 //! [`Dispatcher::dispatch_one`] is one step, public so tests drive the queue without sleeping.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -220,7 +222,16 @@ impl Dispatcher {
         let attempt = JobAttempt { id, attempt: 1 };
         self.in_flight.lock().insert(attempt);
         let this = self.clone();
-        tokio::spawn(async move { this.finish_sync(attempt, request).await });
+        // Most runs finish at the first poll (a script that runs inline): then no task is spawned.
+        // One that waits (on an executor thread) moves into a task of its own, so it runs to its
+        // end even if this caller goes away.
+        let mut run = Box::pin(async move { this.finish_sync(attempt, request).await });
+        if std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx)))
+            .await
+            .is_pending()
+        {
+            tokio::spawn(run);
+        }
         let wait = Duration::from_millis(self.config.sync_wait_ms);
         match tokio::time::timeout(wait, inbox.receive()).await {
             Ok(Some(ran)) => SyncOutcome::Ran(ran),
