@@ -31,7 +31,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{FromRow, QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{Connection, FromRow, QueryBuilder, Row, Sqlite, Transaction};
 
 use crate::paging::Window;
 use crate::shared::{
@@ -178,52 +178,105 @@ async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
         .map_err(|err| db_error(err, Written::Nothing))
 }
 
-/// The writer connection lent to one outbox commit, which runs as a single command (one round
-/// trip to SQLite's thread). A relaxed commit switches the connection to `synchronous = NORMAL`
-/// and back to FULL within that command. Unless [`OutboxWriter::run`] saw the connection back at
-/// FULL and outside a transaction — because the command failed half-way and putting it right
-/// failed too, or the caller stopped waiting and dropped the future — the connection is closed
-/// instead of going back to the pool, so no later write runs without its fsync.
-struct OutboxWriter {
+/// The writer connection, lent for commits without an fsync (`synchronous = NORMAL`): outbox
+/// rows that promise nothing beyond the caller's connection, and claims (a claim lost to a crash
+/// only means the job runs again, which at-least-once allows). While the connection may be at
+/// NORMAL the guard is unsettled; unless it was settled again — back at FULL, outside a
+/// transaction — because putting it right failed, or the caller stopped waiting and dropped the
+/// future, the connection is closed instead of going back to the pool, so no later write runs
+/// without its fsync.
+struct RelaxedWriter {
     conn: PoolConnection<Sqlite>,
     settled: bool,
 }
 
-impl OutboxWriter {
+impl RelaxedWriter {
     async fn acquire(pool: &SqlitePool) -> StoreResult<Self> {
         Ok(Self {
             conn: pool.acquire().await.map_err(query_error)?,
-            settled: false,
+            settled: true,
         })
     }
 
-    /// Runs `batch` (a whole transaction, `BEGIN` to `COMMIT`). After a failure the transaction
-    /// is rolled back and the setting restored.
-    async fn run(&mut self, mut batch: QueryBuilder<'_, Sqlite>) -> StoreResult<()> {
+    /// Runs `batch`, a whole transaction (`BEGIN` to `COMMIT`, switching the setting itself if
+    /// it relaxes it) as one command: one round trip to SQLite's thread. After a failure the
+    /// transaction is rolled back and the setting restored.
+    async fn run_batch(&mut self, mut batch: QueryBuilder<'_, Sqlite>) -> StoreResult<()> {
+        self.settled = false;
         let ran = batch.build().execute(&mut *self.conn).await;
         if let Err(err) = ran {
-            // Either may find nothing to undo (no transaction open, the setting never changed).
+            // It may find no transaction open.
             let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
-            if sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *self.conn)
-                .await
-                .is_ok()
-            {
-                self.settled = true;
-            }
+            let _ = self.restore().await;
             return Err(db_error(err, Written::Nothing));
         }
         self.settled = true;
         Ok(())
     }
+
+    /// Switches to NORMAL until [`RelaxedWriter::restore`].
+    async fn relax(&mut self) -> StoreResult<()> {
+        self.settled = false;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *self.conn)
+            .await
+            .map_err(query_error)?;
+        Ok(())
+    }
+
+    async fn restore(&mut self) -> StoreResult<()> {
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *self.conn)
+            .await
+            .map_err(query_error)?;
+        self.settled = true;
+        Ok(())
+    }
 }
 
-impl Drop for OutboxWriter {
+impl Drop for RelaxedWriter {
     fn drop(&mut self) {
         if !self.settled {
             self.conn.close_on_drop();
         }
     }
+}
+
+/// Claims up to `limit` due jobs (pending and due, or running with an expired lease) for
+/// `owner`, in a transaction of their own on `conn`.
+async fn claim(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    limit: u32,
+    lease_ms: i64,
+) -> StoreResult<Vec<JobRow>> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))?;
+    // One writer: no other claim runs meanwhile, so nothing to skip.
+    let rows = sqlx::query_as(concat!(
+        "UPDATE outbox SET status = 'running', owner = $1, attempt = attempt + 1, ",
+        "lease_until = ",
+        now!(),
+        " + $3 ",
+        "WHERE id IN (SELECT id FROM outbox ",
+        "WHERE (status = 'pending' AND due_at <= ",
+        now!(),
+        ") OR (status = 'running' AND lease_until <= ",
+        now!(),
+        ") ORDER BY due_at LIMIT $2) ",
+        "RETURNING ",
+        job_columns!()
+    ))
+    .bind(owner)
+    .bind(i64::from(limit))
+    .bind(span(lease_ms))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(query_error)?;
+    commit(tx).await?;
+    Ok(rows)
 }
 
 /// The outbox insert after the `job` rows of [`shared::insert_jobs`]: a job of an app that no
@@ -1254,9 +1307,9 @@ impl OutboxStore for SqliteStore {
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
         let jobs = JobValues::all(&batch.enqueue)?;
         let finished = shared::attempts_json(&batch.finished);
-        OutboxWriter::acquire(&self.writer)
+        RelaxedWriter::acquire(&self.writer)
             .await?
-            .run(outbox_batch(&jobs, finished, batch.durable))
+            .run_batch(outbox_batch(&jobs, finished, batch.durable))
             .await
     }
 
@@ -1269,29 +1322,13 @@ impl OutboxStore for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // One writer: no other claim runs meanwhile, so nothing to skip.
-        let mut tx = self.begin_write().await?;
-        let rows: Vec<JobRow> = sqlx::query_as(concat!(
-            "UPDATE outbox SET status = 'running', owner = $1, attempt = attempt + 1, ",
-            "lease_until = ",
-            now!(),
-            " + $3 ",
-            "WHERE id IN (SELECT id FROM outbox ",
-            "WHERE (status = 'pending' AND due_at <= ",
-            now!(),
-            ") OR (status = 'running' AND lease_until <= ",
-            now!(),
-            ") ORDER BY due_at LIMIT $2) ",
-            "RETURNING ",
-            job_columns!()
-        ))
-        .bind(owner)
-        .bind(i64::from(limit))
-        .bind(span(lease_ms))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query_error)?;
-        commit(tx).await?;
+        // Without an fsync: a claim lost to a crash only means the job is claimed again.
+        let mut writer = RelaxedWriter::acquire(&self.writer).await?;
+        writer.relax().await?;
+        let claimed = claim(&mut writer.conn, owner, limit, lease_ms).await;
+        let restored = writer.restore().await;
+        let rows = claimed?;
+        restored?;
         shared::claimed(rows)
     }
 
@@ -1696,14 +1733,16 @@ mod tests {
             .await
             .expect("a relaxed commit");
         assert_eq!(synchronous(&store).await, 2, "FULL again after it");
+        store
+            .claim_jobs("owner", 10, 1_000)
+            .await
+            .expect("a claim, without an fsync");
+        assert_eq!(synchronous(&store).await, 2, "FULL again after a claim");
 
-        let mut writer = OutboxWriter::acquire(&store.writer)
+        let mut writer = RelaxedWriter::acquire(&store.writer)
             .await
             .expect("the writer");
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *writer.conn)
-            .await
-            .expect("relaxed");
+        writer.relax().await.expect("relaxed");
         drop(writer);
         assert_eq!(
             synchronous(&store).await,
