@@ -38,6 +38,8 @@ EVENTS = "events"
 # How long the jobs of one wrk run may take to drain. A smoke run (and the check request of every
 # run) fails past it, so CI catches a stuck queue; a full run warns and reports an infinite drain.
 SMOKE_DRAIN_TIMEOUT_S = 60
+# Where bench/RESULTS.md's history starts; --write-results keeps everything from here on.
+HISTORY_HEADING = "## History"
 FULL_DRAIN_TIMEOUT_S = 600
 
 
@@ -411,8 +413,17 @@ def main():
             f"`python3 bench/bench.py` ({args.rounds} interleaved rounds of {args.seconds} s, wrk -t1).\n"
             "Figures move with the machine; compare rows of one run, not runs of different days.\n\n"
         )
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
-            f.write(header + table + "\n")
+        # The latest table replaces the old one; the history below it (hand-written notes of what
+        # moved the figures) stays.
+        path = os.path.join(ROOT, "bench", "RESULTS.md")
+        history = ""
+        if os.path.exists(path):
+            with open(path) as f:
+                old = f.read()
+            if HISTORY_HEADING in old:
+                history = "\n" + old[old.index(HISTORY_HEADING):]
+        with open(path, "w") as f:
+            f.write(header + table + "\n" + history)
     if args.smoke and total_errors:
         sys.exit(f"smoke run saw {total_errors} errors")
 

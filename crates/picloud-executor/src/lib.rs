@@ -7,7 +7,7 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`local`] | [`LocalExecutorClient`]: a fixed pool of large-stack threads running scripts here, and its [`ExecutorConfig`] |
+//! | [`local`] | [`LocalExecutorClient`]: quick scripts inline on the caller's thread, the rest on a fixed pool of large-stack threads, and its [`ExecutorConfig`] |
 //! | [`remote`] | the executor's HTTP API ([`remote::router`], [`remote::serve`]) and [`RemoteExecutorClient`] |
 //! | [`sandbox`] | [`Sandbox`]: the shared engine, the AST cache, validation and one execution from start to outcome |
 //! | `engine` | the one function that builds the engine and sets every limit |
