@@ -27,6 +27,23 @@ pub struct Cli {
     /// Log filter in `tracing` syntax, e.g. `info` or `picloud=debug,sqlx=warn`.
     #[arg(long, env = "PICLOUD_LOG", default_value = "info", global = true)]
     pub log: String,
+
+    /// Threads of the async runtime (HTTP, the dispatcher, quick scripts run inline). Default:
+    /// one less than the cores, at least one: the executor threads and SQLite's connection
+    /// threads work beside them.
+    #[arg(long, env = "PICLOUD_ASYNC_THREADS", global = true, value_parser = in_range(1, 1024))]
+    pub async_threads: Option<usize>,
+}
+
+impl Cli {
+    /// The async runtime's threads: as set, or one less than the cores (at least one).
+    pub fn async_threads(&self) -> usize {
+        self.async_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get().saturating_sub(1))
+                .max(1)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -477,6 +494,20 @@ mod tests {
             args.sandbox.limits(),
             Limits::default(),
             "the sandbox defaults are core's"
+        );
+    }
+
+    #[test]
+    fn the_async_runtime_leaves_a_core_unless_told_otherwise() {
+        let cli = Cli::try_parse_from(["picloud", "serve"]).expect("serve with no flags");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(cli.async_threads(), cores.saturating_sub(1).max(1));
+        let cli = Cli::try_parse_from(["picloud", "serve", "--async-threads", "3"])
+            .expect("three threads");
+        assert_eq!(cli.async_threads(), 3, "as set");
+        assert!(
+            Cli::try_parse_from(["picloud", "serve", "--async-threads", "0"]).is_err(),
+            "at least one"
         );
     }
 

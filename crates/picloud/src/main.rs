@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     }
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
+    runtime.enable_all().worker_threads(cli.async_threads());
     // Scripts that finish quickly without a data call run inline on the runtime's threads, which
     // then need a script's stack (reserved address space; pages are committed as touched).
     if let Some(limits) = cli.command.sandbox_limits() {
