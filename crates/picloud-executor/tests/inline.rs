@@ -6,8 +6,9 @@
 
 mod common;
 
+use std::fmt::Debug;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Once};
 
 use common::{failed, get, ok, script, Harness, Via};
 use picloud_core::exec::{ExecErrorKind, ExecOutcome, ResponseBody, ScriptRef};
@@ -16,6 +17,54 @@ use picloud_executor::{inline_stack_size, ExecutorConfig};
 use picloud_store::{Store, StoreServices};
 use picloud_test_support::{with_store, Backend};
 use serde_json::{json, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+/// Every script log line this test binary's process log received.
+static EMITTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Collects the script log lines written to the process log (the `picloud::script` target).
+struct ScriptLines;
+
+impl<S: Subscriber> Layer<S> for ScriptLines {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        struct Message(String);
+        impl Visit for Message {
+            fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if event.metadata().target() == "picloud::script" {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            EMITTED.lock().expect("the line list").push(message.0);
+        }
+    }
+}
+
+/// How many times `line` reached the process log. Tests run in parallel, so each logs lines of
+/// its own (with a fresh id in them).
+fn emitted(line: &str) -> usize {
+    EMITTED
+        .lock()
+        .expect("the line list")
+        .iter()
+        .filter(|emitted| *emitted == line)
+        .count()
+}
+
+/// Installs the collecting subscriber for the whole test binary (once).
+fn collect_script_lines() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(ScriptLines))
+            .expect("no other global subscriber in this test binary");
+    });
+}
 
 /// Runs `body` on a worker of a runtime whose threads have `stack` bytes of stack (not on the
 /// test's own thread, which `block_on` would use).
@@ -83,9 +132,13 @@ fn messages(outcome: &ExecOutcome) -> Vec<&str> {
 
 #[test]
 fn a_compiled_script_without_data_calls_runs_inline() {
+    collect_script_lines();
     on_roomy_runtime(async {
         let h = harness().await;
-        let hello = script(r#"log::info("hi"); #{ hello: "world", n: 1 + 2 }"#);
+        let line = format!("hi {}", uuid::Uuid::new_v4());
+        let hello = script(&format!(
+            r#"log::info("{line}"); #{{ hello: "world", n: 1 + 2 }}"#
+        ));
         let first = run(&h, &hello).await;
         assert_eq!(
             h.local.inline_runs(),
@@ -99,7 +152,16 @@ fn a_compiled_script_without_data_calls_runs_inline() {
             2,
             "later runs stay on the async thread"
         );
-        assert_eq!(messages(&second), ["hi"], "an inline run keeps its log");
+        assert_eq!(
+            messages(&second),
+            [line.as_str()],
+            "an inline run keeps its log"
+        );
+        assert_eq!(
+            emitted(&line),
+            3,
+            "and writes it to the process log once per run, inline or not"
+        );
         for outcome in [first, second, third] {
             assert_eq!(
                 json_of(outcome),
@@ -213,23 +275,25 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_data_call_moves_the_run_to_a_worker_before_anything_leaves_it,
     |store| async move {
+        collect_script_lines();
         let h = harness_with_store(&store).await;
-        let counter = script(
+        let before = format!("before {}", uuid::Uuid::new_v4());
+        let counter = script(&format!(
             r#"
-            log::info("before");
+            log::info("{before}");
             let c = kv::collection("counts");
             let n = c.get("k");
-            c.set("k", if n == () { 1 } else { n + 1 });
+            c.set("k", if n == () {{ 1 }} else {{ n + 1 }});
             log::info("after");
             c.get("k")
-            "#,
-        );
+            "#
+        ));
         for expected in 1..=3 {
             let outcome = run(&h, &counter).await;
             assert_eq!(
                 messages(&outcome),
-                ["before", "after"],
-                "each line once, although the run started inline"
+                [before.as_str(), "after"],
+                "the outcome holds the lines of the run that finished"
             );
             assert_eq!(
                 json_of(outcome),
@@ -238,6 +302,11 @@ on_both_backends!(
             );
         }
         assert_eq!(h.local.inline_runs(), 0, "no run finished inline");
+        assert_eq!(
+            emitted(&before),
+            3,
+            "the line the inline attempt wrote before its data call never reached the log"
+        );
     }
 );
 
