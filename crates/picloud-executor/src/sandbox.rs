@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
 use picloud_core::{Limits, ScriptKind, ScriptServices};
-use rhai::{Dynamic, Engine};
+use rhai::{Dynamic, Engine, EvalAltResult};
 use tokio::runtime::Handle;
 
 use crate::cache::{AstCache, Compiled};
@@ -88,17 +88,14 @@ impl Sandbox {
             Ok(compiled) => compiled,
             Err(err) => return finish(Err(err), Vec::new(), started),
         };
-        self.evaluate(
+        let (evaluated, context) = self.evaluate(
             request,
             &compiled,
             Placement::Worker(runtime),
             services,
             started,
-        )
-        .unwrap_or_else(|| {
-            let message = "the execution asked for an executor thread while running on one";
-            finish(Err(unavailable(message)), Vec::new(), started)
-        })
+        );
+        self.outcome(evaluated, context, started)
     }
 
     /// Runs one execution inline on this (async) thread when it can finish here: its script is
@@ -119,14 +116,19 @@ impl Sandbox {
             .filter(|compiled| compiled.runs_inline())?;
         let started = Instant::now();
         let placement = Placement::Inline { started };
-        let outcome = self.evaluate(request, &compiled, placement, services.clone(), started);
-        if outcome.is_none() {
+        let (evaluated, context) =
+            self.evaluate(request, &compiled, placement, services.clone(), started);
+        if evaluated
+            .as_ref()
+            .is_err_and(|err| errors::needs_worker(err))
+        {
             compiled.stop_inline();
+            return None;
         }
-        outcome
+        Some(self.outcome(evaluated, context, started))
     }
 
-    /// Evaluates `compiled` for `request`; `None` when an inline run has to start over.
+    /// Evaluates `compiled` for `request`: the script's value, and the call's context with its log.
     fn evaluate(
         &self,
         request: &ExecRequest,
@@ -134,20 +136,23 @@ impl Sandbox {
         placement: Placement,
         services: Arc<dyn ScriptServices>,
         started: Instant,
-    ) -> Option<ExecOutcome> {
+    ) -> (Result<Dynamic, Box<EvalAltResult>>, Option<CallContext>) {
         let deadline = started + Duration::from_millis(self.limits.timeout_ms);
         let guard = CallGuard::enter(CallContext::new(request, deadline, placement, services));
         let evaluated = scope::for_request(request).and_then(|mut scope| {
             self.engine
                 .eval_ast_with_scope::<Dynamic>(&mut scope, &compiled.ast)
         });
-        let context = guard.finish();
-        if evaluated
-            .as_ref()
-            .is_err_and(|err| errors::needs_worker(err))
-        {
-            return None;
-        }
+        (evaluated, guard.finish())
+    }
+
+    /// The outcome of a finished evaluation; an inline run's held-back log lines are written now.
+    fn outcome(
+        &self,
+        evaluated: Result<Dynamic, Box<EvalAltResult>>,
+        context: Option<CallContext>,
+        started: Instant,
+    ) -> ExecOutcome {
         let logs = context
             .map(|context| {
                 context.emit_held_logs();
@@ -158,16 +163,7 @@ impl Sandbox {
             Ok(value) => response::from_value(value),
             Err(err) => Err(errors::from_eval(&err, &self.limits)),
         };
-        Some(finish(result, logs, started))
-    }
-}
-
-fn unavailable(message: &str) -> ExecError {
-    ExecError {
-        kind: ExecErrorKind::Unavailable,
-        message: message.to_owned(),
-        line: None,
-        column: None,
+        finish(result, logs, started)
     }
 }
 
