@@ -148,8 +148,7 @@ struct Inner {
     /// Turns true at shutdown; every background task watches it.
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    stop_recorder: watch::Sender<bool>,
-    recorder_task: Mutex<Option<JoinHandle<()>>>,
+    recorder: Mutex<Option<recorder::RecorderThread>>,
 }
 
 impl Platform {
@@ -199,8 +198,10 @@ impl Platform {
         };
         let (stop, stopped) = watch::channel(false);
         // The writer stops last, so the outcomes of jobs finishing during shutdown are written.
-        let (stop_recorder, recorder_stopped) = watch::channel(false);
-        let (recorder, recorder_task) = recorder::Recorder::start(store.clone(), recorder_stopped);
+        let (recorder, recorder_thread) = recorder::Recorder::start(store.outbox_committer()?)
+            .map_err(|err| {
+                ServiceError::Internal(format!("the outbox writer thread cannot start: {err}"))
+            })?;
         let runner = runner::Runner::new(gate.clone(), executor, metrics.clone(), script_logs);
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
@@ -252,8 +253,7 @@ impl Platform {
             config,
             stop,
             tasks: Mutex::new(tasks),
-            stop_recorder,
-            recorder_task: Mutex::new(Some(recorder_task)),
+            recorder: Mutex::new(Some(recorder_thread)),
         };
         Ok(Platform {
             inner: Arc::new(inner),
@@ -271,13 +271,9 @@ impl Platform {
                 tracing::warn!("a background task ended badly: {err}");
             }
         }
-        let _ = self.inner.stop_recorder.send(true);
-        let recorder = self.inner.recorder_task.lock().take();
-        if let Some(Err(err)) = match recorder {
-            Some(task) => Some(task.await),
-            None => None,
-        } {
-            tracing::warn!("the outbox writer ended badly: {err}");
+        let recorder = self.inner.recorder.lock().take();
+        if let Some(recorder) = recorder {
+            recorder.stop().await;
         }
     }
 

@@ -458,6 +458,11 @@ pub struct OutboxBatch {
     pub durable: bool,
 }
 
+/// Writes [`OutboxBatch`]es as [`OutboxStore::commit_outbox`] does, blocking the calling thread.
+pub trait OutboxCommitter: Send {
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()>;
+}
+
 /// How many jobs wait and run, for metrics, `/readyz` detail and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxDepth {
@@ -472,6 +477,10 @@ pub trait OutboxStore: Send + Sync {
     /// Writes the batch in one transaction. A job of an app deleted meanwhile is skipped (it
     /// could never run), not an error for the whole batch.
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()>;
+    /// A committer for a thread of its own (the recorder's, which group-commits every outbox
+    /// row the platform writes); it blocks that thread, so it must not be used on an async
+    /// runtime's. Call on a tokio runtime: the committer runs async parts on it.
+    fn outbox_committer(&self) -> StoreResult<Box<dyn OutboxCommitter>>;
     /// Claims up to `limit` due jobs for `owner`, oldest due first: `pending` rows whose due time
     /// has come and `running` rows whose lease has expired (their process died). Each gets
     /// attempt + 1 and a lease of `lease_ms` from the database's now. On PostgreSQL

@@ -18,6 +18,7 @@ use picloud_core::{
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
+use tokio::runtime::Handle;
 
 use crate::paging::Window;
 use crate::shared::{
@@ -32,9 +33,9 @@ use crate::shared::{
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
     DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page, PageRequest,
-    RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig,
-    StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
+    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxStore, Page,
+    PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store,
+    StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1110,6 +1111,19 @@ impl TriggerStore for PgStore {
     }
 }
 
+/// [`OutboxStore::commit_outbox`] on the runtime that opened the store, which drives the
+/// connections' sockets.
+struct PgCommitter {
+    store: PgStore,
+    runtime: Handle,
+}
+
+impl OutboxCommitter for PgCommitter {
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
+        self.runtime.block_on(self.store.commit_outbox(batch))
+    }
+}
+
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
@@ -1124,6 +1138,16 @@ impl OutboxStore for PgStore {
         }
         write_batch(&mut tx, &jobs, &batch.finished).await?;
         commit(tx).await
+    }
+
+    fn outbox_committer(&self) -> StoreResult<Box<dyn OutboxCommitter>> {
+        let runtime = Handle::try_current().map_err(|_| {
+            StoreError::Internal("the outbox committer needs a tokio runtime".to_owned())
+        })?;
+        Ok(Box::new(PgCommitter {
+            store: self.clone(),
+            runtime,
+        }))
     }
 
     async fn claim_jobs(

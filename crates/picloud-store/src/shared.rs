@@ -966,17 +966,17 @@ pub(crate) fn resolved_filter(status: DeadLetterStatus) -> Option<bool> {
 /// A [`NewJob`] as the outbox insert binds it.
 #[derive(Debug)]
 pub(crate) struct JobValues {
-    id: String,
-    app_id: String,
-    script_id: String,
-    mode: String,
-    source_kind: String,
-    payload: String,
-    trigger_depth: i64,
-    status: String,
-    attempt: i64,
-    owner: Option<String>,
-    lease_ms: Option<i64>,
+    pub(crate) id: String,
+    pub(crate) app_id: String,
+    pub(crate) script_id: String,
+    pub(crate) mode: String,
+    pub(crate) source_kind: String,
+    pub(crate) payload: String,
+    pub(crate) trigger_depth: i64,
+    pub(crate) status: String,
+    pub(crate) attempt: i64,
+    pub(crate) owner: Option<String>,
+    pub(crate) lease_ms: Option<i64>,
 }
 
 impl JobValues {
@@ -1005,17 +1005,6 @@ impl JobValues {
     pub fn all(jobs: &[NewJob]) -> StoreResult<Vec<Self>> {
         jobs.iter().map(Self::new).collect()
     }
-}
-
-/// `attempts` as a JSON array of `[id, attempt]` pairs.
-pub(crate) fn attempts_json(attempts: &[JobAttempt]) -> String {
-    let pairs = attempts
-        .iter()
-        .map(|attempt| {
-            serde_json::Value::Array(vec![attempt.id.to_string().into(), attempt.attempt.into()])
-        })
-        .collect();
-    serde_json::Value::Array(pairs).to_string()
 }
 
 /// Jobs per insert statement: 11 parameters a row keeps a statement well below SQLite's 32,766

@@ -15,7 +15,9 @@
 
 mod group_commit;
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +34,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, FromRow, QueryBuilder, Row, Sqlite, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::paging::Window;
 use crate::shared::{
@@ -46,11 +49,12 @@ use crate::shared::{
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
     DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxDepth, OutboxStore, Page, PageRequest,
-    RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig,
-    StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
+    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxStore, Page,
+    PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store,
+    StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
 };
 
+use self::committer::SqliteCommitter;
 use self::group_commit::{Applied, KvWrite, KvWriteQueue};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -62,11 +66,13 @@ macro_rules! now {
     };
 }
 
+mod committer;
+
 /// PiCloud's stores in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Exactly one connection: writes serialize here rather than on SQLite's file lock.
-    writer: SqlitePool,
+    writer: WriterConnection,
     /// Connections that refuse writes (`query_only`); WAL lets them read while the writer writes.
     reader: SqlitePool,
     /// Scripts' KV writes, on their way to the group-commit task that writes them on `writer`.
@@ -133,6 +139,10 @@ impl SqliteStore {
             .connect_with(common.pragma("query_only", "ON"))
             .await
             .map_err(|err| opening(path, err))?;
+        let writer = WriterConnection {
+            pool: writer,
+            lock: Arc::new(Mutex::new(())),
+        };
         Ok(Self {
             kv_writes: KvWriteQueue::start(writer.clone()),
             writer,
@@ -147,17 +157,59 @@ impl SqliteStore {
     }
 
     /// A write transaction that holds SQLite's write lock from its first statement.
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    async fn begin_write(&self) -> StoreResult<WriteTransaction> {
         begin_write(&self.writer).await
     }
 }
 
+/// The store's one writer connection (a pool of one) and the lock it shares with the outbox
+/// committer's connection, so the two take turns in process and never meet on SQLite's file
+/// lock, whose busy handler sleeps in milliseconds.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterConnection {
+    pool: SqlitePool,
+    lock: Arc<Mutex<()>>,
+}
+
+impl WriterConnection {
+    /// The connection, and the lock until it is dropped.
+    async fn acquire(&self) -> StoreResult<(PoolConnection<Sqlite>, OwnedMutexGuard<()>)> {
+        let lock = self.lock.clone().lock_owned().await;
+        let conn = self.pool.acquire().await.map_err(query_error)?;
+        Ok((conn, lock))
+    }
+}
+
+/// A write transaction on the writer connection, holding the writer lock.
+pub(crate) struct WriteTransaction {
+    // Rolled back (when not committed) before the lock is released: fields drop in order.
+    tx: Transaction<'static, Sqlite>,
+    lock: OwnedMutexGuard<()>,
+}
+
+impl Deref for WriteTransaction {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
 /// A transaction on `writer` that holds SQLite's write lock from its first statement.
-async fn begin_write(writer: &SqlitePool) -> StoreResult<Transaction<'static, Sqlite>> {
-    writer
+async fn begin_write(writer: &WriterConnection) -> StoreResult<WriteTransaction> {
+    let lock = writer.lock.clone().lock_owned().await;
+    let tx = writer
+        .pool
         .begin_with("BEGIN IMMEDIATE")
         .await
-        .map_err(|err| db_error(err, Written::Nothing))
+        .map_err(|err| db_error(err, Written::Nothing))?;
+    Ok(WriteTransaction { tx, lock })
 }
 
 fn opening(path: &Path, err: sqlx::Error) -> StoreError {
@@ -172,10 +224,10 @@ fn opening(path: &Path, err: sqlx::Error) -> StoreError {
     }
 }
 
-async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
-    tx.commit()
-        .await
-        .map_err(|err| db_error(err, Written::Nothing))
+async fn commit(write: WriteTransaction) -> StoreResult<()> {
+    let committed = write.tx.commit().await;
+    drop(write.lock);
+    committed.map_err(query_error)
 }
 
 /// The writer connection, lent for commits without an fsync (`synchronous = NORMAL`): outbox
@@ -187,31 +239,18 @@ async fn commit(tx: Transaction<'_, Sqlite>) -> StoreResult<()> {
 /// without its fsync.
 struct RelaxedWriter {
     conn: PoolConnection<Sqlite>,
+    _lock: OwnedMutexGuard<()>,
     settled: bool,
 }
 
 impl RelaxedWriter {
-    async fn acquire(pool: &SqlitePool) -> StoreResult<Self> {
+    async fn acquire(writer: &WriterConnection) -> StoreResult<Self> {
+        let (conn, lock) = writer.acquire().await?;
         Ok(Self {
-            conn: pool.acquire().await.map_err(query_error)?,
+            conn,
+            _lock: lock,
             settled: true,
         })
-    }
-
-    /// Runs `batch`, a whole transaction (`BEGIN` to `COMMIT`, switching the setting itself if
-    /// it relaxes it) as one command: one round trip to SQLite's thread. After a failure the
-    /// transaction is rolled back and the setting restored.
-    async fn run_batch(&mut self, mut batch: QueryBuilder<'_, Sqlite>) -> StoreResult<()> {
-        self.settled = false;
-        let ran = batch.build().execute(&mut *self.conn).await;
-        if let Err(err) = ran {
-            // It may find no transaction open.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
-            let _ = self.restore().await;
-            return Err(db_error(err, Written::Nothing));
-        }
-        self.settled = true;
-        Ok(())
     }
 
     /// Switches to NORMAL until [`RelaxedWriter::restore`].
@@ -275,7 +314,7 @@ async fn claim(
     .fetch_all(&mut *tx)
     .await
     .map_err(query_error)?;
-    commit(tx).await?;
+    tx.commit().await.map_err(query_error)?;
     Ok(rows)
 }
 
@@ -302,37 +341,6 @@ async fn enqueue(conn: &mut SqliteConnection, jobs: &[JobValues]) -> StoreResult
             .map_err(query_error)?;
     }
     Ok(())
-}
-
-/// One outbox group commit as a single command: new jobs in, finished attempts out (fenced by
-/// attempt; they travel as one JSON array of `[id, attempt]` pairs, so that part of the text is
-/// the same for every batch), and — unless `durable` — `synchronous = NORMAL` around it.
-fn outbox_batch<'a>(
-    jobs: &'a [JobValues],
-    finished: String,
-    durable: bool,
-) -> QueryBuilder<'a, Sqlite> {
-    let mut batch = QueryBuilder::new(if durable {
-        ""
-    } else {
-        "PRAGMA synchronous = NORMAL; "
-    });
-    batch.push("BEGIN IMMEDIATE; ");
-    for chunk in jobs.chunks(JOBS_PER_INSERT) {
-        shared::push_insert_jobs(&mut batch, chunk, INSERT_JOBS);
-        batch.push("; ");
-    }
-    batch
-        .push("DELETE FROM outbox WHERE rowid IN (SELECT outbox.rowid FROM json_each(")
-        .push_bind(finished)
-        .push(concat!(
-            ") AS done JOIN outbox ON outbox.id = done.value ->> 0 ",
-            "AND outbox.attempt = done.value ->> 1); COMMIT"
-        ));
-    if !durable {
-        batch.push("; PRAGMA synchronous = FULL");
-    }
-    batch
 }
 
 /// Enqueues the jobs of `triggers` (the collection's) that `change` fires, in the caller's
@@ -1305,12 +1313,20 @@ impl TriggerStore for SqliteStore {
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
-        let jobs = JobValues::all(&batch.enqueue)?;
-        let finished = shared::attempts_json(&batch.finished);
-        RelaxedWriter::acquire(&self.writer)
-            .await?
-            .run_batch(outbox_batch(&jobs, finished, batch.durable))
+        // A connection for this one commit: the platform's commits go through the recorder's
+        // committer; this serves one-off writes (and tests).
+        let mut committer = self.outbox_committer()?;
+        let batch = batch.clone();
+        tokio::task::spawn_blocking(move || committer.commit(&batch))
             .await
+            .map_err(|err| StoreError::Internal(format!("an outbox commit panicked: {err}")))?
+    }
+
+    fn outbox_committer(&self) -> StoreResult<Box<dyn OutboxCommitter>> {
+        Ok(Box::new(SqliteCommitter::open(
+            &self.path,
+            self.writer.lock.clone(),
+        )?))
     }
 
     async fn claim_jobs(
@@ -1676,7 +1692,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.writer).await.map_err(migrate_error)
+        MIGRATOR.run(&self.writer.pool).await.map_err(migrate_error)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1690,7 +1706,7 @@ impl Store for SqliteStore {
     async fn close(&self) {
         // Waits for a group commit in flight; the KV writes queued after it find the writer
         // closed and are answered `Unavailable`, like every other call.
-        self.writer.close().await;
+        self.writer.pool.close().await;
         self.reader.close().await;
     }
 }
@@ -1706,7 +1722,12 @@ mod tests {
 
     /// The writer connection's `synchronous` setting: 2 is FULL, 1 NORMAL.
     async fn synchronous(store: &SqliteStore) -> i64 {
-        let mut conn = store.writer.acquire().await.expect("the writer connection");
+        let mut conn = store
+            .writer
+            .pool
+            .acquire()
+            .await
+            .expect("the writer connection");
         sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut *conn)
             .await
@@ -1716,23 +1737,9 @@ mod tests {
     // A commit without an fsync must not leave the writer without fsyncs for the writes after
     // it, even when its caller stops waiting half-way.
     #[tokio::test]
-    async fn a_relaxed_commit_leaves_the_writer_at_full() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = SqliteStore::open(&dir.path().join("t.db"), &StoreConfig::default())
-            .await
-            .expect("the store opens");
-        store.migrate().await.expect("the store migrates");
+    async fn a_claim_leaves_the_writer_at_full() {
+        let (_dir, store) = migrated_store().await;
         assert_eq!(synchronous(&store).await, 2, "FULL from the start");
-
-        let relaxed = OutboxBatch {
-            durable: false,
-            ..OutboxBatch::default()
-        };
-        store
-            .commit_outbox(&relaxed)
-            .await
-            .expect("a relaxed commit");
-        assert_eq!(synchronous(&store).await, 2, "FULL again after it");
         store
             .claim_jobs("owner", 10, 1_000)
             .await
@@ -1749,9 +1756,19 @@ mod tests {
             2,
             "a relaxed connection dropped before it was settled is closed, not reused"
         );
+        store.close().await;
+    }
 
-        // A batch that fails half-way (the second job repeats the first's id) commits nothing
-        // and leaves the writer at FULL, outside any transaction.
+    async fn migrated_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("t.db"), &StoreConfig::default())
+            .await
+            .expect("the store opens");
+        store.migrate().await.expect("the store migrates");
+        (dir, store)
+    }
+
+    async fn sync_job(store: &SqliteStore) -> NewJob {
         let app = store
             .create_app(
                 &AppSlug::parse("shop").expect("a slug"),
@@ -1759,7 +1776,7 @@ mod tests {
             )
             .await
             .expect("an app");
-        let job = NewJob {
+        NewJob {
             id: ExecutionId::new(),
             app_id: app.id,
             script_id: ScriptId::new(),
@@ -1769,31 +1786,99 @@ mod tests {
             },
             trigger_depth: 0,
             claimed: None,
-        };
-        let failing = OutboxBatch {
-            enqueue: vec![job.clone(), job.clone()],
-            durable: false,
-            ..OutboxBatch::default()
-        };
-        store
-            .commit_outbox(&failing)
-            .await
-            .expect_err("a repeated id is refused");
-        assert_eq!(synchronous(&store).await, 2, "FULL after the failure");
-        let good = OutboxBatch {
-            enqueue: vec![job],
-            durable: true,
-            ..OutboxBatch::default()
-        };
-        store
-            .commit_outbox(&good)
-            .await
-            .expect("the writer is usable: no transaction was left open");
+        }
+    }
+
+    /// The committer's connection's `synchronous` setting: 2 is FULL, 1 NORMAL.
+    fn committer_synchronous(committer: &SqliteCommitter) -> i64 {
+        committer.synchronous().expect("the setting")
+    }
+
+    // The committer's connection follows each batch's promise, and a batch that fails half-way
+    // leaves it usable.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_committer_syncs_durable_batches_and_survives_a_failed_one() {
+        let (_dir, store) = migrated_store().await;
+        let job = sync_job(&store).await;
+        let path = store.path().to_owned();
+        let lock = store.writer.lock.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut committer = SqliteCommitter::open(&path, lock).expect("a committer");
+            let relaxed = OutboxBatch {
+                durable: false,
+                ..OutboxBatch::default()
+            };
+            committer.commit(&relaxed).expect("a relaxed commit");
+            assert_eq!(
+                committer_synchronous(&committer),
+                1,
+                "NORMAL for a relaxed batch"
+            );
+
+            // The second job repeats the first's id: nothing of the batch is committed.
+            let failing = OutboxBatch {
+                enqueue: vec![job.clone(), job.clone()],
+                durable: false,
+                ..OutboxBatch::default()
+            };
+            committer
+                .commit(&failing)
+                .expect_err("a repeated id is refused");
+            let good = OutboxBatch {
+                enqueue: vec![job],
+                durable: true,
+                ..OutboxBatch::default()
+            };
+            committer
+                .commit(&good)
+                .expect("the committer is usable: no transaction was left open");
+            assert_eq!(
+                committer_synchronous(&committer),
+                2,
+                "FULL for a durable batch"
+            );
+        })
+        .await
+        .expect("the committer's thread");
         assert_eq!(
             store.outbox_depth().await.expect("the depth").pending,
             1,
             "the failed batch left nothing behind"
         );
+        assert_eq!(
+            synchronous(&store).await,
+            2,
+            "the writer connection stays FULL"
+        );
+        store.close().await;
+    }
+
+    // The committer's connection and the writer connection take turns through the writer lock,
+    // not through SQLite's busy handler.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_committer_waits_for_the_writer_lock() {
+        let (_dir, store) = migrated_store().await;
+        let job = sync_job(&store).await;
+        let mut committer = store.outbox_committer().expect("a committer");
+        let held = store.writer.lock.clone().lock_owned().await;
+        let commit = tokio::task::spawn_blocking(move || {
+            committer.commit(&OutboxBatch {
+                enqueue: vec![job],
+                durable: true,
+                ..OutboxBatch::default()
+            })
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !commit.is_finished(),
+            "the commit waits while the lock is held"
+        );
+        drop(held);
+        commit
+            .await
+            .expect("the committer's thread")
+            .expect("the commit, once the lock is free");
+        assert_eq!(store.outbox_depth().await.expect("the depth").pending, 1);
         store.close().await;
     }
 }

@@ -26,10 +26,10 @@
 
 use picloud_core::services::Writer;
 use picloud_core::{CollectionName, KvKey};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{begin_write, commit, delete_kv_entry, set_kv_entry};
+use super::{begin_write, commit, delete_kv_entry, set_kv_entry, WriterConnection};
 use crate::{KvWritten, StoreError, StoreResult};
 
 /// The most writes one transaction takes: enough for every request a busy server has in flight,
@@ -111,7 +111,7 @@ pub(super) struct KvWriteQueue {
 impl KvWriteQueue {
     /// Starts the task that commits the writes queued here on `writer` (the store's pool of one
     /// connection). Needs a tokio runtime, as opening the store does.
-    pub(super) fn start(writer: SqlitePool) -> Self {
+    pub(super) fn start(writer: WriterConnection) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(commit_batches(writer, receiver));
         Self { sender }
@@ -134,7 +134,7 @@ fn stopped() -> StoreError {
 
 /// The group-commit task: waits for a write, takes every write waiting with it (up to
 /// [`MAX_BATCH`]) and commits them together; ends when every sender is gone.
-async fn commit_batches(writer: SqlitePool, mut queue: mpsc::UnboundedReceiver<Queued>) {
+async fn commit_batches(writer: WriterConnection, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&writer, std::mem::take(&mut batch)).await;
@@ -142,7 +142,7 @@ async fn commit_batches(writer: SqlitePool, mut queue: mpsc::UnboundedReceiver<Q
 }
 
 /// One step of the task: commits `batch` and answers every caller in it.
-async fn commit_batch(writer: &SqlitePool, mut batch: Vec<Queued>) {
+async fn commit_batch(writer: &WriterConnection, mut batch: Vec<Queued>) {
     batch.retain(|queued| !queued.caller.is_closed());
     let Err(RolledBack { batch, error }) = write_together(writer, batch).await else {
         return;
@@ -170,7 +170,7 @@ struct RolledBack {
 /// Runs the writes of `batch` in order in one `BEGIN IMMEDIATE` transaction, commits it once and
 /// answers every caller — unless a write fails unexpectedly: then the transaction is rolled
 /// back and the batch comes back unanswered.
-async fn write_together(writer: &SqlitePool, batch: Vec<Queued>) -> Result<(), RolledBack> {
+async fn write_together(writer: &WriterConnection, batch: Vec<Queued>) -> Result<(), RolledBack> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -252,7 +252,12 @@ mod tests {
     async fn count_commits(store: &SqliteStore) -> Arc<AtomicUsize> {
         let commits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&commits);
-        let mut conn = store.writer.acquire().await.expect("the writer connection");
+        let mut conn = store
+            .writer
+            .pool
+            .acquire()
+            .await
+            .expect("the writer connection");
         conn.lock_handle()
             .await
             .expect("its SQLite handle")
@@ -435,7 +440,7 @@ mod tests {
             .await
             .expect("the trigger");
         sqlx::query("UPDATE kv_trigger_details SET ops = 'explode'")
-            .execute(&store.writer)
+            .execute(&store.writer.pool)
             .await
             .expect("the trigger is corrupted");
         let commits = count_commits(&store).await;
