@@ -9,7 +9,7 @@
 //! it commits through a connection of its own ([`OutboxStore::outbox_committer`])..
 //!
 //! Finished attempts do not start a commit of their own: they ride along with the next batch of
-//! new jobs, or go after [`FINISH_DELAY`] when none comes. A finished row that is never deleted
+//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never deleted
 //! (the process dies first) is harmless: its lease expires, and a sync row is then recorded as
 //! abandoned, an async one run again (at-least-once).
 //!

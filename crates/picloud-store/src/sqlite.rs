@@ -3,7 +3,9 @@
 //! - WAL mode, so readers never wait for the writer and the writer never waits for readers.
 //! - Two pools on one file: a writer pool of exactly one connection, so writes queue in process
 //!   instead of failing with "database is locked", and a reader pool of
-//!   [`StoreConfig::max_connections`] connections that refuse writes (`query_only`).
+//!   [`StoreConfig::max_connections`] connections that refuse writes (`query_only`). The outbox's
+//!   group commits write through a connection of their own (`committer`), which takes turns with
+//!   the writer pool's through a lock in process (`WriterConnection`).
 //! - Every write runs in a `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so a
 //!   read-then-write never fails half-way when another process (`picloud migrate`, a CLI
 //!   command) holds the lock; `busy_timeout` (5 s) waits for that process instead.
