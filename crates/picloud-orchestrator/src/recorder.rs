@@ -6,12 +6,12 @@
 //!
 //! The writer is an OS thread rather than a task: it answers each caller itself and goes on to
 //! the next commit at once, without waiting for the async runtime to schedule it, and on SQLite
-//! it commits through a connection of its own ([`OutboxStore::outbox_committer`])..
+//! it commits through a connection of its own ([`OutboxStore::outbox_committer`]).
 //!
 //! Finished attempts do not start a commit of their own: they ride along with the next batch of
-//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never deleted
-//! (the process dies first) is harmless: its lease expires, and a sync row is then recorded as
-//! abandoned, an async one run again (at-least-once).
+//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never
+//! deleted (the process dies first) is harmless: its lease expires, and a sync row is then
+//! recorded as abandoned, an async one run again (at-least-once).
 //!
 //! [`OutboxStore::outbox_committer`]: picloud_store::OutboxStore::outbox_committer
 
