@@ -184,7 +184,8 @@ impl WriterConnection {
 
 /// A write transaction on the writer connection, holding the writer lock.
 pub(crate) struct WriteTransaction {
-    // Rolled back (when not committed) before the lock is released: fields drop in order.
+    // Fields drop in order: an uncommitted transaction queues its rollback on the connection
+    // before the lock is released (the committer's busy timeout covers the moment until it runs).
     tx: Transaction<'static, Sqlite>,
     lock: OwnedMutexGuard<()>,
 }
@@ -232,9 +233,9 @@ async fn commit(write: WriteTransaction) -> StoreResult<()> {
     committed.map_err(query_error)
 }
 
-/// The writer connection, lent for commits without an fsync (`synchronous = NORMAL`): outbox
-/// rows that promise nothing beyond the caller's connection, and claims (a claim lost to a crash
-/// only means the job runs again, which at-least-once allows). While the connection may be at
+/// The writer connection (and the writer lock), lent for claims, which commit without an fsync
+/// (`synchronous = NORMAL`): a claim lost to a crash only means the job runs again, which
+/// at-least-once allows. While the connection may be at
 /// NORMAL the guard is unsettled; unless it was settled again — back at FULL, outside a
 /// transaction — because putting it right failed, or the caller stopped waiting and dropped the
 /// future, the connection is closed instead of going back to the pool, so no later write runs
