@@ -17,8 +17,8 @@ use picloud_core::{
     Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder};
-use tokio::runtime::Handle;
+use sqlx::{Connection, Postgres, QueryBuilder};
+use tokio::runtime::Runtime;
 
 use crate::paging::Window;
 use crate::shared::{
@@ -1111,41 +1111,88 @@ impl TriggerStore for PgStore {
     }
 }
 
-/// [`OutboxStore::commit_outbox`] on the runtime that opened the store, which drives the
-/// connections' sockets.
+/// The outbox's group commits on the recorder's thread, through a connection of its own that a
+/// runtime of its own drives: a commit takes no hop through the server's runtime (its reactor
+/// would otherwise have to wake this thread for every reply). A connection that failed is
+/// dropped and opened again at the next commit, so a restart of PostgreSQL is survived.
 struct PgCommitter {
-    store: PgStore,
-    runtime: Handle,
+    options: PgConnectOptions,
+    /// How long opening the connection may take: the pool's acquire timeout.
+    connect_timeout: Duration,
+    // Before `runtime`: fields drop in order, and the socket belongs to that runtime.
+    conn: Option<PgConnection>,
+    runtime: Runtime,
 }
 
 impl OutboxCommitter for PgCommitter {
     fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
-        self.runtime.block_on(self.store.commit_outbox(batch))
+        let Self {
+            options,
+            connect_timeout,
+            conn,
+            runtime,
+        } = self;
+        runtime.block_on(async {
+            let connection = match conn {
+                Some(connection) => connection,
+                None => {
+                    let connect = PgConnection::connect_with(options);
+                    let connected = tokio::time::timeout(*connect_timeout, connect)
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable(format!(
+                                "no connection within {} ms",
+                                connect_timeout.as_millis()
+                            ))
+                        })?;
+                    conn.insert(connected.map_err(query_error)?)
+                }
+            };
+            let committed = commit_batch(connection, batch).await;
+            if matches!(committed, Err(StoreError::Unavailable(_))) {
+                *conn = None;
+            }
+            committed
+        })
     }
+}
+
+/// Writes `batch` in one transaction on `conn`.
+async fn commit_batch(conn: &mut PgConnection, batch: &OutboxBatch) -> StoreResult<()> {
+    let jobs = JobValues::all(&batch.enqueue)?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|err| db_error(err, Written::Nothing))?;
+    if !batch.durable {
+        // This commit returns before its WAL record is flushed; a crash may lose it.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error)?;
+    }
+    write_batch(&mut tx, &jobs, &batch.finished).await?;
+    commit(tx).await
 }
 
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
-        let jobs = JobValues::all(&batch.enqueue)?;
-        let mut tx = self.begin().await?;
-        if !batch.durable {
-            // This commit returns before its WAL record is flushed; a crash may lose it.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await
-                .map_err(query_error)?;
-        }
-        write_batch(&mut tx, &jobs, &batch.finished).await?;
-        commit(tx).await
+        let mut conn = self.pool.acquire().await.map_err(query_error)?;
+        commit_batch(&mut conn, batch).await
     }
 
     fn outbox_committer(&self) -> StoreResult<Box<dyn OutboxCommitter>> {
-        let runtime = Handle::try_current().map_err(|_| {
-            StoreError::Internal("the outbox committer needs a tokio runtime".to_owned())
-        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| {
+                StoreError::Internal(format!("the outbox committer's runtime: {err}"))
+            })?;
         Ok(Box::new(PgCommitter {
-            store: self.clone(),
+            options: (*self.pool.connect_options()).clone(),
+            connect_timeout: self.pool.options().get_acquire_timeout(),
+            conn: None,
             runtime,
         }))
     }
