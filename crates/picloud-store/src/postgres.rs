@@ -6,7 +6,7 @@
 //! (`clock_timestamp()`, not `now()`, which would stand still for a whole transaction).
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use picloud_core::events::kv_value_text;
@@ -1117,15 +1117,42 @@ impl TriggerStore for PgStore {
 /// The outbox's group commits on the recorder's thread, through a connection of its own that a
 /// runtime of its own drives: a commit takes no hop through the server's runtime (its reactor
 /// would otherwise have to wake this thread for every reply). A connection that failed is
-/// dropped and opened again at the next commit, so a restart of PostgreSQL is survived.
+/// dropped and opened again at the next commit, and one idle for a while is pinged first (as
+/// the pool does before lending one), so a restart of PostgreSQL is survived.
 struct PgCommitter {
     options: PgConnectOptions,
     /// How long opening the connection may take: the pool's acquire timeout.
     connect_timeout: Duration,
     // Before `runtime`: fields drop in order, and the socket belongs to that runtime.
     conn: Option<PgConnection>,
-    runtime: Runtime,
+    /// When `conn` was last used.
+    used_at: Instant,
+    runtime: OwnRuntime,
 }
+
+/// The committer's runtime. Dropped, it shuts down in the background: a runtime dropped in async
+/// code (a test's, a platform's that failed to start) would panic.
+struct OwnRuntime(Option<Runtime>);
+
+impl OwnRuntime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("the runtime is taken only when dropped")
+            .block_on(future)
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// How long the committer's connection may sit idle before it is pinged before a commit.
+const COMMITTER_IDLE_PING: Duration = Duration::from_secs(1);
 
 impl OutboxCommitter for PgCommitter {
     fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
@@ -1133,9 +1160,17 @@ impl OutboxCommitter for PgCommitter {
             options,
             connect_timeout,
             conn,
+            used_at,
             runtime,
         } = self;
+        let idle = used_at.elapsed() >= COMMITTER_IDLE_PING;
+        *used_at = Instant::now();
         runtime.block_on(async {
+            if let Some(connection) = conn.as_mut().filter(|_| idle) {
+                if connection.ping().await.is_err() {
+                    *conn = None;
+                }
+            }
             let connection = match conn {
                 Some(connection) => connection,
                 None => {
@@ -1192,7 +1227,8 @@ impl OutboxStore for PgStore {
             options: (*self.pool.connect_options()).clone(),
             connect_timeout: self.pool.options().get_acquire_timeout(),
             conn: None,
-            runtime,
+            used_at: Instant::now(),
+            runtime: OwnRuntime(Some(runtime)),
         }))
     }
 
