@@ -15,7 +15,7 @@ use picloud_core::exec::{ExecErrorKind, ExecOutcome, ResponseBody, ScriptRef};
 use picloud_core::{AppName, AppSlug, Limits, NoServices, Timestamp};
 use picloud_executor::{inline_stack_size, ExecutorConfig};
 use picloud_store::{Store, StoreServices};
-use picloud_test_support::{with_store, Backend};
+use picloud_test_support::both_backends;
 use serde_json::{json, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -253,26 +253,8 @@ fn a_new_version_of_a_script_is_tried_inline_again() {
     });
 }
 
-/// Runs `body` against a fresh store on each backend, on a runtime with room for inline runs.
-macro_rules! on_both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn sqlite() {
-                on_roomy_runtime(with_store(Backend::Sqlite, $body));
-            }
-
-            #[test]
-            fn postgres() {
-                on_roomy_runtime(with_store(Backend::Postgres, $body));
-            }
-        }
-    };
-}
-
-on_both_backends!(
+both_backends!(
+    on on_roomy_runtime,
     a_data_call_moves_the_run_to_a_worker_before_anything_leaves_it,
     |store| async move {
         collect_script_lines();
@@ -310,7 +292,8 @@ on_both_backends!(
     }
 );
 
-on_both_backends!(
+both_backends!(
+    on on_roomy_runtime,
     try_catch_cannot_keep_a_data_call_inline,
     |store| async move {
         let h = harness_with_store(&store).await;

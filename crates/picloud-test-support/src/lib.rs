@@ -66,9 +66,28 @@ pub const DATABASE_URL_VAR: &str = "PICLOUD_TEST_DATABASE_URL";
 /// tests side by side stay below PostgreSQL's connection limit.
 const TEST_MAX_CONNECTIONS: u32 = 4;
 
-/// Runs one async test body on both backends; see the [crate documentation](crate).
+/// Runs one async test body on both backends; see the [crate documentation](crate). With
+/// `on runner,` first, each test is a plain `#[test]` that hands the body's future to `runner`
+/// (a `fn(impl Future<Output = ()>)`), for bodies that need a runtime built their own way.
 #[macro_export]
 macro_rules! both_backends {
+    (on $runner:path, $(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                $runner($crate::with_store($crate::Backend::Sqlite, $body));
+            }
+
+            #[test]
+            fn postgres() {
+                $runner($crate::with_store($crate::Backend::Postgres, $body));
+            }
+        }
+    };
     ($(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
         $(#[$meta])*
         mod $name {
