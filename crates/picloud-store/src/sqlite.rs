@@ -158,6 +158,16 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The writer pool's connection, without the writer lock: for tests that look at it.
+    #[cfg(test)]
+    async fn writer_connection(&self) -> PoolConnection<Sqlite> {
+        self.writer
+            .pool
+            .acquire()
+            .await
+            .expect("the writer connection")
+    }
+
     /// A write transaction that holds SQLite's write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<WriteTransaction> {
         begin_write(&self.writer).await
@@ -1725,12 +1735,7 @@ mod tests {
 
     /// The writer connection's `synchronous` setting: 2 is FULL, 1 NORMAL.
     async fn synchronous(store: &SqliteStore) -> i64 {
-        let mut conn = store
-            .writer
-            .pool
-            .acquire()
-            .await
-            .expect("the writer connection");
+        let mut conn = store.writer_connection().await;
         sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut *conn)
             .await

@@ -252,12 +252,7 @@ mod tests {
     async fn count_commits(store: &SqliteStore) -> Arc<AtomicUsize> {
         let commits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&commits);
-        let mut conn = store
-            .writer
-            .pool
-            .acquire()
-            .await
-            .expect("the writer connection");
+        let mut conn = store.writer_connection().await;
         conn.lock_handle()
             .await
             .expect("its SQLite handle")
