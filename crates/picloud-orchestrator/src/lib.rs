@@ -165,8 +165,8 @@ impl Platform {
     }
 
     /// Loads the route index from `store` (which must be migrated), wires the services and
-    /// starts the background tasks: the outbox writer, the dispatcher, the route-index follower
-    /// and the sweepers. `executor` runs scripts; `validator` checks sources at save time (the
+    /// starts the outbox writer's thread and the background tasks: the dispatcher, the
+    /// route-index follower and the sweepers. `executor` runs scripts; `validator` checks sources at save time (the
     /// local executor, even when scripts run in a remote one). When both are the same local
     /// client, it writes the scripts' log lines itself; otherwise the lines that come back are
     /// logged here. `wake` is notified when something outside the platform (a script's KV write)
