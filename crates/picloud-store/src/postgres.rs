@@ -1249,10 +1249,15 @@ impl OutboxStore for PgStore {
         // recovery of a dead node's work.
         // The commit does not wait for the WAL flush (an fsync: 1–3 ms here, and claims run one
         // after another): a claim lost to a crash only means the job is claimed again, which
-        // at-least-once allows.
+        // at-least-once allows. Each claim is planned for its own limit and the table as it is
+        // now: the prepared statement's cached generic plan, made while the outbox was small,
+        // took 100–350 ms per claim with 65 k jobs pending (a backlog drained at ~200 jobs/s).
         let mut tx = self
             .pool
-            .begin_with(BEGIN_WITHOUT_FLUSH)
+            .begin_with(concat!(
+                "BEGIN; SET LOCAL synchronous_commit = off; ",
+                "SET LOCAL plan_cache_mode = force_custom_plan"
+            ))
             .await
             .map_err(|err| db_error(err, Written::Nothing))?;
         let rows: Vec<JobRow> = sqlx::query_as(concat!(
