@@ -233,6 +233,17 @@ async fn upsert_kv(
 }
 
 /// One group commit: new jobs in, finished attempts out (fenced by attempt).
+/// Appends `id IN (SELECT id … ORDER BY id FOR UPDATE)` with the fence of
+/// [`push_attempts`]: a write to several attempts' rows that takes their locks in id order. The
+/// heartbeat's lease extension and a group commit's deletions (two connections of one node) both
+/// do, so they never wait for each other in a cycle; in any order they deadlocked now and then,
+/// and PostgreSQL aborted one of them.
+fn push_attempts_locked_in_order(query: &mut QueryBuilder<'_, Postgres>, attempts: &[JobAttempt]) {
+    query.push("id IN (SELECT id FROM outbox WHERE ");
+    push_attempts(query, attempts);
+    query.push(" ORDER BY id FOR UPDATE)");
+}
+
 async fn write_batch(
     conn: &mut PgConnection,
     jobs: &[JobValues],
@@ -241,7 +252,7 @@ async fn write_batch(
     enqueue(conn, jobs).await?;
     for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
         let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
-        push_attempts(&mut query, chunk);
+        push_attempts_locked_in_order(&mut query, chunk);
         query
             .build()
             .execute(&mut *conn)
@@ -1300,7 +1311,7 @@ impl OutboxStore for PgStore {
                 .push(" WHERE status = 'running' AND owner = ")
                 .push_bind(owner)
                 .push(" AND ");
-            push_attempts(&mut query, chunk);
+            push_attempts_locked_in_order(&mut query, chunk);
             extended += query
                 .build()
                 .execute(&self.pool)
