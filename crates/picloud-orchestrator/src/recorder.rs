@@ -19,7 +19,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use picloud_store::{JobAttempt, NewJob, OutboxBatch, OutboxCommitter, StoreError};
 use tokio::sync::oneshot;
 
@@ -131,12 +131,9 @@ enum Next {
     Gone,
 }
 
+/// The next entry, waiting for one no longer than until `flush_at` (the caller then takes what
+/// else is waiting).
 fn next_entry(receiver: &Receiver<Entry>, flush_at: Option<Instant>) -> Next {
-    match receiver.try_recv() {
-        Ok(entry) => return Next::Entry(entry),
-        Err(TryRecvError::Disconnected) => return Next::Gone,
-        Err(TryRecvError::Empty) => {}
-    }
     let Some(at) = flush_at else {
         return receiver.recv().map_or(Next::Gone, Next::Entry);
     };
