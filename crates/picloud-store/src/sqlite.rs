@@ -1767,6 +1767,55 @@ mod tests {
         store.close().await;
     }
 
+    // 0008 rebuilds the outbox WITHOUT ROWID: the jobs waiting in it must come through.
+    #[tokio::test]
+    async fn the_outbox_keeps_its_jobs_when_it_loses_its_rowid() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let earlier = dir.path().join("migrations");
+        std::fs::create_dir(&earlier).expect("a directory");
+        let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for entry in std::fs::read_dir(&ours).expect("the migrations") {
+            let path = entry.expect("a migration").path();
+            let name = path.file_name().expect("a name").to_owned();
+            if name.to_string_lossy().as_ref() < "0008" {
+                std::fs::copy(&path, earlier.join(name)).expect("copied");
+            }
+        }
+        let store = SqliteStore::open(&dir.path().join("t.db"), &StoreConfig::default())
+            .await
+            .expect("the store opens");
+        sqlx::migrate::Migrator::new(earlier.as_path())
+            .await
+            .expect("the migrations before 0008")
+            .run(&store.writer.pool)
+            .await
+            .expect("applied");
+        let job = sync_job(&store).await;
+        store
+            .commit_outbox(&OutboxBatch {
+                enqueue: vec![job.clone()],
+                ..OutboxBatch::default()
+            })
+            .await
+            .expect("a job waits in the outbox");
+
+        store.migrate().await.expect("0008 applies");
+        let kept: (String, String, String) = sqlx::query_as("SELECT id, mode, status FROM outbox")
+            .fetch_one(&store.writer.pool)
+            .await
+            .expect("the job is still there");
+        assert_eq!(
+            kept,
+            (job.id.to_string(), "sync".to_owned(), "pending".to_owned())
+        );
+        let rowid = sqlx::query("SELECT rowid FROM outbox")
+            .fetch_all(&store.writer.pool)
+            .await
+            .map(|rows| rows.len());
+        assert!(rowid.is_err(), "a table WITHOUT ROWID has none: {rowid:?}");
+        store.close().await;
+    }
+
     async fn migrated_store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = SqliteStore::open(&dir.path().join("t.db"), &StoreConfig::default())
