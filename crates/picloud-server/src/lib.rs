@@ -35,7 +35,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::{middleware, Router};
 use picloud_orchestrator::{Page, Platform};
 use serde::Serialize;
-use tower_http::catch_panic::CatchPanicLayer;
 
 pub use crate::admin::{admin_routes, Need, RouteSpec};
 pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
@@ -64,11 +63,9 @@ pub fn router(platform: Platform, config: ServerConfig) -> Router {
         .merge(admin::router())
         .fallback(public::invoke)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(CatchPanicLayer::custom(layers::panic_response))
-        .layer(middleware::from_fn(layers::json_errors))
         .layer(middleware::from_fn_with_state(
             platform.clone(),
-            layers::count_requests,
+            layers::finish_response,
         ))
         .with_state(platform)
 }
