@@ -210,8 +210,14 @@ impl Dispatcher {
             app_id: request.app.id,
             script_id: request.script.id,
             mode: JobMode::Sync,
+            // The row is never run again (a sync job whose process died is recorded as
+            // abandoned): it names the request, without copying its headers, query or body.
             payload: JobPayload::Http {
-                request: request.request.clone(),
+                request: HttpRequest {
+                    method: request.request.method.clone(),
+                    path: request.request.path.clone(),
+                    ..HttpRequest::default()
+                },
             },
             trigger_depth: 0,
             claimed: Some(self.lease()),
