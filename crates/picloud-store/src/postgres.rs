@@ -112,8 +112,17 @@ impl PgStore {
     }
 }
 
-/// A transaction whose commit does not wait for its WAL record to be flushed (one round trip).
-const BEGIN_WITHOUT_FLUSH: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+/// A group commit of the outbox finds every row it touches by primary key, and the planner is
+/// told so: the outbox churns faster than its statistics follow. Each sync request inserts a row
+/// and deletes it, autovacuum visits a database at most once a minute, and with ~90 k dead rows
+/// between two visits the planner took the table for ~20 rows and its bloated primary-key index
+/// for dear: each DELETE of finished attempts became two sequential scans of 7,400 pages
+/// (2.5–3 ms instead of 0.06 ms), and hello at 32 connections fell from ~24 k to 4–8 k req/s.
+const BEGIN_OUTBOX_COMMIT: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+/// [`BEGIN_OUTBOX_COMMIT`] for a commit that does not wait for its WAL record to be flushed (in
+/// the same round trip).
+const BEGIN_OUTBOX_COMMIT_WITHOUT_FLUSH: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off";
 
 async fn commit(tx: sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
     tx.commit().await.map_err(query_error)
@@ -1211,9 +1220,9 @@ async fn commit_batch(conn: &mut PgConnection, batch: &OutboxBatch) -> StoreResu
     let jobs = JobValues::all(&batch.enqueue)?;
     // Unless durable, the commit returns before its WAL record is flushed; a crash may lose it.
     let begin = if batch.durable {
-        conn.begin().await
+        conn.begin_with(BEGIN_OUTBOX_COMMIT).await
     } else {
-        conn.begin_with(BEGIN_WITHOUT_FLUSH).await
+        conn.begin_with(BEGIN_OUTBOX_COMMIT_WITHOUT_FLUSH).await
     };
     let mut tx = begin.map_err(|err| db_error(err, Written::Nothing))?;
     write_batch(&mut tx, &jobs, &batch.finished).await?;
