@@ -342,6 +342,16 @@ mod tests {
         assert!(batches[0].durable);
     }
 
+    /// Waits until the writer has found nothing to do and parks: from then on, only a wake-up
+    /// makes it look for entries. (`idle` is set just before the writer's last look at the
+    /// channel; the pause lets it reach the park.)
+    async fn writer_idle(recorder: &Recorder) {
+        while !recorder.writer.idle.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     /// Waits up to `limit` for `kept` to hold `n` commits.
     async fn commits_within(kept: &Kept, n: usize, limit: Duration) -> bool {
         let until = Instant::now() + limit;
@@ -358,6 +368,7 @@ mod tests {
     async fn jobs_queued_by_tasks_that_are_ready_together_share_one_commit() {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
+        writer_idle(&recorder).await;
         let recorder = Arc::new(recorder);
         let tasks: Vec<_> = (0..10)
             .map(|_| {
@@ -387,8 +398,7 @@ mod tests {
     async fn a_job_whose_caller_is_cancelled_while_yielding_is_committed_at_once() {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
-        // Let the writer go idle first.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        writer_idle(&recorder).await;
         let mut enqueue = Box::pin(recorder.enqueue(job(), false));
         let first = std::future::poll_fn(|cx| Poll::Ready(enqueue.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "queued, then yielding");
@@ -404,8 +414,7 @@ mod tests {
     async fn a_finished_attempt_wakes_an_idle_writer_and_is_committed_after_the_delay() {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
-        // Let the writer go idle first.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        writer_idle(&recorder).await;
         let finished = attempt();
         recorder.finished(finished);
         assert!(
