@@ -112,16 +112,17 @@ impl PgStore {
     }
 }
 
-/// A group commit of the outbox finds every row it touches by primary key, and the planner is
-/// told so: the outbox churns faster than its statistics follow. Each sync request inserts a row
-/// and deletes it, autovacuum visits a database at most once a minute, and with ~90 k dead rows
-/// between two visits the planner took the table for ~20 rows and its bloated primary-key index
-/// for dear: each DELETE of finished attempts became two sequential scans of 7,400 pages
-/// (2.5–3 ms instead of 0.06 ms), and hello at 32 connections fell from ~24 k to 4–8 k req/s.
-const BEGIN_OUTBOX_COMMIT: &str = "BEGIN; SET LOCAL enable_seqscan = off";
-/// [`BEGIN_OUTBOX_COMMIT`] for a commit that does not wait for its WAL record to be flushed (in
-/// the same round trip).
-const BEGIN_OUTBOX_COMMIT_WITHOUT_FLUSH: &str =
+/// For the statements that find outbox rows by primary key (a group commit, the heartbeat): the
+/// planner is told to, because the outbox churns faster than its statistics follow. Each sync
+/// request inserts a row and deletes it, autovacuum visits a database at most once a minute, and
+/// with ~90 k dead rows between two visits the planner took the table for ~20 rows and its bloated
+/// primary-key index for dear: each DELETE of finished attempts became two sequential scans of
+/// 7,400 pages (2.5–3 ms instead of 0.06 ms), and hello at 32 connections fell from ~24 k to
+/// 4–8 k req/s.
+const BEGIN_BY_KEY: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+/// [`BEGIN_BY_KEY`] for a transaction whose commit does not wait for its WAL record to be flushed
+/// (in the same round trip).
+const BEGIN_BY_KEY_WITHOUT_FLUSH: &str =
     "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off";
 
 async fn commit(tx: sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
@@ -1220,9 +1221,9 @@ async fn commit_batch(conn: &mut PgConnection, batch: &OutboxBatch) -> StoreResu
     let jobs = JobValues::all(&batch.enqueue)?;
     // Unless durable, the commit returns before its WAL record is flushed; a crash may lose it.
     let begin = if batch.durable {
-        conn.begin_with(BEGIN_OUTBOX_COMMIT).await
+        conn.begin_with(BEGIN_BY_KEY).await
     } else {
-        conn.begin_with(BEGIN_OUTBOX_COMMIT_WITHOUT_FLUSH).await
+        conn.begin_with(BEGIN_BY_KEY_WITHOUT_FLUSH).await
     };
     let mut tx = begin.map_err(|err| db_error(err, Written::Nothing))?;
     write_batch(&mut tx, &jobs, &batch.finished).await?;
@@ -1311,6 +1312,15 @@ impl OutboxStore for PgStore {
         jobs: &[JobAttempt],
         lease_ms: i64,
     ) -> StoreResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        // A lost extension only matters if this process died, and then its leases should lapse.
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_BY_KEY_WITHOUT_FLUSH)
+            .await
+            .map_err(|err| db_error(err, Written::Nothing))?;
         let mut extended = 0;
         for chunk in jobs.chunks(ATTEMPTS_PER_STATEMENT) {
             let mut query =
@@ -1323,11 +1333,12 @@ impl OutboxStore for PgStore {
             push_attempts_locked_in_order(&mut query, chunk);
             extended += query
                 .build()
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(query_error)?
                 .rows_affected();
         }
+        commit(tx).await?;
         Ok(extended)
     }
 
