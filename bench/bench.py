@@ -137,6 +137,7 @@ class Server:
     name: str
     proc: subprocess.Popen
     base: str
+    admin: str = ""
     startup_s: float = 0.0
     idle_rss_kib: int = 0
     token: str = ""
@@ -152,11 +153,12 @@ class Server:
 
 def start_picloud(binary, name, env_extra):
     """Starts `picloud serve` on a fresh data directory and logs in as the admin."""
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="picloud-bench-")
     env = dict(os.environ)
     env.update(
         PICLOUD_ADDR=f"127.0.0.1:{port}",
+        PICLOUD_ADMIN_ADDR=f"127.0.0.1:{admin_port}",
         PICLOUD_DATA_DIR=data_dir,
         PICLOUD_ADMIN_PASSWORD=PASSWORD,
         PICLOUD_LOG="warn",
@@ -164,28 +166,28 @@ def start_picloud(binary, name, env_extra):
     env.update(env_extra)
     proc = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    server = Server(name, proc, base)
+    server = Server(name, proc, base, admin=f"http://127.0.0.1:{admin_port}")
     server.startup_s = wait_healthy(f"{base}/healthz", proc)
     time.sleep(1.0)
     server.idle_rss_kib = proc_stat(proc.pid)[1]
-    server.token = http("POST", f"{base}/api/v1/auth/login", {"username": "admin", "password": PASSWORD})["token"]
+    server.token = http("POST", f"{server.admin}/api/v1/auth/login", {"username": "admin", "password": PASSWORD})["token"]
     return server
 
 
 def create_workload(server, name, workload):
     """Creates the workload's app, script, route and trigger, and checks one request (and its job)."""
-    base, token = server.base, server.token
+    base, admin, token = server.base, server.admin, server.token
     slug = f"bench-{name}"
-    app = http("POST", f"{base}/api/v1/admin/apps", {"slug": slug, "name": slug}, token)
+    app = http("POST", f"{admin}/api/v1/admin/apps", {"slug": slug, "name": slug}, token)
 
     def create_script(script_name, source):
         body = {"name": script_name, "kind": "endpoint", "source": source}
-        return http("POST", f"{base}/api/v1/admin/apps/{app['id']}/scripts", body, token)
+        return http("POST", f"{admin}/api/v1/admin/apps/{app['id']}/scripts", body, token)
 
     script = create_script(name, workload.source)
     http(
         "POST",
-        f"{base}/api/v1/admin/scripts/{script['id']}/routes",
+        f"{admin}/api/v1/admin/scripts/{script['id']}/routes",
         {"method": "GET", "path": workload.route, "dispatch_mode": workload.mode},
         token,
     )
@@ -193,7 +195,7 @@ def create_workload(server, name, workload):
         handler = create_script(f"{name}-handler", workload.handler)
         http(
             "POST",
-            f"{base}/api/v1/admin/apps/{app['id']}/triggers/kv",
+            f"{admin}/api/v1/admin/apps/{app['id']}/triggers/kv",
             {"script_id": handler["id"], "collection": EVENTS, "ops": ["set"]},
             token,
         )
@@ -220,7 +222,7 @@ def start_bare(binary):
 
 def job_counts(server):
     """(public requests answered 2xx, executions finished ok) so far, from /metrics."""
-    with urllib.request.urlopen(f"{server.base}/metrics", timeout=10) as resp:
+    with urllib.request.urlopen(f"{server.admin}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     answered = sum(
         int(float(n)) for n in re.findall(r'^picloud_http_requests_total\{kind="public",status="2\d\d"\} (\S+)', text, re.M)

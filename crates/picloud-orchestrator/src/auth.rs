@@ -2,7 +2,7 @@
 //!
 //! - Passwords are hashed with argon2id (the argon2 crate's default parameters), on a blocking
 //!   thread: a hash costs tens of milliseconds of CPU.
-//! - A login gives a session token: 32 random bytes, base64url. The store keeps only its SHA-256,
+//! - A login gives a session token: `ps_` and 32 random bytes, base64url. The store keeps only its SHA-256,
 //!   so a leaked database does not leak sessions. The dashboard's CSRF token is derived from the
 //!   session token ([`csrf_token`]): only someone who holds the session can compute it.
 //! - An unknown user and a wrong password give the same error after about the same work (an
@@ -37,6 +37,18 @@ use crate::throttle::{LoginThrottle, ThrottleConfig};
 
 /// The name of the user the first start creates.
 pub const INSTANCE_ADMIN: &str = "admin";
+
+pub use crate::api_keys::KEY_MARK as API_KEY_MARK;
+
+/// How a session token starts, so that a session token and an API key ([`API_KEY_MARK`]) can
+/// both be told from anyone else's credentials ([`is_credential`]).
+pub const SESSION_MARK: &str = "ps_";
+
+/// Whether `token` is a PiCloud credential (a session token or an API key) by its form. Public
+/// routes drop such an `Authorization` before a script sees it.
+pub fn is_credential(token: &str) -> bool {
+    token.starts_with(API_KEY_MARK) || token.starts_with(SESSION_MARK)
+}
 
 /// Length of a generated admin password.
 const GENERATED_PASSWORD_LEN: usize = 24;
@@ -277,8 +289,8 @@ pub(crate) async fn principal_of(store: &dyn Store, user: User) -> ServiceResult
 }
 
 /// The CSRF token of a session: the SHA-256 of a label and the session token, base64url. The
-/// dashboard reads it from the login answer (or the `picloud_csrf` cookie) and sends it back in
-/// `X-CSRF-Token`; a cross-site page can do neither.
+/// dashboard reads it from the login answer (or `GET /api/v1/auth/me`) and sends it back in
+/// `X-CSRF-Token`; no other origin can read either answer, and no cookie holds it.
 pub fn csrf_token(session_token: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"picloud-csrf\0");
@@ -318,7 +330,7 @@ fn generate_password() -> String {
 fn new_token() -> String {
     let mut bytes = [0_u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    format!("{SESSION_MARK}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
@@ -401,9 +413,14 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_32_random_bytes_in_base64url() {
+    fn tokens_are_the_session_mark_and_32_random_bytes_in_base64url() {
         let token = new_token();
-        let bytes = URL_SAFE_NO_PAD.decode(&token).expect("base64url");
+        let encoded = token.strip_prefix(SESSION_MARK).expect("the session mark");
+        assert!(
+            is_credential(&token),
+            "a session token is a PiCloud credential"
+        );
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).expect("base64url");
         assert_eq!(bytes.len(), 32, "32 bytes of entropy");
         assert_ne!(token, new_token(), "two tokens differ");
         assert_eq!(token_hash(&token).len(), 32, "the stored form is a SHA-256");

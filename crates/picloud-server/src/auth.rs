@@ -1,8 +1,11 @@
 //! `/api/v1/auth`: login, logout, who am I, change my password.
 //!
-//! A login answers the bearer token and the session's CSRF token, and sets two cookies for the
-//! dashboard: `picloud_session` (HttpOnly, SameSite=Strict) and `picloud_csrf` (readable by the
-//! dashboard's script, which echoes it in `X-CSRF-Token`). Logout ends the session server-side.
+//! A login answers the bearer token and the session's CSRF token, and sets the session cookie for
+//! the dashboard: `HttpOnly`, `SameSite=Strict`; over TLS `__Host-picloud_session` with `Secure`
+//! and `Path=/`, over plain HTTP `picloud_session` with `Path=/api/` (tenants' paths on the same
+//! host never receive it). No cookie holds the CSRF token: the dashboard keeps it from the login
+//! answer or `GET /api/v1/auth/me`, which no other origin can read, and echoes it in
+//! `X-CSRF-Token`. Logout ends the session server-side and clears the cookies.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,7 +17,9 @@ use picloud_orchestrator::Platform;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{Authenticated, ClientAddr, JsonBody, CSRF_COOKIE, SESSION_COOKIE};
+use crate::extract::{
+    is_https, Authenticated, ClientAddr, JsonBody, SECURE_SESSION_COOKIE, SESSION_COOKIE,
+};
 
 pub fn router() -> Router<Platform> {
     Router::new()
@@ -41,6 +46,7 @@ struct LoginAnswer {
 async fn login(
     State(platform): State<Platform>,
     ClientAddr(client): ClientAddr,
+    request_headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
     let login = platform
@@ -48,7 +54,7 @@ async fn login(
         .login_from(&body.username, &body.password, client)
         .await?;
     let max_age = platform.auth().session_ttl_ms() / 1000;
-    let headers = cookies(&login.token, &login.csrf_token, max_age)?;
+    let headers = cookies(&login.token, max_age, is_https(&request_headers))?;
     let answer = LoginAnswer {
         token: login.token,
         csrf_token: login.csrf_token,
@@ -60,17 +66,32 @@ async fn login(
 
 async fn logout(
     State(platform): State<Platform>,
+    request_headers: HeaderMap,
     caller: Authenticated,
 ) -> Result<Response, ApiError> {
     platform.auth().logout(&caller.token).await?;
-    Ok((StatusCode::NO_CONTENT, cookies("", "", 0)?).into_response())
+    let headers = cookies("", 0, is_https(&request_headers))?;
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+#[derive(Serialize)]
+struct MeAnswer {
+    #[serde(flatten)]
+    user: User,
+    /// The session's CSRF token, for a dashboard page that reloaded; `null` for an API key.
+    csrf_token: Option<String>,
 }
 
 async fn me(
     State(platform): State<Platform>,
     caller: Authenticated,
-) -> Result<Json<User>, ApiError> {
-    Ok(Json(platform.auth().user(&caller.principal).await?))
+) -> Result<Json<MeAnswer>, ApiError> {
+    let user = platform.auth().user(&caller.principal).await?;
+    let csrf_token = (!caller
+        .token
+        .starts_with(picloud_orchestrator::auth::API_KEY_MARK))
+    .then(|| picloud_orchestrator::auth::csrf_token(&caller.token));
+    Ok(Json(MeAnswer { user, csrf_token }))
 }
 
 #[derive(Deserialize)]
@@ -96,13 +117,23 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn cookies(token: &str, csrf: &str, max_age_secs: i64) -> Result<HeaderMap, ApiError> {
+/// The session cookie (`token`, or cleared with an empty token and no age) for a request that
+/// came over TLS (`https`) or not. Also clears `picloud_csrf`, the JS-readable cookie that
+/// versions before 1.1.2 set.
+fn cookies(token: &str, max_age_secs: i64, https: bool) -> Result<HeaderMap, ApiError> {
+    let session = if https {
+        format!(
+            "{SECURE_SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={max_age_secs}"
+        )
+    } else {
+        format!(
+            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/api/; Max-Age={max_age_secs}"
+        )
+    };
     let mut headers = HeaderMap::new();
     for value in [
-        format!(
-            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}"
-        ),
-        format!("{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={max_age_secs}"),
+        session,
+        "picloud_csrf=; SameSite=Strict; Path=/; Max-Age=0".to_owned(),
     ] {
         headers.append(
             header::SET_COOKIE,

@@ -25,6 +25,12 @@ pub enum ErrorCode {
     InvalidScript,
     /// A body that must be JSON came without `Content-Type: application/json`.
     UnsupportedMediaType,
+    /// The request is not valid HTTP (answered before any route is looked at).
+    InvalidRequest,
+    /// The request's URL is longer than the server accepts.
+    UriTooLong,
+    /// The request's headers are too large or too many.
+    HeadersTooLarge,
     /// No credentials, or a token that is unknown, expired or logged out.
     Unauthorized,
     /// Login with a wrong username or password.
@@ -61,11 +67,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::InvalidJson,
         Self::InvalidInput,
         Self::InvalidScript,
         Self::UnsupportedMediaType,
+        Self::InvalidRequest,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
         Self::Unauthorized,
         Self::InvalidCredentials,
         Self::Forbidden,
@@ -92,6 +101,9 @@ impl ErrorCode {
             Self::InvalidInput => "invalid_input",
             Self::InvalidScript => "invalid_script",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidRequest => "invalid_request",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden => "forbidden",
@@ -115,7 +127,11 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidJson | Self::InvalidInput | Self::InvalidScript => StatusCode::BAD_REQUEST,
+            Self::InvalidJson | Self::InvalidInput | Self::InvalidScript | Self::InvalidRequest => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::AccountDisabled | Self::CsrfFailed => StatusCode::FORBIDDEN,
@@ -344,9 +360,9 @@ struct Detail<'a> {
     column: Option<u32>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Body {
+impl ApiError {
+    fn body(&self) -> Body<'_> {
+        Body {
             error: Detail {
                 code: self.code.as_str(),
                 message: &self.message,
@@ -355,8 +371,18 @@ impl IntoResponse for ApiError {
                 line: self.line,
                 column: self.column,
             },
-        };
-        let mut response = (self.code.status(), Json(body)).into_response();
+        }
+    }
+
+    /// The JSON body alone, for answers written below axum (see `listen`).
+    pub(crate) fn body_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.code.status(), Json(self.body())).into_response();
         let headers = response.headers_mut();
         if self.code == ErrorCode::Unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -408,6 +434,9 @@ mod tests {
             ("method_not_allowed", 405),
             ("conflict", 409),
             ("payload_too_large", 413),
+            ("invalid_request", 400),
+            ("uri_too_long", 414),
+            ("headers_too_large", 431),
             ("script_error", 500),
             ("overloaded", 503),
             ("execution_timeout", 504),

@@ -131,23 +131,65 @@ fn without_position(message: &str) -> &str {
     }
 }
 
-/// The session cookie a login sets, for the dashboard.
+/// The session cookie a login sets over plain HTTP, for the dashboard: `HttpOnly`,
+/// `SameSite=Strict`, `Path=/api/`.
 pub const SESSION_COOKIE: &str = "picloud_session";
-/// The cookie holding the session's CSRF token (readable by the dashboard's script).
-pub const CSRF_COOKIE: &str = "picloud_csrf";
-/// The header a cookie-authenticated state-changing request must carry.
+/// The session cookie a login sets over TLS (`X-Forwarded-Proto: https`): `__Host-` makes the
+/// browser keep it only from a secure origin, for this host alone, on `Path=/`.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-picloud_session";
+/// The header a cookie-authenticated state-changing request must carry: the session's CSRF
+/// token, which only the login answer and `GET /api/v1/auth/me` give (never a cookie).
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Whether a cookie name is PiCloud's: every name starting with `picloud_` (any case), with or
+/// without a `__Host-` or `__Secure-` prefix. Scripts never see these and may not set them.
+pub fn is_picloud_cookie(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name
+        .strip_prefix("__host-")
+        .or_else(|| name.strip_prefix("__secure-"))
+        .unwrap_or(&name);
+    name.starts_with("picloud_")
+}
+
+/// Whether the request reached the proxy in front of PiCloud over TLS (`X-Forwarded-Proto` or
+/// `Forwarded: proto=https`). A client that claims it falsely only gets a cookie its browser
+/// will not keep over plain HTTP.
+pub fn is_https(headers: &HeaderMap) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+    forwarded_proto
+        || headers
+            .get(header::FORWARDED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|first| {
+                first.split(';').any(|pair| {
+                    pair.trim().split_once('=').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("proto")
+                            && v.trim_matches('"').eq_ignore_ascii_case("https")
+                    })
+                })
+            })
+}
 
 /// The caller of an admin endpoint.
 ///
 /// - `Authorization: Bearer <token>` with a session token or an API key (`pk_…`). Missing,
 ///   unknown, expired, logged-out or revoked credentials are refused with 401 and
 ///   `WWW-Authenticate: Bearer`.
-/// - Without that header, the dashboard's session cookie. A request with an unsafe method
-///   (anything but GET, HEAD, OPTIONS) that rides on the cookie must also carry the session's
-///   CSRF token in `X-CSRF-Token`, or it is refused with 403 `csrf_failed` — a cross-site page
-///   can make the browser send the cookie, but cannot read the token. Bearer requests are not
-///   subject to this: a browser never adds the header on its own.
+/// - Without that header, the dashboard's session cookie ([`SECURE_SESSION_COOKIE`], or over
+///   plain HTTP [`SESSION_COOKIE`]). It carries sessions only: an API key in it is refused. A
+///   request riding on the cookie must come from the admin origin's own pages: a
+///   `Sec-Fetch-Site` other than `same-origin` / `none`, or an `Origin` other than the request's
+///   own host, is refused with 403 `csrf_failed` — a tenant's page on the same host but another
+///   port is same-site, and browsers send it the cookie. A request with an unsafe method
+///   (anything but GET, HEAD, OPTIONS) must also carry the session's CSRF token in
+///   `X-CSRF-Token`. Bearer requests are not subject to this: a browser never adds the header
+///   on its own.
 pub struct Authenticated {
     pub principal: Principal,
     pub token: String,
@@ -162,26 +204,7 @@ impl FromRequestParts<Platform> for Authenticated {
     ) -> Result<Self, Self::Rejection> {
         let token = match bearer_token(&parts.headers) {
             Some(token) => token,
-            None => {
-                let token = cookie(&parts.headers, SESSION_COOKIE)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(ApiError::unauthorized)?;
-                if !is_safe(&parts.method) {
-                    let presented = parts
-                        .headers
-                        .get(CSRF_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    if !picloud_orchestrator::auth::csrf_matches(token, presented) {
-                        return Err(ApiError::new(
-                            ErrorCode::CsrfFailed,
-                            "a request signed in by cookie must carry the session's CSRF token \
-                             in the X-CSRF-Token header",
-                        ));
-                    }
-                }
-                token
-            }
+            None => cookie_session(parts)?,
         };
         match platform.auth().authenticate(token).await? {
             Some(principal) => Ok(Self {
@@ -194,6 +217,71 @@ impl FromRequestParts<Platform> for Authenticated {
             )),
         }
     }
+}
+
+/// The session token of a request signed in by cookie, once the request has shown it comes
+/// from the admin origin's own pages (and, when it changes state, carries the CSRF token).
+fn cookie_session(parts: &Parts) -> Result<&str, ApiError> {
+    let headers = &parts.headers;
+    let secure = cookie(headers, SECURE_SESSION_COOKIE);
+    let token = if is_https(headers) {
+        secure
+    } else {
+        secure.or_else(|| cookie(headers, SESSION_COOKIE))
+    }
+    .filter(|t| !t.is_empty())
+    .ok_or_else(ApiError::unauthorized)?;
+    if token.starts_with(picloud_orchestrator::auth::API_KEY_MARK) {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "an API key is accepted only in 'Authorization: Bearer <key>', never as a cookie",
+        ));
+    }
+    if !from_own_origin(headers) {
+        return Err(ApiError::new(
+            ErrorCode::CsrfFailed,
+            "a request signed in by cookie must come from the admin origin's own pages; \
+             scripts and other sites send 'Authorization: Bearer <token>' instead",
+        ));
+    }
+    if !is_safe(&parts.method) {
+        let presented = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !picloud_orchestrator::auth::csrf_matches(token, presented) {
+            return Err(ApiError::new(
+                ErrorCode::CsrfFailed,
+                "a request signed in by cookie must carry the session's CSRF token \
+                 in the X-CSRF-Token header",
+            ));
+        }
+    }
+    Ok(token)
+}
+
+/// Whether a browser says the request comes from a page of this very origin (or from no page:
+/// the address bar, a bookmark, a client that is not a browser). `Sec-Fetch-Site` tells it
+/// directly; an `Origin` must name the host the request was sent to (`X-Forwarded-Host` behind a
+/// proxy, else `Host`).
+fn from_own_origin(headers: &HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, authority)| authority);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -369,6 +457,81 @@ mod tests {
         assert_eq!(bearer_token(&headers), None, "other schemes are ignored");
         headers.insert(header::AUTHORIZATION, "Bearer ".parse().expect("header"));
         assert_eq!(bearer_token(&headers), None, "an empty token is none");
+    }
+
+    #[test]
+    fn picloud_cookies_are_every_picloud_name_with_or_without_a_prefix() {
+        for name in [
+            "picloud_session",
+            "PICLOUD_session",
+            "__Host-picloud_session",
+            "__secure-picloud_csrf",
+            "picloud_anything",
+        ] {
+            assert!(is_picloud_cookie(name), "{name} is PiCloud's");
+        }
+        for name in ["session", "my_picloud_session", "__Host-session", "picloud"] {
+            assert!(!is_picloud_cookie(name), "{name} is the app's");
+        }
+    }
+
+    #[test]
+    fn only_a_page_of_the_same_origin_passes_the_origin_check() {
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, value.parse().expect("a value"));
+            }
+            from_own_origin(&headers)
+        };
+        assert!(check(&[]), "no browser headers: not a page");
+        assert!(
+            check(&[
+                ("host", "127.0.0.1:8081"),
+                ("origin", "http://127.0.0.1:8081"),
+                ("sec-fetch-site", "same-origin")
+            ]),
+            "the admin origin's own page"
+        );
+        assert!(
+            !check(&[
+                ("host", "127.0.0.1:8081"),
+                ("origin", "http://127.0.0.1:8080")
+            ]),
+            "a tenant's page on another port of the same host"
+        );
+        assert!(
+            !check(&[("host", "127.0.0.1:8081"), ("sec-fetch-site", "same-site")]),
+            "a same-site page, even without an Origin"
+        );
+        assert!(
+            !check(&[("host", "admin.example.com"), ("origin", "null")]),
+            "an opaque origin"
+        );
+        assert!(
+            check(&[
+                ("host", "10.0.0.2:8081"),
+                ("x-forwarded-host", "admin.example.com"),
+                ("origin", "https://admin.example.com")
+            ]),
+            "behind a proxy, the forwarded host"
+        );
+    }
+
+    #[test]
+    fn https_is_what_the_proxy_says() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_https(&headers), "nothing said: plain HTTP");
+        headers.insert("x-forwarded-proto", "https".parse().expect("a value"));
+        assert!(is_https(&headers), "X-Forwarded-Proto");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::FORWARDED,
+            "for=1.2.3.4;proto=https, for=5.6.7.8"
+                .parse()
+                .expect("a value"),
+        );
+        assert!(is_https(&headers), "Forwarded");
     }
 
     #[test]

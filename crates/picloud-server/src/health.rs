@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (the database answers), `/metrics` (Prometheus).
+//! `/healthz` (the process answers), `/readyz` (the database answers): on both surfaces.
+//! `/metrics` (Prometheus): on the admin surface only.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -14,7 +15,10 @@ pub fn router() -> Router<Platform> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+}
+
+pub fn metrics_router() -> Router<Platform> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<Value> {

@@ -1,5 +1,6 @@
 //! What wraps every request: JSON for the errors axum answers by itself, request counting, and a
-//! last-resort panic guard.
+//! last-resort panic guard; on the admin surface, the headers that keep its answers in their
+//! place, and the answer to paths it does not serve.
 
 use std::any::Any;
 use std::future::{poll_fn, Future};
@@ -9,7 +10,7 @@ use std::task::Poll;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use picloud_orchestrator::{Platform, RequestKind};
@@ -34,6 +35,32 @@ pub async fn finish_response(
         .metrics()
         .record_http_request(kind, response.status().as_u16());
     response
+}
+
+/// The admin surface's answers are never sniffed as another type, framed by another page, cached,
+/// or named in a `Referer`: they hold tokens and tenants' data.
+pub async fn admin_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// A path the admin surface does not serve. Tenants' routes are never answered here, whatever
+/// the path.
+pub async fn not_on_the_admin_origin(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "there is nothing at {} on the admin origin; apps are served on the public address",
+        uri.path()
+    ))
 }
 
 /// Runs `future`; a panic while it is polled ends it with the panic's payload.

@@ -8,9 +8,15 @@
 //! | `auth` | `/api/v1/auth/{login,logout,me}` |
 //! | [`admin`] | the admin API's route table ([`admin_routes`]): path, method, capability, status |
 //! | `apps`, `scripts`, `routes`, `triggers`, `dead_letters`, `members`, `users`, `api_keys` | the admin API's handlers |
-//! | `health` | `/healthz`, `/readyz`, `/metrics` |
-//! | `public` | `ANY /{app_slug}/{path…}`: the apps' routes (the router's fallback) |
-//! | `layers` | request counting, JSON for axum's own errors, the panic guard |
+//! | `health` | `/healthz`, `/readyz` (both surfaces), `/metrics` (the admin surface) |
+//! | `public` | `ANY /{app_slug}/{path…}` or `<slug>.<apps domain>`: the apps' routes |
+//! | [`origins`] | which surface and which app a request reaches |
+//! | `listen` | the accept loop, and JSON for the requests hyper cannot parse |
+//! | `layers` | request counting, JSON for axum's own errors, the panic guard, admin headers |
+//!
+//! Two surfaces, never on one origin (`docs/security.md`): [`admin_router`] (the admin API,
+//! auth, `/metrics`) and [`public_router`] (the apps' routes). [`serve`] answers each listener
+//! with its surface.
 
 pub mod admin;
 mod api_keys;
@@ -21,7 +27,9 @@ pub mod error;
 pub mod extract;
 mod health;
 mod layers;
+mod listen;
 mod members;
+pub mod origins;
 mod public;
 mod routes;
 mod scripts;
@@ -29,39 +37,43 @@ mod triggers;
 mod users;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::{middleware, Router};
+use axum::{middleware, Extension, Router};
 use picloud_orchestrator::{Page, Platform};
 use serde::Serialize;
 
 pub use crate::admin::{admin_routes, Need, RouteSpec};
 pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
-pub use crate::extract::{CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE};
+pub use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
+pub use crate::listen::Listeners;
+pub use crate::origins::Origins;
 
 /// The HTTP layer's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// Where the admin surface and the apps are served besides their listeners.
+    pub origins: Origins,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
+            origins: Origins::default(),
         }
     }
 }
 
-/// Every endpoint, with its layers.
-pub fn router(platform: Platform, config: ServerConfig) -> Router {
+/// The tenants' surface: the apps' routes, and the health checks.
+pub fn public_router(platform: Platform, config: &ServerConfig) -> Router {
     Router::new()
         .merge(health::router())
-        .merge(auth::router())
-        .merge(admin::router())
         .fallback(public::invoke)
+        .layer(Extension(Arc::new(config.origins.clone())))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             platform.clone(),
@@ -70,20 +82,39 @@ pub fn router(platform: Platform, config: ServerConfig) -> Router {
         .with_state(platform)
 }
 
-/// Serves `listener` until `shutdown` completes, then lets in-flight requests finish. Handlers
-/// see the client's address (the login throttle counts failures per address).
+/// The surface of the people who run PiCloud: the admin API, auth, metrics and health. It never
+/// runs a tenant's route.
+pub fn admin_router(platform: Platform, config: &ServerConfig) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(health::metrics_router())
+        .merge(auth::router())
+        .merge(admin::router())
+        .fallback(layers::not_on_the_admin_origin)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::map_response(layers::admin_headers))
+        .layer(middleware::from_fn_with_state(
+            platform.clone(),
+            layers::finish_response,
+        ))
+        .with_state(platform)
+}
+
+/// Serves each listener with its surface until `shutdown` completes, then lets in-flight
+/// requests finish. Handlers see the client's address (the login throttle counts failures per
+/// address).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     platform: Platform,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(platform, config).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let surfaces = listen::Surfaces {
+        public: public_router(platform.clone(), &config),
+        admin: admin_router(platform, &config),
+        origins: Arc::new(config.origins),
+    };
+    listen::run(listeners, surfaces, shutdown).await
 }
 
 /// A page of a list, as every list endpoint answers it.

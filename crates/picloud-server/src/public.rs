@@ -1,7 +1,13 @@
-//! Public invocation: `ANY /{app_slug}` and `ANY /{app_slug}/{path…}` run the app's routes.
+//! Public invocation: `ANY /{app_slug}` and `ANY /{app_slug}/{path…}` run the app's routes (or
+//! every path of `<slug>.<apps domain>`, with per-app hosts; see [`crate::origins`]).
 //!
-//! This is the router's fallback, so it sees every path no other route claimed. Reserved first
-//! segments (`api`, `admin`, `static`, …) are never routed to apps: they answer a JSON 404.
+//! This is the public router's fallback, so it sees every path no other route claimed. Reserved
+//! first segments (`api`, `admin`, `static`, …) are never routed to apps: they answer a JSON 404.
+//!
+//! PiCloud's own credentials never reach a script: its cookies (every name starting with
+//! `picloud_`, with or without a `__Host-` / `__Secure-` prefix) are taken out of `cookie`, and an
+//! `authorization` carrying a PiCloud session token or API key is dropped. A script's answer may
+//! not set those cookies, nor send `clear-site-data` (which would clear them).
 //!
 //! A script's answer becomes the response: its status and headers; a text body is
 //! `text/plain; charset=utf-8`, a JSON body `application/json` (unless the script set a
@@ -13,13 +19,16 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use picloud_core::exec::{ResponseBody, ScriptResponse};
 use picloud_core::input::RESERVED_SLUGS;
 use picloud_core::ExecutionId;
 use picloud_orchestrator::{InvokeRequest, Platform};
+use std::sync::Arc;
 
 use crate::error::{ApiError, EXECUTION_ID_HEADER};
-use crate::extract::body_rejection;
+use crate::extract::{body_rejection, is_picloud_cookie};
+use crate::origins::{AppAddress, Origins};
 
 /// Headers a script may not set: the server frames the response itself.
 const FRAMING_HEADERS: [&str; 4] = [
@@ -31,12 +40,21 @@ const FRAMING_HEADERS: [&str; 4] = [
 
 pub async fn invoke(
     State(platform): State<Platform>,
+    Extension(origins): Extension<Arc<Origins>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (slug, path) = split_path(uri.path());
+    let (slug, path) = match origins.app_address(&headers, &uri) {
+        AppAddress::App { slug, path } => (slug, path),
+        AppAddress::NotAnAppHost => {
+            let domain = origins.apps_domain.as_deref().unwrap_or_default();
+            return Err(ApiError::not_found(format!(
+                "apps are served on hosts of their own: <slug>.{domain}"
+            )));
+        }
+    };
     if slug.is_empty() || RESERVED_SLUGS.contains(&slug) {
         let what = if slug == "api" {
             "API endpoint"
@@ -54,28 +72,59 @@ pub async fn invoke(
         method: method.as_str().to_owned(),
         path: path.to_owned(),
         query: uri.query().map(str::to_owned),
-        headers: headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: script_visible_headers(&headers),
         body: Vec::from(body),
     };
     let answer = platform.invoke(request).await?;
     into_response(answer.execution_id, answer.response)
 }
 
-/// `/shop/items/3` → (`shop`, `/items/3`); `/shop` and `/shop/` → (`shop`, `/`).
-fn split_path(path: &str) -> (&str, &str) {
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+/// The request's headers as the script sees them: without PiCloud's own cookies, and without an
+/// `authorization` that carries a PiCloud credential.
+fn script_visible_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            let value = if name == header::COOKIE {
+                let kept: Vec<&str> = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|pair| {
+                        let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+                        !pair.is_empty() && !is_picloud_cookie(name)
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    return None;
+                }
+                kept.join("; ")
+            } else if name == header::AUTHORIZATION
+                && value.split_once(' ').is_some_and(|(_, token)| {
+                    picloud_orchestrator::auth::is_credential(token.trim())
+                })
+            {
+                return None;
+            } else {
+                value.into_owned()
+            };
+            Some((name.as_str().to_owned(), value))
+        })
+        .collect()
+}
+
+/// Why a script may not send this header, if it may not: it would set or clear PiCloud's own
+/// cookies.
+fn forbidden_to_scripts(name: &HeaderName, value: &HeaderValue) -> Option<&'static str> {
+    if name == header::SET_COOKIE {
+        let cookie = String::from_utf8_lossy(value.as_bytes());
+        let cookie_name = cookie.split_once('=').map_or(&*cookie, |(name, _)| name);
+        return is_picloud_cookie(cookie_name.trim()).then_some(
+            "cookies whose names start with 'picloud_' are PiCloud's own; use another name",
+        );
     }
+    (name.as_str() == "clear-site-data")
+        .then_some("'clear-site-data' would clear PiCloud's own cookies on this host")
 }
 
 fn into_response(execution_id: ExecutionId, answer: ScriptResponse) -> Result<Response, ApiError> {
@@ -118,6 +167,12 @@ fn into_response(execution_id: ExecutionId, answer: ScriptResponse) -> Result<Re
         if FRAMING_HEADERS.contains(&name.as_str()) {
             continue;
         }
+        if let Some(why) = forbidden_to_scripts(&name, &value) {
+            return Err(ApiError::invalid_response(
+                execution_id,
+                format!("the script may not send the header '{name}': {why}"),
+            ));
+        }
         // The script's headers replace the defaults; a header the script repeats keeps every value.
         if !set_by_script.contains(&name) {
             headers.remove(&name);
@@ -133,22 +188,6 @@ fn into_response(execution_id: ExecutionId, answer: ScriptResponse) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_segment_is_the_slug_and_the_rest_the_path() {
-        assert_eq!(
-            split_path("/shop/items/3"),
-            ("shop", "/items/3"),
-            "a nested path"
-        );
-        assert_eq!(split_path("/shop"), ("shop", "/"), "no rest is the root");
-        assert_eq!(
-            split_path("/shop/"),
-            ("shop", "/"),
-            "a trailing slash is the root too"
-        );
-        assert_eq!(split_path("/"), ("", "/"), "the site root has no slug");
-    }
 
     #[test]
     fn a_script_header_replaces_the_default_content_type_and_repeats_are_kept() {

@@ -673,6 +673,7 @@ both_backends!(
             common::Settings {
                 server: picloud_server::ServerConfig {
                     max_body_bytes: 4096,
+                    ..Default::default()
                 },
                 ..Default::default()
             },

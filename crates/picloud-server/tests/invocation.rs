@@ -325,6 +325,7 @@ both_backends!(unrouted_requests_get_json_errors, |store| async move {
         Settings {
             server: picloud_server::ServerConfig {
                 max_body_bytes: 1024,
+                ..Default::default()
             },
             ..Default::default()
         },

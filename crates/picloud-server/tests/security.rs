@@ -210,10 +210,11 @@ async fn cookie_login(server: &TestServer) -> (String, String, String) {
         "the session cookie: {cookies:?}"
     );
     assert!(
-        cookies.contains(&format!("picloud_csrf={csrf}")),
-        "the CSRF cookie: {cookies:?}"
+        cookies.iter().all(|c| !c.contains(&csrf)),
+        "no cookie holds the CSRF token: {cookies:?}"
     );
-    (token, csrf, cookies.join("; "))
+    let session = format!("picloud_session={token}");
+    (token, csrf, session)
 }
 
 // A cookie-authenticated state-changing request needs the session's CSRF token; reads and bearer

@@ -55,7 +55,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: public routes, the admin API, health and metrics.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a remote executor that `picloud serve` calls through PICLOUD_EXECUTOR_URL.
     Executor(ExecutorArgs),
     /// Apply pending database migrations, then exit.
@@ -224,9 +224,26 @@ impl SandboxArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (`0.0.0.0:8080` to accept other machines; port 0 picks a free port).
+    /// Address of the public listener: the apps' routes (`0.0.0.0:8080` to accept other
+    /// machines; port 0 picks a free port).
     #[arg(long, env = "PICLOUD_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+
+    /// Address of the admin listener: the admin API, the dashboard and `/metrics`, on an origin
+    /// no tenant's page shares. `off` serves the admin surface only to `PICLOUD_ADMIN_HOST`.
+    #[arg(long, env = "PICLOUD_ADMIN_ADDR", default_value = "127.0.0.1:8081", value_parser = admin_addr)]
+    pub admin_addr: AdminAddr,
+
+    /// A host name (e.g. `admin.example.com`) whose requests to the public listener reach the
+    /// admin surface instead of the apps: one port behind a proxy, two origins.
+    #[arg(long, env = "PICLOUD_ADMIN_HOST", value_parser = host_name)]
+    pub admin_host: Option<String>,
+
+    /// Serve each app on a host of its own, `<slug>.<domain>` (e.g. `apps.example.com`), so
+    /// that one app's pages cannot read another's cookies. Path routing (`/<slug>/…`) is off
+    /// then.
+    #[arg(long, env = "PICLOUD_APPS_DOMAIN", value_parser = host_name)]
+    pub apps_domain: Option<String>,
 
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -296,7 +313,65 @@ pub struct ServeArgs {
     pub login_delay_ms: u64,
 }
 
+/// The admin listener's address, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAddr {
+    At(SocketAddr),
+    Off,
+}
+
+fn admin_addr(value: &str) -> Result<AdminAddr, String> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(AdminAddr::Off);
+    }
+    value
+        .trim()
+        .parse()
+        .map(AdminAddr::At)
+        .map_err(|_| format!("'{value}' is neither an address like 127.0.0.1:8081 nor 'off'"))
+}
+
+/// A DNS host name, lower-cased: labels of letters, digits and `-`, no port, no scheme.
+fn host_name(value: &str) -> Result<String, String> {
+    let name = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!(
+            "'{value}' is not a host name: give only the name, like admin.example.com, without a scheme or a port"
+        ))
+    }
+}
+
 impl ServeArgs {
+    /// Where the admin surface and the apps are served; refuses settings that would serve the
+    /// admin surface nowhere, or on the apps' own listener.
+    pub fn origins(&self) -> anyhow::Result<picloud_server::Origins> {
+        match self.admin_addr {
+            AdminAddr::Off if self.admin_host.is_none() => anyhow::bail!(
+                "PICLOUD_ADMIN_ADDR is off and PICLOUD_ADMIN_HOST is not set: the admin API needs an origin of its own; set one of them"
+            ),
+            AdminAddr::At(admin) if admin == self.addr && admin.port() != 0 => anyhow::bail!(
+                "PICLOUD_ADMIN_ADDR and PICLOUD_ADDR are both {admin}: the admin API and the apps must not share an origin; give the admin listener another port"
+            ),
+            _ => {}
+        }
+        Ok(picloud_server::Origins {
+            admin_host: self.admin_host.clone(),
+            apps_domain: self.apps_domain.clone(),
+        })
+    }
+
     pub fn login_throttle(&self) -> picloud_orchestrator::ThrottleConfig {
         picloud_orchestrator::ThrottleConfig {
             max_failures: self.login_max_failures,
@@ -494,6 +569,70 @@ mod tests {
             args.sandbox.limits(),
             Limits::default(),
             "the sandbox defaults are core's"
+        );
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["picloud", "serve"].iter().chain(flags).copied();
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Serve(args) => *args,
+            _ => panic!("expected serve"),
+        }
+    }
+
+    #[test]
+    fn the_admin_surface_listens_on_its_own_loopback_port_by_default() {
+        let args = serve_args(&[]);
+        assert_eq!(
+            args.admin_addr,
+            AdminAddr::At("127.0.0.1:8081".parse().expect("an address")),
+            "the documented default"
+        );
+        assert!(args.origins().is_ok(), "the defaults are a valid pair");
+    }
+
+    #[test]
+    fn the_admin_surface_must_have_an_origin_of_its_own() {
+        let err = serve_args(&["--admin-addr", "off"])
+            .origins()
+            .expect_err("no admin origin at all");
+        assert!(
+            err.to_string().contains("PICLOUD_ADMIN_HOST"),
+            "the message says what to set: {err}"
+        );
+        let err = serve_args(&["--addr", "0.0.0.0:9000", "--admin-addr", "0.0.0.0:9000"])
+            .origins()
+            .expect_err("the apps' own listener");
+        assert!(
+            err.to_string().contains("another port"),
+            "the message says what to do: {err}"
+        );
+        let origins = serve_args(&["--admin-addr", "OFF", "--admin-host", "Admin.Example.com"])
+            .origins()
+            .expect("a host of its own");
+        assert_eq!(
+            origins.admin_host.as_deref(),
+            Some("admin.example.com"),
+            "host names are lower-cased"
+        );
+    }
+
+    #[test]
+    fn host_names_are_names_only() {
+        for bad in [
+            "https://admin.example.com",
+            "admin.example.com:8443",
+            "",
+            "a..b",
+            "-a.com",
+            "a b",
+        ] {
+            assert!(host_name(bad).is_err(), "'{bad}' is refused");
+        }
+        assert_eq!(
+            host_name("Apps.Example.COM.").as_deref(),
+            Ok("apps.example.com"),
+            "lower-cased, without the root dot"
         );
     }
 

@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{
-    Cli, Command, DatabaseArgs, ExecutorArgs, LogFormat, PasswordArgs, ServeArgs, UserAction,
-    UserArgs,
+    AdminAddr, Cli, Command, DatabaseArgs, ExecutorArgs, LogFormat, PasswordArgs, ServeArgs,
+    UserAction, UserArgs,
 };
 
 fn main() -> ExitCode {
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Executor(args) => executor(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::User(args) => user(args).await,
@@ -131,6 +131,7 @@ async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let origins = args.origins()?;
     let store = open_store(&args.database).await?;
 
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -181,19 +182,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let admin_listener = match args.admin_addr {
+        AdminAddr::At(admin_addr) => Some(
+            TcpListener::bind(admin_addr)
+                .await
+                .with_context(|| format!("PICLOUD_ADMIN_ADDR: cannot listen on {admin_addr}"))?,
+        ),
+        AdminAddr::Off => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("cannot read the bound admin address")?;
     tracing::info!(
         %addr,
+        admin_addr = admin_addr.map(|a| a.to_string()),
+        admin_host = args.admin_host.as_deref(),
+        apps_domain = args.apps_domain.as_deref(),
         backend = ?store.backend(),
         startup_ms = started.elapsed().as_millis() as u64,
         "listening"
     );
 
+    let listeners = picloud_server::Listeners {
+        public: listener,
+        admin: admin_listener,
+    };
     let server_config = picloud_server::ServerConfig {
         max_body_bytes: args.max_body_bytes,
+        origins,
     };
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let served = run_until_drained(
-        |stop| picloud_server::serve(listener, platform.clone(), server_config, stop),
+        |stop| picloud_server::serve(listeners, platform.clone(), server_config, stop),
         grace,
     )
     .await;

@@ -30,7 +30,7 @@ async fn quick_start_survives_a_restart(backend: Backend) {
         return;
     };
     let server = Process::serve(&db, &[]);
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     admin.deploy("hello", GREETER, "GET", "/greet/{name}").await;
 
     let (status, body) = get_json(&format!("{}/hello/greet/Ada?lang=fr", server.base)).await;
@@ -58,7 +58,7 @@ async fn quick_start_survives_a_restart(backend: Backend) {
         (200, json!("Hello, Bob!")),
         "the route survives a restart"
     );
-    Admin::login(&server.base, ADMIN_PASSWORD).await;
+    Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
 }
 on_both_backends!(
     the_quick_start_works_and_survives_a_restart,
@@ -80,7 +80,7 @@ async fn a_generated_admin_password_is_printed_once_and_works() {
         generated.len() >= 20,
         "a generated password is long: {generated}"
     );
-    Admin::login(&server.base, &generated).await;
+    Admin::login(&server.admin_base, &generated).await;
     assert!(server.stop().success(), "SIGTERM exits cleanly");
 
     let server = Process::serve_without_password(&db);
@@ -88,7 +88,7 @@ async fn a_generated_admin_password_is_printed_once_and_works() {
         server.logs().iter().all(|l| l["password"].is_null()),
         "the password is printed only when the admin is created"
     );
-    Admin::login(&server.base, &generated).await;
+    Admin::login(&server.admin_base, &generated).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +97,7 @@ async fn sigterm_lets_an_in_flight_execution_finish() {
         return;
     };
     let server = Process::serve(&db, &[]);
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     // About a second of work: long enough to send SIGTERM while it runs.
     let slow = r#"let started = time::now(); while time::now() - started < 1000 { } "done""#;
     admin.deploy("slow", slow, "GET", "/").await;
@@ -135,7 +135,7 @@ async fn the_sandbox_stops_hostile_scripts_and_the_server_keeps_answering() {
             ("PICLOUD_EXECUTION_TIMEOUT_MS", "30000"),
         ],
     );
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     let app_id = admin
         .deploy("sandbox", r#""still here""#, "GET", "/ok")
         .await;
@@ -195,7 +195,7 @@ async fn a_script_past_its_deadline_gets_504_and_the_server_keeps_answering() {
             ("PICLOUD_EXECUTION_TIMEOUT_MS", "300"),
         ],
     );
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     let app_id = admin.deploy("deadline", "loop { }", "GET", "/spin").await;
     admin.add_route(&app_id, "ok", "42", "GET", "/ok").await;
     let started = std::time::Instant::now();
@@ -235,7 +235,7 @@ async fn the_server_runs_scripts_in_a_remote_executor_process() {
             ("PICLOUD_EXECUTOR_TOKEN", token),
         ],
     );
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     admin
         .deploy("remote", GREETER, "GET", "/greet/{name}")
         .await;
@@ -472,17 +472,17 @@ async fn user_commands_manage_users_in_the_database(backend: Backend) {
 
     let server = Process::serve(&db, &[]);
     assert_eq!(
-        login_status(&server.base, "ann", "second pw").await,
+        login_status(&server.admin_base, "ann", "second pw").await,
         200,
         "the new password works"
     );
     assert_eq!(
-        login_status(&server.base, "ann", "first pw").await,
+        login_status(&server.admin_base, "ann", "first pw").await,
         401,
         "the old one does not"
     );
     assert_eq!(
-        login_status(&server.base, "root", &generated).await,
+        login_status(&server.admin_base, "root", &generated).await,
         200,
         "the generated one works"
     );

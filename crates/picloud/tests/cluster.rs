@@ -64,7 +64,7 @@ async fn accepted_jobs_survive_a_kill_9_and_a_restart(backend: Backend) {
         ("PICLOUD_OUTBOX_POLL_MS", "100"),
     ];
     let mut server = Process::serve(&db, &settings);
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     let app_id = runs::deploy(&admin, "crash").await;
 
     // 20 ms of work per job: execution falls behind acceptance, so jobs are queued and running
@@ -130,7 +130,7 @@ on_both_backends!(
 );
 
 async fn admin_dead_letters(server: &Process, app_id: &str) -> usize {
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     admin.dead_letters(app_id, "all").await.len()
 }
 
@@ -173,7 +173,7 @@ async fn the_server_survives_a_postgres_outage_without_losing_accepted_jobs() {
             ("PICLOUD_TRIGGER_RETRY_MAX_ATTEMPTS", "20"),
         ],
     );
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     let app_id = runs::deploy(&admin, "outage").await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -417,7 +417,7 @@ async fn two_nodes_share_the_outbox_and_one_finishes_the_jobs_of_the_other() {
     ];
     let mut a = Process::serve(&db, &settings);
     let b = Process::serve(&db, &settings);
-    let admin = Admin::login(&a.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&a.admin_base, ADMIN_PASSWORD).await;
     let app_id = runs::deploy(&admin, "pair").await;
     let http = reqwest::Client::new();
 

@@ -24,7 +24,7 @@ async fn server(extra: &[(&str, &str)]) -> Option<(Process, Admin, Database)> {
     let mut settings = FAST_RETRIES.to_vec();
     settings.extend_from_slice(extra);
     let server = Process::serve(&db, &settings);
-    let admin = Admin::login(&server.base, ADMIN_PASSWORD).await;
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     Some((server, admin, db))
 }
 

@@ -1,5 +1,7 @@
-//! A real server for each test: the router on 127.0.0.1:0 over a fresh store (one per backend),
-//! the local executor, and an HTTP client logged in as the instance admin.
+//! A real server for each test: the public and admin listeners on 127.0.0.1:0 over a fresh store
+//! (one per backend), the local executor, and an HTTP client logged in as the instance admin.
+//! [`TestServer::url`] sends `/api/…` and `/metrics` to the admin listener, everything else to
+//! the public one.
 
 #![allow(dead_code)]
 
@@ -26,7 +28,10 @@ pub struct Settings {
 }
 
 pub struct TestServer {
+    /// The public listener: the apps' routes.
     pub base: String,
+    /// The admin listener: the admin API, auth, metrics.
+    pub admin_base: String,
     pub http: reqwest::Client,
     pub platform: Platform,
     /// The instance admin's bearer token.
@@ -81,17 +86,28 @@ impl TestServer {
             .ensure_instance_admin(Some(ADMIN_PASSWORD))
             .await
             .expect("the instance admin is created");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a free port");
-        let addr = listener.local_addr().expect("the bound address");
+        let bind = || async {
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind a free port")
+        };
+        let listeners = picloud_server::Listeners {
+            public: bind().await,
+            admin: Some(bind().await),
+        };
+        let addr = listeners.public.local_addr().expect("the bound address");
+        let admin_addr = listeners
+            .admin
+            .as_ref()
+            .map(|l| l.local_addr().expect("the bound admin address"))
+            .expect("an admin listener");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server_platform = platform.clone();
         let stopped = tokio::spawn(async move {
             let stop = async {
                 let _ = rx.await;
             };
-            picloud_server::serve(listener, server_platform, settings.server, stop)
+            picloud_server::serve(listeners, server_platform, settings.server, stop)
                 .await
                 .expect("the server runs");
         });
@@ -101,6 +117,7 @@ impl TestServer {
             .expect("an HTTP client");
         let mut server = Self {
             base: format!("http://{addr}"),
+            admin_base: format!("http://{admin_addr}"),
             http,
             platform,
             token: String::new(),
@@ -138,8 +155,14 @@ impl TestServer {
         answer.json["token"].as_str().expect("a token").to_owned()
     }
 
+    /// The URL of `path` on the listener that serves it: the admin one for `/api/…` and
+    /// `/metrics`, the public one for the rest.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        if path.starts_with("/api/") || path == "/metrics" {
+            format!("{}{path}", self.admin_base)
+        } else {
+            format!("{}{path}", self.base)
+        }
     }
 
     /// A request with an optional bearer token and an optional JSON body.

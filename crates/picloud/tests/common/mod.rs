@@ -47,7 +47,10 @@ impl Database {
 pub struct Process {
     child: Child,
     pub addr: String,
+    /// The public listener (the apps), or the executor's.
     pub base: String,
+    /// The admin listener of `serve` (the admin API); the public one for `executor`.
+    pub admin_base: String,
     logs: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -73,6 +76,7 @@ impl Process {
     fn serve_with(mut command: Command, db: &Database, extra: &[(&str, &str)]) -> Self {
         command
             .arg("serve")
+            .env("PICLOUD_ADMIN_ADDR", "127.0.0.1:0")
             .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Self::start(command, extra, "listening")
     }
@@ -114,11 +118,16 @@ impl Process {
                 .expect("log lock")
                 .iter()
                 .find(|l| l["message"] == ready_message)
-                .and_then(|l| l["addr"].as_str().map(str::to_owned));
-            if let Some(addr) = found {
+                .and_then(|l| {
+                    let addr = l["addr"].as_str()?.to_owned();
+                    let admin = l["admin_addr"].as_str().unwrap_or(&addr).to_owned();
+                    Some((addr, admin))
+                });
+            if let Some((addr, admin_addr)) = found {
                 return Self {
                     child,
                     base: format!("http://{addr}"),
+                    admin_base: format!("http://{admin_addr}"),
                     addr,
                     logs,
                 };
@@ -225,7 +234,7 @@ impl Drop for Process {
     }
 }
 
-/// An HTTP client logged in as the instance admin.
+/// An HTTP client signed in at the admin listener (as the instance admin, or as `login_as` says).
 pub struct Admin {
     pub http: reqwest::Client,
     pub base: String,
@@ -233,15 +242,21 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// Signs in as the instance admin at the admin listener `base`.
     pub async fn login(base: &str, password: &str) -> Self {
+        Self::login_as(base, "admin", password).await
+    }
+
+    /// Signs in as `username`.
+    pub async fn login_as(base: &str, username: &str, password: &str) -> Self {
         let http = reqwest::Client::new();
         let response = http
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": password}))
+            .json(&json!({"username": username, "password": password}))
             .send()
             .await
             .expect("login request");
-        assert_eq!(response.status(), 200, "admin login should succeed");
+        assert_eq!(response.status(), 200, "{username}'s login should succeed");
         let body: Value = response.json().await.expect("login JSON");
         let token = body["token"].as_str().expect("a token").to_owned();
         Self {
