@@ -406,6 +406,118 @@ impl RoutePath {
     }
 }
 
+/// Whether `name` is an HTTP header name: a token of letters, digits and
+/// `` ! # $ % & ' * + - . ^ _ ` | ~ `` (RFC 9110).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// HTTP header names, lower-cased, each once, in the order first given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(transparent)]
+pub struct HeaderNames(Vec<String>);
+
+impl HeaderNames {
+    /// Each name must be a header name; names are lower-cased and a repeat is dropped. `field`
+    /// is the input the names came in, for the error.
+    pub fn parse<S: AsRef<str>>(field: &'static str, names: &[S]) -> Result<Self, InputError> {
+        let mut parsed: Vec<String> = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.as_ref();
+            if !is_header_name(name) {
+                return Err(InputError::new(
+                    field,
+                    format!(
+                        "'{}' is not an HTTP header name: use letters, digits and ! # $ % & ' * + - . ^ _ ` | ~",
+                        truncate(name)
+                    ),
+                ));
+            }
+            let name = name.to_ascii_lowercase();
+            if !parsed.contains(&name) {
+                parsed.push(name);
+            }
+        }
+        Ok(Self(parsed))
+    }
+
+    /// A comma-separated list (`x-internal-token, x-session`); blanks around names are ignored.
+    pub fn parse_list(field: &'static str, list: &str) -> Result<Self, InputError> {
+        let names: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .collect();
+        Self::parse(field, &names)
+    }
+
+    /// Whether `name` is one of these, in any letter case.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|known| known.eq_ignore_ascii_case(name))
+    }
+
+    /// These names, then those of `other` that are not among them.
+    pub fn union(&self, other: &HeaderNames) -> HeaderNames {
+        let mut names = self.0.clone();
+        names.extend(
+            other
+                .iter()
+                .filter(|name| !self.contains(name))
+                .map(str::to_owned),
+        );
+        Self(names)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The sensitive request headers an async route keeps in its stored payload all the same (a
+/// route's `keep_headers`): at most [`KeptHeaders::MAX`] header names.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(transparent)]
+pub struct KeptHeaders(HeaderNames);
+
+impl KeptHeaders {
+    pub const MAX: usize = 16;
+
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, InputError> {
+        const FIELD: &str = "keep_headers";
+        let names = HeaderNames::parse(FIELD, names)?;
+        if names.len() > Self::MAX {
+            return Err(InputError::new(
+                FIELD,
+                format!(
+                    "a route keeps at most {} headers; {} were given",
+                    Self::MAX,
+                    names.len()
+                ),
+            ));
+        }
+        Ok(Self(names))
+    }
+
+    pub fn names(&self) -> &HeaderNames {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A login name: 1 to 64 characters of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -536,6 +648,63 @@ mod tests {
             ]
         );
         assert!(RoutePath::parse("/").is_ok(), "the root is a path");
+    }
+
+    #[test]
+    fn header_names_are_lower_cased_and_each_kept_once() {
+        let names = HeaderNames::parse("headers", &["Authorization", "x-Trace", "AUTHORIZATION"])
+            .expect("valid names");
+        assert_eq!(
+            names.iter().collect::<Vec<_>>(),
+            vec!["authorization", "x-trace"],
+            "lower case, first occurrence kept"
+        );
+        assert!(
+            names.contains("X-TRACE"),
+            "contains ignores the letter case"
+        );
+        for bad in ["", "bad name", "x:y", "caf\u{e9}", "a\nb"] {
+            let err = HeaderNames::parse("headers", &[bad]).expect_err("not a header name");
+            assert_eq!(err.field, "headers", "the error names the field: {err}");
+        }
+    }
+
+    #[test]
+    fn a_comma_separated_list_ignores_blanks() {
+        let names = HeaderNames::parse_list("redacted_headers", " X-Session, ,x-token ,")
+            .expect("a valid list");
+        assert_eq!(
+            names.iter().collect::<Vec<_>>(),
+            vec!["x-session", "x-token"],
+            "trimmed, blanks dropped"
+        );
+        assert!(
+            HeaderNames::parse_list("redacted_headers", "x-ok, not ok").is_err(),
+            "a name with a space is refused"
+        );
+    }
+
+    #[test]
+    fn a_route_keeps_at_most_sixteen_headers() {
+        let sixteen: Vec<String> = (0..16).map(|i| format!("x-h{i}")).collect();
+        assert!(
+            KeptHeaders::parse(&sixteen).is_ok(),
+            "sixteen names are accepted"
+        );
+        let mut seventeen = sixteen.clone();
+        seventeen.push("x-h16".to_owned());
+        let err = KeptHeaders::parse(&seventeen).expect_err("seventeen names");
+        assert_eq!(
+            err.field, "keep_headers",
+            "the error names the field: {err}"
+        );
+        let mut repeated = sixteen;
+        repeated.push("X-H0".to_owned());
+        assert_eq!(
+            KeptHeaders::parse(&repeated).map(|kept| kept.names().len()),
+            Ok(16),
+            "a repeat (in any case) is counted once"
+        );
     }
 
     #[test]

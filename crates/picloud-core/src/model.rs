@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::{
-    ApiKeyId, AppId, AppName, AppSlug, DispatchMode, Role, RouteId, RouteMethod, RoutePath, Scope,
-    ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
+    ApiKeyId, AppId, AppName, AppSlug, DispatchMode, KeptHeaders, Role, RouteId, RouteMethod,
+    RoutePath, Scope, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -12,6 +12,9 @@ pub struct App {
     pub id: AppId,
     pub slug: AppSlug,
     pub name: AppName,
+    /// Whether an anonymous caller of the app's routes sees a failed execution's message, line
+    /// and column (for a development app); otherwise only its kind and execution id.
+    pub expose_errors: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -36,6 +39,8 @@ pub struct Route {
     pub method: RouteMethod,
     pub path: RoutePath,
     pub dispatch_mode: DispatchMode,
+    /// Sensitive request headers this (async) route keeps in its stored payload all the same.
+    pub keep_headers: KeptHeaders,
     pub created_at: Timestamp,
 }
 

@@ -14,6 +14,7 @@
 //! given.
 
 use picloud_core::exec::{ExecError, ExecErrorKind, ResponseBody, ScriptResponse};
+use picloud_core::input::is_header_name;
 use rhai::{Dynamic, Engine, EvalAltResult, Map, INT};
 
 use crate::convert::{friendly_type_name, to_json};
@@ -72,7 +73,7 @@ fn header_list(headers: Map) -> Result<Vec<(String, String)>, Box<EvalAltResult>
     let mut list = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
+        if !is_header_name(&name) {
             return Err(format!("response(): '{name}' is not a valid header name").into());
         }
         let values = if value.is_array() {
@@ -109,10 +110,6 @@ fn header_value(name: &str, value: &Dynamic) -> Result<String, Box<EvalAltResult
         .into());
     }
     Ok(text)
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The response a script's final value stands for.

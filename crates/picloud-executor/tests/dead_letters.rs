@@ -14,7 +14,7 @@ use picloud_core::{
     AppId, AppName, AppSlug, Authority, CapabilityKind, DeadLetter, DeadLetterId, ExecutionId,
     JobMode, JobPayload, Resolution, ScriptId, ScriptKind, ScriptName, TriggerEvent,
 };
-use picloud_store::{NewJob, NewScript, OutboxBatch, Store, StoreServices};
+use picloud_store::{NewApp, NewJob, NewScript, OutboxBatch, Store, StoreServices};
 use picloud_test_support::both_backends;
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it, and a script of
@@ -32,10 +32,11 @@ async fn harness(store: &Arc<dyn Store>, slug: &str) -> (Harness, ScriptId) {
 
 async fn app(store: &Arc<dyn Store>, slug: &str) -> (AppRef, ScriptId) {
     let app = store
-        .create_app(
-            &AppSlug::parse(slug).expect("a valid slug"),
-            &AppName::parse("Shop").expect("a valid name"),
-        )
+        .create_app(&NewApp {
+            slug: AppSlug::parse(slug).expect("a valid slug"),
+            name: AppName::parse("Shop").expect("a valid name"),
+            expose_errors: false,
+        })
         .await
         .expect("the app is created");
     let script = store

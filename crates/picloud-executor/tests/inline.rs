@@ -14,7 +14,7 @@ use common::{failed, get, ok, script, Harness, Via};
 use picloud_core::exec::{ExecErrorKind, ExecOutcome, ResponseBody, ScriptRef};
 use picloud_core::{AppName, AppSlug, Limits, NoServices, Timestamp};
 use picloud_executor::{inline_stack_size, ExecutorConfig};
-use picloud_store::{Store, StoreServices};
+use picloud_store::{NewApp, Store, StoreServices};
 use picloud_test_support::both_backends;
 use serde_json::{json, Value};
 use tracing::field::{Field, Visit};
@@ -101,10 +101,11 @@ async fn harness_with_store(store: &Arc<dyn Store>) -> Harness {
     )
     .await;
     let app = store
-        .create_app(
-            &AppSlug::parse("shop").expect("a valid slug"),
-            &AppName::parse("Shop").expect("a valid name"),
-        )
+        .create_app(&NewApp {
+            slug: AppSlug::parse("shop").expect("a valid slug"),
+            name: AppName::parse("Shop").expect("a valid name"),
+            expose_errors: false,
+        })
         .await
         .expect("the app is created");
     h.app.id = app.id;

@@ -14,7 +14,7 @@ use picloud_core::{
     NoServices, ScriptKind, ScriptName, TriggerDetail, TriggerEvent,
 };
 use picloud_executor::ExecutorConfig;
-use picloud_store::{NewScript, NewTrigger, Store, StoreServices};
+use picloud_store::{NewApp, NewScript, NewTrigger, Store, StoreServices};
 use picloud_test_support::both_backends;
 use serde_json::{json, Value};
 
@@ -31,10 +31,11 @@ async fn harness(store: &Arc<dyn Store>, slug: &str) -> Harness {
 
 async fn app(store: &Arc<dyn Store>, slug: &str) -> AppRef {
     let app = store
-        .create_app(
-            &AppSlug::parse(slug).expect("a valid slug"),
-            &AppName::parse("Shop").expect("a valid name"),
-        )
+        .create_app(&NewApp {
+            slug: AppSlug::parse(slug).expect("a valid slug"),
+            name: AppName::parse("Shop").expect("a valid name"),
+            expose_errors: false,
+        })
         .await
         .expect("the app is created");
     AppRef {

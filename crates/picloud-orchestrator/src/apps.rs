@@ -1,11 +1,11 @@
-//! Apps: create, list, read, rename (slug and name), delete. A slug change or a deletion takes
-//! effect on the public routes at once (the route index is rebuilt for the app). The creator of
-//! an app becomes its owner.
+//! Apps: create, list, read, change (slug, name, `expose_errors`), delete. A change or a deletion
+//! takes effect on the public routes at once (the route index is rebuilt for the app). The
+//! creator of an app becomes its owner.
 
 use std::sync::Arc;
 
 use picloud_core::{App, AppId, AppName, AppSlug, Capability, Principal, Role};
-use picloud_store::{AppPatch, Page, PageRequest, Store};
+use picloud_store::{AppPatch, NewApp, Page, PageRequest, Store};
 
 use crate::auth::require;
 use crate::error::{ServiceError, ServiceResult};
@@ -17,6 +17,7 @@ use crate::page::check_page;
 pub struct AppChanges {
     pub slug: Option<AppSlug>,
     pub name: Option<AppName>,
+    pub expose_errors: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -30,16 +31,11 @@ impl AppService {
         Self { store, index }
     }
 
-    #[tracing::instrument(skip_all, fields(slug = %slug))]
-    pub async fn create(
-        &self,
-        actor: &Principal,
-        slug: &AppSlug,
-        name: &AppName,
-    ) -> ServiceResult<App> {
+    #[tracing::instrument(skip_all, fields(slug = %new.slug))]
+    pub async fn create(&self, actor: &Principal, new: &NewApp) -> ServiceResult<App> {
         require(actor, Capability::AppCreate)?;
         let _writes = self.index.lock_writes().await;
-        let app = self.store.create_app(slug, name).await?;
+        let app = self.store.create_app(new).await?;
         if let Err(err) = self
             .store
             .set_membership(app.id, actor.user_id, Role::Owner)
@@ -84,6 +80,7 @@ impl AppService {
         let patch = AppPatch {
             slug: changes.slug,
             name: changes.name,
+            expose_errors: changes.expose_errors,
         };
         let _writes = self.index.lock_writes().await;
         let app = self
@@ -95,7 +92,7 @@ impl AppService {
                 other => other.into(),
             })?;
         self.index.refresh_app(self.store.as_ref(), id).await?;
-        tracing::info!(slug = %app.slug, "app updated");
+        tracing::info!(slug = %app.slug, expose_errors = app.expose_errors, "app updated");
         Ok(app)
     }
 

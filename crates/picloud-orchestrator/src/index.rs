@@ -14,8 +14,8 @@
 //! paths. Otherwise matching is exact: `/users/{id}` does not answer `/users/1/`.
 //!
 //! The index is built from [`RouteStore::routing_entries`](picloud_store::RouteStore) at start
-//! and rebuilt for one app whenever that app's routes, scripts or slug change (the services call
-//! [`RouteIndex::refresh_app`]).
+//! and rebuilt for one app whenever that app's routes, scripts, slug or `expose_errors` change
+//! (the services call [`RouteIndex::refresh_app`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,11 +25,12 @@ use parking_lot::RwLock;
 use percent_encoding::percent_decode_str;
 use picloud_core::exec::ScriptRef;
 use picloud_core::input::PathSegment;
-use picloud_core::{App, AppId, DispatchMode, RouteId, RouteMethod, RoutePath};
+use picloud_core::{App, AppId, DispatchMode, KeptHeaders, RouteId, RouteMethod, RoutePath};
 use picloud_store::{PageRequest, RoutingEntry, Store};
 use tokio::sync::watch;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::invoke::ErrorDetail;
 
 /// What a route runs, with everything the request path needs (no store lookup).
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ pub struct RouteTarget {
     pub method: RouteMethod,
     pub path: RoutePath,
     pub dispatch_mode: DispatchMode,
+    /// The redacted headers an async route keeps in its stored payload.
+    pub keep_headers: KeptHeaders,
+    /// How much of a failed execution the caller sees (the app's `expose_errors`).
+    pub error_detail: ErrorDetail,
     pub script: ScriptRef,
 }
 
@@ -52,6 +57,8 @@ impl RouteTarget {
             method: entry.route.method,
             path: entry.route.path,
             dispatch_mode: entry.route.dispatch_mode,
+            keep_headers: entry.route.keep_headers,
+            error_detail: ErrorDetail::of_app(entry.app_expose_errors),
             script: ScriptRef {
                 id: entry.route.script_id,
                 name: entry.script_name.to_string(),
@@ -477,6 +484,8 @@ mod tests {
             method: RouteMethod::parse(method).expect("a test method"),
             path: RoutePath::parse(path).expect("a test path"),
             dispatch_mode: DispatchMode::Sync,
+            keep_headers: KeptHeaders::default(),
+            error_detail: ErrorDetail::Withheld,
             script: ScriptRef {
                 id: ScriptId::new(),
                 name: format!("{method} {path}"),

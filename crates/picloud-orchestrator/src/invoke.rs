@@ -1,6 +1,13 @@
 //! The public request path: find the route in the index, build the execution, and hand it to the
 //! dispatcher — a sync route waits for its outcome, an async route gets `202` with the
 //! execution's id once the job is durably recorded.
+//!
+//! Two rules of tenant isolation (issue #12) live here:
+//! - an async job's stored payload leaves out the [`RedactedHeaders`] (credentials: the payload
+//!   stays in the outbox and, when the job fails for good, in a dead letter for 30 days), except
+//!   those the route keeps (`keep_headers`). A sync request's row holds only its method and path.
+//! - a failed execution is reported with the [`ErrorDetail`] of its app: anonymous callers get
+//!   the kind of failure and the execution id, unless the app has `expose_errors`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +15,9 @@ use std::sync::Arc;
 use picloud_core::exec::{
     AppRef, ExecError, ExecErrorKind, ExecRequest, HttpRequest, ResponseBody, ScriptResponse,
 };
-use picloud_core::{DispatchMode, ExecutionId, JobMode, JobPayload};
+use picloud_core::{
+    AppId, DispatchMode, ExecutionId, HeaderNames, JobMode, JobPayload, KeptHeaders, ScriptId,
+};
 use picloud_store::NewJob;
 
 use crate::dispatcher::{Dispatcher, SyncOutcome};
@@ -36,6 +45,68 @@ pub struct InvokeRequest {
 pub struct InvokeResponse {
     pub execution_id: ExecutionId,
     pub response: ScriptResponse,
+    /// Whose answer it is, and how much the caller is told, should HTTP be unable to carry it.
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub error_detail: ErrorDetail,
+}
+
+/// How much of a failed execution the caller of a public route is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDetail {
+    /// The kind of failure and the execution id only: anyone on the internet may be calling.
+    /// The script's message, line and column are in the log under the execution id.
+    Withheld,
+    /// The script's message, line and column too: the app has `expose_errors` (a development
+    /// app).
+    Shown,
+}
+
+impl ErrorDetail {
+    /// What an app's `expose_errors` asks for.
+    pub fn of_app(expose_errors: bool) -> Self {
+        if expose_errors {
+            Self::Shown
+        } else {
+            Self::Withheld
+        }
+    }
+}
+
+/// The request headers an async job's stored payload leaves out: the [`DEFAULT`] names and
+/// those added by `PICLOUD_REDACTED_HEADERS`, in any letter case.
+///
+/// [`DEFAULT`]: RedactedHeaders::DEFAULT
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedactedHeaders {
+    extra: HeaderNames,
+}
+
+impl RedactedHeaders {
+    /// Always redacted: the credentials a browser or an API client sends.
+    pub const DEFAULT: [&'static str; 4] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-api-key",
+    ];
+
+    /// The defaults and `extra`.
+    pub fn with_extra(extra: HeaderNames) -> Self {
+        Self { extra }
+    }
+
+    fn is_redacted(&self, name: &str) -> bool {
+        Self::DEFAULT
+            .iter()
+            .any(|redacted| redacted.eq_ignore_ascii_case(name))
+            || self.extra.contains(name)
+    }
+
+    /// Drops the redacted headers from `headers`, except those in `kept`.
+    fn redact(&self, headers: &mut BTreeMap<String, String>, kept: &KeptHeaders) {
+        headers.retain(|name, _| !self.is_redacted(name) || kept.names().contains(name));
+    }
 }
 
 /// Why a public request got no script response.
@@ -55,11 +126,13 @@ pub enum InvokeError {
     /// The job could not be recorded (the database is unreachable); nothing ran.
     #[error("the request could not be recorded; try again shortly")]
     Unavailable { cause: String },
-    /// The script ran (or tried to) and failed.
+    /// The script ran (or tried to) and failed; `detail` says how much of `error` the caller
+    /// may see.
     #[error("{error}")]
     Failed {
         execution_id: ExecutionId,
         error: ExecError,
+        detail: ErrorDetail,
     },
 }
 
@@ -67,11 +140,20 @@ pub enum InvokeError {
 pub struct Invoker {
     index: Arc<RouteIndex>,
     dispatcher: Arc<Dispatcher>,
+    redacted: RedactedHeaders,
 }
 
 impl Invoker {
-    pub fn new(index: Arc<RouteIndex>, dispatcher: Arc<Dispatcher>) -> Self {
-        Self { index, dispatcher }
+    pub fn new(
+        index: Arc<RouteIndex>,
+        dispatcher: Arc<Dispatcher>,
+        redacted: RedactedHeaders,
+    ) -> Self {
+        Self {
+            index,
+            dispatcher,
+            redacted,
+        }
     }
 
     #[tracing::instrument(
@@ -121,18 +203,27 @@ impl Invoker {
             trigger_depth: 0,
         };
         if target.dispatch_mode == DispatchMode::Async {
-            return self.accept(exec).await;
+            return self
+                .accept(exec, &target.keep_headers, target.error_detail)
+                .await;
         }
-        run_sync(&self.dispatcher, exec).await
+        run_sync(&self.dispatcher, exec, target.error_detail).await
     }
 
-    /// An async route: `202 {"execution_id": …}` once the job is durably recorded.
-    async fn accept(&self, exec: ExecRequest) -> Result<InvokeResponse, InvokeError> {
-        let execution_id = exec.execution_id;
+    /// An async route: `202 {"execution_id": …}` once the job is durably recorded, its payload
+    /// without the redacted headers that the route does not keep.
+    async fn accept(
+        &self,
+        mut exec: ExecRequest,
+        kept: &KeptHeaders,
+        error_detail: ErrorDetail,
+    ) -> Result<InvokeResponse, InvokeError> {
+        self.redacted.redact(&mut exec.request.headers, kept);
+        let (execution_id, app_id, script_id) = (exec.execution_id, exec.app.id, exec.script.id);
         let job = NewJob {
             id: execution_id,
-            app_id: exec.app.id,
-            script_id: exec.script.id,
+            app_id,
+            script_id,
             mode: JobMode::Async,
             payload: JobPayload::Http {
                 request: exec.request,
@@ -150,16 +241,21 @@ impl Invoker {
                     serde_json::json!({ "execution_id": execution_id.to_string() }),
                 ),
             },
+            app_id,
+            script_id,
+            error_detail,
         })
     }
 }
 
-/// Runs `exec` through the sync path and turns its outcome into a response or an error.
-pub(crate) async fn run_sync(
+/// Runs `exec` through the sync path and turns its outcome into a response or an error that
+/// shows the caller `detail`.
+async fn run_sync(
     dispatcher: &Arc<Dispatcher>,
     exec: ExecRequest,
+    detail: ErrorDetail,
 ) -> Result<InvokeResponse, InvokeError> {
-    let execution_id = exec.execution_id;
+    let (execution_id, app_id, script_id) = (exec.execution_id, exec.app.id, exec.script.id);
     let outcome = match dispatcher.run_sync(exec).await {
         SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
         SyncOutcome::Ran(Ran::Overloaded) => return Err(InvokeError::Overloaded),
@@ -173,6 +269,7 @@ pub(crate) async fn run_sync(
                     line: None,
                     column: None,
                 },
+                detail,
             })
         }
     };
@@ -180,10 +277,14 @@ pub(crate) async fn run_sync(
         Ok(response) => Ok(InvokeResponse {
             execution_id,
             response,
+            app_id,
+            script_id,
+            error_detail: detail,
         }),
         Err(error) => Err(InvokeError::Failed {
             execution_id,
             error,
+            detail,
         }),
     }
 }
@@ -258,6 +359,35 @@ mod tests {
             headers.get("content-type").map(String::as_str),
             Some("text/plain"),
             "names are lower case"
+        );
+    }
+
+    #[test]
+    fn redaction_drops_credentials_in_any_case_unless_the_route_keeps_them() {
+        let extra = HeaderNames::parse("redacted_headers", &["X-Session"]).expect("a valid name");
+        let redacted = RedactedHeaders::with_extra(extra);
+        let request = join_headers(vec![
+            ("Authorization".into(), "Bearer secret".into()),
+            ("Cookie".into(), "sid=1".into()),
+            ("Proxy-Authorization".into(), "Basic x".into()),
+            ("X-Api-Key".into(), "k".into()),
+            ("x-session".into(), "s".into()),
+            ("X-Trace".into(), "t".into()),
+        ]);
+        let mut headers = request.clone();
+        redacted.redact(&mut headers, &KeptHeaders::default());
+        assert_eq!(
+            headers.keys().collect::<Vec<_>>(),
+            vec!["x-trace"],
+            "the defaults and the extra name are dropped, the rest kept"
+        );
+        let kept = KeptHeaders::parse(&["Authorization"]).expect("a valid name");
+        let mut headers = request;
+        redacted.redact(&mut headers, &kept);
+        assert_eq!(
+            headers.keys().collect::<Vec<_>>(),
+            vec!["authorization", "x-trace"],
+            "a kept header stays, the other redacted ones still go"
         );
     }
 

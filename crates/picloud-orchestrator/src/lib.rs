@@ -10,7 +10,7 @@
 //! | [`index`] | the in-memory route index (per app, per method, matchit) |
 //! | [`triggers`], [`dead_letters`] | the services: trigger rules; listing, replaying and resolving dead letters |
 //! | [`gate`] | the execution gate: N permits, a bounded wait, then `Overloaded` |
-//! | [`invoke`] | a public request: lookup, then a sync run or an async `202` through the dispatcher |
+//! | [`invoke`] | a public request: lookup, then a sync run or an async `202` (its payload redacted) through the dispatcher; how much of a failure the caller sees |
 //! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters, [`TriggerConfig`] |
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
 //! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
@@ -62,7 +62,7 @@ pub use crate::dispatcher::{Attempt, Dispatcher, OutboxConfig, TriggerConfig};
 pub use crate::error::{ServiceError, ServiceResult};
 pub use crate::gate::Gate;
 pub use crate::index::{Lookup, RouteIndex};
-pub use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse};
+pub use crate::invoke::{ErrorDetail, InvokeError, InvokeRequest, InvokeResponse, RedactedHeaders};
 pub use crate::members::MemberService;
 pub use crate::metrics::{Metrics, RequestKind};
 pub use crate::routes::{NewRouteInput, RouteService};
@@ -71,7 +71,7 @@ pub use crate::throttle::ThrottleConfig;
 pub use crate::triggers::{NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
-pub use picloud_store::{DeadLetterFilter, DeadLetterStatus, Page, PageRequest};
+pub use picloud_store::{DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRequest};
 
 /// The platform's own settings (the sandbox's are the executor's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,9 @@ pub struct PlatformConfig {
     pub login_throttle: ThrottleConfig,
     pub triggers: TriggerConfig,
     pub outbox: OutboxConfig,
+    /// The request headers async jobs do not store (`PICLOUD_REDACTED_HEADERS` adds to the
+    /// defaults).
+    pub redacted_headers: RedactedHeaders,
 }
 
 impl Default for PlatformConfig {
@@ -97,6 +100,7 @@ impl Default for PlatformConfig {
             login_throttle: ThrottleConfig::default(),
             triggers: TriggerConfig::default(),
             outbox: OutboxConfig::default(),
+            redacted_headers: RedactedHeaders::default(),
         }
     }
 }
@@ -244,7 +248,11 @@ impl Platform {
             triggers: TriggerService::new(store.clone()),
             dead_letters: DeadLetterService::new(store.clone(), wake),
             auth,
-            invoker: invoke::Invoker::new(index.clone(), dispatcher.clone()),
+            invoker: invoke::Invoker::new(
+                index.clone(),
+                dispatcher.clone(),
+                config.redacted_headers.clone(),
+            ),
             dispatcher,
             store,
             index,

@@ -1,7 +1,8 @@
 //! Routes: bind an HTTP method and path pattern of an app to one of its endpoint scripts. The
 //! rules:
 //! - the target must be an endpoint (a module is a library, not a handler);
-//! - `async` dispatch arrives with the outbox (v1.1.1): refused for now;
+//! - `keep_headers` (redacted request headers kept in the stored payload) is for async routes: a
+//!   sync request's headers are never stored;
 //! - a pattern the app's routes cannot hold beside the others (same method, overlapping) is a
 //!   conflict, found in the route index before the row is written;
 //! - creating or deleting a route rebuilds the app's routes in the index at once.
@@ -9,8 +10,8 @@
 use std::sync::Arc;
 
 use picloud_core::{
-    AppId, Capability, DispatchMode, InputError, Principal, Route, RouteId, RouteMethod, RoutePath,
-    ScriptId, ScriptKind,
+    AppId, Capability, DispatchMode, InputError, KeptHeaders, Principal, Route, RouteId,
+    RouteMethod, RoutePath, ScriptId, ScriptKind,
 };
 use picloud_store::{NewRoute, Page, PageRequest, Store, StoreError};
 
@@ -25,6 +26,7 @@ pub struct NewRouteInput {
     pub method: RouteMethod,
     pub path: RoutePath,
     pub dispatch_mode: DispatchMode,
+    pub keep_headers: KeptHeaders,
 }
 
 #[derive(Clone)]
@@ -66,6 +68,14 @@ impl RouteService {
             )
             .into());
         }
+        if input.dispatch_mode == DispatchMode::Sync && !input.keep_headers.is_empty() {
+            return Err(InputError::new(
+                "keep_headers",
+                "a sync request's headers are never stored, so there is nothing to keep: \
+                 keep_headers is for async routes",
+            )
+            .into());
+        }
         let _writes = self.index.lock_writes().await;
         self.index
             .check_new_route(script.app_id, input.method, &input.path)?;
@@ -75,6 +85,7 @@ impl RouteService {
             method: input.method,
             path: input.path,
             dispatch_mode: input.dispatch_mode,
+            keep_headers: input.keep_headers,
         };
         let route = self
             .store

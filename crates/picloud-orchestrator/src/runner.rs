@@ -168,7 +168,9 @@ fn report_execution(
                     error.message
                 );
             } else {
-                tracing::info!(
+                // The one record of a failure's details: a public caller gets only its kind and
+                // execution id (issue #12), so the owner finds the rest here.
+                tracing::warn!(
                     app_id,
                     script_id,
                     execution_id,

@@ -1,7 +1,7 @@
 //! The domain rules on both backends, called as the admin API and the dashboard call them.
 
 use picloud_core::{AppName, AppSlug, Principal, ScriptKind, Username};
-use picloud_orchestrator::{Lookup, Platform, ScriptChanges, ServiceError};
+use picloud_orchestrator::{Lookup, NewApp, Platform, ScriptChanges, ServiceError};
 use picloud_store::PageRequest;
 use picloud_test_support::both_backends;
 
@@ -379,10 +379,14 @@ both_backends!(
             "a viewer is forbidden to delete: {refused:?}"
         );
 
-        let slug = AppSlug::parse("mine").expect("slug");
+        let new = NewApp {
+            slug: AppSlug::parse("mine").expect("slug"),
+            name: AppName::parse("m").expect("name"),
+            expose_errors: false,
+        };
         let mine = platform
             .apps()
-            .create(&viewer, &slug, &AppName::parse("m").expect("name"))
+            .create(&viewer, &new)
             .await
             .expect("anyone may create an app");
         let members = platform

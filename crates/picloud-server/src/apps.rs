@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{App, AppId, AppName, AppSlug};
-use picloud_orchestrator::{AppChanges, Platform};
+use picloud_orchestrator::{AppChanges, NewApp, Platform};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -15,12 +15,16 @@ use crate::List;
 pub(crate) struct CreateBody {
     slug: String,
     name: String,
+    /// Whether anonymous callers see a failed execution's message and position (default false).
+    #[serde(default)]
+    expose_errors: bool,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct UpdateBody {
     slug: Option<String>,
     name: Option<String>,
+    expose_errors: Option<bool>,
 }
 
 pub(crate) async fn create(
@@ -28,12 +32,12 @@ pub(crate) async fn create(
     caller: Authenticated,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<App>), ApiError> {
-    let slug = AppSlug::parse(&body.slug)?;
-    let name = AppName::parse(&body.name)?;
-    let app = platform
-        .apps()
-        .create(&caller.principal, &slug, &name)
-        .await?;
+    let new = NewApp {
+        slug: AppSlug::parse(&body.slug)?,
+        name: AppName::parse(&body.name)?,
+        expose_errors: body.expose_errors,
+    };
+    let app = platform.apps().create(&caller.principal, &new).await?;
     Ok((StatusCode::CREATED, Json(app)))
 }
 
@@ -66,6 +70,7 @@ pub(crate) async fn update(
     let changes = AppChanges {
         slug: body.slug.as_deref().map(AppSlug::parse).transpose()?,
         name: body.name.as_deref().map(AppName::parse).transpose()?,
+        expose_errors: body.expose_errors,
     };
     Ok(Json(
         platform

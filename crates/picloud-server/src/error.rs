@@ -2,13 +2,15 @@
 //!
 //! [`ErrorCode`] is the table of every code the API can answer (docs/api.md lists it too). Service
 //! and invocation errors map here once; internal causes are logged here, once, and never sent.
+//! A failed execution's message, line and column reach a public caller only when its app
+//! exposes them ([`ErrorDetail`]); [`ApiError::from_execution`] is where that is decided.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::{ExecutionId, InputError};
-use picloud_orchestrator::{InvokeError, ServiceError};
+use picloud_orchestrator::{ErrorDetail, InvokeError, ServiceError};
 use serde::Serialize;
 
 /// The header naming the execution an invocation response came from.
@@ -219,8 +221,10 @@ impl ApiError {
         )
     }
 
-    /// An execution that failed, by the kind of failure.
-    pub fn from_execution(execution_id: ExecutionId, error: ExecError) -> Self {
+    /// An execution that failed, by the kind of failure, with the execution id. The script's
+    /// message, line and column are sent only when `detail` shows them; the log has them either
+    /// way (the runner wrote them).
+    fn from_execution(execution_id: ExecutionId, error: ExecError, detail: ErrorDetail) -> Self {
         let code = match error.kind {
             ExecErrorKind::Compile | ExecErrorKind::Runtime => ErrorCode::ScriptError,
             ExecErrorKind::LimitExceeded => ErrorCode::LimitExceeded,
@@ -228,29 +232,45 @@ impl ApiError {
             ExecErrorKind::InvalidResponse => ErrorCode::InvalidResponse,
             ExecErrorKind::Unavailable => ErrorCode::ExecutorUnavailable,
         };
-        let message = match error.kind {
-            // The cause (a refused connection, a remote executor's status) is for the log,
-            // which the dispatch already wrote.
-            ExecErrorKind::Unavailable => {
-                "the script executor is unavailable; try again shortly".to_owned()
-            }
-            _ => error.message,
+        // An unavailable executor's cause (a refused connection, a remote executor's status) is
+        // ours, not the script's: no app setting shows it.
+        let shown = detail == ErrorDetail::Shown && error.kind != ExecErrorKind::Unavailable;
+        let mut api = if shown {
+            let mut api = Self::new(code, error.message);
+            api.line = error.line;
+            api.column = error.column;
+            api
+        } else {
+            Self::new(code, withheld_message(error.kind))
         };
-        let mut api = Self::new(code, message);
         api.execution_id = Some(execution_id);
-        api.line = error.line;
-        api.column = error.column;
         if code == ErrorCode::ExecutorUnavailable {
             api.retry_after = Some(1);
         }
         api
     }
+}
 
-    /// The script answered something HTTP cannot carry.
-    pub fn invalid_response(execution_id: ExecutionId, message: impl Into<String>) -> Self {
-        let mut api = Self::new(ErrorCode::InvalidResponse, message);
-        api.execution_id = Some(execution_id);
-        api
+/// What a caller who may not see a failure's details is told, by kind of failure.
+fn withheld_message(kind: ExecErrorKind) -> &'static str {
+    match kind {
+        ExecErrorKind::Compile | ExecErrorKind::Runtime => {
+            "the script failed while answering this request; its owner can find the details \
+             under this execution id"
+        }
+        ExecErrorKind::LimitExceeded => {
+            "the script hit an execution limit while answering this request; its owner can find \
+             the details under this execution id"
+        }
+        ExecErrorKind::Timeout => {
+            "the script did not finish in time; its owner can find the details under this \
+             execution id"
+        }
+        ExecErrorKind::InvalidResponse => {
+            "the script answered something that cannot be sent over HTTP; its owner can find the \
+             details under this execution id"
+        }
+        ExecErrorKind::Unavailable => "the script executor is unavailable; try again shortly",
     }
 }
 
@@ -335,7 +355,8 @@ impl From<InvokeError> for ApiError {
             InvokeError::Failed {
                 execution_id,
                 error,
-            } => Self::from_execution(execution_id, error),
+                detail,
+            } => Self::from_execution(execution_id, error, detail),
             InvokeError::Unavailable { cause } => ServiceError::Unavailable(cause).into(),
         }
     }
@@ -448,6 +469,72 @@ mod tests {
                 .expect("a listed code");
             assert_eq!(found.status().as_u16(), status, "{code} answers {status}");
         }
+    }
+
+    fn failed(kind: ExecErrorKind, detail: ErrorDetail) -> ApiError {
+        InvokeError::Failed {
+            execution_id: ExecutionId::new(),
+            error: ExecError {
+                kind,
+                message: "Function not found: kv::colection (&str | ImmutableString)".to_owned(),
+                line: Some(3),
+                column: Some(9),
+            },
+            detail,
+        }
+        .into()
+    }
+
+    // Issue #12: a public 5xx told anyone on the internet the script's error text and position.
+    #[test]
+    fn a_withheld_failure_keeps_its_code_and_execution_id_but_not_the_scripts_message() {
+        for kind in [
+            ExecErrorKind::Compile,
+            ExecErrorKind::Runtime,
+            ExecErrorKind::LimitExceeded,
+            ExecErrorKind::Timeout,
+            ExecErrorKind::InvalidResponse,
+            ExecErrorKind::Unavailable,
+        ] {
+            let api = failed(kind, ErrorDetail::Withheld);
+            assert!(
+                !api.message().contains("colection"),
+                "{kind:?}: the script's message stays in the log: {}",
+                api.message()
+            );
+            assert_eq!(
+                (api.line, api.column),
+                (None, None),
+                "{kind:?}: no position"
+            );
+            assert!(
+                api.execution_id.is_some(),
+                "{kind:?}: the execution id is sent"
+            );
+            let shown = failed(kind, ErrorDetail::Shown);
+            assert_eq!(
+                api.code(),
+                shown.code(),
+                "{kind:?}: the code does not depend on it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shown_failure_carries_the_scripts_message_and_position_except_ours() {
+        let api = failed(ExecErrorKind::Runtime, ErrorDetail::Shown);
+        assert!(
+            api.message().contains("kv::colection"),
+            "the script's message: {}",
+            api.message()
+        );
+        assert_eq!((api.line, api.column), (Some(3), Some(9)), "its position");
+        let api = failed(ExecErrorKind::Unavailable, ErrorDetail::Shown);
+        assert!(
+            !api.message().contains("colection"),
+            "an executor outage's cause is ours, never shown: {}",
+            api.message()
+        );
     }
 
     #[test]

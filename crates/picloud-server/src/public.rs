@@ -12,7 +12,8 @@
 //! A script's answer becomes the response: its status and headers; a text body is
 //! `text/plain; charset=utf-8`, a JSON body `application/json` (unless the script set a
 //! `content-type`); an empty body has none. Every response of an execution carries
-//! `x-picloud-execution-id`.
+//! `x-picloud-execution-id`. A failed execution's answer names its kind and execution id; the
+//! script's message and position only when the app has `expose_errors`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -20,10 +21,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use picloud_core::exec::{ResponseBody, ScriptResponse};
+use picloud_core::exec::{ExecError, ExecErrorKind, ResponseBody, ScriptResponse};
 use picloud_core::input::RESERVED_SLUGS;
-use picloud_core::ExecutionId;
-use picloud_orchestrator::{InvokeRequest, Platform};
+use picloud_orchestrator::{InvokeError, InvokeRequest, InvokeResponse, Platform};
 use std::sync::Arc;
 
 use crate::error::{ApiError, EXECUTION_ID_HEADER};
@@ -75,8 +75,36 @@ pub async fn invoke(
         headers: script_visible_headers(&headers),
         body: Vec::from(body),
     };
-    let answer = platform.invoke(request).await?;
-    into_response(answer.execution_id, answer.response)
+    send(platform.invoke(request).await?)
+}
+
+/// The script's answer with its execution id; an answer HTTP cannot carry is a failed execution
+/// after all, reported as any other. The runner logged a success, so that failure is logged here.
+fn send(answer: InvokeResponse) -> Result<Response, ApiError> {
+    let InvokeResponse {
+        execution_id,
+        response,
+        app_id,
+        script_id,
+        error_detail,
+    } = answer;
+    let mut response = into_response(response).map_err(|why| {
+        let kind = ExecErrorKind::InvalidResponse;
+        tracing::warn!(%app_id, %script_id, %execution_id, kind = kind.as_str(), "execution failed: {why}");
+        ApiError::from(InvokeError::Failed {
+            execution_id,
+            error: ExecError {
+                kind,
+                message: why,
+                line: None,
+                column: None,
+            },
+            detail: error_detail,
+        })
+    })?;
+    let id = HeaderValue::from_str(&execution_id.to_string()).map_err(ApiError::internal)?;
+    response.headers_mut().insert(EXECUTION_ID_HEADER, id);
+    Ok(response)
 }
 
 /// The request's headers as the script sees them: without PiCloud's own cookies, and without an
@@ -127,24 +155,23 @@ fn forbidden_to_scripts(name: &HeaderName, value: &HeaderValue) -> Option<&'stat
         .then_some("'clear-site-data' would clear PiCloud's own cookies on this host")
 }
 
-fn into_response(execution_id: ExecutionId, answer: ScriptResponse) -> Result<Response, ApiError> {
+/// The script's answer as an HTTP response, or why HTTP cannot carry it.
+fn into_response(answer: ScriptResponse) -> Result<Response, String> {
     let status = StatusCode::from_u16(answer.status)
         .ok()
         .filter(|s| s.as_u16() >= 100 && !s.is_informational())
         .ok_or_else(|| {
-            ApiError::invalid_response(
-                execution_id,
-                format!(
-                    "{} is not a usable HTTP status; use 200 to 599",
-                    answer.status
-                ),
+            format!(
+                "{} is not a usable HTTP status; use 200 to 599",
+                answer.status
             )
         })?;
     let (content_type, body) = match answer.body {
         ResponseBody::Empty => (None, Body::empty()),
         ResponseBody::Text(text) => (Some("text/plain; charset=utf-8"), Body::from(text)),
         ResponseBody::Json(value) => {
-            let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+            let bytes = serde_json::to_vec(&value)
+                .map_err(|err| format!("the JSON body cannot be encoded: {err}"))?;
             (Some("application/json"), Body::from(bytes))
         }
     };
@@ -155,22 +182,16 @@ fn into_response(execution_id: ExecutionId, answer: ScriptResponse) -> Result<Re
     }
     let mut set_by_script: Vec<HeaderName> = Vec::new();
     for (name, value) in answer.headers {
-        let name = HeaderName::try_from(name.as_str()).map_err(|_| {
-            ApiError::invalid_response(execution_id, format!("'{name}' is not a valid header name"))
-        })?;
-        let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
-            ApiError::invalid_response(
-                execution_id,
-                format!("the value of the header '{name}' is not valid in HTTP"),
-            )
-        })?;
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("'{name}' is not a valid header name"))?;
+        let value = HeaderValue::try_from(value.as_str())
+            .map_err(|_| format!("the value of the header '{name}' is not valid in HTTP"))?;
         if FRAMING_HEADERS.contains(&name.as_str()) {
             continue;
         }
         if let Some(why) = forbidden_to_scripts(&name, &value) {
-            return Err(ApiError::invalid_response(
-                execution_id,
-                format!("the script may not send the header '{name}': {why}"),
+            return Err(format!(
+                "the script may not send the header '{name}': {why}"
             ));
         }
         // The script's headers replace the defaults; a header the script repeats keeps every value.
@@ -180,8 +201,6 @@ fn into_response(execution_id: ExecutionId, answer: ScriptResponse) -> Result<Re
         }
         headers.append(name, value);
     }
-    let id = HeaderValue::from_str(&execution_id.to_string()).map_err(ApiError::internal)?;
-    headers.insert(EXECUTION_ID_HEADER, id);
     Ok(response)
 }
 
@@ -201,7 +220,7 @@ mod tests {
             ],
             body: ResponseBody::Text("<p>hi</p>".into()),
         };
-        let response = into_response(ExecutionId::new(), answer).expect("a valid response");
+        let response = into_response(answer).expect("a valid response");
         assert_eq!(
             response.status(),
             StatusCode::CREATED,
@@ -222,10 +241,6 @@ mod tests {
             headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes()),
             Some(&b"999"[..]),
             "framing headers are the server's"
-        );
-        assert!(
-            headers.contains_key(EXECUTION_ID_HEADER),
-            "the execution id is always there"
         );
     }
 
@@ -248,12 +263,8 @@ mod tests {
                 body: ResponseBody::Empty,
             },
         ] {
-            let err = into_response(ExecutionId::new(), answer.clone()).expect_err("refused");
-            assert_eq!(
-                err.code(),
-                crate::error::ErrorCode::InvalidResponse,
-                "{answer:?} cannot be sent"
-            );
+            let why = into_response(answer.clone()).expect_err("refused");
+            assert!(!why.is_empty(), "{answer:?} cannot be sent, and says why");
         }
     }
 }

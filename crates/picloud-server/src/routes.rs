@@ -4,7 +4,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use picloud_core::{AppId, DispatchMode, Route, RouteId, RouteMethod, RoutePath, ScriptId};
+use picloud_core::{
+    AppId, DispatchMode, KeptHeaders, Route, RouteId, RouteMethod, RoutePath, ScriptId,
+};
 use picloud_orchestrator::{NewRouteInput, Platform};
 use serde::Deserialize;
 
@@ -18,6 +20,9 @@ pub(crate) struct CreateBody {
     path: String,
     /// `sync` (the default) or `async` (`202` at once; the dispatcher runs it with retries).
     dispatch_mode: Option<String>,
+    /// Redacted request headers an async route keeps in its stored payload (`["authorization"]`).
+    #[serde(default)]
+    keep_headers: Vec<String>,
 }
 
 pub(crate) async fn create(
@@ -36,6 +41,7 @@ pub(crate) async fn create(
             .map(DispatchMode::parse)
             .transpose()?
             .unwrap_or_default(),
+        keep_headers: KeptHeaders::parse(&body.keep_headers)?,
     };
     let route = platform
         .routes()

@@ -162,7 +162,8 @@ both_backends!(a_script_sees_the_whole_request, |store| async move {
     );
 });
 
-// A script error is a 500 JSON error naming the execution and the position.
+// A script error is a 500 JSON error naming the execution; the script's message and position
+// are for the log and the app's people (redaction.rs has the rest of that contract).
 both_backends!(
     a_script_error_is_a_json_500_with_the_execution_id,
     |store| async move {
@@ -185,16 +186,15 @@ both_backends!(
             Some(execution_id.as_str()),
             "header and body agree"
         );
-        assert_eq!(
-            answer.json["error"]["line"],
-            json!(2),
-            "the line of the throw: {answer}"
+        assert!(
+            answer.json["error"]["line"].is_null(),
+            "an anonymous caller is not told the line of the throw: {answer}"
         );
         assert!(
             answer.json["error"]["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("boom")),
-            "the message: {answer}"
+                .is_some_and(|m| !m.contains("boom") && m.contains("execution id")),
+            "nor the thrown message, but where to look: {answer}"
         );
     }
 );

@@ -17,7 +17,8 @@ use picloud_core::{
 };
 use picloud_server::{admin_routes, Need, RouteSpec};
 use picloud_store::{
-    JobAttempt, Lease, NewApiKey, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, Store,
+    JobAttempt, Lease, NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch,
+    Store,
 };
 use picloud_test_support::both_backends;
 use reqwest::Method;
@@ -75,10 +76,11 @@ fn sha256(value: &str) -> Vec<u8> {
 async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fixture {
     let n = next();
     let app = store
-        .create_app(
-            &AppSlug::parse(&format!("m{n}")).expect("a slug"),
-            &AppName::parse("matrix").expect("a name"),
-        )
+        .create_app(&NewApp {
+            slug: AppSlug::parse(&format!("m{n}")).expect("a slug"),
+            name: AppName::parse("matrix").expect("a name"),
+            expose_errors: false,
+        })
         .await
         .expect("the fixture app");
     let target = store
@@ -118,6 +120,7 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
             method: picloud_core::RouteMethod::parse("GET").expect("a method"),
             path: picloud_core::RoutePath::parse("/r").expect("a path"),
             dispatch_mode: picloud_core::DispatchMode::Sync,
+            keep_headers: picloud_core::KeptHeaders::default(),
         })
         .await
         .expect("a route");
@@ -338,8 +341,11 @@ both_backends!(
                     .await
                     .expect("store")
                     .expect("the keyholder"),
-                &AppSlug::parse("other").expect("a slug"),
-                &AppName::parse("other").expect("a name"),
+                &NewApp {
+                    slug: AppSlug::parse("other").expect("a slug"),
+                    name: AppName::parse("other").expect("a name"),
+                    expose_errors: false,
+                },
             )
             .await
             .expect("the other app");

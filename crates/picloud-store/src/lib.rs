@@ -30,9 +30,9 @@ use async_trait::async_trait;
 use picloud_core::services::{KvListRequest, Writer};
 use picloud_core::{
     ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
-    DispatchMode, ExecutionId, JobMode, JobPayload, KvKey, Membership, Role, Route, RouteId,
-    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, Trigger,
-    TriggerDetail, TriggerId, User, UserId, Username,
+    DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, Membership, Role, Route,
+    RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp,
+    Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
@@ -119,11 +119,20 @@ impl Default for PageRequest {
     }
 }
 
+/// A new app.
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    pub slug: AppSlug,
+    pub name: AppName,
+    pub expose_errors: bool,
+}
+
 /// Changes to an app; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct AppPatch {
     pub slug: Option<AppSlug>,
     pub name: Option<AppName>,
+    pub expose_errors: Option<bool>,
 }
 
 /// A new script.
@@ -151,14 +160,16 @@ pub struct NewRoute {
     pub method: RouteMethod,
     pub path: RoutePath,
     pub dispatch_mode: DispatchMode,
+    pub keep_headers: KeptHeaders,
 }
 
-/// A route with what it takes to run it: the app's slug and the script's current version.
-/// The route index is built from these.
+/// A route with what it takes to run it: the app's slug and error setting, and the script's
+/// current version. The route index is built from these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingEntry {
     pub route: Route,
     pub app_slug: AppSlug,
+    pub app_expose_errors: bool,
     pub script_name: ScriptName,
     pub script_updated_at: Timestamp,
     pub script_source: String,
@@ -174,7 +185,7 @@ pub struct UserCredentials {
 #[async_trait]
 pub trait AppStore: Send + Sync {
     /// `Conflict` when the slug is taken.
-    async fn create_app(&self, slug: &AppSlug, name: &AppName) -> StoreResult<App>;
+    async fn create_app(&self, app: &NewApp) -> StoreResult<App>;
     async fn get_app(&self, id: AppId) -> StoreResult<Option<App>>;
     async fn get_app_by_slug(&self, slug: &str) -> StoreResult<Option<App>>;
     /// Oldest first.
@@ -216,8 +227,8 @@ pub trait RouteStore: Send + Sync {
     /// Every route (of one app, or of all apps) joined with its app and script, for the
     /// in-memory route index.
     async fn routing_entries(&self, app_id: Option<AppId>) -> StoreResult<Vec<RoutingEntry>>;
-    /// A value that changes whenever the route index would (an app renamed, created or deleted,
-    /// a script updated, a route added or removed), so other nodes on the same database notice
+    /// A value that changes whenever the route index would (an app renamed or its
+    /// `expose_errors` changed, an app created or deleted, a script updated, a route added or removed), so other nodes on the same database notice
     /// by polling it. One cheap query of counts, newest ids and sums of versions; it suffices
     /// because routes are never updated, every app or script update moves its `updated_at`
     /// forward, a script that routes point at cannot be deleted, and deleting an app deletes its

@@ -23,19 +23,20 @@ use tokio::runtime::Runtime;
 use crate::paging::Window;
 use crate::shared::{
     self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
-    dead_letter_jobs, job_columns, json_value, migrate_error, ops_column, push_attempts,
-    query_error, records, resolved_filter, route_columns, scopes_column, script_columns,
-    script_is_a_target, span, sql, user_columns, AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow,
-    AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow, JobValues, KvChange, KvRange,
-    KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow,
-    Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
+    dead_letter_jobs, job_columns, json_value, keep_headers_column, migrate_error, ops_column,
+    push_attempts, query_error, records, resolved_filter, route_columns, scopes_column,
+    script_columns, script_is_a_target, span, sql, user_columns, AbandonedRow,
+    ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow,
+    JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow,
+    ScriptRow, TriggerRow, UserRow, Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
     DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxStore, Page,
-    PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store,
-    StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
+    NewApp, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
+    OutboxStore, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
+    SessionStore, Store, StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials,
+    UserStore,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -274,22 +275,30 @@ async fn write_batch(
 
 #[async_trait]
 impl AppStore for PgStore {
-    async fn create_app(&self, slug: &AppSlug, name: &AppName) -> StoreResult<App> {
+    async fn create_app(&self, app: &NewApp) -> StoreResult<App> {
         // One reading of the clock for both timestamps.
         let row: AppRow = sqlx::query_as(concat!(
-            "INSERT INTO apps (id, slug, name, created_at, updated_at) ",
-            "SELECT $1, $2, $3, clock.now, clock.now FROM (SELECT ",
+            "INSERT INTO apps (id, slug, name, expose_errors, created_at, updated_at) ",
+            "SELECT $1, $2, $3, $4, clock.now, clock.now FROM (SELECT ",
             now!(),
             " AS now) AS clock ",
             "RETURNING ",
             app_columns!()
         ))
         .bind(AppId::new().to_string())
-        .bind(slug.as_str())
-        .bind(name.as_str())
+        .bind(app.slug.as_str())
+        .bind(app.name.as_str())
+        .bind(app.expose_errors)
         .fetch_one(&self.pool)
         .await
-        .map_err(|err| db_error(err, Written::App { slug: Some(slug) }))?;
+        .map_err(|err| {
+            db_error(
+                err,
+                Written::App {
+                    slug: Some(&app.slug),
+                },
+            )
+        })?;
         row.try_into()
     }
 
@@ -326,7 +335,7 @@ impl AppStore for PgStore {
         // `updated_at + 1`: every change is a new version, which the routing fingerprint sees.
         let row: Option<AppRow> = sqlx::query_as(concat!(
             "UPDATE apps SET slug = COALESCE($2, slug), name = COALESCE($3, name), ",
-            "updated_at = GREATEST(",
+            "expose_errors = COALESCE($4, expose_errors), updated_at = GREATEST(",
             now!(),
             ", updated_at + 1) WHERE id = $1 ",
             "RETURNING ",
@@ -335,6 +344,7 @@ impl AppStore for PgStore {
         .bind(id.to_string())
         .bind(patch.slug.as_ref().map(AppSlug::as_str))
         .bind(patch.name.as_ref().map(AppName::as_str))
+        .bind(patch.expose_errors)
         .fetch_optional(&self.pool)
         .await
         .map_err(|err| {
@@ -482,8 +492,8 @@ impl RouteStore for PgStore {
         // The script must exist in the route's app: a route never crosses apps.
         let row: Option<RouteRow> =
             sqlx::query_as(concat!(
-            "INSERT INTO routes (id, app_id, script_id, method, path, dispatch_mode, created_at) ",
-            "SELECT $1, scripts.app_id, scripts.id, $4, $5, $6, ", now!(), " ",
+            "INSERT INTO routes (id, app_id, script_id, method, path, dispatch_mode, keep_headers, ",
+            "created_at) SELECT $1, scripts.app_id, scripts.id, $4, $5, $6, $7, ", now!(), " ",
             "FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2 ",
             "RETURNING ", route_columns!()
         ))
@@ -493,6 +503,7 @@ impl RouteStore for PgStore {
             .bind(route.method.as_str())
             .bind(route.path.as_str())
             .bind(route.dispatch_mode.as_str())
+            .bind(keep_headers_column(&route.keep_headers))
             .fetch_optional(&self.pool)
             .await
             .map_err(|err| {

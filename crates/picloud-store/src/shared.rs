@@ -18,9 +18,9 @@ use picloud_core::events::{DeadLetterEvent, KvEvent};
 use picloud_core::services::Writer;
 use picloud_core::{
     ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
-    DispatchMode, ExecutionId, JobMode, JobPayload, KvKey, KvOp, Membership, Resolution, Role,
-    Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
-    Timestamp, Trigger, TriggerDetail, TriggerEvent, TriggerId, User, UserId, Username,
+    DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, KvOp, Membership,
+    Resolution, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind,
+    ScriptName, Timestamp, Trigger, TriggerDetail, TriggerEvent, TriggerId, User, UserId, Username,
 };
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -33,7 +33,7 @@ use crate::{
 /// The columns of [`AppRow`], for `concat!`.
 macro_rules! app_columns {
     () => {
-        "id, slug, name, created_at, updated_at"
+        "id, slug, name, expose_errors, created_at, updated_at"
     };
 }
 /// The columns of [`ScriptRow`], for `concat!`.
@@ -45,7 +45,7 @@ macro_rules! script_columns {
 /// The columns of [`RouteRow`], for `concat!`.
 macro_rules! route_columns {
     () => {
-        "id, app_id, script_id, method, path, dispatch_mode, created_at"
+        "id, app_id, script_id, method, path, dispatch_mode, keep_headers, created_at"
     };
 }
 /// The columns of [`UserRow`], for `concat!`.
@@ -148,11 +148,11 @@ pub(crate) mod sql {
     );
     pub const DELETE_ROUTE: &str = "DELETE FROM routes WHERE id = $1";
     /// Every route (of the app `$1`, or of all apps when `$1` is NULL) with its app's slug and
-    /// its script's current version, in creation order.
+    /// error setting and its script's current version, in creation order.
     pub const ROUTING_ENTRIES: &str = "\
         SELECT routes.id, routes.app_id, routes.script_id, routes.method, routes.path, \
-               routes.dispatch_mode, routes.created_at, \
-               apps.slug AS app_slug, scripts.name AS script_name, scripts.kind AS script_kind, \
+               routes.dispatch_mode, routes.keep_headers, routes.created_at, \
+               apps.slug AS app_slug, apps.expose_errors AS app_expose_errors, scripts.name AS script_name, scripts.kind AS script_kind, \
                scripts.updated_at AS script_updated_at, scripts.source AS script_source \
         FROM routes \
         JOIN apps ON apps.id = routes.app_id \
@@ -377,6 +377,7 @@ pub(crate) struct AppRow {
     id: String,
     slug: String,
     name: String,
+    expose_errors: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -389,6 +390,7 @@ impl TryFrom<AppRow> for App {
             id: AppId::parse(&row.id).map_err(corrupt("apps"))?,
             slug: AppSlug::parse(&row.slug).map_err(corrupt("apps"))?,
             name: AppName::parse(&row.name).map_err(corrupt("apps"))?,
+            expose_errors: row.expose_errors,
             created_at: Timestamp::from_millis(row.created_at),
             updated_at: Timestamp::from_millis(row.updated_at),
         })
@@ -431,6 +433,8 @@ pub(crate) struct RouteRow {
     method: String,
     path: String,
     dispatch_mode: String,
+    /// Space-separated header names; see [`keep_headers_column`].
+    keep_headers: String,
     created_at: i64,
 }
 
@@ -445,6 +449,10 @@ impl TryFrom<RouteRow> for Route {
             method: RouteMethod::parse(&row.method).map_err(corrupt("routes"))?,
             path: RoutePath::parse(&row.path).map_err(corrupt("routes"))?,
             dispatch_mode: DispatchMode::parse(&row.dispatch_mode).map_err(corrupt("routes"))?,
+            keep_headers: KeptHeaders::parse(
+                &row.keep_headers.split_whitespace().collect::<Vec<_>>(),
+            )
+            .map_err(corrupt("routes"))?,
             created_at: Timestamp::from_millis(row.created_at),
         })
     }
@@ -456,6 +464,7 @@ pub(crate) struct RoutingRow {
     #[sqlx(flatten)]
     route: RouteRow,
     app_slug: String,
+    app_expose_errors: bool,
     script_name: String,
     script_kind: String,
     script_updated_at: i64,
@@ -470,6 +479,7 @@ impl TryFrom<RoutingRow> for RoutingEntry {
         Ok(Self {
             route: row.route.try_into()?,
             app_slug: AppSlug::parse(&row.app_slug).map_err(corrupt("apps"))?,
+            app_expose_errors: row.app_expose_errors,
             script_name: ScriptName::parse(&row.script_name, kind).map_err(corrupt("scripts"))?,
             script_updated_at: Timestamp::from_millis(row.script_updated_at),
             script_source: row.script_source,
@@ -573,6 +583,12 @@ pub(crate) struct ApiKeyRow {
 }
 
 /// Scopes as the `scopes` column keeps them: names separated by spaces.
+/// How a route's kept headers are stored: lower-case names separated by spaces (a header name
+/// holds no space), `''` for none.
+pub(crate) fn keep_headers_column(kept: &KeptHeaders) -> String {
+    kept.names().iter().collect::<Vec<_>>().join(" ")
+}
+
 pub(crate) fn scopes_column(scopes: &[Scope]) -> String {
     scopes
         .iter()
@@ -927,7 +943,7 @@ impl TryFrom<AbandonedRow> for AbandonedExecution {
 /// - a script's name or source changed: every update moves its `updated_at` forward by at least
 ///   1 ms, so `script_versions` (the sum of `updated_at - created_at`) grows. Creating a script
 ///   changes no route, and a script that routes point at cannot be deleted;
-/// - an app renamed: the same rule for apps (`app_versions`); an app created or deleted: `apps`
+/// - an app renamed or its `expose_errors` changed: the same rule for apps (`app_versions`); an app created or deleted: `apps`
 ///   and `last_app` (deleting an app deletes its routes, which `routes` sees too).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct FingerprintRow {

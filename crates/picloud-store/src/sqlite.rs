@@ -41,8 +41,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::paging::Window;
 use crate::shared::{
     self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
-    dead_letter_jobs, job_columns, json_value, kv_triggers_sql, migrate_error, ops_column,
-    push_attempts, query_error, records, resolved_filter, route_columns, scopes_column,
+    dead_letter_jobs, job_columns, json_value, keep_headers_column, kv_triggers_sql, migrate_error,
+    ops_column, push_attempts, query_error, records, resolved_filter, route_columns, scopes_column,
     script_columns, script_is_a_target, span, sql, user_columns, AbandonedRow,
     ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow,
     JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow,
@@ -51,9 +51,10 @@ use crate::shared::{
 use crate::{
     AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
     DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxStore, Page,
-    PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore, SessionStore, Store,
-    StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials, UserStore,
+    NewApp, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
+    OutboxStore, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
+    SessionStore, Store, StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials,
+    UserStore,
 };
 
 use self::committer::SqliteCommitter;
@@ -509,12 +510,14 @@ async fn delete_kv_entry(
 
 #[async_trait]
 impl AppStore for SqliteStore {
-    async fn create_app(&self, slug: &AppSlug, name: &AppName) -> StoreResult<App> {
-        let written = Written::App { slug: Some(slug) };
+    async fn create_app(&self, app: &NewApp) -> StoreResult<App> {
+        let written = Written::App {
+            slug: Some(&app.slug),
+        };
         let mut tx = self.begin_write().await?;
         let row: AppRow = sqlx::query_as(concat!(
-            "INSERT INTO apps (id, slug, name, created_at, updated_at) ",
-            "VALUES ($1, $2, $3, ",
+            "INSERT INTO apps (id, slug, name, expose_errors, created_at, updated_at) ",
+            "VALUES ($1, $2, $3, $4, ",
             now!(),
             ", ",
             now!(),
@@ -522,8 +525,9 @@ impl AppStore for SqliteStore {
             app_columns!()
         ))
         .bind(AppId::new().to_string())
-        .bind(slug.as_str())
-        .bind(name.as_str())
+        .bind(app.slug.as_str())
+        .bind(app.name.as_str())
+        .bind(app.expose_errors)
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| db_error(err, written))?;
@@ -568,7 +572,7 @@ impl AppStore for SqliteStore {
         // `updated_at + 1`: every change is a new version, which the routing fingerprint sees.
         let row: Option<AppRow> = sqlx::query_as(concat!(
             "UPDATE apps SET slug = COALESCE($2, slug), name = COALESCE($3, name), ",
-            "updated_at = MAX(",
+            "expose_errors = COALESCE($4, expose_errors), updated_at = MAX(",
             now!(),
             ", updated_at + 1) WHERE id = $1 RETURNING ",
             app_columns!()
@@ -576,6 +580,7 @@ impl AppStore for SqliteStore {
         .bind(id.to_string())
         .bind(patch.slug.as_ref().map(AppSlug::as_str))
         .bind(patch.name.as_ref().map(AppName::as_str))
+        .bind(patch.expose_errors)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|err| db_error(err, written))?;
@@ -708,8 +713,8 @@ impl RouteStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         // The script must exist in the route's app: a route never crosses apps.
         let row: Option<RouteRow> = sqlx::query_as(concat!(
-            "INSERT INTO routes (id, app_id, script_id, method, path, dispatch_mode, created_at) ",
-            "SELECT $1, scripts.app_id, scripts.id, $4, $5, $6, ",
+            "INSERT INTO routes (id, app_id, script_id, method, path, dispatch_mode, keep_headers, ",
+            "created_at) SELECT $1, scripts.app_id, scripts.id, $4, $5, $6, $7, ",
             now!(),
             " ",
             "FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2 RETURNING ",
@@ -721,6 +726,7 @@ impl RouteStore for SqliteStore {
         .bind(route.method.as_str())
         .bind(route.path.as_str())
         .bind(route.dispatch_mode.as_str())
+        .bind(keep_headers_column(&route.keep_headers))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|err| db_error(err, written))?;
@@ -1729,7 +1735,7 @@ mod tests {
     use super::*;
 
     use picloud_core::exec::HttpRequest;
-    use picloud_core::{AppName, AppSlug, JobMode, JobPayload};
+    use picloud_core::{JobMode, JobPayload};
 
     use crate::NewJob;
 
@@ -1825,17 +1831,18 @@ mod tests {
         (dir, store)
     }
 
+    /// A sync job of a new app. The app is written with the columns of the first migration, so
+    /// this works on a schema that later migrations have not reached yet.
     async fn sync_job(store: &SqliteStore) -> NewJob {
-        let app = store
-            .create_app(
-                &AppSlug::parse("shop").expect("a slug"),
-                &AppName::parse("Shop").expect("a name"),
-            )
+        let app_id = AppId::new();
+        sqlx::query("INSERT INTO apps (id, slug, name) VALUES ($1, 'shop', 'Shop')")
+            .bind(app_id.to_string())
+            .execute(&store.writer.pool)
             .await
             .expect("an app");
         NewJob {
             id: ExecutionId::new(),
-            app_id: app.id,
+            app_id,
             script_id: ScriptId::new(),
             mode: JobMode::Sync,
             payload: JobPayload::Http {

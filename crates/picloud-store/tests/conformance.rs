@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
 use picloud_core::{
-    ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, Role, RouteMethod, RoutePath, Scope,
-    Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
+    ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, KeptHeaders, Role, RouteMethod,
+    RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
 };
 use picloud_store::{
-    AppPatch, Backend, NewApiKey, NewRoute, NewScript, PageRequest, ScriptPatch, Store,
+    AppPatch, Backend, NewApiKey, NewApp, NewRoute, NewScript, PageRequest, ScriptPatch, Store,
     StoreConfig, StoreError,
 };
 use picloud_test_support::{both_backends, fresh_store};
@@ -33,7 +33,13 @@ fn path(value: &str) -> RoutePath {
 }
 
 async fn app(store: &Arc<dyn Store>, value: &str) -> anyhow::Result<App> {
-    Ok(store.create_app(&slug(value), &name(value)).await?)
+    Ok(store
+        .create_app(&NewApp {
+            slug: slug(value),
+            name: name(value),
+            expose_errors: false,
+        })
+        .await?)
 }
 
 fn new_script(app_id: AppId, script_name: &str, kind: ScriptKind, source: &str) -> NewScript {
@@ -67,6 +73,7 @@ fn new_route(script: &Script, method: RouteMethod, route_path: &str) -> NewRoute
         method,
         path: path(route_path),
         dispatch_mode: DispatchMode::Sync,
+        keep_headers: KeptHeaders::default(),
     }
 }
 
@@ -142,6 +149,7 @@ both_backends!(
         let patch = AppPatch {
             slug: Some(slug("store")),
             name: Some(name("The Store")),
+            expose_errors: None,
         };
         let updated = store.update_app(created.id, &patch).await?;
         assert_eq!(updated.id, created.id, "the id stays");
@@ -164,6 +172,7 @@ both_backends!(
                 &AppPatch {
                     slug: None,
                     name: Some(name("Renamed")),
+                    expose_errors: None,
                 },
             )
             .await?;
@@ -192,7 +201,13 @@ both_backends!(
     |store| async move {
         app(&store, "shop").await?;
         let message = conflict(
-            store.create_app(&slug("shop"), &name("Other")).await,
+            store
+                .create_app(&NewApp {
+                    slug: slug("shop"),
+                    name: name("Other"),
+                    expose_errors: false,
+                })
+                .await,
             "a second 'shop'",
         )?;
         assert_eq!(
@@ -204,6 +219,7 @@ both_backends!(
         let patch = AppPatch {
             slug: Some(slug("shop")),
             name: None,
+            expose_errors: None,
         };
         let message = conflict(
             store.update_app(blog.id, &patch).await,
@@ -231,6 +247,7 @@ both_backends!(
                 &AppPatch {
                     slug: None,
                     name: Some(name("x")),
+                    expose_errors: None,
                 },
             )
             .await;
@@ -682,6 +699,96 @@ both_backends!(
         assert!(
             store.routing_entries(Some(AppId::new())).await?.is_empty(),
             "an unknown app has none"
+        );
+        Ok(())
+    }
+);
+
+// Issue #12: the kept headers of a route are what the invoker reads to redact a payload; they
+// must come back as they were written, from every read, on both backends.
+both_backends!(
+    a_routes_kept_headers_are_stored_and_read_back,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let hook = endpoint(&store, shop.id, "hook").await?;
+        let kept = KeptHeaders::parse(&["authorization", "x-api-key"]).expect("valid names");
+        let route = store
+            .create_route(&NewRoute {
+                keep_headers: kept.clone(),
+                dispatch_mode: DispatchMode::Async,
+                ..new_route(&hook, RouteMethod::Post, "/hook")
+            })
+            .await?;
+        let plain = store
+            .create_route(&new_route(&hook, RouteMethod::Get, "/plain"))
+            .await?;
+        assert_eq!(route.keep_headers, kept, "create returns them");
+        assert_eq!(
+            store.get_route(route.id).await?.map(|r| r.keep_headers),
+            Some(kept.clone()),
+            "get reads them"
+        );
+        assert!(
+            plain.keep_headers.is_empty(),
+            "a route keeps none unless told"
+        );
+        let entries = store.routing_entries(Some(shop.id)).await?;
+        let kept_by_route: Vec<_> = entries
+            .iter()
+            .map(|e| (e.route.id, e.route.keep_headers.clone()))
+            .collect();
+        assert_eq!(
+            kept_by_route,
+            vec![(route.id, kept), (plain.id, KeptHeaders::default())],
+            "the routing entries carry them"
+        );
+        Ok(())
+    }
+);
+
+// Issue #12: `expose_errors` is off unless asked for, set at creation or by a patch, and
+// carried by the routing entries to the index.
+both_backends!(
+    an_apps_expose_errors_is_off_by_default_and_follows_patches,
+    |store| async move {
+        let quiet = app(&store, "quiet").await?;
+        assert!(!quiet.expose_errors, "off by default");
+        let dev = store
+            .create_app(&NewApp {
+                slug: slug("dev"),
+                name: name("dev"),
+                expose_errors: true,
+            })
+            .await?;
+        assert!(dev.expose_errors, "on when created so");
+        let exposed = store
+            .update_app(
+                quiet.id,
+                &AppPatch {
+                    expose_errors: Some(true),
+                    ..AppPatch::default()
+                },
+            )
+            .await?;
+        assert!(exposed.expose_errors, "a patch turns it on");
+        let renamed = store
+            .update_app(
+                quiet.id,
+                &AppPatch {
+                    name: Some(name("Quiet")),
+                    ..AppPatch::default()
+                },
+            )
+            .await?;
+        assert!(renamed.expose_errors, "a patch without it keeps it");
+        let script = endpoint(&store, quiet.id, "main").await?;
+        store
+            .create_route(&new_route(&script, RouteMethod::Get, "/"))
+            .await?;
+        let entries = store.routing_entries(Some(quiet.id)).await?;
+        assert!(
+            entries.iter().all(|e| e.app_expose_errors),
+            "the routing entries carry the app's setting: {entries:?}"
         );
         Ok(())
     }

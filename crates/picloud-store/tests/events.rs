@@ -13,14 +13,14 @@ use picloud_core::exec::HttpRequest;
 use picloud_core::services::{KvListRequest, Writer};
 use picloud_core::{
     App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId, DispatchMode,
-    ExecutionId, JobMode, JobPayload, KvKey, KvOp, Resolution, RouteMethod, RoutePath, Script,
-    ScriptId, ScriptKind, ScriptName, ScriptServices, ServiceErrorKind, TriggerDetail,
+    ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, KvOp, Resolution, RouteMethod, RoutePath,
+    Script, ScriptId, ScriptKind, ScriptName, ScriptServices, ServiceErrorKind, TriggerDetail,
     TriggerEvent,
 };
 use picloud_store::{
-    AppPatch, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt, KvWritten, Lease, NewJob,
-    NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth, PageRequest,
-    ScriptPatch, Store, StoreError, StoreServices,
+    AppPatch, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt, KvWritten, Lease, NewApp,
+    NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
+    PageRequest, ScriptPatch, Store, StoreError, StoreServices,
 };
 use picloud_test_support::{both_backends, fresh_store, Backend};
 use serde_json::json;
@@ -35,10 +35,11 @@ const LEASE_MS: i64 = 60_000;
 
 async fn app(store: &Arc<dyn Store>, slug: &str) -> anyhow::Result<App> {
     Ok(store
-        .create_app(
-            &AppSlug::parse(slug).expect("a valid slug"),
-            &AppName::parse(slug).expect("a valid app name"),
-        )
+        .create_app(&NewApp {
+            slug: AppSlug::parse(slug).expect("a valid slug"),
+            name: AppName::parse(slug).expect("a valid app name"),
+            expose_errors: false,
+        })
         .await?)
 }
 
@@ -711,6 +712,7 @@ both_backends!(
             method,
             path: RoutePath::parse("/h").expect("a valid path"),
             dispatch_mode: DispatchMode::Async,
+            keep_headers: KeptHeaders::default(),
         };
         let get = store.create_route(&route_to(RouteMethod::Get)).await?;
         let post = store.create_route(&route_to(RouteMethod::Post)).await?;
@@ -2141,6 +2143,7 @@ both_backends!(
                 method: RouteMethod::Get,
                 path: RoutePath::parse("/").expect("a path"),
                 dispatch_mode: DispatchMode::Sync,
+                keep_headers: KeptHeaders::default(),
             })
             .await?;
         let routed = fingerprint().await?;
@@ -2173,7 +2176,7 @@ both_backends!(
                     shop.id,
                     &AppPatch {
                         name: Some(AppName::parse(&format!("Shop {i}")).expect("a name")),
-                        slug: None,
+                        ..AppPatch::default()
                     },
                 )
                 .await?;
@@ -2181,6 +2184,19 @@ both_backends!(
             assert_ne!(now, previous, "app update {i}");
             previous = now;
         }
+        // The index carries an app's `expose_errors` to its routes, so other nodes must notice.
+        store
+            .update_app(
+                shop.id,
+                &AppPatch {
+                    expose_errors: Some(true),
+                    ..AppPatch::default()
+                },
+            )
+            .await?;
+        let exposed = fingerprint().await?;
+        assert_ne!(exposed, previous, "an app's expose_errors changed");
+        let previous = exposed;
         store.delete_route(route.id).await?;
         let unrouted = fingerprint().await?;
         assert_ne!(unrouted, previous, "a route deleted");

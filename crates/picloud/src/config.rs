@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use picloud_core::Limits;
-use picloud_orchestrator::{OutboxConfig, TriggerConfig};
+use picloud_core::{HeaderNames, Limits};
+use picloud_orchestrator::{OutboxConfig, RedactedHeaders, TriggerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -311,6 +311,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PICLOUD_LOGIN_DELAY_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub login_delay_ms: u64,
+
+    /// Request headers that async jobs do not store, comma-separated, in addition to
+    /// authorization, proxy-authorization, cookie and x-api-key (a route may keep some with its
+    /// `keep_headers`).
+    #[arg(long, env = "PICLOUD_REDACTED_HEADERS", default_value = "",
+          value_parser = header_list)]
+    pub redacted_headers: HeaderNames,
 }
 
 /// The admin listener's address, or none.
@@ -370,6 +377,10 @@ impl ServeArgs {
             admin_host: self.admin_host.clone(),
             apps_domain: self.apps_domain.clone(),
         })
+    }
+
+    pub fn redacted_headers(&self) -> RedactedHeaders {
+        RedactedHeaders::with_extra(self.redacted_headers.clone())
     }
 
     pub fn login_throttle(&self) -> picloud_orchestrator::ThrottleConfig {
@@ -494,6 +505,11 @@ pub struct ExecutorArgs {
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
+}
+
+/// A comma-separated list of header names.
+fn header_list(value: &str) -> Result<HeaderNames, String> {
+    HeaderNames::parse_list("redacted_headers", value).map_err(|err| err.message)
 }
 
 /// A `usize` parser that accepts `min..=max`.
@@ -647,6 +663,31 @@ mod tests {
         assert!(
             Cli::try_parse_from(["picloud", "serve", "--async-threads", "0"]).is_err(),
             "at least one"
+        );
+    }
+
+    #[test]
+    fn redacted_headers_add_to_the_defaults_and_a_bad_name_is_refused() {
+        let cli = Cli::try_parse_from([
+            "picloud",
+            "serve",
+            "--redacted-headers",
+            "X-Session, x-internal-token",
+        ])
+        .expect("two header names");
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(
+            args.redacted_headers.iter().collect::<Vec<_>>(),
+            vec!["x-session", "x-internal-token"],
+            "lower-cased, in order"
+        );
+        let err = Cli::try_parse_from(["picloud", "serve", "--redacted-headers", "x-ok, not ok"])
+            .expect_err("a name with a space");
+        assert!(
+            err.to_string().contains("not ok"),
+            "the message names the bad value: {err}"
         );
     }
 

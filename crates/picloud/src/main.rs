@@ -158,6 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         login_throttle: args.login_throttle(),
         triggers: args.triggers.config(),
         outbox: args.outbox.config(),
+        redacted_headers: args.redacted_headers(),
     };
     let platform = Platform::start(store.clone(), executor, local, platform_config, wake)
         .await

@@ -294,6 +294,22 @@ fn a_bad_setting_stops_startup_naming_the_variable() {
     );
 
     let output = binary()
+        .args(["serve"])
+        .env("PICLOUD_REDACTED_HEADERS", "x-session, bad header")
+        .output()
+        .expect("run picloud");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a redacted header that is no header name is a usage error"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PICLOUD_REDACTED_HEADERS") && stderr.contains("bad header"),
+        "the message names the variable and the bad name: {stderr}"
+    );
+
+    let output = binary()
         .args(["serve", "--database-url", "mysql://nope"])
         .env("PICLOUD_LOG_FORMAT", "human")
         .output()

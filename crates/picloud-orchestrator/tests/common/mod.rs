@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
-use picloud_core::{AppName, AppSlug, DispatchMode, Principal, RouteMethod, RoutePath, ScriptKind};
+use picloud_core::{
+    AppName, AppSlug, DispatchMode, KeptHeaders, Principal, RouteMethod, RoutePath, ScriptKind,
+};
 use picloud_executor::ExecutorConfig;
-use picloud_orchestrator::{NewRouteInput, NewScriptInput, Platform, PlatformConfig};
+use picloud_orchestrator::{NewApp, NewRouteInput, NewScriptInput, Platform, PlatformConfig};
 use picloud_store::Store;
 
 pub async fn start(store: Arc<dyn Store>) -> Platform {
@@ -48,6 +50,7 @@ pub fn route(method: &str, path: &str) -> NewRouteInput {
         method: RouteMethod::parse(method).expect("a method"),
         path: RoutePath::parse(path).expect("a path"),
         dispatch_mode: DispatchMode::Sync,
+        keep_headers: KeptHeaders::default(),
     }
 }
 
@@ -70,8 +73,11 @@ pub async fn app_with_script(
         .apps()
         .create(
             actor,
-            &AppSlug::parse(slug).expect("slug"),
-            &AppName::parse(slug).expect("name"),
+            &NewApp {
+                slug: AppSlug::parse(slug).expect("slug"),
+                name: AppName::parse(slug).expect("name"),
+                expose_errors: false,
+            },
         )
         .await
         .expect("the app is created");

@@ -226,7 +226,8 @@ mod tests {
     use super::*;
     use crate::sqlite::SqliteStore;
     use crate::{
-        AppStore, KvStore, NewScript, NewTrigger, ScriptStore, Store, StoreConfig, TriggerStore,
+        AppStore, KvStore, NewApp, NewScript, NewTrigger, ScriptStore, Store, StoreConfig,
+        TriggerStore,
     };
 
     /// A migrated store on a file of its own with one app; keep the directory as long as the
@@ -238,10 +239,11 @@ mod tests {
             .expect("the store opens");
         store.migrate().await.expect("the store migrates");
         let app = store
-            .create_app(
-                &AppSlug::parse("shop").expect("a slug"),
-                &AppName::parse("Shop").expect("a name"),
-            )
+            .create_app(&NewApp {
+                slug: AppSlug::parse("shop").expect("a slug"),
+                name: AppName::parse("Shop").expect("a name"),
+                expose_errors: false,
+            })
             .await
             .expect("the app");
         (store, app.id, dir)
