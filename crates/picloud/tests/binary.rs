@@ -347,15 +347,79 @@ fn migrate_applies_the_migrations_and_exits() {
         "migrate succeeds: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let dir = &db
-        .env
-        .iter()
-        .find(|(k, _)| k == "PICLOUD_DATA_DIR")
-        .expect("data dir")
-        .1;
     assert!(
-        std::path::Path::new(dir).join("picloud.db").exists(),
+        db.data_dir().join("picloud.db").exists(),
         "the SQLite file is created"
+    );
+}
+
+/// The mode of a file or directory, without its type bits.
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{} exists: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+// The database holds password hashes and the apps' data; it was created world-readable.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_its_database_private_and_reports_one_that_is_not() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let data_dir = db.data_dir().join("new");
+    let data_dir_setting = data_dir.to_string_lossy().into_owned();
+    let server = Process::serve(&db, &[("PICLOUD_DATA_DIR", &data_dir_setting)]);
+    Admin::login(&server.base, ADMIN_PASSWORD).await;
+    for (name, expected) in [
+        ("", 0o700),
+        ("picloud.db", 0o600),
+        ("picloud.db-wal", 0o600),
+        ("picloud.db-shm", 0o600),
+    ] {
+        let path = data_dir.join(name);
+        assert_eq!(
+            mode_of(&path),
+            expected,
+            "{} is private to the server's user while it runs",
+            path.display()
+        );
+    }
+    assert!(server.stop().success(), "SIGTERM exits cleanly");
+
+    // What an earlier version left: a 0644 database. An empty file is an empty database.
+    let shared_dir = db.data_dir().join("shared");
+    std::fs::create_dir(&shared_dir).expect("a directory");
+    let shared_db = shared_dir.join("picloud.db");
+    std::fs::write(&shared_db, b"").expect("an empty database file");
+    std::fs::set_permissions(&shared_db, std::fs::Permissions::from_mode(0o644))
+        .expect("made readable by all");
+    let shared_dir_setting = shared_dir.to_string_lossy().into_owned();
+    let server = Process::serve(&db, &[("PICLOUD_DATA_DIR", &shared_dir_setting)]);
+    let warned = server.logs().iter().any(|l| {
+        l["level"] == "WARN"
+            && l["path"].as_str() == shared_db.to_str()
+            && l["mode"] == "0644"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("chmod 600"))
+    });
+    assert!(
+        warned,
+        "a database others can read is reported with the fix: {:#?}",
+        server.logs()
+    );
+    assert_eq!(
+        mode_of(&shared_db),
+        0o644,
+        "an existing file keeps the mode its owner gave it"
     );
 }
 
