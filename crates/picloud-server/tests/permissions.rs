@@ -218,10 +218,12 @@ fn request(spec: &RouteSpec, fixture: &Fixture) -> Option<(String, Option<Value>
         ) => None,
         ("POST", "/api/v1/admin/api-keys") => Some(json!({"name": "k", "scopes": ["app:read"]})),
         ("POST", "/api/v1/admin/users") => {
-            Some(json!({"username": format!("new{n}"), "password": "pw"}))
+            Some(json!({"username": format!("new{n}"), "password": "a new password"}))
         }
         ("PATCH", "/api/v1/admin/users/{user_id}") => Some(json!({"disabled": true})),
-        ("PUT", "/api/v1/admin/users/{user_id}/password") => Some(json!({"password": "new pw"})),
+        ("PUT", "/api/v1/admin/users/{user_id}/password") => {
+            Some(json!({"password": "another password"}))
+        }
         _ => return None,
     };
     let path = spec

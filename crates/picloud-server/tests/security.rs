@@ -343,7 +343,7 @@ both_backends!(
             .auth()
             .create_user(
                 &picloud_core::Username::parse("victim").expect("name"),
-                "right",
+                "right password",
                 false,
             )
             .await
@@ -355,7 +355,7 @@ both_backends!(
                 "failure {attempt} is an ordinary refusal: {answer}"
             );
         }
-        let answer = login_answer(&server, "victim", "right").await;
+        let answer = login_answer(&server, "victim", "right password").await;
         assert_eq!(
             (answer.status, answer.code()),
             (429, "too_many_requests"),
