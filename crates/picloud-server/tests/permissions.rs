@@ -12,8 +12,8 @@ use std::sync::Arc;
 use common::TestServer;
 use picloud_core::exec::HttpRequest;
 use picloud_core::{
-    ApiKeyId, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode, JobPayload,
-    Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
+    ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode,
+    JobPayload, Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
 };
 use picloud_server::{admin_routes, Need, RouteSpec};
 use picloud_store::{
@@ -124,7 +124,7 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
     let own_key = store
         .create_api_key(&NewApiKey {
             user_id: caller_user,
-            name: "own".to_owned(),
+            name: ApiKeyName::parse("own").expect("a key name"),
             prefix: format!("f{n:07}"),
             secret_hash: vec![0; 32],
             scopes: vec![picloud_core::Scope::AppRead],
