@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::HttpRequest;
-use crate::input::InputError;
+use crate::input::{echo, InputError};
 use crate::{AppId, DeadLetterId, ExecutionId, ScriptId, Timestamp, TriggerId};
 
 /// The longest KV key, in bytes of UTF-8.
@@ -29,7 +29,7 @@ impl CollectionName {
         let refuse = |why: &str| {
             Err(InputError::new(
                 "collection",
-                format!("'{}' is not a collection name: {why}", shorten(value)),
+                format!("'{}' is not a collection name: {why}", echo(value)),
             ))
         };
         if value.is_empty() {
@@ -101,7 +101,7 @@ fn check_key_text(field: &'static str, value: &str, empty_ok: bool) -> Result<()
             field,
             format!(
                 "'{}' is {} bytes long; a KV key has at most {KV_MAX_KEY_BYTES} bytes",
-                shorten(value),
+                echo(value),
                 value.len()
             ),
         ));
@@ -111,7 +111,7 @@ fn check_key_text(field: &'static str, value: &str, empty_ok: bool) -> Result<()
             field,
             format!(
                 "'{}' contains a control character, which a KV key cannot hold",
-                shorten(value).escape_default()
+                echo(value)
             ),
         ));
     }
@@ -152,7 +152,7 @@ impl KvOp {
                 "ops",
                 format!(
                     "'{}' is not a KV operation: use 'set' or 'delete'",
-                    shorten(other)
+                    echo(other)
                 ),
             )),
         }
@@ -336,17 +336,6 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
     pub resolution: Option<Resolution>,
-}
-
-fn shorten(value: &str) -> String {
-    const MAX: usize = 64;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        let mut cut: String = value.chars().take(MAX).collect();
-        cut.push('…');
-        cut
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 
 /// Input that was refused: the field it came in and what was wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +70,7 @@ impl AppSlug {
                 FIELD,
                 format!(
                     "'{}' is not a valid slug: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
-                    truncate(value)
+                    echo(value)
                 ),
             ));
         }
@@ -83,7 +84,8 @@ impl AppSlug {
     }
 }
 
-/// A human-readable app name: 1 to 100 characters, no control characters, trimmed.
+/// A human-readable app name, under the display-name rule: trimmed, 1 to 100 characters, no
+/// control characters and no invisible formatting characters such as bidirectional controls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct AppName(String);
@@ -91,23 +93,73 @@ string_newtype!(AppName);
 
 impl AppName {
     pub fn parse(value: &str) -> Result<Self, InputError> {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            return Err(InputError::new("name", "the name must not be empty"));
+        display_name("name", value).map(Self)
+    }
+}
+
+/// What an API key's owner calls it, to tell keys apart in lists; the display-name rule of
+/// [`AppName`] applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ApiKeyName(String);
+string_newtype!(ApiKeyName);
+
+impl ApiKeyName {
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        display_name("name", value).map(Self)
+    }
+}
+
+/// The most characters of a display name.
+const DISPLAY_NAME_MAX_CHARS: usize = 100;
+
+/// The one rule for the free-text names people read in lists and in the dashboard (an app's
+/// name, an API key's name): trimmed, 1 to [`DISPLAY_NAME_MAX_CHARS`] characters, any letters,
+/// digits, punctuation and emoji, but none of the characters that change how the rest is shown
+/// (see [`hidden_kind`]) — a right-to-left override makes `Payments\u{202e}nimda` read as
+/// `Paymentsadmin`, zero-width characters make two different names look alike.
+///
+/// Markup characters (`<`, `>`, `&`, quotes) are allowed: a name is text, and whatever renders it
+/// escapes it.
+fn display_name(field: &'static str, value: &str) -> Result<String, InputError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(InputError::new(
+            field,
+            format!("the {field} must not be empty"),
+        ));
+    }
+    if trimmed.chars().count() > DISPLAY_NAME_MAX_CHARS {
+        return Err(InputError::new(
+            field,
+            format!("the {field} must be at most {DISPLAY_NAME_MAX_CHARS} characters long"),
+        ));
+    }
+    if let Some(kind) = trimmed.chars().find_map(hidden_kind) {
+        return Err(InputError::new(
+            field,
+            format!("the {field} must not contain {kind}: '{}'", echo(trimmed)),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Why `c` may not be in a display name, or `None` when it may: control characters (general
+/// category Cc: NUL, newline, escape…), line and paragraph separators (Zl, Zp), and format
+/// characters (Cf: the bidirectional controls U+061C, U+200E–U+200F, U+202A–U+202E and
+/// U+2066–U+2069, the zero-width U+200B–U+200D and U+2060, the byte order mark U+FEFF, tag
+/// characters…). Emoji joined by a zero-width joiner (a family, some flags) are refused with
+/// it; single emoji and those with a variation selector are fine.
+fn hidden_kind(c: char) -> Option<&'static str> {
+    match c.general_category() {
+        GeneralCategory::Control => Some("control characters"),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            Some("line or paragraph separators")
         }
-        if trimmed.chars().count() > 100 {
-            return Err(InputError::new(
-                "name",
-                "the name must be at most 100 characters long",
-            ));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(InputError::new(
-                "name",
-                "the name must not contain control characters",
-            ));
-        }
-        Ok(Self(trimmed.to_owned()))
+        GeneralCategory::Format => Some(
+            "invisible formatting characters (bidirectional controls, zero-width characters, byte order marks)",
+        ),
+        _ => None,
     }
 }
 
@@ -131,7 +183,7 @@ impl ScriptKind {
                 "kind",
                 format!(
                     "'{}' is not a script kind: use 'endpoint' or 'module'",
-                    truncate(other)
+                    echo(other)
                 ),
             )),
         }
@@ -203,7 +255,7 @@ impl ScriptName {
             };
             return Err(InputError::new(
                 FIELD,
-                format!("'{}' is not a valid script name: {rule}", truncate(value)),
+                format!("'{}' is not a valid script name: {rule}", echo(value)),
             ));
         }
         if kind == ScriptKind::Module && RESERVED_MODULE_NAMES.contains(&value) {
@@ -252,7 +304,7 @@ impl RouteMethod {
                     "method",
                     format!(
                         "'{}' is not a supported method: use GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ANY",
-                        truncate(value)
+                        echo(value)
                     ),
                 )
             })
@@ -296,7 +348,7 @@ impl DispatchMode {
                 "dispatch_mode",
                 format!(
                     "'{}' is not a dispatch mode: use 'sync' or 'async'",
-                    truncate(other)
+                    echo(other)
                 ),
             )),
         }
@@ -346,7 +398,7 @@ impl RoutePath {
             )));
         }
         let Some(rest) = value.strip_prefix('/') else {
-            return Err(err(format!("'{}' must start with '/'", truncate(value))));
+            return Err(err(format!("'{}' must start with '/'", echo(value))));
         };
         if rest.is_empty() {
             return Ok(Vec::new());
@@ -358,7 +410,7 @@ impl RoutePath {
             if seg.is_empty() {
                 return Err(err(format!(
                     "'{}' has an empty segment: remove the doubled or trailing '/'",
-                    truncate(value)
+                    echo(value)
                 )));
             }
             if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -371,7 +423,8 @@ impl RoutePath {
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid_name {
                     return Err(err(format!(
-                        "'{{{inner}}}' is not a valid parameter: name it with letters, digits and '_', like '{{id}}' or '{{*rest}}'"
+                        "'{{{}}}' is not a valid parameter: name it with letters, digits and '_', like '{{id}}' or '{{*rest}}'",
+                        echo(inner)
                     )));
                 }
                 if names.contains(&name) {
@@ -396,7 +449,7 @@ impl RoutePath {
                 if !valid_literal {
                     return Err(err(format!(
                         "the segment '{}' may hold only letters, digits and - . _ ~ @ : + , =; parameters are written '{{name}}'",
-                        truncate(seg)
+                        echo(seg)
                     )));
                 }
                 segments.push(PathSegment::Literal((*seg).to_owned()));
@@ -432,7 +485,7 @@ impl HeaderNames {
                     field,
                     format!(
                         "'{}' is not an HTTP header name: use letters, digits and ! # $ % & ' * + - . ^ _ ` | ~",
-                        truncate(name)
+                        echo(name)
                     ),
                 ));
             }
@@ -538,23 +591,31 @@ impl Username {
                 "username",
                 format!(
                     "'{}' is not a valid username: use 1 to 64 characters of a-z, 0-9, '_', '-' and '.'",
-                    truncate(value)
+                    echo(value)
                 ),
             ))
         }
     }
 }
 
-/// Echoes at most 64 characters of a refused value back to the user.
-fn truncate(value: &str) -> String {
+/// A refused value as a message quotes it: at most 64 characters, and the characters a display
+/// name may not hold ([`hidden_kind`]) escaped (`\u{202e}`, `\n`), so that a bidi control
+/// cannot reorder the message around it nor a line break forge a log line.
+pub(crate) fn echo(value: &str) -> String {
     const MAX: usize = 64;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        let mut cut: String = value.chars().take(MAX).collect();
-        cut.push('…');
-        cut
+    let mut shown = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == MAX {
+            shown.push('…');
+            break;
+        }
+        if hidden_kind(c).is_some() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
     }
+    shown
 }
 
 #[cfg(test)]
@@ -606,6 +667,141 @@ mod tests {
             AppName::parse("a\u{0}b").is_err(),
             "control characters are refused"
         );
+    }
+
+    /// Characters that reorder, hide or break the text around them: controls, every bidi
+    /// control, zero-width characters, the BOM, separators, a tag character.
+    const HOSTILE: &[(&str, char)] = &[
+        ("NUL", '\u{0}'),
+        ("newline", '\n'),
+        ("ESC", '\u{1b}'),
+        ("DEL", '\u{7f}'),
+        ("CSI (C1)", '\u{9b}'),
+        ("ALM", '\u{61c}'),
+        ("LRM", '\u{200e}'),
+        ("RLM", '\u{200f}'),
+        ("LRE", '\u{202a}'),
+        ("RLE", '\u{202b}'),
+        ("PDF", '\u{202c}'),
+        ("LRO", '\u{202d}'),
+        ("RLO", '\u{202e}'),
+        ("LRI", '\u{2066}'),
+        ("RLI", '\u{2067}'),
+        ("FSI", '\u{2068}'),
+        ("PDI", '\u{2069}'),
+        ("ZWSP", '\u{200b}'),
+        ("ZWNJ", '\u{200c}'),
+        ("ZWJ", '\u{200d}'),
+        ("word joiner", '\u{2060}'),
+        ("BOM", '\u{feff}'),
+        ("soft hyphen", '\u{ad}'),
+        ("line separator", '\u{2028}'),
+        ("paragraph separator", '\u{2029}'),
+        ("tag A", '\u{e0041}'),
+    ];
+
+    /// A parser under test, by what it names: the parsed value as text, or the refusal.
+    type Parser = (&'static str, fn(&str) -> Result<String, InputError>);
+
+    /// The parsers of display names.
+    fn display_names() -> [Parser; 2] {
+        [
+            ("app name", |v| AppName::parse(v).map(|n| n.to_string())),
+            ("API key name", |v| {
+                ApiKeyName::parse(v).map(|n| n.to_string())
+            }),
+        ]
+    }
+
+    // Names are shown in lists and the dashboard: a right-to-left override or a zero-width
+    // character let one name pass for another, and the refusal quoted the character raw.
+    #[test]
+    fn display_names_refuse_controls_and_invisible_formatting_characters() {
+        for (kind, parse) in display_names() {
+            for (what, c) in HOSTILE {
+                let name = format!("Pay{c}ments");
+                let err = parse(&name).expect_err(&format!("a {kind} with {what}"));
+                assert_eq!(err.field, "name", "{kind} with {what}: the field is named");
+                assert!(
+                    !err.message.contains(*c),
+                    "{kind} with {what}: the message does not echo it raw: {}",
+                    err.message.escape_debug()
+                );
+                assert!(
+                    err.message.contains(&c.escape_default().to_string()),
+                    "{kind} with {what}: the message shows it escaped: {}",
+                    err.message.escape_debug()
+                );
+                assert!(
+                    ["control", "formatting", "separator"]
+                        .iter()
+                        .any(|k| err.message.contains(k)),
+                    "{kind} with {what}: the message says which kind of character: {}",
+                    err.message.escape_debug()
+                );
+            }
+            let rlo = parse("Pay\u{202e}ments").expect_err("RLO");
+            assert!(
+                rlo.message.contains("bidirectional"),
+                "{kind}: a bidi control is called one: {}",
+                rlo.message.escape_debug()
+            );
+        }
+    }
+
+    #[test]
+    fn display_names_accept_ordinary_unicode_and_markup() {
+        for (kind, parse) in display_names() {
+            for ok in [
+                "Café crème",
+                "日本のアプリ",
+                "🚀 Launch",
+                "❤\u{fe0f} Love",
+                "שלום עולם",
+                "<b>Shop</b> & \"Co\"",
+            ] {
+                assert_eq!(
+                    parse(ok),
+                    Ok(ok.to_owned()),
+                    "the {kind} '{ok}' is accepted"
+                );
+            }
+        }
+    }
+
+    // Slugs, script names, usernames and collection names are ASCII-only; none lets a hostile
+    // character through, and none quotes it back raw.
+    #[test]
+    fn ascii_names_refuse_bidi_and_invisible_characters() {
+        let parsers: [Parser; 5] = [
+            ("slug", |v| AppSlug::parse(v).map(|n| n.to_string())),
+            ("endpoint name", |v| {
+                ScriptName::parse(v, ScriptKind::Endpoint).map(|n| n.to_string())
+            }),
+            ("module name", |v| {
+                ScriptName::parse(v, ScriptKind::Module).map(|n| n.to_string())
+            }),
+            ("username", |v| Username::parse(v).map(|n| n.to_string())),
+            ("collection", |v| {
+                crate::events::CollectionName::parse(v).map(|n| n.to_string())
+            }),
+        ];
+        for (kind, parse) in parsers {
+            assert_eq!(
+                parse("payments"),
+                Ok("payments".to_owned()),
+                "a plain {kind} passes"
+            );
+            for (what, c) in HOSTILE {
+                let err =
+                    parse(&format!("pay{c}ments")).expect_err(&format!("a {kind} with {what}"));
+                assert!(
+                    !err.message.contains(*c),
+                    "{kind} with {what}: the message does not echo it raw: {}",
+                    err.message.escape_debug()
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`id`] | the string ids of apps, scripts, routes, users, executions |
 //! | [`time`] | [`Timestamp`], milliseconds since the epoch, RFC 3339 on the wire |
-//! | [`input`] | parsed input: slugs, names, methods, route paths, header names — each `parse` says what was wrong |
+//! | [`input`] | parsed input: slugs, names (one display-name rule for app and API key names), methods, route paths, header names — each `parse` says what was wrong |
 //! | [`model`] | the stored records: [`App`], [`Script`], [`Route`], [`User`], [`Membership`], [`ApiKey`] |
 //! | [`auth`] | [`Role`], [`Scope`], [`Capability`], the capability table and the [`Principal`] that holds them |
 //! | [`limits`] | [`Limits`], the sandbox's bounds, in one place |
@@ -30,8 +30,8 @@ pub use events::{
 };
 pub use id::{ApiKeyId, AppId, DeadLetterId, ExecutionId, RouteId, ScriptId, TriggerId, UserId};
 pub use input::{
-    AppName, AppSlug, DispatchMode, HeaderNames, InputError, KeptHeaders, RouteMethod, RoutePath,
-    ScriptKind, ScriptName, Username,
+    ApiKeyName, AppName, AppSlug, DispatchMode, HeaderNames, InputError, KeptHeaders, RouteMethod,
+    RoutePath, ScriptKind, ScriptName, Username,
 };
 pub use limits::Limits;
 pub use model::{ApiKey, App, Membership, Route, Script, User};

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use picloud_core::{
-    ApiKey, ApiKeyId, AppId, Capability, Credential, InputError, Principal, Scope, Timestamp,
+    ApiKey, ApiKeyId, ApiKeyName, AppId, Capability, Credential, InputError, Principal, Scope,
+    Timestamp,
 };
 use picloud_store::{NewApiKey, Store, StoreError};
 use rand::rngs::OsRng;
@@ -33,7 +34,7 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// A new key as its creator asks for it.
 #[derive(Debug, Clone)]
 pub struct NewApiKeyInput {
-    pub name: String,
+    pub name: ApiKeyName,
     pub scopes: Vec<Scope>,
     pub app_id: Option<AppId>,
     pub expires_at: Option<Timestamp>,
@@ -64,10 +65,6 @@ impl ApiKeyService {
         input: NewApiKeyInput,
     ) -> ServiceResult<CreatedApiKey> {
         require(actor, Capability::ApiKeysManage)?;
-        let name = input.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(InputError::new("name", "the name must be 1 to 100 characters").into());
-        }
         if input.scopes.is_empty() {
             return Err(InputError::new("scopes", "give the key at least one scope").into());
         }
@@ -88,7 +85,7 @@ impl ApiKeyService {
             .store
             .create_api_key(&NewApiKey {
                 user_id: actor.user_id,
-                name: name.to_owned(),
+                name: input.name,
                 prefix,
                 secret_hash: key_hash(&secret),
                 scopes,

@@ -1,7 +1,10 @@
 //! Who is calling, and whether they may.
 //!
 //! - Passwords are hashed with argon2id (the argon2 crate's default parameters), on a blocking
-//!   thread: a hash costs tens of milliseconds of CPU.
+//!   thread: a hash costs tens of milliseconds of CPU. Every password that is set — a new user,
+//!   an admin's reset, a user's own change, the first admin, the CLI — passes the
+//!   [`PasswordPolicy`] here; a login checks only the hash, so passwords set before a stricter
+//!   policy still log in.
 //! - A login gives a session token: `ps_` and 32 random bytes, base64url. The store keeps only its SHA-256,
 //!   so a leaked database does not leak sessions. The dashboard's CSRF token is derived from the
 //!   session token ([`csrf_token`]): only someone who holds the session can compute it.
@@ -17,6 +20,7 @@
 //!   it but lacks the capability gets "forbidden".
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -50,8 +54,86 @@ pub fn is_credential(token: &str) -> bool {
     token.starts_with(API_KEY_MARK) || token.starts_with(SESSION_MARK)
 }
 
-/// Length of a generated admin password.
+/// Length of a generated password, unless the policy asks for more.
 const GENERATED_PASSWORD_LEN: usize = 24;
+
+/// The longest password accepted, in bytes: argon2 reads all of it, so a longer one would only
+/// cost CPU.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// What a new password must be: at least [`PasswordPolicy::min_chars`] characters (Unicode
+/// scalar values: `é` counts once, as a person counts it) and at most [`MAX_PASSWORD_BYTES`]
+/// bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    min_chars: usize,
+}
+
+impl PasswordPolicy {
+    /// The minimum unless the operator sets another (`PICLOUD_MIN_PASSWORD_LENGTH`).
+    pub const DEFAULT_MIN_CHARS: usize = 12;
+    /// The minimums an operator may set: below 8 a password falls to guessing too easily.
+    pub const MIN_CHARS_RANGE: RangeInclusive<usize> = 8..=128;
+
+    /// A policy of at least `min_chars` characters, one of [`Self::MIN_CHARS_RANGE`].
+    pub fn new(min_chars: usize) -> Result<Self, InputError> {
+        if Self::MIN_CHARS_RANGE.contains(&min_chars) {
+            Ok(Self { min_chars })
+        } else {
+            Err(InputError::new(
+                "min_password_length",
+                format!(
+                    "{min_chars} is outside the accepted range {}..={}",
+                    Self::MIN_CHARS_RANGE.start(),
+                    Self::MIN_CHARS_RANGE.end()
+                ),
+            ))
+        }
+    }
+
+    pub fn min_chars(self) -> usize {
+        self.min_chars
+    }
+
+    /// A random password of letters and digits (easy to copy) that passes this policy: 24
+    /// characters, or the minimum when that is more.
+    pub fn generate(self) -> String {
+        OsRng
+            .sample_iter(&Alphanumeric)
+            .take(GENERATED_PASSWORD_LEN.max(self.min_chars))
+            .map(char::from)
+            .collect()
+    }
+
+    /// Checks a new password that came in `field`.
+    pub fn check(self, field: &'static str, password: &str) -> Result<(), InputError> {
+        let chars = password.chars().count();
+        if chars < self.min_chars {
+            return Err(InputError::new(
+                field,
+                format!(
+                    "the password must be at least {} characters long; this one has {chars}",
+                    self.min_chars
+                ),
+            ));
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(InputError::new(
+                field,
+                format!("the password is longer than {MAX_PASSWORD_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_chars: Self::DEFAULT_MIN_CHARS,
+        }
+    }
+}
 
 /// An argon2id hash (default parameters) of a random password nobody knows: logins of unknown
 /// users are verified against it, so they cost what a wrong password costs.
@@ -101,19 +183,27 @@ pub struct Auth {
     store: Arc<dyn Store>,
     session_ttl_ms: i64,
     throttle: Arc<LoginThrottle>,
+    password_policy: PasswordPolicy,
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn Store>, session_ttl_ms: i64, throttle: ThrottleConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        session_ttl_ms: i64,
+        throttle: ThrottleConfig,
+        password_policy: PasswordPolicy,
+    ) -> Self {
         Self {
             store,
             session_ttl_ms,
             throttle: Arc::new(LoginThrottle::new(throttle)),
+            password_policy,
         }
     }
 
     /// On a database without users, creates the instance admin `admin` with `password`, or with a
-    /// random password that is returned (to be shown once). `None` when users already exist.
+    /// random password that is returned (to be shown once). `None` when users already exist: the
+    /// password is then not used, nor checked against the policy.
     #[tracing::instrument(skip_all)]
     pub async fn ensure_instance_admin(
         &self,
@@ -124,7 +214,7 @@ impl Auth {
         }
         let (password, generated) = match password {
             Some(given) => (given.to_owned(), false),
-            None => (generate_password(), true),
+            None => (self.password_policy.generate(), true),
         };
         let username = Username::parse(INSTANCE_ADMIN)?;
         match self.create_user(&username, &password, true).await {
@@ -143,7 +233,7 @@ impl Auth {
         password: &str,
         is_instance_admin: bool,
     ) -> ServiceResult<User> {
-        check_password(password)?;
+        self.password_policy.check("password", password)?;
         let hash = hash_password(password.to_owned()).await?;
         Ok(self
             .store
@@ -153,7 +243,12 @@ impl Auth {
 
     /// Replaces a user's password and ends its sessions. No permission check (see `create_user`).
     pub async fn set_password(&self, user_id: UserId, password: &str) -> ServiceResult<User> {
-        check_password(password)?;
+        self.password_policy.check("password", password)?;
+        self.store_password(user_id, password).await
+    }
+
+    /// Hashes and stores a password that passed the policy, ending the user's sessions.
+    async fn store_password(&self, user_id: UserId, password: &str) -> ServiceResult<User> {
         let hash = hash_password(password.to_owned()).await?;
         self.store
             .set_password(user_id, &hash)
@@ -171,7 +266,7 @@ impl Auth {
         current: &str,
         new: &str,
     ) -> ServiceResult<User> {
-        check_password(new)?;
+        self.password_policy.check("new_password", new)?;
         let credentials = self
             .store
             .user_credentials(&actor.username)
@@ -180,7 +275,7 @@ impl Auth {
         if !verify_password(current.to_owned(), credentials.password_hash).await? {
             return Err(ServiceError::InvalidCredentials);
         }
-        self.set_password(actor.user_id, new).await
+        self.store_password(actor.user_id, new).await
     }
 
     /// Checks a username and password and opens a session.
@@ -309,24 +404,6 @@ pub fn secrets_match(expected: &[u8], presented: &[u8]) -> bool {
     expected.ct_eq(presented).into()
 }
 
-fn check_password(password: &str) -> ServiceResult<()> {
-    if password.is_empty() {
-        return Err(InputError::new("password", "the password must not be empty").into());
-    }
-    if password.len() > 1024 {
-        return Err(InputError::new("password", "the password is longer than 1024 bytes").into());
-    }
-    Ok(())
-}
-
-fn generate_password() -> String {
-    OsRng
-        .sample_iter(&Alphanumeric)
-        .take(GENERATED_PASSWORD_LEN)
-        .map(char::from)
-        .collect()
-}
-
 fn new_token() -> String {
     let mut bytes = [0_u8; 32];
     OsRng.fill_bytes(&mut bytes);
@@ -441,12 +518,85 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_counts_characters_not_bytes() {
+        let policy = PasswordPolicy::default();
+        assert_eq!(policy.min_chars(), 12, "twelve characters by default");
+        let err = policy
+            .check("password", &"é".repeat(11))
+            .expect_err("11 characters, though 22 bytes");
+        assert_eq!(err.field, "password", "the field is named: {err}");
+        assert!(
+            err.message.contains("at least 12 characters"),
+            "the message gives the minimum: {err}"
+        );
+        assert_eq!(
+            policy.check("password", &"é".repeat(12)),
+            Ok(()),
+            "12 characters pass"
+        );
+        assert_eq!(
+            policy.check("password", ""),
+            Err(InputError::new(
+                "password",
+                "the password must be at least 12 characters long; this one has 0"
+            )),
+            "an empty password is a short one"
+        );
+    }
+
+    #[test]
+    fn the_policy_keeps_the_byte_limit() {
+        let policy = PasswordPolicy::default();
+        assert!(
+            policy
+                .check("password", &"a".repeat(MAX_PASSWORD_BYTES))
+                .is_ok(),
+            "{MAX_PASSWORD_BYTES} bytes pass"
+        );
+        let err = policy
+            .check("new_password", &"a".repeat(MAX_PASSWORD_BYTES + 1))
+            .expect_err("one byte too many");
+        assert_eq!(err.field, "new_password", "the given field is named: {err}");
+    }
+
+    #[test]
+    fn an_operator_may_set_a_minimum_from_8_to_128() {
+        for ok in [8, 12, 128] {
+            assert_eq!(
+                PasswordPolicy::new(ok).map(PasswordPolicy::min_chars),
+                Ok(ok),
+                "{ok} is accepted"
+            );
+        }
+        for bad in [0, 7, 129] {
+            assert!(PasswordPolicy::new(bad).is_err(), "{bad} is refused");
+        }
+        let strict = PasswordPolicy::new(16).expect("16 is in range");
+        assert!(
+            strict.check("password", "fifteen chars!!").is_err(),
+            "a higher minimum refuses what the default accepts"
+        );
+    }
+
+    #[test]
     fn generated_passwords_are_long_and_alphanumeric() {
-        let password = generate_password();
+        let password = PasswordPolicy::default().generate();
         assert_eq!(password.len(), GENERATED_PASSWORD_LEN, "24 characters");
         assert!(
             password.chars().all(|c| c.is_ascii_alphanumeric()),
             "easy to copy: {password}"
+        );
+    }
+
+    #[test]
+    fn a_generated_password_passes_a_minimum_above_its_usual_length() {
+        let policy = PasswordPolicy::new(40).expect("40 is in range");
+        let password = policy.generate();
+        assert_eq!(password.len(), 40, "as long as the minimum");
+        assert_eq!(
+            policy.check("password", &password),
+            Ok(()),
+            "it passes its own policy"
         );
     }
 }

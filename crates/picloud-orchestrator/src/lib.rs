@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::api_keys::{ApiKeyService, CreatedApiKey, NewApiKeyInput};
 pub use crate::apps::{AppChanges, AppService};
-pub use crate::auth::{Auth, Login};
+pub use crate::auth::{Auth, Login, PasswordPolicy};
 pub use crate::dead_letters::{DeadLetterService, Replayed};
 pub use crate::dispatcher::{Attempt, Dispatcher, OutboxConfig, TriggerConfig};
 pub use crate::error::{ServiceError, ServiceResult};
@@ -84,6 +84,8 @@ pub struct PlatformConfig {
     pub session_ttl_ms: i64,
     /// The slowdown of repeated failed logins.
     pub login_throttle: ThrottleConfig,
+    /// What every password that is set must be.
+    pub password_policy: PasswordPolicy,
     pub triggers: TriggerConfig,
     pub outbox: OutboxConfig,
     /// The request headers async jobs do not store (`PICLOUD_REDACTED_HEADERS` adds to the
@@ -98,6 +100,7 @@ impl Default for PlatformConfig {
             gate_wait_ms: 1_000,
             session_ttl_ms: 24 * 3_600_000,
             login_throttle: ThrottleConfig::default(),
+            password_policy: PasswordPolicy::default(),
             triggers: TriggerConfig::default(),
             outbox: OutboxConfig::default(),
             redacted_headers: RedactedHeaders::default(),
@@ -232,7 +235,12 @@ impl Platform {
                 stopped,
             )),
         ];
-        let auth = Auth::new(store.clone(), config.session_ttl_ms, config.login_throttle);
+        let auth = Auth::new(
+            store.clone(),
+            config.session_ttl_ms,
+            config.login_throttle,
+            config.password_policy,
+        );
         let inner = Inner {
             apps: AppService::new(store.clone(), index.clone()),
             scripts: ScriptService::new(

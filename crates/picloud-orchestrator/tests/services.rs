@@ -6,7 +6,7 @@ use picloud_store::PageRequest;
 use picloud_test_support::both_backends;
 
 mod common;
-use common::{admin, app_with_script, route, script, start};
+use common::{admin, app_with_script, route, script, start, ADMIN_PASSWORD};
 
 async fn route_count(platform: &Platform, actor: &Principal, app_id: picloud_core::AppId) -> usize {
     platform
@@ -279,7 +279,11 @@ both_backends!(
             invalid.to_string(),
             "even for a name that cannot exist"
         );
-        let login = platform.auth().login("admin", "pw").await.expect("login");
+        let login = platform
+            .auth()
+            .login("admin", ADMIN_PASSWORD)
+            .await
+            .expect("login");
         assert!(
             platform
                 .auth()
@@ -317,12 +321,12 @@ both_backends!(
         let username = Username::parse("guest").expect("name");
         let guest_user = platform
             .auth()
-            .create_user(&username, "guest pw", false)
+            .create_user(&username, "guest password", false)
             .await
             .expect("a guest");
         let login = platform
             .auth()
-            .login("guest", "guest pw")
+            .login("guest", "guest password")
             .await
             .expect("guest login");
         let guest = platform

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use picloud_core::{ApiKey, ApiKeyId, AppId, Scope, Timestamp};
+use picloud_core::{ApiKey, ApiKeyId, ApiKeyName, AppId, Scope, Timestamp};
 use picloud_orchestrator::{NewApiKeyInput, Platform};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,7 @@ pub(crate) async fn create(
     caller: Authenticated,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let name = ApiKeyName::parse(&body.name)?;
     let scopes = body
         .scopes
         .iter()
@@ -44,7 +45,7 @@ pub(crate) async fn create(
         .map(|id| path_id(id, "app", AppId::parse))
         .transpose()?;
     let input = NewApiKeyInput {
-        name: body.name,
+        name,
         scopes,
         app_id,
         expires_at: body.expires_at,

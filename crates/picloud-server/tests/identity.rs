@@ -3,10 +3,129 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Answer, Settings, TestServer};
+use picloud_orchestrator::{PasswordPolicy, PlatformConfig};
 use picloud_test_support::both_backends;
 use reqwest::Method;
 use serde_json::json;
+
+/// One character short of the default minimum, and exactly it.
+const ELEVEN_CHARS: &str = "elevenchars";
+const TWELVE_CHARS: &str = "twelve chars";
+
+/// Asserts a `400 invalid_input` on the body field `field` that states the minimum `min`.
+fn assert_too_short(answer: &Answer, field: &str, min: usize, what: &str) {
+    assert_eq!(
+        (answer.status, answer.code()),
+        (400, "invalid_input"),
+        "{what}: a short password is invalid input: {answer}"
+    );
+    assert_eq!(
+        answer.json["error"]["field"],
+        json!(field),
+        "{what}: the body's field is named: {answer}"
+    );
+    assert!(
+        answer.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("at least {min} characters"))),
+        "{what}: the message states the minimum: {answer}"
+    );
+}
+
+// A one-character password used to be accepted. Every way of setting a password over the API
+// refuses 11 characters (and changes nothing: the old password and sessions still work) and
+// accepts 12.
+both_backends!(
+    every_way_of_setting_a_password_needs_12_characters,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let refused = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "pat", "password": ELEVEN_CHARS})),
+            )
+            .await;
+        assert_too_short(&refused, "password", 12, "creating a user");
+        let created = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "pat", "password": TWELVE_CHARS})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "12 characters create pat: {created}");
+        let pat_id = created.json["id"].as_str().expect("an id").to_owned();
+        let pat = server.login("pat", TWELVE_CHARS).await;
+
+        let reset = format!("/api/v1/admin/users/{pat_id}/password");
+        let refused = server
+            .admin(Method::PUT, &reset, Some(json!({"password": ELEVEN_CHARS})))
+            .await;
+        assert_too_short(&refused, "password", 12, "an admin's reset");
+        let own = |current: &str, new: &str| {
+            server.call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&pat),
+                Some(json!({"current_password": current, "new_password": new})),
+            )
+        };
+        let refused = own(TWELVE_CHARS, ELEVEN_CHARS).await;
+        assert_too_short(&refused, "new_password", 12, "a user's own change");
+        let me = server
+            .call(Method::GET, "/api/v1/auth/me", Some(&pat), None)
+            .await;
+        assert_eq!(me.status, 200, "refused changes end no session: {me}");
+
+        let changed = own(TWELVE_CHARS, "other 12 chr").await;
+        assert_eq!(
+            changed.status, 204,
+            "a user's own change to 12 characters: {changed}"
+        );
+        let reset = server
+            .admin(Method::PUT, &reset, Some(json!({"password": TWELVE_CHARS})))
+            .await;
+        assert_eq!(
+            reset.status, 204,
+            "an admin's reset to 12 characters: {reset}"
+        );
+        server.login("pat", TWELVE_CHARS).await;
+    }
+);
+
+// PICLOUD_MIN_PASSWORD_LENGTH reaches the service: a higher minimum refuses what the default
+// accepts.
+both_backends!(
+    a_higher_minimum_refuses_a_password_the_default_accepts,
+    |store| async move {
+        let settings = Settings {
+            platform: PlatformConfig {
+                password_policy: PasswordPolicy::new(16).expect("16 is in range"),
+                ..PlatformConfig::default()
+            },
+            ..Settings::default()
+        };
+        let server = TestServer::start_with(store, settings).await;
+        let refused = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "pat", "password": TWELVE_CHARS})),
+            )
+            .await;
+        assert_too_short(&refused, "password", 16, "a minimum of 16");
+        let created = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "pat", "password": "sixteen chars ok"})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "16 characters pass: {created}");
+    }
+);
 
 // The instance admin creates, lists, disables, promotes and deletes users; a disabled user's
 // sessions and keys stop working; an admin cannot lock itself out.
@@ -18,7 +137,7 @@ both_backends!(
             .admin(
                 Method::POST,
                 "/api/v1/admin/users",
-                Some(json!({"username": "ann", "password": "ann pw"})),
+                Some(json!({"username": "ann", "password": "ann's password"})),
             )
             .await;
         assert_eq!(created.status, 201, "create: {created}");
@@ -31,7 +150,7 @@ both_backends!(
             .admin(
                 Method::POST,
                 "/api/v1/admin/users",
-                Some(json!({"username": "ann", "password": "x"})),
+                Some(json!({"username": "ann", "password": "another password"})),
             )
             .await;
         assert_eq!(taken.status, 409, "a taken username: {taken}");
@@ -42,7 +161,7 @@ both_backends!(
             "admin and ann: {listed}"
         );
 
-        let token = server.login("ann", "ann pw").await;
+        let token = server.login("ann", "ann's password").await;
         let key = server
             .call(
                 Method::POST,
@@ -88,11 +207,11 @@ both_backends!(
             .admin(
                 Method::PUT,
                 &format!("/api/v1/admin/users/{ann}/password"),
-                Some(json!({"password": "new pw"})),
+                Some(json!({"password": "ann's new password"})),
             )
             .await;
         assert_eq!(answer.status, 204, "set password: {answer}");
-        server.login("ann", "new pw").await;
+        server.login("ann", "ann's new password").await;
 
         let me = server
             .call(Method::GET, "/api/v1/auth/me", Some(&server.token), None)
@@ -136,11 +255,11 @@ both_backends!(
                 .admin(
                     Method::POST,
                     "/api/v1/admin/users",
-                    Some(json!({"username": name, "password": "pw"})),
+                    Some(json!({"username": name, "password": "member password"})),
                 )
                 .await;
         }
-        let olga = server.login("olga", "pw").await;
+        let olga = server.login("olga", "member password").await;
         let app = server
             .call(
                 Method::POST,
@@ -241,7 +360,7 @@ both_backends!(
                 Method::POST,
                 "/api/v1/auth/password",
                 Some(&olga),
-                Some(json!({"current_password": "nope", "new_password": "x"})),
+                Some(json!({"current_password": "nope", "new_password": "a brand new password"})),
             )
             .await;
         assert_eq!(
@@ -253,7 +372,7 @@ both_backends!(
                 Method::POST,
                 "/api/v1/auth/password",
                 Some(&olga),
-                Some(json!({"current_password": "pw", "new_password": "pw2"})),
+                Some(json!({"current_password": "member password", "new_password": "member password 2"})),
             )
             .await;
         assert_eq!(changed.status, 204, "changed: {changed}");
@@ -261,7 +380,7 @@ both_backends!(
             .call(Method::GET, "/api/v1/auth/me", Some(&olga), None)
             .await;
         assert_eq!(answer.status, 401, "the old session ended: {answer}");
-        server.login("olga", "pw2").await;
+        server.login("olga", "member password 2").await;
     }
 );
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use common::TestServer;
 use picloud_core::exec::HttpRequest;
 use picloud_core::{
-    ApiKeyId, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode, JobPayload,
-    Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
+    ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode,
+    JobPayload, Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
 };
 use picloud_server::{admin_routes, Need, RouteSpec};
 use picloud_store::{
@@ -127,7 +127,7 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
     let own_key = store
         .create_api_key(&NewApiKey {
             user_id: caller_user,
-            name: "own".to_owned(),
+            name: ApiKeyName::parse("own").expect("a key name"),
             prefix: format!("f{n:07}"),
             secret_hash: vec![0; 32],
             scopes: vec![picloud_core::Scope::AppRead],
@@ -221,10 +221,12 @@ fn request(spec: &RouteSpec, fixture: &Fixture) -> Option<(String, Option<Value>
         ) => None,
         ("POST", "/api/v1/admin/api-keys") => Some(json!({"name": "k", "scopes": ["app:read"]})),
         ("POST", "/api/v1/admin/users") => {
-            Some(json!({"username": format!("new{n}"), "password": "pw"}))
+            Some(json!({"username": format!("new{n}"), "password": "a new password"}))
         }
         ("PATCH", "/api/v1/admin/users/{user_id}") => Some(json!({"disabled": true})),
-        ("PUT", "/api/v1/admin/users/{user_id}/password") => Some(json!({"password": "new pw"})),
+        ("PUT", "/api/v1/admin/users/{user_id}/password") => {
+            Some(json!({"password": "another password"}))
+        }
         _ => return None,
     };
     let path = spec

@@ -1,4 +1,5 @@
-//! Secrets at rest, CSRF, and the slowdown of password guessing, over HTTP on both backends.
+//! Secrets at rest, CSRF, the slowdown of password guessing, and names that could pass for
+//! others, over HTTP on both backends.
 
 mod common;
 
@@ -344,7 +345,7 @@ both_backends!(
             .auth()
             .create_user(
                 &picloud_core::Username::parse("victim").expect("name"),
-                "right",
+                "right password",
                 false,
             )
             .await
@@ -356,7 +357,7 @@ both_backends!(
                 "failure {attempt} is an ordinary refusal: {answer}"
             );
         }
-        let answer = login_answer(&server, "victim", "right").await;
+        let answer = login_answer(&server, "victim", "right password").await;
         assert_eq!(
             (answer.status, answer.code()),
             (429, "too_many_requests"),
@@ -393,6 +394,74 @@ both_backends!(
             (answer.status, answer.code()),
             (429, "too_many_requests"),
             "the address waits: {answer}"
+        );
+    }
+);
+
+// A right-to-left override made a name read differently than it was stored (`Pay\u{202e}nimda`
+// shows as `Payadmin`). Every name a user or key sets refuses it alike, changes nothing, and the
+// refusal does not quote the character raw.
+both_backends!(
+    names_with_bidi_controls_are_refused_wherever_they_are_set,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app = server.create_app("named").await;
+        let hostile = "Pay\u{202e}nimda";
+        let app_path = format!("/api/v1/admin/apps/{app}");
+        for (what, method, path, body) in [
+            (
+                "a new app",
+                Method::POST,
+                "/api/v1/admin/apps",
+                json!({"slug": "spoof", "name": hostile}),
+            ),
+            (
+                "a renamed app",
+                Method::PATCH,
+                app_path.as_str(),
+                json!({"name": hostile}),
+            ),
+            (
+                "a new API key",
+                Method::POST,
+                "/api/v1/admin/api-keys",
+                json!({"name": hostile, "scopes": ["app:read"]}),
+            ),
+        ] {
+            let answer = server.admin(method, path, Some(body)).await;
+            assert_eq!(
+                (answer.status, answer.code()),
+                (400, "invalid_input"),
+                "{what} is refused: {}",
+                answer.text.escape_debug()
+            );
+            assert_eq!(
+                answer.json["error"]["field"],
+                json!("name"),
+                "{what}: the field is named: {}",
+                answer.text.escape_debug()
+            );
+            assert!(
+                !answer.text.contains('\u{202e}'),
+                "{what}: the answer does not carry the override raw: {}",
+                answer.text.escape_debug()
+            );
+        }
+        let apps = server.admin(Method::GET, "/api/v1/admin/apps", None).await;
+        assert_eq!(
+            apps.json["items"]
+                .as_array()
+                .map(|items| items.iter().map(|a| a["name"].clone()).collect::<Vec<_>>()),
+            Some(vec![json!("named")]),
+            "no app was created or renamed: {apps}"
+        );
+        let keys = server
+            .admin(Method::GET, "/api/v1/admin/api-keys", None)
+            .await;
+        assert_eq!(
+            keys.json["items"].as_array().map(Vec::len),
+            Some(0),
+            "no key was created: {keys}"
         );
     }
 );

@@ -29,10 +29,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use picloud_core::services::{KvListRequest, Writer};
 use picloud_core::{
-    ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
-    DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, Membership, Role, Route,
-    RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp,
-    Trigger, TriggerDetail, TriggerId, User, UserId, Username,
+    ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
+    DeadLetterId, DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, Membership,
+    Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
+    Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
@@ -267,7 +267,7 @@ pub trait UserStore: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
     pub user_id: UserId,
-    pub name: String,
+    pub name: ApiKeyName,
     pub prefix: String,
     /// SHA-256 of the secret.
     pub secret_hash: Vec<u8>,

@@ -786,7 +786,7 @@ impl ApiKeyStore for PgStore {
         let row: Option<ApiKeyRow> = sqlx::query_as(sql::INSERT_API_KEY)
             .bind(ApiKeyId::new().to_string())
             .bind(key.user_id.to_string())
-            .bind(&key.name)
+            .bind(key.name.as_str())
             .bind(&key.prefix)
             .bind(&key.secret_hash)
             .bind(scopes_column(&key.scopes))

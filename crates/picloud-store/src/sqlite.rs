@@ -14,6 +14,8 @@
 //!   commit is in flight share the next transaction and its fsync.
 //! - Timestamps come from SQLite's clock (`unixepoch('now', 'subsec')`, SQLite ≥ 3.42; the
 //!   bundled library is newer), which is stable within one statement.
+//! - On Unix the data directory and the database file PiCloud creates are private to its user
+//!   (`0700`, `0600`, and so the `-wal` and `-shm` files too); `files` says how.
 
 mod group_commit;
 
@@ -70,6 +72,7 @@ macro_rules! now {
 }
 
 mod committer;
+mod files;
 
 /// PiCloud's stores in one SQLite file.
 #[derive(Debug, Clone)]
@@ -101,18 +104,11 @@ impl SqliteStore {
         Ok(deleted)
     }
 
-    /// Opens (creating when missing) the database file at `path` and its directory, and starts
-    /// the task that group-commits KV writes (on the current tokio runtime; it ends when the last
-    /// clone of the store is dropped).
+    /// Opens (creating when missing, private to this user) the database file at `path` and its
+    /// directory, and starts the task that group-commits KV writes (on the current tokio runtime;
+    /// it ends when the last clone of the store is dropped).
     pub async fn open(path: &Path, config: &StoreConfig) -> StoreResult<Self> {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|err| {
-                StoreError::Unavailable(format!(
-                    "the data directory {} cannot be created: {err}",
-                    dir.display()
-                ))
-            })?;
-        }
+        files::prepare(path).await?;
         let acquire_timeout = Duration::from_millis(config.acquire_timeout_ms);
         let common = SqliteConnectOptions::new()
             .filename(path)
@@ -999,7 +995,7 @@ impl ApiKeyStore for SqliteStore {
         let row: Option<ApiKeyRow> = sqlx::query_as(sql::INSERT_API_KEY)
             .bind(ApiKeyId::new().to_string())
             .bind(key.user_id.to_string())
-            .bind(&key.name)
+            .bind(key.name.as_str())
             .bind(&key.prefix)
             .bind(&key.secret_hash)
             .bind(scopes_column(&key.scopes))
@@ -1770,6 +1766,53 @@ mod tests {
             2,
             "a relaxed connection dropped before it was settled is closed, not reused"
         );
+        store.close().await;
+    }
+
+    // The database holds password hashes, session hashes and the apps' data: a file created
+    // world-readable (0644, the umask's usual result) let every local user read them.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_files_it_creates_are_private_to_its_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let data_dir = root.path().join("picloud-data").join("nested");
+        let db = data_dir.join("picloud.db");
+        let store = SqliteStore::open(&db, &StoreConfig::default())
+            .await
+            .expect("the store opens in a directory it creates");
+        store.migrate().await.expect("the store migrates");
+        store
+            .create_app(&crate::NewApp {
+                slug: AppSlug::parse("shop").expect("a slug"),
+                name: AppName::parse("Shop").expect("a name"),
+                expose_errors: false,
+            })
+            .await
+            .expect("a write, so the WAL holds something");
+
+        let wal = data_dir.join("picloud.db-wal");
+        let shm = data_dir.join("picloud.db-shm");
+        for (path, expected) in [
+            (root.path().join("picloud-data"), 0o700),
+            (data_dir.clone(), 0o700),
+            (db.clone(), 0o600),
+            (wal, 0o600),
+            (shm, 0o600),
+        ] {
+            let mode = std::fs::metadata(&path)
+                .unwrap_or_else(|err| panic!("{} exists: {err}", path.display()))
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(
+                mode,
+                expected,
+                "{} is {mode:04o}, not {expected:04o}",
+                path.display()
+            );
+        }
         store.close().await;
     }
 

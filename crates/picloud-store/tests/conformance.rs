@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
 use picloud_core::{
-    ApiKeyId, App, AppId, AppName, AppSlug, DispatchMode, KeptHeaders, Role, RouteMethod,
-    RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
+    ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, DispatchMode, KeptHeaders, Role,
+    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId,
+    Username,
 };
 use picloud_store::{
     AppPatch, Backend, NewApiKey, NewApp, NewRoute, NewScript, PageRequest, ScriptPatch, Store,
@@ -96,7 +97,7 @@ fn conflict<T: std::fmt::Debug>(
 fn new_key(user_id: UserId, prefix: &str, app_id: Option<AppId>) -> NewApiKey {
     NewApiKey {
         user_id,
-        name: "ci".to_owned(),
+        name: ApiKeyName::parse("ci").expect("a key name"),
         prefix: prefix.to_owned(),
         secret_hash: vec![9; 32],
         scopes: Scope::ALL.to_vec(),

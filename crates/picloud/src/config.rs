@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use picloud_core::{HeaderNames, Limits};
-use picloud_orchestrator::{OutboxConfig, RedactedHeaders, TriggerConfig};
+use picloud_core::{HeaderNames, InputError, Limits};
+use picloud_orchestrator::{OutboxConfig, PasswordPolicy, RedactedHeaders, TriggerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +71,9 @@ pub struct UserArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub password_policy: PasswordPolicyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +112,23 @@ pub struct PasswordArgs {
         hide = true
     )]
     pub password: Option<String>,
+}
+
+/// The rule every new password follows; shared by `serve` (the first admin, the admin API) and
+/// `user` (create, passwd).
+#[derive(Debug, Args)]
+pub struct PasswordPolicyArgs {
+    /// The fewest characters a new password may have. Passwords set before keep logging in.
+    #[arg(long, env = "PICLOUD_MIN_PASSWORD_LENGTH",
+          default_value_t = PasswordPolicy::DEFAULT_MIN_CHARS,
+          value_parser = in_range(*PasswordPolicy::MIN_CHARS_RANGE.start(), *PasswordPolicy::MIN_CHARS_RANGE.end()))]
+    pub min_password_length: usize,
+}
+
+impl PasswordPolicyArgs {
+    pub fn policy(&self) -> Result<PasswordPolicy, InputError> {
+        PasswordPolicy::new(self.min_password_length)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -257,10 +277,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub outbox: OutboxArgs,
 
-    /// The instance admin's password, used once when the database is empty. When unset, a
-    /// random password is generated and printed once.
+    /// The instance admin's password, used once when the database is empty (and then it must
+    /// pass the password policy). When unset, a random password is generated and printed once.
     #[arg(long, env = "PICLOUD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+
+    #[command(flatten)]
+    pub password_policy: PasswordPolicyArgs,
 
     /// Run scripts in a `picloud executor` at this URL instead of in this process.
     #[arg(long, env = "PICLOUD_EXECUTOR_URL")]
@@ -688,6 +711,35 @@ mod tests {
         assert!(
             err.to_string().contains("not ok"),
             "the message names the bad value: {err}"
+        );
+    }
+
+    #[test]
+    fn the_password_minimum_is_12_unless_set_within_8_to_128() {
+        let cli = Cli::try_parse_from(["picloud", "serve"]).expect("serve with no flags");
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(
+            args.password_policy.policy(),
+            Ok(PasswordPolicy::default()),
+            "the default policy"
+        );
+        let cli = Cli::try_parse_from(["picloud", "user", "--min-password-length", "20", "list"])
+            .expect("user takes the setting too");
+        let Command::User(args) = cli.command else {
+            panic!("expected user")
+        };
+        assert_eq!(
+            args.password_policy.policy().map(PasswordPolicy::min_chars),
+            Ok(20),
+            "as set"
+        );
+        let err = Cli::try_parse_from(["picloud", "serve", "--min-password-length", "7"])
+            .expect_err("below 8");
+        assert!(
+            err.to_string().contains("8..=128"),
+            "the message gives the range: {err}"
         );
     }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
 use picloud_executor::{ExecutorClient, RemoteExecutorClient};
-use picloud_orchestrator::{Platform, PlatformConfig};
+use picloud_orchestrator::{PasswordPolicy, Platform, PlatformConfig, ServiceError};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -156,6 +156,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gate_wait_ms: args.gate_wait_ms,
         session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
         login_throttle: args.login_throttle(),
+        password_policy: args.password_policy.policy()?,
         triggers: args.triggers.config(),
         outbox: args.outbox.config(),
         redacted_headers: args.redacted_headers(),
@@ -164,12 +165,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the platform")?;
 
-    if let Some(password) = platform
+    let created = platform
         .auth()
         .ensure_instance_admin(args.admin_password.as_deref())
         .await
-        .context("cannot create the instance admin")?
-    {
+        .map_err(|err| match err {
+            // Only a given password can fail the policy: a generated one passes it.
+            ServiceError::Invalid(refused) => anyhow::anyhow!(
+                "PICLOUD_ADMIN_PASSWORD / --admin-password: {} \
+                 (PICLOUD_MIN_PASSWORD_LENGTH sets the minimum; leave the variable unset \
+                 for a generated password)",
+                refused.message
+            ),
+            other => anyhow::Error::new(other).context("cannot create the instance admin"),
+        })?;
+    if let Some(password) = created {
         tracing::warn!(
             username = "admin",
             password = %password,
@@ -231,11 +241,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn user(args: UserArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
 
+    let policy = args.password_policy.policy()?;
     let store = open_store(&args.database).await?;
     let auth = picloud_orchestrator::Auth::new(
         store.clone(),
         PlatformConfig::default().session_ttl_ms,
         picloud_orchestrator::ThrottleConfig::default(),
+        policy,
     );
     let mut out = std::io::stdout().lock();
     let result = async {
@@ -247,7 +259,7 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
             } => {
                 let name = picloud_core::Username::parse(&username)
                     .map_err(|err| anyhow::anyhow!("{}", err.message))?;
-                let (password, generated) = new_password(&password)?;
+                let (password, generated) = new_password(&password, policy)?;
                 let user = auth
                     .create_user(&name, &password, admin)
                     .await
@@ -264,7 +276,7 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
                     .user_credentials(&name)
                     .await?
                     .with_context(|| format!("there is no user '{username}'"))?;
-                let (password, generated) = new_password(&password)?;
+                let (password, generated) = new_password(&password, policy)?;
                 auth.set_password(found.user.id, &password).await?;
                 writeln!(
                     out,
@@ -302,10 +314,9 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The password for `user create|passwd`: stdin, the variable, or a new random one (`true`).
-fn new_password(args: &PasswordArgs) -> anyhow::Result<(String, bool)> {
-    use rand::Rng as _;
-
+/// The password for `user create|passwd`: stdin, the variable, or a new random one that passes
+/// `policy` (`true`).
+fn new_password(args: &PasswordArgs, policy: PasswordPolicy) -> anyhow::Result<(String, bool)> {
     if args.password_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -321,12 +332,7 @@ fn new_password(args: &PasswordArgs) -> anyhow::Result<(String, bool)> {
     if let Some(password) = args.password.clone().filter(|p| !p.is_empty()) {
         return Ok((password, false));
     }
-    let password: String = rand::rngs::OsRng
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect();
-    Ok((password, true))
+    Ok((policy.generate(), true))
 }
 
 async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {

@@ -363,15 +363,79 @@ fn migrate_applies_the_migrations_and_exits() {
         "migrate succeeds: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let dir = &db
-        .env
-        .iter()
-        .find(|(k, _)| k == "PICLOUD_DATA_DIR")
-        .expect("data dir")
-        .1;
     assert!(
-        std::path::Path::new(dir).join("picloud.db").exists(),
+        db.data_dir().join("picloud.db").exists(),
         "the SQLite file is created"
+    );
+}
+
+/// The mode of a file or directory, without its type bits.
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{} exists: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+// The database holds password hashes and the apps' data; it was created world-readable.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_its_database_private_and_reports_one_that_is_not() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let data_dir = db.data_dir().join("new");
+    let data_dir_setting = data_dir.to_string_lossy().into_owned();
+    let server = Process::serve(&db, &[("PICLOUD_DATA_DIR", &data_dir_setting)]);
+    Admin::login(&server.base, ADMIN_PASSWORD).await;
+    for (name, expected) in [
+        ("", 0o700),
+        ("picloud.db", 0o600),
+        ("picloud.db-wal", 0o600),
+        ("picloud.db-shm", 0o600),
+    ] {
+        let path = data_dir.join(name);
+        assert_eq!(
+            mode_of(&path),
+            expected,
+            "{} is private to the server's user while it runs",
+            path.display()
+        );
+    }
+    assert!(server.stop().success(), "SIGTERM exits cleanly");
+
+    // What an earlier version left: a 0644 database. An empty file is an empty database.
+    let shared_dir = db.data_dir().join("shared");
+    std::fs::create_dir(&shared_dir).expect("a directory");
+    let shared_db = shared_dir.join("picloud.db");
+    std::fs::write(&shared_db, b"").expect("an empty database file");
+    std::fs::set_permissions(&shared_db, std::fs::Permissions::from_mode(0o644))
+        .expect("made readable by all");
+    let shared_dir_setting = shared_dir.to_string_lossy().into_owned();
+    let server = Process::serve(&db, &[("PICLOUD_DATA_DIR", &shared_dir_setting)]);
+    let warned = server.logs().iter().any(|l| {
+        l["level"] == "WARN"
+            && l["path"].as_str() == shared_db.to_str()
+            && l["mode"] == "0644"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("chmod 600"))
+    });
+    assert!(
+        warned,
+        "a database others can read is reported with the fix: {:#?}",
+        server.logs()
+    );
+    assert_eq!(
+        mode_of(&shared_db),
+        0o644,
+        "an existing file keeps the mode its owner gave it"
     );
 }
 
@@ -430,13 +494,13 @@ async fn user_commands_manage_users_in_the_database(backend: Backend) {
     let (ok, out, err) = user_command(
         &db,
         &["create", "ann", "--password-stdin"],
-        "first pw\n",
+        "first password\n",
         &[],
     );
     assert!(ok, "create succeeds: {out} {err}");
     assert!(out.contains("created user ann"), "it says so: {out}");
     assert!(
-        !out.contains("first pw"),
+        !out.contains("first password"),
         "a given password is never printed: {out}"
     );
 
@@ -452,7 +516,7 @@ async fn user_commands_manage_users_in_the_database(backend: Backend) {
         &db,
         &["create", "ann"],
         "",
-        &[("PICLOUD_NEW_PASSWORD", "x")],
+        &[("PICLOUD_NEW_PASSWORD", "another password")],
     );
     assert!(!ok, "a taken username is refused");
     assert!(err.contains("taken"), "the error says why: {err}");
@@ -472,14 +536,14 @@ async fn user_commands_manage_users_in_the_database(backend: Backend) {
         &db,
         &["passwd", "ann"],
         "",
-        &[("PICLOUD_NEW_PASSWORD", "second pw")],
+        &[("PICLOUD_NEW_PASSWORD", "second password")],
     );
     assert!(ok, "passwd succeeds: {out} {err}");
     let (ok, _, err) = user_command(
         &db,
         &["passwd", "nobody"],
         "",
-        &[("PICLOUD_NEW_PASSWORD", "x")],
+        &[("PICLOUD_NEW_PASSWORD", "another password")],
     );
     assert!(
         !ok && err.contains("nobody"),
@@ -488,12 +552,12 @@ async fn user_commands_manage_users_in_the_database(backend: Backend) {
 
     let server = Process::serve(&db, &[]);
     assert_eq!(
-        login_status(&server.admin_base, "ann", "second pw").await,
+        login_status(&server.admin_base, "ann", "second password").await,
         200,
         "the new password works"
     );
     assert_eq!(
-        login_status(&server.admin_base, "ann", "first pw").await,
+        login_status(&server.admin_base, "ann", "first password").await,
         401,
         "the old one does not"
     );
@@ -507,3 +571,125 @@ on_both_backends!(
     user_commands_work_on_the_database_directly,
     user_commands_manage_users_in_the_database
 );
+
+// A one-character password used to be accepted by `picloud user` too.
+#[test]
+fn user_commands_follow_the_password_policy() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let with = |password: &str| [("PICLOUD_NEW_PASSWORD", password.to_owned())];
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        user_command(&db, args, "", &env)
+    };
+    let (ok, _, err) = run(&["create", "bea"], &with("elevenchars"));
+    assert!(
+        !ok && err.contains("at least 12 characters"),
+        "create refuses 11 characters, naming the minimum: {err}"
+    );
+    let (ok, out, err) = run(&["create", "bea"], &with("twelve chars"));
+    assert!(ok, "create accepts 12 characters: {out} {err}");
+    let (ok, _, err) = run(&["passwd", "bea"], &with("elevenchars"));
+    assert!(
+        !ok && err.contains("at least 12 characters"),
+        "passwd refuses 11 characters: {err}"
+    );
+
+    let strict = [
+        ("PICLOUD_MIN_PASSWORD_LENGTH", "40".to_owned()),
+        (
+            "PICLOUD_NEW_PASSWORD",
+            "correct horse battery staple".to_owned(),
+        ),
+    ];
+    let (ok, _, err) = run(&["passwd", "bea"], &strict);
+    assert!(
+        !ok && err.contains("at least 40 characters"),
+        "PICLOUD_MIN_PASSWORD_LENGTH raises the bar: {err}"
+    );
+    let (ok, out, err) = run(
+        &["create", "cy"],
+        &[("PICLOUD_MIN_PASSWORD_LENGTH", "40".to_owned())],
+    );
+    assert!(
+        ok,
+        "a generated password passes a minimum of 40: {out} {err}"
+    );
+    let generated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the generated password is printed");
+    assert_eq!(generated.len(), 40, "as long as the minimum: {generated}");
+}
+
+/// Runs `picloud serve` on `db` with `env`, expecting it to stop before it listens; its stderr.
+fn refused_start(db: &Database, env: &[(&str, &str)]) -> String {
+    use std::io::Read as _;
+    use std::process::Stdio;
+
+    let mut child = binary()
+        .arg("serve")
+        .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PICLOUD_ADDR", "127.0.0.1:0")
+        .env("PICLOUD_LOG_FORMAT", "human")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run picloud serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("picloud serve kept running with {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "start-up fails: {stderr}");
+    stderr
+}
+
+// The README's `PICLOUD_ADMIN_PASSWORD=change-me` (9 characters) used to become the admin's
+// password. The variable is used only when the database has no users, so only then is it checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_admin_password_stops_the_first_start_only() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let stderr = refused_start(&db, &[("PICLOUD_ADMIN_PASSWORD", "elevenchars")]);
+    assert!(
+        stderr.contains("PICLOUD_ADMIN_PASSWORD") && stderr.contains("at least 12 characters"),
+        "the message names the variable and the minimum: {stderr}"
+    );
+    let stderr = refused_start(
+        &db,
+        &[
+            ("PICLOUD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("PICLOUD_MIN_PASSWORD_LENGTH", "40"),
+        ],
+    );
+    assert!(
+        stderr.contains("at least 40 characters"),
+        "PICLOUD_MIN_PASSWORD_LENGTH raises the bar: {stderr}"
+    );
+
+    let server = Process::serve(&db, &[]);
+    assert!(
+        server.stop().success(),
+        "the admin is created; SIGTERM exits cleanly"
+    );
+    let server = Process::serve(&db, &[("PICLOUD_ADMIN_PASSWORD", "elevenchars")]);
+    Admin::login(&server.base, ADMIN_PASSWORD).await;
+}

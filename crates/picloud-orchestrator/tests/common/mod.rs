@@ -12,6 +12,9 @@ use picloud_executor::ExecutorConfig;
 use picloud_orchestrator::{NewApp, NewRouteInput, NewScriptInput, Platform, PlatformConfig};
 use picloud_store::Store;
 
+/// The instance admin's password.
+pub const ADMIN_PASSWORD: &str = "admin password";
+
 pub async fn start(store: Arc<dyn Store>) -> Platform {
     start_with(store, PlatformConfig::default()).await
 }
@@ -29,12 +32,12 @@ pub async fn start_with(store: Arc<dyn Store>, config: PlatformConfig) -> Platfo
 pub async fn admin(platform: &Platform) -> Principal {
     platform
         .auth()
-        .ensure_instance_admin(Some("pw"))
+        .ensure_instance_admin(Some(ADMIN_PASSWORD))
         .await
         .expect("the admin is created");
     let login = platform
         .auth()
-        .login("admin", "pw")
+        .login("admin", ADMIN_PASSWORD)
         .await
         .expect("the admin logs in");
     platform

@@ -37,6 +37,15 @@ impl Database {
         Some(Self { env, _db: Some(db) })
     }
 
+    /// `PICLOUD_DATA_DIR`: where SQLite keeps its file.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "PICLOUD_DATA_DIR")
+            .map(|(_, dir)| std::path::PathBuf::from(dir))
+            .expect("every test database has a data directory")
+    }
+
     /// A database the test runs itself (e.g. its own PostgreSQL server): only its environment.
     pub fn external(env: Vec<(String, String)>) -> Self {
         Self { env, _db: None }
