@@ -393,7 +393,7 @@ async fn the_server_keeps_its_database_private_and_reports_one_that_is_not() {
     let data_dir = db.data_dir().join("new");
     let data_dir_setting = data_dir.to_string_lossy().into_owned();
     let server = Process::serve(&db, &[("PICLOUD_DATA_DIR", &data_dir_setting)]);
-    Admin::login(&server.base, ADMIN_PASSWORD).await;
+    Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     for (name, expected) in [
         ("", 0o700),
         ("picloud.db", 0o600),
@@ -691,5 +691,5 @@ async fn a_short_admin_password_stops_the_first_start_only() {
         "the admin is created; SIGTERM exits cleanly"
     );
     let server = Process::serve(&db, &[("PICLOUD_ADMIN_PASSWORD", "elevenchars")]);
-    Admin::login(&server.base, ADMIN_PASSWORD).await;
+    Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
 }
