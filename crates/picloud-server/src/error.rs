@@ -33,6 +33,8 @@ pub enum ErrorCode {
     UriTooLong,
     /// The request's headers are too large or too many.
     HeadersTooLarge,
+    /// The request's body arrived slower than the minimum rate.
+    RequestTimeout,
     /// No credentials, or a token that is unknown, expired or logged out.
     Unauthorized,
     /// Login with a wrong username or password.
@@ -69,7 +71,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::InvalidJson,
         Self::InvalidInput,
         Self::InvalidScript,
@@ -77,6 +79,7 @@ impl ErrorCode {
         Self::InvalidRequest,
         Self::UriTooLong,
         Self::HeadersTooLarge,
+        Self::RequestTimeout,
         Self::Unauthorized,
         Self::InvalidCredentials,
         Self::Forbidden,
@@ -106,6 +109,7 @@ impl ErrorCode {
             Self::InvalidRequest => "invalid_request",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden => "forbidden",
@@ -134,6 +138,7 @@ impl ErrorCode {
             }
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::AccountDisabled | Self::CsrfFailed => StatusCode::FORBIDDEN,
@@ -458,6 +463,7 @@ mod tests {
             ("invalid_request", 400),
             ("uri_too_long", 414),
             ("headers_too_large", 431),
+            ("request_timeout", 408),
             ("script_error", 500),
             ("overloaded", 503),
             ("execution_timeout", 504),

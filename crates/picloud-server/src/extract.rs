@@ -58,12 +58,17 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Reading a body failed: too large (413) or the connection broke.
+/// Reading a body failed: too large (413), too slow (408) or the connection broke.
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
             "the request body is larger than this server accepts",
+        )
+    } else if crate::slow_clients::is_too_slow(&rejection) {
+        ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("{}; send it faster, or in one piece", rejection.body_text()),
         )
     } else {
         ApiError::new(

@@ -12,6 +12,7 @@
 //! | `public` | `ANY /{app_slug}/{path…}` or `<slug>.<apps domain>`: the apps' routes |
 //! | [`origins`] | which surface and which app a request reaches |
 //! | `listen` | the accept loop, and JSON for the requests hyper cannot parse |
+//! | `slow_clients` | the header timeout and the minimum body rate |
 //! | `layers` | request counting, JSON for axum's own errors, the panic guard, admin headers |
 //!
 //! Two surfaces, never on one origin (`docs/security.md`): [`admin_router`] (the admin API,
@@ -33,6 +34,7 @@ pub mod origins;
 mod public;
 mod routes;
 mod scripts;
+mod slow_clients;
 mod triggers;
 mod users;
 
@@ -49,6 +51,7 @@ pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
 pub use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
 pub use crate::listen::Listeners;
 pub use crate::origins::Origins;
+pub use crate::slow_clients::HttpTimeouts;
 
 /// The HTTP layer's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Where the admin surface and the apps are served besides their listeners.
     pub origins: Origins,
+    /// How slow a client may send its request.
+    pub timeouts: HttpTimeouts,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +69,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             origins: Origins::default(),
+            timeouts: HttpTimeouts::default(),
         }
     }
 }
@@ -113,6 +119,7 @@ pub async fn serve(
         public: public_router(platform.clone(), &config),
         admin: admin_router(platform, &config),
         origins: Arc::new(config.origins),
+        timeouts: config.timeouts,
     };
     listen::run(listeners, surfaces, shutdown).await
 }

@@ -1,9 +1,11 @@
 //! The accept loop: PiCloud's listeners, one HTTP/1.1 connection task each, graceful shutdown.
 //!
-//! Our own loop rather than `axum::serve`, for two things axum does not offer:
+//! Our own loop rather than `axum::serve`, for what axum does not offer:
 //! - a connection is served by the surface its listener (and `Host`) names ([`crate::origins`]);
 //! - the answers hyper writes by itself when it cannot parse a request (400, 414, 431) get the
-//!   API's JSON error shape, through [`JsonParseErrors`] around the socket.
+//!   API's JSON error shape, through [`JsonParseErrors`] around the socket;
+//! - slow clients are cut off ([`crate::slow_clients`]): hyper's header-read timeout, and a
+//!   minimum rate for request bodies.
 
 use std::future::Future;
 use std::io;
@@ -17,8 +19,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,6 +28,7 @@ use tower_service::Service;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::origins::Origins;
+use crate::slow_clients::{HttpTimeouts, MinRateBody};
 
 /// The sockets PiCloud answers on.
 pub struct Listeners {
@@ -41,6 +44,7 @@ pub(crate) struct Surfaces {
     pub public: Router,
     pub admin: Router,
     pub origins: Arc<Origins>,
+    pub timeouts: HttpTimeouts,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,14 +78,17 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        let connection = hyper::server::conn::http1::Builder::new().serve_connection(
-            TokioIo::new(JsonParseErrors::new(stream)),
-            ConnectionService {
-                surfaces: surfaces.clone(),
-                listener,
-                remote,
-            },
-        );
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(surfaces.timeouts.header)
+            .serve_connection(
+                TokioIo::new(JsonParseErrors::new(stream)),
+                ConnectionService {
+                    surfaces: surfaces.clone(),
+                    listener,
+                    remote,
+                },
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -126,7 +133,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Future = <Router as Service<Request<Body>>>::Future;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let mut request = request.map(Body::new);
+        let timeouts = self.surfaces.timeouts;
+        let mut request = request.map(|body| {
+            if body.is_end_stream() {
+                Body::new(body)
+            } else {
+                Body::new(MinRateBody::new(body, timeouts))
+            }
+        });
         request.extensions_mut().insert(ConnectInfo(self.remote));
         let admin = match self.listener {
             Listener::Admin => true,

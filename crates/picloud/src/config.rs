@@ -308,6 +308,23 @@ pub struct ServeArgs {
           value_parser = in_range(1024, 1 << 30))]
     pub max_body_bytes: usize,
 
+    /// How long a client has to send a request's head, in milliseconds; also how long a
+    /// kept-alive connection may sit idle between requests.
+    #[arg(long, env = "PICLOUD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub http_header_timeout_ms: u64,
+
+    /// How long a request body may take whatever its rate, in milliseconds.
+    #[arg(long, env = "PICLOUD_HTTP_BODY_GRACE_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub http_body_grace_ms: u64,
+
+    /// Past the grace, the average rate (bytes per second) below which a request body is cut off
+    /// with 408.
+    #[arg(long, env = "PICLOUD_HTTP_BODY_MIN_RATE", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub http_body_min_rate: u64,
+
     /// How long a login session lasts, in hours.
     #[arg(long, env = "PICLOUD_SESSION_TTL_HOURS", default_value_t = 24,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
@@ -404,6 +421,14 @@ impl ServeArgs {
 
     pub fn redacted_headers(&self) -> RedactedHeaders {
         RedactedHeaders::with_extra(self.redacted_headers.clone())
+    }
+
+    pub fn http_timeouts(&self) -> picloud_server::HttpTimeouts {
+        picloud_server::HttpTimeouts {
+            header: std::time::Duration::from_millis(self.http_header_timeout_ms),
+            body_grace: std::time::Duration::from_millis(self.http_body_grace_ms),
+            body_min_bytes_per_sec: self.http_body_min_rate,
+        }
     }
 
     pub fn login_throttle(&self) -> picloud_orchestrator::ThrottleConfig {

@@ -222,6 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let server_config = picloud_server::ServerConfig {
         max_body_bytes: args.max_body_bytes,
+        timeouts: args.http_timeouts(),
         origins,
     };
     let grace = Duration::from_secs(args.shutdown_grace_secs);
