@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_modules: usize,
     /// Wall-clock time for one execution, enforced inside Rhai.
     pub timeout_ms: u64,
+    /// Bytes of log lines one execution keeps (and writes to the server log); past it, lines are
+    /// dropped and counted in one closing line.
+    pub max_log_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             max_map_size: 100_000,
             max_modules: 32,
             timeout_ms: 5_000,
+            max_log_bytes: 256 * 1024,
         }
     }
 }

@@ -23,9 +23,11 @@ use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
 
 /// Log lines one execution may keep; the rest are counted and reported in one last line, so a
-/// script logging a large string in a loop cannot grow the log without bound.
+/// script logging in a loop cannot grow the log without bound. `Limits::max_log_bytes` bounds
+/// their bytes the same way.
 pub(crate) const MAX_LOG_LINES: usize = 1_000;
-/// Bytes kept of one log line; longer lines are cut at a character boundary.
+/// Bytes kept of one log line (and of a thrown message); longer ones are cut at a character
+/// boundary.
 pub(crate) const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 
 /// The termination token `on_progress` returns when the deadline has passed; the error mapping
@@ -76,6 +78,9 @@ pub(crate) struct CallContext {
     /// Whether this run handles a dead letter (see `dead_letters::replay`).
     pub dead_letter_handler: bool,
     logs: Vec<LogLine>,
+    /// Bytes of `logs`' messages, against `max_log_bytes`.
+    log_bytes: usize,
+    max_log_bytes: usize,
     dropped_logs: usize,
 }
 
@@ -84,6 +89,7 @@ impl CallContext {
     pub fn new(
         request: &ExecRequest,
         deadline: Instant,
+        max_log_bytes: usize,
         placement: Placement,
         services: Arc<dyn ScriptServices>,
     ) -> Self {
@@ -98,6 +104,8 @@ impl CallContext {
             trigger_depth: request.trigger_depth,
             dead_letter_handler: matches!(request.event, Some(TriggerEvent::DeadLetter { .. })),
             logs: Vec::new(),
+            log_bytes: 0,
+            max_log_bytes,
             dropped_logs: 0,
         }
     }
@@ -125,8 +133,9 @@ impl CallContext {
             self.logs.push(LogLine {
                 level: LogLevel::Warn,
                 message: format!(
-                    "{} more log lines were dropped: an execution keeps at most {MAX_LOG_LINES}",
-                    self.dropped_logs
+                    "{} more log lines were dropped: an execution keeps at most {MAX_LOG_LINES} \
+                     lines and {} bytes of log",
+                    self.dropped_logs, self.max_log_bytes
                 ),
                 at: Timestamp::now(),
             });
@@ -213,10 +222,11 @@ pub(crate) const PROGRESS_CHECK_EVERY: u64 = 64;
 pub(crate) fn push_log(level: LogLevel, message: String) {
     let message = truncate_line(message);
     let in_call = with_current(|ctx| {
-        if ctx.logs.len() >= MAX_LOG_LINES {
+        if ctx.logs.len() >= MAX_LOG_LINES || ctx.log_bytes + message.len() > ctx.max_log_bytes {
             ctx.dropped_logs += 1;
             return;
         }
+        ctx.log_bytes += message.len();
         if !ctx.inline() {
             emit(level, &message, Some(ctx.ids()));
         }
@@ -237,7 +247,8 @@ fn in_call() -> bool {
     with_current(|_| ()).is_some()
 }
 
-fn truncate_line(mut message: String) -> String {
+/// `message` cut to [`MAX_LOG_LINE_BYTES`] at a character boundary, the cut marked.
+pub(crate) fn truncate_line(mut message: String) -> String {
     if message.len() > MAX_LOG_LINE_BYTES {
         let mut cut = MAX_LOG_LINE_BYTES;
         while !message.is_char_boundary(cut) {
@@ -350,7 +361,7 @@ mod tests {
     use super::*;
 
     use picloud_core::exec::{AppRef, HttpRequest, ScriptRef};
-    use picloud_core::NoServices;
+    use picloud_core::{Limits, NoServices};
 
     fn context(deadline: Instant, runtime: Option<Handle>) -> CallContext {
         let request = ExecRequest {
@@ -373,6 +384,7 @@ mod tests {
         CallContext::new(
             &request,
             deadline,
+            Limits::default().max_log_bytes,
             Placement::Worker(runtime),
             Arc::new(NoServices),
         )
@@ -443,6 +455,35 @@ mod tests {
         assert!(
             last.message.starts_with("5 more log lines were dropped"),
             "the summary counts the dropped lines: {}",
+            last.message
+        );
+    }
+
+    // #13: a thousand 16 KiB lines made 17 MB of server log from one request.
+    #[test]
+    fn the_log_keeps_a_bounded_number_of_bytes_and_says_how_many_lines_it_dropped() {
+        let guard = CallGuard::enter(context(Instant::now(), None));
+        let budget = Limits::default().max_log_bytes;
+        let line = "x".repeat(MAX_LOG_LINE_BYTES);
+        for _ in 0..100 {
+            push_log(LogLevel::Info, line.clone());
+        }
+        let logs = guard.finish().expect("the context").into_logs();
+        let kept: usize = logs[..logs.len() - 1].iter().map(|l| l.message.len()).sum();
+        assert!(
+            kept <= budget,
+            "kept {kept} bytes, within the budget of {budget}"
+        );
+        assert_eq!(
+            logs.len() - 1,
+            budget / MAX_LOG_LINE_BYTES,
+            "every whole line that fits"
+        );
+        let last = logs.last().expect("a summary line");
+        assert!(
+            last.message.contains("more log lines were dropped")
+                && last.message.contains(&budget.to_string()),
+            "the summary names the budget: {}",
             last.message
         );
     }

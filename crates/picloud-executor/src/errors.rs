@@ -108,15 +108,17 @@ fn data_too_large(what: &str, limits: &Limits) -> String {
 }
 
 /// The message of `throw value` (and of SDK errors, which throw a sentence).
+/// Cut to a log line's length: a 4 MB `throw` once became one 4 MB log line (#13).
 fn thrown(value: &rhai::Dynamic) -> String {
     if value.is_unit() {
         return "the script threw an error".to_string();
     }
-    match value.clone().into_string() {
+    let message = match value.clone().into_string() {
         Ok(text) if text.is_empty() => "the script threw an error".to_string(),
         Ok(text) => text,
         Err(_) => format!("the script threw {}", crate::nesting::show(value)),
-    }
+    };
+    crate::context::truncate_line(message)
 }
 
 /// Rhai's description of an error without the `(line 1, position 2)` it appends: the position

@@ -138,7 +138,13 @@ impl Sandbox {
         started: Instant,
     ) -> (Result<Dynamic, Box<EvalAltResult>>, Option<CallContext>) {
         let deadline = started + Duration::from_millis(self.limits.timeout_ms);
-        let guard = CallGuard::enter(CallContext::new(request, deadline, placement, services));
+        let guard = CallGuard::enter(CallContext::new(
+            request,
+            deadline,
+            self.limits.max_log_bytes,
+            placement,
+            services,
+        ));
         let evaluated = scope::for_request(request).and_then(|mut scope| {
             self.engine
                 .eval_ast_with_scope::<Dynamic>(&mut scope, &compiled.ast)

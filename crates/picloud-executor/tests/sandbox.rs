@@ -33,6 +33,8 @@ for_both_clients!(
     try_catch_cannot_swallow_the_call_depth_limit,
     a_script_cannot_change_its_ctx,
     a_regex_replacement_cannot_grow_past_the_string_limit,
+    a_script_that_logs_in_a_loop_keeps_only_its_log_budget,
+    a_huge_thrown_message_is_cut_to_a_log_lines_length,
 );
 
 async fn an_endless_loop_stops_at_the_operations_limit(via: Via) {
@@ -330,6 +332,66 @@ async fn print_and_debug_go_to_the_log_not_to_stdout(via: Via) {
         "the script succeeds: {:?}",
         outcome.result
     );
+}
+
+// #13: one request logged a thousand 16 KiB lines, 17 MB of server log. The execution keeps its
+// budget of bytes and says how much it dropped.
+async fn a_script_that_logs_in_a_loop_keeps_only_its_log_budget(via: Via) {
+    let h = Harness::with_limits(
+        via,
+        Limits {
+            max_log_bytes: 64 * 1024,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let outcome = h
+        .run(
+            r#"let line = "x"; line.pad(16000, "x"); for i in 0..1000 { log::info(line); } "done""#,
+        )
+        .await;
+    assert!(
+        outcome.result.is_ok(),
+        "the script still finishes: {:?}",
+        outcome.result
+    );
+    let (summary, kept) = outcome.logs.split_last().expect("log lines");
+    let bytes: usize = kept.iter().map(|l| l.message.len()).sum();
+    assert!(
+        bytes <= 64 * 1024 && kept.len() == 4,
+        "four lines of 16,000 bytes fit in 64 KiB, then nothing: {} lines, {bytes} bytes",
+        kept.len()
+    );
+    assert!(
+        summary.level == LogLevel::Warn
+            && summary
+                .message
+                .starts_with("996 more log lines were dropped"),
+        "one closing line counts the rest: {}",
+        summary.message
+    );
+    h.still_works().await;
+}
+
+// #13: a `throw` of a 4 MB string became one 4 MB log line and a 4 MB error message.
+async fn a_huge_thrown_message_is_cut_to_a_log_lines_length(via: Via) {
+    let h = Harness::start(via).await;
+    let err = h
+        .error(r#"let s = "boom"; s.pad(3000000, "!"); throw s;"#)
+        .await;
+    assert_eq!(
+        err.kind,
+        ExecErrorKind::Runtime,
+        "a thrown error: {}",
+        &err.message[..80]
+    );
+    assert!(
+        err.message.starts_with("boom!!!") && err.message.len() <= 16 * 1024 + 32,
+        "the message keeps its start, cut to about 16 KiB: {} bytes",
+        err.message.len()
+    );
+    assert!(err.message.ends_with("(truncated)"), "the cut is marked");
+    h.still_works().await;
 }
 
 async fn try_catch_cannot_swallow_the_operations_limit(via: Via) {

@@ -191,6 +191,11 @@ pub struct SandboxArgs {
           value_parser = in_range(16, 100_000_000))]
     pub max_map_size: usize,
 
+    /// Bytes of log one execution keeps; past it, its lines are dropped and counted.
+    #[arg(long, env = "PICLOUD_MAX_LOG_BYTES", default_value_t = Limits::default().max_log_bytes,
+          value_parser = in_range(1024, 1 << 30))]
+    pub max_log_bytes: usize,
+
     /// Wall-clock time one execution may take, in milliseconds.
     #[arg(long, env = "PICLOUD_EXECUTION_TIMEOUT_MS", default_value_t = Limits::default().timeout_ms,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -229,6 +234,7 @@ impl SandboxArgs {
             max_array_size: self.max_array_size,
             max_map_size: self.max_map_size,
             timeout_ms: self.execution_timeout_ms,
+            max_log_bytes: self.max_log_bytes,
             ..Limits::default()
         }
     }
