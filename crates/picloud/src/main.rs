@@ -131,6 +131,7 @@ async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let signals = ShutdownSignals::install()?;
     let origins = args.origins()?;
     let store = open_store(&args.database).await?;
 
@@ -229,6 +230,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let served = run_until_drained(
         |stop| picloud_server::serve(listeners, platform.clone(), server_config, stop),
         grace,
+        signals,
     )
     .await;
     platform.shutdown().await;
@@ -337,6 +339,7 @@ fn new_password(args: &PasswordArgs, policy: PasswordPolicy) -> anyhow::Result<(
 }
 
 async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::install()?;
     // Scripts reach the data from here; their trigger jobs are found by the serving nodes'
     // dispatchers when they poll.
     let store = open_store(&args.database).await?;
@@ -359,6 +362,7 @@ async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
     run_until_drained(
         |stop| picloud_executor::remote::serve(listener, local, args.token, stop),
         grace,
+        signals,
     )
     .await?;
     store.close().await;
@@ -366,9 +370,51 @@ async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM and Ctrl-C, listened for from the start: a signal that arrives while the server
+/// starts (after `listening` is logged, before it serves) stops it gracefully instead of killing
+/// it, as the signals' default action would.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// The first of the signals.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Runs a server until SIGTERM / Ctrl-C, then tells it to shut down gracefully and gives
 /// in-flight work `grace` to finish.
-async fn run_until_drained<S, F>(start: S, grace: Duration) -> anyhow::Result<()>
+async fn run_until_drained<S, F>(
+    start: S,
+    grace: Duration,
+    mut signals: ShutdownSignals,
+) -> anyhow::Result<()>
 where
     S: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> F,
     F: Future<Output = std::io::Result<()>>,
@@ -381,7 +427,7 @@ where
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("the server failed"),
-        () = shutdown_signal() => {
+        () = signals.recv() => {
             tracing::info!("shutting down: draining in-flight requests");
             let _ = stop_tx.send(true);
         }
@@ -395,30 +441,5 @@ where
             );
             Ok(())
         }
-    }
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
 }
