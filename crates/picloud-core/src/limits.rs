@@ -23,6 +23,9 @@ pub struct Limits {
     /// Bytes of log lines one execution keeps (and writes to the server log); past it, lines are
     /// dropped and counted in one closing line.
     pub max_log_bytes: usize,
+    /// Data writes (`kv.set`, `kv.delete`) one execution may make; each may fire triggers, so
+    /// this also bounds how many trigger jobs one execution can cause.
+    pub max_writes: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +41,7 @@ impl Default for Limits {
             max_modules: 32,
             timeout_ms: 5_000,
             max_log_bytes: 256 * 1024,
+            max_writes: 1_000,
         }
     }
 }

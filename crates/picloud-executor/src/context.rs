@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use picloud_core::exec::{ExecRequest, LogLevel, LogLine};
 use picloud_core::{
-    AppId, Authority, CapabilityKind, ExecutionId, ScriptId, ScriptServices, Timestamp,
+    AppId, Authority, CapabilityKind, ExecutionId, Limits, ScriptId, ScriptServices, Timestamp,
     TriggerEvent, Writer,
 };
 use rhai::{Dynamic, EvalAltResult, Position};
@@ -38,6 +38,10 @@ pub(crate) const DEADLINE_TOKEN: &str = "picloud:deadline";
 /// reached a call that waits (a data call), or ran past its inline budget. A termination, so
 /// `try/catch` cannot swallow it.
 pub(crate) const NEEDS_WORKER_TOKEN: &str = "picloud:needs-worker";
+
+/// The termination token of a write past `Limits::max_writes`: a limit, so `try/catch` cannot
+/// swallow it.
+pub(crate) const WRITES_TOKEN: &str = "picloud:writes";
 
 /// Operations an inline run may take before it moves to an executor thread (~0.1 ms of script).
 pub(crate) const INLINE_MAX_OPERATIONS: u64 = 2_048;
@@ -82,6 +86,9 @@ pub(crate) struct CallContext {
     log_bytes: usize,
     max_log_bytes: usize,
     dropped_logs: usize,
+    /// Data writes so far, against `max_writes`.
+    writes: usize,
+    max_writes: usize,
 }
 
 impl CallContext {
@@ -89,7 +96,7 @@ impl CallContext {
     pub fn new(
         request: &ExecRequest,
         deadline: Instant,
-        max_log_bytes: usize,
+        limits: &Limits,
         placement: Placement,
         services: Arc<dyn ScriptServices>,
     ) -> Self {
@@ -105,8 +112,10 @@ impl CallContext {
             dead_letter_handler: matches!(request.event, Some(TriggerEvent::DeadLetter { .. })),
             logs: Vec::new(),
             log_bytes: 0,
-            max_log_bytes,
+            max_log_bytes: limits.max_log_bytes,
             dropped_logs: 0,
+            writes: 0,
+            max_writes: limits.max_writes,
         }
     }
 
@@ -325,6 +334,20 @@ pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<Grant, Box
     })
 }
 
+/// Counts one data write of the current call; past `Limits::max_writes` the run ends with
+/// [`WRITES_TOKEN`], a limit.
+pub(crate) fn count_write() -> Result<(), Box<EvalAltResult>> {
+    let over = with_current(|ctx| {
+        ctx.writes += 1;
+        ctx.writes > ctx.max_writes
+    })
+    .unwrap_or(false);
+    if over {
+        return Err(terminated(WRITES_TOKEN));
+    }
+    Ok(())
+}
+
 /// Runs an async service call from inside a script, bounded by the time the call has left: the
 /// one way SDK functions reach async services, because `on_progress` cannot interrupt a native
 /// call. Running out of time is the same termination `on_progress` raises, so it surfaces as a
@@ -361,7 +384,7 @@ mod tests {
     use super::*;
 
     use picloud_core::exec::{AppRef, HttpRequest, ScriptRef};
-    use picloud_core::{Limits, NoServices};
+    use picloud_core::NoServices;
 
     fn context(deadline: Instant, runtime: Option<Handle>) -> CallContext {
         let request = ExecRequest {
@@ -384,7 +407,7 @@ mod tests {
         CallContext::new(
             &request,
             deadline,
-            Limits::default().max_log_bytes,
+            &Limits::default(),
             Placement::Worker(runtime),
             Arc::new(NoServices),
         )

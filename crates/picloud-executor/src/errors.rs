@@ -6,7 +6,7 @@ use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::Limits;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use crate::context::{DEADLINE_TOKEN, NEEDS_WORKER_TOKEN};
+use crate::context::{DEADLINE_TOKEN, NEEDS_WORKER_TOKEN, WRITES_TOKEN};
 use crate::engine::MAX_VARIABLES;
 
 /// A source that does not compile. Expressions nested past the limit, and literals larger than
@@ -70,6 +70,12 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
             ExecErrorKind::Timeout,
             format!("the script ran longer than {} ms", limits.timeout_ms),
         ),
+        EvalAltResult::ErrorTerminated(token, ..) if is_token(token, WRITES_TOKEN) => {
+            limit(format!(
+            "the script exceeded its limit of {} data writes (kv.set, kv.delete) in one execution",
+            limits.max_writes
+        ))
+        }
         EvalAltResult::ErrorRuntime(value, ..) => (ExecErrorKind::Runtime, thrown(value)),
         EvalAltResult::ErrorModuleNotFound(name, ..) => (
             ExecErrorKind::Runtime,

@@ -141,7 +141,7 @@ impl Sandbox {
         let guard = CallGuard::enter(CallContext::new(
             request,
             deadline,
-            self.limits.max_log_bytes,
+            &self.limits,
             placement,
             services,
         ));

@@ -574,3 +574,57 @@ async fn without_data_services_a_kv_call_fails_with_a_sentence() {
     );
     h.still_works().await;
 }
+
+// #13: one request wrote without bound, and each write may fire triggers. An execution makes at
+// most `max_writes` writes; the next one ends it with a limit that `try/catch` cannot swallow,
+// and the writes before it stand.
+both_backends!(
+    an_execution_stops_at_its_limit_of_writes_and_cannot_catch_it,
+    |store| async move {
+        let mut h = Harness::with_config_and_services(
+            Via::Local,
+            ExecutorConfig {
+                limits: Limits {
+                    max_writes: 50,
+                    ..Limits::default()
+                },
+                threads: 1,
+                ..ExecutorConfig::default()
+            },
+            Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
+        )
+        .await;
+        h.app = app(&store, "shop").await;
+        let err = h
+            .error(
+                r#"
+                let c = kv::collection("flood");
+                for i in 0..1000 {
+                    try { c.set(`k${i}`, i); } catch { }
+                }
+                "#,
+            )
+            .await;
+        assert_error(
+            &err,
+            ExecErrorKind::LimitExceeded,
+            "the script exceeded its limit of 50 data writes (kv.set, kv.delete) in one execution",
+        );
+        let kept = h
+            .json(r#"kv::collection("flood").list(#{ limit: 500 }).items.len()"#)
+            .await;
+        assert_eq!(
+            kept,
+            json!(50),
+            "the writes within the limit were made, no more"
+        );
+        let deletes = h
+            .error(r#"let c = kv::collection("flood"); for i in 0..60 { c.delete(`k${i}`); }"#)
+            .await;
+        assert_eq!(
+            deletes.kind,
+            ExecErrorKind::LimitExceeded,
+            "deletes count as writes: {deletes:?}"
+        );
+    }
+);

@@ -196,6 +196,11 @@ pub struct SandboxArgs {
           value_parser = in_range(1024, 1 << 30))]
     pub max_log_bytes: usize,
 
+    /// Data writes (`kv.set`, `kv.delete`) one execution may make.
+    #[arg(long, env = "PICLOUD_MAX_WRITES", default_value_t = Limits::default().max_writes,
+          value_parser = in_range(1, 10_000_000))]
+    pub max_writes: usize,
+
     /// Wall-clock time one execution may take, in milliseconds.
     #[arg(long, env = "PICLOUD_EXECUTION_TIMEOUT_MS", default_value_t = Limits::default().timeout_ms,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -235,6 +240,7 @@ impl SandboxArgs {
             max_map_size: self.max_map_size,
             timeout_ms: self.execution_timeout_ms,
             max_log_bytes: self.max_log_bytes,
+            max_writes: self.max_writes,
             ..Limits::default()
         }
     }

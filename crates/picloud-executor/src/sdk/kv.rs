@@ -12,7 +12,7 @@ use picloud_core::{CapabilityKind, CollectionName, KvKey};
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
 use super::{add, error, method, service_call, string_arg, SdkResult};
-use crate::context::require;
+use crate::context::{count_write, require};
 use crate::convert::{friendly_type_name, from_json, to_json_exact};
 
 /// Items a `list` call returns when it does not say.
@@ -70,6 +70,7 @@ fn get(kv: &mut KvCollection, key: Dynamic) -> SdkResult<Dynamic> {
 fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
     const F: &str = "kv.set";
     let grant = require(F, CapabilityKind::AppKvWrite)?;
+    count_write()?;
     let key = parse_key(F, &key)?;
     let value = to_json_exact(&value)
         .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
@@ -89,6 +90,7 @@ fn has(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
 fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     const F: &str = "kv.delete";
     let grant = require(F, CapabilityKind::AppKvWrite)?;
+    count_write()?;
     let key = parse_key(F, &key)?;
     service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))
 }
