@@ -29,6 +29,22 @@ async fn harness(store: &Arc<dyn Store>, slug: &str) -> Harness {
     h
 }
 
+/// A harness with `limits` on one executor thread, in a new app `shop` of `store`.
+async fn limited_harness(store: &Arc<dyn Store>, limits: Limits) -> Harness {
+    let mut h = Harness::with_config_and_services(
+        Via::Local,
+        ExecutorConfig {
+            limits,
+            threads: 1,
+            ..ExecutorConfig::default()
+        },
+        Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
+    )
+    .await;
+    h.app = app(store, "shop").await;
+    h
+}
+
 async fn app(store: &Arc<dyn Store>, slug: &str) -> AppRef {
     let app = store
         .create_app(&NewApp {
@@ -470,20 +486,14 @@ both_backends!(
 both_backends!(
     values_read_back_count_toward_the_sandbox_limits_like_any_other,
     |store| async move {
-        let mut h = Harness::with_config_and_services(
-            Via::Local,
-            ExecutorConfig {
-                limits: Limits {
-                    max_string_size: 1_000,
-                    ..Limits::default()
-                },
-                threads: 1,
-                ..ExecutorConfig::default()
+        let h = limited_harness(
+            &store,
+            Limits {
+                max_string_size: 1_000,
+                ..Limits::default()
             },
-            Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
         )
         .await;
-        h.app = app(&store, "shop").await;
         let value = h
             .json(
                 r#"
@@ -581,20 +591,14 @@ async fn without_data_services_a_kv_call_fails_with_a_sentence() {
 both_backends!(
     an_execution_stops_at_its_limit_of_writes_and_cannot_catch_it,
     |store| async move {
-        let mut h = Harness::with_config_and_services(
-            Via::Local,
-            ExecutorConfig {
-                limits: Limits {
-                    max_writes: 50,
-                    ..Limits::default()
-                },
-                threads: 1,
-                ..ExecutorConfig::default()
+        let h = limited_harness(
+            &store,
+            Limits {
+                max_writes: 50,
+                ..Limits::default()
             },
-            Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
         )
         .await;
-        h.app = app(&store, "shop").await;
         let err = h
             .error(
                 r#"

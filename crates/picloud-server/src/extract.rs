@@ -149,12 +149,18 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Whether a cookie name is PiCloud's: every name starting with `picloud_` (any case), with or
 /// without a `__Host-` or `__Secure-` prefix. Scripts never see these and may not set them.
 pub fn is_picloud_cookie(name: &str) -> bool {
-    let name = name.trim().to_ascii_lowercase();
-    let name = name
-        .strip_prefix("__host-")
-        .or_else(|| name.strip_prefix("__secure-"))
-        .unwrap_or(&name);
-    name.starts_with("picloud_")
+    let name = name.trim();
+    let unprefixed = ["__host-", "__secure-"]
+        .iter()
+        .find(|prefix| starts_with_ignore_case(name, prefix))
+        .map_or(name, |prefix| &name[prefix.len()..]);
+    starts_with_ignore_case(unprefixed, "picloud_")
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Whether the request reached the proxy in front of PiCloud over TLS (`X-Forwarded-Proto` or

@@ -33,27 +33,6 @@ async fn get_with(server: &TestServer, url: &str, headers: &[(&str, &str)]) -> A
     TestServer::answer(request.send().await.expect("the request is answered")).await
 }
 
-/// Logs in as the admin with `headers`; returns the answer and its `Set-Cookie` values.
-async fn login_with(server: &TestServer, headers: &[(&str, &str)]) -> (Answer, Vec<String>) {
-    let mut request = server
-        .http
-        .post(server.url("/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": common::ADMIN_PASSWORD}));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("login");
-    let cookies = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
-    let answer = TestServer::answer(response).await;
-    assert_eq!(answer.status, 200, "login: {answer}");
-    (answer, cookies)
-}
-
 // The admin API, auth and metrics answer only on the admin listener; the apps only on the public
 // one. The takeover of #12 began with a tenant's page on the admin API's origin.
 both_backends!(
@@ -247,9 +226,8 @@ both_backends!(
     the_session_cookie_is_http_only_and_scoped_and_no_cookie_holds_the_csrf_token,
     |store| async move {
         let server = TestServer::start(store).await;
-        let (answer, cookies) = login_with(&server, &[]).await;
-        let token = answer.json["token"].as_str().expect("a token");
-        let csrf = answer.json["csrf_token"].as_str().expect("a CSRF token");
+        let login = server.browser_login(&[]).await;
+        let (token, csrf, cookies) = (&login.token, &login.csrf, &login.set_cookies);
         let session = cookies
             .iter()
             .find(|c| c.starts_with("picloud_session="))
@@ -280,12 +258,14 @@ both_backends!(
         .await;
         assert_eq!(
             (me.status, me.json["csrf_token"].as_str()),
-            (200, Some(csrf)),
+            (200, Some(csrf.as_str())),
             "a reloaded dashboard page gets the CSRF token from /me: {me}"
         );
 
-        let (answer, cookies) = login_with(&server, &[("x-forwarded-proto", "https")]).await;
-        let token = answer.json["token"].as_str().expect("a token");
+        let login = server
+            .browser_login(&[("x-forwarded-proto", "https")])
+            .await;
+        let (token, cookies) = (&login.token, &login.set_cookies);
         assert!(
             cookies.contains(&format!(
                 "__Host-picloud_session={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=86400"
@@ -315,12 +295,7 @@ both_backends!(
     a_cookie_signed_admin_request_from_another_origin_is_refused_whatever_the_port,
     |store| async move {
         let server = TestServer::start(store).await;
-        let (answer, _) = login_with(&server, &[]).await;
-        let token = answer.json["token"].as_str().expect("a token").to_owned();
-        let csrf = answer.json["csrf_token"]
-            .as_str()
-            .expect("a CSRF token")
-            .to_owned();
+        let common::BrowserLogin { token, csrf, .. } = server.browser_login(&[]).await;
         let cookie = format!("picloud_session={token}");
         let admin_origin = server.admin_base.clone();
         let tenant_origin = server.base.clone();

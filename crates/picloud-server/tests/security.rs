@@ -183,39 +183,24 @@ mod secrets_are_never_stored_in_plain_text {
     }
 }
 
-/// Logs in and returns (token, csrf token, the Cookie header value to send back).
+/// Signs in by cookie and returns (token, csrf token, the Cookie header value to send back).
 async fn cookie_login(server: &TestServer) -> (String, String, String) {
-    let response = server
-        .http
-        .post(server.url("/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": common::ADMIN_PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    let cookies: Vec<String> = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .collect();
-    let answer = TestServer::answer(response).await;
-    assert_eq!(answer.status, 200, "login: {answer}");
-    let token = answer.json["token"].as_str().expect("token").to_owned();
-    let csrf = answer.json["csrf_token"]
-        .as_str()
-        .expect("csrf token")
-        .to_owned();
+    let login = server.browser_login(&[]).await;
+    let session = format!("picloud_session={}", login.token);
     assert!(
-        cookies.contains(&format!("picloud_session={token}")),
-        "the session cookie: {cookies:?}"
+        login
+            .set_cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("{session};"))),
+        "the session cookie: {:?}",
+        login.set_cookies
     );
     assert!(
-        cookies.iter().all(|c| !c.contains(&csrf)),
-        "no cookie holds the CSRF token: {cookies:?}"
+        login.set_cookies.iter().all(|c| !c.contains(&login.csrf)),
+        "no cookie holds the CSRF token: {:?}",
+        login.set_cookies
     );
-    let session = format!("picloud_session={token}");
-    (token, csrf, session)
+    (login.token, login.csrf, session)
 }
 
 // A cookie-authenticated state-changing request needs the session's CSRF token; reads and bearer

@@ -40,6 +40,13 @@ pub struct TestServer {
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A browser's sign-in: the session and CSRF tokens from the answer, and its `Set-Cookie` values.
+pub struct BrowserLogin {
+    pub token: String,
+    pub csrf: String,
+    pub set_cookies: Vec<String>,
+}
+
 /// One answer: status, headers and the body (JSON when it parses, else a JSON string).
 pub struct Answer {
     pub status: u16,
@@ -135,6 +142,35 @@ impl TestServer {
         }
         if let Some(stopped) = self.stopped.take() {
             stopped.await.expect("the server task ends cleanly");
+        }
+    }
+
+    /// Signs the admin in as a browser would, sending `headers` too: the answer's tokens and the
+    /// `Set-Cookie` values (asserting success).
+    pub async fn browser_login(&self, headers: &[(&str, &str)]) -> BrowserLogin {
+        let mut request = self
+            .http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("login");
+        let set_cookies = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let answer = Self::answer(response).await;
+        assert_eq!(answer.status, 200, "login: {answer}");
+        BrowserLogin {
+            token: answer.json["token"].as_str().expect("a token").to_owned(),
+            csrf: answer.json["csrf_token"]
+                .as_str()
+                .expect("a CSRF token")
+                .to_owned(),
+            set_cookies,
         }
     }
 
