@@ -26,6 +26,10 @@ pub struct Limits {
     /// Data writes (`kv.set`, `kv.delete`) one execution may make; each may fire triggers, so
     /// this also bounds how many trigger jobs one execution can cause.
     pub max_writes: usize,
+    /// Bytes of memory one execution may hold at once, counted where they are allocated: every
+    /// value, key, capture, parsed body and formatted string. It also bounds a response's body.
+    /// Executor threads × this is what scripts can hold in all.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +46,7 @@ impl Default for Limits {
             timeout_ms: 5_000,
             max_log_bytes: 256 * 1024,
             max_writes: 1_000,
+            max_memory_bytes: 32 * 1024 * 1024,
         }
     }
 }

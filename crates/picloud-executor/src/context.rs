@@ -22,6 +22,8 @@ use picloud_core::{
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
 
+use crate::memory::Meter;
+
 /// Log lines one execution may keep; the rest are counted and reported in one last line, so a
 /// script logging in a loop cannot grow the log without bound. `Limits::max_log_bytes` bounds
 /// their bytes the same way.
@@ -42,6 +44,14 @@ pub(crate) const NEEDS_WORKER_TOKEN: &str = "picloud:needs-worker";
 /// The termination token of a write past `Limits::max_writes`: a limit, so `try/catch` cannot
 /// swallow it.
 pub(crate) const WRITES_TOKEN: &str = "picloud:writes";
+
+/// The termination token of a run holding more than `Limits::max_memory_bytes`: a limit, so
+/// `try/catch` cannot swallow it.
+pub(crate) const MEMORY_TOKEN: &str = "picloud:memory";
+
+/// Memory an inline run may hold before it moves to an executor thread: building more than this
+/// takes longer than an async thread may be held (and a worker has the whole budget).
+const INLINE_MAX_MEMORY: usize = 256 * 1024;
 
 /// Operations an inline run may take before it moves to an executor thread (~0.1 ms of script).
 pub(crate) const INLINE_MAX_OPERATIONS: u64 = 2_048;
@@ -89,6 +99,8 @@ pub(crate) struct CallContext {
     /// Data writes so far, against `max_writes`.
     writes: usize,
     max_writes: usize,
+    /// What the run holds, against `max_memory_bytes` (or the inline allowance).
+    memory: Meter,
 }
 
 impl CallContext {
@@ -100,7 +112,12 @@ impl CallContext {
         placement: Placement,
         services: Arc<dyn ScriptServices>,
     ) -> Self {
+        let memory_budget = match placement {
+            Placement::Worker(_) => limits.max_memory_bytes,
+            Placement::Inline { .. } => INLINE_MAX_MEMORY.min(limits.max_memory_bytes),
+        };
         Self {
+            memory: Meter::start(u64::try_from(memory_budget).unwrap_or(u64::MAX)),
             app_id: request.app.id,
             script_id: request.script.id,
             execution_id: request.execution_id,
@@ -117,6 +134,19 @@ impl CallContext {
             writes: 0,
             max_writes: limits.max_writes,
         }
+    }
+
+    /// [`MEMORY_TOKEN`] when the run holds more than its budget; inline, [`NEEDS_WORKER_TOKEN`]
+    /// past its allowance, since a worker has the whole budget.
+    fn memory_token(&self) -> Option<&'static str> {
+        if !self.memory.over() {
+            return None;
+        }
+        Some(if self.inline() {
+            NEEDS_WORKER_TOKEN
+        } else {
+            MEMORY_TOKEN
+        })
     }
 
     fn inline(&self) -> bool {
@@ -207,10 +237,18 @@ fn with_current<R>(f: impl FnOnce(&mut CallContext) -> R) -> Option<R> {
         .flatten()
 }
 
-/// `on_progress`, every [`PROGRESS_CHECK_EVERY`] operations: the termination token when the
-/// current call is past its deadline, or an inline call past its budget (never outside a call).
+/// `on_progress`, after every operation: the termination token when the current call holds more
+/// memory than its budget, and every [`PROGRESS_CHECK_EVERY`] operations when it is past its
+/// deadline or an inline call past its budget (never outside a call). An inline run past its
+/// memory allowance moves to a worker, which has the whole budget.
 pub(crate) fn checkpoint(operations: u64) -> Option<&'static str> {
     with_current(|ctx| {
+        if let Some(token) = ctx.memory_token() {
+            return Some(token);
+        }
+        if !operations.is_multiple_of(PROGRESS_CHECK_EVERY) {
+            return None;
+        }
         if let Placement::Inline { started } = ctx.placement {
             if operations >= INLINE_MAX_OPERATIONS || started.elapsed() >= INLINE_MAX_TIME {
                 return Some(NEEDS_WORKER_TOKEN);
@@ -222,8 +260,14 @@ pub(crate) fn checkpoint(operations: u64) -> Option<&'static str> {
     .flatten()
 }
 
-/// How often (in operations) `on_progress` calls [`checkpoint`]: often enough that an inline
-/// run stops close to its budget, rarely enough to cost nothing measurable.
+/// The termination token when the current call holds more memory than its budget (see
+/// [`checkpoint`]); for what is built after the script ends, such as its response.
+pub(crate) fn over_memory() -> Option<&'static str> {
+    with_current(|ctx| ctx.memory_token()).flatten()
+}
+
+/// How often (in operations) [`checkpoint`] looks at the clock and the inline budget: often
+/// enough that an inline run stops close to its budget, rarely enough to cost nothing measurable.
 pub(crate) const PROGRESS_CHECK_EVERY: u64 = 64;
 
 /// Appends a line to the current call's log and emits it through `tracing` with the call's ids.
@@ -375,7 +419,7 @@ pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<Ev
 }
 
 /// The termination carrying `token`; `try/catch` cannot catch it.
-fn terminated(token: &'static str) -> Box<EvalAltResult> {
+pub(crate) fn terminated(token: &'static str) -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(token), Position::NONE).into()
 }
 

@@ -61,12 +61,7 @@ pub(crate) fn build(limits: &Limits) -> Engine {
     engine.on_print(|text| context::push_log(LogLevel::Info, text.to_string()));
     engine
         .on_debug(|text, _source, _position| context::push_log(LogLevel::Debug, text.to_string()));
-    engine.on_progress(|operations| {
-        if !operations.is_multiple_of(context::PROGRESS_CHECK_EVERY) {
-            return None;
-        }
-        context::checkpoint(operations).map(Dynamic::from)
-    });
+    engine.on_progress(|operations| context::checkpoint(operations).map(Dynamic::from));
 
     engine.set_module_resolver(DummyModuleResolver::new());
 

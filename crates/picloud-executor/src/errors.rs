@@ -6,7 +6,7 @@ use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::Limits;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use crate::context::{DEADLINE_TOKEN, NEEDS_WORKER_TOKEN, WRITES_TOKEN};
+use crate::context::{DEADLINE_TOKEN, MEMORY_TOKEN, NEEDS_WORKER_TOKEN, WRITES_TOKEN};
 use crate::engine::MAX_VARIABLES;
 
 /// A source that does not compile. Expressions nested past the limit, and literals larger than
@@ -76,6 +76,9 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
             limits.max_writes
         ))
         }
+        EvalAltResult::ErrorTerminated(token, ..) if is_token(token, MEMORY_TOKEN) => {
+            limit(memory_exceeded(limits))
+        }
         EvalAltResult::ErrorRuntime(value, ..) => (ExecErrorKind::Runtime, thrown(value)),
         EvalAltResult::ErrorModuleNotFound(name, ..) => (
             ExecErrorKind::Runtime,
@@ -92,6 +95,25 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
         message,
         line,
         column,
+    }
+}
+
+/// The message of a run (or its response) past `max_memory_bytes`.
+pub(crate) fn memory_exceeded(limits: &Limits) -> String {
+    format!(
+        "the script held more than its limit of {} of memory (keys, values, strings and \
+         captures count; PICLOUD_MAX_MEMORY_BYTES)",
+        show_bytes(limits.max_memory_bytes)
+    )
+}
+
+/// `bytes` as a person reads it: whole MiB or KiB when exact, else bytes.
+fn show_bytes(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    match bytes {
+        b if b >= MIB && b.is_multiple_of(MIB) => format!("{} MiB", b / MIB),
+        b if b >= 1024 && b.is_multiple_of(1024) => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
     }
 }
 

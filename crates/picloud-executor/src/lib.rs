@@ -15,6 +15,7 @@
 //! | `scope` | the `ctx` constant a script sees, with the trigger event as `ctx.event` |
 //! | `response` | `response(…)` and the rules that turn a script's value into a response |
 //! | `convert` | script values ↔ JSON (exactly, for stored values) |
+//! | `memory` | jemalloc as the global allocator, and the per-thread meter of what a run holds |
 //! | `nesting` | bounded recursion over deeply nested values (showing, comparing) |
 //! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
 //! | `validate` | the top-level shape a module script must keep |
@@ -29,6 +30,7 @@ mod convert;
 mod engine;
 mod errors;
 pub mod local;
+mod memory;
 mod nesting;
 pub mod remote;
 mod response;

@@ -201,6 +201,11 @@ pub struct SandboxArgs {
           value_parser = in_range(1, 10_000_000))]
     pub max_writes: usize,
 
+    /// Bytes of memory one execution may hold at once (also the largest response body).
+    #[arg(long, env = "PICLOUD_MAX_MEMORY_BYTES", default_value_t = Limits::default().max_memory_bytes,
+          value_parser = in_range(1 << 20, 1 << 34))]
+    pub max_memory_bytes: usize,
+
     /// Wall-clock time one execution may take, in milliseconds.
     #[arg(long, env = "PICLOUD_EXECUTION_TIMEOUT_MS", default_value_t = Limits::default().timeout_ms,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -241,6 +246,7 @@ impl SandboxArgs {
             timeout_ms: self.execution_timeout_ms,
             max_log_bytes: self.max_log_bytes,
             max_writes: self.max_writes,
+            max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         }
     }

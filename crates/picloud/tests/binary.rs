@@ -121,6 +121,58 @@ async fn sigterm_lets_an_in_flight_execution_finish() {
 
 /// Each hostile script is stopped by its limit with a JSON error, and the next request is
 /// answered normally.
+/// #13: map keys escape every size limit; one such request peaked at 1 GB and two got a 1.5 GiB
+/// server OOM-killed. Six at once now each meet the memory budget, and the server's peak RSS
+/// stays within six budgets and its own needs.
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_and_the_servers_memory_stays_bounded() {
+    const REQUESTS: usize = 6;
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let server = Process::serve(
+        &db,
+        &[
+            ("PICLOUD_MAX_OPERATIONS", "100000000"),
+            ("PICLOUD_EXECUTION_TIMEOUT_MS", "60000"),
+            ("PICLOUD_MAX_MEMORY_BYTES", "33554432"),
+        ],
+    );
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
+    // A 2 MiB key (21 doublings), then a new 2 MiB key per map entry: under the string limit.
+    let bomb = r#"let s = "k"; for j in 0..21 { s += s; } let m = #{}; let i = 0; loop { m[s + i] = 1; i += 1; }"#;
+    admin.deploy("bomb", bomb, "GET", "/").await;
+    let calls: Vec<_> = (0..REQUESTS)
+        .map(|_| tokio::spawn(get_json_owned(format!("{}/bomb/", server.base))))
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.expect("the request task");
+        assert_eq!(status, 500, "the bomb ends in a 500: {body}");
+        assert_eq!(
+            body["error"]["code"], "limit_exceeded",
+            "stopped by the memory budget: {body}"
+        );
+    }
+    let peak_mib = peak_rss_kib(server.pid()) / 1024;
+    assert!(
+        peak_mib < 600,
+        "{REQUESTS} bombs of a 32 MiB budget peaked at {peak_mib} MiB of RSS"
+    );
+}
+
+async fn get_json_owned(url: String) -> (u16, Value) {
+    get_json(&url).await
+}
+
+/// The highest resident set the process reached (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status")
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_stops_hostile_scripts_and_the_server_keeps_answering() {
     let Some(db) = Database::fresh(Backend::Sqlite) else {
