@@ -26,6 +26,8 @@ pub(crate) const MAX_FUNCTIONS: usize = 1_024;
 /// - `print` / `debug` go to the execution's log, never to stdout, and `debug` may also name a
 ///   function in a namespace (`log::debug`);
 /// - showing and comparing arrays and maps look at most 128 levels deep ([`crate::nesting`]);
+/// - `replace`, `split` and `to_chars` measure their result before they build it
+///   ([`crate::bounded`]);
 /// - `import` resolves nothing yet (module scripts come with their own resolver);
 /// - the deadline (and an inline run's budget) is enforced inside Rhai by `on_progress`;
 /// - `response(…)` and the standard library namespaces ([`crate::sdk`]).
@@ -76,6 +78,7 @@ pub(crate) fn build(limits: &Limits) -> Engine {
         other => other,
     });
 
+    crate::bounded::register(&mut engine);
     crate::nesting::register(&mut engine);
     crate::response::register(&mut engine);
     crate::sdk::register(&mut engine);

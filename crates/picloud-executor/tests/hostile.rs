@@ -126,6 +126,11 @@ fn corpus() -> Vec<Attack> {
         ("huge blob", Sizes, "blob(1000000000)".into(), LimitExceeded, ARRAY),
         ("growing map", Sizes, "let m = #{}; let i = 0; loop { m.set(`k${i}`, i); i += 1; }".into(), LimitExceeded, MAP),
         ("the characters of a long string", Sizes, format!("{MIB} s.to_chars()"), LimitExceeded, ARRAY),
+        ("replacement amplification", Defaults, format!(r#"{MIB} let a = "a"; a.pad(4096, "a"); a.replace("a", s); a.len()"#), LimitExceeded, STRING),
+        ("splitting a long string", Sizes, format!(r#"{MIB} s.split("")"#), LimitExceeded, ARRAY),
+        ("splitting at every character", Sizes, format!(r#"{MIB} s.split('x')"#), LimitExceeded, ARRAY),
+        ("splitting at whitespace", Sizes, r#"let s = "a "; for j in 0..20 { s += s; } s.split()"#.into(), LimitExceeded, ARRAY),
+        ("replacing with nothing in between", Defaults, format!(r#"{MIB} let a = "aaaa"; a.replace("", s); a.len()"#), LimitExceeded, STRING),
         // Memory that no size limit sees: the budget counts where memory is allocated.
         ("map keys", Memory, format!("{MIB} let m = #{{}}; let i = 0; loop {{ m[s + i] = 1; i += 1; }}"), LimitExceeded, MEMORY),
         ("curried arguments", Memory, format!(r#"fn f(x) {{ x }} {MIB} let a = []; let i = 0; loop {{ a.push(Fn("f").curry(s + i)); i += 1; }}"#), LimitExceeded, MEMORY),
