@@ -51,7 +51,7 @@ pub(crate) const MEMORY_TOKEN: &str = "picloud:memory";
 
 /// Memory an inline run may hold before it moves to an executor thread: building more than this
 /// takes longer than an async thread may be held (and a worker has the whole budget).
-const INLINE_MAX_MEMORY: usize = 256 * 1024;
+pub(crate) const INLINE_MAX_MEMORY: usize = 256 * 1024;
 
 /// Operations an inline run may take before it moves to an executor thread (~0.1 ms of script).
 pub(crate) const INLINE_MAX_OPERATIONS: u64 = 2_048;

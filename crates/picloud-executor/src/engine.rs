@@ -93,17 +93,23 @@ const SLEEP_REFUSED: &str =
 ///
 /// - recursion at the call limit with deep expressions in every frame overflowed tokio's 2 MiB;
 ///   8 MiB holds the default 32 calls × 64 levels, and larger limits scale it;
-/// - Rhai clones, drops and size-checks nested arrays and maps recursively, and nesting is bounded
-///   only by the array and map limits (one element per level); measured on rhai 1.27, a level
-///   takes up to ~300 bytes in a release build and ~2.3 KiB in a debug build, so each allowed
-///   level gets [`STACK_PER_NESTING_LEVEL`]. (Showing and comparing nested values take far more
-///   per level; [`crate::nesting`] caps their depth instead.)
+/// - Rhai clones, drops and size-checks nested values recursively. Arrays and maps nest only as
+///   deep as the array and map limits allow (one element per level); measured on rhai 1.27, a
+///   level takes up to ~300 bytes in a release build and ~2.3 KiB in a debug build, so each
+///   allowed level gets [`STACK_PER_NESTING_LEVEL`]. (Showing and comparing nested values take
+///   far more per level; [`crate::nesting`] caps their depth instead.)
+/// - closures nest without any size limit seeing them (`loop { let g = f; f = || g; }` adds a
+///   level per iteration at O(1) cost), so their depth is bounded by the memory budget alone, and
+///   dropping the chain recurses once per level: one request of that script killed the server
+///   with a stack overflow. Each byte of the budget gets [`STACK_PER_HELD_BYTE`] of stack: in a
+///   release build that held with budgets of 32 MiB to 1 GiB, where ~1.6 bytes per byte (the
+///   old 106 MiB stack under a 64 MiB budget) overflowed.
 ///
 /// Only the pages a script touches are committed; with the default limits a release build
-/// reserves ~106 MiB of address space per thread.
+/// reserves ~264 MiB of address space per thread.
 pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
     let nesting = limits.max_array_size.saturating_add(limits.max_map_size);
-    stack_size(limits, nesting)
+    stack_size(limits, nesting, limits.max_memory_bytes)
 }
 
 /// Stack an inline run needs (see [`crate::context::Placement::Inline`]): as a worker's, except
@@ -114,11 +120,13 @@ pub(crate) fn inline_stack_size(limits: &Limits) -> usize {
     stack_size(
         limits,
         nesting.min(limits.max_array_size.saturating_add(limits.max_map_size)),
+        context::INLINE_MAX_MEMORY.min(limits.max_memory_bytes),
     )
 }
 
-/// The stack for the call and expression limits plus `nesting` levels of nested values.
-fn stack_size(limits: &Limits, nesting: usize) -> usize {
+/// The stack for the call and expression limits plus `nesting` levels of nested values, or what
+/// `held` bytes of nested closures need, whichever is more.
+fn stack_size(limits: &Limits, nesting: usize, held: usize) -> usize {
     const BASE: usize = 8 * 1024 * 1024;
     let calls = limits.max_call_levels.div_ceil(32).max(1);
     let depth = limits
@@ -126,7 +134,9 @@ fn stack_size(limits: &Limits, nesting: usize) -> usize {
         .max(limits.max_function_expr_depth)
         .div_ceil(64)
         .max(1);
-    let nesting = nesting.saturating_mul(STACK_PER_NESTING_LEVEL);
+    let nesting = nesting
+        .saturating_mul(STACK_PER_NESTING_LEVEL)
+        .max(held.saturating_mul(STACK_PER_HELD_BYTE));
     BASE.saturating_mul(calls)
         .saturating_mul(depth)
         .saturating_add(nesting)
@@ -139,6 +149,8 @@ const STACK_PER_NESTING_LEVEL: usize = if cfg!(debug_assertions) {
 } else {
     512
 };
+/// Native stack allowed per byte of the memory budget (see [`worker_stack_size`]).
+const STACK_PER_HELD_BYTE: usize = if cfg!(debug_assertions) { 64 } else { 8 };
 /// The most a worker's stack is given, whatever the limits.
 const MAX_WORKER_STACK: usize = if usize::BITS > 32 {
     u32::MAX as usize

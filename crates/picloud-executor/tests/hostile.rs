@@ -139,6 +139,7 @@ fn corpus() -> Vec<Attack> {
         ("many large variables", Memory, many_variables(40), LimitExceeded, MEMORY),
         ("memory limit caught", Memory, format!(r#"{MIB} let m = #{{}}; let i = 0; try {{ loop {{ m[s + i] = 1; i += 1; }} }} catch {{ }} "swallowed""#), LimitExceeded, MEMORY),
         ("response from map keys", Memory, format!("{MIB} let m = #{{}}; for i in 0..12 {{ m[s + i] = i; }} m"), LimitExceeded, MEMORY),
+        ("closures nested in closures", Memory, "let f = || 1; loop { let g = f; f = || g; }".into(), LimitExceeded, MEMORY),
         // Escapes from the sandbox.
         ("eval", Defaults, r#"eval("1 + 1")"#.into(), ExecErrorKind::Compile, "eval"),
         ("sleep", Defaults, "sleep(10)".into(), Runtime, "sleep() is not available"),

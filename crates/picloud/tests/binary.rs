@@ -160,6 +160,39 @@ async fn a_memory_bomb_is_stopped_and_the_servers_memory_stays_bounded() {
     );
 }
 
+/// #13: closures nest at O(1) cost per level where no size limit sees them, and dropping the
+/// chain recursed past the worker's stack: one request of this one-line script aborted the
+/// server. The chain is bounded by the memory budget and the stack is sized for the budget; a
+/// 192 MiB budget overflows the stack of the old sizing in a debug build too.
+#[tokio::test]
+async fn a_chain_of_closures_cannot_overflow_the_stack() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let server = Process::serve(
+        &db,
+        &[
+            ("PICLOUD_MAX_OPERATIONS", "1000000000"),
+            ("PICLOUD_EXECUTION_TIMEOUT_MS", "120000"),
+            ("PICLOUD_MAX_MEMORY_BYTES", "201326592"),
+        ],
+    );
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
+    let chain = "let f = || 1; loop { let g = f; f = || g; }";
+    admin.deploy("chain", chain, "GET", "/").await;
+    admin.deploy("alive", r#""still here""#, "GET", "/").await;
+    let (status, body) = get_json(&format!("{}/chain/", server.base)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &json!("limit_exceeded")),
+        "the chain meets the memory budget: {body}"
+    );
+    let response = reqwest::get(format!("{}/alive/", server.base))
+        .await
+        .expect("the server still answers");
+    assert_eq!(response.text().await.expect("body"), "still here");
+}
+
 async fn get_json_owned(url: String) -> (u16, Value) {
     get_json(&url).await
 }
