@@ -22,7 +22,7 @@ use picloud_core::{
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
 
-use crate::memory::Meter;
+use crate::memory::{self, Meter};
 
 /// Log lines one execution may keep; the rest are counted and reported in one last line, so a
 /// script logging in a loop cannot grow the log without bound. `Limits::max_log_bytes` bounds
@@ -54,7 +54,7 @@ pub(crate) const MEMORY_TOKEN: &str = "picloud:memory";
 pub(crate) const INLINE_MAX_MEMORY: usize = 256 * 1024;
 
 /// Operations an inline run may take before it moves to an executor thread (~0.1 ms of script).
-pub(crate) const INLINE_MAX_OPERATIONS: u64 = 2_048;
+const INLINE_MAX_OPERATIONS: u64 = 2_048;
 /// Time an inline run may take, checked with the operations: one slow native call (a large
 /// string copied in a loop) must not hold an async worker thread either.
 const INLINE_MAX_TIME: Duration = Duration::from_micros(500);
@@ -390,6 +390,21 @@ pub(crate) fn count_write() -> Result<(), Box<EvalAltResult>> {
         return Err(terminated(WRITES_TOKEN));
     }
     Ok(())
+}
+
+/// Runs `exchange` — a data call with what it builds to send and what it makes of the answer —
+/// off the run's memory books: what it sends is freed by other threads and what it receives was
+/// allocated by them (see [`crate::memory`]). Charge the run for the value it got with [`charge`].
+pub(crate) fn off_the_books<T>(exchange: impl FnOnce() -> T) -> T {
+    let before = memory::now();
+    let out = exchange();
+    with_current(|ctx| ctx.memory.forgive(before));
+    out
+}
+
+/// Puts `bytes` on the current run's memory books.
+pub(crate) fn charge(bytes: u64) {
+    with_current(|ctx| ctx.memory.charge(bytes));
 }
 
 /// Runs an async service call from inside a script, bounded by the time the call has left: the

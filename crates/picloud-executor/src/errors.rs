@@ -127,10 +127,6 @@ fn data_too_large(what: &str, limits: &Limits) -> String {
             "the script made an array larger than its limit of {} items",
             limits.max_array_size
         ),
-        "Size of object map" => format!(
-            "the script made a map larger than its limit of {} entries",
-            limits.max_map_size
-        ),
         other => format!("the script made a value over its size limit ({other})"),
     }
 }

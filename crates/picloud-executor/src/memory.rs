@@ -12,11 +12,20 @@
 //! values a script builds, the JSON it parses, the strings it formats. Freed memory comes off, so
 //! a script that builds and drops values in a loop stays within a small budget.
 //!
-//! One native call still allocates before the next check: Rhai's own size limits bound that (a
-//! string of at most `max_string_size`), and the SDK's allocating functions bound their inputs.
+//! Counting per thread has one blind spot: memory that crosses threads. What a data call sends
+//! is freed by the store's threads, so it would stay on the run's books for good; what it
+//! receives was allocated elsewhere and freeing it here would count as the run giving memory
+//! back, so a value read from the store would cost nothing. So a data call runs off the books
+//! ([`crate::context::off_the_books`]) and the run is charged for the value it gets, measured by
+//! [`estimate`].
+//!
+//! One native call still allocates before the next check. The functions that could build far
+//! more than they are given measure first ([`crate::bounded`]); the rest build at most a few
+//! times what they are given (`s + s`), so a run overshoots its budget by at most about that.
 
 use std::cell::OnceCell;
 
+use rhai::{Array, Blob, Dynamic, ImmutableString, Map};
 use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp, ThreadLocal};
 
 /// jemalloc rather than glibc's allocator: a request allocates and frees many small values on
@@ -90,6 +99,42 @@ impl Meter {
     pub(crate) fn over(&self) -> bool {
         self.used() > self.budget
     }
+
+    /// Takes what the thread's count moved by from `before` to now off the run's books.
+    pub(crate) fn forgive(&mut self, before: u64) {
+        let moved = net().unwrap_or(0).wrapping_sub(before);
+        self.start = self.start.wrapping_add(moved);
+    }
+
+    /// Puts `bytes` on the run's books.
+    pub(crate) fn charge(&mut self, bytes: u64) {
+        self.start = self.start.wrapping_sub(bytes);
+    }
+}
+
+/// The thread's count now (see [`Meter::forgive`]).
+pub(crate) fn now() -> u64 {
+    net().unwrap_or(0)
+}
+
+/// About what `value` takes in memory: its strings and BLOBs, and a value's slot for each item
+/// and entry (map keys too). A lower bound, which is what charging a run for it needs.
+pub(crate) fn estimate(value: &Dynamic) -> u64 {
+    const SLOT: u64 = 16;
+    let inner = if let Some(array) = value.read_lock::<Array>() {
+        array.iter().map(estimate).sum()
+    } else if let Some(map) = value.read_lock::<Map>() {
+        map.iter()
+            .map(|(key, value)| key.len() as u64 + estimate(value))
+            .sum()
+    } else if let Some(blob) = value.read_lock::<Blob>() {
+        blob.len() as u64
+    } else if let Some(text) = value.read_lock::<ImmutableString>() {
+        text.len() as u64
+    } else {
+        0
+    };
+    SLOT + inner
 }
 
 #[cfg(test)]

@@ -58,7 +58,6 @@ impl Under {
             },
             Under::Sizes => Limits {
                 max_array_size: 2_000,
-                max_map_size: 2_000,
                 ..Limits::default()
             },
             Under::Defaults => Limits::default(),
@@ -93,7 +92,6 @@ fn corpus() -> Vec<Attack> {
     const MEMORY: &str = "of memory";
     const STRING: &str = "string longer than its limit";
     const ARRAY: &str = "array larger than its limit";
-    const MAP: &str = "map larger than its limit";
     const LATE: &str = "ran longer than 300 ms";
     /// A 1 MiB string in 20 operations.
     const MIB: &str = r#"let s = "x"; for j in 0..20 { s += s; } "#;
@@ -117,14 +115,15 @@ fn corpus() -> Vec<Attack> {
         ("recursion with deep expressions", Defaults, format!("fn f(x) {{ {}f(x + 1){} }} f(0)", "(".repeat(20), ")".repeat(20)), LimitExceeded, CALLS),
         ("deeply nested expression", Defaults, format!("let x = {}1{};", "(".repeat(300), ")".repeat(300)), LimitExceeded, "nests expressions deeper than its limit"),
         // One value grown past its size limit.
-        ("doubling string", Defaults, r#"let s = "x"; loop { s += s; }"#.into(), LimitExceeded, STRING),
-        ("interpolated doubling", Defaults, r#"let s = "x"; loop { s = `${s}${s}`; }"#.into(), LimitExceeded, STRING),
+        ("doubling string", Memory, r#"let s = "x"; loop { s += s; }"#.into(), LimitExceeded, MEMORY),
+        ("interpolated doubling", Memory, r#"let s = "x"; loop { s = `${s}${s}`; }"#.into(), LimitExceeded, MEMORY),
         ("padded string", Defaults, r#"let s = ""; s.pad(1000000000, "x"); s"#.into(), LimitExceeded, STRING),
         ("regex replacement growth", Defaults, r#"let big = "y"; big.pad(100000, "y"); let text = "x"; text.pad(100000, "x"); regex::replace_all("", text, big)"#.into(), Runtime, "longer than the string limit"),
-        ("growing array", Sizes, "let a = []; loop { a.push(1); }".into(), LimitExceeded, ARRAY),
+        ("growing array", Memory, r#"let s = "x"; s.pad(1024, "x"); let a = []; let i = 0; loop { a.push(s + i); i += 1; }"#.into(), LimitExceeded, MEMORY),
         ("padded array", Sizes, "let a = []; a.pad(1000000000, 0); a".into(), LimitExceeded, ARRAY),
         ("huge blob", Sizes, "blob(1000000000)".into(), LimitExceeded, ARRAY),
-        ("growing map", Sizes, "let m = #{}; let i = 0; loop { m.set(`k${i}`, i); i += 1; }".into(), LimitExceeded, MAP),
+        ("growing map", Memory, r#"let s = "x"; s.pad(1024, "x"); let m = #{}; let i = 0; loop { m.set(`k${i}`, s + i); i += 1; }"#.into(), LimitExceeded, MEMORY),
+        ("padded array of large items", Sizes, r#"let big = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]; let a = []; a.pad(1000, big); a"#.into(), LimitExceeded, ARRAY),
         ("the characters of a long string", Sizes, format!("{MIB} s.to_chars()"), LimitExceeded, ARRAY),
         ("replacement amplification", Defaults, format!(r#"{MIB} let a = "a"; a.pad(4096, "a"); a.replace("a", s); a.len()"#), LimitExceeded, STRING),
         ("splitting a long string", Sizes, format!(r#"{MIB} s.split("")"#), LimitExceeded, ARRAY),
