@@ -360,7 +360,7 @@ impl Dispatcher {
                 Err(error) => self.failed(&job, describe(&error), false).await,
             },
             // The patient gate only refuses when closed, at shutdown: leave it to the lease.
-            Ran::Overloaded => Attempt::Interrupted,
+            Ran::Overloaded(_) => Attempt::Interrupted,
         }
     }
 

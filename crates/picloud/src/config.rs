@@ -310,6 +310,12 @@ pub struct ServeArgs {
           value_parser = in_range(1, 100_000))]
     pub max_concurrent_executions: usize,
 
+    /// The percentage of the concurrent executions one app may hold at once (at least one): an
+    /// app's requests beyond it wait, then get 503, while other apps still get in.
+    #[arg(long, env = "PICLOUD_GATE_APP_SHARE", default_value_t = picloud_orchestrator::DEFAULT_GATE_APP_SHARE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub gate_app_share: u8,
+
     /// How long a request waits at a full gate before it gets 503, in milliseconds.
     #[arg(long, env = "PICLOUD_GATE_WAIT_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -778,6 +784,23 @@ mod tests {
             err.to_string().contains("8..=128"),
             "the message gives the range: {err}"
         );
+    }
+
+    #[test]
+    fn an_app_may_hold_three_quarters_of_the_gate_unless_set_within_1_to_100() {
+        assert_eq!(
+            serve_args(&[]).gate_app_share,
+            75,
+            "an app may hold three quarters of the gate"
+        );
+        for bad in ["0", "101"] {
+            let err = Cli::try_parse_from(["picloud", "serve", "--gate-app-share", bad])
+                .expect_err("a share outside 1..=100 %");
+            assert!(
+                err.to_string().contains("1..=100"),
+                "the message gives the range: {err}"
+            );
+        }
     }
 
     #[test]
