@@ -76,7 +76,7 @@ pub use picloud_store::{DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRe
 /// The platform's own settings (the sandbox's are the executor's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformConfig {
-    /// Executions running at once.
+    /// Executions running at once (by default as many as the local executor has threads).
     pub gate_size: usize,
     /// The percentage of `gate_size` one app may hold at once (at least one execution).
     pub gate_app_share_percent: u8,
@@ -98,7 +98,7 @@ pub struct PlatformConfig {
 impl Default for PlatformConfig {
     fn default() -> Self {
         Self {
-            gate_size: 64,
+            gate_size: picloud_executor::default_threads(),
             gate_app_share_percent: DEFAULT_GATE_APP_SHARE_PERCENT,
             gate_wait_ms: 1_000,
             session_ttl_ms: 24 * 3_600_000,

@@ -23,13 +23,12 @@ async fn one_app_at_its_share_of_the_gate_leaves_another_apps_hello_answered() {
     let Some(db) = Database::fresh(Backend::Sqlite) else {
         return;
     };
-    // A gate of 8, three quarters of it for one app; each spin holds its permit for its whole
-    // 3 s.
+    // A gate of 8 (it follows the threads), three quarters of it for one app; each spin holds
+    // its permit for its whole 3 s.
     let server = Process::serve(
         &db,
         &[
             ("PICLOUD_EXECUTOR_THREADS", "8"),
-            ("PICLOUD_MAX_CONCURRENT_EXECUTIONS", "8"),
             ("PICLOUD_MAX_OPERATIONS", "1000000000000"),
             ("PICLOUD_EXECUTION_TIMEOUT_MS", "3000"),
         ],
