@@ -108,9 +108,9 @@ impl Gate {
         })
     }
 
-    /// The semaphore of `app`'s share. An entry is dropped once nothing holds it (no permit, no
-    /// waiter: only the map's reference is left) and another app comes: the map keeps the apps
-    /// running or waiting, and at most one more per app that came since.
+    /// The semaphore of `app`'s share. When an app comes that has none, the entries nothing
+    /// holds (no permit, no waiter: only the map's reference is left) are dropped, so the map
+    /// keeps the apps running or waiting, and idle ones only until the next new app comes.
     fn app_semaphore(&self, app: AppId) -> Arc<Semaphore> {
         let mut apps = self.apps.lock();
         if let Some(semaphore) = apps.get(&app) {
