@@ -143,7 +143,10 @@ async fn a_memory_bomb_is_stopped_and_the_servers_memory_stays_bounded() {
     let bomb = r#"let s = "k"; for j in 0..21 { s += s; } let m = #{}; let i = 0; loop { m[s + i] = 1; i += 1; }"#;
     admin.deploy("bomb", bomb, "GET", "/").await;
     let calls: Vec<_> = (0..REQUESTS)
-        .map(|_| tokio::spawn(get_json_owned(format!("{}/bomb/", server.base))))
+        .map(|_| {
+            let url = format!("{}/bomb/", server.base);
+            tokio::spawn(async move { get_json(&url).await })
+        })
         .collect();
     for call in calls {
         let (status, body) = call.await.expect("the request task");
@@ -255,10 +258,6 @@ async fn hello_p99(client: &reqwest::Client, url: &str) -> Duration {
     }
     times.sort();
     times[98]
-}
-
-async fn get_json_owned(url: String) -> (u16, Value) {
-    get_json(&url).await
 }
 
 /// The highest resident set the process reached (`VmHWM`), in KiB.
