@@ -34,6 +34,10 @@ pub enum ServiceError {
     /// The execution gate stayed full; nothing ran.
     #[error("too many executions are running; try again shortly")]
     Overloaded,
+    /// The app is at one of its quotas (queued jobs); nothing was done. The message says where
+    /// it stands.
+    #[error("{0}")]
+    OverQuota(String),
     /// The password was right but the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
@@ -59,6 +63,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound(kind) => Self::NotFound(format!("{kind} not found")),
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::InvalidInput(message) => Self::Invalid(InputError::new("cursor", message)),
+            StoreError::OverLimit(over) => Self::OverQuota(over.to_string()),
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }

@@ -12,7 +12,7 @@ use picloud_core::{CapabilityKind, CollectionName, KvKey};
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
 use super::{add, error, method, service_call, string_arg, SdkResult};
-use crate::context::{count_write, require};
+use crate::context::{count_trigger_jobs, count_write, require};
 use crate::convert::{friendly_type_name, from_json, to_json_exact};
 
 /// Items a `list` call returns when it does not say.
@@ -74,10 +74,12 @@ fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
     let key = parse_key(F, &key)?;
     let value = to_json_exact(&value)
         .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
-    service_call(
+    let changed = service_call(
         F,
         grant.services.kv_set(grant.writer(), &kv.name, &key, value),
-    )
+    )?;
+    count_trigger_jobs(changed.trigger_jobs);
+    Ok(())
 }
 
 fn has(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
@@ -92,7 +94,9 @@ fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     let grant = require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))
+    let changed = service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))?;
+    count_trigger_jobs(changed.trigger_jobs);
+    Ok(changed.existed)
 }
 
 fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Map> {
