@@ -5,6 +5,7 @@
     python3 bench/bench.py --postgres URL  # also PiCloud on PostgreSQL (a database it may fill)
     python3 bench/bench.py --smoke         # debug build, one 1 s round: proves the harness works
     python3 bench/bench.py --workloads kv,trigger   # only these workloads (and the bare server)
+    python3 bench/bench.py --script-speed  # scripts' own speed beside a bare Rhai engine
 
 It builds the binaries, starts `picloud serve` on a fresh data directory, creates each workload's
 app, scripts, route and trigger through the admin API, drives load with wrk at 1 and 32
@@ -84,6 +85,35 @@ WORKLOADS = {
         f'let k = "e" + random::int(0, 999); kv::collection("{EVENTS}").set(k, ctx.execution_id); #{{ key: k }}',
         handler="let key = ctx.event.kv.key; #{ handled: key }",
     ),
+}
+
+# Scripts whose own speed is measured beside a bare Rhai engine (`--script-speed`): PiCloud runs
+# each as an endpoint (one request at a time, limits raised so it finishes), `bare-rhai` runs it
+# on `rhai::Engine::new()`. The ratio is what the sandbox costs a script.
+SCRIPT_SPEED = {
+    # Builds 40,000 interpolated strings into an array, puts each into a map, sums and removes
+    # them: data building, where per-container size checks cost the most.
+    "build": (
+        "let a = [];\n"
+        "for i in 0..40000 { a.push(`item-${i}`); }\n"
+        "let m = #{};\n"
+        "for s in a { m[s] = s.len(); }\n"
+        "let total = 0;\n"
+        "for s in a { total += m[s]; m.remove(s); }\n"
+        "total"
+    ),
+    # Pure computation, for comparison: a sieve of primes below 100,000.
+    "sieve": (
+        "let n = 100000; let flags = []; flags.pad(n, true); let count = 0;\n"
+        "for i in 2..n { if flags[i] { count += 1; let j = i * i; "
+        "while j < n { flags[j] = false; j += i; } } }\n"
+        "count"
+    ),
+}
+SCRIPT_SPEED_ENV = {
+    "PICLOUD_EXECUTION_TIMEOUT_MS": "600000",
+    "PICLOUD_MAX_OPERATIONS": "1000000000",
+    "PICLOUD_SYNC_WAIT_MS": "600000",
 }
 
 
@@ -314,6 +344,34 @@ def fmt_range(values, fmt="{:.0f}"):
     return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
+
+def script_speed(target, runs):
+    """Each SCRIPT_SPEED script's milliseconds on a bare engine and as a PiCloud endpoint."""
+    lines = ["| script | bare rhai ms median | picloud ms median | ÷ bare |", "|---|---|---|---|"]
+    server = start_picloud(os.path.join(target, "picloud"), "picloud sqlite", SCRIPT_SPEED_ENV)
+    try:
+        for name, source in SCRIPT_SPEED.items():
+            with tempfile.NamedTemporaryFile("w", suffix=".rhai", delete=False) as f:
+                f.write(source)
+            out = subprocess.run(
+                [os.path.join(target, "bare-rhai"), f.name, str(runs)], capture_output=True, text=True, check=True
+            ).stdout
+            os.unlink(f.name)
+            bare = statistics.median(float(t) for t in out.split())
+            create_workload(server, f"speed-{name}", Workload(source))
+            times = []
+            for _ in range(runs):
+                start = time.monotonic()
+                with urllib.request.urlopen(server.urls[f"speed-{name}"], timeout=600) as resp:
+                    resp.read()
+                times.append((time.monotonic() - start) * 1000)
+            ours = statistics.median(times)
+            print(f"{name}: bare {bare:.1f} ms, picloud {ours:.1f} ms", file=sys.stderr)
+            lines.append(f"| {name} | {bare:.1f} | {ours:.1f} | {ours / bare:.2f} |")
+    finally:
+        server.stop()
+    return "\n".join(lines)
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="debug build, one round of 1 s per workload")
@@ -325,6 +383,8 @@ def main():
                              "the bare server always runs")
     parser.add_argument("--postgres", metavar="URL", help="also run PiCloud on this PostgreSQL database")
     parser.add_argument("--write-results", action="store_true", help="write the table to bench/RESULTS.md")
+    parser.add_argument("--script-speed", action="store_true",
+                        help="only measure SCRIPT_SPEED's scripts beside a bare Rhai engine, one request at a time")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds = 1, 1
@@ -342,6 +402,9 @@ def main():
         cwd=ROOT, check=True,
     )
     target = os.path.join(ROOT, "target", "debug" if args.smoke else "release")
+    if args.script_speed:
+        print(script_speed(target, args.rounds))
+        return
 
     picloud_envs = {"picloud sqlite": {}}
     if args.postgres:

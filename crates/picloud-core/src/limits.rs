@@ -12,10 +12,12 @@ pub struct Limits {
     /// Expression nesting at the top level and inside functions.
     pub max_expr_depth: usize,
     pub max_function_expr_depth: usize,
-    /// Bytes in one string (and the total string bytes inside one array or map).
+    /// Bytes of one string built by one call (`pad`, `replace`, `regex::replace_all`, the text
+    /// `json::parse` takes…). What a script holds in all is `max_memory_bytes`.
     pub max_string_size: usize,
+    /// Items of one array (bytes of one BLOB) built by one call (`pad`, `split`, `to_chars`,
+    /// `blob`, `regex::split`…).
     pub max_array_size: usize,
-    pub max_map_size: usize,
     /// `import` statements executed per run.
     pub max_modules: usize,
     /// Wall-clock time for one execution, enforced inside Rhai.
@@ -30,6 +32,10 @@ pub struct Limits {
     /// collection fans out, and the depth cap bounds only the length of the chain, not its
     /// breadth. The write that would pass it is refused and ends the run.
     pub max_trigger_jobs: u32,
+    /// Bytes of memory one execution may hold at once, counted where they are allocated: every
+    /// value, key, capture, parsed body and formatted string. It also bounds a response's body.
+    /// Executor threads × this is what scripts can hold in all.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -41,12 +47,12 @@ impl Default for Limits {
             max_function_expr_depth: 64,
             max_string_size: 4 * 1024 * 1024,
             max_array_size: 100_000,
-            max_map_size: 100_000,
             max_modules: 32,
             timeout_ms: 5_000,
             max_log_bytes: 256 * 1024,
             max_writes: 1_000,
             max_trigger_jobs: 256,
+            max_memory_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -15,6 +15,9 @@ use rhai::AST;
 /// One version of a script, compiled.
 pub(crate) struct Compiled {
     pub ast: AST,
+    /// Whether the script may read `ctx.request.json` (its source names `json` anywhere), so the
+    /// body is parsed for it; the others never pay for parsing a body they do not read.
+    pub reads_json: bool,
     /// Whether runs of this version are still tried inline; cleared the first time one has to
     /// start over on an executor thread (it calls a data service, or runs long), so a script
     /// that cannot finish inline pays for the attempt once per version, not per request.
@@ -22,9 +25,10 @@ pub(crate) struct Compiled {
 }
 
 impl Compiled {
-    fn new(ast: AST) -> Self {
+    fn new(source: &str, ast: AST) -> Self {
         Self {
             ast,
+            reads_json: source.contains("json"),
             inline: AtomicBool::new(true),
         }
     }
@@ -66,7 +70,7 @@ impl AstCache {
             return Ok(compiled);
         }
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        let compiled = Arc::new(Compiled::new(compile(&script.source)?));
+        let compiled = Arc::new(Compiled::new(&script.source, compile(&script.source)?));
         self.entries
             .lock()
             .put(script.id, (script.updated_at, compiled.clone()));

@@ -22,6 +22,8 @@ use picloud_core::{
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
 
+use crate::memory::{self, Meter};
+
 /// Log lines one execution may keep; the rest are counted and reported in one last line, so a
 /// script logging in a loop cannot grow the log without bound. `Limits::max_log_bytes` bounds
 /// their bytes the same way.
@@ -46,9 +48,16 @@ pub(crate) const WRITES_TOKEN: &str = "picloud:writes";
 /// The termination token of a write refused because it would take the execution past
 /// `Limits::max_trigger_jobs`: a limit, so `try/catch` cannot swallow it.
 pub(crate) const TRIGGER_JOBS_TOKEN: &str = "picloud:trigger-jobs";
+/// The termination token of a run holding more than `Limits::max_memory_bytes`: a limit, so
+/// `try/catch` cannot swallow it.
+pub(crate) const MEMORY_TOKEN: &str = "picloud:memory";
+
+/// Memory an inline run may hold before it moves to an executor thread: building more than this
+/// takes longer than an async thread may be held (and a worker has the whole budget).
+pub(crate) const INLINE_MAX_MEMORY: usize = 256 * 1024;
 
 /// Operations an inline run may take before it moves to an executor thread (~0.1 ms of script).
-pub(crate) const INLINE_MAX_OPERATIONS: u64 = 2_048;
+const INLINE_MAX_OPERATIONS: u64 = 2_048;
 /// Time an inline run may take, checked with the operations: one slow native call (a large
 /// string copied in a loop) must not hold an async worker thread either.
 const INLINE_MAX_TIME: Duration = Duration::from_micros(500);
@@ -97,6 +106,8 @@ pub(crate) struct CallContext {
     /// the write that would pass it (see [`Grant::writer`]).
     trigger_jobs: u32,
     max_trigger_jobs: u32,
+    /// What the run holds, against `max_memory_bytes` (or the inline allowance).
+    memory: Meter,
 }
 
 impl CallContext {
@@ -108,7 +119,12 @@ impl CallContext {
         placement: Placement,
         services: Arc<dyn ScriptServices>,
     ) -> Self {
+        let memory_budget = match placement {
+            Placement::Worker(_) => limits.max_memory_bytes,
+            Placement::Inline { .. } => INLINE_MAX_MEMORY.min(limits.max_memory_bytes),
+        };
         Self {
+            memory: Meter::start(u64::try_from(memory_budget).unwrap_or(u64::MAX)),
             app_id: request.app.id,
             script_id: request.script.id,
             execution_id: request.execution_id,
@@ -127,6 +143,19 @@ impl CallContext {
             trigger_jobs: 0,
             max_trigger_jobs: limits.max_trigger_jobs,
         }
+    }
+
+    /// [`MEMORY_TOKEN`] when the run holds more than its budget; inline, [`NEEDS_WORKER_TOKEN`]
+    /// past its allowance, since a worker has the whole budget.
+    fn memory_token(&self) -> Option<&'static str> {
+        if !self.memory.over() {
+            return None;
+        }
+        Some(if self.inline() {
+            NEEDS_WORKER_TOKEN
+        } else {
+            MEMORY_TOKEN
+        })
     }
 
     fn inline(&self) -> bool {
@@ -217,10 +246,18 @@ fn with_current<R>(f: impl FnOnce(&mut CallContext) -> R) -> Option<R> {
         .flatten()
 }
 
-/// `on_progress`, every [`PROGRESS_CHECK_EVERY`] operations: the termination token when the
-/// current call is past its deadline, or an inline call past its budget (never outside a call).
+/// `on_progress`, after every operation: the termination token when the current call holds more
+/// memory than its budget, and every [`PROGRESS_CHECK_EVERY`] operations when it is past its
+/// deadline or an inline call past its budget (never outside a call). An inline run past its
+/// memory allowance moves to a worker, which has the whole budget.
 pub(crate) fn checkpoint(operations: u64) -> Option<&'static str> {
     with_current(|ctx| {
+        if let Some(token) = ctx.memory_token() {
+            return Some(token);
+        }
+        if !operations.is_multiple_of(PROGRESS_CHECK_EVERY) {
+            return None;
+        }
         if let Placement::Inline { started } = ctx.placement {
             if operations >= INLINE_MAX_OPERATIONS || started.elapsed() >= INLINE_MAX_TIME {
                 return Some(NEEDS_WORKER_TOKEN);
@@ -232,8 +269,14 @@ pub(crate) fn checkpoint(operations: u64) -> Option<&'static str> {
     .flatten()
 }
 
-/// How often (in operations) `on_progress` calls [`checkpoint`]: often enough that an inline
-/// run stops close to its budget, rarely enough to cost nothing measurable.
+/// The termination token when the current call holds more memory than its budget (see
+/// [`checkpoint`]); for what is built after the script ends, such as its response.
+pub(crate) fn over_memory() -> Option<&'static str> {
+    with_current(|ctx| ctx.memory_token()).flatten()
+}
+
+/// How often (in operations) [`checkpoint`] looks at the clock and the inline budget: often
+/// enough that an inline run stops close to its budget, rarely enough to cost nothing measurable.
 pub(crate) const PROGRESS_CHECK_EVERY: u64 = 64;
 
 /// Appends a line to the current call's log and emits it through `tracing` with the call's ids.
@@ -373,6 +416,21 @@ pub(crate) fn trigger_job_limit() -> Box<EvalAltResult> {
     terminated(TRIGGER_JOBS_TOKEN)
 }
 
+/// Runs `exchange` — a data call with what it builds to send and what it makes of the answer —
+/// off the run's memory books: what it sends is freed by other threads and what it receives was
+/// allocated by them (see [`crate::memory`]). Charge the run for the value it got with [`charge`].
+pub(crate) fn off_the_books<T>(exchange: impl FnOnce() -> T) -> T {
+    let before = memory::now();
+    let out = exchange();
+    with_current(|ctx| ctx.memory.forgive(before));
+    out
+}
+
+/// Puts `bytes` on the current run's memory books.
+pub(crate) fn charge(bytes: u64) {
+    with_current(|ctx| ctx.memory.charge(bytes));
+}
+
 /// Runs an async service call from inside a script, bounded by the time the call has left: the
 /// one way SDK functions reach async services, because `on_progress` cannot interrupt a native
 /// call. Running out of time is the same termination `on_progress` raises, so it surfaces as a
@@ -400,7 +458,7 @@ pub(crate) fn block_on_bounded<F: Future>(future: F) -> Result<F::Output, Box<Ev
 }
 
 /// The termination carrying `token`; `try/catch` cannot catch it.
-fn terminated(token: &'static str) -> Box<EvalAltResult> {
+pub(crate) fn terminated(token: &'static str) -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(token), Position::NONE).into()
 }
 

@@ -9,6 +9,7 @@ use rhai::module_resolvers::DummyModuleResolver;
 use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel, Token, FLOAT, INT};
 
+use crate::bounded::Sizes;
 use crate::context;
 
 /// Variables alive at once. Not a per-app setting: no sensible script comes near it.
@@ -21,8 +22,11 @@ pub(crate) const MAX_FUNCTIONS: usize = 1_024;
 /// - the standard package (language core, arithmetic, strings, arrays, blobs, maps, logic, math,
 ///   timestamps) on a raw engine; `eval` is disabled and `sleep` fails, the two ways a script
 ///   could escape its sandbox from within the standard library;
-/// - every limit of [`Limits`]; a configured `0`, which Rhai reads as "unlimited", is raised to
-///   1 for the size and operation limits;
+/// - every limit of [`Limits`] but the size limits; a configured `0`, which Rhai reads as
+///   "unlimited", is raised to 1 for the operation limit. Rhai's size limits re-measure a whole
+///   container after every change to it (quadratic in a loop that builds data), so they are
+///   off: the memory budget bounds what a script holds, and the standard functions that could
+///   build a huge value in one call are replaced by ones that measure first ([`crate::bounded`]);
 /// - `print` / `debug` go to the execution's log, never to stdout, and `debug` may also name a
 ///   function in a namespace (`log::debug`);
 /// - showing and comparing arrays and maps look at most 128 levels deep ([`crate::nesting`]);
@@ -40,9 +44,6 @@ pub(crate) fn build(limits: &Limits) -> Engine {
         limits.max_expr_depth.max(1),
         limits.max_function_expr_depth.max(1),
     );
-    engine.set_max_string_size(limits.max_string_size.max(1));
-    engine.set_max_array_size(limits.max_array_size.max(1));
-    engine.set_max_map_size(limits.max_map_size.max(1));
     engine.set_max_modules(limits.max_modules);
     engine.set_max_variables(MAX_VARIABLES);
     engine.set_max_functions(MAX_FUNCTIONS);
@@ -61,12 +62,7 @@ pub(crate) fn build(limits: &Limits) -> Engine {
     engine.on_print(|text| context::push_log(LogLevel::Info, text.to_string()));
     engine
         .on_debug(|text, _source, _position| context::push_log(LogLevel::Debug, text.to_string()));
-    engine.on_progress(|operations| {
-        if !operations.is_multiple_of(context::PROGRESS_CHECK_EVERY) {
-            return None;
-        }
-        context::checkpoint(operations).map(Dynamic::from)
-    });
+    engine.on_progress(|operations| context::checkpoint(operations).map(Dynamic::from));
 
     engine.set_module_resolver(DummyModuleResolver::new());
 
@@ -81,9 +77,11 @@ pub(crate) fn build(limits: &Limits) -> Engine {
         other => other,
     });
 
+    let sizes = Sizes::of(limits);
+    crate::bounded::register(&mut engine, sizes);
     crate::nesting::register(&mut engine);
     crate::response::register(&mut engine);
-    crate::sdk::register(&mut engine);
+    crate::sdk::register(&mut engine, sizes);
     engine
 }
 
@@ -95,32 +93,34 @@ const SLEEP_REFUSED: &str =
 ///
 /// - recursion at the call limit with deep expressions in every frame overflowed tokio's 2 MiB;
 ///   8 MiB holds the default 32 calls × 64 levels, and larger limits scale it;
-/// - Rhai clones, drops and size-checks nested arrays and maps recursively, and nesting is bounded
-///   only by the array and map limits (one element per level); measured on rhai 1.27, a level
-///   takes up to ~300 bytes in a release build and ~2.3 KiB in a debug build, so each allowed
-///   level gets [`STACK_PER_NESTING_LEVEL`]. (Showing and comparing nested values take far more
-///   per level; [`crate::nesting`] caps their depth instead.)
+/// - Rhai clones and drops nested values recursively, and nothing bounds how deep they nest but
+///   the memory budget: arrays and maps have no size limit in the engine, and closures nest at
+///   O(1) cost per level (`loop { let g = f; f = || g; }`) — one request of that script killed
+///   the server with a stack overflow when dropping the chain. So each byte of the budget gets
+///   [`STACK_PER_HELD_BYTE`] of stack. Measured on rhai 1.27 in a release build, that held for
+///   closure chains under budgets of 32 MiB to 1 GiB where ~1.6 bytes per byte (the old 106 MiB
+///   stack under a 64 MiB budget) overflowed; a nested array level takes ~48 bytes of memory
+///   and up to ~300 bytes of stack (~6 per byte; ~50 in a debug build, which gets 64). Showing
+///   and comparing nested values take far more per level; [`crate::nesting`] caps their depth.
 ///
 /// Only the pages a script touches are committed; with the default limits a release build
-/// reserves ~106 MiB of address space per thread.
+/// reserves ~264 MiB of address space per thread.
 pub(crate) fn worker_stack_size(limits: &Limits) -> usize {
-    let nesting = limits.max_array_size.saturating_add(limits.max_map_size);
-    stack_size(limits, nesting)
+    stack_size(limits, limits.max_memory_bytes)
 }
 
-/// Stack an inline run needs (see [`crate::context::Placement::Inline`]): as a worker's, except
-/// that nesting is bounded by the inline operation budget (one operation at least per level)
-/// rather than by the size limits.
+/// Stack an inline run needs (see [`crate::context::Placement::Inline`]): as a worker's, for the
+/// memory an inline run may hold.
 pub(crate) fn inline_stack_size(limits: &Limits) -> usize {
-    let nesting = usize::try_from(context::INLINE_MAX_OPERATIONS).unwrap_or(usize::MAX);
     stack_size(
         limits,
-        nesting.min(limits.max_array_size.saturating_add(limits.max_map_size)),
+        context::INLINE_MAX_MEMORY.min(limits.max_memory_bytes),
     )
 }
 
-/// The stack for the call and expression limits plus `nesting` levels of nested values.
-fn stack_size(limits: &Limits, nesting: usize) -> usize {
+/// The stack for the call and expression limits plus what values nested within `held` bytes
+/// need.
+fn stack_size(limits: &Limits, held: usize) -> usize {
     const BASE: usize = 8 * 1024 * 1024;
     let calls = limits.max_call_levels.div_ceil(32).max(1);
     let depth = limits
@@ -128,19 +128,15 @@ fn stack_size(limits: &Limits, nesting: usize) -> usize {
         .max(limits.max_function_expr_depth)
         .div_ceil(64)
         .max(1);
-    let nesting = nesting.saturating_mul(STACK_PER_NESTING_LEVEL);
+    let nesting = held.saturating_mul(STACK_PER_HELD_BYTE);
     BASE.saturating_mul(calls)
         .saturating_mul(depth)
         .saturating_add(nesting)
         .min(MAX_WORKER_STACK)
 }
 
-/// Native stack allowed per level of nested arrays and maps (see [`worker_stack_size`]).
-const STACK_PER_NESTING_LEVEL: usize = if cfg!(debug_assertions) {
-    4 * 1024
-} else {
-    512
-};
+/// Native stack allowed per byte of the memory budget (see [`worker_stack_size`]).
+const STACK_PER_HELD_BYTE: usize = if cfg!(debug_assertions) { 64 } else { 8 };
 /// The most a worker's stack is given, whatever the limits.
 const MAX_WORKER_STACK: usize = if usize::BITS > 32 {
     u32::MAX as usize

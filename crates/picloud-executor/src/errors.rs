@@ -6,7 +6,9 @@ use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::Limits;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use crate::context::{DEADLINE_TOKEN, NEEDS_WORKER_TOKEN, TRIGGER_JOBS_TOKEN, WRITES_TOKEN};
+use crate::context::{
+    DEADLINE_TOKEN, MEMORY_TOKEN, NEEDS_WORKER_TOKEN, TRIGGER_JOBS_TOKEN, WRITES_TOKEN,
+};
 use crate::engine::MAX_VARIABLES;
 
 /// A source that does not compile. Expressions nested past the limit, and literals larger than
@@ -83,6 +85,9 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
                 limits.max_trigger_jobs
             ))
         }
+        EvalAltResult::ErrorTerminated(token, ..) if is_token(token, MEMORY_TOKEN) => {
+            limit(memory_exceeded(limits))
+        }
         EvalAltResult::ErrorRuntime(value, ..) => (ExecErrorKind::Runtime, thrown(value)),
         EvalAltResult::ErrorModuleNotFound(name, ..) => (
             ExecErrorKind::Runtime,
@@ -102,6 +107,25 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
     }
 }
 
+/// The message of a run (or its response) past `max_memory_bytes`.
+pub(crate) fn memory_exceeded(limits: &Limits) -> String {
+    format!(
+        "the script held more than its limit of {} of memory (keys, values, strings and \
+         captures count; PICLOUD_MAX_MEMORY_BYTES)",
+        show_bytes(limits.max_memory_bytes)
+    )
+}
+
+/// `bytes` as a person reads it: whole MiB or KiB when exact, else bytes.
+fn show_bytes(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    match bytes {
+        b if b >= MIB && b.is_multiple_of(MIB) => format!("{} MiB", b / MIB),
+        b if b >= 1024 && b.is_multiple_of(1024) => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
+}
+
 fn data_too_large(what: &str, limits: &Limits) -> String {
     match what {
         "Length of string" => format!(
@@ -111,10 +135,6 @@ fn data_too_large(what: &str, limits: &Limits) -> String {
         "Size of array/BLOB" => format!(
             "the script made an array larger than its limit of {} items",
             limits.max_array_size
-        ),
-        "Size of object map" => format!(
-            "the script made a map larger than its limit of {} entries",
-            limits.max_map_size
         ),
         other => format!("the script made a value over its size limit ({other})"),
     }

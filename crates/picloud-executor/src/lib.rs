@@ -15,6 +15,8 @@
 //! | `scope` | the `ctx` constant a script sees, with the trigger event as `ctx.event` |
 //! | `response` | `response(…)` and the rules that turn a script's value into a response |
 //! | `convert` | script values ↔ JSON (exactly, for stored values) |
+//! | `memory` | jemalloc as the global allocator, and the per-thread meter of what a run holds |
+//! | `bounded` | the standard functions whose one call could build far more than it is given (`replace`, `split`, `to_chars`), measured before they build |
 //! | `nesting` | bounded recursion over deeply nested values (showing, comparing) |
 //! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
 //! | `validate` | the top-level shape a module script must keep |
@@ -23,12 +25,14 @@
 //!
 //! `docs/sdk.md` is the script author's side of the same contract.
 
+mod bounded;
 mod cache;
 mod context;
 mod convert;
 mod engine;
 mod errors;
 pub mod local;
+mod memory;
 mod nesting;
 pub mod remote;
 mod response;

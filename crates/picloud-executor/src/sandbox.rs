@@ -8,14 +8,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
+use picloud_core::exec::{
+    ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLine, ScriptResponse,
+};
 use picloud_core::{Limits, ScriptKind, ScriptServices};
 use rhai::{Dynamic, Engine, EvalAltResult};
 use tokio::runtime::Handle;
 
 use crate::cache::{AstCache, Compiled};
 use crate::context::{CallContext, CallGuard, Placement};
-use crate::{engine, errors, response, scope, validate};
+use crate::{context, engine, errors, response, scope, validate};
+
+/// The largest request body an inline run is tried with: copying (and for a script that reads
+/// `ctx.request.json`, parsing) a larger one is work an async thread must not do.
+const INLINE_MAX_BODY: usize = 16 * 1024;
 
 pub struct Sandbox {
     engine: Engine,
@@ -107,7 +113,9 @@ impl Sandbox {
         request: &ExecRequest,
         services: &Arc<dyn ScriptServices>,
     ) -> Option<ExecOutcome> {
-        if stacker::remaining_stack().is_none_or(|free| free < self.inline_stack) {
+        if request.request.body.len() > INLINE_MAX_BODY
+            || stacker::remaining_stack().is_none_or(|free| free < self.inline_stack)
+        {
             return None;
         }
         let compiled = self
@@ -128,7 +136,9 @@ impl Sandbox {
         Some(self.outcome(evaluated, context, started))
     }
 
-    /// Evaluates `compiled` for `request`: the script's value, and the call's context with its log.
+    /// Evaluates `compiled` for `request` and turns its value into a response, within the run's
+    /// memory budget: the outcome, and the call's context with its log. `Err` is an evaluation
+    /// that failed (or must start over on a worker); `Ok(Err)` a value that is no response.
     fn evaluate(
         &self,
         request: &ExecRequest,
@@ -136,7 +146,7 @@ impl Sandbox {
         placement: Placement,
         services: Arc<dyn ScriptServices>,
         started: Instant,
-    ) -> (Result<Dynamic, Box<EvalAltResult>>, Option<CallContext>) {
+    ) -> (Evaluated, Option<CallContext>) {
         let deadline = started + Duration::from_millis(self.limits.timeout_ms);
         let guard = CallGuard::enter(CallContext::new(
             request,
@@ -145,37 +155,45 @@ impl Sandbox {
             placement,
             services,
         ));
-        let evaluated = scope::for_request(request).and_then(|mut scope| {
-            self.engine
-                .eval_ast_with_scope::<Dynamic>(&mut scope, &compiled.ast)
-        });
+        let evaluated = scope::for_request(request, compiled.reads_json)
+            .and_then(|mut scope| {
+                self.engine
+                    .eval_ast_with_scope::<Dynamic>(&mut scope, &compiled.ast)
+            })
+            .and_then(|value| {
+                let response = response::from_value(value);
+                match context::over_memory() {
+                    Some(token) => Err(context::terminated(token)),
+                    None => Ok(response),
+                }
+            });
         (evaluated, guard.finish())
     }
 
     /// The outcome of a finished evaluation; an inline run's held-back log lines are written now.
     fn outcome(
         &self,
-        evaluated: Result<Dynamic, Box<EvalAltResult>>,
+        evaluated: Evaluated,
         context: Option<CallContext>,
         started: Instant,
     ) -> ExecOutcome {
+        let result = evaluated.unwrap_or_else(|err| Err(errors::from_eval(&err, &self.limits)));
         let logs = context
             .map(|context| {
                 context.emit_held_logs();
                 context.into_logs()
             })
             .unwrap_or_default();
-        let result = match evaluated {
-            Ok(value) => response::from_value(value),
-            Err(err) => Err(errors::from_eval(&err, &self.limits)),
-        };
         finish(result, logs, started)
     }
 }
 
+/// What [`Sandbox::evaluate`] gives.
+type Evaluated = Result<Result<ScriptResponse, ExecError>, Box<EvalAltResult>>;
+
 fn finish(
-    result: Result<picloud_core::exec::ScriptResponse, ExecError>,
-    logs: Vec<picloud_core::exec::LogLine>,
+    result: Result<ScriptResponse, ExecError>,
+    logs: Vec<LogLine>,
     started: Instant,
 ) -> ExecOutcome {
     ExecOutcome {

@@ -18,15 +18,20 @@ use rhai::{Dynamic, EvalAltResult, Map, Position, Scope};
 use crate::convert::from_json;
 
 /// A fresh scope for one execution. Fails only if the trigger event has no script form.
-pub(crate) fn for_request(request: &ExecRequest) -> Result<Scope<'static>, Box<EvalAltResult>> {
+///
+/// `ctx.request.json` is the body parsed when `parse_json` (the script names `json`), else `()`.
+pub(crate) fn for_request(
+    request: &ExecRequest,
+    parse_json: bool,
+) -> Result<Scope<'static>, Box<EvalAltResult>> {
     let mut scope = Scope::new();
-    scope.push_constant_dynamic("ctx", ctx(request)?);
+    scope.push_constant_dynamic("ctx", ctx(request, parse_json)?);
     Ok(scope)
 }
 
-fn ctx(exec: &ExecRequest) -> Result<Dynamic, Box<EvalAltResult>> {
+fn ctx(exec: &ExecRequest, parse_json: bool) -> Result<Dynamic, Box<EvalAltResult>> {
     let (request, event) = match &exec.event {
-        None => (http_request(&exec.request), Dynamic::UNIT),
+        None => (http_request(&exec.request, parse_json), Dynamic::UNIT),
         Some(event) => (Dynamic::UNIT, trigger_event(event)?),
     };
 
@@ -42,7 +47,7 @@ fn ctx(exec: &ExecRequest) -> Result<Dynamic, Box<EvalAltResult>> {
     Ok(Dynamic::from_map(ctx))
 }
 
-fn http_request(http: &HttpRequest) -> Dynamic {
+fn http_request(http: &HttpRequest, parse_json: bool) -> Dynamic {
     let mut request = Map::new();
     request.insert("method".into(), http.method.clone().into());
     request.insert("path".into(), http.path.clone().into());
@@ -50,7 +55,12 @@ fn http_request(http: &HttpRequest) -> Dynamic {
     request.insert("query".into(), string_map(&http.query));
     request.insert("headers".into(), string_map(&http.headers));
     request.insert("body".into(), http.body.clone().into());
-    request.insert("json".into(), parsed_body(&http.body));
+    let json = if parse_json {
+        parsed_body(&http.body)
+    } else {
+        Dynamic::UNIT
+    };
+    request.insert("json".into(), json);
     Dynamic::from_map(request)
 }
 

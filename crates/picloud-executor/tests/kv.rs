@@ -489,7 +489,7 @@ both_backends!(
         let h = limited_harness(
             &store,
             Limits {
-                max_string_size: 1_000,
+                max_memory_bytes: 4 * 1024 * 1024,
                 ..Limits::default()
             },
         )
@@ -498,22 +498,69 @@ both_backends!(
             .json(
                 r#"
                 let c = kv::collection("notes");
-                let text = ""; text.pad(600, 'x');
-                for key in ["a", "b", "c"] { c.set(key, text); }
+                let text = ""; text.pad(900000, 'x');
+                for key in ["a", "b", "c", "d", "e", "f", "g", "h"] { c.set(key, text); }
                 [c.get("b").len(), c.list(#{ limit: 1 }).items.len()]
                 "#,
             )
             .await;
         assert_eq!(
             value,
-            json!([600, 1]),
-            "a value and a page within the limit read back"
+            json!([900_000, 1]),
+            "a value and a page within the budget read back"
         );
         let err = h.error(r#"kv::collection("notes").list()"#).await;
         assert_error(
             &err,
             ExecErrorKind::LimitExceeded,
-            "the script made a string longer than its limit of 1000 bytes",
+            "the script held more than its limit of 4 MiB of memory",
+        );
+    }
+);
+
+// #13: memory read from the store was allocated on the store's threads, so freeing it here looked
+// like the run giving memory back and a value read cost nothing: values read in a loop and kept
+// in closures (which no size limit sees) grew without bound. What a run reads is charged to it,
+// and what it writes is not (the store's threads free it).
+both_backends!(
+    values_read_from_the_store_are_charged_and_values_written_are_not,
+    |store| async move {
+        let h = limited_harness(
+            &store,
+            Limits {
+                max_memory_bytes: 8 * 1024 * 1024,
+                ..Limits::default()
+            },
+        )
+        .await;
+        let written = h
+            .json(
+                r#"
+                let c = kv::collection("big");
+                let text = ""; text.pad(500000, 'x');
+                for i in 0..40 { c.set(`k${i % 4}`, text); }
+                c.get("k1").len()
+                "#,
+            )
+            .await;
+        assert_eq!(
+            written,
+            json!(500_000),
+            "20 MB written through an 8 MiB budget: what the store took is not the run's"
+        );
+        let err = h
+            .error(
+                r#"
+                let c = kv::collection("big");
+                let kept = [];
+                loop { let v = c.get("k1"); kept.push(|| v); }
+                "#,
+            )
+            .await;
+        assert_error(
+            &err,
+            ExecErrorKind::LimitExceeded,
+            "the script held more than its limit of 8 MiB of memory",
         );
     }
 );

@@ -16,11 +16,11 @@ for_both_clients!(
     a_cheap_endless_loop_stops_at_the_deadline,
     unbounded_recursion_stops_at_the_call_depth_limit_without_overflowing_the_stack,
     deep_recursion_with_deep_expressions_in_every_frame_does_not_overflow_the_stack,
-    a_doubling_string_stops_at_the_string_size_limit,
-    a_growing_array_stops_at_the_array_size_limit,
+    a_doubling_string_stops_at_the_memory_budget,
+    a_growing_array_stops_at_the_memory_budget,
     padding_an_array_past_its_limit_is_refused,
-    a_growing_map_stops_at_the_map_size_limit,
-    deeply_nested_arrays_stop_at_the_array_size_limit,
+    a_growing_map_stops_at_the_memory_budget,
+    deeply_nested_arrays_stop_at_the_memory_budget_without_overflowing_the_stack,
     showing_or_comparing_a_deeply_nested_value_stops_at_a_fixed_depth,
     a_deeply_nested_expression_is_refused_at_the_expression_depth_limit,
     eval_is_refused,
@@ -96,32 +96,34 @@ async fn deep_recursion_with_deep_expressions_in_every_frame_does_not_overflow_t
     h.still_works().await;
 }
 
-async fn a_doubling_string_stops_at_the_string_size_limit(via: Via) {
-    let h = Harness::start(via).await;
+/// 8 MiB of memory, operations and time to spare: what a growing value meets first.
+fn small_budget() -> Limits {
+    Limits {
+        max_memory_bytes: 8 * 1024 * 1024,
+        max_operations: 50_000_000,
+        timeout_ms: 30_000,
+        ..Limits::default()
+    }
+}
+
+async fn a_doubling_string_stops_at_the_memory_budget(via: Via) {
+    let h = Harness::with_limits(via, small_budget()).await;
     let err = h.error("let s = \"x\";\nloop { s += s; }").await;
     assert_error(
         &err,
         ExecErrorKind::LimitExceeded,
-        "the script made a string longer than its limit of 4194304 bytes",
+        "the script held more than its limit of 8 MiB of memory",
     );
+    assert_eq!(err.line, Some(2), "the error points into the loop: {err:?}");
     h.still_works().await;
 }
 
-async fn a_growing_array_stops_at_the_array_size_limit(via: Via) {
-    let h = Harness::with_limits(
-        via,
-        Limits {
-            max_array_size: 1_000,
-            ..small_limits()
-        },
-    )
-    .await;
-    let err = h.error("let a = [];\nloop { a.push(1); }").await;
-    assert_error(
-        &err,
-        ExecErrorKind::LimitExceeded,
-        "the script made an array larger than its limit of 1000 items",
-    );
+async fn a_growing_array_stops_at_the_memory_budget(via: Via) {
+    let h = Harness::with_limits(via, small_budget()).await;
+    let err = h
+        .error("let s = \"x\"; s.pad(1000, \"x\");\nlet a = [];\nlet i = 0;\nloop { a.push(s + i); i += 1; }")
+        .await;
+    assert_error(&err, ExecErrorKind::LimitExceeded, "8 MiB of memory");
     h.still_works().await;
 }
 
@@ -136,63 +138,39 @@ async fn padding_an_array_past_its_limit_is_refused(via: Via) {
     h.still_works().await;
 }
 
-async fn a_growing_map_stops_at_the_map_size_limit(via: Via) {
-    let h = Harness::with_limits(
-        via,
-        Limits {
-            max_map_size: 500,
-            max_operations: 5_000_000,
-            ..Limits::default()
-        },
-    )
-    .await;
+async fn a_growing_map_stops_at_the_memory_budget(via: Via) {
+    let h = Harness::with_limits(via, small_budget()).await;
     let err = h
-        .error("let m = #{};\nlet i = 0;\nloop { m += #{}; m.set(`k${i}`, i); i += 1; }")
+        .error("let s = \"x\"; s.pad(1000, \"x\");\nlet m = #{};\nlet i = 0;\nloop { m.set(`k${i}`, s + i); i += 1; }")
         .await;
-    assert_error(
-        &err,
-        ExecErrorKind::LimitExceeded,
-        "the script made a map larger than its limit of 500 entries",
-    );
-    // rhai 1.27 does not check the size on `m[key] = value` itself, only when the map is next
-    // used: a loop of bare index assignments is bounded by the operations limit alone.
+    assert_error(&err, ExecErrorKind::LimitExceeded, "8 MiB of memory");
+    // Index assignments are counted too (Rhai's own map limit never saw them).
     let err = h
-        .error("let m = #{};\nfor i in 0..1000 { m[`k${i}`] = i; }\nm.len()")
+        .error("let s = \"x\"; s.pad(1000, \"x\");\nlet m = #{};\nlet i = 0;\nloop { m[`k${i}`] = s + i; i += 1; }")
         .await;
-    assert_error(&err, ExecErrorKind::LimitExceeded, "500 entries");
-    assert_eq!(
-        err.line,
-        Some(3),
-        "the size is checked when the map is used: {err:?}"
-    );
+    assert_error(&err, ExecErrorKind::LimitExceeded, "8 MiB of memory");
     h.still_works().await;
 }
 
-async fn deeply_nested_arrays_stop_at_the_array_size_limit(via: Via) {
-    // Nesting counts towards the array limit, which therefore also bounds how deep a value can
-    // be, and the worker stack is sized for Rhai's recursion over that depth.
-    let h = Harness::with_limits(
-        via,
-        Limits {
-            max_array_size: 2_000,
-            max_operations: 1_000_000,
-            ..Limits::default()
-        },
-    )
-    .await;
-    let err = h.error("let a = [];\nloop { a = [a]; }").await;
-    assert_eq!(
-        err.kind,
-        ExecErrorKind::LimitExceeded,
-        "nesting is bounded: {err:?}"
-    );
+async fn deeply_nested_arrays_stop_at_the_memory_budget_without_overflowing_the_stack(via: Via) {
+    // Nothing but the memory budget bounds how deep a value nests (closures nest at O(1) cost
+    // per level), and the worker stack is sized for Rhai's recursion over what fits in it.
+    let h = Harness::with_limits(via, small_budget()).await;
+    let err = h
+        .error("let f = || 1;\nloop { let g = f; f = || g; }")
+        .await;
+    assert_error(&err, ExecErrorKind::LimitExceeded, "8 MiB of memory");
+    let err = h
+        .error("let a = [];\nloop { let b = a; a = [|| b]; }")
+        .await;
+    assert_error(&err, ExecErrorKind::LimitExceeded, "8 MiB of memory");
     let value = h
         .json("let a = [];\nfor i in 0..1500 { a = [a]; }\nlet n = 0;\nwhile a.len() > 0 { a = a[0]; n += 1; }\nn")
         .await;
     assert_eq!(
         value,
         serde_json::json!(1500),
-        "deep values within the limit work"
+        "deep values within the budget work"
     );
     h.still_works().await;
 }

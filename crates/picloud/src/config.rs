@@ -209,20 +209,15 @@ pub struct SandboxArgs {
           value_parser = in_range(8, 256))]
     pub max_expr_depth: usize,
 
-    /// Bytes in one string.
+    /// Bytes of one string built by one call (`pad`, `replace`, regex replacements…).
     #[arg(long, env = "PICLOUD_MAX_STRING_SIZE", default_value_t = Limits::default().max_string_size,
           value_parser = in_range(1024, 1 << 30))]
     pub max_string_size: usize,
 
-    /// Elements in one array.
+    /// Items of one array built by one call (`pad`, `split`, `to_chars`, `blob`…).
     #[arg(long, env = "PICLOUD_MAX_ARRAY_SIZE", default_value_t = Limits::default().max_array_size,
           value_parser = in_range(16, 100_000_000))]
     pub max_array_size: usize,
-
-    /// Entries in one object map.
-    #[arg(long, env = "PICLOUD_MAX_MAP_SIZE", default_value_t = Limits::default().max_map_size,
-          value_parser = in_range(16, 100_000_000))]
-    pub max_map_size: usize,
 
     /// Bytes of log one execution keeps; past it, its lines are dropped and counted.
     #[arg(long, env = "PICLOUD_MAX_LOG_BYTES", default_value_t = Limits::default().max_log_bytes,
@@ -240,6 +235,10 @@ pub struct SandboxArgs {
           default_value_t = Limits::default().max_trigger_jobs,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_trigger_jobs_per_execution: u32,
+    /// Bytes of memory one execution may hold at once (also the largest response body).
+    #[arg(long, env = "PICLOUD_MAX_MEMORY_BYTES", default_value_t = Limits::default().max_memory_bytes,
+          value_parser = in_range(1 << 20, 1 << 34))]
+    pub max_memory_bytes: usize,
 
     /// Wall-clock time one execution may take, in milliseconds.
     #[arg(long, env = "PICLOUD_EXECUTION_TIMEOUT_MS", default_value_t = Limits::default().timeout_ms,
@@ -277,11 +276,11 @@ impl SandboxArgs {
             max_function_expr_depth: self.max_expr_depth,
             max_string_size: self.max_string_size,
             max_array_size: self.max_array_size,
-            max_map_size: self.max_map_size,
             timeout_ms: self.execution_timeout_ms,
             max_log_bytes: self.max_log_bytes,
             max_writes: self.max_writes,
             max_trigger_jobs: self.max_trigger_jobs_per_execution,
+            max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         }
     }

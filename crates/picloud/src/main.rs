@@ -7,14 +7,6 @@
 
 mod config;
 
-/// jemalloc rather than glibc's allocator: a request allocates and frees many small values on
-/// several threads (the HTTP task, the executor, the outbox writer), where glibc's arenas took
-/// ~14 % of the server's CPU under load. Measured on hello at 32 connections: ~7 % more
-/// requests per second, and a smaller idle RSS (24 MiB against 39 MiB). mimalloc was as fast
-/// but doubled the idle RSS.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;

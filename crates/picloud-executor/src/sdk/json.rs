@@ -4,15 +4,29 @@
 use rhai::{Dynamic, Module};
 
 use super::{add, error, SdkResult};
+use crate::bounded::Sizes;
 use crate::convert::{from_json, to_json};
 
-pub(crate) fn module() -> Module {
+pub(crate) fn module(sizes: Sizes) -> Module {
     let mut module = Module::new();
-    add(&mut module, "parse", |text: &str| -> SdkResult<Dynamic> {
-        let value = serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|err| error(format!("json::parse: the text is not valid JSON: {err}")))?;
-        from_json(value)
-    });
+    // A JSON text becomes values many times its size (`[0,0,…]`: 16 bytes per 2), built in one
+    // call before the memory budget looks: so the text is bounded by the string limit.
+    add(
+        &mut module,
+        "parse",
+        move |text: &str| -> SdkResult<Dynamic> {
+            if text.len() > sizes.string {
+                return Err(error(format!(
+                    "json::parse: the text is {} bytes, longer than the string limit of {} bytes",
+                    text.len(),
+                    sizes.string
+                )));
+            }
+            let value = serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|err| error(format!("json::parse: the text is not valid JSON: {err}")))?;
+            from_json(value)
+        },
+    );
     add(
         &mut module,
         "stringify",

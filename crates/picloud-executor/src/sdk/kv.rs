@@ -11,8 +11,8 @@ use picloud_core::services::{KvListRequest, KvPage};
 use picloud_core::{CapabilityKind, CollectionName, KvKey};
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
-use super::{add, error, method, service_call, string_arg, SdkResult};
-use crate::context::{count_trigger_jobs, count_write, require};
+use super::{add, error, method, received, service_call, string_arg, SdkResult};
+use crate::context::{self, count_write, require};
 use crate::convert::{friendly_type_name, from_json, to_json_exact};
 
 /// Items a `list` call returns when it does not say.
@@ -63,8 +63,11 @@ fn get(kv: &mut KvCollection, key: Dynamic) -> SdkResult<Dynamic> {
     const F: &str = "kv.get";
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let key = parse_key(F, &key)?;
-    let value = service_call(F, grant.services.kv_get(grant.app_id, &kv.name, &key))?;
-    value.map_or(Ok(Dynamic::UNIT), |value| stored_value(F, value))
+    let value = context::off_the_books(|| {
+        let value = service_call(F, grant.services.kv_get(grant.app_id, &kv.name, &key))?;
+        value.map_or(Ok(Dynamic::UNIT), |value| stored_value(F, value))
+    })?;
+    Ok(received(value))
 }
 
 fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
@@ -72,13 +75,15 @@ fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
     let grant = require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    let value = to_json_exact(&value)
-        .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
-    let changed = service_call(
-        F,
-        grant.services.kv_set(grant.writer(), &kv.name, &key, value),
-    )?;
-    count_trigger_jobs(changed.trigger_jobs);
+    let changed = context::off_the_books(|| {
+        let value = to_json_exact(&value)
+            .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
+        service_call(
+            F,
+            grant.services.kv_set(grant.writer(), &kv.name, &key, value),
+        )
+    })?;
+    context::count_trigger_jobs(changed.trigger_jobs);
     Ok(())
 }
 
@@ -86,7 +91,7 @@ fn has(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     const F: &str = "kv.has";
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let key = parse_key(F, &key)?;
-    service_call(F, grant.services.kv_has(grant.app_id, &kv.name, &key))
+    context::off_the_books(|| service_call(F, grant.services.kv_has(grant.app_id, &kv.name, &key)))
 }
 
 fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
@@ -94,30 +99,35 @@ fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     let grant = require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    let changed = service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))?;
-    count_trigger_jobs(changed.trigger_jobs);
+    let changed = context::off_the_books(|| {
+        service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))
+    })?;
+    context::count_trigger_jobs(changed.trigger_jobs);
     Ok(changed.existed)
 }
 
-fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Map> {
+fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {
     const F: &str = "kv.list";
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let request = list_request(F, options)?;
-    let KvPage { items, cursor } =
-        service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))?;
-    let items = items
-        .into_iter()
-        .map(|(key, value)| {
-            let mut item = Map::new();
-            item.insert("key".into(), key.into());
-            item.insert("value".into(), stored_value(F, value)?);
-            Ok(Dynamic::from_map(item))
-        })
-        .collect::<SdkResult<Array>>()?;
-    let mut page = Map::new();
-    page.insert("items".into(), Dynamic::from_array(items));
-    page.insert("cursor".into(), cursor.map_or(Dynamic::UNIT, Dynamic::from));
-    Ok(page)
+    let page = context::off_the_books(|| -> SdkResult<Dynamic> {
+        let KvPage { items, cursor } =
+            service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))?;
+        let items = items
+            .into_iter()
+            .map(|(key, value)| {
+                let mut item = Map::new();
+                item.insert("key".into(), key.into());
+                item.insert("value".into(), stored_value(F, value)?);
+                Ok(Dynamic::from_map(item))
+            })
+            .collect::<SdkResult<Array>>()?;
+        let mut page = Map::new();
+        page.insert("items".into(), Dynamic::from_array(items));
+        page.insert("cursor".into(), cursor.map_or(Dynamic::UNIT, Dynamic::from));
+        Ok(Dynamic::from_map(page))
+    })?;
+    Ok(received(page))
 }
 
 /// `list`'s options: `#{ prefix, limit, cursor }`, each optional (`()` counts as absent).

@@ -39,15 +39,16 @@ use rhai::{
     Dynamic, Engine, EvalAltResult, FuncRegistration, Module, Position, RhaiNativeFunc, Variant,
 };
 
+use crate::bounded::Sizes;
 use crate::context;
 use crate::convert::friendly_type_name;
 
-pub(crate) fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine, sizes: Sizes) {
     engine.register_static_module("log", log::module().into());
-    engine.register_static_module("regex", regex::module().into());
-    engine.register_static_module("random", random::module().into());
+    engine.register_static_module("regex", regex::module(sizes).into());
+    engine.register_static_module("random", random::module(sizes).into());
     engine.register_static_module("time", time::module().into());
-    engine.register_static_module("json", json::module().into());
+    engine.register_static_module("json", json::module(sizes).into());
     engine.register_static_module("base64", encoding::base64_module().into());
     engine.register_static_module("hex", encoding::hex_module().into());
     engine.register_static_module("url", url::module().into());
@@ -95,6 +96,13 @@ pub(crate) fn service_call<T>(
         ServiceErrorKind::TriggerJobLimit => context::trigger_job_limit(),
         _ => error(format!("{function}: {}", err.message)),
     })
+}
+
+/// `value`, received from a data service, charged to the run's memory (see
+/// [`context::off_the_books`]).
+pub(crate) fn received(value: Dynamic) -> Dynamic {
+    context::charge(crate::memory::estimate(&value));
+    value
 }
 
 /// The string argument `what` of `function`, or an error naming the type it got instead.

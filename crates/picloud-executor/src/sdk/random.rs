@@ -3,11 +3,12 @@
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use rhai::{Module, NativeCallContext, FLOAT, INT};
+use rhai::{Module, FLOAT, INT};
 
 use super::{add, error, SdkResult};
+use crate::bounded::Sizes;
 
-pub(crate) fn module() -> Module {
+pub(crate) fn module(sizes: Sizes) -> Module {
     let mut module = Module::new();
     add(&mut module, "int", |lo: INT, hi: INT| -> SdkResult<INT> {
         if lo > hi {
@@ -29,8 +30,8 @@ pub(crate) fn module() -> Module {
     add(
         &mut module,
         "string",
-        |ctx: NativeCallContext, len: INT| -> SdkResult<String> {
-            let max = ctx.engine().max_string_size();
+        move |len: INT| -> SdkResult<String> {
+            let max = sizes.string;
             let len = usize::try_from(len)
                 .ok()
                 .filter(|len| *len <= max)

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use lru::LruCache;
 use parking_lot::Mutex;
 use regex::{Regex, RegexBuilder};
-use rhai::{Array, Dynamic, Map, Module, NativeCallContext};
+use rhai::{Array, Dynamic, Map, Module};
 
 use super::{add, error, SdkResult};
+use crate::bounded::Sizes;
 use crate::sdk::time::shorten;
 
 /// Bytes a compiled pattern may take, and its lazy DFA's cache per thread.
@@ -64,7 +65,7 @@ fn compile(pattern: &str) -> Compiled {
         })
 }
 
-pub(crate) fn module() -> Module {
+pub(crate) fn module(sizes: Sizes) -> Module {
     let mut module = Module::new();
     let patterns = Patterns::new();
 
@@ -92,9 +93,9 @@ pub(crate) fn module() -> Module {
     add(
         &mut module,
         "find_all",
-        move |ctx: NativeCallContext, pattern: &str, text: &str| -> SdkResult<Array> {
+        move |pattern: &str, text: &str| -> SdkResult<Array> {
             let regex = p.get("find_all", pattern)?;
-            let max = ctx.engine().max_array_size();
+            let max = sizes.array;
             let mut found = Array::new();
             for m in regex.find_iter(text) {
                 if found.len() >= max {
@@ -110,16 +111,9 @@ pub(crate) fn module() -> Module {
     add(
         &mut module,
         "replace",
-        move |ctx: NativeCallContext, pattern: &str, text: &str, with: &str| -> SdkResult<String> {
+        move |pattern: &str, text: &str, with: &str| -> SdkResult<String> {
             let regex = p.get("replace", pattern)?;
-            replace(
-                "replace",
-                &regex,
-                text,
-                with,
-                1,
-                ctx.engine().max_string_size(),
-            )
+            replace("replace", &regex, text, with, 1, sizes.string)
         },
     );
 
@@ -127,9 +121,9 @@ pub(crate) fn module() -> Module {
     add(
         &mut module,
         "replace_all",
-        move |ctx: NativeCallContext, pattern: &str, text: &str, with: &str| -> SdkResult<String> {
+        move |pattern: &str, text: &str, with: &str| -> SdkResult<String> {
             let regex = p.get("replace_all", pattern)?;
-            let max = ctx.engine().max_string_size();
+            let max = sizes.string;
             replace("replace_all", &regex, text, with, usize::MAX, max)
         },
     );
@@ -138,9 +132,9 @@ pub(crate) fn module() -> Module {
     add(
         &mut module,
         "split",
-        move |ctx: NativeCallContext, pattern: &str, text: &str| -> SdkResult<Array> {
+        move |pattern: &str, text: &str| -> SdkResult<Array> {
             let regex = p.get("split", pattern)?;
-            let max = ctx.engine().max_array_size();
+            let max = sizes.array;
             let mut parts = Array::new();
             for part in regex.split(text) {
                 if parts.len() >= max {
