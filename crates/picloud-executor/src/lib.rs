@@ -7,7 +7,7 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`local`] | [`LocalExecutorClient`]: quick scripts inline on the caller's thread, the rest on a fixed pool of large-stack threads, and its [`ExecutorConfig`] |
+//! | [`local`] | [`LocalExecutorClient`]: quick scripts inline on the caller's thread, the rest on a fixed pool of large-stack threads (by default four per core, [`default_threads`]), and its [`ExecutorConfig`] |
 //! | [`remote`] | the executor's HTTP API ([`remote::router`], [`remote::serve`]) and [`RemoteExecutorClient`] |
 //! | [`sandbox`] | [`Sandbox`]: the shared engine, the AST cache, validation and one execution from start to outcome |
 //! | `engine` | the one function that builds the engine and sets every limit |
@@ -44,7 +44,7 @@ mod validate;
 use async_trait::async_trait;
 use picloud_core::exec::{ExecOutcome, ExecRequest};
 
-pub use local::{inline_stack_size, ExecutorConfig, LocalExecutorClient};
+pub use local::{default_threads, inline_stack_size, ExecutorConfig, LocalExecutorClient};
 pub use remote::{RemoteClientError, RemoteExecutorClient};
 pub use sandbox::Sandbox;
 

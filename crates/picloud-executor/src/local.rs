@@ -35,7 +35,8 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Compiled scripts kept in the AST cache (`PICLOUD_SCRIPT_CACHE_SIZE`).
     pub script_cache_size: usize,
-    /// Worker threads, each running one script at a time (`PICLOUD_EXECUTOR_THREADS`).
+    /// Worker threads, each running one script at a time (`PICLOUD_EXECUTOR_THREADS`; by
+    /// default [`default_threads`]).
     pub threads: usize,
 }
 
@@ -44,9 +45,30 @@ impl Default for ExecutorConfig {
         Self {
             limits: Limits::default(),
             script_cache_size: 256,
-            threads: 64,
+            threads: default_threads(),
         }
     }
+}
+
+/// Executor threads per core by default.
+const THREADS_PER_CORE: usize = 4;
+/// The fewest and the most executor threads by default.
+const DEFAULT_THREADS: std::ops::RangeInclusive<usize> = 4..=64;
+
+/// The executor threads for this machine: four per core, at least 4 and at most 64.
+///
+/// A script's deadline is wall-clock time from when it starts on a thread, so every thread more
+/// than there are cores slices the CPU thinner for each script: 64 threads on 2 cores (the old
+/// default) gave each script a 32nd of a core, and a burst of 400 jobs of ~220 ms each ran into
+/// their 5 s limit (issue #13; 105 were dead-lettered). With four per core a script that
+/// computes still gets a quarter of a core while every thread is busy, and threads blocked on
+/// a data call leave their core to the others. The gate follows this number by default, so the
+/// dispatcher claims no more jobs than there are threads to run them.
+pub fn default_threads() -> usize {
+    let cores = thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cores
+        .saturating_mul(THREADS_PER_CORE)
+        .clamp(*DEFAULT_THREADS.start(), *DEFAULT_THREADS.end())
 }
 
 struct Job {

@@ -82,7 +82,7 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
         .await
         .expect("the job is enqueued");
     let jobs = store
-        .claim_jobs("test", 10, 60_000)
+        .claim_jobs("test", 10, u32::MAX, &[], 60_000)
         .await
         .expect("the job is claimed");
     let job = jobs
@@ -127,7 +127,7 @@ both_backends!(
             "the dead letter is closed as replayed"
         );
         let jobs = store
-            .claim_jobs("test", 10, 60_000)
+            .claim_jobs("test", 10, u32::MAX, &[], 60_000)
             .await
             .expect("the jobs are claimed");
         assert!(

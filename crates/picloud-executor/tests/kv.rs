@@ -463,7 +463,7 @@ both_backends!(
         };
         ok(h.execute(request).await);
         let jobs = store
-            .claim_jobs("test", 10, 60_000)
+            .claim_jobs("test", 10, u32::MAX, &[], 60_000)
             .await
             .expect("the jobs are claimed");
         assert_eq!(jobs.len(), 1, "one trigger job: {jobs:?}");
@@ -749,7 +749,7 @@ both_backends!(
              execution; the write that would have passed it was not made",
         );
         let jobs = store
-            .claim_jobs("test", 100, 60_000)
+            .claim_jobs("test", 100, u32::MAX, &[], 60_000)
             .await
             .expect("the jobs are claimed");
         assert_eq!(jobs.len(), 10, "the ten writes within the limit fired");

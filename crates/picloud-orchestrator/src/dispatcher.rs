@@ -6,24 +6,24 @@
 //!   it finishes means the run is recorded in `abandoned_executions`. Never retried.
 //! - **Async requests and trigger events** ([`Dispatcher::accept`], KV writes, dead letters):
 //!   the row is committed durably; the dispatcher is woken in process (other nodes find it by
-//!   polling), claims due rows with a lease, runs them through the shared gate, and on failure
-//!   retries with exponential backoff ± jitter, then dead-letters.
+//!   polling), claims due rows with a lease — the apps in turn, no more than the gate has room
+//!   for, of one app no more than its share of the gate less one —, runs them through the
+//!   shared gate, and on failure retries with exponential backoff ± jitter, then dead-letters.
 //! - **Leases** are extended by a heartbeat while a job runs; rows whose lease expired (their
 //!   process died) are claimed again. Every completion write names `(id, attempt)` and is refused
 //!   once the row moved on.
 //!
 //! [`Dispatcher::dispatch_one`] is one step, public so tests drive the queue without sleeping.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use picloud_core::exec::{AppRef, ExecError, ExecRequest, HttpRequest, ScriptRef};
-use picloud_core::{Authority, DeadLetterId, JobMode, JobPayload, TriggerEvent};
+use picloud_core::{AppId, Authority, DeadLetterId, JobMode, JobPayload, TriggerEvent};
 use picloud_store::{ClaimedJob, JobAttempt, Lease, NewJob, Store, StoreError};
 use rand::Rng;
 use tokio::sync::{watch, Notify};
@@ -153,8 +153,9 @@ pub struct Dispatcher {
     config: OutboxConfig,
     /// Attempts running now, whose leases the heartbeat extends.
     in_flight: Mutex<HashSet<JobAttempt>>,
-    /// Claimed (not sync) jobs running now; the dispatcher claims no more than the gate holds.
-    claimed_running: AtomicUsize,
+    /// Claimed (not sync) jobs running now, per app: the dispatcher claims no more than the gate
+    /// holds, and of one app no more than its share of the gate.
+    claimed: Mutex<HashMap<AppId, u32>>,
 }
 
 impl Dispatcher {
@@ -176,7 +177,7 @@ impl Dispatcher {
             triggers,
             config,
             in_flight: Mutex::new(HashSet::new()),
-            claimed_running: AtomicUsize::new(0),
+            claimed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -295,29 +296,57 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Claims what is due (no more than the gate has room for) and starts running it; returns
-    /// how many jobs it claimed.
+    /// Claims what is due and starts running it; returns how many jobs it claimed. It claims no
+    /// more than can run: no more than the gate has room for, and of one app no more than its
+    /// share of the gate less one (jobs beyond it would only wait, holding the claims other
+    /// apps' jobs need; the one left is for the app's own HTTP requests, which a burst of its
+    /// jobs would otherwise keep out); the store takes the apps in turn.
     pub async fn claim_and_start(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let capacity = self.runner.gate().capacity();
-        let free = capacity.saturating_sub(self.claimed_running.load(Ordering::Acquire));
+        let gate = self.runner.gate();
+        let running: Vec<(AppId, u32)> = self
+            .claimed
+            .lock()
+            .iter()
+            .map(|(app, jobs)| (*app, *jobs))
+            .collect();
+        let in_all: usize = running.iter().map(|(_, jobs)| *jobs as usize).sum();
+        let free = gate.capacity().saturating_sub(in_all);
         if free == 0 {
             return Ok(0);
         }
         let jobs = self
             .store
-            .claim_jobs(&self.owner, free as u32, self.config.lease_ms as i64)
+            .claim_jobs(
+                &self.owner,
+                u32::try_from(free).unwrap_or(u32::MAX),
+                u32::try_from(gate.app_share().saturating_sub(1).max(1)).unwrap_or(u32::MAX),
+                &running,
+                self.config.lease_ms as i64,
+            )
             .await?;
         let claimed = jobs.len();
         for job in jobs {
-            self.claimed_running.fetch_add(1, Ordering::AcqRel);
+            let app = job.app_id;
+            *self.claimed.lock().entry(app).or_default() += 1;
             let this = self.clone();
             tokio::spawn(async move {
                 this.dispatch_one(job).await;
-                this.claimed_running.fetch_sub(1, Ordering::AcqRel);
+                this.finished_claim(app);
                 this.wake.notify_one();
             });
         }
         Ok(claimed)
+    }
+
+    /// A claimed job of `app` is done with.
+    fn finished_claim(&self, app: AppId) {
+        let mut claimed = self.claimed.lock();
+        if let Some(jobs) = claimed.get_mut(&app) {
+            *jobs -= 1;
+            if *jobs == 0 {
+                claimed.remove(&app);
+            }
+        }
     }
 
     /// Runs one claimed job to its outcome and writes it.
@@ -374,7 +403,7 @@ impl Dispatcher {
                 Err(error) => self.failed(&job, describe(&error), false).await,
             },
             // The patient gate only refuses when closed, at shutdown: leave it to the lease.
-            Ran::Overloaded => Attempt::Interrupted,
+            Ran::Overloaded(_) => Attempt::Interrupted,
         }
     }
 
@@ -477,15 +506,15 @@ impl Dispatcher {
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut failing = false;
         loop {
+            // A claim takes all it may: one that comes back short left nothing due that this
+            // node can run now. What frees room or brings work wakes the loop: a job that
+            // finishes, a job accepted here, a write that fired triggers; the poll finds the
+            // rest (jobs accepted by other nodes, retries coming due).
             match self.claim_and_start().await {
-                Ok(claimed) => {
+                Ok(_) => {
                     if failing {
                         tracing::info!("the outbox can be claimed again");
                         failing = false;
-                    }
-                    let capacity = self.runner.gate().capacity();
-                    if claimed > 0 && self.claimed_running.load(Ordering::Acquire) < capacity {
-                        continue;
                     }
                 }
                 Err(err) => {

@@ -4,6 +4,8 @@
 use picloud_core::{Capability, InputError};
 use picloud_store::StoreError;
 
+use crate::gate::Refusal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// A value the caller sent is unusable; the field and a sentence saying why.
@@ -31,9 +33,9 @@ pub enum ServiceError {
     /// Too many failed logins for this account or address; try again after the delay.
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
-    /// The execution gate stayed full; nothing ran.
-    #[error("too many executions are running; try again shortly")]
-    Overloaded,
+    /// The execution gate, or the app's share of it, stayed full; nothing ran.
+    #[error(transparent)]
+    Overloaded(Refusal),
     /// The app is at one of its quotas (queued jobs); nothing was done. The message says where
     /// it stands.
     #[error("{0}")]

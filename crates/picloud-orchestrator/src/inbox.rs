@@ -95,7 +95,7 @@ mod tests {
     use super::*;
 
     fn finished() -> Ran {
-        Ran::Overloaded
+        Ran::Overloaded(crate::gate::Refusal::Full)
     }
 
     #[tokio::test]
@@ -109,7 +109,7 @@ mod tests {
             "delivered to the waiting caller"
         );
         assert!(
-            matches!(inbox.receive().await, Some(Ran::Overloaded)),
+            matches!(inbox.receive().await, Some(Ran::Overloaded(_))),
             "the caller receives it"
         );
         drop(inbox);

@@ -21,6 +21,7 @@ use picloud_core::{
 use picloud_store::NewJob;
 
 use crate::dispatcher::{Dispatcher, SyncOutcome};
+use crate::gate::Refusal;
 use crate::index::{Lookup, RouteIndex};
 use crate::recorder::RecordError;
 use crate::runner::Ran;
@@ -121,8 +122,9 @@ pub enum InvokeError {
         method: String,
         allow: Vec<&'static str>,
     },
-    #[error("too many executions are running; try again shortly")]
-    Overloaded,
+    /// The execution gate, or the app's share of it, stayed full; nothing ran.
+    #[error(transparent)]
+    Overloaded(Refusal),
     /// The app has its quota of queued jobs; the async request was not recorded. The message
     /// says how many and the limit.
     #[error("{0}")]
@@ -262,7 +264,7 @@ async fn run_sync(
     let (execution_id, app_id, script_id) = (exec.execution_id, exec.app.id, exec.script.id);
     let outcome = match dispatcher.run_sync(exec).await {
         SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
-        SyncOutcome::Ran(Ran::Overloaded) => return Err(InvokeError::Overloaded),
+        SyncOutcome::Ran(Ran::Overloaded(refusal)) => return Err(InvokeError::Overloaded(refusal)),
         SyncOutcome::NotRecorded(err) => return Err(not_recorded(err)),
         SyncOutcome::TimedOut => {
             return Err(InvokeError::Failed {

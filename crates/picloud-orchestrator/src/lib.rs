@@ -9,7 +9,7 @@
 //! | [`throttle`] | the slowdown of repeated failed logins, per account and per address |
 //! | [`index`] | the in-memory route index (per app, per method, matchit) |
 //! | [`triggers`], [`dead_letters`] | the services: trigger rules; listing, replaying and resolving dead letters |
-//! | [`gate`] | the execution gate: N permits, a bounded wait, then `Overloaded` |
+//! | [`gate`] | the execution gate: N permits, at most a share of them for one app, a bounded wait, then `Overloaded` |
 //! | [`invoke`] | a public request: lookup, then a sync run or an async `202` (its payload redacted) through the dispatcher; how much of a failure the caller sees |
 //! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters, [`TriggerConfig`] |
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
@@ -60,7 +60,7 @@ pub use crate::auth::{Auth, Login, PasswordPolicy};
 pub use crate::dead_letters::{DeadLetterService, Replayed};
 pub use crate::dispatcher::{Attempt, Dispatcher, OutboxConfig, TriggerConfig};
 pub use crate::error::{ServiceError, ServiceResult};
-pub use crate::gate::Gate;
+pub use crate::gate::{Gate, Refusal};
 pub use crate::index::{Lookup, RouteIndex};
 pub use crate::invoke::{ErrorDetail, InvokeError, InvokeRequest, InvokeResponse, RedactedHeaders};
 pub use crate::members::MemberService;
@@ -78,8 +78,10 @@ pub use picloud_store::{
 /// The platform's own settings (the sandbox's are the executor's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformConfig {
-    /// Executions running at once.
+    /// Executions running at once (by default as many as the local executor has threads).
     pub gate_size: usize,
+    /// The percentage of `gate_size` one app may hold at once (at least one execution).
+    pub gate_app_share_percent: u8,
     /// How long a request waits at a full gate before it is refused.
     pub gate_wait_ms: u64,
     /// How long a login session lasts.
@@ -98,7 +100,8 @@ pub struct PlatformConfig {
 impl Default for PlatformConfig {
     fn default() -> Self {
         Self {
-            gate_size: 64,
+            gate_size: picloud_executor::default_threads(),
+            gate_app_share_percent: DEFAULT_GATE_APP_SHARE_PERCENT,
             gate_wait_ms: 1_000,
             session_ttl_ms: 24 * 3_600_000,
             login_throttle: ThrottleConfig::default(),
@@ -109,6 +112,15 @@ impl Default for PlatformConfig {
         }
     }
 }
+
+/// The share of the gate one app may hold by default, in percent: three quarters. A runaway or
+/// hostile app leaves a quarter of the executions to the others (2 of 8 on 2 cores), and a quick
+/// request holds its permit for microseconds, so they keep being answered. One app alone keeps
+/// most of the gate: what a smaller share takes from it is the overlap of scripts that wait on
+/// data calls, and its async jobs are claimed at most a share at a time (a half cost the lone
+/// app of the `kv` and `async` benchmarks about a fifth more than three quarters did;
+/// bench/RESULTS.md). Two busy apps fill the gate: the share bounds one bad tenant, not several.
+pub const DEFAULT_GATE_APP_SHARE_PERCENT: u8 = 75;
 
 /// A local executor whose scripts reach the data through `store`; a write that enqueues jobs
 /// notifies `wake` (the dispatcher's, passed to [`Platform::start`]).
@@ -191,6 +203,7 @@ impl Platform {
         let index = Arc::new(RouteIndex::load(store.as_ref()).await?);
         let gate = Arc::new(Gate::new(
             config.gate_size,
+            config.gate_app_share_percent,
             Duration::from_millis(config.gate_wait_ms),
             metrics.clone(),
         ));

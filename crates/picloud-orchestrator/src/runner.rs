@@ -9,15 +9,15 @@ use picloud_core::exec::{ExecErrorKind, ExecOutcome, ExecRequest, LogLevel};
 use picloud_core::{AppId, ExecutionId, ScriptId};
 use picloud_executor::ExecutorClient;
 
-use crate::gate::{Admission, Gate};
+use crate::gate::{Admission, Gate, Refusal};
 use crate::metrics::Metrics;
 
 /// What came of trying to run an execution.
 #[derive(Debug)]
 pub enum Ran {
     Finished(ExecOutcome),
-    /// The gate stayed full for its whole wait; nothing ran.
-    Overloaded,
+    /// The gate, or the app's share of it, stayed full for the whole wait; nothing ran.
+    Overloaded(Refusal),
 }
 
 /// How long an execution waits at a full gate.
@@ -67,14 +67,16 @@ impl Runner {
     /// Runs `request` to its outcome. Call it from a task of its own that is not cancelled (the
     /// dispatcher's callers are): the gate permit is held until the executor answers, so the gate
     /// counts what really runs even when the HTTP caller has gone.
+    /// The gate counts the execution against `request.app`'s share.
     pub async fn run(&self, request: ExecRequest, patience: Patience) -> Ran {
+        let app = request.app.id;
         let admission = match patience {
-            Patience::Bounded => self.gate.acquire().await,
-            Patience::Unbounded => self.gate.acquire_patiently().await,
+            Patience::Bounded => self.gate.acquire(app).await,
+            Patience::Unbounded => self.gate.acquire_patiently(app).await,
         };
         let permit = match admission {
             Admission::Admitted(permit) => permit,
-            Admission::Overloaded => return Ran::Overloaded,
+            Admission::Overloaded(refusal) => return Ran::Overloaded(refusal),
         };
         let started = Instant::now();
         let context = ExecutionContext::of(&request);

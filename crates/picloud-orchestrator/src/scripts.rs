@@ -121,7 +121,9 @@ impl ScriptService {
         };
         let outcome = match self.dispatcher.run_sync(exec).await {
             SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
-            SyncOutcome::Ran(Ran::Overloaded) => return Err(ServiceError::Overloaded),
+            SyncOutcome::Ran(Ran::Overloaded(refusal)) => {
+                return Err(ServiceError::Overloaded(refusal))
+            }
             SyncOutcome::NotRecorded(err) => {
                 return Err(ServiceError::Unavailable(err.to_string()))
             }

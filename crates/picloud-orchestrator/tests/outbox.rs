@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{admin, app_with_script, route, script, start, start_with};
+use picloud_core::exec::HttpRequest;
 use picloud_core::services::Writer;
 use picloud_core::{
-    AppId, CollectionName, DeadLetter, DispatchMode, KvKey, Principal, Resolution, ScriptKind,
+    AppId, CollectionName, DeadLetter, DispatchMode, ExecutionId, JobMode, JobPayload, KvKey,
+    Principal, Resolution, ScriptKind,
 };
 use picloud_orchestrator::{
     DeadLetterFilter, DeadLetterStatus, InvokeError, InvokeRequest, NewKvTriggerInput,
     NewRouteInput, OutboxConfig, PageRequest, Platform, PlatformConfig, TriggerConfig,
 };
-use picloud_store::{AppQuotas, Store};
+use picloud_store::{AppQuotas, NewJob, OutboxBatch, Store};
 use picloud_test_support::both_backends;
 use serde_json::{json, Value};
 
@@ -869,6 +871,84 @@ both_backends!(
                 .any(|dead| dead.error.contains("queued jobs") && dead.error.contains("limit of 40")),
             "runs refused by the quota end as dead letters that say why: {:?}",
             dead.iter().map(|dead| &dead.error).take(3).collect::<Vec<_>>()
+        );
+        platform.shutdown().await;
+    }
+);
+
+// Issue #13: one app's trigger fan-out queued 87,380 jobs, and another app's async job waited
+// 36.6 s behind them (the claim took the oldest due jobs of the whole outbox). The claim takes
+// the apps in turn: the other app's job runs while the backlog is still there.
+both_backends!(
+    an_apps_backlog_does_not_hold_back_another_apps_async_job,
+    |store| async move {
+        let platform = start_with(store.clone(), quick()).await;
+        let actor = admin(&platform).await;
+        let (busy_app, busy_script) = app_with_script(
+            &platform,
+            &actor,
+            "busy",
+            "let x = 0; while x < 20000 { x += 1; } x",
+        )
+        .await;
+        let quiet = deploy(
+            &platform,
+            &actor,
+            "quiet",
+            r#"kv::collection("done").set("job", ctx.execution_id); ()"#,
+            DispatchMode::Async,
+        )
+        .await;
+        let backlog: Vec<NewJob> = (0..2_000)
+            .map(|_| NewJob {
+                id: ExecutionId::new(),
+                app_id: busy_app,
+                script_id: busy_script,
+                mode: JobMode::Async,
+                payload: JobPayload::Http {
+                    request: HttpRequest::default(),
+                },
+                trigger_depth: 0,
+                claimed: None,
+            })
+            .collect();
+        store
+            .commit_outbox(&OutboxBatch {
+                enqueue: backlog,
+                finished: Vec::new(),
+                durable: true,
+            })
+            .await
+            .expect("the backlog is queued");
+        eventually(
+            "the busy app's jobs run",
+            Duration::from_secs(10),
+            || async {
+                let depth = store.outbox_depth().await.expect("the depth");
+                (depth.running > 0).then_some(())
+            },
+        )
+        .await;
+
+        let started = Instant::now();
+        platform
+            .invoke(request("quiet", "POST", "/run", json!({})))
+            .await
+            .expect("accepted");
+        eventually("the quiet app's job runs", Duration::from_secs(30), || {
+            let store = store.clone();
+            async move { kv(&store, quiet, "done", "job").await }
+        })
+        .await;
+        let waited = started.elapsed();
+        let queued = store.outbox_depth().await.expect("the depth").pending;
+        assert!(
+            queued > 1_000,
+            "the quiet app's job ran while {queued} of the busy app's were still queued"
+        );
+        assert!(
+            waited < Duration::from_secs(5),
+            "the quiet app's job ran within {waited:?}"
         );
         platform.shutdown().await;
     }

@@ -334,7 +334,7 @@ impl From<ServiceError> for ApiError {
                 api.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
                 api
             }
-            err @ ServiceError::Overloaded => {
+            err @ ServiceError::Overloaded(_) => {
                 let mut api = Self::new(ErrorCode::Overloaded, err.to_string());
                 api.retry_after = Some(1);
                 api
@@ -370,7 +370,7 @@ impl From<InvokeError> for ApiError {
                 let allow = allow.join(", ");
                 Self::new(ErrorCode::MethodNotAllowed, err.to_string()).with_allow(allow)
             }
-            err @ InvokeError::Overloaded => {
+            err @ InvokeError::Overloaded(_) => {
                 let mut api = Self::new(ErrorCode::Overloaded, err.to_string());
                 api.retry_after = Some(1);
                 api

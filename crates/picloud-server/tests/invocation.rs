@@ -464,10 +464,14 @@ both_backends!(health_readiness_and_metrics_answer, |store| async move {
         "the execution is counted"
     );
     let text = server.get("/metrics").await.text;
+    let capacity = format!(
+        "picloud_gate_capacity {}",
+        PlatformConfig::default().gate_size
+    );
     for name in [
         "picloud_execution_duration_seconds_bucket",
         "picloud_gate_in_use",
-        "picloud_gate_capacity 64",
+        capacity.as_str(),
     ] {
         assert!(text.contains(name), "/metrics has {name}: {text}");
     }

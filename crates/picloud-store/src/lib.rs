@@ -8,7 +8,7 @@
 //! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors, the outbox's multi-row writes, which KV triggers fire |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` kept headers, `expose_errors`; `0010` KV entry sizes and the per-app counts the quotas check |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app) |
 //!
 //! Both backends pass one conformance suite (`tests/conformance.rs`): the same test bodies run
 //! against each. Every call that touches an app's objects is scoped by an [`AppId`] the caller
@@ -597,14 +597,24 @@ pub trait OutboxStore: Send + Sync {
     /// row the platform writes); it blocks that thread, so it must not be used on an async
     /// runtime's. Call on a tokio runtime: the committer runs async parts on it.
     fn outbox_committer(&self) -> StoreResult<Box<dyn OutboxCommitter>>;
-    /// Claims up to `limit` due jobs for `owner`, oldest due first: `pending` rows whose due time
-    /// has come and `running` rows whose lease has expired (their process died). Each gets
-    /// attempt + 1 and a lease of `lease_ms` from the database's now. On PostgreSQL
-    /// `FOR UPDATE SKIP LOCKED`, so several nodes never claim one row together.
+    /// Claims up to `limit` due jobs for `owner`: first `running` rows whose lease has expired
+    /// (their process died), oldest lease first; then `pending` rows whose due time has come,
+    /// fairly across apps (issue #13: one app's backlog must not delay every other app's jobs).
+    /// `per_app` is the most jobs of one app `owner` runs at once, and `running` the jobs it runs
+    /// now, per app: an app gets at most `per_app` less its running jobs (the caller knows them;
+    /// the outbox would tell late, a finished row waits a moment for its deletion). The apps
+    /// take turns: an app's n-th job comes after every other app's (n − 1)-th, its running jobs
+    /// counting as turns taken; within a turn the job that fell due first goes first; one app's
+    /// jobs go in the order they fell due. A claim costs a few index seeks per app and job of
+    /// `per_app`, whatever the backlog. Each gets attempt + 1 and a lease of `lease_ms` from the
+    /// database's now; they come back oldest due first. On PostgreSQL `FOR UPDATE SKIP LOCKED`,
+    /// so several nodes never claim one row together.
     async fn claim_jobs(
         &self,
         owner: &str,
         limit: u32,
+        per_app: u32,
+        running: &[(AppId, u32)],
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedJob>>;
     /// Extends the leases of these attempts while `owner` still holds them; returns how many.

@@ -119,9 +119,49 @@ macro_rules! app_usage_sql {
          FROM app_usage WHERE app_usage.app_id = $1"
     };
 }
+/// The head of a claim, for `concat!`: common table expressions ending in
+/// `fair (id, turn, due_at)`, the due `pending` jobs the claimer may take, to be taken by turn,
+/// then due time, then id (see [`crate::OutboxStore::claim_jobs`]). The arguments are a query
+/// of the `(app_id, jobs)` pairs the claimer runs now, from the JSON object `$5` (see
+/// [`running_jobs`]), and the backend's clock; `$4` is the most jobs of one app the claimer may
+/// run at once.
+///
+/// - `walk` takes each app's due jobs in the order they fell due, at most `$4` of them, one
+///   index seek each from the one before (`(due_at, id) >` the previous): a claim costs the
+///   apps times `$4` seeks however long any app's backlog is. (PostgreSQL has `LATERAL` for
+///   this, SQLite no correlated `OFFSET`; the walk reads the same on both.)
+/// - An app's n-th job gets the turn n + the jobs the claimer runs of it already; turns from
+///   `$4` on are not taken (the app's share is full), the others go in turn order, and within a
+///   turn the job that fell due first goes first.
+macro_rules! fair_due_jobs {
+    ($running:literal, $($clock:tt)+) => {
+        concat!(
+            "WITH RECURSIVE walk (app_id, id, due_at, turn) AS (",
+            "SELECT apps.id, outbox.id, outbox.due_at, CAST(0 AS BIGINT) FROM apps ",
+            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            "WHERE queued.app_id = apps.id AND queued.status = 'pending' AND queued.due_at <= ",
+            $($clock)+,
+            " ORDER BY queued.due_at, queued.id LIMIT 1) ",
+            "UNION ALL ",
+            "SELECT walk.app_id, outbox.id, outbox.due_at, walk.turn + 1 FROM walk ",
+            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            "WHERE queued.app_id = walk.app_id AND queued.status = 'pending' AND queued.due_at <= ",
+            $($clock)+,
+            " AND (queued.due_at, queued.id) > (walk.due_at, walk.id) ",
+            "ORDER BY queued.due_at, queued.id LIMIT 1) ",
+            "WHERE walk.turn + 1 < $4), ",
+            "running (app_id, jobs) AS (",
+            $running,
+            "), ",
+            "fair (id, turn, due_at) AS (SELECT walk.id, walk.turn + COALESCE(running.jobs, 0), ",
+            "walk.due_at FROM walk LEFT JOIN running ON running.app_id = walk.app_id ",
+            "WHERE walk.turn + COALESCE(running.jobs, 0) < $4)"
+        )
+    };
+}
 pub(crate) use {
-    api_key_columns, app_columns, app_usage_sql, dead_letter_columns, job_columns, kv_triggers_sql,
-    route_columns, script_columns, user_columns,
+    api_key_columns, app_columns, app_usage_sql, dead_letter_columns, fair_due_jobs, job_columns,
+    kv_triggers_sql, route_columns, script_columns, user_columns,
 };
 
 /// The queries that read the same on both backends (no clock, no locking). Lists take the id
@@ -1025,6 +1065,16 @@ impl TryFrom<JobRow> for ClaimedJob {
 pub(crate) fn claimed(mut rows: Vec<JobRow>) -> StoreResult<Vec<ClaimedJob>> {
     rows.sort_by(|a, b| (a.due_at, &a.id).cmp(&(b.due_at, &b.id)));
     records(rows)
+}
+
+/// The jobs a claimer runs now, per app, as the JSON object `{"<app id>": <jobs>}` that
+/// [`fair_due_jobs`] reads.
+pub(crate) fn running_jobs(running: &[(AppId, u32)]) -> String {
+    let pairs: serde_json::Map<String, serde_json::Value> = running
+        .iter()
+        .map(|(app, jobs)| (app.to_string(), (*jobs).into()))
+        .collect();
+    serde_json::Value::Object(pairs).to_string()
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -44,12 +44,12 @@ use crate::paging::Window;
 use crate::shared::{
     self, admit_kv_write, api_key_columns, app_columns, app_usage_sql, count, count_jobs,
     count_write, db_error, dead_letter_closed, dead_letter_columns, dead_letter_jobs, enqueued,
-    job_columns, json_value, keep_headers_column, kv_entry_size, kv_triggers_sql, migrate_error,
-    ops_column, push_attempts, query_error, records, resolved_filter, route_columns, scopes_column,
-    script_columns, script_is_a_target, span, sql, user_columns, AbandonedRow,
-    ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow, FingerprintRow,
-    JobCounts, JobRow, JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow,
-    RouteRow, RoutingRow, ScriptRow, TriggerRow, UsageRow, UserRow, Written,
+    fair_due_jobs, job_columns, json_value, keep_headers_column, kv_entry_size, kv_triggers_sql,
+    migrate_error, ops_column, push_attempts, query_error, records, resolved_filter, route_columns,
+    running_jobs, scopes_column, script_columns, script_is_a_target, span, sql, user_columns,
+    AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow,
+    FingerprintRow, JobCounts, JobRow, JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow,
+    RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UsageRow, UserRow, Written,
     ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
@@ -295,36 +295,41 @@ impl Drop for RelaxedWriter {
     }
 }
 
-/// Claims up to `limit` due jobs (pending and due, or running with an expired lease) for
-/// `owner`, in a transaction of their own on `conn`.
+/// Claims up to `limit` due jobs for `owner`, who runs `running` and may run `per_app` of one
+/// app (see [`OutboxStore::claim_jobs`]), in a transaction of their own on `conn`.
 async fn claim(
     conn: &mut SqliteConnection,
     owner: &str,
     limit: u32,
+    per_app: u32,
+    running: &[(AppId, u32)],
     lease_ms: i64,
 ) -> StoreResult<Vec<JobRow>> {
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|err| db_error(err, Written::Nothing))?;
-    // One writer: no other claim runs meanwhile, so nothing to skip.
+    // One writer: no other claim runs meanwhile, so nothing to skip. Expired leases come first,
+    // so a backlog of new jobs cannot hold back the recovery of a dead process's work.
     let rows = sqlx::query_as(concat!(
+        fair_due_jobs!("SELECT key, value FROM json_each($5)", now!()),
+        ", expired (id) AS (SELECT id FROM outbox WHERE status = 'running' AND lease_until <= ",
+        now!(),
+        " ORDER BY lease_until LIMIT $2), ",
+        "pending (id) AS (SELECT id FROM fair ORDER BY turn, due_at, id LIMIT $2) ",
         "UPDATE outbox SET status = 'running', owner = $1, attempt = attempt + 1, ",
         "lease_until = ",
         now!(),
         " + $3 ",
-        "WHERE id IN (SELECT id FROM outbox ",
-        "WHERE (status = 'pending' AND due_at <= ",
-        now!(),
-        ") OR (status = 'running' AND lease_until <= ",
-        now!(),
-        ") ORDER BY due_at LIMIT $2) ",
+        "WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM pending LIMIT $2) ",
         "RETURNING ",
         job_columns!()
     ))
     .bind(owner)
     .bind(i64::from(limit))
     .bind(span(lease_ms))
+    .bind(i64::from(per_app))
+    .bind(running_jobs(running))
     .fetch_all(&mut *tx)
     .await
     .map_err(query_error)?;
@@ -1395,6 +1400,8 @@ impl OutboxStore for SqliteStore {
         &self,
         owner: &str,
         limit: u32,
+        per_app: u32,
+        running: &[(AppId, u32)],
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedJob>> {
         if limit == 0 {
@@ -1403,7 +1410,7 @@ impl OutboxStore for SqliteStore {
         // Without an fsync: a claim lost to a crash only means the job is claimed again.
         let mut writer = RelaxedWriter::acquire(&self.writer).await?;
         writer.relax().await?;
-        let claimed = claim(&mut writer.conn, owner, limit, lease_ms).await;
+        let claimed = claim(&mut writer.conn, owner, limit, per_app, running, lease_ms).await;
         let restored = writer.restore().await;
         let rows = claimed?;
         restored?;
@@ -1817,7 +1824,7 @@ mod tests {
         let (_dir, store) = migrated_store().await;
         assert_eq!(synchronous(&store).await, 2, "FULL from the start");
         store
-            .claim_jobs("owner", 10, 1_000)
+            .claim_jobs("owner", 10, 10, &[], 1_000)
             .await
             .expect("a claim, without an fsync");
         assert_eq!(synchronous(&store).await, 2, "FULL again after a claim");

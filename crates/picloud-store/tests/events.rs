@@ -192,8 +192,13 @@ async fn finish(store: &Arc<dyn Store>, finished: Vec<JobAttempt>) -> anyhow::Re
     Ok(())
 }
 
+/// No bound on the jobs of one app a claimer runs (every due job is a candidate).
+const ANY_NUMBER_PER_APP: u32 = u32::MAX;
+
 async fn claim(store: &Arc<dyn Store>, owner: &str, limit: u32) -> anyhow::Result<Vec<ClaimedJob>> {
-    Ok(store.claim_jobs(owner, limit, LEASE_MS).await?)
+    Ok(store
+        .claim_jobs(owner, limit, ANY_NUMBER_PER_APP, &[], LEASE_MS)
+        .await?)
 }
 
 async fn depth(store: &Arc<dyn Store>) -> anyhow::Result<OutboxDepth> {
@@ -1331,6 +1336,125 @@ both_backends!(
     }
 );
 
+/// The jobs of `script`'s app among `jobs`.
+fn of_app(jobs: &[ClaimedJob], script: &Script) -> Vec<ExecutionId> {
+    jobs.iter()
+        .filter(|job| job.app_id == script.app_id)
+        .map(|job| job.id)
+        .collect()
+}
+
+// Issue #13: 87,380 jobs of one app delayed another app's job by 36.6 s, because a claim took the
+// oldest due jobs of the whole outbox. The apps take turns instead.
+both_backends!(
+    a_claim_takes_each_waiting_app_in_turn_not_the_oldest_backlog_first,
+    |store| async move {
+        let busy = endpoint(&store, app(&store, "busy").await?.id, "api").await?;
+        let quiet = endpoint(&store, app(&store, "quiet").await?.id, "api").await?;
+        let backlog: Vec<NewJob> = (0..200)
+            .map(|i| http_job(&busy, &format!("/{i}")))
+            .collect();
+        let oldest = backlog[0].id;
+        enqueue(&store, backlog).await?;
+        let late = http_job(&quiet, "/late");
+        let late_id = late.id;
+        enqueue(&store, vec![late]).await?;
+
+        let claimed = store.claim_jobs("worker", 3, 8, &[], LEASE_MS).await?;
+        assert_eq!(claimed.len(), 3, "three are due: {claimed:?}");
+        assert_eq!(
+            of_app(&claimed, &quiet),
+            vec![late_id],
+            "the quiet app's job, queued after 200 others, is in the first claim"
+        );
+        assert_eq!(
+            of_app(&claimed, &busy)[0],
+            oldest,
+            "the busy app's own jobs still go in the order they fell due"
+        );
+        Ok(())
+    }
+);
+
+// The turns count what the claimer runs of an app already: an app with jobs running waits for
+// the apps that have none, even when its jobs fell due first.
+both_backends!(
+    an_app_with_jobs_running_yields_its_turn_to_apps_without,
+    |store| async move {
+        let busy = endpoint(&store, app(&store, "busy").await?.id, "api").await?;
+        let quiet = endpoint(&store, app(&store, "quiet").await?.id, "api").await?;
+        enqueue(
+            &store,
+            (0..10).map(|i| http_job(&busy, &format!("/{i}"))).collect(),
+        )
+        .await?;
+        let quiet_jobs = vec![http_job(&quiet, "/a"), http_job(&quiet, "/b")];
+        let quiet_ids: HashSet<ExecutionId> = quiet_jobs.iter().map(|job| job.id).collect();
+        enqueue(&store, quiet_jobs).await?;
+
+        let running = [(busy.app_id, 3)];
+        let claimed = store.claim_jobs("worker", 2, 8, &running, LEASE_MS).await?;
+        assert_eq!(
+            claimed.iter().map(|job| job.id).collect::<HashSet<_>>(),
+            quiet_ids,
+            "with three of its jobs running, the busy app's next waits for the quiet app's two"
+        );
+        let next = store.claim_jobs("worker", 1, 8, &running, LEASE_MS).await?;
+        assert_eq!(
+            of_app(&next, &busy).len(),
+            1,
+            "with the quiet app served, the busy app's turn comes: {next:?}"
+        );
+        Ok(())
+    }
+);
+
+// `per_app` bounds what the claimer runs of one app at once, its running jobs included: jobs
+// beyond it would only wait at the app's share of the gate, holding claims.
+both_backends!(
+    a_claimer_runs_at_most_per_app_jobs_of_one_app_at_once,
+    |store| async move {
+        let busy = endpoint(&store, app(&store, "busy").await?.id, "api").await?;
+        let quiet = endpoint(&store, app(&store, "quiet").await?.id, "api").await?;
+        let jobs: Vec<NewJob> = (0..10).map(|i| http_job(&busy, &format!("/{i}"))).collect();
+        let ids: Vec<ExecutionId> = jobs.iter().map(|job| job.id).collect();
+        enqueue(&store, jobs).await?;
+        let first = store.claim_jobs("worker", 10, 3, &[], LEASE_MS).await?;
+        assert_eq!(
+            first.iter().map(|job| job.id).collect::<Vec<_>>(),
+            ids[..3].to_vec(),
+            "three, the per-app bound, oldest due first"
+        );
+        let quiet_job = http_job(&quiet, "/q");
+        let quiet_id = quiet_job.id;
+        enqueue(&store, vec![quiet_job]).await?;
+        let full = store
+            .claim_jobs("worker", 10, 3, &[(busy.app_id, 3)], LEASE_MS)
+            .await?;
+        assert_eq!(
+            full.iter().map(|job| job.id).collect::<Vec<_>>(),
+            vec![quiet_id],
+            "with its three running, the busy app gets none; the quiet app its job"
+        );
+        let after = store
+            .claim_jobs("worker", 10, 3, &[(busy.app_id, 2)], LEASE_MS)
+            .await?;
+        assert_eq!(
+            after.iter().map(|job| job.id).collect::<Vec<_>>(),
+            vec![ids[3]],
+            "one of the three finished: one more is taken"
+        );
+        assert!(
+            store
+                .claim_jobs("worker", 10, 0, &[], LEASE_MS)
+                .await?
+                .is_empty(),
+            "a bound of none takes none"
+        );
+        Ok(())
+    }
+);
+
 both_backends!(
     a_retried_job_is_not_claimable_before_its_delay,
     |store| async move {
@@ -1364,7 +1488,9 @@ both_backends!(
         let shop = app(&store, "shop").await?;
         let script = endpoint(&store, shop.id, "api").await?;
         enqueue(&store, vec![http_job(&script, "/x")]).await?;
-        let stale = store.claim_jobs("paused", 1, 5).await?;
+        let stale = store
+            .claim_jobs("paused", 1, ANY_NUMBER_PER_APP, &[], 5)
+            .await?;
         let stale = stale.first().context("claimed with a short lease")?.clone();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let taken = claim(&store, "fresh", 10).await?;
@@ -1422,7 +1548,9 @@ both_backends!(
         let shop = app(&store, "shop").await?;
         let script = endpoint(&store, shop.id, "api").await?;
         enqueue(&store, vec![http_job(&script, "/x")]).await?;
-        let jobs = store.claim_jobs("owner", 1, 100).await?;
+        let jobs = store
+            .claim_jobs("owner", 1, ANY_NUMBER_PER_APP, &[], 100)
+            .await?;
         let attempt = jobs.first().context("claimed")?.attempt_ref();
         assert_eq!(
             store
@@ -1469,7 +1597,9 @@ both_backends!(
                     let owner = format!("claimer-{n}");
                     let mut mine = Vec::new();
                     loop {
-                        let batch = store.claim_jobs(&owner, 7, LEASE_MS).await?;
+                        let batch = store
+                            .claim_jobs(&owner, 7, ANY_NUMBER_PER_APP, &[], LEASE_MS)
+                            .await?;
                         if batch.is_empty() {
                             return anyhow::Ok(mine);
                         }
@@ -2434,7 +2564,9 @@ both_backends!(
         )
         .await;
         committed?;
-        let claimed = store.claim_jobs("node", 10, LEASE_MS).await?;
+        let claimed = store
+            .claim_jobs("node", 10, ANY_NUMBER_PER_APP, &[], LEASE_MS)
+            .await?;
         ensure!(
             claimed.len() == 1 && claimed[0].id == first.id,
             "{claimed:?}"

@@ -250,8 +250,9 @@ pub struct SandboxArgs {
           value_parser = in_range(1, 1_000_000))]
     pub script_cache_size: usize,
 
-    /// Executor threads (each runs one script at a time).
-    #[arg(long, env = "PICLOUD_EXECUTOR_THREADS", default_value_t = 64,
+    /// Executor threads (each runs one script at a time). Default: four per core, at least 4 and
+    /// at most 64 (a script's time limit is wall-clock time, which more threads per core share).
+    #[arg(long, env = "PICLOUD_EXECUTOR_THREADS", default_value_t = picloud_executor::default_threads(),
           value_parser = in_range(1, 4096))]
     pub executor_threads: usize,
 }
@@ -348,10 +349,17 @@ pub struct ServeArgs {
     #[arg(long, env = "PICLOUD_EXECUTOR_TOKEN", hide_env_values = true)]
     pub executor_token: Option<String>,
 
-    /// Executions that may run at once; more wait at the gate.
-    #[arg(long, env = "PICLOUD_MAX_CONCURRENT_EXECUTIONS", default_value_t = 64,
+    /// Executions that may run at once; more wait at the gate. Default: PICLOUD_EXECUTOR_THREADS
+    /// (with PICLOUD_EXECUTOR_URL, set it to the remote executor's threads).
+    #[arg(long, env = "PICLOUD_MAX_CONCURRENT_EXECUTIONS",
           value_parser = in_range(1, 100_000))]
-    pub max_concurrent_executions: usize,
+    pub max_concurrent_executions: Option<usize>,
+
+    /// The percentage of the concurrent executions one app may hold at once (at least one): an
+    /// app's requests beyond it wait, then get 503, while other apps still get in.
+    #[arg(long, env = "PICLOUD_GATE_APP_SHARE", default_value_t = picloud_orchestrator::DEFAULT_GATE_APP_SHARE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub gate_app_share: u8,
 
     /// How long a request waits at a full gate before it gets 503, in milliseconds.
     #[arg(long, env = "PICLOUD_GATE_WAIT_MS", default_value_t = 1_000,
@@ -456,6 +464,12 @@ fn host_name(value: &str) -> Result<String, String> {
 }
 
 impl ServeArgs {
+    /// Executions that may run at once: as set, or as many as there are executor threads.
+    pub fn gate_size(&self) -> usize {
+        self.max_concurrent_executions
+            .unwrap_or(self.sandbox.executor_threads)
+    }
+
     /// Where the admin surface and the apps are served; refuses settings that would serve the
     /// admin surface nowhere, or on the apps' own listener.
     pub fn origins(&self) -> anyhow::Result<picloud_server::Origins> {
@@ -825,6 +839,49 @@ mod tests {
             err.to_string().contains("8..=128"),
             "the message gives the range: {err}"
         );
+    }
+
+    #[test]
+    fn the_gate_follows_the_executor_threads_which_follow_the_cores() {
+        let args = serve_args(&[]);
+        assert_eq!(
+            args.sandbox.executor_threads,
+            picloud_executor::default_threads(),
+            "threads for this machine"
+        );
+        assert_eq!(
+            args.gate_size(),
+            args.sandbox.executor_threads,
+            "the gate follows"
+        );
+        assert_eq!(
+            args.gate_app_share, 75,
+            "an app may hold three quarters of the gate"
+        );
+        assert_eq!(
+            serve_args(&["--executor-threads", "6"]).gate_size(),
+            6,
+            "the gate follows the threads as set"
+        );
+        assert_eq!(
+            serve_args(&[
+                "--executor-threads",
+                "6",
+                "--max-concurrent-executions",
+                "10"
+            ])
+            .gate_size(),
+            10,
+            "unless it is set itself"
+        );
+        for bad in ["0", "101"] {
+            let err = Cli::try_parse_from(["picloud", "serve", "--gate-app-share", bad])
+                .expect_err("a share outside 1..=100 %");
+            assert!(
+                err.to_string().contains("1..=100"),
+                "the message gives the range: {err}"
+            );
+        }
     }
 
     #[test]

@@ -146,7 +146,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let platform_config = PlatformConfig {
-        gate_size: args.max_concurrent_executions,
+        gate_size: args.gate_size(),
+        gate_app_share_percent: args.gate_app_share,
         gate_wait_ms: args.gate_wait_ms,
         session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
         login_throttle: args.login_throttle(),

@@ -173,7 +173,8 @@ async fn a_chain_of_closures_cannot_overflow_the_stack() {
         &db,
         &[
             ("PICLOUD_MAX_OPERATIONS", "1000000000"),
-            ("PICLOUD_EXECUTION_TIMEOUT_MS", "120000"),
+            ("PICLOUD_EXECUTION_TIMEOUT_MS", "300000"),
+            ("PICLOUD_SYNC_WAIT_MS", "300000"),
             ("PICLOUD_MAX_MEMORY_BYTES", "201326592"),
         ],
     );
