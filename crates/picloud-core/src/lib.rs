@@ -35,5 +35,7 @@ pub use input::{
 };
 pub use limits::Limits;
 pub use model::{ApiKey, App, Membership, Route, Script, User};
-pub use services::{NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, Writer};
+pub use services::{
+    KvChanged, NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, Writer,
+};
 pub use time::Timestamp;

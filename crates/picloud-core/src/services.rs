@@ -7,12 +7,21 @@ use async_trait::async_trait;
 use crate::events::{CollectionName, KvKey};
 use crate::{AppId, DeadLetterId, ExecutionId};
 
-/// The writer of a KV change: its app, and the trigger depth of the execution that writes
-/// (the jobs its triggers enqueue run one level deeper).
+/// The writer of a KV change: its app, the trigger depth of the execution that writes (the jobs
+/// its triggers enqueue run one level deeper), and how many trigger jobs the execution may still
+/// enqueue (a write that would fire more is refused: [`ServiceErrorKind::TriggerJobLimit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Writer {
     pub app_id: AppId,
     pub trigger_depth: u32,
+    pub trigger_jobs_left: u32,
+}
+
+/// What a KV write did: whether the entry existed before, and how many trigger jobs it enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvChanged {
+    pub existed: bool,
+    pub trigger_jobs: u32,
 }
 
 /// One page of KV entries, keys ascending; `cursor` is `None` after the last page.
@@ -45,6 +54,12 @@ pub enum ServiceErrorKind {
     NotFound,
     /// The call conflicts with the state (a dead letter already resolved).
     Conflict,
+    /// The app is at one of its quotas (stored bytes, queued jobs); the sentence says which,
+    /// where the app stands, and what frees room. Nothing was written.
+    QuotaExceeded,
+    /// The write would fire more trigger jobs than its execution may still enqueue (its
+    /// `Writer::trigger_jobs_left`). Nothing was written; the execution has reached a limit.
+    TriggerJobLimit,
     /// The database could not be reached; trying again later may work.
     Unavailable,
     /// This executor has no data services (a test bundle, a misconfigured executor).
@@ -79,21 +94,23 @@ pub trait ScriptServices: Send + Sync {
         key: &KvKey,
     ) -> ServiceResult<bool>;
     /// Stores the value (JSON text checked against the size limit) and enqueues the jobs of the
-    /// matching triggers in the same transaction.
+    /// matching triggers in the same transaction; refused, with nothing written, when the write
+    /// would take the app past a quota or its execution past `writer.trigger_jobs_left`.
     async fn kv_set(
         &self,
         writer: Writer,
         collection: &CollectionName,
         key: &KvKey,
         value: serde_json::Value,
-    ) -> ServiceResult<()>;
-    /// `false` when there was no such entry (and then no trigger fires).
+    ) -> ServiceResult<KvChanged>;
+    /// `existed: false` when there was no such entry (and then no trigger fires). Refused like
+    /// `kv_set`, except that freeing bytes is always allowed.
     async fn kv_delete(
         &self,
         writer: Writer,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> ServiceResult<bool>;
+    ) -> ServiceResult<KvChanged>;
     async fn kv_list(
         &self,
         app_id: AppId,
@@ -140,10 +157,15 @@ impl ScriptServices for NoServices {
         _: &CollectionName,
         _: &KvKey,
         _: serde_json::Value,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<KvChanged> {
         not_configured()
     }
-    async fn kv_delete(&self, _: Writer, _: &CollectionName, _: &KvKey) -> ServiceResult<bool> {
+    async fn kv_delete(
+        &self,
+        _: Writer,
+        _: &CollectionName,
+        _: &KvKey,
+    ) -> ServiceResult<KvChanged> {
         not_configured()
     }
     async fn kv_list(

@@ -45,6 +45,9 @@ pub(crate) const NEEDS_WORKER_TOKEN: &str = "picloud:needs-worker";
 /// swallow it.
 pub(crate) const WRITES_TOKEN: &str = "picloud:writes";
 
+/// The termination token of a write refused because it would take the execution past
+/// `Limits::max_trigger_jobs`: a limit, so `try/catch` cannot swallow it.
+pub(crate) const TRIGGER_JOBS_TOKEN: &str = "picloud:trigger-jobs";
 /// The termination token of a run holding more than `Limits::max_memory_bytes`: a limit, so
 /// `try/catch` cannot swallow it.
 pub(crate) const MEMORY_TOKEN: &str = "picloud:memory";
@@ -99,6 +102,10 @@ pub(crate) struct CallContext {
     /// Data writes so far, against `max_writes`.
     writes: usize,
     max_writes: usize,
+    /// Trigger jobs the writes enqueued so far, against `max_trigger_jobs`; the store refuses
+    /// the write that would pass it (see [`Grant::writer`]).
+    trigger_jobs: u32,
+    max_trigger_jobs: u32,
     /// What the run holds, against `max_memory_bytes` (or the inline allowance).
     memory: Meter,
 }
@@ -133,6 +140,8 @@ impl CallContext {
             dropped_logs: 0,
             writes: 0,
             max_writes: limits.max_writes,
+            trigger_jobs: 0,
+            max_trigger_jobs: limits.max_trigger_jobs,
         }
     }
 
@@ -344,14 +353,17 @@ pub(crate) struct Grant {
     pub trigger_depth: u32,
     pub dead_letter_handler: bool,
     pub services: Arc<dyn ScriptServices>,
+    /// What is left of the execution's `max_trigger_jobs`.
+    pub trigger_jobs_left: u32,
 }
 
 impl Grant {
-    /// Who a KV write comes from.
+    /// Who a KV write comes from, and how many trigger jobs it may enqueue.
     pub fn writer(&self) -> Writer {
         Writer {
             app_id: self.app_id,
             trigger_depth: self.trigger_depth,
+            trigger_jobs_left: self.trigger_jobs_left,
         }
     }
 }
@@ -366,6 +378,7 @@ pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<Grant, Box
             trigger_depth: ctx.trigger_depth,
             dead_letter_handler: ctx.dead_letter_handler,
             services: ctx.services.clone(),
+            trigger_jobs_left: ctx.max_trigger_jobs.saturating_sub(ctx.trigger_jobs),
         })
     })
     .flatten();
@@ -390,6 +403,17 @@ pub(crate) fn count_write() -> Result<(), Box<EvalAltResult>> {
         return Err(terminated(WRITES_TOKEN));
     }
     Ok(())
+}
+
+/// Counts the trigger jobs a write of the current call enqueued.
+pub(crate) fn count_trigger_jobs(jobs: u32) {
+    with_current(|ctx| ctx.trigger_jobs = ctx.trigger_jobs.saturating_add(jobs));
+}
+
+/// The end of a run whose write the store refused for firing more trigger jobs than the
+/// execution had left: [`TRIGGER_JOBS_TOKEN`], a limit.
+pub(crate) fn trigger_job_limit() -> Box<EvalAltResult> {
+    terminated(TRIGGER_JOBS_TOKEN)
 }
 
 /// Runs `exchange` — a data call with what it builds to send and what it makes of the answer —
@@ -484,9 +508,20 @@ mod tests {
             grant.writer(),
             Writer {
                 app_id,
-                trigger_depth: 3
+                trigger_depth: 3,
+                trigger_jobs_left: Limits::default().max_trigger_jobs,
             },
-            "the grant acts for the running execution's app, at its trigger depth"
+            "the grant acts for the running execution's app, at its trigger depth, with its \
+             budget of trigger jobs"
+        );
+        count_trigger_jobs(5);
+        let Ok(grant) = require("kv.set", CapabilityKind::AppKvWrite) else {
+            panic!("the app's authority still writes");
+        };
+        assert_eq!(
+            grant.writer().trigger_jobs_left,
+            Limits::default().max_trigger_jobs - 5,
+            "the jobs a write enqueued come off the budget"
         );
         assert!(
             require("members", CapabilityKind::AppManageMembers).is_err(),

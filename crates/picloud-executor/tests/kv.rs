@@ -679,3 +679,125 @@ both_backends!(
         );
     }
 );
+
+/// An endpoint script of `h`'s app with a KV trigger on `collection` (every operation).
+async fn watch(store: &Arc<dyn Store>, h: &Harness, name: &str, collection: &str) {
+    let handler = store
+        .create_script(&NewScript {
+            app_id: h.app.id,
+            name: ScriptName::parse(name, ScriptKind::Endpoint).expect("a valid name"),
+            kind: ScriptKind::Endpoint,
+            source: "ctx.event".to_string(),
+        })
+        .await
+        .expect("the handler is created");
+    store
+        .create_trigger(&NewTrigger {
+            app_id: h.app.id,
+            script_id: handler.id,
+            detail: TriggerDetail::Kv {
+                collection: CollectionName::parse(collection).expect("a name"),
+                key_prefix: None,
+                ops: KvOp::ALL.to_vec(),
+            },
+        })
+        .await
+        .expect("the trigger is created");
+}
+
+// #13: a KV trigger whose handler writes keys of its own collection produced 87,380 jobs in
+// 22 s; the depth cap bounds the chain, not its breadth. The handler's writes may enqueue at
+// most `max_trigger_jobs` jobs: the write that would pass it is refused (not made) and ends the
+// run with a limit that `try/catch` cannot swallow; the writes before it stand, with their jobs.
+both_backends!(
+    a_fanning_out_handler_stops_at_its_limit_of_trigger_jobs_and_cannot_catch_it,
+    |store| async move {
+        let h = limited_harness(
+            &store,
+            Limits {
+                max_trigger_jobs: 10,
+                ..Limits::default()
+            },
+        )
+        .await;
+        watch(&store, &h, "on-fan", "fan").await;
+        let request = picloud_core::exec::ExecRequest {
+            trigger_depth: 1,
+            event: Some(TriggerEvent::Kv {
+                kv: picloud_core::events::KvEvent {
+                    collection: "fan".to_owned(),
+                    key: "seed".to_owned(),
+                    op: KvOp::Set,
+                    value: Some(json!(1)),
+                    prev_value: None,
+                },
+            }),
+            ..h.request(
+                r#"
+                let fan = kv::collection("fan");
+                for i in 0..100 {
+                    try { fan.set(`${ctx.event.kv.key}-${i}`, i); } catch { }
+                }
+                "#,
+            )
+        };
+        let err = failed(h.execute(request).await);
+        assert_error(
+            &err,
+            ExecErrorKind::LimitExceeded,
+            "the script's writes would fire more than its limit of 10 trigger jobs in one \
+             execution; the write that would have passed it was not made",
+        );
+        let jobs = store
+            .claim_jobs("test", 100, u32::MAX, &[], 60_000)
+            .await
+            .expect("the jobs are claimed");
+        assert_eq!(jobs.len(), 10, "the ten writes within the limit fired");
+        let kept = h
+            .json(r#"kv::collection("fan").list(#{ limit: 500 }).items.len()"#)
+            .await;
+        assert_eq!(
+            kept,
+            json!(10),
+            "the refused write was not made, nor any after it"
+        );
+        h.still_works().await;
+    }
+);
+
+// A quota is the app's, not the execution's: a refusal is a sentence the script may catch, and
+// what it frees (a delete, a smaller value) lets the next write through.
+both_backends!(
+    quotas: picloud_store::AppQuotas {
+        stored_bytes: 4_096,
+        ..picloud_store::AppQuotas::default()
+    },
+    a_quota_refusal_can_be_caught_and_freeing_room_lets_the_write_through,
+    |store| async move {
+        let h = harness(&store, "shop").await;
+        let value = h
+            .json(
+                r#"
+                let notes = kv::collection("notes");
+                let text = ""; text.pad(1000, 'x');
+                let written = 0;
+                let refusal = ();
+                for i in 0..10 {
+                    try { notes.set(`n${i}`, text); written += 1; } catch (err) { refusal = err; break; }
+                }
+                notes.delete("n0");
+                notes.set("again", text);
+                [written, refusal, notes.get("again").len()]
+                "#,
+            )
+            .await;
+        assert_eq!(value[0], json!(3), "three entries of ~1 KiB fit in 4 KiB: {value}");
+        let refusal = value[1].as_str().unwrap_or_default();
+        assert!(
+            refusal.starts_with("kv.set: the app's KV data would grow to")
+                && refusal.contains("past its quota of 4096 bytes"),
+            "the refusal names the function, the usage and the quota: {refusal}"
+        );
+        assert_eq!(value[2], json!(1000), "the room a delete freed was written");
+    }
+);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use picloud_core::{App, AppId, AppName, AppSlug, Capability, Principal, Role};
-use picloud_store::{AppPatch, NewApp, Page, PageRequest, Store};
+use picloud_store::{AppPatch, AppQuotas, AppUsage, NewApp, Page, PageRequest, Store};
 
 use crate::auth::require;
 use crate::error::{ServiceError, ServiceResult};
@@ -67,6 +67,21 @@ impl AppService {
             .get_app(id)
             .await?
             .ok_or_else(|| ServiceError::not_found("app", id))
+    }
+
+    /// What the app holds against its quotas, and the quotas.
+    pub async fn usage(
+        &self,
+        actor: &Principal,
+        id: AppId,
+    ) -> ServiceResult<(AppUsage, AppQuotas)> {
+        require(actor, Capability::AppRead(id))?;
+        let usage = self
+            .store
+            .app_usage(id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("app", id))?;
+        Ok((usage, *self.store.quotas()))
     }
 
     #[tracing::instrument(skip_all, fields(app_id = %id))]

@@ -276,7 +276,21 @@ impl Dispatcher {
     }
 
     /// Accepts an async job: returns once its row is durably committed; the dispatcher is woken.
+    /// Refused (`OverLimit`, nothing recorded) when the job's app has its quota of queued jobs.
+    /// The check reads the app's count and reserves nothing, so requests accepted together may
+    /// take an app past its quota by as many as are in flight; each accepted one is recorded.
     pub async fn accept(&self, job: NewJob) -> Result<(), RecordError> {
+        let usage = self
+            .store
+            .app_usage(job.app_id)
+            .await
+            .map_err(|err| RecordError::from(&err))?;
+        // An app deleted meanwhile has no count: the commit skips its job.
+        if let Some(usage) = usage {
+            usage
+                .admit(0, 1, self.store.quotas())
+                .map_err(RecordError::OverLimit)?;
+        }
         self.recorder.enqueue(job, true).await?;
         self.wake.notify_one();
         Ok(())

@@ -36,6 +36,10 @@ pub enum ServiceError {
     /// The execution gate, or the app's share of it, stayed full; nothing ran.
     #[error(transparent)]
     Overloaded(Refusal),
+    /// The app is at one of its quotas (queued jobs); nothing was done. The message says where
+    /// it stands.
+    #[error("{0}")]
+    OverQuota(String),
     /// The password was right but the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,
@@ -61,6 +65,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound(kind) => Self::NotFound(format!("{kind} not found")),
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::InvalidInput(message) => Self::Invalid(InputError::new("cursor", message)),
+            StoreError::OverLimit(over) => Self::OverQuota(over.to_string()),
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }

@@ -125,6 +125,10 @@ pub enum InvokeError {
     /// The execution gate, or the app's share of it, stayed full; nothing ran.
     #[error(transparent)]
     Overloaded(Refusal),
+    /// The app has its quota of queued jobs; the async request was not recorded. The message
+    /// says how many and the limit.
+    #[error("{0}")]
+    QueueFull(String),
     /// The job could not be recorded (the database is unreachable); nothing ran.
     #[error("the request could not be recorded; try again shortly")]
     Unavailable { cause: String },
@@ -292,6 +296,10 @@ async fn run_sync(
 }
 
 fn not_recorded(err: RecordError) -> InvokeError {
+    if let RecordError::OverLimit(over) = err {
+        tracing::info!("an async request was refused: {over}");
+        return InvokeError::QueueFull(over.to_string());
+    }
     tracing::warn!("a request could not be recorded: {err}");
     InvokeError::Unavailable {
         cause: err.to_string(),

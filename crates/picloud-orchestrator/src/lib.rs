@@ -71,7 +71,9 @@ pub use crate::throttle::ThrottleConfig;
 pub use crate::triggers::{NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
-pub use picloud_store::{DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRequest};
+pub use picloud_store::{
+    AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRequest,
+};
 
 /// The platform's own settings (the sandbox's are the executor's).
 #[derive(Debug, Clone, PartialEq, Eq)]

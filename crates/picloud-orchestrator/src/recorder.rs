@@ -29,7 +29,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use picloud_store::{JobAttempt, NewJob, OutboxBatch, OutboxCommitter, StoreError};
+use picloud_store::{JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, StoreError};
 use tokio::sync::oneshot;
 
 /// The most entries one commit takes.
@@ -53,12 +53,18 @@ pub enum RecordError {
     Failed(String),
     #[error("the server is shutting down")]
     Closed,
+    /// The job's app has its quota of queued jobs (see [`Dispatcher::accept`]).
+    ///
+    /// [`Dispatcher::accept`]: crate::Dispatcher::accept
+    #[error("{0}")]
+    OverLimit(OverLimit),
 }
 
 impl From<&StoreError> for RecordError {
     fn from(err: &StoreError) -> Self {
         match err {
             StoreError::Unavailable(cause) => Self::Unavailable(cause.clone()),
+            StoreError::OverLimit(over) => Self::OverLimit(over.clone()),
             other => Self::Failed(other.to_string()),
         }
     }

@@ -1,6 +1,7 @@
 //! The outbox and the dispatcher on both backends, in one process: sync requests recorded and
 //! answered, async routes accepted and run, retries with backoff, dead letters and their triggers,
-//! the recursion stop, the trigger-depth limit, replay and resolve, abandoned sync executions.
+//! the recursion stop, the trigger-depth limit, replay and resolve, abandoned sync executions,
+//! an app's quota of queued jobs.
 //! (Crashes, outages and several nodes cross processes: `crates/picloud/tests/`.)
 
 mod common;
@@ -19,7 +20,7 @@ use picloud_orchestrator::{
     DeadLetterFilter, DeadLetterStatus, InvokeError, InvokeRequest, NewKvTriggerInput,
     NewRouteInput, OutboxConfig, PageRequest, Platform, PlatformConfig, TriggerConfig,
 };
-use picloud_store::{NewJob, OutboxBatch, Store};
+use picloud_store::{AppQuotas, NewJob, OutboxBatch, Store};
 use picloud_test_support::both_backends;
 use serde_json::{json, Value};
 
@@ -340,6 +341,7 @@ both_backends!(
                 Writer {
                     app_id,
                     trigger_depth: 0,
+                    trigger_jobs_left: 0,
                 },
                 &CollectionName::parse("flags").expect("a collection"),
                 &KvKey::parse("fixed").expect("a key"),
@@ -650,6 +652,225 @@ both_backends!(
                 "value": {"id": "1", "name": "Ada"}, "prev_value": null
             }}),
             "the event as the handler saw it"
+        );
+        platform.shutdown().await;
+    }
+);
+
+/// A KV trigger on `collection` (sets) whose handler is a new script `name` of `app_id`.
+async fn kv_handler(
+    platform: &Platform,
+    actor: &Principal,
+    app_id: AppId,
+    name: &str,
+    collection: &str,
+    source: &str,
+) {
+    let handler = platform
+        .scripts()
+        .create(actor, app_id, script(name, ScriptKind::Endpoint, source))
+        .await
+        .expect("the handler");
+    platform
+        .triggers()
+        .create_kv(
+            actor,
+            app_id,
+            NewKvTriggerInput {
+                script_id: handler.id,
+                collection: collection.into(),
+                key_prefix: None,
+                ops: vec!["set".into()],
+            },
+        )
+        .await
+        .expect("the trigger");
+}
+
+async fn queued_jobs(store: &Arc<dyn Store>, app_id: AppId) -> u64 {
+    store
+        .app_usage(app_id)
+        .await
+        .expect("a store answer")
+        .expect("the app's usage")
+        .queued_jobs
+}
+
+// #13: an app may have only so many jobs queued. Past it an async request is refused (never
+// recorded and then dropped) and a write that would fire a trigger fails with a sentence the
+// script can catch; what was accepted stays queued, and other apps are not held back.
+both_backends!(
+    quotas: AppQuotas {
+        queued_jobs: 3,
+        ..AppQuotas::default()
+    },
+    an_app_with_a_full_queue_refuses_async_requests_and_trigger_writes_and_keeps_what_it_accepted,
+    |store| async move {
+        // Failed jobs wait a minute before their retry: they stay queued meanwhile.
+        let config = PlatformConfig {
+            triggers: TriggerConfig {
+                retry_base_ms: 60_000,
+                retry_max_ms: 60_000,
+                ..quick().triggers
+            },
+            ..quick()
+        };
+        let platform = start_with(store.clone(), config).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "busy",
+            r#"throw "not now""#,
+            DispatchMode::Async,
+        )
+        .await;
+        for n in 0..3 {
+            let accepted = platform
+                .invoke(request("busy", "POST", "/run", json!({ "n": n })))
+                .await
+                .expect("accepted while there is room");
+            assert_eq!(accepted.response.status, 202, "request {n} is accepted");
+        }
+        let refused = platform
+            .invoke(request("busy", "POST", "/run", json!({ "n": 3 })))
+            .await;
+        let Err(InvokeError::QueueFull(message)) = refused else {
+            panic!("the fourth async request is refused: {refused:?}");
+        };
+        assert!(
+            message.contains("the app has 3 queued jobs") && message.contains("limit of 3"),
+            "the refusal names the count and the limit: {message}"
+        );
+        assert_eq!(
+            queued_jobs(&store, app_id).await,
+            3,
+            "the accepted jobs are queued, the refused one is not"
+        );
+
+        kv_handler(&platform, &actor, app_id, "on-order", "orders", "()").await;
+        let writer = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                script(
+                    "order",
+                    ScriptKind::Endpoint,
+                    r#"let said = "written"; try { kv::collection("orders").set("o1", 1); } catch (err) { said = err; } said"#,
+                ),
+            )
+            .await
+            .expect("the writer");
+        platform
+            .routes()
+            .create(&actor, writer.id, route("POST", "/order"))
+            .await
+            .expect("its route");
+        let answer = platform
+            .invoke(request("busy", "POST", "/order", json!({})))
+            .await
+            .expect("the script answers");
+        let picloud_core::exec::ResponseBody::Text(said) = &answer.response.body else {
+            panic!("a text body: {:?}", answer.response.body);
+        };
+        assert!(
+            said.starts_with("kv.set: the app has 3 queued jobs"),
+            "the script caught the refusal: {said}"
+        );
+        assert_eq!(
+            kv(&store, app_id, "orders", "o1").await,
+            None,
+            "the refused write was not applied"
+        );
+
+        let other = deploy(&platform, &actor, "other", "()", DispatchMode::Async).await;
+        let accepted = platform
+            .invoke(request("other", "POST", "/run", json!({})))
+            .await
+            .expect("another app's queue is its own");
+        assert_eq!(accepted.response.status, 202, "accepted");
+        assert!(queued_jobs(&store, other).await <= 1, "counted for that app");
+        platform.shutdown().await;
+    }
+);
+
+// #13: a KV trigger whose handler writes 4 keys of its own collection produced 87,380 jobs in
+// 22 s. With a queue of 40 jobs the fan-out is held to 40 queued at any time (counted rows, not
+// only the count); the writes the quota refuses fail their runs with a sentence naming it, and
+// those end as dead letters, not silently.
+both_backends!(
+    quotas: AppQuotas {
+        queued_jobs: 40,
+        ..AppQuotas::default()
+    },
+    the_fan_out_of_a_self_writing_trigger_is_held_to_the_apps_queue,
+    |store| async move {
+        let config = PlatformConfig {
+            triggers: TriggerConfig {
+                max_trigger_depth: 5,
+                ..quick().triggers
+            },
+            ..quick()
+        };
+        let platform = start_with(store.clone(), config).await;
+        let actor = admin(&platform).await;
+        let app_id = deploy(
+            &platform,
+            &actor,
+            "fan",
+            r#"kv::collection("fan").set("s", 0); ()"#,
+            DispatchMode::Sync,
+        )
+        .await;
+        kv_handler(
+            &platform,
+            &actor,
+            app_id,
+            "spread",
+            "fan",
+            r#"
+                let fan = kv::collection("fan");
+                for i in 0..4 { fan.set(`${ctx.event.kv.key}.${i}`, i); }
+                ()
+            "#,
+        )
+        .await;
+        platform
+            .invoke(request("fan", "POST", "/run", json!({})))
+            .await
+            .expect("the seed is written");
+        let started = Instant::now();
+        let (mut most_counted, mut most_rows) = (0, 0);
+        loop {
+            let depth = store.outbox_depth().await.expect("the depth");
+            let rows = depth.pending + depth.running;
+            let counted = queued_jobs(&store, app_id).await;
+            most_counted = most_counted.max(counted);
+            most_rows = most_rows.max(rows);
+            if rows == 0 && counted == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "the fan-out ends ({rows} rows, {counted} counted)"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            most_counted <= 40 && most_rows <= 40,
+            "at most 40 jobs were ever queued: {most_counted} counted, {most_rows} rows"
+        );
+        assert!(
+            most_counted >= 20,
+            "the fan-out did fill the queue (it would reach 1,364 jobs): {most_counted}"
+        );
+        let dead = dead_letters(&platform, &actor, app_id, DeadLetterStatus::All).await;
+        assert!(
+            dead.iter()
+                .any(|dead| dead.error.contains("queued jobs") && dead.error.contains("limit of 40")),
+            "runs refused by the quota end as dead letters that say why: {:?}",
+            dead.iter().map(|dead| &dead.error).take(3).collect::<Vec<_>>()
         );
         platform.shutdown().await;
     }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{App, AppId, AppName, AppSlug};
 use picloud_orchestrator::{AppChanges, NewApp, Platform};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::{path_id, Authenticated, JsonBody, Paging};
@@ -51,13 +51,39 @@ pub(crate) async fn list(
     ))
 }
 
+/// One app, with what it holds against its quotas.
+#[derive(Serialize)]
+pub(crate) struct AppView {
+    #[serde(flatten)]
+    app: App,
+    usage: UsageView,
+}
+
+#[derive(Serialize)]
+struct UsageView {
+    kv_bytes: u64,
+    kv_bytes_quota: u64,
+    queued_jobs: u64,
+    queued_jobs_quota: u64,
+}
+
 pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
     Path(app_id): Path<String>,
-) -> Result<Json<App>, ApiError> {
+) -> Result<Json<AppView>, ApiError> {
     let id = path_id(&app_id, "app", AppId::parse)?;
-    Ok(Json(platform.apps().get(&caller.principal, id).await?))
+    let app = platform.apps().get(&caller.principal, id).await?;
+    let (usage, quotas) = platform.apps().usage(&caller.principal, id).await?;
+    Ok(Json(AppView {
+        app,
+        usage: UsageView {
+            kv_bytes: usage.kv_bytes,
+            kv_bytes_quota: quotas.stored_bytes,
+            queued_jobs: usage.queued_jobs,
+            queued_jobs_quota: quotas.queued_jobs,
+        },
+    }))
 }
 
 pub(crate) async fn update(

@@ -16,6 +16,10 @@ use serde::Serialize;
 /// The header naming the execution an invocation response came from.
 pub const EXECUTION_ID_HEADER: &str = "x-picloud-execution-id";
 
+/// The `Retry-After` of a refusal for a full queue: long enough for a batch of jobs to run,
+/// short enough that a caller does not wait much longer than it must.
+const QUEUE_FULL_RETRY_AFTER_SECS: u32 = 5;
+
 /// Every error code, with its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -47,6 +51,9 @@ pub enum ErrorCode {
     CsrfFailed,
     /// Too many failed logins for the account or the address; retry after `Retry-After`.
     TooManyRequests,
+    /// The app is at one of its quotas (its queued jobs): nothing was recorded; retry after
+    /// `Retry-After`. A 429, not a 503: the server is well, the app's own backlog is full.
+    QuotaExceeded,
     NotFound,
     MethodNotAllowed,
     /// The request clashes with existing state (taken slug, overlapping route…).
@@ -71,7 +78,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::InvalidJson,
         Self::InvalidInput,
         Self::InvalidScript,
@@ -86,6 +93,7 @@ impl ErrorCode {
         Self::AccountDisabled,
         Self::CsrfFailed,
         Self::TooManyRequests,
+        Self::QuotaExceeded,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Conflict,
@@ -116,6 +124,7 @@ impl ErrorCode {
             Self::AccountDisabled => "account_disabled",
             Self::CsrfFailed => "csrf_failed",
             Self::TooManyRequests => "too_many_requests",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
@@ -142,7 +151,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::AccountDisabled | Self::CsrfFailed => StatusCode::FORBIDDEN,
-            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests | Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
@@ -224,6 +233,14 @@ impl ApiError {
             ErrorCode::Internal,
             "something went wrong on our side; the server log has the details",
         )
+    }
+
+    /// An app at its quota of queued jobs: they drain as the dispatcher runs them, so a retry
+    /// some seconds later may pass.
+    fn over_quota(message: String) -> Self {
+        let mut api = Self::new(ErrorCode::QuotaExceeded, message);
+        api.retry_after = Some(QUEUE_FULL_RETRY_AFTER_SECS);
+        api
     }
 
     /// An execution that failed, by the kind of failure, with the execution id. The script's
@@ -322,6 +339,7 @@ impl From<ServiceError> for ApiError {
                 api.retry_after = Some(1);
                 api
             }
+            ServiceError::OverQuota(message) => Self::over_quota(message),
             ServiceError::Unavailable(cause) => {
                 tracing::error!("the database is unavailable: {cause}");
                 let mut api = Self::new(
@@ -357,6 +375,7 @@ impl From<InvokeError> for ApiError {
                 api.retry_after = Some(1);
                 api
             }
+            InvokeError::QueueFull(message) => Self::over_quota(message),
             InvokeError::Failed {
                 execution_id,
                 error,
@@ -457,6 +476,7 @@ mod tests {
             ("not_found", 404),
             ("csrf_failed", 403),
             ("too_many_requests", 429),
+            ("quota_exceeded", 429),
             ("method_not_allowed", 405),
             ("conflict", 409),
             ("payload_too_large", 413),

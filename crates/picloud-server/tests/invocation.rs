@@ -568,3 +568,77 @@ both_backends!(
         );
     }
 );
+
+// #13: an app's queue of async jobs is bounded. A request past it is refused with 429 — the
+// app's own backlog is full, the server is well (a 503 would page the operator and read as an
+// outage) — with `Retry-After` and a sentence naming the limit, and it is not recorded. The
+// admin view of the app shows where it stands.
+both_backends!(
+    quotas: picloud_store::AppQuotas {
+        queued_jobs: 2,
+        ..picloud_store::AppQuotas::default()
+    },
+    an_app_at_its_queue_quota_answers_async_requests_429_and_its_view_shows_its_usage,
+    |store| async move {
+        // A failed job waits a minute for its retry, queued.
+        let mut platform = PlatformConfig::default();
+        platform.triggers.retry_base_ms = 60_000;
+        let server = TestServer::start_with(
+            store,
+            Settings {
+                platform,
+                ..Settings::default()
+            },
+        )
+        .await;
+        let app_id = server
+            .deploy("shop", r#"kv::collection("notes").set("n", "✓✓"); "ok""#, "POST", "/note")
+            .await;
+        let script_id = server.create_script(&app_id, "later", r#"throw "later""#).await;
+        let route = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/scripts/{script_id}/routes"),
+                Some(json!({"method": "POST", "path": "/later", "dispatch_mode": "async"})),
+            )
+            .await;
+        assert_eq!(route.status, 201, "an async route: {route}");
+        for n in 0..2 {
+            let accepted = server.call(Method::POST, "/shop/later", None, None).await;
+            assert_eq!(accepted.status, 202, "request {n} is accepted: {accepted}");
+        }
+        let refused = server.call(Method::POST, "/shop/later", None, None).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (429, "quota_exceeded"),
+            "a full queue refuses: {refused}"
+        );
+        assert_eq!(refused.header("retry-after"), Some("5"), "with a delay to retry after");
+        let message = refused.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("the app has 2 queued jobs") && message.contains("limit of 2"),
+            "the sentence names the count and the limit: {message}"
+        );
+
+        let written = server.call(Method::POST, "/shop/note", None, None).await;
+        assert_eq!(written.status, 200, "a sync route still runs: {written}");
+        let view = server
+            .admin(Method::GET, &format!("/api/v1/admin/apps/{app_id}"), None)
+            .await;
+        assert_eq!(view.status, 200, "GET /apps/{{id}}: {view}");
+        // "notes" + "n" + "\"✓✓\"" (8 bytes: ✓ is 3) + 64 for the entry.
+        let entry = ("notes".len() + "n".len() + "\"✓✓\"".len()) as u64
+            + picloud_store::KV_ENTRY_OVERHEAD;
+        assert_eq!(
+            view.json["usage"],
+            json!({
+                "kv_bytes": entry,
+                "kv_bytes_quota": picloud_store::AppQuotas::default().stored_bytes,
+                "queued_jobs": 2,
+                "queued_jobs_quota": 2
+            }),
+            "the view shows the app's usage and quotas: {view}"
+        );
+        assert_eq!(view.json["slug"], json!("shop"), "beside the app's fields: {view}");
+    }
+);

@@ -8,7 +8,7 @@
 //! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors, the outbox's multi-row writes, which KV triggers fire |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0011` the index of the fair claim (pending jobs by app) |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app) |
 //!
 //! Both backends pass one conformance suite (`tests/conformance.rs`): the same test bodies run
 //! against each. Every call that touches an app's objects is scoped by an [`AppId`] the caller
@@ -51,6 +51,10 @@ pub enum StoreError {
     /// URL of an unknown kind); the message is written for users.
     #[error("{0}")]
     InvalidInput(String),
+    /// A write refused by a quota of its app or a limit of its execution; nothing was written.
+    /// The message is written for users.
+    #[error("{0}")]
+    OverLimit(OverLimit),
     /// The database could not be reached (connection refused, pool timed out, shutting down).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -79,6 +83,8 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// How long a caller waits for a pooled connection before `Unavailable`.
     pub acquire_timeout_ms: u64,
+    /// What every app may hold; the store refuses the writes that would pass it.
+    pub quotas: AppQuotas,
 }
 
 impl Default for StoreConfig {
@@ -88,8 +94,100 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("./picloud-data"),
             max_connections: 16,
             acquire_timeout_ms: 5_000,
+            quotas: AppQuotas::default(),
         }
     }
+}
+
+/// What each app may hold. The store counts both as they change (in the transaction of the
+/// change), so a write checks them in O(1); see `migrations/*/0010_quotas.sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppQuotas {
+    /// Bytes of KV data: each entry counts its collection name, key and value (JSON text), plus
+    /// [`KV_ENTRY_OVERHEAD`]. `PICLOUD_MAX_APP_STORED_BYTES`.
+    pub stored_bytes: u64,
+    /// Async jobs queued at once (pending or running): async requests, trigger events, replays.
+    /// `PICLOUD_MAX_QUEUED_JOBS_PER_APP`.
+    pub queued_jobs: u64,
+}
+
+impl Default for AppQuotas {
+    fn default() -> Self {
+        Self {
+            stored_bytes: 256 * 1024 * 1024,
+            queued_jobs: 10_000,
+        }
+    }
+}
+
+/// What a KV entry counts beyond its collection name, key and value: about what the database
+/// keeps beside them (a row header, the app id, timestamps, an index entry), so that a million
+/// one-byte entries are not counted as a megabyte.
+pub const KV_ENTRY_OVERHEAD: u64 = 64;
+
+/// What an app holds against its [`AppQuotas`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppUsage {
+    /// The sum of its KV entries' sizes (see [`AppQuotas::stored_bytes`]).
+    pub kv_bytes: u64,
+    /// Its async jobs in the outbox, pending or running.
+    pub queued_jobs: u64,
+}
+
+impl AppUsage {
+    /// Whether the app may take `bytes` more (negative: it frees them) and `jobs` more queued
+    /// jobs. Freeing bytes, and a change that enqueues nothing, always pass their check: an app
+    /// at its quota can still delete and shrink its data.
+    pub fn admit(&self, bytes: i64, jobs: u64, quotas: &AppQuotas) -> Result<(), OverLimit> {
+        if jobs > 0 && self.queued_jobs.saturating_add(jobs) > quotas.queued_jobs {
+            return Err(OverLimit::QueuedJobs {
+                queued: self.queued_jobs,
+                adding: jobs,
+                quota: quotas.queued_jobs,
+            });
+        }
+        let adding = u64::try_from(bytes).unwrap_or(0);
+        if adding > 0 && self.kv_bytes.saturating_add(adding) > quotas.stored_bytes {
+            return Err(OverLimit::StoredBytes {
+                stored: self.kv_bytes,
+                adding,
+                quota: quotas.stored_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a write was refused before it wrote anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    /// It would take the app's KV data past its quota.
+    #[error(
+        "the app's KV data would grow to {} bytes, past its quota of {quota} bytes (it holds \
+         {stored}); delete entries or store smaller values",
+        stored.saturating_add(*adding)
+    )]
+    StoredBytes {
+        stored: u64,
+        adding: u64,
+        quota: u64,
+    },
+    /// It would take the app's queued jobs past their quota.
+    #[error(
+        "the app has {queued} queued jobs and {adding} more would pass its limit of {quota}; \
+         try again once some have run"
+    )]
+    QueuedJobs {
+        queued: u64,
+        adding: u64,
+        quota: u64,
+    },
+    /// It would fire more trigger jobs than its execution may still enqueue.
+    #[error(
+        "this write would fire {firing} trigger jobs, and the execution may enqueue only {left} \
+         more"
+    )]
+    TriggerJobs { firing: u64, left: u32 },
 }
 
 /// One page of a list. `next_cursor` is opaque to callers and `None` after the last page.
@@ -197,6 +295,8 @@ pub trait AppStore: Send + Sync {
     /// jobs, dead letters, abandoned executions, memberships and bound API keys. `false` when
     /// there was no such app.
     async fn delete_app(&self, id: AppId) -> StoreResult<bool>;
+    /// What the app holds against its quotas; `None` when there is no such app.
+    async fn app_usage(&self, id: AppId) -> StoreResult<Option<AppUsage>>;
 }
 
 #[async_trait]
@@ -357,8 +457,10 @@ pub trait KvStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Upserts the entry and, in the same (durable) transaction, enqueues one async job per KV
     /// trigger of the writer's app matching the collection, key prefix and `set`, at
-    /// `writer.trigger_depth + 1`. `InvalidInput` when the value is too large, `NotFound("app")`
-    /// when the writer's app is gone.
+    /// `writer.trigger_depth + 1`, and counts both against the app's quotas. `InvalidInput` when
+    /// the value is too large, `NotFound("app")` when the writer's app is gone, `OverLimit`
+    /// (nothing written) when the write would fire more jobs than `writer.trigger_jobs_left` or
+    /// take the app past a quota ([`AppUsage::admit`]).
     async fn kv_set(
         &self,
         writer: Writer,
@@ -367,7 +469,8 @@ pub trait KvStore: Send + Sync {
         value: &serde_json::Value,
     ) -> StoreResult<KvWritten>;
     /// Deletes the entry and enqueues the matching `delete` triggers' jobs, in one transaction.
-    /// When there was no entry nothing is written and `prev_value` is `None`.
+    /// When there was no entry nothing is written and `prev_value` is `None`. `OverLimit` as for
+    /// `kv_set`: a delete frees bytes, but the jobs it fires count.
     async fn kv_delete(
         &self,
         writer: Writer,
@@ -485,8 +588,10 @@ pub struct OutboxDepth {
 /// was abandoned.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Writes the batch in one transaction. A job of an app deleted meanwhile is skipped (it
-    /// could never run), not an error for the whole batch.
+    /// Writes the batch in one transaction, counting its async jobs into and out of their apps'
+    /// queued jobs ([`AppUsage::queued_jobs`]). A job of an app deleted meanwhile is skipped (it
+    /// could never run), not an error for the whole batch. It checks no quota: an async request
+    /// is checked before it is recorded (the dispatcher's `accept`).
     async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()>;
     /// A committer for a thread of its own (the recorder's, which group-commits every outbox
     /// row the platform writes); it blocks that thread, so it must not be used on an async
@@ -586,7 +691,7 @@ pub trait DeadLetterStore: Send + Sync {
     /// Enqueues the dead letter's job again (async, pending, due now, as `execution_id`, at the
     /// same trigger depth) and marks it `replayed`, in one durable transaction.
     /// `NotFound("dead letter")`; `Conflict` when it is already resolved (the message says how
-    /// and when).
+    /// and when); `OverLimit` when its app has its quota of queued jobs.
     async fn replay_dead_letter(
         &self,
         id: DeadLetterId,
@@ -623,6 +728,8 @@ pub trait Store:
     + DeadLetterStore
 {
     fn backend(&self) -> Backend;
+    /// What each app may hold ([`StoreConfig::quotas`]).
+    fn quotas(&self) -> &AppQuotas;
     /// Applies the backend's pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// A round trip to the database, for `/readyz`.

@@ -22,21 +22,23 @@ use tokio::runtime::Runtime;
 
 use crate::paging::Window;
 use crate::shared::{
-    self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
-    dead_letter_jobs, fair_due_jobs, job_columns, json_value, keep_headers_column, migrate_error,
+    self, admit_kv_write, api_key_columns, app_columns, app_usage_sql, count, count_jobs,
+    count_write, db_error, dead_letter_closed, dead_letter_columns, dead_letter_jobs, enqueued,
+    fair_due_jobs, job_columns, json_value, keep_headers_column, kv_entry_size, migrate_error,
     ops_column, push_attempts, query_error, records, resolved_filter, route_columns, running_jobs,
     scopes_column, script_columns, script_is_a_target, span, sql, user_columns, AbandonedRow,
-    ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow, FingerprintRow, JobRow,
-    JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow, RouteRow, RoutingRow,
-    ScriptRow, TriggerRow, UserRow, Written, ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
+    ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow, FingerprintRow,
+    JobCounts, JobRow, JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow,
+    RouteRow, RoutingRow, ScriptRow, TriggerRow, UsageRow, UserRow, Written,
+    ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
-    AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
-    DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewApp, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
-    OutboxStore, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
-    SessionStore, Store, StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials,
-    UserStore,
+    AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppQuotas, AppStore, AppUsage,
+    Backend, ClaimedJob, DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten,
+    MembershipStore, NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch,
+    OutboxCommitter, OutboxDepth, OutboxStore, Page, PageRequest, RouteStore, RoutingEntry,
+    ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig, StoreError, StoreResult,
+    TriggerStore, UserCredentials, UserStore,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -60,6 +62,7 @@ macro_rules! clock {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    quotas: AppQuotas,
 }
 
 impl PgStore {
@@ -97,7 +100,10 @@ impl PgStore {
                 }
                 other => other,
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            quotas: config.quotas,
+        })
     }
 
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
@@ -155,36 +161,66 @@ async fn enqueue(conn: &mut PgConnection, jobs: &[JobValues]) -> StoreResult<()>
     Ok(())
 }
 
-/// Enqueues the jobs of the KV triggers that `change` fires, in the caller's transaction;
-/// returns how many.
-async fn fire_kv_triggers(conn: &mut PgConnection, change: KvChange<'_>) -> StoreResult<u32> {
+/// The jobs of the KV triggers that `change` fires.
+async fn kv_trigger_jobs(
+    conn: &mut PgConnection,
+    change: KvChange<'_>,
+) -> StoreResult<Vec<NewJob>> {
     let triggers: Vec<KvTriggerRow> = sqlx::query_as(sql::KV_TRIGGERS)
         .bind(change.writer.app_id.to_string())
         .bind(change.collection.as_str())
         .fetch_all(&mut *conn)
         .await
         .map_err(query_error)?;
-    let jobs = change.jobs(triggers)?;
-    enqueue(conn, &JobValues::all(&jobs)?).await?;
-    Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
+    change.jobs(triggers)
+}
+
+/// What the app holds against its quotas, its `app_usage` row locked until the transaction
+/// ends: concurrent writes of one app (on any node) count one after another, so the quotas hold
+/// exactly. Taken last before a commit, to hold the lock briefly. `NotFound("app")` when the app
+/// is gone.
+async fn lock_usage(conn: &mut PgConnection, app_id: AppId) -> StoreResult<AppUsage> {
+    let row: Option<UsageRow> = sqlx::query_as(concat!(app_usage_sql!(), " FOR UPDATE"))
+        .bind(app_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error)?;
+    Ok(row.ok_or(StoreError::NotFound("app"))?.into())
+}
+
+/// Checks a KV write of `bytes` that fires `jobs` against the writer's limit and its app's
+/// quotas, then enqueues the jobs and counts the write; `OverLimit` (the caller's transaction
+/// is to be dropped, rolling the write back) when it may not go ahead.
+async fn finish_kv_write(
+    conn: &mut PgConnection,
+    quotas: &AppQuotas,
+    writer: Writer,
+    bytes: i64,
+    jobs: &[NewJob],
+) -> StoreResult<()> {
+    enqueue(conn, &JobValues::all(jobs)?).await?;
+    let usage = lock_usage(conn, writer.app_id).await?;
+    admit_kv_write(writer, usage, bytes, jobs.len(), quotas).map_err(StoreError::OverLimit)?;
+    count_write(conn, writer.app_id, bytes, jobs.len()).await
 }
 
 /// How often [`upsert_kv`] tries when other transactions keep inserting and deleting the key.
 const UPSERT_TRIES: usize = 5;
 
-/// Stores `value` (JSON text) under the key and returns the value it replaces, read under the
-/// row's lock: the previous value is exactly the one this write replaced, even when another
-/// transaction writes the same key at the same time.
+/// Stores `value` (JSON text) of `size` under the key and returns the value and size it
+/// replaces, read under the row's lock: the previous value is exactly the one this write
+/// replaced, even when another transaction writes the same key at the same time.
 async fn upsert_kv(
     conn: &mut PgConnection,
     app_id: AppId,
     collection: &CollectionName,
     key: &KvKey,
     value: &str,
-) -> StoreResult<Option<String>> {
+    size: i64,
+) -> StoreResult<Option<(String, i64)>> {
     for _ in 0..UPSERT_TRIES {
-        let prev: Option<String> = sqlx::query_scalar(
-            "SELECT CAST(value AS TEXT) FROM kv_entries \
+        let prev: Option<(String, i64)> = sqlx::query_as(
+            "SELECT CAST(value AS TEXT), size FROM kv_entries \
              WHERE app_id = $1 AND collection = $2 AND key = $3 FOR UPDATE",
         )
         .bind(app_id.to_string())
@@ -195,7 +231,7 @@ async fn upsert_kv(
         .map_err(query_error)?;
         if let Some(prev) = prev {
             sqlx::query(concat!(
-                "UPDATE kv_entries SET value = $4::jsonb, updated_at = GREATEST(",
+                "UPDATE kv_entries SET value = $4::jsonb, size = $5, updated_at = GREATEST(",
                 now!(),
                 ", updated_at) WHERE app_id = $1 AND collection = $2 AND key = $3"
             ))
@@ -203,6 +239,7 @@ async fn upsert_kv(
             .bind(collection.as_str())
             .bind(key.as_str())
             .bind(value)
+            .bind(size)
             .execute(&mut *conn)
             .await
             .map_err(query_error)?;
@@ -211,8 +248,9 @@ async fn upsert_kv(
         // A conflicting insert waits for the other transaction; once it committed, the next
         // round finds its row and locks it.
         let inserted = sqlx::query(concat!(
-            "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
-            "SELECT apps.id, $2, $3, $4::jsonb, clock.now, clock.now ",
+            "INSERT INTO kv_entries (app_id, collection, key, value, size, created_at, ",
+            "updated_at) ",
+            "SELECT apps.id, $2, $3, $4::jsonb, $5, clock.now, clock.now ",
             "FROM apps, (SELECT ",
             now!(),
             " AS now) AS clock WHERE apps.id = $1 ",
@@ -222,6 +260,7 @@ async fn upsert_kv(
         .bind(collection.as_str())
         .bind(key.as_str())
         .bind(value)
+        .bind(size)
         .execute(&mut *conn)
         .await
         .map_err(query_error)?
@@ -261,21 +300,29 @@ async fn write_batch(
     finished: &[JobAttempt],
 ) -> StoreResult<()> {
     enqueue(conn, jobs).await?;
+    let mut counts = JobCounts::default();
+    counts.recorded(jobs);
     for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
         let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
         push_attempts_locked_in_order(&mut query, chunk);
-        query
-            .build()
-            .execute(&mut *conn)
+        query.push(" RETURNING app_id, mode");
+        let removed: Vec<(String, String)> = query
+            .build_query_as()
+            .fetch_all(&mut *conn)
             .await
             .map_err(query_error)?;
+        for (app_id, mode) in &removed {
+            counts.removed(app_id, mode);
+        }
     }
-    Ok(())
+    count_jobs(conn, &counts).await
 }
 
 #[async_trait]
 impl AppStore for PgStore {
     async fn create_app(&self, app: &NewApp) -> StoreResult<App> {
+        let id = AppId::new();
+        let mut tx = self.begin().await?;
         // One reading of the clock for both timestamps.
         let row: AppRow = sqlx::query_as(concat!(
             "INSERT INTO apps (id, slug, name, expose_errors, created_at, updated_at) ",
@@ -285,11 +332,11 @@ impl AppStore for PgStore {
             "RETURNING ",
             app_columns!()
         ))
-        .bind(AppId::new().to_string())
+        .bind(id.to_string())
         .bind(app.slug.as_str())
         .bind(app.name.as_str())
         .bind(app.expose_errors)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|err| {
             db_error(
@@ -299,6 +346,14 @@ impl AppStore for PgStore {
                 },
             )
         })?;
+        for usage in [sql::INSERT_APP_USAGE, sql::INSERT_APP_JOB_COUNTS] {
+            sqlx::query(usage)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?;
+        }
+        commit(tx).await?;
         row.try_into()
     }
 
@@ -366,6 +421,15 @@ impl AppStore for PgStore {
             .map_err(|err| db_error(err, Written::Nothing))?
             .rows_affected();
         Ok(deleted > 0)
+    }
+
+    async fn app_usage(&self, id: AppId) -> StoreResult<Option<AppUsage>> {
+        let row: Option<UsageRow> = sqlx::query_as(sql::APP_USAGE)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error)?;
+        Ok(row.map(AppUsage::from))
     }
 }
 
@@ -984,10 +1048,12 @@ impl KvStore for PgStore {
         value: &serde_json::Value,
     ) -> StoreResult<KvWritten> {
         let text = kv_value_text(value).map_err(|err| StoreError::InvalidInput(err.message))?;
+        let size = kv_entry_size(collection, key, &text);
         let mut tx = self.begin().await?;
-        let prev = upsert_kv(&mut tx, writer.app_id, collection, key, &text).await?;
+        let prev = upsert_kv(&mut tx, writer.app_id, collection, key, &text, size).await?;
+        let prev_size = prev.as_ref().map_or(0, |(_, size)| *size);
         let prev_value = prev
-            .map(|text| json_value("kv_entries", &text))
+            .map(|(text, _)| json_value("kv_entries", &text))
             .transpose()?;
         let change = KvChange {
             writer,
@@ -997,11 +1063,12 @@ impl KvStore for PgStore {
             value: Some(value),
             prev_value: prev_value.as_ref(),
         };
-        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
+        let jobs = kv_trigger_jobs(&mut tx, change).await?;
+        finish_kv_write(&mut tx, &self.quotas, writer, size - prev_size, &jobs).await?;
         commit(tx).await?;
         Ok(KvWritten {
             prev_value,
-            jobs_enqueued,
+            jobs_enqueued: enqueued(&jobs),
         })
     }
 
@@ -1012,14 +1079,14 @@ impl KvStore for PgStore {
         key: &KvKey,
     ) -> StoreResult<KvWritten> {
         let mut tx = self.begin().await?;
-        let prev: Option<String> = sqlx::query_scalar(sql::DELETE_KV)
+        let prev: Option<(String, i64)> = sqlx::query_as(sql::DELETE_KV)
             .bind(writer.app_id.to_string())
             .bind(collection.as_str())
             .bind(key.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(query_error)?;
-        let Some(prev) = prev else {
+        let Some((prev, prev_size)) = prev else {
             return Ok(KvWritten {
                 prev_value: None,
                 jobs_enqueued: 0,
@@ -1034,11 +1101,12 @@ impl KvStore for PgStore {
             value: None,
             prev_value: Some(&prev_value),
         };
-        let jobs_enqueued = fire_kv_triggers(&mut tx, change).await?;
+        let jobs = kv_trigger_jobs(&mut tx, change).await?;
+        finish_kv_write(&mut tx, &self.quotas, writer, -prev_size, &jobs).await?;
         commit(tx).await?;
         Ok(KvWritten {
             prev_value: Some(prev_value),
-            jobs_enqueued,
+            jobs_enqueued: enqueued(&jobs),
         })
     }
 
@@ -1426,8 +1494,12 @@ impl OutboxStore for PgStore {
             .await
             .map_err(query_error)?;
         let payload = json_value("outbox", &failed.payload)?;
-        let jobs = dead_letter_jobs(&dead_letter, payload, scripts)?;
-        enqueue(&mut tx, &JobValues::all(&jobs)?).await?;
+        let jobs = JobValues::all(&dead_letter_jobs(&dead_letter, payload, scripts)?)?;
+        enqueue(&mut tx, &jobs).await?;
+        let mut counts = JobCounts::default();
+        counts.removed(&failed.app_id, &failed.mode);
+        counts.recorded(&jobs);
+        count_jobs(&mut *tx, &counts).await?;
         commit(tx).await?;
         Ok(Some(dead_letter))
     }
@@ -1445,9 +1517,9 @@ impl OutboxStore for PgStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(query_error)?;
-        if row.is_none() {
+        let Some(handler) = row else {
             return Ok(false);
-        }
+        };
         sqlx::query(concat!(
             "UPDATE dead_letters SET resolution = 'handler_failed', resolved_at = ",
             now!(),
@@ -1458,6 +1530,7 @@ impl OutboxStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(query_error)?;
+        count_jobs(&mut *tx, &JobCounts::removing(&handler)).await?;
         commit(tx).await?;
         Ok(true)
     }
@@ -1486,6 +1559,7 @@ impl OutboxStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(query_error)?;
+        count_jobs(&mut *tx, &JobCounts::removing(&abandoned)).await?;
         commit(tx).await?;
         Ok(true)
     }
@@ -1605,6 +1679,12 @@ impl DeadLetterStore for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(query_error)?;
+        // Last, like every count: the lock on the app's usage is held only through the commit.
+        lock_usage(&mut tx, dead_letter.app_id)
+            .await?
+            .admit(0, 1, &self.quotas)
+            .map_err(StoreError::OverLimit)?;
+        count_write(&mut *tx, dead_letter.app_id, 0, 1).await?;
         commit(tx).await?;
         row.try_into()
     }
@@ -1672,6 +1752,10 @@ impl DeadLetterStore for PgStore {
 impl Store for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn quotas(&self) -> &AppQuotas {
+        &self.quotas
     }
 
     async fn migrate(&self) -> StoreResult<()> {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use picloud_core::services::{KvListRequest, KvPage, ServiceResult, Writer};
 use picloud_core::{
-    AppId, CollectionName, DeadLetter, DeadLetterId, ExecutionId, KvKey, ScriptServices,
+    AppId, CollectionName, DeadLetter, DeadLetterId, ExecutionId, KvChanged, KvKey, ScriptServices,
     ServiceCallError, ServiceErrorKind,
 };
 
-use crate::{Store, StoreError};
+use crate::{KvWritten, OverLimit, Store, StoreError};
 
 /// The app's KV store and dead letters, as scripts reach them.
 pub struct StoreServices {
@@ -33,6 +33,15 @@ impl StoreServices {
     fn enqueued(&self, jobs: u32) {
         if jobs > 0 {
             (self.on_enqueue)();
+        }
+    }
+
+    /// A KV write's outcome as the script's SDK needs it, waking the dispatcher for its jobs.
+    fn changed(&self, written: &KvWritten) -> KvChanged {
+        self.enqueued(written.jobs_enqueued);
+        KvChanged {
+            existed: written.prev_value.is_some(),
+            trigger_jobs: written.jobs_enqueued,
         }
     }
 
@@ -86,6 +95,15 @@ fn service_error(err: StoreError) -> ServiceCallError {
             format!("the {what} was not found"),
         ),
         StoreError::Conflict(message) => ServiceCallError::new(ServiceErrorKind::Conflict, message),
+        StoreError::OverLimit(over) => {
+            let kind = match over {
+                OverLimit::TriggerJobs { .. } => ServiceErrorKind::TriggerJobLimit,
+                OverLimit::StoredBytes { .. } | OverLimit::QueuedJobs { .. } => {
+                    ServiceErrorKind::QuotaExceeded
+                }
+            };
+            ServiceCallError::new(kind, over.to_string())
+        }
         StoreError::Unavailable(cause) => {
             tracing::warn!("a data service call found the database unavailable: {cause}");
             ServiceCallError::new(
@@ -137,14 +155,13 @@ impl ScriptServices for StoreServices {
         collection: &CollectionName,
         key: &KvKey,
         value: serde_json::Value,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<KvChanged> {
         let written = self
             .store
             .kv_set(writer, collection, key, &value)
             .await
             .map_err(service_error)?;
-        self.enqueued(written.jobs_enqueued);
-        Ok(())
+        Ok(self.changed(&written))
     }
 
     async fn kv_delete(
@@ -152,14 +169,13 @@ impl ScriptServices for StoreServices {
         writer: Writer,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> ServiceResult<bool> {
+    ) -> ServiceResult<KvChanged> {
         let written = self
             .store
             .kv_delete(writer, collection, key)
             .await
             .map_err(service_error)?;
-        self.enqueued(written.jobs_enqueued);
-        Ok(written.prev_value.is_some())
+        Ok(self.changed(&written))
     }
 
     async fn kv_list(

@@ -12,6 +12,7 @@
 //! `$1`-style parameters, so queries without a clock read the same too; only writing JSON differs
 //! (`$n::jsonb` on PostgreSQL).
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use picloud_core::events::{DeadLetterEvent, KvEvent};
@@ -26,8 +27,9 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::paging::{prefix_range, Window};
 use crate::{
-    AbandonedExecution, ApiKeyCredentials, ClaimedJob, DeadLetterStatus, JobAttempt, NewJob,
-    RoutingEntry, StoreError, StoreResult, UserCredentials,
+    AbandonedExecution, ApiKeyCredentials, AppQuotas, AppUsage, ClaimedJob, DeadLetterStatus,
+    JobAttempt, NewJob, OverLimit, RoutingEntry, StoreError, StoreResult, UserCredentials,
+    KV_ENTRY_OVERHEAD,
 };
 
 /// The columns of [`AppRow`], for `concat!`.
@@ -107,6 +109,16 @@ macro_rules! kv_triggers_sql {
          ORDER BY triggers.id"
     };
 }
+/// What the app `$1` holds against its quotas ([`UsageRow`]), for `concat!` (PostgreSQL adds
+/// `FOR UPDATE` when a write is to follow: it locks the app's `app_usage` row alone).
+macro_rules! app_usage_sql {
+    () => {
+        "SELECT app_usage.kv_bytes, app_usage.jobs_enqueued + \
+         (SELECT recorded - removed FROM app_job_counts WHERE app_job_counts.app_id = $1) \
+         AS queued_jobs \
+         FROM app_usage WHERE app_usage.app_id = $1"
+    };
+}
 /// The head of a claim, for `concat!`: common table expressions ending in
 /// `fair (id, turn, due_at)`, the due `pending` jobs the claimer may take, to be taken by turn,
 /// then due time, then id (see [`crate::OutboxStore::claim_jobs`]). The arguments are a query
@@ -148,8 +160,8 @@ macro_rules! fair_due_jobs {
     };
 }
 pub(crate) use {
-    api_key_columns, app_columns, dead_letter_columns, fair_due_jobs, job_columns, kv_triggers_sql,
-    route_columns, script_columns, user_columns,
+    api_key_columns, app_columns, app_usage_sql, dead_letter_columns, fair_due_jobs, job_columns,
+    kv_triggers_sql, route_columns, script_columns, user_columns,
 };
 
 /// The queries that read the same on both backends (no clock, no locking). Lists take the id
@@ -290,13 +302,26 @@ pub(crate) mod sql {
                (SELECT CAST(COALESCE(SUM(updated_at - created_at), 0) AS BIGINT) FROM scripts) \
                    AS script_versions";
 
+    /// The rows that count an app's usage, made with the app.
+    pub const INSERT_APP_USAGE: &str = "INSERT INTO app_usage (app_id) VALUES ($1)";
+    pub const INSERT_APP_JOB_COUNTS: &str = "INSERT INTO app_job_counts (app_id) VALUES ($1)";
+    pub const APP_USAGE: &str = app_usage_sql!();
+    /// Counts what a data write of the app `$1` changed: `$2` KV bytes (negative: freed) and `$3`
+    /// jobs it enqueued.
+    pub const COUNT_WRITE: &str = "UPDATE app_usage \
+        SET kv_bytes = kv_bytes + $2, jobs_enqueued = jobs_enqueued + $3 WHERE app_id = $1";
+    /// Counts the async jobs of the app `$1` that the outbox's own writes recorded (`$2`) and
+    /// removed (`$3`).
+    pub const COUNT_JOBS: &str = "UPDATE app_job_counts \
+        SET recorded = recorded + $2, removed = removed + $3 WHERE app_id = $1";
+
     pub const GET_KV: &str = "SELECT CAST(value AS TEXT) FROM kv_entries \
         WHERE app_id = $1 AND collection = $2 AND key = $3";
     pub const COUNT_KV: &str =
         "SELECT COUNT(*) FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3";
-    /// Deletes an entry, returning the value it had.
+    /// Deletes an entry, returning the value it had and its size.
     pub const DELETE_KV: &str = "DELETE FROM kv_entries \
-        WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING CAST(value AS TEXT)";
+        WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING CAST(value AS TEXT), size";
     /// The KV triggers of the app `$1` on the collection `$2`; the store matches the key prefix
     /// and the operation.
     pub const KV_TRIGGERS: &str = kv_triggers_sql!();
@@ -767,6 +792,141 @@ impl TryFrom<TriggerRow> for Trigger {
             detail,
             created_at: Timestamp::from_millis(row.created_at),
         })
+    }
+}
+
+/// What [`sql::APP_USAGE`] reads.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct UsageRow {
+    pub kv_bytes: i64,
+    pub queued_jobs: i64,
+}
+
+impl From<UsageRow> for AppUsage {
+    fn from(row: UsageRow) -> Self {
+        // The counts never go below zero; should a bug make them, the app is not locked out.
+        Self {
+            kv_bytes: u64::try_from(row.kv_bytes).unwrap_or(0),
+            queued_jobs: u64::try_from(row.queued_jobs).unwrap_or(0),
+        }
+    }
+}
+
+/// What an entry counts against its app's stored bytes (`kv_entries.size`); see
+/// [`AppQuotas::stored_bytes`].
+pub(crate) fn kv_entry_size(collection: &CollectionName, key: &KvKey, text: &str) -> i64 {
+    let bytes = collection.as_str().len() + key.as_str().len() + text.len();
+    i64::try_from(bytes as u64 + KV_ENTRY_OVERHEAD).unwrap_or(i64::MAX)
+}
+
+/// Whether a KV write that changes its app's bytes by `bytes` and fires `jobs` trigger jobs may
+/// go ahead: within what its execution may still enqueue, then within the app's quotas.
+pub(crate) fn admit_kv_write(
+    writer: Writer,
+    usage: AppUsage,
+    bytes: i64,
+    jobs: usize,
+    quotas: &AppQuotas,
+) -> Result<(), OverLimit> {
+    let jobs = jobs as u64;
+    if jobs > u64::from(writer.trigger_jobs_left) {
+        return Err(OverLimit::TriggerJobs {
+            firing: jobs,
+            left: writer.trigger_jobs_left,
+        });
+    }
+    usage.admit(bytes, jobs, quotas)
+}
+
+/// Counts what a data write of `app_id` changed ([`sql::COUNT_WRITE`]): `bytes` of KV data
+/// (negative: freed) and `jobs` it enqueued, in the caller's transaction on `conn`.
+pub(crate) async fn count_write<C, DB>(
+    conn: &mut C,
+    app_id: AppId,
+    bytes: i64,
+    jobs: usize,
+) -> StoreResult<()>
+where
+    DB: Database,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(sql::COUNT_WRITE)
+        .bind(app_id.to_string())
+        .bind(bytes)
+        .bind(i64::try_from(jobs).unwrap_or(i64::MAX))
+        .execute(conn)
+        .await
+        .map_err(query_error)?;
+    Ok(())
+}
+
+/// Applies `counts` to `app_job_counts` ([`sql::COUNT_JOBS`]) in the caller's transaction on
+/// `conn`, app by app in their order (see [`JobCounts`]).
+pub(crate) async fn count_jobs<C, DB>(conn: &mut C, counts: &JobCounts) -> StoreResult<()>
+where
+    DB: Database,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    for (app_id, recorded, removed) in counts.by_app() {
+        sqlx::query(sql::COUNT_JOBS)
+            .bind(app_id.to_owned())
+            .bind(recorded)
+            .bind(removed)
+            .execute(&mut *conn)
+            .await
+            .map_err(query_error)?;
+    }
+    Ok(())
+}
+
+/// How many jobs a write enqueued, as it reports it.
+pub(crate) fn enqueued(jobs: &[NewJob]) -> u32 {
+    u32::try_from(jobs.len()).unwrap_or(u32::MAX)
+}
+
+/// Changes to `app_job_counts` made in one transaction, per app: async jobs recorded and
+/// removed. Applied last and in app order ([`JobCounts::by_app`]), so that transactions that
+/// count jobs of several apps (two nodes' group commits) take the rows' locks in one order and
+/// never deadlock.
+#[derive(Debug, Default)]
+pub(crate) struct JobCounts(BTreeMap<String, (i64, i64)>);
+
+impl JobCounts {
+    /// Counts the async ones of `jobs` as recorded.
+    pub fn recorded(&mut self, jobs: &[JobValues]) {
+        for job in jobs
+            .iter()
+            .filter(|job| job.mode == JobMode::Async.as_str())
+        {
+            self.0.entry(job.app_id.clone()).or_default().0 += 1;
+        }
+    }
+
+    /// The count of one job removed, as [`sql::DELETE_JOB`] returned it.
+    pub fn removing(job: &JobRow) -> Self {
+        let mut counts = Self::default();
+        counts.removed(&job.app_id, &job.mode);
+        counts
+    }
+
+    /// Counts a job of `mode` removed from the outbox, when it is async.
+    pub fn removed(&mut self, app_id: &str, mode: &str) {
+        if mode == JobMode::Async.as_str() {
+            self.0.entry(app_id.to_owned()).or_default().1 += 1;
+        }
+    }
+
+    /// `(app id, recorded, removed)`, in app order.
+    pub fn by_app(&self) -> impl Iterator<Item = (&str, i64, i64)> {
+        self.0
+            .iter()
+            .map(|(app_id, (recorded, removed))| (app_id.as_str(), *recorded, *removed))
     }
 }
 

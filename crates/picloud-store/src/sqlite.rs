@@ -42,22 +42,23 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::paging::Window;
 use crate::shared::{
-    self, api_key_columns, app_columns, count, db_error, dead_letter_closed, dead_letter_columns,
-    dead_letter_jobs, fair_due_jobs, job_columns, json_value, keep_headers_column, kv_triggers_sql,
+    self, admit_kv_write, api_key_columns, app_columns, app_usage_sql, count, count_jobs,
+    count_write, db_error, dead_letter_closed, dead_letter_columns, dead_letter_jobs, enqueued,
+    fair_due_jobs, job_columns, json_value, keep_headers_column, kv_entry_size, kv_triggers_sql,
     migrate_error, ops_column, push_attempts, query_error, records, resolved_filter, route_columns,
     running_jobs, scopes_column, script_columns, script_is_a_target, span, sql, user_columns,
     AbandonedRow, ApiKeyCredentialsRow, ApiKeyRow, AppRow, CredentialsRow, DeadLetterRow,
-    FingerprintRow, JobRow, JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow, RoleRow,
-    RouteRow, RoutingRow, ScriptRow, TriggerRow, UserRow, Written, ATTEMPTS_PER_STATEMENT,
-    JOBS_PER_INSERT,
+    FingerprintRow, JobCounts, JobRow, JobValues, KvChange, KvRange, KvTriggerRow, MembershipRow,
+    RoleRow, RouteRow, RoutingRow, ScriptRow, TriggerRow, UsageRow, UserRow, Written,
+    ATTEMPTS_PER_STATEMENT, JOBS_PER_INSERT,
 };
 use crate::{
-    AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppStore, Backend, ClaimedJob,
-    DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten, MembershipStore, NewApiKey,
-    NewApp, NewRoute, NewScript, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
-    OutboxStore, Page, PageRequest, RouteStore, RoutingEntry, ScriptPatch, ScriptStore,
-    SessionStore, Store, StoreConfig, StoreError, StoreResult, TriggerStore, UserCredentials,
-    UserStore,
+    AbandonedExecution, ApiKeyCredentials, ApiKeyStore, AppPatch, AppQuotas, AppStore, AppUsage,
+    Backend, ClaimedJob, DeadLetterFilter, DeadLetterStore, JobAttempt, KvStore, KvWritten,
+    MembershipStore, NewApiKey, NewApp, NewRoute, NewScript, NewTrigger, OutboxBatch,
+    OutboxCommitter, OutboxDepth, OutboxStore, Page, PageRequest, RouteStore, RoutingEntry,
+    ScriptPatch, ScriptStore, SessionStore, Store, StoreConfig, StoreError, StoreResult,
+    TriggerStore, UserCredentials, UserStore,
 };
 
 use self::committer::SqliteCommitter;
@@ -85,6 +86,7 @@ pub struct SqliteStore {
     /// Scripts' KV writes, on their way to the group-commit task that writes them on `writer`.
     kv_writes: KvWriteQueue,
     path: PathBuf,
+    quotas: AppQuotas,
 }
 
 impl SqliteStore {
@@ -144,10 +146,11 @@ impl SqliteStore {
             lock: Arc::new(Mutex::new(())),
         };
         Ok(Self {
-            kv_writes: KvWriteQueue::start(writer.clone()),
+            kv_writes: KvWriteQueue::start(writer.clone(), config.quotas),
             writer,
             reader,
             path: path.to_owned(),
+            quotas: config.quotas,
         })
     }
 
@@ -359,25 +362,16 @@ async fn enqueue(conn: &mut SqliteConnection, jobs: &[JobValues]) -> StoreResult
     Ok(())
 }
 
-/// Enqueues the jobs of `triggers` (the collection's) that `change` fires, in the caller's
-/// transaction; returns how many.
-async fn fire_kv_triggers(
-    conn: &mut SqliteConnection,
-    change: KvChange<'_>,
-    triggers: Vec<KvTriggerRow>,
-) -> StoreResult<u32> {
-    let jobs = change.jobs(triggers)?;
-    if !jobs.is_empty() {
-        enqueue(conn, &JobValues::all(&jobs)?).await?;
-    }
-    Ok(u32::try_from(jobs.len()).unwrap_or(u32::MAX))
-}
-
-/// What a KV write needs to know before it writes: the value under the key and the
-/// collection's KV triggers, read in one statement (one round trip to SQLite's thread rather
-/// than two). Read in the write's transaction, whose lock keeps both as they are until it ends.
+/// What a KV write needs to know before it writes: the entry under the key (its value and
+/// size), the collection's KV triggers and what the app holds against its quotas, read in one
+/// statement (one round trip to SQLite's thread rather than three). Read in the write's
+/// transaction, whose lock keeps all of it as it is until the transaction ends: with one writer,
+/// the quotas are checked exactly.
 struct BeforeKvWrite {
     prev: Option<String>,
+    prev_size: i64,
+    /// `None` when the app is gone.
+    usage: Option<AppUsage>,
     triggers: Vec<KvTriggerRow>,
 }
 
@@ -389,9 +383,15 @@ impl BeforeKvWrite {
         key: &KvKey,
     ) -> StoreResult<Self> {
         let rows = sqlx::query(concat!(
-            "SELECT (SELECT CAST(value AS TEXT) FROM kv_entries ",
-            "WHERE app_id = $1 AND collection = $2 AND key = $3) AS prev, kv_trigger.* ",
-            "FROM (SELECT 1) LEFT JOIN (",
+            "SELECT CAST(entry.value AS TEXT) AS prev, entry.size AS prev_size, ",
+            "usage.kv_bytes, usage.queued_jobs, kv_trigger.* ",
+            "FROM (SELECT 1) ",
+            "LEFT JOIN kv_entries AS entry ",
+            "ON entry.app_id = $1 AND entry.collection = $2 AND entry.key = $3 ",
+            "LEFT JOIN (",
+            app_usage_sql!(),
+            ") AS usage ON TRUE ",
+            "LEFT JOIN (",
             kv_triggers_sql!(),
             ") AS kv_trigger ON TRUE"
         ))
@@ -403,11 +403,26 @@ impl BeforeKvWrite {
         .map_err(query_error)?;
         let mut before = Self {
             prev: None,
+            prev_size: 0,
+            usage: None,
             triggers: Vec::new(),
         };
-        // One row per trigger, or one row of NULLs beside the value when there is none.
+        // One row per trigger, or one row of NULLs beside the entry and the usage when there is
+        // none.
         for row in rows {
             before.prev = row.try_get("prev").map_err(query_error)?;
+            before.prev_size = row
+                .try_get::<Option<i64>, _>("prev_size")
+                .map_err(query_error)?
+                .unwrap_or(0);
+            let kv_bytes: Option<i64> = row.try_get("kv_bytes").map_err(query_error)?;
+            let queued_jobs: Option<i64> = row.try_get("queued_jobs").map_err(query_error)?;
+            before.usage = kv_bytes.map(|kv_bytes| {
+                AppUsage::from(UsageRow {
+                    kv_bytes,
+                    queued_jobs: queued_jobs.unwrap_or(0),
+                })
+            });
             let trigger: Option<String> = row.try_get("id").map_err(query_error)?;
             if trigger.is_some() {
                 before
@@ -419,11 +434,12 @@ impl BeforeKvWrite {
     }
 }
 
-/// Stores `text` (`value`, checked by the caller) under the key and enqueues the jobs of the KV
-/// triggers the set fires, in the caller's write transaction. Refused when the writer's app is
-/// gone.
+/// Stores `text` (`value`, checked by the caller) under the key, enqueues the jobs of the KV
+/// triggers the set fires and counts both, in the caller's write transaction. Refused before it
+/// writes anything when the writer's app is gone or a quota or limit would be passed.
 async fn set_kv_entry(
     conn: &mut SqliteConnection,
+    quotas: &AppQuotas,
     writer: Writer,
     collection: &CollectionName,
     key: &KvKey,
@@ -431,28 +447,9 @@ async fn set_kv_entry(
     text: &str,
 ) -> StoreResult<Applied> {
     let before = BeforeKvWrite::read(conn, writer, collection, key).await?;
-    // Selecting from apps makes a missing app "no row" rather than a foreign-key error.
-    let upserted = sqlx::query(concat!(
-        "INSERT INTO kv_entries (app_id, collection, key, value, created_at, updated_at) ",
-        "SELECT apps.id, $2, $3, $4, ",
-        now!(),
-        ", ",
-        now!(),
-        " FROM apps WHERE apps.id = $1 ",
-        "ON CONFLICT (app_id, collection, key) DO UPDATE SET value = excluded.value, ",
-        "updated_at = MAX(excluded.updated_at, kv_entries.updated_at)"
-    ))
-    .bind(writer.app_id.to_string())
-    .bind(collection.as_str())
-    .bind(key.as_str())
-    .bind(text)
-    .execute(&mut *conn)
-    .await
-    .map_err(query_error)?
-    .rows_affected();
-    if upserted == 0 {
+    let Some(usage) = before.usage else {
         return Ok(Applied::Refused(StoreError::NotFound("app")));
-    }
+    };
     let prev_value = before
         .prev
         .map(|text| json_value("kv_entries", &text))
@@ -465,35 +462,54 @@ async fn set_kv_entry(
         value: Some(value),
         prev_value: prev_value.as_ref(),
     };
-    let jobs_enqueued = fire_kv_triggers(conn, change, before.triggers).await?;
+    let jobs = change.jobs(before.triggers)?;
+    let size = kv_entry_size(collection, key, text);
+    let bytes = size - before.prev_size;
+    if let Err(over) = admit_kv_write(writer, usage, bytes, jobs.len(), quotas) {
+        return Ok(Applied::Refused(StoreError::OverLimit(over)));
+    }
+    sqlx::query(concat!(
+        "INSERT INTO kv_entries (app_id, collection, key, value, size, created_at, updated_at) ",
+        "VALUES ($1, $2, $3, $4, $5, ",
+        now!(),
+        ", ",
+        now!(),
+        ") ON CONFLICT (app_id, collection, key) DO UPDATE SET value = excluded.value, ",
+        "size = excluded.size, updated_at = MAX(excluded.updated_at, kv_entries.updated_at)"
+    ))
+    .bind(writer.app_id.to_string())
+    .bind(collection.as_str())
+    .bind(key.as_str())
+    .bind(text)
+    .bind(size)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_error)?;
+    enqueue(conn, &JobValues::all(&jobs)?).await?;
+    count_write(conn, writer.app_id, bytes, jobs.len()).await?;
     Ok(Applied::Written(KvWritten {
         prev_value,
-        jobs_enqueued,
+        jobs_enqueued: enqueued(&jobs),
     }))
 }
 
-/// Deletes the entry and enqueues the jobs of the KV triggers the delete fires, in the caller's
-/// write transaction. Deleting a missing entry writes nothing and fires nothing.
+/// Deletes the entry, enqueues the jobs of the KV triggers the delete fires and counts both, in
+/// the caller's write transaction. Deleting a missing entry writes nothing and fires nothing;
+/// a delete whose jobs would pass a quota or limit is refused before it writes anything.
 async fn delete_kv_entry(
     conn: &mut SqliteConnection,
+    quotas: &AppQuotas,
     writer: Writer,
     collection: &CollectionName,
     key: &KvKey,
 ) -> StoreResult<Applied> {
     let before = BeforeKvWrite::read(conn, writer, collection, key).await?;
-    let Some(prev) = before.prev else {
+    let (Some(prev), Some(usage)) = (before.prev, before.usage) else {
         return Ok(Applied::Written(KvWritten {
             prev_value: None,
             jobs_enqueued: 0,
         }));
     };
-    sqlx::query(sql::DELETE_KV)
-        .bind(writer.app_id.to_string())
-        .bind(collection.as_str())
-        .bind(key.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(query_error)?;
     let prev_value = json_value("kv_entries", &prev)?;
     let change = KvChange {
         writer,
@@ -503,16 +519,30 @@ async fn delete_kv_entry(
         value: None,
         prev_value: Some(&prev_value),
     };
-    let jobs_enqueued = fire_kv_triggers(conn, change, before.triggers).await?;
+    let jobs = change.jobs(before.triggers)?;
+    let bytes = -before.prev_size;
+    if let Err(over) = admit_kv_write(writer, usage, bytes, jobs.len(), quotas) {
+        return Ok(Applied::Refused(StoreError::OverLimit(over)));
+    }
+    sqlx::query(sql::DELETE_KV)
+        .bind(writer.app_id.to_string())
+        .bind(collection.as_str())
+        .bind(key.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error)?;
+    enqueue(conn, &JobValues::all(&jobs)?).await?;
+    count_write(conn, writer.app_id, bytes, jobs.len()).await?;
     Ok(Applied::Written(KvWritten {
         prev_value: Some(prev_value),
-        jobs_enqueued,
+        jobs_enqueued: enqueued(&jobs),
     }))
 }
 
 #[async_trait]
 impl AppStore for SqliteStore {
     async fn create_app(&self, app: &NewApp) -> StoreResult<App> {
+        let id = AppId::new();
         let written = Written::App {
             slug: Some(&app.slug),
         };
@@ -526,13 +556,20 @@ impl AppStore for SqliteStore {
             ") RETURNING ",
             app_columns!()
         ))
-        .bind(AppId::new().to_string())
+        .bind(id.to_string())
         .bind(app.slug.as_str())
         .bind(app.name.as_str())
         .bind(app.expose_errors)
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| db_error(err, written))?;
+        for usage in [sql::INSERT_APP_USAGE, sql::INSERT_APP_JOB_COUNTS] {
+            sqlx::query(usage)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error)?;
+        }
         commit(tx).await?;
         row.try_into()
     }
@@ -601,6 +638,15 @@ impl AppStore for SqliteStore {
             .rows_affected();
         commit(tx).await?;
         Ok(deleted > 0)
+    }
+
+    async fn app_usage(&self, id: AppId) -> StoreResult<Option<AppUsage>> {
+        let row: Option<UsageRow> = sqlx::query_as(sql::APP_USAGE)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(query_error)?;
+        Ok(row.map(AppUsage::from))
     }
 }
 
@@ -1465,8 +1511,12 @@ impl OutboxStore for SqliteStore {
             .await
             .map_err(query_error)?;
         let payload = json_value("outbox", &failed.payload)?;
-        let jobs = dead_letter_jobs(&dead_letter, payload, scripts)?;
-        enqueue(&mut tx, &JobValues::all(&jobs)?).await?;
+        let jobs = JobValues::all(&dead_letter_jobs(&dead_letter, payload, scripts)?)?;
+        enqueue(&mut tx, &jobs).await?;
+        let mut counts = JobCounts::default();
+        counts.removed(&failed.app_id, &failed.mode);
+        counts.recorded(&jobs);
+        count_jobs(&mut *tx, &counts).await?;
         commit(tx).await?;
         Ok(Some(dead_letter))
     }
@@ -1484,9 +1534,9 @@ impl OutboxStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(query_error)?;
-        if row.is_none() {
+        let Some(handler) = row else {
             return Ok(false);
-        }
+        };
         sqlx::query(concat!(
             "UPDATE dead_letters SET resolution = 'handler_failed', resolved_at = ",
             now!(),
@@ -1497,6 +1547,7 @@ impl OutboxStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(query_error)?;
+        count_jobs(&mut *tx, &JobCounts::removing(&handler)).await?;
         commit(tx).await?;
         Ok(true)
     }
@@ -1525,6 +1576,7 @@ impl OutboxStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(query_error)?;
+        count_jobs(&mut *tx, &JobCounts::removing(&abandoned)).await?;
         commit(tx).await?;
         Ok(true)
     }
@@ -1621,6 +1673,14 @@ impl DeadLetterStore for SqliteStore {
         if dead_letter.resolution.is_some() {
             return Err(dead_letter_closed(&dead_letter));
         }
+        let usage: Option<UsageRow> = sqlx::query_as(sql::APP_USAGE)
+            .bind(dead_letter.app_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error)?;
+        AppUsage::from(usage.ok_or(StoreError::NotFound("app"))?)
+            .admit(0, 1, &self.quotas)
+            .map_err(StoreError::OverLimit)?;
         sqlx::query(concat!(
             "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, ",
             "trigger_depth, status, attempt, due_at, created_at) ",
@@ -1636,6 +1696,7 @@ impl DeadLetterStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(query_error)?;
+        count_write(&mut *tx, dead_letter.app_id, 0, 1).await?;
         let row: DeadLetterRow = sqlx::query_as(CLOSE_DEAD_LETTER)
             .bind(id.to_string())
             .bind(Resolution::Replayed.as_str())
@@ -1712,6 +1773,10 @@ impl DeadLetterStore for SqliteStore {
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn quotas(&self) -> &AppQuotas {
+        &self.quotas
     }
 
     async fn migrate(&self) -> StoreResult<()> {

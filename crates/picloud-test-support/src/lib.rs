@@ -3,9 +3,9 @@
 //!
 //! | item | gives |
 //! |---|---|
-//! | [`both_backends!`] | two tests, `<name>::sqlite` and `<name>::postgres`, from one async body |
-//! | [`with_store`] | runs one body on one backend (what the macro calls) |
-//! | [`fresh_store`] | a migrated [`Store`] on a database of its own, and the [`TestDatabase`] to keep |
+//! | [`both_backends!`] | two tests, `<name>::sqlite` and `<name>::postgres`, from one async body (`quotas: …,` first: on stores held to those [`AppQuotas`]) |
+//! | [`with_store`], [`with_store_quotas`] | runs one body on one backend (what the macro calls) |
+//! | [`fresh_store`], [`fresh_store_quotas`] | a migrated [`Store`] on a database of its own, and the [`TestDatabase`] to keep |
 //! | [`database_config`] | an unmigrated [`StoreConfig`], for tests that start the real binary |
 //! | [`TestDatabase`] | owns the throw-away database; keep it alive as long as the store |
 //!
@@ -57,7 +57,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 use url::Url;
 
-pub use picloud_store::{Backend, Store, StoreConfig};
+pub use picloud_store::{AppQuotas, Backend, Store, StoreConfig};
 
 /// Names the PostgreSQL server that tests create their databases on.
 pub const DATABASE_URL_VAR: &str = "PICLOUD_TEST_DATABASE_URL";
@@ -68,9 +68,27 @@ const TEST_MAX_CONNECTIONS: u32 = 4;
 
 /// Runs one async test body on both backends; see the [crate documentation](crate). With
 /// `on runner,` first, each test is a plain `#[test]` that hands the body's future to `runner`
-/// (a `fn(impl Future<Output = ()>)`), for bodies that need a runtime built their own way.
+/// (a `fn(impl Future<Output = ()>)`), for bodies that need a runtime built their own way. With
+/// `quotas: expr,` first, the stores are held to those [`AppQuotas`].
 #[macro_export]
 macro_rules! both_backends {
+    (quotas: $quotas:expr, $(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::with_store_quotas($crate::Backend::Sqlite, $quotas, $body).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::with_store_quotas($crate::Backend::Postgres, $quotas, $body).await;
+            }
+        }
+    };
     (on $runner:path, $(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
         $(#[$meta])*
         mod $name {
@@ -135,7 +153,17 @@ where
     Fut: Future,
     Fut::Output: TestOutcome,
 {
-    let Some((store, database)) = fresh_store(backend).await else {
+    with_store_quotas(backend, AppQuotas::default(), body).await;
+}
+
+/// [`with_store`] on a store held to `quotas`.
+pub async fn with_store_quotas<F, Fut>(backend: Backend, quotas: AppQuotas, body: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future,
+    Fut::Output: TestOutcome,
+{
+    let Some((store, database)) = fresh_store_quotas(backend, quotas).await else {
         return;
     };
     body(store).await.check();
@@ -149,8 +177,23 @@ where
 /// When the database cannot be created, opened or migrated, and when PostgreSQL is required
 /// (`CI=true`) but not configured.
 pub async fn fresh_store(backend: Backend) -> Option<(Arc<dyn Store>, TestDatabase)> {
+    fresh_store_quotas(backend, AppQuotas::default()).await
+}
+
+/// [`fresh_store`] held to `quotas`.
+///
+/// # Panics
+/// Like [`fresh_store`].
+pub async fn fresh_store_quotas(
+    backend: Backend,
+    quotas: AppQuotas,
+) -> Option<(Arc<dyn Store>, TestDatabase)> {
     let database = TestDatabase::create(backend).await?;
-    let store = picloud_store::open(database.config())
+    let config = StoreConfig {
+        quotas,
+        ..database.config().clone()
+    };
+    let store = picloud_store::open(&config)
         .await
         .unwrap_or_else(|err| panic!("the {backend:?} test store does not open: {err}"));
     store
@@ -202,6 +245,7 @@ impl TestDatabase {
             data_dir: dir.path().to_owned(),
             max_connections: TEST_MAX_CONNECTIONS,
             acquire_timeout_ms: 10_000,
+            quotas: AppQuotas::default(),
         };
         let postgres = match backend {
             Backend::Sqlite => None,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use picloud_core::{HeaderNames, InputError, Limits};
 use picloud_orchestrator::{OutboxConfig, PasswordPolicy, RedactedHeaders, TriggerConfig};
+use picloud_store::{AppQuotas, StoreConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -148,12 +149,44 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    pub fn store_config(&self) -> picloud_store::StoreConfig {
-        picloud_store::StoreConfig {
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
             max_connections: self.db_max_connections,
-            ..picloud_store::StoreConfig::default()
+            ..StoreConfig::default()
+        }
+    }
+}
+
+/// What each app may hold; shared by `serve` and `executor`, which both write scripts' data.
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    /// Bytes of KV data one app may hold: each entry counts its collection name, key and value
+    /// as JSON, plus 64. A write that would pass it is refused; deletes and shrinking writes
+    /// always pass. There is no "unlimited": a large value (2^50, 1 PiB, at most) serves.
+    #[arg(long, env = "PICLOUD_MAX_APP_STORED_BYTES",
+          default_value_t = AppQuotas::default().stored_bytes,
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 50))]
+    pub max_app_stored_bytes: u64,
+
+    /// Async jobs (requests, trigger events, replays) one app may have queued or running; past
+    /// it, async requests get 429 and writes that would fire triggers are refused.
+    #[arg(long, env = "PICLOUD_MAX_QUEUED_JOBS_PER_APP",
+          default_value_t = AppQuotas::default().queued_jobs,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_queued_jobs_per_app: u64,
+}
+
+impl QuotaArgs {
+    /// `database`'s store, held to these quotas.
+    pub fn store_config(&self, database: &DatabaseArgs) -> StoreConfig {
+        StoreConfig {
+            quotas: AppQuotas {
+                stored_bytes: self.max_app_stored_bytes,
+                queued_jobs: self.max_queued_jobs_per_app,
+            },
+            ..database.store_config()
         }
     }
 }
@@ -196,6 +229,12 @@ pub struct SandboxArgs {
           value_parser = in_range(1, 10_000_000))]
     pub max_writes: usize,
 
+    /// Trigger jobs one execution's writes may enqueue; the write that would pass it is refused
+    /// and ends the run.
+    #[arg(long, env = "PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION",
+          default_value_t = Limits::default().max_trigger_jobs,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_trigger_jobs_per_execution: u32,
     /// Bytes of memory one execution may hold at once (also the largest response body).
     #[arg(long, env = "PICLOUD_MAX_MEMORY_BYTES", default_value_t = Limits::default().max_memory_bytes,
           value_parser = in_range(1 << 20, 1 << 34))]
@@ -241,6 +280,7 @@ impl SandboxArgs {
             timeout_ms: self.execution_timeout_ms,
             max_log_bytes: self.max_log_bytes,
             max_writes: self.max_writes,
+            max_trigger_jobs: self.max_trigger_jobs_per_execution,
             max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         }
@@ -280,6 +320,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
 
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -567,6 +610,10 @@ pub struct ExecutorArgs {
     /// serving nodes use.
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    /// The quotas the scripts' writes are held to: set them as on the serving nodes.
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
 
     /// A bearer token callers must present (recommended whenever the address is not loopback).
     #[arg(long, env = "PICLOUD_EXECUTOR_TOKEN", hide_env_values = true)]

@@ -16,6 +16,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
 use picloud_executor::{ExecutorClient, RemoteExecutorClient};
 use picloud_orchestrator::{PasswordPolicy, Platform, PlatformConfig, ServiceError};
+use picloud_store::StoreConfig;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -103,8 +104,8 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn picloud_store::Store>> {
-    let store = picloud_store::open(&args.store_config())
+async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn picloud_store::Store>> {
+    let store = picloud_store::open(config)
         .await
         .context("cannot open the database")?;
     store
@@ -115,7 +116,7 @@ async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn picloud_store
 }
 
 async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
-    let store = open_store(&args).await?;
+    let store = open_store(&args.store_config()).await?;
     tracing::info!(backend = ?store.backend(), "migrations are applied");
     store.close().await;
     Ok(())
@@ -125,7 +126,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let signals = ShutdownSignals::install()?;
     let origins = args.origins()?;
-    let store = open_store(&args.database).await?;
+    let store = open_store(&args.quotas.store_config(&args.database)).await?;
 
     let wake = Arc::new(tokio::sync::Notify::new());
     let local = picloud_orchestrator::local_executor(
@@ -238,7 +239,7 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
 
     let policy = args.password_policy.policy()?;
-    let store = open_store(&args.database).await?;
+    let store = open_store(&args.database.store_config()).await?;
     let auth = picloud_orchestrator::Auth::new(
         store.clone(),
         PlatformConfig::default().session_ttl_ms,
@@ -335,7 +336,7 @@ async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install()?;
     // Scripts reach the data from here; their trigger jobs are found by the serving nodes'
     // dispatchers when they poll.
-    let store = open_store(&args.database).await?;
+    let store = open_store(&args.quotas.store_config(&args.database)).await?;
     let local = picloud_orchestrator::local_executor(
         store.clone(),
         args.sandbox.executor_config(),

@@ -419,6 +419,114 @@ async fn the_server_runs_scripts_in_a_remote_executor_process() {
     );
 }
 
+// #13: the quota settings reach the store and the sandbox of the real binary: a write past
+// the stored bytes is refused (a sentence the script catches), a write past the execution's
+// trigger jobs ends it with `limit_exceeded`, and an async request past the app's queue gets 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_settings_hold_a_scripts_writes_and_its_apps_queue() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let server = Process::serve(
+        &db,
+        &[
+            ("PICLOUD_MAX_APP_STORED_BYTES", "2048"),
+            ("PICLOUD_MAX_QUEUED_JOBS_PER_APP", "3"),
+            ("PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION", "2"),
+            ("PICLOUD_TRIGGER_RETRY_BASE_MS", "60000"),
+        ],
+    );
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
+    let app_id = admin
+        .deploy(
+            "quota",
+            r#"
+                let said = ();
+                let text = ""; text.pad(3000, 'x');
+                try { kv::collection("big").set("k", text); } catch (err) { said = err; }
+                [said]
+            "#,
+            "GET",
+            "/big",
+        )
+        .await;
+    let (status, said) = get_json(&format!("{}/quota/big", server.base)).await;
+    assert_eq!(status, 200, "the script caught the refusal: {said}");
+    assert!(
+        said[0]
+            .as_str()
+            .is_some_and(|said| said.contains("past its quota of 2048 bytes")),
+        "PICLOUD_MAX_APP_STORED_BYTES holds: {said}"
+    );
+
+    let handler = admin.create_script(&app_id, "on-fan", "()").await;
+    let (status, trigger) = admin
+        .post(
+            &format!("/api/v1/admin/apps/{app_id}/triggers/kv"),
+            json!({"script_id": handler, "collection": "fan", "ops": ["set"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "the trigger: {trigger}");
+    admin
+        .add_route(
+            &app_id,
+            "fan",
+            r#"for i in 0..3 { kv::collection("fan").set(`k${i}`, i); }"#,
+            "GET",
+            "/fan",
+        )
+        .await;
+    let (status, body) = get_json(&format!("{}/quota/fan", server.base)).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (500, json!("limit_exceeded")),
+        "PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION holds: {body}"
+    );
+
+    // The two jobs the run fired before its limit run and leave the queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, view) = admin.get(&format!("/api/v1/admin/apps/{app_id}")).await;
+        if view["usage"]["queued_jobs"] == json!(0) {
+            assert_eq!(
+                view["usage"]["queued_jobs_quota"],
+                json!(3),
+                "the view shows the quota: {view}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trigger jobs run: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin
+        .route(
+            &app_id,
+            "later",
+            r#"throw "later""#,
+            ("POST", "/later"),
+            "async",
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = http
+            .post(format!("{}/quota/later", server.base))
+            .send()
+            .await
+            .expect("POST /later");
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [202, 202, 202, 429],
+        "PICLOUD_MAX_QUEUED_JOBS_PER_APP holds for async requests (failed jobs wait a minute)"
+    );
+}
+
 #[test]
 fn a_bad_setting_stops_startup_naming_the_variable() {
     let output = binary()
@@ -455,6 +563,23 @@ fn a_bad_setting_stops_startup_naming_the_variable() {
     assert!(
         stderr.contains("PICLOUD_REDACTED_HEADERS") && stderr.contains("bad header"),
         "the message names the variable and the bad name: {stderr}"
+    );
+
+    // 0 is no silent "unlimited": it is refused, naming the variable.
+    let output = binary()
+        .args(["serve"])
+        .env("PICLOUD_MAX_APP_STORED_BYTES", "0")
+        .output()
+        .expect("run picloud");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a quota of 0 is a usage error"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PICLOUD_MAX_APP_STORED_BYTES"),
+        "the message names the variable: {stderr}"
     );
 
     let output = binary()

@@ -75,14 +75,16 @@ fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
     let grant = require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    context::off_the_books(|| {
+    let changed = context::off_the_books(|| {
         let value = to_json_exact(&value)
             .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
         service_call(
             F,
             grant.services.kv_set(grant.writer(), &kv.name, &key, value),
         )
-    })
+    })?;
+    context::count_trigger_jobs(changed.trigger_jobs);
+    Ok(())
 }
 
 fn has(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
@@ -97,9 +99,11 @@ fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     let grant = require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    context::off_the_books(|| {
+    let changed = context::off_the_books(|| {
         service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))
-    })
+    })?;
+    context::count_trigger_jobs(changed.trigger_jobs);
+    Ok(changed.existed)
 }
 
 fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::Mutex;
 
-use crate::shared::JobValues;
+use crate::shared::{JobCounts, JobValues};
 use crate::{OutboxBatch, OutboxCommitter, StoreError, StoreResult};
 
 /// A job of an app that no longer exists inserts nothing.
@@ -26,8 +26,14 @@ const INSERT_JOB: &str = concat!(
     " AS now FROM apps WHERE id = ?2) AS app"
 );
 
-/// Fenced by attempt: a row claimed again meanwhile stays.
-const DELETE_FINISHED: &str = "DELETE FROM outbox WHERE id = ?1 AND attempt = ?2";
+/// Fenced by attempt: a row claimed again meanwhile stays. Returns what the app's count of
+/// queued jobs needs.
+const DELETE_FINISHED: &str =
+    "DELETE FROM outbox WHERE id = ?1 AND attempt = ?2 RETURNING app_id, mode";
+
+/// `shared::sql::COUNT_JOBS` with rusqlite's numbered parameters.
+const COUNT_JOBS: &str =
+    "UPDATE app_job_counts SET recorded = recorded + ?2, removed = removed + ?3 WHERE app_id = ?1";
 
 pub(crate) struct SqliteCommitter {
     conn: Connection,
@@ -89,9 +95,22 @@ impl SqliteCommitter {
                     job.lease_ms,
                 ])?;
             }
+            let mut counts = JobCounts::default();
+            counts.recorded(jobs);
             let mut delete = tx.prepare_cached(DELETE_FINISHED)?;
             for finished in &batch.finished {
-                delete.execute(params![finished.id.to_string(), finished.attempt])?;
+                let removed = delete
+                    .query_row(params![finished.id.to_string(), finished.attempt], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .optional()?;
+                if let Some((app_id, mode)) = removed {
+                    counts.removed(&app_id, &mode);
+                }
+            }
+            for (app_id, recorded, removed) in counts.by_app() {
+                tx.prepare_cached(COUNT_JOBS)?
+                    .execute(params![app_id, recorded, removed])?;
             }
         }
         // Dropped without a commit, the transaction rolls back.

@@ -30,7 +30,7 @@ use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{begin_write, commit, delete_kv_entry, set_kv_entry, WriterConnection};
-use crate::{KvWritten, StoreError, StoreResult};
+use crate::{AppQuotas, KvWritten, StoreError, StoreResult};
 
 /// The most writes one transaction takes: enough for every request a busy server has in flight,
 /// few enough that the first writer of a batch is not kept long by the rest of it.
@@ -55,9 +55,9 @@ pub(super) enum KvWrite {
 }
 
 impl KvWrite {
-    /// Runs the write in the transaction open on `conn`. `Err` is an unexpected failure, after
-    /// which the transaction may hold part of the write.
-    async fn apply(&self, conn: &mut SqliteConnection) -> StoreResult<Applied> {
+    /// Runs the write in the transaction open on `conn`, within `quotas`. `Err` is an
+    /// unexpected failure, after which the transaction may hold part of the write.
+    async fn apply(&self, conn: &mut SqliteConnection, quotas: &AppQuotas) -> StoreResult<Applied> {
         match self {
             Self::Set {
                 writer,
@@ -65,12 +65,12 @@ impl KvWrite {
                 key,
                 value,
                 text,
-            } => set_kv_entry(conn, *writer, collection, key, value, text).await,
+            } => set_kv_entry(conn, quotas, *writer, collection, key, value, text).await,
             Self::Delete {
                 writer,
                 collection,
                 key,
-            } => delete_kv_entry(conn, *writer, collection, key).await,
+            } => delete_kv_entry(conn, quotas, *writer, collection, key).await,
         }
     }
 }
@@ -80,8 +80,8 @@ impl KvWrite {
 pub(super) enum Applied {
     /// Done; committing the transaction keeps it.
     Written(KvWritten),
-    /// Refused before it wrote anything (its app is gone): the transaction is as it was, and
-    /// the other writes in it go on.
+    /// Refused before it wrote anything (its app is gone, or it would pass a quota or limit):
+    /// the transaction is as it was, and the other writes in it go on.
     Refused(StoreError),
 }
 
@@ -110,10 +110,10 @@ pub(super) struct KvWriteQueue {
 
 impl KvWriteQueue {
     /// Starts the task that commits the writes queued here on `writer` (the store's pool of one
-    /// connection). Needs a tokio runtime, as opening the store does.
-    pub(super) fn start(writer: WriterConnection) -> Self {
+    /// connection), within `quotas`. Needs a tokio runtime, as opening the store does.
+    pub(super) fn start(writer: WriterConnection, quotas: AppQuotas) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(commit_batches(writer, receiver));
+        tokio::spawn(commit_batches(writer, quotas, receiver));
         Self { sender }
     }
 
@@ -134,17 +134,21 @@ fn stopped() -> StoreError {
 
 /// The group-commit task: waits for a write, takes every write waiting with it (up to
 /// [`MAX_BATCH`]) and commits them together; ends when every sender is gone.
-async fn commit_batches(writer: WriterConnection, mut queue: mpsc::UnboundedReceiver<Queued>) {
+async fn commit_batches(
+    writer: WriterConnection,
+    quotas: AppQuotas,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&writer, std::mem::take(&mut batch)).await;
+        commit_batch(&writer, &quotas, std::mem::take(&mut batch)).await;
     }
 }
 
 /// One step of the task: commits `batch` and answers every caller in it.
-async fn commit_batch(writer: &WriterConnection, mut batch: Vec<Queued>) {
+async fn commit_batch(writer: &WriterConnection, quotas: &AppQuotas, mut batch: Vec<Queued>) {
     batch.retain(|queued| !queued.caller.is_closed());
-    let Err(RolledBack { batch, error }) = write_together(writer, batch).await else {
+    let Err(RolledBack { batch, error }) = write_together(writer, quotas, batch).await else {
         return;
     };
     if let [_] = batch.as_slice() {
@@ -154,7 +158,8 @@ async fn commit_batch(writer: &WriterConnection, mut batch: Vec<Queued>) {
     }
     tracing::warn!(%error, writes = batch.len(), "a KV group commit failed; writing each alone");
     for queued in batch {
-        if let Err(RolledBack { batch, error }) = write_together(writer, vec![queued]).await {
+        if let Err(RolledBack { batch, error }) = write_together(writer, quotas, vec![queued]).await
+        {
             answer_all(batch, &error);
         }
     }
@@ -170,7 +175,11 @@ struct RolledBack {
 /// Runs the writes of `batch` in order in one `BEGIN IMMEDIATE` transaction, commits it once and
 /// answers every caller — unless a write fails unexpectedly: then the transaction is rolled
 /// back and the batch comes back unanswered.
-async fn write_together(writer: &WriterConnection, batch: Vec<Queued>) -> Result<(), RolledBack> {
+async fn write_together(
+    writer: &WriterConnection,
+    quotas: &AppQuotas,
+    batch: Vec<Queued>,
+) -> Result<(), RolledBack> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -183,7 +192,7 @@ async fn write_together(writer: &WriterConnection, batch: Vec<Queued>) -> Result
     };
     let mut results = Vec::with_capacity(batch.len());
     for queued in &batch {
-        match queued.write.apply(&mut tx).await {
+        match queued.write.apply(&mut tx, quotas).await {
             Ok(Applied::Written(written)) => results.push(Ok(written)),
             Ok(Applied::Refused(refusal)) => results.push(Err(refusal)),
             Err(error) => {
@@ -269,6 +278,7 @@ mod tests {
         Writer {
             app_id,
             trigger_depth: 0,
+            trigger_jobs_left: 100,
         }
     }
 
@@ -380,7 +390,7 @@ mod tests {
             set(app_id, "c", "k", json!(3)),
             delete(app_id, "c", "missing"),
         ]);
-        commit_batch(&store.writer, queued).await;
+        commit_batch(&store.writer, &AppQuotas::default(), queued).await;
         let answers = answers(callers).await;
         assert!(
             matches!(answers[3], Err(StoreError::NotFound("app"))),
@@ -447,7 +457,7 @@ mod tests {
             set(app_id, "broken", "x", json!(1)),
             set(app_id, "good", "b", json!(2)),
         ]);
-        commit_batch(&store.writer, queued).await;
+        commit_batch(&store.writer, &AppQuotas::default(), queued).await;
         let answers = answers(callers).await;
 
         assert!(
@@ -495,7 +505,7 @@ mod tests {
             set(app_id, "c", "stayed", json!(2)),
         ]);
         drop(callers.remove(0));
-        commit_batch(&store.writer, queued).await;
+        commit_batch(&store.writer, &AppQuotas::default(), queued).await;
         assert!(
             matches!(answers(callers).await[..], [Ok(None)]),
             "the caller who stayed is answered"
@@ -528,7 +538,11 @@ mod tests {
     async fn the_task_ends_when_its_queue_is_dropped() {
         let (store, _app_id, _dir) = store_with_app().await;
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(commit_batches(store.writer.clone(), receiver));
+        let task = tokio::spawn(commit_batches(
+            store.writer.clone(),
+            AppQuotas::default(),
+            receiver,
+        ));
         drop(sender);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
