@@ -29,7 +29,7 @@ use rand::Rng;
 use tokio::sync::{watch, Notify};
 
 use crate::inbox::{Delivery, InboxRegistry};
-use crate::recorder::{RecordError, Recorder};
+use crate::recorder::{Durability, RecordError, Recorder};
 use crate::runner::{Patience, Ran, Runner};
 
 /// Triggers, retries and retention (the changelog's `TriggerConfig`; every field has a
@@ -223,7 +223,7 @@ impl Dispatcher {
             trigger_depth: 0,
             claimed: Some(self.lease()),
         };
-        if let Err(err) = self.recorder.enqueue(job, false).await {
+        if let Err(err) = self.recorder.enqueue(job, Durability::Committed).await {
             return SyncOutcome::NotRecorded(err);
         }
         let attempt = JobAttempt { id, attempt: 1 };
@@ -291,7 +291,7 @@ impl Dispatcher {
                 .admit(0, 1, self.store.quotas())
                 .map_err(RecordError::OverLimit)?;
         }
-        self.recorder.enqueue(job, true).await?;
+        self.recorder.enqueue(job, Durability::OnDisk).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -389,7 +389,11 @@ impl Dispatcher {
             }
             Err(Missing::Script) => {
                 return self
-                    .failed(&job, "the script no longer exists".to_owned(), true)
+                    .failed(
+                        &job,
+                        "the script no longer exists".to_owned(),
+                        Failure::Final,
+                    )
                     .await
             }
             Err(Missing::Store(err)) => return self.interrupted(err),
@@ -400,7 +404,10 @@ impl Dispatcher {
                     self.recorder.finished(attempt);
                     Attempt::Succeeded
                 }
-                Err(error) => self.failed(&job, describe(&error), false).await,
+                Err(error) => {
+                    self.failed(&job, describe(&error), Failure::Retryable)
+                        .await
+                }
             },
             // The patient gate only refuses when closed, at shutdown: leave it to the lease.
             Ran::Overloaded(_) => Attempt::Interrupted,
@@ -448,8 +455,8 @@ impl Dispatcher {
     }
 
     /// A failed attempt: the recursion stop for dead-letter handlers, else a retry while
-    /// attempts remain (unless `final_failure`), else a dead letter.
-    async fn failed(&self, job: &ClaimedJob, error: String, final_failure: bool) -> Attempt {
+    /// attempts remain (unless the failure is final), else a dead letter.
+    async fn failed(&self, job: &ClaimedJob, error: String, failure: Failure) -> Attempt {
         let attempt = job.attempt_ref();
         if let Some(dead_letter) = job.payload.handled_dead_letter() {
             tracing::warn!(%dead_letter, "a dead-letter handler failed: {error}");
@@ -463,7 +470,7 @@ impl Dispatcher {
                 Err(err) => self.interrupted(err),
             };
         }
-        if !final_failure && job.attempt < self.triggers.retry_max_attempts {
+        if failure == Failure::Retryable && job.attempt < self.triggers.retry_max_attempts {
             let delay = Duration::from_millis(self.triggers.backoff_ms(job.attempt));
             tracing::info!(
                 retry_in_ms = delay.as_millis() as u64,
@@ -562,6 +569,15 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Whether a failed attempt may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The script failed: retried while attempts remain.
+    Retryable,
+    /// Nothing another attempt could change (the script is gone): dead-lettered at once.
+    Final,
 }
 
 enum Missing {

@@ -143,6 +143,19 @@ pub enum Readiness {
     NotReady { reason: String },
 }
 
+/// Where scripts run, for [`Platform::start`].
+pub enum Executors {
+    /// In this process: the local executor runs them, checks sources when they are saved and
+    /// writes the scripts' log lines itself.
+    Local(Arc<LocalExecutorClient>),
+    /// In a remote executor (`PICLOUD_EXECUTOR_URL`). `local` still checks sources when they are
+    /// saved; the log lines that come back with each outcome are logged here.
+    Remote {
+        executor: Arc<dyn ExecutorClient>,
+        local: Arc<LocalExecutorClient>,
+    },
+}
+
 /// Everything the HTTP layer needs, cheap to clone.
 #[derive(Clone)]
 pub struct Platform {
@@ -182,20 +195,16 @@ impl Platform {
     ) -> Result<Platform, ServiceError> {
         let wake = Arc::new(Notify::new());
         let local = local_executor(store.clone(), executor, wake.clone());
-        Self::start(store, local.clone(), local, config, wake).await
+        Self::start(store, Executors::Local(local), config, wake).await
     }
 
     /// Loads the route index from `store` (which must be migrated), wires the services and
     /// starts the outbox writer's thread and the background tasks: the dispatcher, the
-    /// route-index follower and the sweepers. `executor` runs scripts; `validator` checks sources at save time (the
-    /// local executor, even when scripts run in a remote one). When both are the same local
-    /// client, it writes the scripts' log lines itself; otherwise the lines that come back are
-    /// logged here. `wake` is notified when something outside the platform (a script's KV write)
-    /// enqueued jobs.
+    /// route-index follower and the sweepers. `executors` says where scripts run. `wake` is
+    /// notified when something outside the platform (a script's KV write) enqueued jobs.
     pub async fn start(
         store: Arc<dyn Store>,
-        executor: Arc<dyn ExecutorClient>,
-        validator: Arc<dyn ScriptValidator>,
+        executors: Executors,
         config: PlatformConfig,
         wake: Arc<Notify>,
     ) -> Result<Platform, ServiceError> {
@@ -207,16 +216,15 @@ impl Platform {
             Duration::from_millis(config.gate_wait_ms),
             metrics.clone(),
         ));
-        // The local executor emits script log lines itself, in this process; it is the local one
-        // when the binary passes the same client as executor and validator.
-        let local = std::ptr::eq(
-            Arc::as_ptr(&executor) as *const (),
-            Arc::as_ptr(&validator) as *const (),
-        );
-        let script_logs = if local {
-            runner::ScriptLogs::EmittedByExecutor
-        } else {
-            runner::ScriptLogs::Relay
+        let (executor, validator, script_logs): (
+            Arc<dyn ExecutorClient>,
+            Arc<dyn ScriptValidator>,
+            _,
+        ) = match executors {
+            Executors::Local(local) => {
+                (local.clone(), local, runner::ScriptLogs::EmittedByExecutor)
+            }
+            Executors::Remote { executor, local } => (executor, local, runner::ScriptLogs::Relay),
         };
         let (stop, stopped) = watch::channel(false);
         // The writer stops last, so the outcomes of jobs finishing during shutdown are written.

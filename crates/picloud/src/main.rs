@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use picloud_executor::{ExecutorClient, RemoteExecutorClient};
-use picloud_orchestrator::{PasswordPolicy, Platform, PlatformConfig, ServiceError};
+use picloud_executor::RemoteExecutorClient;
+use picloud_orchestrator::{Executors, PasswordPolicy, Platform, PlatformConfig, ServiceError};
 use picloud_store::StoreConfig;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -134,15 +134,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.sandbox.executor_config(),
         wake.clone(),
     );
-    let executor: Arc<dyn ExecutorClient> = match &args.executor_url {
+    let executors = match &args.executor_url {
         Some(url) => {
             let timeout = Duration::from_millis(args.sandbox.execution_timeout_ms + 10_000);
             let remote = RemoteExecutorClient::new(url, args.executor_token.clone(), timeout)
                 .with_context(|| format!("PICLOUD_EXECUTOR_URL: '{url}' is not usable"))?;
             tracing::info!(url = %url, "scripts run in a remote executor");
-            Arc::new(remote)
+            Executors::Remote {
+                executor: Arc::new(remote),
+                local,
+            }
         }
-        None => local.clone(),
+        None => Executors::Local(local),
     };
 
     let platform_config = PlatformConfig {
@@ -156,7 +159,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         outbox: args.outbox.config(),
         redacted_headers: args.redacted_headers(),
     };
-    let platform = Platform::start(store.clone(), executor, local, platform_config, wake)
+    let platform = Platform::start(store.clone(), executors, platform_config, wake)
         .await
         .context("cannot start the platform")?;
 
