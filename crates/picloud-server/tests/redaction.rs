@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Answer, Settings, TestServer};
 use picloud_core::{HeaderNames, Limits};
-use picloud_orchestrator::{PlatformConfig, RedactedHeaders, TriggerConfig};
+use picloud_orchestrator::{JobConfig, PlatformConfig, RedactedHeaders};
 use picloud_test_support::both_backends;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -36,9 +36,9 @@ fn settings() -> Settings {
     let extra = HeaderNames::parse("redacted_headers", &["x-session"]).expect("a header name");
     Settings {
         platform: PlatformConfig {
-            triggers: TriggerConfig {
+            jobs: JobConfig {
                 retry_max_attempts: 1,
-                ..TriggerConfig::default()
+                ..JobConfig::default()
             },
             redacted_headers: RedactedHeaders::with_extra(extra),
             ..PlatformConfig::default()

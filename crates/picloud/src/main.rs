@@ -155,8 +155,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
         login_throttle: args.login_throttle(),
         password_policy: args.password_policy.policy()?,
-        triggers: args.triggers.config(),
-        outbox: args.outbox.config(),
+        jobs: args.jobs.jobs(),
+        dispatch: args.dispatch.config(args.shutdown_grace_secs),
+        retention: args.jobs.retention(),
+        route_refresh_ms: args.route_refresh_ms,
         redacted_headers: args.redacted_headers(),
     };
     let platform = Platform::start(store.clone(), executors, platform_config, wake)
