@@ -62,9 +62,8 @@ impl Default for PlatformConfig {
 /// hostile app leaves a quarter of the executions to the others (2 of 8 on 2 cores), and a quick
 /// request holds its permit for microseconds, so they keep being answered. One app alone keeps
 /// most of the gate: what a smaller share takes from it is the overlap of scripts that wait on
-/// data calls, and its async jobs are claimed at most a share at a time (a half cost the lone
-/// app of the `kv` and `async` benchmarks about a fifth more than three quarters did;
-/// bench/RESULTS.md). Two busy apps fill the gate: the share bounds one bad tenant, not several.
+/// data calls, and its async jobs are claimed at most a share at a time (the `kv` and `async`
+/// benchmarks with one app, at a half and at three quarters: bench/RESULTS.md). Two busy apps fill the gate: the share bounds one bad tenant, not several.
 pub const DEFAULT_GATE_APP_SHARE_PERCENT: u8 = 75;
 
 /// How every async job — an async request, a trigger event, a replay — is retried (the

@@ -12,8 +12,8 @@
 //! defers it until the tasks that are ready now have run, and wakes the writer then. The requests
 //! that arrived together are recorded together, in one commit and one wake-up of each thread,
 //! instead of the first of them waking the writer for a commit of its own while the others are
-//! still being parsed. On 2 cores this took `hello` at 32 connections from two regimes (~45 k or
-//! ~65 k requests/s, depending on which one a run fell into) to the faster one (bench/RESULTS.md).
+//! still being parsed. It took `hello` at 32 connections from two regimes of throughput, depending
+//! on which one a run fell into, to the faster one (bench/RESULTS.md).
 //!
 //! Finished attempts do not start a commit of their own: they ride along with the next batch of
 //! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never
