@@ -1,25 +1,61 @@
 //! PiCloud's stores on SQLite (the embedded default) and PostgreSQL (production, several nodes).
 //!
+//! Every behaviour is written once: each store trait below has one implementation, for any
+//! database that implements the crate's seam, `db::Engine` — in the spirit of spin's
+//! `factor-sqlite` `Connection`, SQL text and bound values in, rows out, with the statements
+//! written once in both dialects at compile time (`db::dialects!`). A seam low enough that the
+//! behaviour above it reads the same on both backends, and small enough that each backend's
+//! module holds only what truly differs: its pools and transactions, the KV writes, the
+//! outbox's claim, commits and lease extension (the hot paths measured in `bench/RESULTS.md`),
+//! migrate and close. Its futures are `impl Future + Send`, not boxed, so the hot paths cost
+//! what they cost before; generic bodies over `sqlx::Database` would have repeated long `where`
+//! clauses in every method.
+//!
+//! **A new store method** goes in the module of its domain below, written once against
+//! `db::Engine` (its SQL in `sql`, with `now!()` and the other dialect pieces where it needs
+//! them). Only if its locking or its shape truly differs does it get a hook on `db::Engine`,
+//! implemented in [`sqlite`] and [`postgres`].
+//!
 //! | module | holds |
 //! |---|---|
 //! | this file | the store traits every backend implements, [`StoreError`], [`open`] |
-//! | [`sqlite`] | the SQLite implementation (WAL, one writer connection, `BEGIN IMMEDIATE` for writes, group commits of KV writes) |
-//! | [`postgres`] | the PostgreSQL implementation |
-//! | `shared` | what both backends share: common queries, rows into records, refusals as sentences, errors, the outbox's multi-row writes, which KV triggers fire |
+//! | `apps`, `scripts`, `routes`, `users` (and sessions, memberships), `keys`, `kv`, `triggers`, `outbox`, `dead_letters` | the store traits' one implementation each, by domain |
+//! | `db` | the seam: `Engine`, `WriteTx`, statements in both dialects (`Sql`, `dialects!`), bound values, `on_constraint` |
+//! | `sql` | the SQL text: column lists and the statements written once |
+//! | `rows` | rows as they come out of either database, and their conversion into records |
+//! | `errors` | database errors as [`StoreError`]s, the uniqueness rules, the sentences of refusals |
+//! | `jobs` | the outbox's multi-row statements: the one INSERT of jobs, the fence of attempts, the counts of queued jobs |
+//! | [`sqlite`] | the SQLite engine (WAL, one writer connection, `BEGIN IMMEDIATE` for writes, group commits of KV writes, the outbox committer on rusqlite) |
+//! | [`postgres`] | the PostgreSQL engine (one pool, `SKIP LOCKED` claims, the outbox committer on a connection of its own) |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
 //! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app) |
 //!
-//! Both backends pass one conformance suite (`tests/conformance.rs`): the same test bodies run
-//! against each. Every call that touches an app's objects is scoped by an [`AppId`] the caller
-//! resolved, never by a name a script passed in.
+//! Which triggers a change fires is a rule of `picloud_core::firing`; the store applies it in
+//! the transaction of the change. Both backends pass one conformance suite
+//! (`tests/conformance.rs`): the same test bodies run against each. Every call that touches an
+//! app's objects is scoped by an [`AppId`] the caller resolved, never by a name a script passed
+//! in.
 
 pub mod postgres;
 pub mod sqlite;
 
+mod apps;
+mod db;
+mod dead_letters;
+mod errors;
+mod jobs;
+mod keys;
+mod kv;
+mod outbox;
 mod paging;
+mod routes;
+mod rows;
+mod scripts;
 mod services;
-mod shared;
+mod sql;
+mod triggers;
+mod users;
 
 pub use services::StoreServices;
 
@@ -736,6 +772,30 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool; later calls fail with `Unavailable`.
     async fn close(&self);
+}
+
+#[async_trait]
+impl<E: db::Engine> Store for E {
+    fn backend(&self) -> Backend {
+        E::BACKEND
+    }
+
+    fn quotas(&self) -> &AppQuotas {
+        self.app_quotas()
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.run_migrations().await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let _: Option<(i64,)> = self.fetch_optional(sql::PING, &[]).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.close_pools().await;
+    }
 }
 
 /// Opens the store `config` names (creating the SQLite file and its directory when missing).
