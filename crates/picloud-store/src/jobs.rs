@@ -163,11 +163,6 @@ pub(crate) async fn count_jobs<T: WriteTx>(tx: &mut T, counts: &JobCounts) -> Db
     Ok(())
 }
 
-/// How many jobs a write enqueued, as it reports it.
-pub(crate) fn enqueued(jobs: &[NewJob]) -> u32 {
-    u32::try_from(jobs.len()).unwrap_or(u32::MAX)
-}
-
 /// Changes to `app_job_counts` made in one transaction, per app: async jobs recorded and
 /// removed. Applied last and in app order ([`JobCounts::by_app`]), so that transactions that
 /// count jobs of several apps (two nodes' group commits) take the rows' locks in one order and

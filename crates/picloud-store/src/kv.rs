@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use picloud_core::events::kv_value_text;
 use picloud_core::firing::{KvChange, KvTriggerRule};
 use picloud_core::services::{KvListRequest, Writer};
-use picloud_core::{AppId, CollectionName, KvKey};
+use picloud_core::{AppId, CollectionName, KvKey, KvOp};
 
 use crate::db::Engine;
 use crate::jobs::triggered_job;
@@ -109,11 +109,13 @@ impl<E: Engine> KvStore for E {
     }
 }
 
-/// The jobs of the KV triggers of the change's collection (`triggers`, as
-/// [`sql::KV_TRIGGERS`] reads them) that `change` fires, for the writer's app.
+/// The jobs of the KV triggers of `collection` (`triggers`, as [`sql::KV_TRIGGERS`] reads them)
+/// that the writer's `op` on `key` fires, from `prev_value` to `value`.
 pub(crate) fn trigger_jobs(
     writer: Writer,
-    change: &KvChange<'_>,
+    (collection, key): (&CollectionName, &KvKey),
+    op: KvOp,
+    (value, prev_value): (Option<&serde_json::Value>, Option<&serde_json::Value>),
     triggers: Vec<KvTriggerRow>,
 ) -> StoreResult<Vec<NewJob>> {
     if triggers.is_empty() {
@@ -123,6 +125,14 @@ pub(crate) fn trigger_jobs(
         .into_iter()
         .map(KvTriggerRule::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
+    let change = KvChange {
+        collection,
+        key,
+        op,
+        value,
+        prev_value,
+        trigger_depth: writer.trigger_depth,
+    };
     Ok(change
         .firings(&rules)
         .into_iter()
@@ -131,6 +141,14 @@ pub(crate) fn trigger_jobs(
             triggered_job(writer.app_id, firing)
         })
         .collect())
+}
+
+/// What a KV write reports: the value it replaced and how many jobs it enqueued.
+pub(crate) fn written(prev_value: Option<serde_json::Value>, jobs: &[NewJob]) -> KvWritten {
+    KvWritten {
+        prev_value,
+        jobs_enqueued: u32::try_from(jobs.len()).unwrap_or(u32::MAX),
+    }
 }
 
 /// What an entry counts against its app's stored bytes (`kv_entries.size`); see

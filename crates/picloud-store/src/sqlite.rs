@@ -24,8 +24,8 @@ mod committer;
 mod files;
 mod group_commit;
 mod kv;
+mod writer;
 
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,17 +34,17 @@ use picloud_core::services::Writer;
 use picloud_core::{AppId, CollectionName, KvKey};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::db::{arguments, sqlite, Arg, DbResult, Engine, Row, Sql, WriteTx};
+use crate::db::{sqlite, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
-use crate::jobs::{self, push_attempts, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
+use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
-use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
+use crate::sql::{fair_due_jobs, job_columns};
 use crate::{
     AppQuotas, Backend, ClaimedJob, JobAttempt, KvWritten, OutboxBatch, OutboxCommitter,
     StoreConfig, StoreError, StoreResult,
@@ -52,6 +52,7 @@ use crate::{
 
 use self::committer::SqliteCommitter;
 use self::group_commit::{KvWrite, KvWriteQueue};
+use self::writer::{bind, WriteTransaction, WriterConnection};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -135,91 +136,6 @@ impl SqliteStore {
             .acquire()
             .await
             .expect("the writer connection")
-    }
-}
-
-/// The store's one writer connection (a pool of one) and the lock it shares with the outbox
-/// committer's connection, so the two take turns in process and never meet on SQLite's file
-/// lock, whose busy handler sleeps in milliseconds.
-#[derive(Debug, Clone)]
-pub(crate) struct WriterConnection {
-    pool: SqlitePool,
-    lock: Arc<Mutex<()>>,
-}
-
-impl WriterConnection {
-    /// The connection, and the lock until it is dropped.
-    async fn acquire(&self) -> DbResult<(PoolConnection<Sqlite>, OwnedMutexGuard<()>)> {
-        let lock = self.lock.clone().lock_owned().await;
-        let conn = self.pool.acquire().await?;
-        Ok((conn, lock))
-    }
-
-    /// A transaction that holds SQLite's write lock from its first statement.
-    async fn begin(&self) -> DbResult<WriteTransaction> {
-        let lock = self.lock.clone().lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTransaction { tx, lock })
-    }
-}
-
-/// A write transaction on the writer connection, holding the writer lock.
-pub struct WriteTransaction {
-    // Fields drop in order: an uncommitted transaction queues its rollback on the connection
-    // before the lock is released (the committer's busy timeout covers the moment until it runs).
-    tx: Transaction<'static, Sqlite>,
-    lock: OwnedMutexGuard<()>,
-}
-
-impl Deref for WriteTransaction {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.tx
-    }
-}
-
-impl DerefMut for WriteTransaction {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
-    }
-}
-
-/// `args` bound for SQLite.
-fn bind<'q>(args: &'q [Arg<'_>]) -> DbResult<SqliteArguments<'q>> {
-    arguments::<Sqlite>(args)
-}
-
-impl WriteTx for WriteTransaction {
-    async fn fetch_optional<R: Row>(
-        &mut self,
-        sql: Sql<'_>,
-        args: &[Arg<'_>],
-    ) -> DbResult<Option<R>> {
-        let query = sqlx::query_as_with(sql.sqlite, bind(args)?);
-        Ok(query.fetch_optional(&mut **self).await?)
-    }
-
-    async fn fetch_all<R: Row>(&mut self, sql: Sql<'_>, args: &[Arg<'_>]) -> DbResult<Vec<R>> {
-        let query = sqlx::query_as_with(sql.sqlite, bind(args)?);
-        Ok(query.fetch_all(&mut **self).await?)
-    }
-
-    async fn execute(&mut self, sql: Sql<'_>, args: &[Arg<'_>]) -> DbResult<u64> {
-        let query = sqlx::query_with(sql.sqlite, bind(args)?);
-        Ok(query.execute(&mut **self).await?.rows_affected())
-    }
-
-    async fn insert_jobs(&mut self, jobs: &[JobValues]) -> DbResult<()> {
-        let mut insert = jobs::insert_jobs(jobs, INSERT_FROM_JOB.sqlite);
-        insert.build().execute(&mut **self).await?;
-        Ok(())
-    }
-
-    async fn commit(self) -> DbResult<()> {
-        let committed = self.tx.commit().await;
-        drop(self.lock);
-        Ok(committed?)
     }
 }
 

@@ -2,14 +2,13 @@
 //! already share WAL flushes): the upsert reads the value it replaces under the row's lock, and
 //! the app's usage is locked last, just before the commit.
 
-use picloud_core::firing::KvChange;
 use picloud_core::services::Writer;
 use picloud_core::{AppId, CollectionName, KvKey, KvOp};
 use sqlx::{Postgres, Transaction};
 
 use crate::db::{postgres, Sql, WriteTx};
-use crate::jobs::{count_write, enqueue, enqueued, JobValues};
-use crate::kv::{admit_kv_write, kv_entry_size, trigger_jobs};
+use crate::jobs::{count_write, enqueue, JobValues};
+use crate::kv::{admit_kv_write, kv_entry_size, trigger_jobs, written};
 use crate::rows::{json_value, one, KvTriggerRow, UsageRow};
 use crate::{sql, AppQuotas, AppUsage, KvWritten, NewJob, StoreError, StoreResult};
 
@@ -75,22 +74,22 @@ async fn upsert_kv(
     )))
 }
 
-/// The jobs of the KV triggers that `change` fires.
+/// The jobs of the KV triggers of `collection` that the writer's `op` on `key` fires, from
+/// `prev_value` to `value`.
 async fn kv_trigger_jobs(
     tx: &mut Tx,
     writer: Writer,
-    change: &KvChange<'_>,
+    (collection, key): (&CollectionName, &KvKey),
+    op: KvOp,
+    values: (Option<&serde_json::Value>, Option<&serde_json::Value>),
 ) -> StoreResult<Vec<NewJob>> {
     let triggers: Vec<KvTriggerRow> = tx
         .fetch_all(
             sql::KV_TRIGGERS,
-            &[
-                writer.app_id.to_string().into(),
-                change.collection.as_str().into(),
-            ],
+            &[writer.app_id.to_string().into(), collection.as_str().into()],
         )
         .await?;
-    trigger_jobs(writer, change, triggers)
+    trigger_jobs(writer, (collection, key), op, values, triggers)
 }
 
 /// Checks a KV write of `bytes` that fires `jobs` against the writer's limit and its app's
@@ -128,21 +127,17 @@ impl PgStore {
         let prev_value = prev
             .map(|(text, _)| json_value("kv_entries", &text))
             .transpose()?;
-        let change = KvChange {
-            collection,
-            key,
-            op: KvOp::Set,
-            value: Some(value),
-            prev_value: prev_value.as_ref(),
-            trigger_depth: writer.trigger_depth,
-        };
-        let jobs = kv_trigger_jobs(&mut tx, writer, &change).await?;
+        let jobs = kv_trigger_jobs(
+            &mut tx,
+            writer,
+            (collection, key),
+            KvOp::Set,
+            (Some(value), prev_value.as_ref()),
+        )
+        .await?;
         finish_kv_write(&mut tx, &self.quotas, writer, size - prev_size, &jobs).await?;
         tx.commit().await?;
-        Ok(KvWritten {
-            prev_value,
-            jobs_enqueued: enqueued(&jobs),
-        })
+        Ok(written(prev_value, &jobs))
     }
 
     pub(super) async fn delete_kv_entry(
@@ -163,26 +158,19 @@ impl PgStore {
             )
             .await?;
         let Some((prev, prev_size)) = prev else {
-            return Ok(KvWritten {
-                prev_value: None,
-                jobs_enqueued: 0,
-            });
+            return Ok(written(None, &[]));
         };
         let prev_value = json_value("kv_entries", &prev)?;
-        let change = KvChange {
-            collection,
-            key,
-            op: KvOp::Delete,
-            value: None,
-            prev_value: Some(&prev_value),
-            trigger_depth: writer.trigger_depth,
-        };
-        let jobs = kv_trigger_jobs(&mut tx, writer, &change).await?;
+        let jobs = kv_trigger_jobs(
+            &mut tx,
+            writer,
+            (collection, key),
+            KvOp::Delete,
+            (None, Some(&prev_value)),
+        )
+        .await?;
         finish_kv_write(&mut tx, &self.quotas, writer, -prev_size, &jobs).await?;
         tx.commit().await?;
-        Ok(KvWritten {
-            prev_value: Some(prev_value),
-            jobs_enqueued: enqueued(&jobs),
-        })
+        Ok(written(Some(prev_value), &jobs))
     }
 }

@@ -2,7 +2,6 @@
 //! statement reads all a write must know before it writes (see [`BeforeKvWrite`]), then an
 //! upsert or a delete, the trigger jobs and the counts.
 
-use picloud_core::firing::KvChange;
 use picloud_core::services::Writer;
 use picloud_core::{CollectionName, KvKey, KvOp};
 use sqlx::{FromRow, Row as _};
@@ -10,11 +9,11 @@ use sqlx::{FromRow, Row as _};
 use super::group_commit::Applied;
 use super::WriteTransaction;
 use crate::db::sqlite;
-use crate::jobs::{count_write, enqueue, enqueued, JobValues};
-use crate::kv::{admit_kv_write, kv_entry_size, trigger_jobs};
+use crate::jobs::{count_write, enqueue, JobValues};
+use crate::kv::{admit_kv_write, kv_entry_size, trigger_jobs, written};
 use crate::rows::{json_value, KvTriggerRow, UsageRow};
 use crate::sql::{self, app_usage_sql, kv_triggers_sql};
-use crate::{AppQuotas, AppUsage, KvWritten, StoreError, StoreResult};
+use crate::{AppQuotas, AppUsage, StoreError, StoreResult};
 
 /// What a KV write reads before it writes, in one statement (see [`BeforeKvWrite`]).
 const BEFORE_KV_WRITE: &str = sqlite!(
@@ -116,15 +115,13 @@ pub(super) async fn set_kv_entry(
         .prev
         .map(|text| json_value("kv_entries", &text))
         .transpose()?;
-    let change = KvChange {
-        collection,
-        key,
-        op: KvOp::Set,
-        value: Some(value),
-        prev_value: prev_value.as_ref(),
-        trigger_depth: writer.trigger_depth,
-    };
-    let jobs = trigger_jobs(writer, &change, before.triggers)?;
+    let jobs = trigger_jobs(
+        writer,
+        (collection, key),
+        KvOp::Set,
+        (Some(value), prev_value.as_ref()),
+        before.triggers,
+    )?;
     let size = kv_entry_size(collection, key, text);
     let bytes = size - before.prev_size;
     if let Err(over) = admit_kv_write(writer, usage, bytes, jobs.len(), quotas) {
@@ -140,10 +137,7 @@ pub(super) async fn set_kv_entry(
         .await?;
     enqueue(tx, &JobValues::all(&jobs)?).await?;
     count_write(tx, writer.app_id, bytes, jobs.len()).await?;
-    Ok(Applied::Written(KvWritten {
-        prev_value,
-        jobs_enqueued: enqueued(&jobs),
-    }))
+    Ok(Applied::Written(written(prev_value, &jobs)))
 }
 
 /// Deletes the entry, enqueues the jobs of the KV triggers the delete fires and counts both, in
@@ -158,21 +152,16 @@ pub(super) async fn delete_kv_entry(
 ) -> StoreResult<Applied> {
     let before = BeforeKvWrite::read(tx, writer, collection, key).await?;
     let (Some(prev), Some(usage)) = (before.prev, before.usage) else {
-        return Ok(Applied::Written(KvWritten {
-            prev_value: None,
-            jobs_enqueued: 0,
-        }));
+        return Ok(Applied::Written(written(None, &[])));
     };
     let prev_value = json_value("kv_entries", &prev)?;
-    let change = KvChange {
-        collection,
-        key,
-        op: KvOp::Delete,
-        value: None,
-        prev_value: Some(&prev_value),
-        trigger_depth: writer.trigger_depth,
-    };
-    let jobs = trigger_jobs(writer, &change, before.triggers)?;
+    let jobs = trigger_jobs(
+        writer,
+        (collection, key),
+        KvOp::Delete,
+        (None, Some(&prev_value)),
+        before.triggers,
+    )?;
     let bytes = -before.prev_size;
     if let Err(over) = admit_kv_write(writer, usage, bytes, jobs.len(), quotas) {
         return Ok(Applied::Refused(StoreError::OverLimit(over)));
@@ -185,8 +174,5 @@ pub(super) async fn delete_kv_entry(
         .await?;
     enqueue(tx, &JobValues::all(&jobs)?).await?;
     count_write(tx, writer.app_id, bytes, jobs.len()).await?;
-    Ok(Applied::Written(KvWritten {
-        prev_value: Some(prev_value),
-        jobs_enqueued: enqueued(&jobs),
-    }))
+    Ok(Applied::Written(written(Some(prev_value), &jobs)))
 }
