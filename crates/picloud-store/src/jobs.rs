@@ -1,7 +1,8 @@
-//! The outbox's statements that take many rows: jobs as the insert binds them ([`JobValues`]),
-//! the one multi-row INSERT ([`insert_jobs`], after which [`crate::sql::INSERT_FROM_JOB`] reads
-//! the same on every path, the SQLite committer's included), the fence of a write to many
-//! attempts ([`push_attempts`]), and the counts of queued jobs they keep ([`JobCounts`]).
+//! The outbox's statements that take many rows: jobs as the inserts bind them ([`JobValues`]),
+//! the multi-row insert ([`insert_jobs`], then [`crate::sql::INSERT_FROM_JOB`]; every insert of
+//! jobs, the SQLite committer's row-by-row one included, fills the columns of
+//! `sql::insert_into_outbox!`), the fence of a write to many attempts ([`push_attempts`]), and
+//! the counts of queued jobs they keep ([`JobCounts`]).
 
 use std::collections::BTreeMap;
 

@@ -480,24 +480,27 @@ pub const CREATE_TRIGGER: Sql<'static> = dialects!(
     " FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2"
 );
 
-/// The outbox insert after the `job` rows of [`crate::jobs::insert_jobs`] (or the committer's
-/// one row): a job of an app that no longer exists is skipped. For `concat!` in a dialect.
-macro_rules! insert_from_job {
+/// The head of every insert of new jobs into the outbox, for `concat!`: the columns they fill.
+macro_rules! insert_into_outbox {
     () => {
         concat!(
             "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, ",
-            "trigger_depth, status, attempt, owner, lease_until, due_at, created_at) ",
-            "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload",
-            jsonb!(),
-            ", job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
-            "clock.now, clock.now ",
-            "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
-            now!(),
-            " AS now) AS clock"
+            "trigger_depth, status, attempt, owner, lease_until, due_at, created_at) "
         )
     };
 }
-pub const INSERT_FROM_JOB: Sql<'static> = dialects!(insert_from_job!());
+/// The outbox insert after the `job` rows of [`crate::jobs::insert_jobs`]: a job of an app that
+/// no longer exists is skipped.
+pub const INSERT_FROM_JOB: Sql<'static> = dialects!(
+    insert_into_outbox!(),
+    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload",
+    jsonb!(),
+    ", job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
+    "clock.now, clock.now ",
+    "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
+    now!(),
+    " AS now) AS clock"
+);
 
 pub const RETRY_JOB: Sql<'static> = dialects!(
     "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, due_at = ",
@@ -580,5 +583,6 @@ pub const SWEEP_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
 );
 
 pub(crate) use {
-    app_usage_sql, fair_due_jobs, insert_from_job, job_columns, job_value_columns, kv_triggers_sql,
+    app_usage_sql, fair_due_jobs, insert_into_outbox, job_columns, job_value_columns,
+    kv_triggers_sql,
 };

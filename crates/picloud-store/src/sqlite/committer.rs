@@ -17,16 +17,19 @@ use tokio::sync::Mutex;
 
 use crate::db::sqlite;
 use crate::jobs::{JobCounts, JobValues};
-use crate::sql::{self, insert_from_job, job_value_columns};
+use crate::sql::{self, insert_into_outbox};
 use crate::{OutboxBatch, OutboxCommitter, StoreError, StoreResult};
 
-/// The outbox's one INSERT (see [`crate::jobs::insert_jobs`]) of one `job` row, bound by
-/// rusqlite's numbered parameters: a job of an app that no longer exists inserts nothing.
+/// One job, bound by rusqlite's numbered parameters in the order of
+/// [`crate::sql::job_value_columns`]: a job of an app that no longer exists inserts nothing.
+/// Row by row from the app's row rather than [`crate::sql::INSERT_FROM_JOB`]'s `job` rows: a
+/// one-row `WITH job (…) AS (VALUES …)` costs SQLite two materialized tables per insert.
 const INSERT_JOB: &str = sqlite!(
-    "WITH job (",
-    job_value_columns!(),
-    ") AS (VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)) ",
-    insert_from_job!()
+    insert_into_outbox!(),
+    "SELECT ?1, app.id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, app.now + ?11, app.now, app.now ",
+    "FROM (SELECT id, ",
+    now!(),
+    " AS now FROM apps WHERE id = ?2) AS app"
 );
 
 /// Fenced by attempt: a row claimed again meanwhile stays. Returns what the app's count of
