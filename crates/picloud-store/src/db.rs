@@ -142,64 +142,30 @@ pub enum Arg<'a> {
     Bytes(&'a [u8]),
 }
 
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(value: &'a str) -> Self {
-        Self::Text(Cow::Borrowed(value))
-    }
+/// `From` each kind of value into [`Arg`], so that call sites write `value.into()`.
+macro_rules! arg_from {
+    ($($kind:ty => |$value:ident| $arg:expr;)+) => {
+        $(
+            impl<'a> From<$kind> for Arg<'a> {
+                fn from($value: $kind) -> Self {
+                    $arg
+                }
+            }
+        )+
+    };
 }
 
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(value: &'a String) -> Self {
-        Self::Text(Cow::Borrowed(value))
-    }
-}
-
-impl From<String> for Arg<'_> {
-    fn from(value: String) -> Self {
-        Self::Text(Cow::Owned(value))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(value: Option<&'a str>) -> Self {
-        Self::OptText(value.map(Cow::Borrowed))
-    }
-}
-
-impl From<Option<String>> for Arg<'_> {
-    fn from(value: Option<String>) -> Self {
-        Self::OptText(value.map(Cow::Owned))
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(value: i64) -> Self {
-        Self::Int(value)
-    }
-}
-
-impl From<Option<i64>> for Arg<'_> {
-    fn from(value: Option<i64>) -> Self {
-        Self::OptInt(value)
-    }
-}
-
-impl From<bool> for Arg<'_> {
-    fn from(value: bool) -> Self {
-        Self::Bool(value)
-    }
-}
-
-impl From<Option<bool>> for Arg<'_> {
-    fn from(value: Option<bool>) -> Self {
-        Self::OptBool(value)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Arg<'a> {
-    fn from(value: &'a [u8]) -> Self {
-        Self::Bytes(value)
-    }
+arg_from! {
+    &'a str => |value| Arg::Text(Cow::Borrowed(value));
+    &'a String => |value| Arg::Text(Cow::Borrowed(value));
+    String => |value| Arg::Text(Cow::Owned(value));
+    Option<&'a str> => |value| Arg::OptText(value.map(Cow::Borrowed));
+    Option<String> => |value| Arg::OptText(value.map(Cow::Owned));
+    i64 => |value| Arg::Int(value);
+    Option<i64> => |value| Arg::OptInt(value);
+    bool => |value| Arg::Bool(value);
+    Option<bool> => |value| Arg::OptBool(value);
+    &'a [u8] => |value| Arg::Bytes(value);
 }
 
 /// Binds `args` in order into `DB`'s arguments.
