@@ -11,11 +11,13 @@
 //! | [`limits`] | [`Limits`], the sandbox's bounds, in one place |
 //! | [`exec`] | the execution contract between the orchestrator and an executor |
 //! | [`events`] | KV names and limits, triggers, trigger events, outbox job payloads, dead letters |
+//! | [`firing`] | which triggers a KV write fires and what a dead letter fans out to: pure rules the stores apply |
 //! | [`services`] | [`ScriptServices`]: the KV store and dead letters as scripts reach them |
 
 pub mod auth;
 pub mod events;
 pub mod exec;
+pub mod firing;
 pub mod id;
 pub mod input;
 pub mod limits;

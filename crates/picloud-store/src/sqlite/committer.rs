@@ -10,16 +10,22 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{
+    named_params, params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior,
+};
 use tokio::sync::Mutex;
 
-use crate::shared::{JobCounts, JobValues};
+use crate::db::sqlite;
+use crate::jobs::{JobCounts, JobValues};
+use crate::sql::{self, insert_into_outbox};
 use crate::{OutboxBatch, OutboxCommitter, StoreError, StoreResult};
 
-/// A job of an app that no longer exists inserts nothing.
-const INSERT_JOB: &str = concat!(
-    "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
-    "status, attempt, owner, lease_until, due_at, created_at) ",
+/// One job, bound by rusqlite's numbered parameters in the order of
+/// [`crate::sql::job_value_columns`]: a job of an app that no longer exists inserts nothing.
+/// Row by row from the app's row rather than [`crate::sql::INSERT_FROM_JOB`]'s `job` rows: a
+/// one-row `WITH job (…) AS (VALUES …)` costs SQLite two materialized tables per insert.
+const INSERT_JOB: &str = sqlite!(
+    insert_into_outbox!(),
     "SELECT ?1, app.id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, app.now + ?11, app.now, app.now ",
     "FROM (SELECT id, ",
     now!(),
@@ -30,10 +36,6 @@ const INSERT_JOB: &str = concat!(
 /// queued jobs needs.
 const DELETE_FINISHED: &str =
     "DELETE FROM outbox WHERE id = ?1 AND attempt = ?2 RETURNING app_id, mode";
-
-/// `shared::sql::COUNT_JOBS` with rusqlite's numbered parameters.
-const COUNT_JOBS: &str =
-    "UPDATE app_job_counts SET recorded = recorded + ?2, removed = removed + ?3 WHERE app_id = ?1";
 
 pub(crate) struct SqliteCommitter {
     conn: Connection,
@@ -109,8 +111,8 @@ impl SqliteCommitter {
                 }
             }
             for (app_id, recorded, removed) in counts.by_app() {
-                tx.prepare_cached(COUNT_JOBS)?
-                    .execute(params![app_id, recorded, removed])?;
+                tx.prepare_cached(sql::COUNT_JOBS.sqlite)?
+                    .execute(named_params! {"$1": app_id, "$2": recorded, "$3": removed})?;
             }
         }
         // Dropped without a commit, the transaction rolls back.

@@ -26,10 +26,11 @@
 
 use picloud_core::services::Writer;
 use picloud_core::{CollectionName, KvKey};
-use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{begin_write, commit, delete_kv_entry, set_kv_entry, WriterConnection};
+use super::kv::{delete_kv_entry, set_kv_entry};
+use super::{WriteTransaction, WriterConnection};
+use crate::db::WriteTx;
 use crate::{AppQuotas, KvWritten, StoreError, StoreResult};
 
 /// The most writes one transaction takes: enough for every request a busy server has in flight,
@@ -55,9 +56,9 @@ pub(super) enum KvWrite {
 }
 
 impl KvWrite {
-    /// Runs the write in the transaction open on `conn`, within `quotas`. `Err` is an
-    /// unexpected failure, after which the transaction may hold part of the write.
-    async fn apply(&self, conn: &mut SqliteConnection, quotas: &AppQuotas) -> StoreResult<Applied> {
+    /// Runs the write in `tx`, within `quotas`. `Err` is an unexpected failure, after which the
+    /// transaction may hold part of the write.
+    async fn apply(&self, tx: &mut WriteTransaction, quotas: &AppQuotas) -> StoreResult<Applied> {
         match self {
             Self::Set {
                 writer,
@@ -65,12 +66,12 @@ impl KvWrite {
                 key,
                 value,
                 text,
-            } => set_kv_entry(conn, quotas, *writer, collection, key, value, text).await,
+            } => set_kv_entry(tx, quotas, *writer, collection, key, value, text).await,
             Self::Delete {
                 writer,
                 collection,
                 key,
-            } => delete_kv_entry(conn, quotas, *writer, collection, key).await,
+            } => delete_kv_entry(tx, quotas, *writer, collection, key).await,
         }
     }
 }
@@ -183,10 +184,10 @@ async fn write_together(
     if batch.is_empty() {
         return Ok(());
     }
-    let mut tx = match begin_write(writer).await {
+    let mut tx = match writer.begin().await {
         Ok(tx) => tx,
         Err(error) => {
-            answer_all(batch, &error);
+            answer_all(batch, &error.into());
             return Ok(());
         }
     };
@@ -202,7 +203,7 @@ async fn write_together(
             }
         }
     }
-    match commit(tx).await {
+    match tx.commit().await.map_err(StoreError::from) {
         Ok(()) => {
             for (queued, result) in batch.into_iter().zip(results) {
                 queued.answer(result);

@@ -1,0 +1,155 @@
+//! The outbox's group commits on PostgreSQL: [`PgCommitter`] on the recorder's thread, and the
+//! batch they write.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Postgres, QueryBuilder};
+use tokio::runtime::Runtime;
+
+use crate::db::DbResult;
+use crate::jobs::{
+    count_jobs, enqueue, push_attempts, JobCounts, JobValues, ATTEMPTS_PER_STATEMENT,
+};
+use crate::{JobAttempt, OutboxBatch, OutboxCommitter, StoreError, StoreResult};
+
+/// For the statements that find outbox rows by primary key (a group commit, the heartbeat): the
+/// planner is told to, because the outbox churns faster than its statistics follow — every sync
+/// request inserts a row and deletes it, and autovacuum comes by at most once a minute, so the
+/// planner took the bloated table for a few rows and its primary-key index for dear, and read it
+/// by sequential scans (bench/RESULTS.md, "PostgreSQL's slow state").
+pub(super) const BEGIN_BY_KEY: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+/// [`BEGIN_BY_KEY`] for a transaction whose commit does not wait for its WAL record to be flushed
+/// (in the same round trip).
+pub(super) const BEGIN_BY_KEY_WITHOUT_FLUSH: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off";
+
+/// The outbox's group commits on the recorder's thread, through a connection of its own that a
+/// runtime of its own drives: a commit takes no hop through the server's runtime (its reactor
+/// would otherwise have to wake this thread for every reply). A connection that failed is
+/// dropped and opened again at the next commit, and one idle for a while is pinged first (as
+/// the pool does before lending one), so a restart of PostgreSQL is survived.
+pub(super) struct PgCommitter {
+    pub(super) options: PgConnectOptions,
+    /// How long opening the connection may take: the pool's acquire timeout.
+    pub(super) connect_timeout: Duration,
+    // Before `runtime`: fields drop in order, and the socket belongs to that runtime.
+    pub(super) conn: Option<PgConnection>,
+    /// When `conn` was last used.
+    pub(super) used_at: Instant,
+    pub(super) runtime: OwnRuntime,
+}
+
+/// The committer's runtime. Dropped, it shuts down in the background: a runtime dropped in async
+/// code (a test's, a platform's that failed to start) would panic.
+pub(super) struct OwnRuntime(pub(super) Option<Runtime>);
+
+impl OwnRuntime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("the runtime is taken only when dropped")
+            .block_on(future)
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// How long the committer's connection may sit idle before it is pinged before a commit.
+const COMMITTER_IDLE_PING: Duration = Duration::from_secs(1);
+
+impl OutboxCommitter for PgCommitter {
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
+        let Self {
+            options,
+            connect_timeout,
+            conn,
+            used_at,
+            runtime,
+        } = self;
+        let idle = used_at.elapsed() >= COMMITTER_IDLE_PING;
+        *used_at = Instant::now();
+        runtime.block_on(async {
+            if let Some(connection) = conn.as_mut().filter(|_| idle) {
+                if connection.ping().await.is_err() {
+                    *conn = None;
+                }
+            }
+            let connection = match conn {
+                Some(connection) => connection,
+                None => {
+                    let connect = PgConnection::connect_with(options);
+                    let connected = tokio::time::timeout(*connect_timeout, connect)
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable(format!(
+                                "no connection within {} ms",
+                                connect_timeout.as_millis()
+                            ))
+                        })?;
+                    conn.insert(connected?)
+                }
+            };
+            let committed = commit_batch(connection, batch).await;
+            if matches!(committed, Err(StoreError::Unavailable(_))) {
+                *conn = None;
+            }
+            committed
+        })
+    }
+}
+
+/// Writes `batch` in one transaction on `conn`.
+pub(super) async fn commit_batch(conn: &mut PgConnection, batch: &OutboxBatch) -> StoreResult<()> {
+    let jobs = JobValues::all(&batch.enqueue)?;
+    // Unless durable, the commit returns before its WAL record is flushed; a crash may lose it.
+    let begin = if batch.durable {
+        BEGIN_BY_KEY
+    } else {
+        BEGIN_BY_KEY_WITHOUT_FLUSH
+    };
+    let mut tx = conn.begin_with(begin).await?;
+    write_batch(&mut tx, &jobs, &batch.finished).await?;
+    Ok(tx.commit().await?)
+}
+
+/// One group commit: new jobs in, finished attempts out (fenced by attempt).
+async fn write_batch(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    jobs: &[JobValues],
+    finished: &[JobAttempt],
+) -> DbResult<()> {
+    enqueue(tx, jobs).await?;
+    let mut counts = JobCounts::default();
+    counts.recorded(jobs);
+    for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
+        let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
+        push_attempts_locked_in_order(&mut query, chunk);
+        query.push(" RETURNING app_id, mode");
+        let removed: Vec<(String, String)> = query.build_query_as().fetch_all(&mut **tx).await?;
+        for (app_id, mode) in &removed {
+            counts.removed(app_id, mode);
+        }
+    }
+    count_jobs(tx, &counts).await
+}
+
+/// Appends `id IN (SELECT id … ORDER BY id FOR UPDATE)` with the fence of
+/// [`push_attempts`]: a write to several attempts' rows that takes their locks in id order. The
+/// heartbeat's lease extension and a group commit's deletions (two connections of one node) both
+/// do, so they never wait for each other in a cycle; in any order they deadlocked now and then,
+/// and PostgreSQL aborted one of them.
+pub(super) fn push_attempts_locked_in_order(
+    query: &mut QueryBuilder<'_, Postgres>,
+    attempts: &[JobAttempt],
+) {
+    query.push("id IN (SELECT id FROM outbox WHERE ");
+    push_attempts(query, attempts);
+    query.push(" ORDER BY id FOR UPDATE)");
+}

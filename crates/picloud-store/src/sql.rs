@@ -1,0 +1,588 @@
+//! The SQL text of the store: column lists for `concat!`, and the statements of the bodies that
+//! are written once, each a [`Sql`] in both dialects (see [`crate::db`]). Lists take the id to
+//! start after (newest-first lists: the id to stop before) and the number of rows to fetch (see
+//! [`crate::paging::Window`]). What only one backend runs lives in its module.
+
+use crate::db::{dialects, Sql};
+
+/// The columns of [`AppRow`], for `concat!`.
+macro_rules! app_columns {
+    () => {
+        "id, slug, name, expose_errors, created_at, updated_at"
+    };
+}
+/// The columns of [`ScriptRow`], for `concat!`.
+macro_rules! script_columns {
+    () => {
+        "id, app_id, name, kind, source, created_at, updated_at"
+    };
+}
+/// The columns of [`RouteRow`], for `concat!`.
+macro_rules! route_columns {
+    () => {
+        "id, app_id, script_id, method, path, dispatch_mode, keep_headers, created_at"
+    };
+}
+/// The columns of [`UserRow`], for `concat!`.
+macro_rules! user_columns {
+    () => {
+        "id, username, is_instance_admin, disabled, created_at"
+    };
+}
+/// The columns of [`ApiKeyRow`], for `concat!`.
+macro_rules! api_key_columns {
+    () => {
+        "id, user_id, name, prefix, scopes, app_id, expires_at, last_used_at, created_at, revoked"
+    };
+}
+/// The columns of [`TriggerRow`]: a trigger with its KV details (NULL for other kinds), from
+/// `triggers LEFT JOIN kv_trigger_details`, for `concat!`.
+macro_rules! trigger_columns {
+    () => {
+        "triggers.id, triggers.app_id, triggers.script_id, triggers.kind, triggers.created_at, \
+         kv_trigger_details.collection, kv_trigger_details.key_prefix, kv_trigger_details.ops"
+    };
+}
+/// The columns of [`JobRow`], for `concat!`. The payload is read as text on both backends
+/// (JSONB on PostgreSQL).
+macro_rules! job_columns {
+    () => {
+        "id, app_id, script_id, mode, source_kind, CAST(payload AS TEXT) AS payload, \
+         trigger_depth, attempt, due_at, created_at"
+    };
+}
+/// The columns of [`DeadLetterRow`], for `concat!`.
+macro_rules! dead_letter_columns {
+    () => {
+        "id, app_id, script_id, execution_id, source_kind, CAST(payload AS TEXT) AS payload, \
+         error, attempts, trigger_depth, created_at, resolved_at, resolution"
+    };
+}
+/// The columns of [`AbandonedRow`], for `concat!`.
+macro_rules! abandoned_columns {
+    () => {
+        "execution_id, app_id, script_id, reason, created_at"
+    };
+}
+/// The columns of the `job` rows that [`crate::jobs::insert_jobs`] builds from
+/// [`crate::jobs::JobValues`], in the order it binds them.
+macro_rules! job_value_columns {
+    () => {
+        "id, app_id, script_id, mode, source_kind, payload, trigger_depth, status, attempt, \
+         owner, lease_ms"
+    };
+}
+/// The KV triggers of the app `$1` on the collection `$2`, for `concat!`.
+macro_rules! kv_triggers_sql {
+    () => {
+        "SELECT triggers.id, triggers.script_id, kv_trigger_details.key_prefix, \
+         kv_trigger_details.ops \
+         FROM triggers JOIN kv_trigger_details ON kv_trigger_details.trigger_id = triggers.id \
+         WHERE triggers.app_id = $1 AND kv_trigger_details.collection = $2 \
+         ORDER BY triggers.id"
+    };
+}
+/// What the app `$1` holds against its quotas ([`UsageRow`]), for `concat!` (PostgreSQL adds
+/// `FOR UPDATE` when a write is to follow: it locks the app's `app_usage` row alone).
+macro_rules! app_usage_sql {
+    () => {
+        "SELECT app_usage.kv_bytes, app_usage.jobs_enqueued + \
+         (SELECT recorded - removed FROM app_job_counts WHERE app_job_counts.app_id = $1) \
+         AS queued_jobs \
+         FROM app_usage WHERE app_usage.app_id = $1"
+    };
+}
+/// The head of a claim, for `concat!`: common table expressions ending in
+/// `fair (id, turn, due_at)`, the due `pending` jobs the claimer may take, to be taken by turn,
+/// then due time, then id (see [`crate::OutboxStore::claim_jobs`]). The arguments are a query
+/// of the `(app_id, jobs)` pairs the claimer runs now, from the JSON object `$5` (see
+/// [`crate::jobs::running_jobs`]), and the backend's clock; `$4` is the most jobs of one app the claimer may
+/// run at once.
+///
+/// - `walk` takes each app's due jobs in the order they fell due, at most `$4` of them, one
+///   index seek each from the one before (`(due_at, id) >` the previous): a claim costs the
+///   apps times `$4` seeks however long any app's backlog is. (PostgreSQL has `LATERAL` for
+///   this, SQLite no correlated `OFFSET`; the walk reads the same on both.)
+/// - An app's n-th job gets the turn n + the jobs the claimer runs of it already; turns from
+///   `$4` on are not taken (the app's share is full), the others go in turn order, and within a
+///   turn the job that fell due first goes first.
+macro_rules! fair_due_jobs {
+    ($running:literal, $($clock:tt)+) => {
+        concat!(
+            "WITH RECURSIVE walk (app_id, id, due_at, turn) AS (",
+            "SELECT apps.id, outbox.id, outbox.due_at, CAST(0 AS BIGINT) FROM apps ",
+            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            "WHERE queued.app_id = apps.id AND queued.status = 'pending' AND queued.due_at <= ",
+            $($clock)+,
+            " ORDER BY queued.due_at, queued.id LIMIT 1) ",
+            "UNION ALL ",
+            "SELECT walk.app_id, outbox.id, outbox.due_at, walk.turn + 1 FROM walk ",
+            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            "WHERE queued.app_id = walk.app_id AND queued.status = 'pending' AND queued.due_at <= ",
+            $($clock)+,
+            " AND (queued.due_at, queued.id) > (walk.due_at, walk.id) ",
+            "ORDER BY queued.due_at, queued.id LIMIT 1) ",
+            "WHERE walk.turn + 1 < $4), ",
+            "running (app_id, jobs) AS (",
+            $running,
+            "), ",
+            "fair (id, turn, due_at) AS (SELECT walk.id, walk.turn + COALESCE(running.jobs, 0), ",
+            "walk.due_at FROM walk LEFT JOIN running ON running.app_id = walk.app_id ",
+            "WHERE walk.turn + COALESCE(running.jobs, 0) < $4)"
+        )
+    };
+}
+
+pub const GET_APP: Sql<'static> = dialects!("SELECT ", app_columns!(), " FROM apps WHERE id = $1");
+pub const GET_APP_BY_SLUG: Sql<'static> =
+    dialects!("SELECT ", app_columns!(), " FROM apps WHERE slug = $1");
+pub const LIST_APPS: Sql<'static> = dialects!(
+    "SELECT ",
+    app_columns!(),
+    " FROM apps WHERE id > $1 ORDER BY id LIMIT $2"
+);
+pub const DELETE_APP: Sql<'static> = Sql::same("DELETE FROM apps WHERE id = $1");
+
+pub const GET_SCRIPT: Sql<'static> =
+    dialects!("SELECT ", script_columns!(), " FROM scripts WHERE id = $1");
+pub const LIST_SCRIPTS: Sql<'static> = dialects!(
+    "SELECT ",
+    script_columns!(),
+    " FROM scripts WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+);
+pub const DELETE_SCRIPT: Sql<'static> = Sql::same("DELETE FROM scripts WHERE id = $1");
+
+pub const GET_ROUTE: Sql<'static> =
+    dialects!("SELECT ", route_columns!(), " FROM routes WHERE id = $1");
+pub const LIST_ROUTES: Sql<'static> = dialects!(
+    "SELECT ",
+    route_columns!(),
+    " FROM routes WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+);
+pub const LIST_ROUTES_OF_SCRIPT: Sql<'static> = dialects!(
+    "SELECT ",
+    route_columns!(),
+    " FROM routes WHERE script_id = $1 ORDER BY id"
+);
+pub const DELETE_ROUTE: Sql<'static> = Sql::same("DELETE FROM routes WHERE id = $1");
+/// Every route (of the app `$1`, or of all apps when `$1` is NULL) with its app's slug and
+/// error setting and its script's current version, in creation order.
+pub const ROUTING_ENTRIES: Sql<'static> = Sql::same("\
+    SELECT routes.id, routes.app_id, routes.script_id, routes.method, routes.path, \
+           routes.dispatch_mode, routes.keep_headers, routes.created_at, \
+           apps.slug AS app_slug, apps.expose_errors AS app_expose_errors, scripts.name AS script_name, scripts.kind AS script_kind, \
+           scripts.updated_at AS script_updated_at, scripts.source AS script_source \
+    FROM routes \
+    JOIN apps ON apps.id = routes.app_id \
+    JOIN scripts ON scripts.id = routes.script_id \
+    WHERE $1 IS NULL OR routes.app_id = $1 \
+    ORDER BY routes.id");
+
+pub const GET_USER: Sql<'static> =
+    dialects!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+pub const USER_CREDENTIALS: Sql<'static> = dialects!(
+    "SELECT ",
+    user_columns!(),
+    ", password_hash FROM users WHERE username = $1"
+);
+pub const COUNT_USERS: Sql<'static> = Sql::same("SELECT COUNT(*) FROM users");
+pub const SET_USER_DISABLED: Sql<'static> = dialects!(
+    "UPDATE users SET disabled = $2 WHERE id = $1 RETURNING ",
+    user_columns!()
+);
+
+pub const DELETE_SESSION: Sql<'static> = Sql::same("DELETE FROM sessions WHERE token_hash = $1");
+pub const DELETE_SESSIONS_OF_USER: Sql<'static> =
+    Sql::same("DELETE FROM sessions WHERE user_id = $1");
+
+pub const LIST_USERS: Sql<'static> = dialects!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+);
+pub const SET_PASSWORD: Sql<'static> = dialects!(
+    "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING ",
+    user_columns!()
+);
+pub const SET_INSTANCE_ADMIN: Sql<'static> = dialects!(
+    "UPDATE users SET is_instance_admin = $2 WHERE id = $1 RETURNING ",
+    user_columns!()
+);
+pub const DELETE_USER: Sql<'static> = Sql::same("DELETE FROM users WHERE id = $1");
+
+/// Inserts or replaces a membership when both the app and the user exist (no row otherwise).
+pub const UPSERT_MEMBERSHIP: Sql<'static> = Sql::same(
+    "\
+    INSERT INTO memberships (app_id, user_id, role) \
+    SELECT apps.id, users.id, $3 FROM apps, users WHERE apps.id = $1 AND users.id = $2 \
+    ON CONFLICT (app_id, user_id) DO UPDATE SET role = excluded.role \
+    RETURNING app_id",
+);
+pub const GET_MEMBERSHIP: Sql<'static> = Sql::same(
+    "\
+    SELECT memberships.app_id, memberships.user_id, users.username, memberships.role, \
+           memberships.created_at \
+    FROM memberships JOIN users ON users.id = memberships.user_id \
+    WHERE memberships.app_id = $1 AND memberships.user_id = $2",
+);
+pub const LIST_MEMBERS: Sql<'static> = Sql::same(
+    "\
+    SELECT memberships.app_id, memberships.user_id, users.username, memberships.role, \
+           memberships.created_at \
+    FROM memberships JOIN users ON users.id = memberships.user_id \
+    WHERE memberships.app_id = $1 ORDER BY users.username",
+);
+pub const MEMBERSHIPS_OF_USER: Sql<'static> =
+    Sql::same("SELECT app_id, role FROM memberships WHERE user_id = $1 ORDER BY app_id");
+pub const DELETE_MEMBERSHIP: Sql<'static> =
+    Sql::same("DELETE FROM memberships WHERE app_id = $1 AND user_id = $2");
+pub const APP_EXISTS: Sql<'static> = Sql::same("SELECT COUNT(*) FROM apps WHERE id = $1");
+
+/// Inserts a key when its user (and its app, when bound) exist; no row otherwise.
+pub const INSERT_API_KEY: Sql<'static> = dialects!(
+    "INSERT INTO api_keys (id, user_id, name, prefix, secret_hash, scopes, app_id, expires_at) ",
+    "SELECT $1, users.id, $3, $4, $5, $6, $7, $8 FROM users WHERE users.id = $2 ",
+    "AND ($7 IS NULL OR EXISTS (SELECT 1 FROM apps WHERE apps.id = $7)) ",
+    "RETURNING ",
+    api_key_columns!()
+);
+pub const USER_EXISTS: Sql<'static> = Sql::same("SELECT COUNT(*) FROM users WHERE id = $1");
+pub const GET_API_KEY: Sql<'static> = dialects!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE id = $1"
+);
+pub const LIST_API_KEYS: Sql<'static> = dialects!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE $1 IS NULL OR user_id = $1 ORDER BY id"
+);
+pub const REVOKE_API_KEY: Sql<'static> =
+    Sql::same("UPDATE api_keys SET revoked = TRUE WHERE id = $1 AND revoked = FALSE");
+
+/// What `delete_script` must refuse for: the routes and the triggers pointing at `$1`.
+pub const COUNT_TARGETS_OF_SCRIPT: Sql<'static> = Sql::same(
+    "\
+    SELECT (SELECT COUNT(*) FROM routes WHERE script_id = $1), \
+           (SELECT COUNT(*) FROM triggers WHERE script_id = $1)",
+);
+/// See [`RouteStore::routing_fingerprint`](crate::RouteStore::routing_fingerprint) and
+/// [`super::FingerprintRow`].
+pub const ROUTING_FINGERPRINT: Sql<'static> = Sql::same(
+    "\
+    SELECT (SELECT COUNT(*) FROM apps) AS apps, \
+           (SELECT COALESCE(MAX(id), '') FROM apps) AS last_app, \
+           (SELECT CAST(COALESCE(SUM(updated_at - created_at), 0) AS BIGINT) FROM apps) \
+               AS app_versions, \
+           (SELECT COUNT(*) FROM routes) AS routes, \
+           (SELECT COALESCE(MAX(id), '') FROM routes) AS last_route, \
+           (SELECT CAST(COALESCE(SUM(updated_at - created_at), 0) AS BIGINT) FROM scripts) \
+               AS script_versions",
+);
+
+/// The rows that count an app's usage, made with the app.
+pub const INSERT_APP_USAGE: Sql<'static> = Sql::same("INSERT INTO app_usage (app_id) VALUES ($1)");
+pub const INSERT_APP_JOB_COUNTS: Sql<'static> =
+    Sql::same("INSERT INTO app_job_counts (app_id) VALUES ($1)");
+pub const APP_USAGE: Sql<'static> = dialects!(app_usage_sql!());
+/// Counts what a data write of the app `$1` changed: `$2` KV bytes (negative: freed) and `$3`
+/// jobs it enqueued.
+pub const COUNT_WRITE: Sql<'static> = Sql::same(
+    "UPDATE app_usage \
+    SET kv_bytes = kv_bytes + $2, jobs_enqueued = jobs_enqueued + $3 WHERE app_id = $1",
+);
+/// Counts the async jobs of the app `$1` that the outbox's own writes recorded (`$2`) and
+/// removed (`$3`).
+pub const COUNT_JOBS: Sql<'static> = Sql::same(
+    "UPDATE app_job_counts \
+    SET recorded = recorded + $2, removed = removed + $3 WHERE app_id = $1",
+);
+
+pub const GET_KV: Sql<'static> = Sql::same(
+    "SELECT CAST(value AS TEXT) FROM kv_entries \
+    WHERE app_id = $1 AND collection = $2 AND key = $3",
+);
+pub const COUNT_KV: Sql<'static> =
+    Sql::same("SELECT COUNT(*) FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3");
+/// Deletes an entry, returning the value it had and its size.
+pub const DELETE_KV: Sql<'static> = Sql::same(
+    "DELETE FROM kv_entries \
+    WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING CAST(value AS TEXT), size",
+);
+/// The KV triggers of the app `$1` on the collection `$2`; the store matches the key prefix
+/// and the operation.
+pub const KV_TRIGGERS: Sql<'static> = dialects!(kv_triggers_sql!());
+/// The scripts of the dead-letter triggers of the app `$1`.
+pub const DEAD_LETTER_TRIGGER_SCRIPTS: Sql<'static> = Sql::same(
+    "\
+    SELECT triggers.script_id \
+    FROM triggers \
+    JOIN dead_letter_trigger_details ON dead_letter_trigger_details.trigger_id = triggers.id \
+    WHERE triggers.app_id = $1 ORDER BY triggers.id",
+);
+
+pub const INSERT_KV_TRIGGER_DETAILS: Sql<'static> = Sql::same(
+    "INSERT INTO kv_trigger_details \
+    (trigger_id, collection, key_prefix, ops) VALUES ($1, $2, $3, $4)",
+);
+pub const INSERT_DEAD_LETTER_TRIGGER_DETAILS: Sql<'static> =
+    Sql::same("INSERT INTO dead_letter_trigger_details (trigger_id) VALUES ($1)");
+pub const GET_TRIGGER: Sql<'static> = dialects!(
+    "SELECT ",
+    trigger_columns!(),
+    " FROM triggers LEFT JOIN kv_trigger_details ",
+    "ON kv_trigger_details.trigger_id = triggers.id WHERE triggers.id = $1"
+);
+pub const LIST_TRIGGERS: Sql<'static> = dialects!(
+    "SELECT ",
+    trigger_columns!(),
+    " FROM triggers LEFT JOIN kv_trigger_details ",
+    "ON kv_trigger_details.trigger_id = triggers.id ",
+    "WHERE triggers.app_id = $1 AND triggers.id > $2 ORDER BY triggers.id LIMIT $3"
+);
+pub const DELETE_TRIGGER: Sql<'static> = Sql::same("DELETE FROM triggers WHERE id = $1");
+
+/// Deletes the attempt `($1, $2)` of a job (fenced), returning the row.
+pub const DELETE_JOB: Sql<'static> = dialects!(
+    "DELETE FROM outbox WHERE id = $1 AND attempt = $2 RETURNING ",
+    job_columns!()
+);
+pub const OUTBOX_DEPTH: Sql<'static> = Sql::same(
+    "\
+    SELECT COUNT(*) FILTER (WHERE status = 'pending'), \
+           COUNT(*) FILTER (WHERE status = 'running') \
+    FROM outbox",
+);
+
+pub const GET_DEAD_LETTER: Sql<'static> = dialects!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE id = $1"
+);
+/// Dead letters of the app `$1` before the id `$2`, newest first, at most `$3`; only those
+/// of the script `$4` unless it is NULL, and only resolved (`$5` true) or unresolved ones
+/// (false) unless it is NULL.
+pub const LIST_DEAD_LETTERS: Sql<'static> = dialects!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE app_id = $1 AND id < $2 ",
+    "AND ($4 IS NULL OR script_id = $4) ",
+    "AND ($5 IS NULL OR (resolved_at IS NOT NULL) = $5) ",
+    "ORDER BY id DESC LIMIT $3"
+);
+pub const COUNT_UNRESOLVED_DEAD_LETTERS: Sql<'static> =
+    Sql::same("SELECT COUNT(*) FROM dead_letters WHERE app_id = $1 AND resolved_at IS NULL");
+/// Abandoned executions of the app `$1` before the id `$2`, newest first, at most `$3`.
+pub const LIST_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
+    "SELECT ",
+    abandoned_columns!(),
+    " FROM abandoned_executions WHERE app_id = $1 AND execution_id < $2 ",
+    "ORDER BY execution_id DESC LIMIT $3"
+);
+
+pub const PING: Sql<'static> = Sql::same("SELECT CAST(1 AS BIGINT)");
+
+pub const CREATE_APP: Sql<'static> = dialects!(
+    "INSERT INTO apps (id, slug, name, expose_errors, created_at, updated_at) ",
+    "SELECT $1, $2, $3, $4, clock.now, clock.now FROM (SELECT ",
+    now!(),
+    " AS now) AS clock RETURNING ",
+    app_columns!()
+);
+/// `updated_at + 1`: every change is a new version, which the routing fingerprint sees.
+pub const UPDATE_APP: Sql<'static> = dialects!(
+    "UPDATE apps SET slug = COALESCE($2, slug), name = COALESCE($3, name), ",
+    "expose_errors = COALESCE($4, expose_errors), updated_at = ",
+    greatest!(),
+    "(",
+    now!(),
+    ", updated_at + 1) WHERE id = $1 RETURNING ",
+    app_columns!()
+);
+
+/// Selecting from apps makes a missing app "no row" rather than a foreign-key error.
+pub const CREATE_SCRIPT: Sql<'static> = dialects!(
+    "INSERT INTO scripts (id, app_id, name, kind, source, created_at, updated_at) ",
+    "SELECT $1, apps.id, $3, $4, $5, clock.now, clock.now FROM apps, (SELECT ",
+    now!(),
+    " AS now) AS clock WHERE apps.id = $2 RETURNING ",
+    script_columns!()
+);
+/// `updated_at + 1`: two updates within one millisecond still get distinct versions.
+pub const UPDATE_SCRIPT: Sql<'static> = dialects!(
+    "UPDATE scripts SET name = COALESCE($2, name), kind = COALESCE($3, kind), ",
+    "source = COALESCE($4, source), updated_at = ",
+    greatest!(),
+    "(",
+    now!(),
+    ", updated_at + 1) WHERE id = $1 RETURNING ",
+    script_columns!()
+);
+/// Locks the script `$1` until `delete_script`'s transaction ends. On PostgreSQL the row lock
+/// conflicts with the key-share lock a new route or trigger takes on its script, so none can
+/// appear between the count and the delete; SQLite's `BEGIN IMMEDIATE` holds the write lock
+/// already.
+pub const LOCK_SCRIPT: Sql<'static> =
+    dialects!("SELECT id FROM scripts WHERE id = $1", for_update!());
+
+/// The script must exist in the route's app: a route never crosses apps.
+pub const CREATE_ROUTE: Sql<'static> = dialects!(
+    "INSERT INTO routes (id, app_id, script_id, method, path, dispatch_mode, keep_headers, ",
+    "created_at) SELECT $1, scripts.app_id, scripts.id, $4, $5, $6, $7, ",
+    now!(),
+    " FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2 RETURNING ",
+    route_columns!()
+);
+
+pub const CREATE_USER: Sql<'static> = dialects!(
+    "INSERT INTO users (id, username, password_hash, is_instance_admin, disabled, created_at) ",
+    "VALUES ($1, $2, $3, $4, FALSE, ",
+    now!(),
+    ") RETURNING ",
+    user_columns!()
+);
+
+pub const CREATE_SESSION: Sql<'static> = dialects!(
+    "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) ",
+    "SELECT $1, users.id, clock.now, clock.now + $3 FROM users, (SELECT ",
+    now!(),
+    " AS now) AS clock WHERE users.id = $2 RETURNING expires_at"
+);
+pub const SESSION_USER: Sql<'static> = dialects!(
+    "SELECT users.id, users.username, users.is_instance_admin, users.disabled, ",
+    "users.created_at FROM sessions JOIN users ON users.id = sessions.user_id ",
+    "WHERE sessions.token_hash = $1 AND sessions.expires_at > ",
+    now!(),
+    " AND users.disabled = FALSE"
+);
+pub const DELETE_EXPIRED_SESSIONS: Sql<'static> =
+    dialects!("DELETE FROM sessions WHERE expires_at <= ", now!());
+
+pub const API_KEY_CREDENTIALS: Sql<'static> = dialects!(
+    "SELECT ",
+    api_key_columns!(),
+    ", secret_hash FROM api_keys WHERE prefix = $1 AND revoked = FALSE ",
+    "AND (expires_at IS NULL OR expires_at > ",
+    now!(),
+    ")"
+);
+pub const TOUCH_API_KEY: Sql<'static> = dialects!(
+    "UPDATE api_keys SET last_used_at = ",
+    now!(),
+    " WHERE id = $1"
+);
+
+/// The script must exist in the trigger's app: a trigger never crosses apps.
+pub const CREATE_TRIGGER: Sql<'static> = dialects!(
+    "INSERT INTO triggers (id, app_id, script_id, kind, created_at) ",
+    "SELECT $1, scripts.app_id, scripts.id, $4, ",
+    now!(),
+    " FROM scripts WHERE scripts.id = $3 AND scripts.app_id = $2"
+);
+
+/// The head of every insert of new jobs into the outbox, for `concat!`: the columns they fill.
+macro_rules! insert_into_outbox {
+    () => {
+        concat!(
+            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, ",
+            "trigger_depth, status, attempt, owner, lease_until, due_at, created_at) "
+        )
+    };
+}
+/// The outbox insert after the `job` rows of [`crate::jobs::insert_jobs`]: a job of an app that
+/// no longer exists is skipped.
+pub const INSERT_FROM_JOB: Sql<'static> = dialects!(
+    insert_into_outbox!(),
+    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload",
+    jsonb!(),
+    ", job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
+    "clock.now, clock.now ",
+    "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
+    now!(),
+    " AS now) AS clock"
+);
+
+pub const RETRY_JOB: Sql<'static> = dialects!(
+    "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, due_at = ",
+    now!(),
+    " + $3, last_error = $4 WHERE id = $1 AND attempt = $2"
+);
+pub const RELEASE_JOBS: Sql<'static> = dialects!(
+    "UPDATE outbox SET status = 'pending', owner = NULL, lease_until = NULL, due_at = ",
+    now!(),
+    " WHERE status = 'running' AND owner = $1"
+);
+pub const INSERT_ABANDONED: Sql<'static> = dialects!(
+    "INSERT INTO abandoned_executions (execution_id, app_id, script_id, reason, created_at) ",
+    "VALUES ($1, $2, $3, $4, ",
+    now!(),
+    ")"
+);
+pub const INSERT_DEAD_LETTER: Sql<'static> = dialects!(
+    "INSERT INTO dead_letters (id, app_id, script_id, execution_id, source_kind, mode, ",
+    "payload, error, attempts, trigger_depth, created_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7",
+    jsonb!(),
+    ", $8, $9, $10, ",
+    now!(),
+    ") RETURNING ",
+    dead_letter_columns!()
+);
+/// Marks the open dead letter `$1` handler_failed, keeping the handler's error `$2`.
+pub const DEAD_LETTER_HANDLER_FAILED: Sql<'static> = dialects!(
+    "UPDATE dead_letters SET resolution = 'handler_failed', resolved_at = ",
+    now!(),
+    ", handler_error = $2 WHERE id = $1 AND resolved_at IS NULL"
+);
+/// Closes an open dead letter as `$2`, returning it; no row when it is closed already.
+pub const CLOSE_DEAD_LETTER: Sql<'static> = dialects!(
+    "UPDATE dead_letters SET resolution = $2, resolved_at = ",
+    now!(),
+    " WHERE id = $1 AND resolved_at IS NULL RETURNING ",
+    dead_letter_columns!()
+);
+/// [`GET_DEAD_LETTER`], its row locked on PostgreSQL: a concurrent replay or resolve waits,
+/// then finds it closed.
+pub const LOCK_DEAD_LETTER: Sql<'static> = dialects!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE id = $1",
+    for_update!()
+);
+/// Enqueues the dead letter `$1`'s job again as the execution `$2`: async, pending, due now.
+pub const REPLAY_DEAD_LETTER: Sql<'static> = dialects!(
+    "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, trigger_depth, ",
+    "status, attempt, due_at, created_at) ",
+    "SELECT $2, app_id, script_id, 'async', source_kind, payload, trigger_depth, ",
+    "'pending', 0, clock.now, clock.now FROM dead_letters, (SELECT ",
+    now!(),
+    " AS now) AS clock WHERE id = $1"
+);
+/// [`APP_USAGE`] with the app's `app_usage` row locked on PostgreSQL until the transaction ends:
+/// concurrent writes of one app (on any node) count one after another, so the quotas hold
+/// exactly. Taken last before a commit, to hold the lock briefly.
+pub const LOCK_APP_USAGE: Sql<'static> = dialects!(app_usage_sql!(), for_update!());
+
+/// Deletes up to `$2` dead letters older than `$1` ms. Nodes sweeping at once delete different
+/// rows instead of waiting (PostgreSQL's SKIP LOCKED).
+pub const SWEEP_DEAD_LETTERS: Sql<'static> = dialects!(
+    "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE created_at < ",
+    clock!(),
+    " - $1 ORDER BY created_at LIMIT $2",
+    skip_locked!(),
+    ")"
+);
+/// [`SWEEP_DEAD_LETTERS`] for abandoned executions.
+pub const SWEEP_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
+    "DELETE FROM abandoned_executions WHERE execution_id IN (SELECT execution_id ",
+    "FROM abandoned_executions WHERE created_at < ",
+    clock!(),
+    " - $1 ORDER BY created_at LIMIT $2",
+    skip_locked!(),
+    ")"
+);
+
+pub(crate) use {
+    app_usage_sql, fair_due_jobs, insert_into_outbox, job_columns, job_value_columns,
+    kv_triggers_sql,
+};
