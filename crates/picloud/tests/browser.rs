@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use picloud_store::Backend;
 use picloud_test_support::binary::{Database, Process};
 use picloud_test_support::http::{metric, Admin};
-use picloud_test_support::ADMIN_PASSWORD;
+use picloud_test_support::{in_ci, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -37,9 +37,8 @@ impl Chromium {
         let path =
             std::env::var("PICLOUD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         if !std::path::Path::new(&path).exists() {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
             assert!(
-                !in_ci,
+                !in_ci(),
                 "CI needs Chromium at {path} (Debian's chromium package) for the browser tests"
             );
             eprintln!("skipping a browser test: no Chromium at {path}");
