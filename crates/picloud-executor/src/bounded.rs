@@ -1,6 +1,7 @@
 //! Sizes, bounded where they are built. Rhai's own size limits re-measure a whole array or map
 //! after every change to it — every `push` walks the array, every `remove` the map — which made
-//! a script that builds data ~40× slower than on a bare engine. The engine is built without them:
+//! a script that builds data many times slower than on a bare engine (bench/RESULTS.md,
+//! `--script-speed`). The engine is built without them:
 //! what a script holds in all is bounded by the memory budget ([`crate::memory`]), counted where
 //! it is allocated, and the stack by a size fitted to that budget
 //! ([`crate::engine::worker_stack_size`]).

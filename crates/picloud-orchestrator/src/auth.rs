@@ -36,8 +36,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::api_keys;
+use crate::config::ThrottleConfig;
 use crate::error::{ServiceError, ServiceResult};
-use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::throttle::LoginThrottle;
 
 /// The name of the user the first start creates.
 pub const INSTANCE_ADMIN: &str = "admin";

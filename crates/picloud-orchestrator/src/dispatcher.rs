@@ -25,87 +25,12 @@ use parking_lot::Mutex;
 use picloud_core::exec::{AppRef, ExecError, ExecRequest, HttpRequest, ScriptRef};
 use picloud_core::{AppId, Authority, DeadLetterId, JobMode, JobPayload, TriggerEvent};
 use picloud_store::{ClaimedJob, JobAttempt, Lease, NewJob, Store, StoreError};
-use rand::Rng;
 use tokio::sync::{watch, Notify};
 
+use crate::config::{DispatchConfig, JobConfig};
 use crate::inbox::{Delivery, InboxRegistry};
-use crate::recorder::{RecordError, Recorder};
+use crate::recorder::{Durability, RecordError, Recorder};
 use crate::runner::{Patience, Ran, Runner};
-
-/// Triggers, retries and retention (the changelog's `TriggerConfig`; every field has a
-/// `PICLOUD_*` variable in the binary).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerConfig {
-    /// A triggered run deeper than this is skipped and logged, not dead-lettered: it is a loop.
-    /// `PICLOUD_MAX_TRIGGER_DEPTH`.
-    pub max_trigger_depth: u32,
-    /// Attempts of an async job before it is dead-lettered. `PICLOUD_TRIGGER_RETRY_MAX_ATTEMPTS`.
-    pub retry_max_attempts: u32,
-    /// The delay before the second attempt; it doubles each time. `PICLOUD_TRIGGER_RETRY_BASE_MS`.
-    pub retry_base_ms: u64,
-    /// The longest delay between attempts. `PICLOUD_TRIGGER_RETRY_MAX_MS`.
-    pub retry_max_ms: u64,
-    /// `PICLOUD_DEAD_LETTER_RETENTION_DAYS`.
-    pub dead_letter_retention_days: u32,
-    /// `PICLOUD_ABANDONED_EXECUTIONS_RETENTION_DAYS`.
-    pub abandoned_executions_retention_days: u32,
-}
-
-impl Default for TriggerConfig {
-    fn default() -> Self {
-        Self {
-            max_trigger_depth: 8,
-            retry_max_attempts: 5,
-            retry_base_ms: 1_000,
-            retry_max_ms: 300_000,
-            dead_letter_retention_days: 30,
-            abandoned_executions_retention_days: 7,
-        }
-    }
-}
-
-impl TriggerConfig {
-    /// The delay after failed attempt `attempt` (1-based): base · 2^(attempt−1), at most the
-    /// maximum, then ±20 % jitter so jobs that failed together do not retry together.
-    pub fn backoff_ms(&self, attempt: u32) -> u64 {
-        let exponent = attempt.saturating_sub(1).min(32);
-        let delay = self
-            .retry_base_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.retry_max_ms);
-        let jitter = rand::thread_rng().gen_range(0.8..=1.2);
-        (delay as f64 * jitter).round() as u64
-    }
-}
-
-/// How the outbox is worked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxConfig {
-    /// How long a claim holds before another node may take the job. `PICLOUD_OUTBOX_LEASE_MS`.
-    pub lease_ms: u64,
-    /// How often due jobs are looked for without a wake-up (jobs of other nodes, retries coming
-    /// due). `PICLOUD_OUTBOX_POLL_MS`.
-    pub poll_ms: u64,
-    /// How long a sync caller waits for its outcome before `504`. `PICLOUD_SYNC_WAIT_MS`.
-    pub sync_wait_ms: u64,
-    /// How often the retention sweepers run. `PICLOUD_SWEEP_INTERVAL_SECS`.
-    pub sweep_interval_secs: u64,
-    /// How often the route index checks for changes made by other nodes.
-    /// `PICLOUD_ROUTE_REFRESH_MS`.
-    pub route_refresh_ms: u64,
-}
-
-impl Default for OutboxConfig {
-    fn default() -> Self {
-        Self {
-            lease_ms: 30_000,
-            poll_ms: 500,
-            sync_wait_ms: 30_000,
-            sweep_interval_secs: 3_600,
-            route_refresh_ms: 1_000,
-        }
-    }
-}
 
 /// What came of a sync request.
 #[derive(Debug)]
@@ -149,8 +74,8 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     /// This process's claims carry it; unique per start.
     owner: String,
-    triggers: TriggerConfig,
-    config: OutboxConfig,
+    jobs: JobConfig,
+    config: DispatchConfig,
     /// Attempts running now, whose leases the heartbeat extends.
     in_flight: Mutex<HashSet<JobAttempt>>,
     /// Claimed (not sync) jobs running now, per app: the dispatcher claims no more than the gate
@@ -164,8 +89,8 @@ impl Dispatcher {
         runner: Runner,
         recorder: Recorder,
         wake: Arc<Notify>,
-        triggers: TriggerConfig,
-        config: OutboxConfig,
+        jobs: JobConfig,
+        config: DispatchConfig,
     ) -> Self {
         Self {
             store,
@@ -174,7 +99,7 @@ impl Dispatcher {
             inbox: InboxRegistry::new(),
             wake,
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
-            triggers,
+            jobs,
             config,
             in_flight: Mutex::new(HashSet::new()),
             claimed: Mutex::new(HashMap::new()),
@@ -186,8 +111,8 @@ impl Dispatcher {
         &self.owner
     }
 
-    pub fn triggers(&self) -> &TriggerConfig {
-        &self.triggers
+    pub fn jobs(&self) -> &JobConfig {
+        &self.jobs
     }
 
     pub fn inbox(&self) -> &InboxRegistry {
@@ -223,7 +148,7 @@ impl Dispatcher {
             trigger_depth: 0,
             claimed: Some(self.lease()),
         };
-        if let Err(err) = self.recorder.enqueue(job, false).await {
+        if let Err(err) = self.recorder.enqueue(job, Durability::Committed).await {
             return SyncOutcome::NotRecorded(err);
         }
         let attempt = JobAttempt { id, attempt: 1 };
@@ -291,7 +216,7 @@ impl Dispatcher {
                 .admit(0, 1, self.store.quotas())
                 .map_err(RecordError::OverLimit)?;
         }
-        self.recorder.enqueue(job, true).await?;
+        self.recorder.enqueue(job, Durability::OnDisk).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -370,11 +295,11 @@ impl Dispatcher {
                 Err(err) => self.interrupted(err),
             };
         }
-        if job.trigger_depth > self.triggers.max_trigger_depth {
+        if job.trigger_depth > self.jobs.max_trigger_depth {
             tracing::warn!(
                 script_id = %job.script_id,
                 depth = job.trigger_depth,
-                limit = self.triggers.max_trigger_depth,
+                limit = self.jobs.max_trigger_depth,
                 "a triggered run is deeper than the trigger-depth limit and was skipped; \
                  a trigger's script probably writes what triggers it"
             );
@@ -389,7 +314,11 @@ impl Dispatcher {
             }
             Err(Missing::Script) => {
                 return self
-                    .failed(&job, "the script no longer exists".to_owned(), true)
+                    .failed(
+                        &job,
+                        "the script no longer exists".to_owned(),
+                        Failure::Final,
+                    )
                     .await
             }
             Err(Missing::Store(err)) => return self.interrupted(err),
@@ -400,7 +329,10 @@ impl Dispatcher {
                     self.recorder.finished(attempt);
                     Attempt::Succeeded
                 }
-                Err(error) => self.failed(&job, describe(&error), false).await,
+                Err(error) => {
+                    self.failed(&job, describe(&error), Failure::Retryable)
+                        .await
+                }
             },
             // The patient gate only refuses when closed, at shutdown: leave it to the lease.
             Ran::Overloaded(_) => Attempt::Interrupted,
@@ -448,8 +380,8 @@ impl Dispatcher {
     }
 
     /// A failed attempt: the recursion stop for dead-letter handlers, else a retry while
-    /// attempts remain (unless `final_failure`), else a dead letter.
-    async fn failed(&self, job: &ClaimedJob, error: String, final_failure: bool) -> Attempt {
+    /// attempts remain (unless the failure is final), else a dead letter.
+    async fn failed(&self, job: &ClaimedJob, error: String, failure: Failure) -> Attempt {
         let attempt = job.attempt_ref();
         if let Some(dead_letter) = job.payload.handled_dead_letter() {
             tracing::warn!(%dead_letter, "a dead-letter handler failed: {error}");
@@ -463,8 +395,8 @@ impl Dispatcher {
                 Err(err) => self.interrupted(err),
             };
         }
-        if !final_failure && job.attempt < self.triggers.retry_max_attempts {
-            let delay = Duration::from_millis(self.triggers.backoff_ms(job.attempt));
+        if failure == Failure::Retryable && job.attempt < self.jobs.retry_max_attempts {
+            let delay = Duration::from_millis(self.jobs.backoff_ms(job.attempt));
             tracing::info!(
                 retry_in_ms = delay.as_millis() as u64,
                 "job attempt failed: {error}"
@@ -499,9 +431,9 @@ impl Dispatcher {
     }
 
     /// Works the outbox until `shutdown`: claims on every wake-up and every poll interval, keeps
-    /// the leases of running jobs alive. At shutdown it stops claiming, waits up to `grace` for
+    /// the leases of running jobs alive. At shutdown it stops claiming, waits up to [`DispatchConfig::shutdown_grace_ms`] for
     /// running jobs, and hands back the rows it still holds.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut failing = false;
@@ -530,7 +462,8 @@ impl Dispatcher {
                 _ = shutdown.changed() => break,
             }
         }
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.shutdown_grace_ms);
         while !self.in_flight.lock().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -564,6 +497,15 @@ impl Dispatcher {
     }
 }
 
+/// Whether a failed attempt may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The script failed: retried while attempts remain.
+    Retryable,
+    /// Nothing another attempt could change (the script is gone): dead-lettered at once.
+    Final,
+}
+
 enum Missing {
     Script,
     Store(StoreError),
@@ -578,35 +520,5 @@ fn describe(error: &ExecError) -> String {
             error.message
         ),
         _ => format!("{}: {}", error.kind.as_str(), error.message),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_with_bounded_jitter() {
-        let config = TriggerConfig {
-            retry_base_ms: 100,
-            retry_max_ms: 1_000,
-            ..TriggerConfig::default()
-        };
-        for (attempt, nominal) in [
-            (1, 100.0),
-            (2, 200.0),
-            (3, 400.0),
-            (4, 800.0),
-            (5, 1_000.0),
-            (40, 1_000.0),
-        ] {
-            for _ in 0..50 {
-                let delay = config.backoff_ms(attempt) as f64;
-                assert!(
-                    delay >= nominal * 0.8 - 1.0 && delay <= nominal * 1.2 + 1.0,
-                    "attempt {attempt}: {delay} ms is within ±20 % of {nominal} ms"
-                );
-            }
-        }
     }
 }

@@ -11,7 +11,7 @@
 //! | [`triggers`], [`dead_letters`] | the services: trigger rules; listing, replaying and resolving dead letters |
 //! | [`gate`] | the execution gate: N permits, at most a share of them for one app, a bounded wait, then `Overloaded` |
 //! | [`invoke`] | a public request: lookup, then a sync run or an async `202` (its payload redacted) through the dispatcher; how much of a failure the caller sees |
-//! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters, [`TriggerConfig`] |
+//! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters |
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
 //! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
 //! | [`runner`] | one execution: gate, executor, metrics and log lines |
@@ -25,6 +25,7 @@
 pub mod api_keys;
 pub mod apps;
 pub mod auth;
+pub mod config;
 pub mod dead_letters;
 pub mod dispatcher;
 pub mod error;
@@ -57,8 +58,12 @@ use tokio::task::JoinHandle;
 pub use crate::api_keys::{ApiKeyService, CreatedApiKey, NewApiKeyInput};
 pub use crate::apps::{AppChanges, AppService};
 pub use crate::auth::{Auth, Login, PasswordPolicy};
+pub use crate::config::{
+    DispatchConfig, JobConfig, PlatformConfig, RetentionConfig, ThrottleConfig,
+    DEFAULT_GATE_APP_SHARE_PERCENT,
+};
 pub use crate::dead_letters::{DeadLetterService, Replayed};
-pub use crate::dispatcher::{Attempt, Dispatcher, OutboxConfig, TriggerConfig};
+pub use crate::dispatcher::{Attempt, Dispatcher};
 pub use crate::error::{ServiceError, ServiceResult};
 pub use crate::gate::{Gate, Refusal};
 pub use crate::index::{Lookup, RouteIndex};
@@ -67,60 +72,12 @@ pub use crate::members::MemberService;
 pub use crate::metrics::{Metrics, RequestKind};
 pub use crate::routes::{NewRouteInput, RouteService};
 pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, TestRun, MAX_SOURCE_BYTES};
-pub use crate::throttle::ThrottleConfig;
 pub use crate::triggers::{NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
 pub use picloud_store::{
     AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRequest,
 };
-
-/// The platform's own settings (the sandbox's are the executor's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlatformConfig {
-    /// Executions running at once (by default as many as the local executor has threads).
-    pub gate_size: usize,
-    /// The percentage of `gate_size` one app may hold at once (at least one execution).
-    pub gate_app_share_percent: u8,
-    /// How long a request waits at a full gate before it is refused.
-    pub gate_wait_ms: u64,
-    /// How long a login session lasts.
-    pub session_ttl_ms: i64,
-    /// The slowdown of repeated failed logins.
-    pub login_throttle: ThrottleConfig,
-    /// What every password that is set must be.
-    pub password_policy: PasswordPolicy,
-    pub triggers: TriggerConfig,
-    pub outbox: OutboxConfig,
-    /// The request headers async jobs do not store (`PICLOUD_REDACTED_HEADERS` adds to the
-    /// defaults).
-    pub redacted_headers: RedactedHeaders,
-}
-
-impl Default for PlatformConfig {
-    fn default() -> Self {
-        Self {
-            gate_size: picloud_executor::default_threads(),
-            gate_app_share_percent: DEFAULT_GATE_APP_SHARE_PERCENT,
-            gate_wait_ms: 1_000,
-            session_ttl_ms: 24 * 3_600_000,
-            login_throttle: ThrottleConfig::default(),
-            password_policy: PasswordPolicy::default(),
-            triggers: TriggerConfig::default(),
-            outbox: OutboxConfig::default(),
-            redacted_headers: RedactedHeaders::default(),
-        }
-    }
-}
-
-/// The share of the gate one app may hold by default, in percent: three quarters. A runaway or
-/// hostile app leaves a quarter of the executions to the others (2 of 8 on 2 cores), and a quick
-/// request holds its permit for microseconds, so they keep being answered. One app alone keeps
-/// most of the gate: what a smaller share takes from it is the overlap of scripts that wait on
-/// data calls, and its async jobs are claimed at most a share at a time (a half cost the lone
-/// app of the `kv` and `async` benchmarks about a fifth more than three quarters did;
-/// bench/RESULTS.md). Two busy apps fill the gate: the share bounds one bad tenant, not several.
-pub const DEFAULT_GATE_APP_SHARE_PERCENT: u8 = 75;
 
 /// A local executor whose scripts reach the data through `store`; a write that enqueues jobs
 /// notifies `wake` (the dispatcher's, passed to [`Platform::start`]).
@@ -141,6 +98,19 @@ pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum Readiness {
     Ready,
     NotReady { reason: String },
+}
+
+/// Where scripts run, for [`Platform::start`].
+pub enum Executors {
+    /// In this process: the local executor runs them, checks sources when they are saved and
+    /// writes the scripts' log lines itself.
+    Local(Arc<LocalExecutorClient>),
+    /// In a remote executor (`PICLOUD_EXECUTOR_URL`). `local` still checks sources when they are
+    /// saved; the log lines that come back with each outcome are logged here.
+    Remote {
+        executor: Arc<dyn ExecutorClient>,
+        local: Arc<LocalExecutorClient>,
+    },
 }
 
 /// Everything the HTTP layer needs, cheap to clone.
@@ -182,20 +152,16 @@ impl Platform {
     ) -> Result<Platform, ServiceError> {
         let wake = Arc::new(Notify::new());
         let local = local_executor(store.clone(), executor, wake.clone());
-        Self::start(store, local.clone(), local, config, wake).await
+        Self::start(store, Executors::Local(local), config, wake).await
     }
 
     /// Loads the route index from `store` (which must be migrated), wires the services and
     /// starts the outbox writer's thread and the background tasks: the dispatcher, the
-    /// route-index follower and the sweepers. `executor` runs scripts; `validator` checks sources at save time (the
-    /// local executor, even when scripts run in a remote one). When both are the same local
-    /// client, it writes the scripts' log lines itself; otherwise the lines that come back are
-    /// logged here. `wake` is notified when something outside the platform (a script's KV write)
-    /// enqueued jobs.
+    /// route-index follower and the sweepers. `executors` says where scripts run. `wake` is
+    /// notified when something outside the platform (a script's KV write) enqueued jobs.
     pub async fn start(
         store: Arc<dyn Store>,
-        executor: Arc<dyn ExecutorClient>,
-        validator: Arc<dyn ScriptValidator>,
+        executors: Executors,
         config: PlatformConfig,
         wake: Arc<Notify>,
     ) -> Result<Platform, ServiceError> {
@@ -207,16 +173,15 @@ impl Platform {
             Duration::from_millis(config.gate_wait_ms),
             metrics.clone(),
         ));
-        // The local executor emits script log lines itself, in this process; it is the local one
-        // when the binary passes the same client as executor and validator.
-        let local = std::ptr::eq(
-            Arc::as_ptr(&executor) as *const (),
-            Arc::as_ptr(&validator) as *const (),
-        );
-        let script_logs = if local {
-            runner::ScriptLogs::EmittedByExecutor
-        } else {
-            runner::ScriptLogs::Relay
+        let (executor, validator, script_logs): (
+            Arc<dyn ExecutorClient>,
+            Arc<dyn ScriptValidator>,
+            _,
+        ) = match executors {
+            Executors::Local(local) => {
+                (local.clone(), local, runner::ScriptLogs::EmittedByExecutor)
+            }
+            Executors::Remote { executor, local } => (executor, local, runner::ScriptLogs::Relay),
         };
         let (stop, stopped) = watch::channel(false);
         // The writer stops last, so the outcomes of jobs finishing during shutdown are written.
@@ -230,23 +195,19 @@ impl Platform {
             runner,
             recorder,
             wake.clone(),
-            config.triggers.clone(),
-            config.outbox.clone(),
+            config.jobs.clone(),
+            config.dispatch.clone(),
         ));
         let tasks = vec![
-            tokio::spawn(dispatcher.clone().run(
-                stopped.clone(),
-                Duration::from_millis(config.outbox.sync_wait_ms),
-            )),
+            tokio::spawn(dispatcher.clone().run(stopped.clone())),
             tokio::spawn(index.clone().follow(
                 store.clone(),
-                Duration::from_millis(config.outbox.route_refresh_ms.max(1)),
+                Duration::from_millis(config.route_refresh_ms.max(1)),
                 stopped.clone(),
             )),
             tokio::spawn(sweeper::run(
                 store.clone(),
-                config.triggers.clone(),
-                Duration::from_secs(config.outbox.sweep_interval_secs.max(1)),
+                config.retention.clone(),
                 stopped,
             )),
         ];

@@ -12,8 +12,8 @@
 //! defers it until the tasks that are ready now have run, and wakes the writer then. The requests
 //! that arrived together are recorded together, in one commit and one wake-up of each thread,
 //! instead of the first of them waking the writer for a commit of its own while the others are
-//! still being parsed. On 2 cores this took `hello` at 32 connections from two regimes (~45 k or
-//! ~65 k requests/s, depending on which one a run fell into) to the faster one (bench/RESULTS.md).
+//! still being parsed. It took `hello` at 32 connections from two regimes of throughput, depending
+//! on which one a run fell into, to the faster one (bench/RESULTS.md).
 //!
 //! Finished attempts do not start a commit of their own: they ride along with the next batch of
 //! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never
@@ -70,10 +70,20 @@ impl From<&StoreError> for RecordError {
     }
 }
 
+/// Whether a recorded job must be on disk before its caller goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// An async job, accepted for its caller: it must outlive a crash.
+    OnDisk,
+    /// A sync request's record, which only stands for the run in progress: a crash that loses
+    /// it loses the run it names too.
+    Committed,
+}
+
 enum Entry {
     Enqueue {
         job: Box<NewJob>,
-        durable: bool,
+        durability: Durability,
         done: oneshot::Sender<Result<(), RecordError>>,
     },
     Finished(JobAttempt),
@@ -138,13 +148,13 @@ impl Recorder {
         ))
     }
 
-    /// Records `job`; returns once it is committed (and on disk when `durable`).
-    pub async fn enqueue(&self, job: NewJob, durable: bool) -> Result<(), RecordError> {
+    /// Records `job`; returns once it is committed (and on disk when [`Durability::OnDisk`]).
+    pub async fn enqueue(&self, job: NewJob, durability: Durability) -> Result<(), RecordError> {
         let (done, answer) = oneshot::channel();
         self.sender
             .send(Entry::Enqueue {
                 job: Box::new(job),
-                durable,
+                durability,
                 done,
             })
             .map_err(|_| RecordError::Closed)?;
@@ -228,9 +238,13 @@ fn write_batches(
         });
         for entry in entries {
             match entry {
-                Entry::Enqueue { job, durable, done } => {
+                Entry::Enqueue {
+                    job,
+                    durability,
+                    done,
+                } => {
                     batch.enqueue.push(*job);
-                    batch.durable |= durable;
+                    batch.durable |= durability == Durability::OnDisk;
                     waiters.push(done);
                 }
                 Entry::Finished(attempt) => {
@@ -339,7 +353,10 @@ mod tests {
         let finished = attempt();
         recorder.finished(finished);
         let new = job();
-        recorder.enqueue(new.clone(), true).await.expect("recorded");
+        recorder
+            .enqueue(new.clone(), Durability::OnDisk)
+            .await
+            .expect("recorded");
         thread.stop().await;
         let batches = kept.batches.lock();
         assert_eq!(batches.len(), 1, "one commit: {batches:?}");
@@ -383,7 +400,7 @@ mod tests {
                     // Work before the job is queued (parsing a request, say): without the yield,
                     // the first job's wake-up would commit it while the next task still works.
                     std::thread::sleep(Duration::from_millis(2));
-                    recorder.enqueue(job(), false).await
+                    recorder.enqueue(job(), Durability::Committed).await
                 })
             })
             .collect();
@@ -405,7 +422,7 @@ mod tests {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
         writer_idle(&recorder).await;
-        let mut enqueue = Box::pin(recorder.enqueue(job(), false));
+        let mut enqueue = Box::pin(recorder.enqueue(job(), Durability::Committed));
         let first = std::future::poll_fn(|cx| Poll::Ready(enqueue.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "queued, then yielding");
         drop(enqueue);
@@ -447,7 +464,7 @@ mod tests {
             "committed before the stop returned, without waiting for the finish delay"
         );
         assert_eq!(
-            recorder.enqueue(job(), true).await,
+            recorder.enqueue(job(), Durability::OnDisk).await,
             Err(RecordError::Closed),
             "nothing is accepted after the stop"
         );
@@ -458,13 +475,13 @@ mod tests {
         let kept = Kept::default();
         kept.panic_once.store(true, Ordering::SeqCst);
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
-        let failed = recorder.enqueue(job(), true).await;
+        let failed = recorder.enqueue(job(), Durability::OnDisk).await;
         assert!(
             matches!(failed, Err(RecordError::Failed(ref cause)) if cause.contains("panicked")),
             "{failed:?}"
         );
         recorder
-            .enqueue(job(), true)
+            .enqueue(job(), Durability::OnDisk)
             .await
             .expect("the next commit works");
         thread.stop().await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use picloud_store::{Store, StoreResult};
 use tokio::sync::watch;
 
-use crate::dispatcher::TriggerConfig;
+use crate::config::RetentionConfig;
 
 /// Rows deleted per statement, so a large backlog never holds a long transaction.
 const BATCH: u32 = 1_000;
@@ -22,9 +22,9 @@ pub struct Swept {
 }
 
 /// Deletes everything past its retention now.
-pub async fn sweep_once(store: &dyn Store, config: &TriggerConfig) -> StoreResult<Swept> {
-    let dead_letter_age = i64::from(config.dead_letter_retention_days) * DAY_MS;
-    let abandoned_age = i64::from(config.abandoned_executions_retention_days) * DAY_MS;
+pub async fn sweep_once(store: &dyn Store, config: &RetentionConfig) -> StoreResult<Swept> {
+    let dead_letter_age = i64::from(config.dead_letter_days) * DAY_MS;
+    let abandoned_age = i64::from(config.abandoned_execution_days) * DAY_MS;
     let mut swept = Swept::default();
     loop {
         let deleted = store.sweep_dead_letters(dead_letter_age, BATCH).await?;
@@ -45,13 +45,13 @@ pub async fn sweep_once(store: &dyn Store, config: &TriggerConfig) -> StoreResul
     Ok(swept)
 }
 
-/// Sweeps every `every` until `shutdown`.
+/// Sweeps every [`RetentionConfig::sweep_interval_secs`] until `shutdown`.
 pub async fn run(
     store: Arc<dyn Store>,
-    config: TriggerConfig,
-    every: Duration,
+    config: RetentionConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let every = Duration::from_secs(config.sweep_interval_secs.max(1));
     loop {
         match sweep_once(store.as_ref(), &config).await {
             Ok(swept) if swept != Swept::default() => tracing::info!(

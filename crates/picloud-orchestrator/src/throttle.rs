@@ -12,32 +12,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::config::ThrottleConfig;
+
 /// Entries kept at most; past this, expired entries are dropped, then the oldest.
 const MAX_ENTRIES: usize = 100_000;
-
-/// The throttle's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleConfig {
-    /// Failures of one account within the window before logins to it are delayed.
-    pub max_failures: u32,
-    /// How long failures are remembered.
-    pub window: Duration,
-    /// The first delay; each further failure doubles it.
-    pub base_delay: Duration,
-    /// The longest delay.
-    pub max_delay: Duration,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            window: Duration::from_secs(15 * 60),
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(15 * 60),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {

@@ -14,8 +14,8 @@ use picloud_core::{
     Principal, Resolution, ScriptKind,
 };
 use picloud_orchestrator::{
-    DeadLetterFilter, DeadLetterStatus, InvokeError, InvokeRequest, NewKvTriggerInput,
-    NewRouteInput, OutboxConfig, PageRequest, Platform, PlatformConfig, TriggerConfig,
+    DeadLetterFilter, DeadLetterStatus, DispatchConfig, InvokeError, InvokeRequest, JobConfig,
+    NewKvTriggerInput, NewRouteInput, PageRequest, Platform, PlatformConfig,
 };
 use picloud_store::{AppQuotas, NewJob, OutboxBatch, Store};
 use picloud_test_support::both_backends;
@@ -25,17 +25,16 @@ use serde_json::{json, Value};
 /// Settings sized for tests: quick retries, a short lease and poll.
 fn quick() -> PlatformConfig {
     PlatformConfig {
-        triggers: TriggerConfig {
+        jobs: JobConfig {
             retry_max_attempts: 3,
             retry_base_ms: 50,
             retry_max_ms: 200,
             max_trigger_depth: 3,
-            ..TriggerConfig::default()
         },
-        outbox: OutboxConfig {
+        dispatch: DispatchConfig {
             lease_ms: 2_000,
             poll_ms: 50,
-            ..OutboxConfig::default()
+            ..DispatchConfig::default()
         },
         ..PlatformConfig::default()
     }
@@ -536,9 +535,9 @@ both_backends!(
     a_sync_run_that_outlives_its_caller_is_recorded_as_abandoned,
     |store| async move {
         let config = PlatformConfig {
-            outbox: OutboxConfig {
+            dispatch: DispatchConfig {
                 sync_wait_ms: 100,
-                ..quick().outbox
+                ..quick().dispatch
             },
             ..quick()
         };
@@ -706,10 +705,10 @@ both_backends!(
     |store| async move {
         // Failed jobs wait a minute before their retry: they stay queued meanwhile.
         let config = PlatformConfig {
-            triggers: TriggerConfig {
+            jobs: JobConfig {
                 retry_base_ms: 60_000,
                 retry_max_ms: 60_000,
-                ..quick().triggers
+                ..quick().jobs
             },
             ..quick()
         };
@@ -805,9 +804,9 @@ both_backends!(
     the_fan_out_of_a_self_writing_trigger_is_held_to_the_apps_queue,
     |store| async move {
         let config = PlatformConfig {
-            triggers: TriggerConfig {
+            jobs: JobConfig {
                 max_trigger_depth: 5,
-                ..quick().triggers
+                ..quick().jobs
             },
             ..quick()
         };

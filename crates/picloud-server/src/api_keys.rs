@@ -1,6 +1,6 @@
 //! `/api/v1/admin/api-keys`: the caller's API keys. The secret is in the creation answer only.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{ApiKey, ApiKeyId, ApiKeyName, AppId, Scope, Timestamp};
@@ -8,7 +8,7 @@ use picloud_orchestrator::{NewApiKeyInput, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{path_id, Authenticated, JsonBody};
+use crate::extract::{unknown_id, Authenticated, JsonBody, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -42,7 +42,7 @@ pub(crate) async fn create(
     let app_id = body
         .app_id
         .as_deref()
-        .map(|id| path_id(id, "app", AppId::parse))
+        .map(|id| AppId::parse(id).map_err(unknown_id))
         .transpose()?;
     let input = NewApiKeyInput {
         name,
@@ -74,9 +74,8 @@ pub(crate) async fn list(
 pub(crate) async fn revoke(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(key_id): Path<String>,
+    PathIds(id): PathIds<ApiKeyId>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&key_id, "API key", ApiKeyId::parse)?;
     platform.api_keys().revoke(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/admin/apps`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{App, AppId, AppName, AppSlug};
@@ -8,7 +8,7 @@ use picloud_orchestrator::{AppChanges, NewApp, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{path_id, Authenticated, JsonBody, Paging};
+use crate::extract::{Authenticated, JsonBody, Paging, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -70,9 +70,8 @@ struct UsageView {
 pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(id): PathIds<AppId>,
 ) -> Result<Json<AppView>, ApiError> {
-    let id = path_id(&app_id, "app", AppId::parse)?;
     let app = platform.apps().get(&caller.principal, id).await?;
     let (usage, quotas) = platform.apps().usage(&caller.principal, id).await?;
     Ok(Json(AppView {
@@ -89,10 +88,9 @@ pub(crate) async fn read(
 pub(crate) async fn update(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(id): PathIds<AppId>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<Json<App>, ApiError> {
-    let id = path_id(&app_id, "app", AppId::parse)?;
     let changes = AppChanges {
         slug: body.slug.as_deref().map(AppSlug::parse).transpose()?,
         name: body.name.as_deref().map(AppName::parse).transpose()?,
@@ -109,9 +107,8 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(id): PathIds<AppId>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&app_id, "app", AppId::parse)?;
     platform.apps().delete(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,14 +1,14 @@
 //! `/api/v1/admin/apps/{app_id}/dead-letters` and
 //! `/api/v1/admin/dead-letters/{dead_letter_id}/{replay,resolve}`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use picloud_core::{AppId, DeadLetter, DeadLetterId, InputError};
 use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{path_id, script_id_field, Authenticated, ListParams};
+use crate::extract::{script_id_field, Authenticated, ListParams, PathIds};
 use crate::List;
 
 /// `?status=unresolved|resolved|all&script_id=…&limit=…&cursor=…`
@@ -24,10 +24,9 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<List<DeadLetter>>, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
     let status = match query.status.as_deref() {
         None | Some("unresolved") => DeadLetterStatus::Unresolved,
@@ -72,9 +71,8 @@ pub(crate) struct ReplayAnswer {
 pub(crate) async fn replay(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    PathIds(id): PathIds<DeadLetterId>,
 ) -> Result<Json<ReplayAnswer>, ApiError> {
-    let id = path_id(&id, "dead letter", DeadLetterId::parse)?;
     let replayed = platform
         .dead_letters()
         .replay(&caller.principal, id)
@@ -88,9 +86,8 @@ pub(crate) async fn replay(
 pub(crate) async fn resolve(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    PathIds(id): PathIds<DeadLetterId>,
 ) -> Result<Json<DeadLetter>, ApiError> {
-    let id = path_id(&id, "dead letter", DeadLetterId::parse)?;
     Ok(Json(
         platform
             .dead_letters()

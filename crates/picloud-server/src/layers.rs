@@ -20,7 +20,7 @@ use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
 /// Every answer passes here: a handler that panicked answers 500 in the API's shape, the errors
 /// axum answers by itself get that shape too, and the answer is counted by kind and status. One
 /// middleware, not one per concern: each layer costs boxed futures and a clone of the service
-/// inside it per request (together ~1 µs of the ~18 a `hello` costs; bench/RESULTS.md).
+/// inside it per request, which `hello` measures (bench/RESULTS.md, "one middleware").
 pub async fn finish_response(
     State(platform): State<Platform>,
     request: Request,

@@ -1,6 +1,6 @@
 //! `/api/v1/admin/apps/{app_id}/members`: who holds which role on an app.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{AppId, Membership, Role, UserId};
@@ -8,7 +8,7 @@ use picloud_orchestrator::Platform;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{path_id, Authenticated, JsonBody};
+use crate::extract::{Authenticated, JsonBody, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -20,9 +20,8 @@ pub(crate) struct SetBody {
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
 ) -> Result<Json<List<Membership>>, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     let items = platform.members().list(&caller.principal, app_id).await?;
     Ok(Json(List {
         items,
@@ -33,11 +32,9 @@ pub(crate) async fn list(
 pub(crate) async fn set(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path((app_id, user_id)): Path<(String, String)>,
+    PathIds((app_id, user_id)): PathIds<(AppId, UserId)>,
     JsonBody(body): JsonBody<SetBody>,
 ) -> Result<Json<Membership>, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
-    let user_id = path_id(&user_id, "user", UserId::parse)?;
     let role = Role::parse(&body.role)?;
     Ok(Json(
         platform
@@ -50,10 +47,8 @@ pub(crate) async fn set(
 pub(crate) async fn remove(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path((app_id, user_id)): Path<(String, String)>,
+    PathIds((app_id, user_id)): PathIds<(AppId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
-    let user_id = path_id(&user_id, "user", UserId::parse)?;
     platform
         .members()
         .remove(&caller.principal, app_id, user_id)

@@ -1,7 +1,7 @@
 //! `/api/v1/admin/scripts/{script_id}/routes`, `/api/v1/admin/apps/{app_id}/routes` and
 //! `/api/v1/admin/routes/{route_id}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{
@@ -11,7 +11,7 @@ use picloud_orchestrator::{NewRouteInput, Platform};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{path_id, Authenticated, JsonBody, Paging};
+use crate::extract::{Authenticated, JsonBody, Paging, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -28,10 +28,9 @@ pub(crate) struct CreateBody {
 pub(crate) async fn create(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(script_id): Path<String>,
+    PathIds(script_id): PathIds<ScriptId>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Route>), ApiError> {
-    let script_id = path_id(&script_id, "script", ScriptId::parse)?;
     let input = NewRouteInput {
         method: RouteMethod::parse(&body.method)?,
         path: RoutePath::parse(&body.path)?,
@@ -53,10 +52,9 @@ pub(crate) async fn create(
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     Paging(page): Paging,
 ) -> Result<Json<List<Route>>, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     Ok(Json(
         platform
             .routes()
@@ -69,9 +67,8 @@ pub(crate) async fn list(
 pub(crate) async fn remove(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(route_id): Path<String>,
+    PathIds(id): PathIds<RouteId>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&route_id, "route", RouteId::parse)?;
     platform.routes().delete(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

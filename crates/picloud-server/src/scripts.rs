@@ -1,7 +1,7 @@
 //! `/api/v1/admin/apps/{app_id}/scripts`, `/api/v1/admin/scripts/{script_id}` and its test run,
 //! `/api/v1/admin/scripts/{script_id}/execute`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use picloud_orchestrator::{NewScriptInput, Platform, ScriptChanges};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{path_id, Authenticated, JsonBody, Paging};
+use crate::extract::{Authenticated, JsonBody, Paging, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -34,10 +34,9 @@ pub(crate) struct UpdateBody {
 pub(crate) async fn create(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Script>), ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     let kind = body
         .kind
         .as_deref()
@@ -59,10 +58,9 @@ pub(crate) async fn create(
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     Paging(page): Paging,
 ) -> Result<Json<List<Script>>, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     Ok(Json(
         platform
             .scripts()
@@ -75,19 +73,17 @@ pub(crate) async fn list(
 pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(script_id): Path<String>,
+    PathIds(id): PathIds<ScriptId>,
 ) -> Result<Json<Script>, ApiError> {
-    let id = path_id(&script_id, "script", ScriptId::parse)?;
     Ok(Json(platform.scripts().get(&caller.principal, id).await?))
 }
 
 pub(crate) async fn update(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(script_id): Path<String>,
+    PathIds(id): PathIds<ScriptId>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<Json<Script>, ApiError> {
-    let id = path_id(&script_id, "script", ScriptId::parse)?;
     let kind = body.kind.as_deref().map(ScriptKind::parse).transpose()?;
     let changes = ScriptChanges {
         name: body.name,
@@ -105,9 +101,8 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(script_id): Path<String>,
+    PathIds(id): PathIds<ScriptId>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&script_id, "script", ScriptId::parse)?;
     platform.scripts().delete(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -146,10 +141,9 @@ pub(crate) struct ExecuteAnswer {
 pub(crate) async fn execute(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(script_id): Path<String>,
+    PathIds(id): PathIds<ScriptId>,
     JsonBody(body): JsonBody<ExecuteBody>,
 ) -> Result<Json<ExecuteAnswer>, ApiError> {
-    let id = path_id(&script_id, "script", ScriptId::parse)?;
     let mut headers: BTreeMap<String, String> = body
         .headers
         .into_iter()

@@ -1,6 +1,6 @@
 //! `/api/v1/admin/apps/{app_id}/triggers[/kv|/dead_letter]` and `/api/v1/admin/triggers/{trigger_id}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{AppId, ScriptId, Trigger, TriggerId};
@@ -8,7 +8,7 @@ use picloud_orchestrator::{NewKvTriggerInput, Platform};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{path_id, script_id_field, Authenticated, JsonBody, Paging};
+use crate::extract::{script_id_field, Authenticated, JsonBody, Paging, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -30,10 +30,9 @@ pub(crate) struct DeadLetterBody {
 pub(crate) async fn create_kv(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     JsonBody(body): JsonBody<KvBody>,
 ) -> Result<(StatusCode, Json<Trigger>), ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     let input = NewKvTriggerInput {
         script_id: script_id_field(&body.script_id)?,
         collection: body.collection,
@@ -52,10 +51,9 @@ pub(crate) async fn create_kv(
 pub(crate) async fn create_dead_letter(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     JsonBody(body): JsonBody<DeadLetterBody>,
 ) -> Result<(StatusCode, Json<Trigger>), ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     let script_id: ScriptId = script_id_field(&body.script_id)?;
     let trigger = platform
         .triggers()
@@ -67,10 +65,9 @@ pub(crate) async fn create_dead_letter(
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(app_id): Path<String>,
+    PathIds(app_id): PathIds<AppId>,
     Paging(page): Paging,
 ) -> Result<Json<List<Trigger>>, ApiError> {
-    let app_id = path_id(&app_id, "app", AppId::parse)?;
     Ok(Json(
         platform
             .triggers()
@@ -83,9 +80,8 @@ pub(crate) async fn list(
 pub(crate) async fn remove(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(trigger_id): Path<String>,
+    PathIds(id): PathIds<TriggerId>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&trigger_id, "trigger", TriggerId::parse)?;
     platform.triggers().delete(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

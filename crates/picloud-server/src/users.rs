@@ -1,6 +1,6 @@
 //! `/api/v1/admin/users`: the instance admin manages users.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{User, UserId, Username};
@@ -8,7 +8,7 @@ use picloud_orchestrator::{Platform, UserChanges};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{path_id, Authenticated, JsonBody, Paging};
+use crate::extract::{Authenticated, JsonBody, Paging, PathIds};
 use crate::List;
 
 #[derive(Deserialize)]
@@ -68,19 +68,17 @@ pub(crate) async fn list(
 pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(user_id): Path<String>,
+    PathIds(id): PathIds<UserId>,
 ) -> Result<Json<User>, ApiError> {
-    let id = path_id(&user_id, "user", UserId::parse)?;
     Ok(Json(platform.users().get(&caller.principal, id).await?))
 }
 
 pub(crate) async fn update(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(user_id): Path<String>,
+    PathIds(id): PathIds<UserId>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<Json<User>, ApiError> {
-    let id = path_id(&user_id, "user", UserId::parse)?;
     let changes = UserChanges {
         disabled: body.disabled,
         is_instance_admin: body.is_instance_admin,
@@ -96,10 +94,9 @@ pub(crate) async fn update(
 pub(crate) async fn set_password(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(user_id): Path<String>,
+    PathIds(id): PathIds<UserId>,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&user_id, "user", UserId::parse)?;
     platform
         .users()
         .set_password(&caller.principal, id, &body.password)
@@ -110,9 +107,8 @@ pub(crate) async fn set_password(
 pub(crate) async fn delete(
     State(platform): State<Platform>,
     caller: Authenticated,
-    Path(user_id): Path<String>,
+    PathIds(id): PathIds<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path_id(&user_id, "user", UserId::parse)?;
     platform.users().delete(&caller.principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

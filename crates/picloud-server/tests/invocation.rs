@@ -595,7 +595,7 @@ both_backends!(
     |store| async move {
         // A failed job waits a minute for its retry, queued.
         let mut platform = PlatformConfig::default();
-        platform.triggers.retry_base_ms = 60_000;
+        platform.jobs.retry_base_ms = 60_000;
         let server = TestServer::start_with(
             store,
             Settings {

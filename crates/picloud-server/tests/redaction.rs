@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use picloud_core::{HeaderNames, Limits};
-use picloud_orchestrator::{PlatformConfig, RedactedHeaders, TriggerConfig};
+use picloud_orchestrator::{JobConfig, PlatformConfig, RedactedHeaders};
 use picloud_test_support::both_backends;
 use picloud_test_support::http::Answer;
 use picloud_test_support::scenario::{self, Scenario};
@@ -36,9 +36,9 @@ fn settings() -> Settings {
     let extra = HeaderNames::parse("redacted_headers", &["x-session"]).expect("a header name");
     Settings {
         platform: PlatformConfig {
-            triggers: TriggerConfig {
+            jobs: JobConfig {
                 retry_max_attempts: 1,
-                ..TriggerConfig::default()
+                ..JobConfig::default()
             },
             redacted_headers: RedactedHeaders::with_extra(extra),
             ..PlatformConfig::default()

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use picloud_core::{HeaderNames, InputError, Limits};
-use picloud_orchestrator::{OutboxConfig, PasswordPolicy, RedactedHeaders, TriggerConfig};
+use picloud_orchestrator::{
+    DispatchConfig, JobConfig, PasswordPolicy, PlatformConfig, RedactedHeaders, RetentionConfig,
+};
 use picloud_store::{AppQuotas, StoreConfig};
 
 #[derive(Debug, Parser)]
@@ -328,10 +330,15 @@ pub struct ServeArgs {
     pub sandbox: SandboxArgs,
 
     #[command(flatten)]
-    pub triggers: TriggerArgs,
+    pub jobs: JobArgs,
 
     #[command(flatten)]
-    pub outbox: OutboxArgs,
+    pub dispatch: DispatchArgs,
+
+    /// How often the route index looks for changes made through other nodes, in milliseconds.
+    #[arg(long, env = "PICLOUD_ROUTE_REFRESH_MS", default_value_t = PlatformConfig::default().route_refresh_ms,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub route_refresh_ms: u64,
 
     /// The instance admin's password, used once when the database is empty (and then it must
     /// pass the password policy). When unset, a random password is generated and printed once.
@@ -393,7 +400,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_ttl_hours: u64,
 
-    /// How long SIGTERM / Ctrl-C waits for in-flight requests before exiting, in seconds.
+    /// How long SIGTERM / Ctrl-C waits for in-flight requests, and for the async jobs this node
+    /// runs, before exiting, in seconds.
     #[arg(long, env = "PICLOUD_SHUTDOWN_GRACE_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
@@ -510,92 +518,94 @@ impl ServeArgs {
     }
 }
 
-/// Triggers, retries and retention: the changelog's `TriggerConfig::from_env`, as flags.
+/// Async jobs' retries and the retention of what failed: the changelog's
+/// `TriggerConfig::from_env`, as flags.
 #[derive(Debug, Args)]
-pub struct TriggerArgs {
+pub struct JobArgs {
     /// A triggered run deeper than this is skipped and logged (a trigger loop), not retried.
-    #[arg(long, env = "PICLOUD_MAX_TRIGGER_DEPTH", default_value_t = TriggerConfig::default().max_trigger_depth,
+    #[arg(long, env = "PICLOUD_MAX_TRIGGER_DEPTH", default_value_t = JobConfig::default().max_trigger_depth,
           value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub max_trigger_depth: u32,
 
     /// Attempts of an async job or trigger event before it is dead-lettered.
-    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_MAX_ATTEMPTS", default_value_t = TriggerConfig::default().retry_max_attempts,
+    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_MAX_ATTEMPTS", default_value_t = JobConfig::default().retry_max_attempts,
           value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub trigger_retry_max_attempts: u32,
 
     /// The delay before the second attempt, in milliseconds; it doubles with each attempt.
-    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_BASE_MS", default_value_t = TriggerConfig::default().retry_base_ms,
+    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_BASE_MS", default_value_t = JobConfig::default().retry_base_ms,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub trigger_retry_base_ms: u64,
 
     /// The longest delay between attempts, in milliseconds.
-    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_MAX_MS", default_value_t = TriggerConfig::default().retry_max_ms,
+    #[arg(long, env = "PICLOUD_TRIGGER_RETRY_MAX_MS", default_value_t = JobConfig::default().retry_max_ms,
           value_parser = clap::value_parser!(u64).range(1..=604_800_000))]
     pub trigger_retry_max_ms: u64,
 
     /// Days a dead letter is kept before the sweeper deletes it.
-    #[arg(long, env = "PICLOUD_DEAD_LETTER_RETENTION_DAYS", default_value_t = TriggerConfig::default().dead_letter_retention_days,
+    #[arg(long, env = "PICLOUD_DEAD_LETTER_RETENTION_DAYS", default_value_t = RetentionConfig::default().dead_letter_days,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub dead_letter_retention_days: u32,
 
     /// Days an abandoned-execution record is kept.
-    #[arg(long, env = "PICLOUD_ABANDONED_EXECUTIONS_RETENTION_DAYS", default_value_t = TriggerConfig::default().abandoned_executions_retention_days,
+    #[arg(long, env = "PICLOUD_ABANDONED_EXECUTIONS_RETENTION_DAYS", default_value_t = RetentionConfig::default().abandoned_execution_days,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub abandoned_executions_retention_days: u32,
+
+    /// How often the retention sweepers run, in seconds.
+    #[arg(long, env = "PICLOUD_SWEEP_INTERVAL_SECS", default_value_t = RetentionConfig::default().sweep_interval_secs,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub sweep_interval_secs: u64,
 }
 
-impl TriggerArgs {
-    pub fn config(&self) -> TriggerConfig {
-        TriggerConfig {
+impl JobArgs {
+    pub fn jobs(&self) -> JobConfig {
+        JobConfig {
             max_trigger_depth: self.max_trigger_depth,
             retry_max_attempts: self.trigger_retry_max_attempts,
             retry_base_ms: self.trigger_retry_base_ms,
             retry_max_ms: self.trigger_retry_max_ms.max(self.trigger_retry_base_ms),
-            dead_letter_retention_days: self.dead_letter_retention_days,
-            abandoned_executions_retention_days: self.abandoned_executions_retention_days,
+        }
+    }
+
+    pub fn retention(&self) -> RetentionConfig {
+        RetentionConfig {
+            dead_letter_days: self.dead_letter_retention_days,
+            abandoned_execution_days: self.abandoned_executions_retention_days,
+            sweep_interval_secs: self.sweep_interval_secs,
         }
     }
 }
 
-/// How the outbox is worked.
+/// How the dispatcher works the outbox.
 #[derive(Debug, Args)]
-pub struct OutboxArgs {
+pub struct DispatchArgs {
     /// How long a claimed job is held before another node may take it, in milliseconds (a
     /// heartbeat extends it while the job runs).
-    #[arg(long, env = "PICLOUD_OUTBOX_LEASE_MS", default_value_t = OutboxConfig::default().lease_ms,
+    #[arg(long, env = "PICLOUD_OUTBOX_LEASE_MS", default_value_t = DispatchConfig::default().lease_ms,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub outbox_lease_ms: u64,
 
     /// How often due jobs are looked for without a wake-up, in milliseconds (jobs accepted by
     /// other nodes, retries coming due).
-    #[arg(long, env = "PICLOUD_OUTBOX_POLL_MS", default_value_t = OutboxConfig::default().poll_ms,
+    #[arg(long, env = "PICLOUD_OUTBOX_POLL_MS", default_value_t = DispatchConfig::default().poll_ms,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub outbox_poll_ms: u64,
 
     /// How long a sync request waits for its script before 504, in milliseconds.
-    #[arg(long, env = "PICLOUD_SYNC_WAIT_MS", default_value_t = OutboxConfig::default().sync_wait_ms,
+    #[arg(long, env = "PICLOUD_SYNC_WAIT_MS", default_value_t = DispatchConfig::default().sync_wait_ms,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub sync_wait_ms: u64,
-
-    /// How often the retention sweepers run, in seconds.
-    #[arg(long, env = "PICLOUD_SWEEP_INTERVAL_SECS", default_value_t = OutboxConfig::default().sweep_interval_secs,
-          value_parser = clap::value_parser!(u64).range(1..=604_800))]
-    pub sweep_interval_secs: u64,
-
-    /// How often the route index looks for changes made through other nodes, in milliseconds.
-    #[arg(long, env = "PICLOUD_ROUTE_REFRESH_MS", default_value_t = OutboxConfig::default().route_refresh_ms,
-          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    pub route_refresh_ms: u64,
 }
 
-impl OutboxArgs {
-    pub fn config(&self) -> OutboxConfig {
-        OutboxConfig {
+impl DispatchArgs {
+    /// The dispatcher's settings; at shutdown it gives running jobs `shutdown_grace_secs`.
+    pub fn config(&self, shutdown_grace_secs: u64) -> DispatchConfig {
+        DispatchConfig {
             lease_ms: self.outbox_lease_ms,
             poll_ms: self.outbox_poll_ms,
             sync_wait_ms: self.sync_wait_ms,
-            sweep_interval_secs: self.sweep_interval_secs,
-            route_refresh_ms: self.route_refresh_ms,
+            shutdown_grace_ms: shutdown_grace_secs.saturating_mul(1_000),
         }
     }
 }

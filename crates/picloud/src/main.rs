@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use picloud_executor::{ExecutorClient, RemoteExecutorClient};
-use picloud_orchestrator::{PasswordPolicy, Platform, PlatformConfig, ServiceError};
+use picloud_executor::RemoteExecutorClient;
+use picloud_orchestrator::{Executors, PasswordPolicy, Platform, PlatformConfig, ServiceError};
 use picloud_store::StoreConfig;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -134,15 +134,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.sandbox.executor_config(),
         wake.clone(),
     );
-    let executor: Arc<dyn ExecutorClient> = match &args.executor_url {
+    let executors = match &args.executor_url {
         Some(url) => {
             let timeout = Duration::from_millis(args.sandbox.execution_timeout_ms + 10_000);
             let remote = RemoteExecutorClient::new(url, args.executor_token.clone(), timeout)
                 .with_context(|| format!("PICLOUD_EXECUTOR_URL: '{url}' is not usable"))?;
             tracing::info!(url = %url, "scripts run in a remote executor");
-            Arc::new(remote)
+            Executors::Remote {
+                executor: Arc::new(remote),
+                local,
+            }
         }
-        None => local.clone(),
+        None => Executors::Local(local),
     };
 
     let platform_config = PlatformConfig {
@@ -152,11 +155,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         session_ttl_ms: i64::try_from(args.session_ttl_hours * 3_600_000).unwrap_or(i64::MAX),
         login_throttle: args.login_throttle(),
         password_policy: args.password_policy.policy()?,
-        triggers: args.triggers.config(),
-        outbox: args.outbox.config(),
+        jobs: args.jobs.jobs(),
+        dispatch: args.dispatch.config(args.shutdown_grace_secs),
+        retention: args.jobs.retention(),
+        route_refresh_ms: args.route_refresh_ms,
         redacted_headers: args.redacted_headers(),
     };
-    let platform = Platform::start(store.clone(), executor, local, platform_config, wake)
+    let platform = Platform::start(store.clone(), executors, platform_config, wake)
         .await
         .context("cannot start the platform")?;
 
