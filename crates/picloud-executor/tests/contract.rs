@@ -2,15 +2,15 @@
 //! response, how failures are reported, what the log keeps — and the executor's own promises:
 //! a hot script is compiled once, an update is served at once, executions run concurrently.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{assert_error, failed, get, ok, script, strings, Harness, Via};
 use picloud_core::exec::{ExecErrorKind, HttpRequest, LogLevel, ResponseBody};
 use picloud_core::{ScriptKind, Timestamp};
 use picloud_executor::ExecutorConfig;
+use picloud_test_support::executor::{
+    assert_error, failed, get, ok, script, strings, Harness, Via,
+};
+use picloud_test_support::for_both_clients;
 use serde_json::json;
 
 for_both_clients!(

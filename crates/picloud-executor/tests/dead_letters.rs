@@ -2,12 +2,8 @@
 //! script closes its own app's dead letters, never another app's (whose ids it cannot tell from
 //! ids that name nothing), and a dead-letter handler cannot start a replay loop.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{assert_error, failed, ok, Harness, Via};
 use picloud_core::events::DeadLetterEvent;
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecRequest, HttpRequest, ResponseBody};
 use picloud_core::{
@@ -16,6 +12,7 @@ use picloud_core::{
 };
 use picloud_store::{NewApp, NewJob, NewScript, OutboxBatch, Store, StoreServices};
 use picloud_test_support::both_backends;
+use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it, and a script of
 /// that app whose job failed.

@@ -2,14 +2,12 @@
 //! in (the outbox payload, the remote executor's wire), and no HTTP request; an HTTP run sees no
 //! event. Run through both clients, so the event also survives the remote executor's wire.
 
-#[macro_use]
-mod common;
-
-use common::{ok, Harness, Via};
 use picloud_core::events::{DeadLetterEvent, KvEvent};
 use picloud_core::exec::ResponseBody;
 use picloud_core::exec::{ExecRequest, LogLevel};
 use picloud_core::{DeadLetterId, KvOp, ScriptId, TriggerEvent};
+use picloud_test_support::executor::{ok, Harness, Via};
+use picloud_test_support::for_both_clients;
 use serde_json::{json, Value};
 
 for_both_clients!(

@@ -7,14 +7,12 @@
 //! first and quickly in a debug build: a small operation budget, a short deadline, a small memory
 //! budget, or the defaults.
 
-#[macro_use]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{failed, get, Harness, Via};
 use picloud_core::exec::{ExecErrorKind, HttpRequest};
 use picloud_core::Limits;
+use picloud_test_support::executor::{failed, get, Harness, Via};
+use picloud_test_support::for_both_clients;
 
 for_both_clients!(
     the_corpus_holds,

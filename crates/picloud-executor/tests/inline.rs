@@ -4,18 +4,16 @@
 //! log line once. These tests build their own runtimes, because inline runs need threads with
 //! [`inline_stack_size`] of stack and `#[tokio::test]` threads have 2 MiB.
 
-mod common;
-
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Once};
 
-use common::{failed, get, ok, script, Harness, Via};
 use picloud_core::exec::{ExecErrorKind, ExecOutcome, ResponseBody, ScriptRef};
 use picloud_core::{AppName, AppSlug, Limits, NoServices, Timestamp};
 use picloud_executor::{inline_stack_size, ExecutorConfig};
 use picloud_store::{NewApp, Store, StoreServices};
 use picloud_test_support::both_backends;
+use picloud_test_support::executor::{failed, get, ok, script, Harness, Via};
 use serde_json::{json, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};

@@ -2,12 +2,8 @@
 //! PostgreSQL: what a script writes reads back as it was, pages walk to the end, every refusal
 //! names the function and says what to change, the app is always the running execution's.
 
-#[macro_use]
-mod common;
-
 use std::sync::Arc;
 
-use common::{assert_error, failed, ok, Harness, Via};
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecOutcome, ResponseBody};
 use picloud_core::{
     AppName, AppSlug, Authority, CapabilityKind, CollectionName, JobPayload, KvOp, Limits,
@@ -16,6 +12,7 @@ use picloud_core::{
 use picloud_executor::ExecutorConfig;
 use picloud_store::{NewApp, NewScript, NewTrigger, Store, StoreServices};
 use picloud_test_support::both_backends;
+use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
 use serde_json::{json, Value};
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it.

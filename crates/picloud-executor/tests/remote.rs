@@ -2,17 +2,15 @@
 //! shared test bodies check): it guards `/v1/execute` with its token, answers `/healthz`, and a
 //! client that cannot get an outcome says so with the executor's URL.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{failed, get, script, TOKEN};
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecRequest};
 use picloud_core::{AppId, ExecutionId, NoServices};
 use picloud_executor::{
     remote, ExecutorClient, ExecutorConfig, LocalExecutorClient, RemoteExecutorClient,
 };
+use picloud_test_support::executor::{failed, get, script, serve_remotely, TOKEN};
 
 async fn start_server(token: Option<&str>) -> String {
     let local = Arc::new(LocalExecutorClient::new(
@@ -22,17 +20,7 @@ async fn start_server(token: Option<&str>) -> String {
         },
         Arc::new(NoServices),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port");
-    let addr = listener.local_addr().expect("the bound address");
-    tokio::spawn(remote::serve(
-        listener,
-        local,
-        token.map(str::to_string),
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
+    serve_remotely(local, token).await
 }
 
 fn request(source: &str) -> ExecRequest {

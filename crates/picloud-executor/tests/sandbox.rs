@@ -2,14 +2,12 @@
 //! of error, a script cannot catch its own limit, nothing escapes to the file system, the clock
 //! or stdout — and the same client runs an ordinary script afterwards.
 
-#[macro_use]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{assert_error, failed, small_limits, Harness, Via};
 use picloud_core::exec::{ExecErrorKind, LogLevel};
 use picloud_core::Limits;
+use picloud_test_support::executor::{assert_error, failed, small_limits, Harness, Via};
+use picloud_test_support::for_both_clients;
 
 for_both_clients!(
     an_endless_loop_stops_at_the_operations_limit,

@@ -1,11 +1,9 @@
 //! The standard library namespaces, each on its happy and its unhappy paths. Every failure is a
 //! runtime error whose message starts with the function's name.
 
-#[macro_use]
-mod common;
-
-use common::{assert_error, Harness, Via};
 use picloud_core::exec::ExecErrorKind;
+use picloud_test_support::executor::{assert_error, Harness, Via};
+use picloud_test_support::for_both_clients;
 use serde_json::json;
 
 for_both_clients!(
@@ -418,9 +416,15 @@ async fn sdk_calls_are_not_folded_into_constants(via: Via) {
     // Functions registered as pure and non-volatile may be evaluated once at compile time; the
     // SDK's are volatile, so a cached script still gets a fresh value on every run.
     let h = Harness::start(via).await;
-    let script = common::script("random::uuid()");
-    let first = common::ok(h.run_script(script.clone(), common::get("/")).await);
-    let second = common::ok(h.run_script(script, common::get("/")).await);
+    let script = picloud_test_support::executor::script("random::uuid()");
+    let first = picloud_test_support::executor::ok(
+        h.run_script(script.clone(), picloud_test_support::executor::get("/"))
+            .await,
+    );
+    let second = picloud_test_support::executor::ok(
+        h.run_script(script, picloud_test_support::executor::get("/"))
+            .await,
+    );
     assert_ne!(
         first.body, second.body,
         "two runs of one script get two uuids"

@@ -4,12 +4,9 @@
 //! an app's quota of queued jobs.
 //! (Crashes, outages and several nodes cross processes: `crates/picloud/tests/`.)
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{admin, app_with_script, route, script, start, start_with};
 use picloud_core::exec::HttpRequest;
 use picloud_core::services::Writer;
 use picloud_core::{
@@ -22,6 +19,7 @@ use picloud_orchestrator::{
 };
 use picloud_store::{AppQuotas, NewJob, OutboxBatch, Store};
 use picloud_test_support::both_backends;
+use picloud_test_support::platform::{admin, app_with_script, route, script, start, start_with};
 use serde_json::{json, Value};
 
 /// Settings sized for tests: quick retries, a short lease and poll.

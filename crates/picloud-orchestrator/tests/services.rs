@@ -5,8 +5,8 @@ use picloud_orchestrator::{Lookup, NewApp, Platform, ScriptChanges, ServiceError
 use picloud_store::PageRequest;
 use picloud_test_support::both_backends;
 
-mod common;
-use common::{admin, app_with_script, route, script, start, ADMIN_PASSWORD};
+use picloud_test_support::platform::{admin, app_with_script, route, script, start};
+use picloud_test_support::ADMIN_PASSWORD;
 
 async fn route_count(platform: &Platform, actor: &Principal, app_id: picloud_core::AppId) -> usize {
     platform

@@ -1,10 +1,11 @@
 //! The admin API over HTTP on both backends: every endpoint's happy path, the refusals with
 //! their codes, and authentication.
 
-mod common;
-
-use common::TestServer;
 use picloud_test_support::both_backends;
+use picloud_test_support::http::Answer;
+use picloud_test_support::scenario::{self, Effect, Scenario};
+use picloud_test_support::server::{Settings, TestServer};
+use picloud_test_support::ADMIN_PASSWORD;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -15,199 +16,110 @@ both_backends!(
     every_admin_endpoint_answers_its_happy_path,
     |store| async move {
         let server = TestServer::start(store).await;
-
-        let created = server
-            .admin(
-                Method::POST,
-                "/api/v1/admin/apps",
-                Some(json!({"slug": "shop", "name": "Shop"})),
-            )
-            .await;
-        assert_eq!(created.status, 201, "POST /apps creates: {created}");
-        assert_eq!(
-            (created.json["slug"].clone(), created.json["name"].clone()),
-            (json!("shop"), json!("Shop")),
-            "the record: {created}"
-        );
-        let app_id = created.json["id"].as_str().expect("an id").to_owned();
-        assert!(
-            created.json["created_at"].is_string(),
-            "timestamps are strings: {created}"
-        );
-
-        let listed = server.admin(Method::GET, "/api/v1/admin/apps", None).await;
-        assert_eq!(listed.status, 200, "GET /apps: {listed}");
-        assert_eq!(
-            listed.json["items"][0]["id"],
-            json!(app_id),
-            "the app is listed: {listed}"
-        );
-        assert!(
-            listed.json.get("next_cursor").is_some(),
-            "lists carry next_cursor: {listed}"
-        );
-
-        let read = server
-            .admin(Method::GET, &format!("/api/v1/admin/apps/{app_id}"), None)
-            .await;
-        assert_eq!(
-            (read.status, read.json["slug"].clone()),
-            (200, json!("shop")),
-            "GET /apps/{{id}}: {read}"
-        );
-
-        let patched = server
-            .admin(
-                Method::PATCH,
-                &format!("/api/v1/admin/apps/{app_id}"),
-                Some(json!({"name": "The Shop"})),
-            )
-            .await;
-        assert_eq!(
-            (patched.status, patched.json["name"].clone()),
-            (200, json!("The Shop")),
-            "PATCH renames: {patched}"
-        );
-        assert_eq!(
-            patched.json["slug"],
-            json!("shop"),
-            "PATCH keeps what it was not given: {patched}"
-        );
-
-        let script = server
-            .admin(
-                Method::POST,
-                &format!("/api/v1/admin/apps/{app_id}/scripts"),
-                Some(json!({"name": "hello", "source": HELLO, "kind": "endpoint"})),
-            )
-            .await;
-        assert_eq!(
-            script.status, 201,
-            "POST /apps/{{id}}/scripts creates: {script}"
-        );
-        assert_eq!(
-            (script.json["kind"].clone(), script.json["source"].clone()),
-            (json!("endpoint"), json!(HELLO)),
-            "the record: {script}"
-        );
-        let script_id = script.json["id"].as_str().expect("an id").to_owned();
-
-        let scripts = server
-            .admin(
-                Method::GET,
-                &format!("/api/v1/admin/apps/{app_id}/scripts"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            (scripts.status, scripts.json["items"][0]["id"].clone()),
-            (200, json!(script_id)),
-            "GET scripts lists it: {scripts}"
-        );
-
-        let read = server
-            .admin(
-                Method::GET,
-                &format!("/api/v1/admin/scripts/{script_id}"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            (read.status, read.json["name"].clone()),
-            (200, json!("hello")),
-            "GET /scripts/{{id}}: {read}"
-        );
-
-        let put = server
-            .admin(
-                Method::PUT,
-                &format!("/api/v1/admin/scripts/{script_id}"),
-                Some(json!({"source": r#""hi""#})),
-            )
-            .await;
-        assert_eq!(
-            (put.status, put.json["source"].clone()),
-            (200, json!(r#""hi""#)),
-            "PUT changes the source: {put}"
-        );
-        assert_ne!(
-            put.json["updated_at"], read.json["updated_at"],
-            "an update moves updated_at: {put}"
-        );
-
-        let route = server
-            .admin(
-                Method::POST,
-                &format!("/api/v1/admin/scripts/{script_id}/routes"),
-                Some(json!({"method": "get", "path": "/hello/{name}", "dispatch_mode": "sync"})),
-            )
-            .await;
-        assert_eq!(
-            route.status, 201,
-            "POST /scripts/{{id}}/routes creates: {route}"
-        );
-        assert_eq!(
-            (route.json["method"].clone(), route.json["path"].clone()),
-            (json!("GET"), json!("/hello/{name}")),
-            "the method is upper-cased: {route}"
-        );
-        let route_id = route.json["id"].as_str().expect("an id").to_owned();
-
-        let routes = server
-            .admin(
-                Method::GET,
-                &format!("/api/v1/admin/apps/{app_id}/routes"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            (routes.status, routes.json["items"][0]["id"].clone()),
-            (200, json!(route_id)),
-            "GET routes lists it: {routes}"
-        );
-        assert_eq!(
-            server.get("/shop/hello/x").await.text,
-            "hi",
-            "the route answers with the updated source"
-        );
-
-        let deleted = server
-            .admin(
-                Method::DELETE,
-                &format!("/api/v1/admin/routes/{route_id}"),
-                None,
-            )
-            .await;
-        assert_eq!(deleted.status, 204, "DELETE /routes/{{id}}: {deleted}");
-        assert_eq!(
-            server.get("/shop/hello/x").await.status,
-            404,
-            "a deleted route stops answering"
-        );
-        let deleted = server
-            .admin(
-                Method::DELETE,
-                &format!("/api/v1/admin/scripts/{script_id}"),
-                None,
-            )
-            .await;
-        assert_eq!(deleted.status, 204, "DELETE /scripts/{{id}}: {deleted}");
-        let deleted = server
-            .admin(
-                Method::DELETE,
-                &format!("/api/v1/admin/apps/{app_id}"),
-                None,
-            )
-            .await;
-        assert_eq!(deleted.status, 204, "DELETE /apps/{{id}}: {deleted}");
-        let gone = server
-            .admin(Method::GET, &format!("/api/v1/admin/apps/{app_id}"), None)
-            .await;
-        assert_eq!(
-            (gone.status, gone.code()),
-            (404, "not_found"),
-            "the app is gone: {gone}"
-        );
+        let apps = "/api/v1/admin/apps";
+        scenario::run(
+            &server,
+            vec![
+                Scenario::new("POST /apps creates", Method::POST, apps)
+                    .body(json!({"slug": "shop", "name": "Shop"}))
+                    .status(201)
+                    .field("/slug", json!("shop"))
+                    .field("/name", json!("Shop"))
+                    .string("/created_at")
+                    .capture("app", "/id"),
+                Scenario::new("GET /apps lists it, with next_cursor", Method::GET, apps)
+                    .field("/items/0/id", json!("{app}"))
+                    .present("/next_cursor"),
+                Scenario::new("GET /apps/{id}", Method::GET, "/api/v1/admin/apps/{app}")
+                    .field("/slug", json!("shop")),
+                Scenario::new(
+                    "PATCH renames and keeps what it was not given",
+                    Method::PATCH,
+                    "/api/v1/admin/apps/{app}",
+                )
+                .body(json!({"name": "The Shop"}))
+                .field("/name", json!("The Shop"))
+                .field("/slug", json!("shop")),
+                Scenario::new(
+                    "POST /apps/{id}/scripts creates",
+                    Method::POST,
+                    "/api/v1/admin/apps/{app}/scripts",
+                )
+                .body(json!({"name": "hello", "source": HELLO, "kind": "endpoint"}))
+                .status(201)
+                .field("/kind", json!("endpoint"))
+                .field("/source", json!(HELLO))
+                .capture("script", "/id"),
+                Scenario::new(
+                    "GET scripts lists it",
+                    Method::GET,
+                    "/api/v1/admin/apps/{app}/scripts",
+                )
+                .field("/items/0/id", json!("{script}")),
+                Scenario::new(
+                    "GET /scripts/{id}",
+                    Method::GET,
+                    "/api/v1/admin/scripts/{script}",
+                )
+                .field("/name", json!("hello"))
+                .capture("read_at", "/updated_at"),
+                Scenario::new(
+                    "PUT changes the source and moves updated_at",
+                    Method::PUT,
+                    "/api/v1/admin/scripts/{script}",
+                )
+                .body(json!({"source": r#""hi""#}))
+                .field("/source", json!(r#""hi""#))
+                .field_differs("/updated_at", json!("{read_at}")),
+                Scenario::new(
+                    "POST /scripts/{id}/routes creates, the method upper-cased",
+                    Method::POST,
+                    "/api/v1/admin/scripts/{script}/routes",
+                )
+                .body(json!({"method": "get", "path": "/hello/{name}", "dispatch_mode": "sync"}))
+                .status(201)
+                .field("/method", json!("GET"))
+                .field("/path", json!("/hello/{name}"))
+                .capture("route", "/id"),
+                Scenario::new(
+                    "GET routes lists it, and it answers with the updated source",
+                    Method::GET,
+                    "/api/v1/admin/apps/{app}/routes",
+                )
+                .field("/items/0/id", json!("{route}"))
+                .effect(Effect::Answers {
+                    path: "/shop/hello/x".into(),
+                    status: 200,
+                    text: Some("hi"),
+                }),
+                Scenario::new(
+                    "DELETE /routes/{id}: the route stops answering",
+                    Method::DELETE,
+                    "/api/v1/admin/routes/{route}",
+                )
+                .status(204)
+                .effect(Effect::Answers {
+                    path: "/shop/hello/x".into(),
+                    status: 404,
+                    text: None,
+                }),
+                Scenario::new(
+                    "DELETE /scripts/{id}",
+                    Method::DELETE,
+                    "/api/v1/admin/scripts/{script}",
+                )
+                .status(204),
+                Scenario::new(
+                    "DELETE /apps/{id}",
+                    Method::DELETE,
+                    "/api/v1/admin/apps/{app}",
+                )
+                .status(204),
+                Scenario::new("the app is gone", Method::GET, "/api/v1/admin/apps/{app}")
+                    .error(404, "not_found"),
+            ],
+        )
+        .await;
     }
 );
 
@@ -215,7 +127,7 @@ both_backends!(
 both_backends!(lists_page_through_limit_and_cursor, |store| async move {
     let server = TestServer::start(store).await;
     for slug in ["a1", "a2", "a3"] {
-        server.create_app(slug).await;
+        server.api.create_app(slug).await;
     }
     let first = server
         .admin(Method::GET, "/api/v1/admin/apps?limit=2", None)
@@ -275,42 +187,17 @@ both_backends!(lists_page_through_limit_and_cursor, |store| async move {
     );
 });
 
-/// One refused request: what is sent, the status and the code expected.
-struct Refusal {
-    what: &'static str,
-    method: Method,
-    path: String,
-    body: Option<Value>,
-    status: u16,
-    code: &'static str,
-}
-
-fn refusal(
-    what: &'static str,
-    method: Method,
-    path: impl Into<String>,
-    body: Option<Value>,
-    status: u16,
-    code: &'static str,
-) -> Refusal {
-    Refusal {
-        what,
-        method,
-        path: path.into(),
-        body,
-        status,
-        code,
-    }
-}
-
 // Bad input is refused with the documented status and code, and nothing is written.
 both_backends!(
     bad_input_is_refused_with_the_documented_codes,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.create_app("taken").await;
-        let script_id = server.create_script(&app_id, "main", HELLO).await;
-        server.create_route(&script_id, "GET", "/users/{id}").await;
+        let app_id = server.api.create_app("taken").await;
+        let script_id = server.api.create_script(&app_id, "main", HELLO).await;
+        server
+            .api
+            .create_route(&script_id, "GET", "/users/{id}")
+            .await;
         let module = server
             .admin(
                 Method::POST,
@@ -327,269 +214,133 @@ both_backends!(
         let apps = "/api/v1/admin/apps".to_owned();
         let scripts = format!("/api/v1/admin/apps/{app_id}/scripts");
         let routes = format!("/api/v1/admin/scripts/{script_id}/routes");
-        let cases = [
-            refusal(
-                "an invalid slug",
-                Method::POST,
-                &apps,
-                Some(json!({"slug": "Bad Slug", "name": "x"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a reserved slug",
-                Method::POST,
-                &apps,
-                Some(json!({"slug": "api", "name": "x"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a duplicate slug",
-                Method::POST,
-                &apps,
-                Some(json!({"slug": "taken", "name": "x"})),
-                409,
-                "conflict",
-            ),
-            refusal(
-                "a missing field",
-                Method::POST,
-                &apps,
-                Some(json!({"slug": "fine"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a wrong type",
-                Method::POST,
-                &apps,
-                Some(json!({"slug": 12, "name": "x"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "an empty name",
-                Method::POST,
-                &apps,
-                Some(json!({"slug": "fine", "name": "  "})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a reserved slug in a rename",
-                Method::PATCH,
-                format!("{apps}/{app_id}"),
-                Some(json!({"slug": "api"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "an unknown app",
-                Method::GET,
-                format!("{apps}/{unknown}"),
-                None,
-                404,
-                "not_found",
-            ),
-            refusal(
-                "an id that is no uuid",
-                Method::GET,
-                format!("{apps}/nope"),
-                None,
-                404,
-                "not_found",
-            ),
-            refusal(
-                "scripts of an unknown app",
-                Method::POST,
-                format!("{apps}/{unknown}/scripts"),
-                Some(json!({"name": "a", "source": "1"})),
-                404,
-                "not_found",
-            ),
-            refusal(
-                "a source that does not compile",
-                Method::POST,
-                &scripts,
-                Some(json!({"name": "broken", "source": "let x = ;"})),
-                400,
-                "invalid_script",
-            ),
-            refusal(
-                "an unknown kind",
-                Method::POST,
-                &scripts,
-                Some(json!({"name": "k", "source": "1", "kind": "macro"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a module name that cannot be imported",
-                Method::POST,
-                &scripts,
-                Some(json!({"name": "my-utils", "source": "1", "kind": "module"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a duplicate script name",
-                Method::POST,
-                &scripts,
-                Some(json!({"name": "main", "source": "1"})),
-                409,
-                "conflict",
-            ),
-            refusal(
-                "an oversized source",
-                Method::POST,
-                &scripts,
-                Some(json!({"name": "big", "source": "1;".repeat(600_000)})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "an unknown script",
-                Method::GET,
-                format!("/api/v1/admin/scripts/{unknown}"),
-                None,
-                404,
-                "not_found",
-            ),
-            refusal(
-                "a duplicate route",
-                Method::POST,
-                &routes,
-                Some(json!({"method": "GET", "path": "/users/{id}"})),
-                409,
-                "conflict",
-            ),
-            refusal(
-                "a conflicting pattern",
-                Method::POST,
-                &routes,
-                Some(json!({"method": "GET", "path": "/users/{name}"})),
-                409,
-                "conflict",
-            ),
-            refusal(
-                "a module as route target",
-                Method::POST,
-                format!("/api/v1/admin/scripts/{module_id}/routes"),
-                Some(json!({"method": "GET", "path": "/m"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "an unknown dispatch mode",
-                Method::POST,
-                &routes,
-                Some(json!({"method": "GET", "path": "/later", "dispatch_mode": "later"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "an unknown method",
-                Method::POST,
-                &routes,
-                Some(json!({"method": "FETCH", "path": "/x"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a malformed path",
-                Method::POST,
-                &routes,
-                Some(json!({"method": "GET", "path": "no-slash"})),
-                400,
-                "invalid_input",
-            ),
-            refusal(
-                "a route for an unknown script",
-                Method::POST,
-                format!("/api/v1/admin/scripts/{unknown}/routes"),
-                Some(json!({"method": "GET", "path": "/x"})),
-                404,
-                "not_found",
-            ),
-            refusal(
-                "an unknown route",
-                Method::DELETE,
-                format!("/api/v1/admin/routes/{unknown}"),
-                None,
-                404,
-                "not_found",
-            ),
-            refusal(
-                "deleting a routed script",
-                Method::DELETE,
-                format!("/api/v1/admin/scripts/{script_id}"),
-                None,
-                409,
-                "conflict",
-            ),
-            refusal(
-                "turning a routed script into a module",
-                Method::PUT,
-                format!("/api/v1/admin/scripts/{script_id}"),
-                Some(json!({"kind": "module"})),
-                409,
-                "conflict",
-            ),
-            refusal(
-                "an unknown API path",
-                Method::GET,
-                "/api/v1/admin/nothing",
-                None,
-                404,
-                "not_found",
-            ),
-            refusal(
-                "a wrong method on an admin path",
-                Method::PUT,
-                &apps,
-                Some(json!({})),
-                405,
-                "method_not_allowed",
-            ),
-        ];
-        for case in cases {
-            let answer = server
-                .admin(case.method.clone(), &case.path, case.body.clone())
-                .await;
-            assert_eq!(
-                (answer.status, answer.code()),
-                (case.status, case.code),
-                "{}: {answer}",
-                case.what
-            );
-            assert!(
-                answer.json["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| !m.is_empty()),
-                "{} has a message: {answer}",
-                case.what
-            );
-        }
-
-        let apps_now = server.admin(Method::GET, "/api/v1/admin/apps", None).await;
-        assert_eq!(
-            apps_now.json["items"].as_array().map(Vec::len),
-            Some(1),
-            "no refused app was written: {apps_now}"
-        );
-        let routes_now = server
-            .admin(
-                Method::GET,
-                &format!("/api/v1/admin/apps/{app_id}/routes"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            routes_now.json["items"].as_array().map(Vec::len),
-            Some(1),
-            "no refused route was written: {routes_now}"
-        );
+        scenario::run(
+            &server,
+            vec![
+                Scenario::new("an invalid slug", Method::POST, &apps)
+                    .body(json!({"slug": "Bad Slug", "name": "x"}))
+                    .error(400, "invalid_input"),
+                Scenario::new("a reserved slug", Method::POST, &apps)
+                    .body(json!({"slug": "api", "name": "x"}))
+                    .error(400, "invalid_input"),
+                Scenario::new("a duplicate slug", Method::POST, &apps)
+                    .body(json!({"slug": "taken", "name": "x"}))
+                    .error(409, "conflict"),
+                Scenario::new("a missing field", Method::POST, &apps)
+                    .body(json!({"slug": "fine"}))
+                    .error(400, "invalid_input"),
+                Scenario::new("a wrong type", Method::POST, &apps)
+                    .body(json!({"slug": 12, "name": "x"}))
+                    .error(400, "invalid_input"),
+                Scenario::new("an empty name", Method::POST, &apps)
+                    .body(json!({"slug": "fine", "name": "  "}))
+                    .error(400, "invalid_input"),
+                Scenario::new(
+                    "a reserved slug in a rename",
+                    Method::PATCH,
+                    format!("{apps}/{app_id}"),
+                )
+                .body(json!({"slug": "api"}))
+                .error(400, "invalid_input"),
+                Scenario::new("an unknown app", Method::GET, format!("{apps}/{unknown}"))
+                    .error(404, "not_found"),
+                Scenario::new("an id that is no uuid", Method::GET, format!("{apps}/nope"))
+                    .error(404, "not_found"),
+                Scenario::new(
+                    "scripts of an unknown app",
+                    Method::POST,
+                    format!("{apps}/{unknown}/scripts"),
+                )
+                .body(json!({"name": "a", "source": "1"}))
+                .error(404, "not_found"),
+                Scenario::new("a source that does not compile", Method::POST, &scripts)
+                    .body(json!({"name": "broken", "source": "let x = ;"}))
+                    .error(400, "invalid_script"),
+                Scenario::new("an unknown kind", Method::POST, &scripts)
+                    .body(json!({"name": "k", "source": "1", "kind": "macro"}))
+                    .error(400, "invalid_input"),
+                Scenario::new(
+                    "a module name that cannot be imported",
+                    Method::POST,
+                    &scripts,
+                )
+                .body(json!({"name": "my-utils", "source": "1", "kind": "module"}))
+                .error(400, "invalid_input"),
+                Scenario::new("a duplicate script name", Method::POST, &scripts)
+                    .body(json!({"name": "main", "source": "1"}))
+                    .error(409, "conflict"),
+                Scenario::new("an oversized source", Method::POST, &scripts)
+                    .body(json!({"name": "big", "source": "1;".repeat(600_000)}))
+                    .error(400, "invalid_input"),
+                Scenario::new(
+                    "an unknown script",
+                    Method::GET,
+                    format!("/api/v1/admin/scripts/{unknown}"),
+                )
+                .error(404, "not_found"),
+                Scenario::new("a duplicate route", Method::POST, &routes)
+                    .body(json!({"method": "GET", "path": "/users/{id}"}))
+                    .error(409, "conflict"),
+                Scenario::new("a conflicting pattern", Method::POST, &routes)
+                    .body(json!({"method": "GET", "path": "/users/{name}"}))
+                    .error(409, "conflict"),
+                Scenario::new(
+                    "a module as route target",
+                    Method::POST,
+                    format!("/api/v1/admin/scripts/{module_id}/routes"),
+                )
+                .body(json!({"method": "GET", "path": "/m"}))
+                .error(400, "invalid_input"),
+                Scenario::new("an unknown dispatch mode", Method::POST, &routes)
+                    .body(json!({"method": "GET", "path": "/later", "dispatch_mode": "later"}))
+                    .error(400, "invalid_input"),
+                Scenario::new("an unknown method", Method::POST, &routes)
+                    .body(json!({"method": "FETCH", "path": "/x"}))
+                    .error(400, "invalid_input"),
+                Scenario::new("a malformed path", Method::POST, &routes)
+                    .body(json!({"method": "GET", "path": "no-slash"}))
+                    .error(400, "invalid_input"),
+                Scenario::new(
+                    "a route for an unknown script",
+                    Method::POST,
+                    format!("/api/v1/admin/scripts/{unknown}/routes"),
+                )
+                .body(json!({"method": "GET", "path": "/x"}))
+                .error(404, "not_found"),
+                Scenario::new(
+                    "an unknown route",
+                    Method::DELETE,
+                    format!("/api/v1/admin/routes/{unknown}"),
+                )
+                .error(404, "not_found"),
+                Scenario::new(
+                    "deleting a routed script",
+                    Method::DELETE,
+                    format!("/api/v1/admin/scripts/{script_id}"),
+                )
+                .error(409, "conflict"),
+                Scenario::new(
+                    "turning a routed script into a module",
+                    Method::PUT,
+                    format!("/api/v1/admin/scripts/{script_id}"),
+                )
+                .body(json!({"kind": "module"}))
+                .error(409, "conflict"),
+                Scenario::new("an unknown API path", Method::GET, "/api/v1/admin/nothing")
+                    .error(404, "not_found"),
+                Scenario::new("a wrong method on an admin path", Method::PUT, &apps)
+                    .body(json!({}))
+                    .error(405, "method_not_allowed"),
+                Scenario::new("no refused app was written", Method::GET, &apps).length("/items", 1),
+                Scenario::new(
+                    "no refused route was written",
+                    Method::GET,
+                    format!("/api/v1/admin/apps/{app_id}/routes"),
+                )
+                .length("/items", 1),
+            ],
+        )
+        .await;
     }
 );
 
@@ -598,7 +349,7 @@ both_backends!(
     refusals_name_the_field_and_the_position,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.create_app("detail").await;
+        let app_id = server.api.create_app("detail").await;
         let answer = server
             .admin(
                 Method::POST,
@@ -670,7 +421,7 @@ both_backends!(
     |store| async move {
         let server = TestServer::start_with(
             store,
-            common::Settings {
+            Settings {
                 server: picloud_server::ServerConfig {
                     max_body_bytes: 4096,
                     ..Default::default()
@@ -681,13 +432,14 @@ both_backends!(
         .await;
         let post = |body: &'static str, content_type: &'static str| {
             server
+                .api
                 .http
                 .post(server.url("/api/v1/admin/apps"))
-                .bearer_auth(&server.token)
+                .bearer_auth(&server.api.token)
                 .header("content-type", content_type)
                 .body(body)
         };
-        let answer = TestServer::answer(
+        let answer = Answer::read(
             post(r#"{"slug": "a", "#, "application/json")
                 .send()
                 .await
@@ -705,7 +457,7 @@ both_backends!(
                 .is_some_and(|m| m.contains("line 1")),
             "serde's message says where: {answer}"
         );
-        let answer = TestServer::answer(
+        let answer = Answer::read(
             post(r#"{"slug": "a", "name": "b"}"#, "text/plain")
                 .send()
                 .await
@@ -719,15 +471,16 @@ both_backends!(
         );
         let big = format!(r#"{{"slug": "a", "name": "{}"}}"#, "x".repeat(10_000));
         let response = server
+            .api
             .http
             .post(server.url("/api/v1/admin/apps"))
-            .bearer_auth(&server.token)
+            .bearer_auth(&server.api.token)
             .header("content-type", "application/json")
             .body(big)
             .send()
             .await
             .expect("send");
-        let answer = TestServer::answer(response).await;
+        let answer = Answer::read(response).await;
         assert_eq!(
             (answer.status, answer.code()),
             (413, "payload_too_large"),
@@ -780,9 +533,10 @@ both_backends!(
             "a wrong token: {answer}"
         );
         let cookie_only = server
+            .api
             .http
             .get(server.url("/api/v1/admin/apps"))
-            .header("cookie", format!("picloud_session={}", server.token))
+            .header("cookie", format!("picloud_session={}", server.api.token))
             .send()
             .await
             .expect("send");
@@ -792,7 +546,7 @@ both_backends!(
             "the dashboard's cookie reads without a CSRF token (a safe method)"
         );
 
-        let token = server.login("admin", common::ADMIN_PASSWORD).await;
+        let token = server.login("admin", ADMIN_PASSWORD).await;
         let me = server
             .call(Method::GET, "/api/v1/auth/me", Some(&token), None)
             .await;
@@ -819,7 +573,12 @@ both_backends!(
             "a logged-out token: {answer}"
         );
         let answer = server
-            .call(Method::GET, "/api/v1/admin/apps", Some(&server.token), None)
+            .call(
+                Method::GET,
+                "/api/v1/admin/apps",
+                Some(&server.api.token),
+                None,
+            )
             .await;
         assert_eq!(answer.status, 200, "other sessions stay valid: {answer}");
     }
@@ -836,7 +595,7 @@ both_backends!(
                 Method::POST,
                 "/api/v1/auth/login",
                 None,
-                Some(json!({"username": "admin", "password": common::ADMIN_PASSWORD})),
+                Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
             )
             .await;
         assert_eq!(answer.status, 200, "login: {answer}");
@@ -900,7 +659,7 @@ both_backends!(
     a_user_without_access_finds_nothing_and_creates_its_own_apps,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.create_app("private").await;
+        let app_id = server.api.create_app("private").await;
         let username = picloud_core::Username::parse("guest").expect("a username");
         server
             .platform

@@ -1,11 +1,11 @@
 //! Users, members, API keys and test runs over HTTP on both backends: the lifecycles and their
 //! rules (the permission matrix is in `permissions.rs`).
 
-mod common;
-
-use common::{Answer, Settings, TestServer};
 use picloud_orchestrator::{PasswordPolicy, PlatformConfig};
 use picloud_test_support::both_backends;
+use picloud_test_support::http::Answer;
+use picloud_test_support::scenario::{self, Caller, Scenario};
+use picloud_test_support::server::{Settings, TestServer};
 use reqwest::Method;
 use serde_json::json;
 
@@ -133,115 +133,87 @@ both_backends!(
     the_instance_admin_manages_users_and_cannot_lock_itself_out,
     |store| async move {
         let server = TestServer::start(store).await;
-        let created = server
-            .admin(
-                Method::POST,
-                "/api/v1/admin/users",
-                Some(json!({"username": "ann", "password": "ann's password"})),
+        let users = "/api/v1/admin/users";
+        let ann = "/api/v1/admin/users/{ann}";
+        let login = "/api/v1/auth/login";
+        let mut rows = vec![
+            Scenario::new("create", Method::POST, users)
+                .body(json!({"username": "ann", "password": "ann's password"}))
+                .status(201)
+                .absent("/password_hash")
+                .capture("ann", "/id"),
+            Scenario::new("a taken username", Method::POST, users)
+                .body(json!({"username": "ann", "password": "another password"}))
+                .status(409),
+            Scenario::new("admin and ann are listed", Method::GET, users).length("/items", 2),
+            Scenario::new("ann signs in", Method::POST, login)
+                .caller(Caller::Anonymous)
+                .body(json!({"username": "ann", "password": "ann's password"}))
+                .capture("session", "/token"),
+            Scenario::new("ann makes a key", Method::POST, "/api/v1/admin/api-keys")
+                .caller(Caller::Bearer("{session}".into()))
+                .body(json!({"name": "k", "scopes": ["app:read"]}))
+                .status(201)
+                .capture("key", "/secret"),
+            Scenario::new("disable", Method::PATCH, ann)
+                .body(json!({"disabled": true}))
+                .field("/disabled", json!(true)),
+            Scenario::new(
+                "her session stops working",
+                Method::GET,
+                "/api/v1/admin/apps",
             )
-            .await;
-        assert_eq!(created.status, 201, "create: {created}");
-        assert!(
-            created.json.get("password_hash").is_none(),
-            "no hash leaves: {created}"
-        );
-        let ann = created.json["id"].as_str().expect("an id").to_owned();
-        let taken = server
-            .admin(
-                Method::POST,
-                "/api/v1/admin/users",
-                Some(json!({"username": "ann", "password": "another password"})),
+            .caller(Caller::Bearer("{session}".into()))
+            .status(401),
+            Scenario::new("her key stops working", Method::GET, "/api/v1/admin/apps")
+                .caller(Caller::Bearer("{key}".into()))
+                .status(401),
+            Scenario::new("enable her as an instance admin", Method::PATCH, ann)
+                .body(json!({"disabled": false, "is_instance_admin": true})),
+            Scenario::new(
+                "an app:read key of an admin is still no admin key",
+                Method::GET,
+                users,
             )
-            .await;
-        assert_eq!(taken.status, 409, "a taken username: {taken}");
-        let listed = server.admin(Method::GET, "/api/v1/admin/users", None).await;
-        assert_eq!(
-            listed.json["items"].as_array().map(Vec::len),
-            Some(2),
-            "admin and ann: {listed}"
-        );
-
-        let token = server.login("ann", "ann's password").await;
-        let key = server
-            .call(
-                Method::POST,
-                "/api/v1/admin/api-keys",
-                Some(&token),
-                Some(json!({"name": "k", "scopes": ["app:read"]})),
-            )
-            .await;
-        let key = key.json["secret"].as_str().expect("a key").to_owned();
-        let disabled = server
-            .admin(
-                Method::PATCH,
-                &format!("/api/v1/admin/users/{ann}"),
-                Some(json!({"disabled": true})),
-            )
-            .await;
-        assert_eq!(
-            (disabled.status, disabled.json["disabled"].clone()),
-            (200, json!(true)),
-            "disable: {disabled}"
-        );
-        for (what, credential) in [("her session", &token), ("her key", &key)] {
-            let answer = server
-                .call(Method::GET, "/api/v1/admin/apps", Some(credential), None)
-                .await;
-            assert_eq!(answer.status, 401, "{what} stops working: {answer}");
-        }
-        server
-            .admin(
-                Method::PATCH,
-                &format!("/api/v1/admin/users/{ann}"),
-                Some(json!({"disabled": false, "is_instance_admin": true})),
-            )
-            .await;
-        let answer = server
-            .call(Method::GET, "/api/v1/admin/users", Some(&key), None)
-            .await;
-        assert_eq!(
-            answer.status, 403,
-            "an app:read key of an admin is still no admin key: {answer}"
-        );
-        let answer = server
-            .admin(
+            .caller(Caller::Bearer("{key}".into()))
+            .status(403),
+            Scenario::new(
+                "set password",
                 Method::PUT,
-                &format!("/api/v1/admin/users/{ann}/password"),
-                Some(json!({"password": "ann's new password"})),
+                "/api/v1/admin/users/{ann}/password",
             )
-            .await;
-        assert_eq!(answer.status, 204, "set password: {answer}");
-        server.login("ann", "ann's new password").await;
-
-        let me = server
-            .call(Method::GET, "/api/v1/auth/me", Some(&server.token), None)
-            .await;
-        let admin = me.json["id"].as_str().expect("the admin's id").to_owned();
+            .body(json!({"password": "ann's new password"}))
+            .status(204),
+            Scenario::new("ann signs in with the new password", Method::POST, login)
+                .caller(Caller::Anonymous)
+                .body(json!({"username": "ann", "password": "ann's new password"}))
+                .string("/token"),
+            Scenario::new("me names the admin", Method::GET, "/api/v1/auth/me")
+                .capture("admin", "/id"),
+        ];
         for (method, body) in [
             (Method::PATCH, Some(json!({"disabled": true}))),
             (Method::PATCH, Some(json!({"is_instance_admin": false}))),
             (Method::DELETE, None),
         ] {
-            let answer = server
-                .admin(
-                    method.clone(),
-                    &format!("/api/v1/admin/users/{admin}"),
-                    body,
-                )
-                .await;
-            assert_eq!(
-                answer.status, 409,
-                "{method} on oneself is refused: {answer}"
+            let row = Scenario::new(
+                format!("{method} on oneself is refused"),
+                method,
+                "/api/v1/admin/users/{admin}",
+            );
+            rows.push(
+                match body {
+                    Some(body) => row.body(body),
+                    None => row,
+                }
+                .status(409),
             );
         }
-        let deleted = server
-            .admin(Method::DELETE, &format!("/api/v1/admin/users/{ann}"), None)
-            .await;
-        assert_eq!(deleted.status, 204, "delete: {deleted}");
-        let again = server
-            .admin(Method::GET, &format!("/api/v1/admin/users/{ann}"), None)
-            .await;
-        assert_eq!(again.status, 404, "gone: {again}");
+        rows.extend([
+            Scenario::new("delete", Method::DELETE, ann).status(204),
+            Scenario::new("gone", Method::GET, ann).status(404),
+        ]);
+        scenario::run(&server, rows).await;
     }
 );
 
@@ -250,137 +222,63 @@ both_backends!(
     owners_manage_members_and_an_app_keeps_an_owner,
     |store| async move {
         let server = TestServer::start(store).await;
-        for name in ["olga", "vic"] {
-            server
-                .admin(
-                    Method::POST,
-                    "/api/v1/admin/users",
-                    Some(json!({"username": name, "password": "member password"})),
+        let olga = |name: &str, method: Method, path: &str| {
+            Scenario::new(name, method, path).caller(Caller::Bearer("{olga}".into()))
+        };
+        let vic = "/api/v1/admin/apps/{app}/members/{vic}";
+        let olga_member = "/api/v1/admin/apps/{app}/members/{olga_id}";
+        let password = "/api/v1/auth/password";
+        scenario::run(
+            &server,
+            vec![
+                Scenario::new("create olga", Method::POST, "/api/v1/admin/users")
+                    .body(json!({"username": "olga", "password": "member password"}))
+                    .status(201),
+                Scenario::new("create vic", Method::POST, "/api/v1/admin/users")
+                    .body(json!({"username": "vic", "password": "member password"}))
+                    .status(201)
+                    .capture("vic", "/id"),
+                Scenario::new("olga signs in", Method::POST, "/api/v1/auth/login")
+                    .caller(Caller::Anonymous)
+                    .body(json!({"username": "olga", "password": "member password"}))
+                    .capture("olga", "/token"),
+                olga("olga creates an app", Method::POST, "/api/v1/admin/apps")
+                    .body(json!({"slug": "team", "name": "T"}))
+                    .status(201)
+                    .capture("app", "/id"),
+                olga(
+                    "the creator is the owner",
+                    Method::GET,
+                    "/api/v1/admin/apps/{app}/members",
                 )
-                .await;
-        }
-        let olga = server.login("olga", "member password").await;
-        let app = server
-            .call(
-                Method::POST,
-                "/api/v1/admin/apps",
-                Some(&olga),
-                Some(json!({"slug": "team", "name": "T"})),
-            )
-            .await;
-        let app = app.json["id"].as_str().expect("an app").to_owned();
-        let members = server
-            .call(
-                Method::GET,
-                &format!("/api/v1/admin/apps/{app}/members"),
-                Some(&olga),
-                None,
-            )
-            .await;
-        assert_eq!(
-            members.json["items"][0]["username"],
-            json!("olga"),
-            "the creator: {members}"
-        );
-        assert_eq!(
-            members.json["items"][0]["role"],
-            json!("owner"),
-            "is the owner: {members}"
-        );
-        let olga_id = members.json["items"][0]["user_id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
-
-        let users = server.admin(Method::GET, "/api/v1/admin/users", None).await;
-        let vic = users.json["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .find(|u| u["username"] == json!("vic"))
-            .and_then(|u| u["id"].as_str())
-            .expect("vic")
-            .to_owned();
-        let set = server
-            .call(
-                Method::PUT,
-                &format!("/api/v1/admin/apps/{app}/members/{vic}"),
-                Some(&olga),
-                Some(json!({"role": "viewer"})),
-            )
-            .await;
-        assert_eq!(
-            (set.status, set.json["role"].clone()),
-            (200, json!("viewer")),
-            "add a viewer: {set}"
-        );
-        let bad = server
-            .call(
-                Method::PUT,
-                &format!("/api/v1/admin/apps/{app}/members/{vic}"),
-                Some(&olga),
-                Some(json!({"role": "god"})),
-            )
-            .await;
-        assert_eq!(
-            (bad.status, bad.code()),
-            (400, "invalid_input"),
-            "an unknown role: {bad}"
-        );
-        let last = server
-            .call(
-                Method::DELETE,
-                &format!("/api/v1/admin/apps/{app}/members/{olga_id}"),
-                Some(&olga),
-                None,
-            )
-            .await;
-        assert_eq!(last.status, 409, "the last owner stays: {last}");
-        let demote = server
-            .call(
-                Method::PUT,
-                &format!("/api/v1/admin/apps/{app}/members/{olga_id}"),
-                Some(&olga),
-                Some(json!({"role": "editor"})),
-            )
-            .await;
-        assert_eq!(demote.status, 409, "nor is demoted: {demote}");
-        let removed = server
-            .call(
-                Method::DELETE,
-                &format!("/api/v1/admin/apps/{app}/members/{vic}"),
-                Some(&olga),
-                None,
-            )
-            .await;
-        assert_eq!(removed.status, 204, "remove vic: {removed}");
-
-        let wrong = server
-            .call(
-                Method::POST,
-                "/api/v1/auth/password",
-                Some(&olga),
-                Some(json!({"current_password": "nope", "new_password": "a brand new password"})),
-            )
-            .await;
-        assert_eq!(
-            wrong.status, 401,
-            "the current password is checked: {wrong}"
-        );
-        let changed = server
-            .call(
-                Method::POST,
-                "/api/v1/auth/password",
-                Some(&olga),
-                Some(json!({"current_password": "member password", "new_password": "member password 2"})),
-            )
-            .await;
-        assert_eq!(changed.status, 204, "changed: {changed}");
-        let answer = server
-            .call(Method::GET, "/api/v1/auth/me", Some(&olga), None)
-            .await;
-        assert_eq!(answer.status, 401, "the old session ended: {answer}");
-        server.login("olga", "member password 2").await;
+                .field("/items/0/username", json!("olga"))
+                .field("/items/0/role", json!("owner"))
+                .capture("olga_id", "/items/0/user_id"),
+                olga("add a viewer", Method::PUT, vic)
+                    .body(json!({"role": "viewer"}))
+                    .field("/role", json!("viewer")),
+                olga("an unknown role", Method::PUT, vic)
+                    .body(json!({"role": "god"}))
+                    .error(400, "invalid_input"),
+                olga("the last owner stays", Method::DELETE, olga_member).status(409),
+                olga("nor is demoted", Method::PUT, olga_member)
+                    .body(json!({"role": "editor"}))
+                    .status(409),
+                olga("remove vic", Method::DELETE, vic).status(204),
+                olga("the current password is checked", Method::POST, password)
+                    .body(json!({"current_password": "nope", "new_password": "a brand new password"}))
+                    .status(401),
+                olga("changed", Method::POST, password)
+                    .body(json!({"current_password": "member password", "new_password": "member password 2"}))
+                    .status(204),
+                olga("the old session ended", Method::GET, "/api/v1/auth/me").status(401),
+                Scenario::new("olga signs in with the new password", Method::POST, "/api/v1/auth/login")
+                    .caller(Caller::Anonymous)
+                    .body(json!({"username": "olga", "password": "member password 2"}))
+                    .string("/token"),
+            ],
+        )
+        .await;
     }
 );
 
@@ -389,7 +287,7 @@ both_backends!(
     api_keys_are_bound_expire_and_are_refused_when_malformed,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app = server.create_app("keyed").await;
+        let app = server.api.create_app("keyed").await;
         let bad = server
             .admin(
                 Method::POST,
@@ -432,7 +330,7 @@ both_backends!(
             mine.status, 201,
             "the key writes scripts in its app: {mine}"
         );
-        let other = server.create_app("other").await;
+        let other = server.api.create_app("other").await;
         let theirs = server
             .call(
                 Method::GET,
@@ -462,9 +360,9 @@ both_backends!(
     a_test_run_answers_the_response_and_the_log_lines,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app = server.create_app("runs").await;
+        let app = server.api.create_app("runs").await;
         let script = server
-            .create_script(&app, "echo", r#"log::info(`hello ${ctx.request.query.who}`); #{ got: ctx.request.json, method: ctx.request.method }"#)
+            .api.create_script(&app, "echo", r#"log::info(`hello ${ctx.request.query.who}`); #{ got: ctx.request.json, method: ctx.request.method }"#)
             .await;
         let run = server
             .admin(
@@ -494,7 +392,10 @@ both_backends!(
             "an execution id: {run}"
         );
 
-        let failing = server.create_script(&app, "boom", r#"throw "nope""#).await;
+        let failing = server
+            .api
+            .create_script(&app, "boom", r#"throw "nope""#)
+            .await;
         let run = server
             .admin(
                 Method::POST,

@@ -1,14 +1,14 @@
 //! Public invocation over HTTP on both backends: the quick start, the response rules, errors of
 //! scripts, the gate, and the paths that are not routed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Settings, TestServer};
 use picloud_core::Limits;
 use picloud_orchestrator::PlatformConfig;
 use picloud_test_support::both_backends;
+use picloud_test_support::http::Answer;
+use picloud_test_support::scenario::{self, Caller, Effect, Scenario};
+use picloud_test_support::server::{Settings, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -22,6 +22,7 @@ let lang = ctx.request.query.lang;
 both_backends!(the_quick_start_flow_works_end_to_end, |store| async move {
     let server = TestServer::start(store).await;
     server
+        .api
         .deploy("hello", GREETER, "GET", "/greet/{name}")
         .await;
     let answer = server.get("/hello/greet/Ada%20L?lang=fr").await;
@@ -45,7 +46,7 @@ both_backends!(the_quick_start_flow_works_end_to_end, |store| async move {
 // What a script returns decides the response, as the script contract says.
 both_backends!(a_scripts_value_becomes_the_response, |store| async move {
     let server = TestServer::start(store).await;
-    let app_id = server.create_app("rules").await;
+    let app_id = server.api.create_app("rules").await;
     let cases: [(&str, &str, u16, Option<&str>, Value); 8] = [
         (
             "string",
@@ -88,6 +89,7 @@ both_backends!(a_scripts_value_becomes_the_response, |store| async move {
     ];
     for (name, source, ..) in &cases {
         server
+            .api
             .add_route(&app_id, name, source, "GET", &format!("/{name}"))
             .await;
     }
@@ -117,8 +119,12 @@ both_backends!(a_scripts_value_becomes_the_response, |store| async move {
 both_backends!(a_script_sees_the_whole_request, |store| async move {
     let server = TestServer::start(store).await;
     let echo = "let r = ctx.request; #{ method: r.method, path: r.path, params: r.params, query: r.query, agent: r.headers[\"x-agent\"], body: r.body, json: r.json }";
-    server.deploy("echo", echo, "ANY", "/files/{*rest}").await;
+    server
+        .api
+        .deploy("echo", echo, "ANY", "/files/{*rest}")
+        .await;
     let response = server
+        .api
         .http
         .post(server.url("/echo/files/a/b.txt?x=1&x=2"))
         .header("X-Agent", "test")
@@ -126,7 +132,7 @@ both_backends!(a_script_sees_the_whole_request, |store| async move {
         .send()
         .await
         .expect("send");
-    let answer = TestServer::answer(response).await;
+    let answer = Answer::read(response).await;
     assert_eq!(answer.status, 200, "ANY answers POST: {answer}");
     assert_eq!(answer.json["method"], json!("POST"), "the method: {answer}");
     assert_eq!(
@@ -169,6 +175,7 @@ both_backends!(
     |store| async move {
         let server = TestServer::start(store).await;
         server
+            .api
             .deploy("oops", "let a = 1;\nthrow \"boom\";", "GET", "/")
             .await;
         let answer = server.get("/oops").await;
@@ -216,8 +223,9 @@ both_backends!(
             },
         )
         .await;
-        let app_id = server.deploy("loops", "loop { }", "GET", "/spin").await;
+        let app_id = server.api.deploy("loops", "loop { }", "GET", "/spin").await;
         server
+            .api
             .add_route(&app_id, "ok", r#""fine""#, "GET", "/ok")
             .await;
         let answer = server.get("/loops/spin").await;
@@ -253,7 +261,7 @@ both_backends!(a_script_past_its_deadline_times_out, |store| async move {
         },
     )
     .await;
-    server.deploy("slowpoke", "loop { }", "GET", "/").await;
+    server.api.deploy("slowpoke", "loop { }", "GET", "/").await;
     let started = Instant::now();
     let answer = server.get("/slowpoke/").await;
     assert_eq!(
@@ -285,12 +293,13 @@ both_backends!(
         )
         .await;
         let slow = r#"let started = time::now(); while time::now() - started < 1500 { } "slow""#;
-        let app_id = server.deploy("gate", slow, "GET", "/slow").await;
+        let app_id = server.api.deploy("gate", slow, "GET", "/slow").await;
         server
+            .api
             .add_route(&app_id, "fast", r#""fast""#, "GET", "/fast")
             .await;
         let url = server.url("/gate/slow");
-        let http = server.http.clone();
+        let http = server.api.http.clone();
         let first =
             tokio::spawn(async move { http.get(url).send().await.expect("send").text().await });
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -331,7 +340,7 @@ both_backends!(unrouted_requests_get_json_errors, |store| async move {
         },
     )
     .await;
-    server.deploy("site", r#""ok""#, "GET", "/page").await;
+    server.api.deploy("site", r#""ok""#, "GET", "/page").await;
     let answer = server.get("/site/missing").await;
     assert_eq!(
         (answer.status, answer.code()),
@@ -356,6 +365,7 @@ both_backends!(unrouted_requests_get_json_errors, |store| async move {
         "Allow lists the answering methods: {answer}"
     );
     let head = server
+        .api
         .http
         .head(server.url("/site/page"))
         .send()
@@ -371,13 +381,14 @@ both_backends!(unrouted_requests_get_json_errors, |store| async move {
         );
     }
     let response = server
+        .api
         .http
         .post(server.url("/site/page"))
         .body("x".repeat(4096))
         .send()
         .await
         .expect("send");
-    let answer = TestServer::answer(response).await;
+    let answer = Answer::read(response).await;
     assert_eq!(
         (answer.status, answer.code()),
         (413, "payload_too_large"),
@@ -390,7 +401,7 @@ both_backends!(
     a_slug_change_and_a_deletion_take_effect_at_once,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.deploy("before", r#""here""#, "GET", "/").await;
+        let app_id = server.api.deploy("before", r#""here""#, "GET", "/").await;
         let renamed = server
             .admin(
                 Method::PATCH,
@@ -440,7 +451,7 @@ both_backends!(health_readiness_and_metrics_answer, |store| async move {
         "readyz with a database: {answer}"
     );
 
-    server.deploy("counted", "1", "GET", "/").await;
+    server.api.deploy("counted", "1", "GET", "/").await;
     let sample = r#"picloud_http_requests_total{kind="public",status="200"}"#;
     let before = server.metric(sample).await;
     let executions_before = server
@@ -503,9 +514,9 @@ both_backends!(
     |store| async move {
         let mut server = TestServer::start(store).await;
         let slow = r#"let started = time::now(); while time::now() - started < 800 { } "done""#;
-        server.deploy("drain", slow, "GET", "/").await;
+        server.api.deploy("drain", slow, "GET", "/").await;
         let url = server.url("/drain/");
-        let http = server.http.clone();
+        let http = server.api.http.clone();
         let request =
             tokio::spawn(async move { http.get(url).send().await.expect("send").text().await });
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -543,11 +554,13 @@ both_backends!(
         )
         .await;
         let slow = r#"let started = time::now(); while time::now() - started < 1500 { } "slow""#;
-        let app_id = server.deploy("abandon", slow, "GET", "/slow").await;
+        let app_id = server.api.deploy("abandon", slow, "GET", "/slow").await;
         server
+            .api
             .add_route(&app_id, "fast", r#""fast""#, "GET", "/fast")
             .await;
         let impatient = server
+            .api
             .http
             .get(server.url("/abandon/slow"))
             .timeout(Duration::from_millis(300))
@@ -592,53 +605,55 @@ both_backends!(
         )
         .await;
         let app_id = server
-            .deploy("shop", r#"kv::collection("notes").set("n", "✓✓"); "ok""#, "POST", "/note")
+            .api.deploy("shop", r#"kv::collection("notes").set("n", "✓✓"); "ok""#, "POST", "/note")
             .await;
-        let script_id = server.create_script(&app_id, "later", r#"throw "later""#).await;
-        let route = server
-            .admin(
-                Method::POST,
-                &format!("/api/v1/admin/scripts/{script_id}/routes"),
-                Some(json!({"method": "POST", "path": "/later", "dispatch_mode": "async"})),
-            )
-            .await;
-        assert_eq!(route.status, 201, "an async route: {route}");
-        for n in 0..2 {
-            let accepted = server.call(Method::POST, "/shop/later", None, None).await;
-            assert_eq!(accepted.status, 202, "request {n} is accepted: {accepted}");
-        }
-        let refused = server.call(Method::POST, "/shop/later", None, None).await;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (429, "quota_exceeded"),
-            "a full queue refuses: {refused}"
-        );
-        assert_eq!(refused.header("retry-after"), Some("5"), "with a delay to retry after");
-        let message = refused.json["error"]["message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains("the app has 2 queued jobs") && message.contains("limit of 2"),
-            "the sentence names the count and the limit: {message}"
-        );
-
-        let written = server.call(Method::POST, "/shop/note", None, None).await;
-        assert_eq!(written.status, 200, "a sync route still runs: {written}");
-        let view = server
-            .admin(Method::GET, &format!("/api/v1/admin/apps/{app_id}"), None)
-            .await;
-        assert_eq!(view.status, 200, "GET /apps/{{id}}: {view}");
+        let script_id = server.api.create_script(&app_id, "later", r#"throw "later""#).await;
         // "notes" + "n" + "\"✓✓\"" (8 bytes: ✓ is 3) + 64 for the entry.
         let entry = ("notes".len() + "n".len() + "\"✓✓\"".len()) as u64
             + picloud_store::KV_ENTRY_OVERHEAD;
-        assert_eq!(
-            view.json["usage"],
-            json!({
-                "kv_bytes": entry,
-                "kv_bytes_quota": picloud_store::AppQuotas::default().stored_bytes,
-                "queued_jobs": 2,
-                "queued_jobs_quota": 2
-            }),
-            "the view shows the app's usage and quotas: {view}"
-        );
-        assert_eq!(view.json["slug"], json!("shop"), "beside the app's fields: {view}");
+        let accepted = |n: u32| {
+            Scenario::new(format!("request {n} is accepted"), Method::POST, "/shop/later")
+                .caller(Caller::Anonymous)
+                .status(202)
+        };
+        scenario::run(
+            &server,
+            vec![
+                Scenario::new(
+                    "an async route",
+                    Method::POST,
+                    format!("/api/v1/admin/scripts/{script_id}/routes"),
+                )
+                .body(json!({"method": "POST", "path": "/later", "dispatch_mode": "async"}))
+                .status(201),
+                accepted(0),
+                accepted(1).effect(Effect::Queued { jobs: 2 }),
+                Scenario::new("a full queue refuses", Method::POST, "/shop/later")
+                    .caller(Caller::Anonymous)
+                    .error(429, "quota_exceeded")
+                    .header("retry-after", "5")
+                    .contains("/error/message", "the app has 2 queued jobs")
+                    .contains("/error/message", "limit of 2")
+                    .effect(Effect::Queued { jobs: 2 }),
+                Scenario::new("a sync route still runs", Method::POST, "/shop/note")
+                    .caller(Caller::Anonymous),
+                Scenario::new(
+                    "the view shows the app's usage and quotas beside its fields",
+                    Method::GET,
+                    format!("/api/v1/admin/apps/{app_id}"),
+                )
+                .field(
+                    "/usage",
+                    json!({
+                        "kv_bytes": entry,
+                        "kv_bytes_quota": picloud_store::AppQuotas::default().stored_bytes,
+                        "queued_jobs": 2,
+                        "queued_jobs_quota": 2
+                    }),
+                )
+                .field("/slug", json!("shop")),
+            ],
+        )
+        .await;
     }
 );

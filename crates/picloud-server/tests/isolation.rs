@@ -2,11 +2,11 @@
 //! PiCloud's credentials never reach a script, a script cannot set them, a cookie-signed admin
 //! request from any other origin is refused, and the answers hyper writes by itself are JSON.
 
-mod common;
-
-use common::{Answer, Settings, TestServer};
 use picloud_server::{Origins, ServerConfig};
 use picloud_test_support::both_backends;
+use picloud_test_support::http::Answer;
+use picloud_test_support::server::{BrowserLogin, Settings, TestServer};
+use picloud_test_support::ADMIN_PASSWORD;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,11 +26,11 @@ fn with_origins(origins: Origins) -> Settings {
 
 /// `GET url` with `headers`.
 async fn get_with(server: &TestServer, url: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut request = server.http.get(url);
+    let mut request = server.api.http.get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    TestServer::answer(request.send().await.expect("the request is answered")).await
+    Answer::read(request.send().await.expect("the request is answered")).await
 }
 
 // The admin API, auth and metrics answer only on the admin listener; the apps only on the public
@@ -39,9 +39,9 @@ both_backends!(
     the_admin_surface_and_the_apps_never_answer_on_each_others_listener,
     |store| async move {
         let server = TestServer::start(store).await;
-        server.deploy("shop", r#""hi""#, "GET", "/x").await;
+        server.api.deploy("shop", r#""hi""#, "GET", "/x").await;
 
-        let login = json!({"username": "admin", "password": common::ADMIN_PASSWORD});
+        let login = json!({"username": "admin", "password": ADMIN_PASSWORD});
         for (method, path, body) in [
             (Method::POST, "/api/v1/auth/login", Some(login)),
             (Method::GET, "/api/v1/auth/me", None),
@@ -49,13 +49,14 @@ both_backends!(
             (Method::GET, "/metrics", None),
         ] {
             let mut request = server
+                .api
                 .http
                 .request(method.clone(), format!("{}{path}", server.base))
-                .bearer_auth(&server.token);
+                .bearer_auth(&server.api.token);
             if let Some(body) = body {
                 request = request.json(&body);
             }
-            let answer = TestServer::answer(request.send().await.expect("answered")).await;
+            let answer = Answer::read(request.send().await.expect("answered")).await;
             assert_eq!(
                 (answer.status, answer.code()),
                 (404, "not_found"),
@@ -105,7 +106,7 @@ both_backends!(
     a_script_never_sees_picloud_credentials_but_sees_the_apps_own,
     |store| async move {
         let server = TestServer::start(store).await;
-        server.deploy("spy", ECHO_HEADERS, "GET", "/").await;
+        server.api.deploy("spy", ECHO_HEADERS, "GET", "/").await;
         let key = server
             .admin(
                 Method::POST,
@@ -114,7 +115,7 @@ both_backends!(
             )
             .await;
         let key = key.json["secret"].as_str().expect("a key").to_owned();
-        let token = server.token.clone();
+        let token = server.api.token.clone();
         let url = server.url("/spy/");
 
         let cookie = format!(
@@ -172,7 +173,7 @@ both_backends!(
     a_script_cannot_set_or_clear_picloud_cookies,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.create_app("jar").await;
+        let app_id = server.api.create_app("jar").await;
         let refused = [
             (
                 "set",
@@ -188,6 +189,7 @@ both_backends!(
         for (name, headers) in refused {
             let source = format!(r#"response(200, "ok", {headers})"#);
             server
+                .api
                 .add_route(&app_id, name, &source, "GET", &format!("/{name}"))
                 .await;
             let answer = server.get(&format!("/jar/{name}")).await;
@@ -202,6 +204,7 @@ both_backends!(
             );
         }
         server
+            .api
             .add_route(
                 &app_id,
                 "own",
@@ -295,13 +298,14 @@ both_backends!(
     a_cookie_signed_admin_request_from_another_origin_is_refused_whatever_the_port,
     |store| async move {
         let server = TestServer::start(store).await;
-        let common::BrowserLogin { token, csrf, .. } = server.browser_login(&[]).await;
+        let BrowserLogin { token, csrf, .. } = server.browser_login(&[]).await;
         let cookie = format!("picloud_session={token}");
         let admin_origin = server.admin_base.clone();
         let tenant_origin = server.base.clone();
         let create_user =
             |origin: Option<String>, site: Option<&'static str>, name: &'static str| {
                 let mut request = server
+                    .api
                     .http
                     .post(server.url("/api/v1/admin/users"))
                     .header("cookie", &cookie)
@@ -331,7 +335,7 @@ both_backends!(
             ),
         ] {
             let answer =
-                TestServer::answer(create_user(origin, site, "mallory").await.expect("sent")).await;
+                Answer::read(create_user(origin, site, "mallory").await.expect("sent")).await;
             assert_eq!(
                 (answer.status, answer.code()),
                 (403, "csrf_failed"),
@@ -351,7 +355,7 @@ both_backends!(
             "no refused request created a user: {users}"
         );
 
-        let answer = TestServer::answer(
+        let answer = Answer::read(
             create_user(Some(admin_origin), Some("same-origin"), "alice")
                 .await
                 .expect("sent"),
@@ -408,9 +412,9 @@ both_backends!(
             }),
         )
         .await;
-        server.deploy("shop", r#""hi""#, "GET", "/x").await;
+        server.api.deploy("shop", r#""hi""#, "GET", "/x").await;
         let on_public = |path: &str| format!("{}{path}", server.base);
-        let bearer = format!("Bearer {}", server.token);
+        let bearer = format!("Bearer {}", server.api.token);
         let admin = get_with(
             &server,
             &on_public("/api/v1/admin/apps"),
@@ -453,6 +457,7 @@ both_backends!(
         )
         .await;
         server
+            .api
             .deploy("shop", "ctx.request.path", "GET", "/items/{id}")
             .await;
         let url = |path: &str| format!("{}{path}", server.base);

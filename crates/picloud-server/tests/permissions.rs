@@ -4,12 +4,9 @@
 //! and the matrix itself. Then the cross-tenant rule: a user or key of app A finds nothing of
 //! app B — the same 404 as for an id that never existed.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::TestServer;
 use picloud_core::exec::HttpRequest;
 use picloud_core::{
     ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode,
@@ -21,6 +18,7 @@ use picloud_store::{
     Store,
 };
 use picloud_test_support::both_backends;
+use picloud_test_support::server::TestServer;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -326,7 +324,7 @@ both_backends!(
         let admin_id = server
             .platform
             .auth()
-            .authenticate(&server.token)
+            .authenticate(&server.api.token)
             .await
             .expect("store")
             .expect("the admin")
@@ -400,7 +398,7 @@ both_backends!(
             },
             Caller {
                 name: "the instance admin".into(),
-                token: Some(server.token.clone()),
+                token: Some(server.api.token.clone()),
                 user: admin_id,
                 valid: true,
             },
@@ -487,8 +485,8 @@ both_backends!(
     roles_and_scopes_open_what_the_documentation_says,
     |store| async move {
         let server = TestServer::start(store.clone()).await;
-        let app = server.create_app("spot").await;
-        let script = server.create_script(&app, "main", r#""ok""#).await;
+        let app = server.api.create_app("spot").await;
+        let script = server.api.create_script(&app, "main", r#""ok""#).await;
         let viewer = create_user(&server, "viewer").await;
         let answer = server
             .admin(
@@ -523,7 +521,7 @@ both_backends!(
         );
 
         let app_id = AppId::parse(&app).expect("an app id");
-        let script_read = api_key(&server, &server.token, &["script:read"], Some(app_id)).await;
+        let script_read = api_key(&server, &server.api.token, &["script:read"], Some(app_id)).await;
         let run = server
             .call(
                 Method::POST,

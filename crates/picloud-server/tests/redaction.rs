@@ -3,14 +3,14 @@
 //! caller's credentials unless the route keeps them; a public 5xx names the kind of failure and
 //! the execution, never the script's message or position, unless the app exposes them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Answer, Settings, TestServer};
 use picloud_core::{HeaderNames, Limits};
 use picloud_orchestrator::{JobConfig, PlatformConfig, RedactedHeaders};
 use picloud_test_support::both_backends;
+use picloud_test_support::http::Answer;
+use picloud_test_support::scenario::{self, Scenario};
+use picloud_test_support::server::{Settings, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -61,8 +61,9 @@ async fn create_route(server: &TestServer, script_id: &str, body: Value) -> Answ
 /// An app `slug` whose failing script answers the async `POST /hook`, keeping `keep`; returns the
 /// app's id.
 async fn failing_hook(server: &TestServer, slug: &str, keep: &[&str]) -> String {
-    let app_id = server.create_app(slug).await;
+    let app_id = server.api.create_app(slug).await;
     let script_id = server
+        .api
         .create_script(&app_id, "hook", THROW_HEADER_NAMES)
         .await;
     let route = create_route(
@@ -78,6 +79,7 @@ async fn failing_hook(server: &TestServer, slug: &str, keep: &[&str]) -> String 
 /// Calls `POST /{slug}/hook` with the sensitive headers and `x-trace`; asserts the 202.
 async fn call_hook(server: &TestServer, slug: &str) {
     let mut request = server
+        .api
         .http
         .post(server.url(&format!("/{slug}/hook")))
         .header("x-trace", "trace-1")
@@ -85,7 +87,7 @@ async fn call_hook(server: &TestServer, slug: &str) {
     for (name, value) in SENSITIVE {
         request = request.header(name, value);
     }
-    let answer = TestServer::answer(request.send().await.expect("the hook is called")).await;
+    let answer = Answer::read(request.send().await.expect("the hook is called")).await;
     assert_eq!(answer.status, 202, "an async route accepts: {answer}");
 }
 
@@ -206,60 +208,47 @@ both_backends!(
     keep_headers_is_refused_on_sync_routes_and_when_malformed,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.create_app("checks").await;
-        let script_id = server.create_script(&app_id, "main", "()").await;
-        let plain = create_route(
+        let app_id = server.api.create_app("checks").await;
+        let script_id = server.api.create_script(&app_id, "main", "()").await;
+        let routes = format!("/api/v1/admin/scripts/{script_id}/routes");
+        let seventeen: Vec<String> = (0..17).map(|i| format!("x-h{i}")).collect();
+        let refused = |case: &str, body: Value, says: &str| {
+            Scenario::new(format!("{case} is refused"), Method::POST, &routes)
+                .body(body)
+                .error(400, "invalid_input")
+                .field("/error/field", json!("keep_headers"))
+                .contains("/error/message", says)
+        };
+        scenario::run(
             &server,
-            &script_id,
-            json!({"method": "POST", "path": "/plain", "dispatch_mode": "async"}),
+            vec![
+                Scenario::new("a route keeps nothing by default", Method::POST, &routes)
+                    .body(json!({"method": "POST", "path": "/plain", "dispatch_mode": "async"}))
+                    .status(201)
+                    .field("/keep_headers", json!([])),
+                refused(
+                    "a sync route",
+                    json!({"method": "GET", "path": "/s", "dispatch_mode": "sync", "keep_headers": ["authorization"]}),
+                    "never stored",
+                ),
+                refused(
+                    "a route that is sync by default",
+                    json!({"method": "GET", "path": "/d", "keep_headers": ["cookie"]}),
+                    "never stored",
+                ),
+                refused(
+                    "an invalid header name",
+                    json!({"method": "POST", "path": "/n", "dispatch_mode": "async", "keep_headers": ["bad header"]}),
+                    "bad header",
+                ),
+                refused(
+                    "seventeen names",
+                    json!({"method": "POST", "path": "/m", "dispatch_mode": "async", "keep_headers": seventeen}),
+                    "at most 16",
+                ),
+            ],
         )
         .await;
-        assert_eq!(
-            (plain.status, &plain.json["keep_headers"]),
-            (201, &json!([])),
-            "a route keeps nothing by default: {plain}"
-        );
-        let seventeen: Vec<String> = (0..17).map(|i| format!("x-h{i}")).collect();
-        let refused = [
-            (
-                "a sync route",
-                json!({"method": "GET", "path": "/s", "dispatch_mode": "sync", "keep_headers": ["authorization"]}),
-                "never stored",
-            ),
-            (
-                "a route that is sync by default",
-                json!({"method": "GET", "path": "/d", "keep_headers": ["cookie"]}),
-                "never stored",
-            ),
-            (
-                "an invalid header name",
-                json!({"method": "POST", "path": "/n", "dispatch_mode": "async", "keep_headers": ["bad header"]}),
-                "bad header",
-            ),
-            (
-                "seventeen names",
-                json!({"method": "POST", "path": "/m", "dispatch_mode": "async", "keep_headers": seventeen}),
-                "at most 16",
-            ),
-        ];
-        for (case, body, says) in refused {
-            let answer = create_route(&server, &script_id, body).await;
-            assert_eq!(
-                (answer.status, answer.code()),
-                (400, "invalid_input"),
-                "{case} is refused: {answer}"
-            );
-            assert_eq!(
-                answer.json["error"]["field"], "keep_headers",
-                "{case}: the field is named: {answer}"
-            );
-            assert!(
-                answer.json["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains(says)),
-                "{case}: the message says '{says}': {answer}"
-            );
-        }
     }
 );
 
@@ -287,11 +276,12 @@ both_backends!(
     an_anonymous_caller_sees_the_kind_of_failure_and_its_id_not_the_scripts_error,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app_id = server.create_app("typo").await;
+        let app_id = server.api.create_app("typo").await;
         let script_id = server
+            .api
             .create_script(&app_id, "main", "let x = 1;\nkv::colection(\"x\")")
             .await;
-        server.create_route(&script_id, "GET", "/").await;
+        server.api.create_route(&script_id, "GET", "/").await;
 
         let answer = server.get("/typo/").await;
         assert_eq!(
@@ -380,6 +370,7 @@ both_backends!(
         );
         let app_id = dev.json["id"].as_str().expect("an app id");
         server
+            .api
             .add_route(app_id, "boom", r#"throw "boom""#, "GET", "/")
             .await;
         let answer = server.get("/dev/").await;
@@ -409,9 +400,9 @@ both_backends!(
             },
         )
         .await;
-        let app_id = server.create_app("spin").await;
-        let script_id = server.create_script(&app_id, "main", "loop { }").await;
-        server.create_route(&script_id, "GET", "/").await;
+        let app_id = server.api.create_app("spin").await;
+        let script_id = server.api.create_script(&app_id, "main", "loop { }").await;
+        server.api.create_route(&script_id, "GET", "/").await;
         let answer = server.get("/spin/").await;
         assert_eq!(
             (answer.status, answer.code()),

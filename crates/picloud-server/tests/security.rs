@@ -1,13 +1,13 @@
 //! Secrets at rest, CSRF, the slowdown of password guessing, and names that could pass for
 //! others, over HTTP on both backends.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Settings, TestServer};
 use picloud_orchestrator::{PlatformConfig, ThrottleConfig};
 use picloud_store::Backend;
+use picloud_test_support::http::Answer;
+use picloud_test_support::server::{Settings, TestServer};
+use picloud_test_support::ADMIN_PASSWORD;
 use picloud_test_support::{both_backends, fresh_store, TestDatabase};
 use reqwest::Method;
 use serde_json::json;
@@ -100,7 +100,7 @@ async fn secrets_are_stored_only_as_hashes(backend: Backend) {
     );
 
     let at_rest = read_at_rest(&database).await;
-    let password = common::ADMIN_PASSWORD;
+    let password = ADMIN_PASSWORD;
     assert!(
         at_rest
             .password_hashes
@@ -115,8 +115,8 @@ async fn secrets_are_stored_only_as_hashes(backend: Backend) {
     );
     assert!(
         at_rest.session_hashes.iter().all(|h| h.len() == 32
-            && h.as_slice() != server.token.as_bytes()
-            && h.as_slice() == Sha256::digest(server.token.as_bytes()).as_slice()),
+            && h.as_slice() != server.api.token.as_bytes()
+            && h.as_slice() == Sha256::digest(server.api.token.as_bytes()).as_slice()),
         "a session is stored as the SHA-256 of its token"
     );
     let (stored_prefix, name, scopes, hash) = at_rest.keys.first().expect("the key row").clone();
@@ -212,6 +212,7 @@ both_backends!(
         let (token, csrf, cookie) = cookie_login(&server).await;
         let post = |slug: &'static str, header: Option<String>| {
             let mut request = server
+                .api
                 .http
                 .post(server.url("/api/v1/admin/apps"))
                 .header("cookie", cookie.clone())
@@ -221,21 +222,20 @@ both_backends!(
             }
             request.send()
         };
-        let answer = TestServer::answer(post("one", None).await.expect("send")).await;
+        let answer = Answer::read(post("one", None).await.expect("send")).await;
         assert_eq!(
             (answer.status, answer.code()),
             (403, "csrf_failed"),
             "no CSRF header: {answer}"
         );
-        let answer =
-            TestServer::answer(post("one", Some("forged".into())).await.expect("send")).await;
+        let answer = Answer::read(post("one", Some("forged".into())).await.expect("send")).await;
         assert_eq!(
             (answer.status, answer.code()),
             (403, "csrf_failed"),
             "a wrong token: {answer}"
         );
-        let other_session = server.login("admin", common::ADMIN_PASSWORD).await;
-        let answer = TestServer::answer(
+        let other_session = server.login("admin", ADMIN_PASSWORD).await;
+        let answer = Answer::read(
             post(
                 "one",
                 Some(picloud_orchestrator::auth::csrf_token(&other_session)),
@@ -252,7 +252,7 @@ both_backends!(
             "nothing was created by the refused requests"
         );
 
-        let answer = TestServer::answer(post("one", Some(csrf.clone())).await.expect("send")).await;
+        let answer = Answer::read(post("one", Some(csrf.clone())).await.expect("send")).await;
         assert_eq!(answer.status, 201, "with the CSRF token: {answer}");
         let answer = server
             .call(
@@ -269,6 +269,7 @@ both_backends!(
 
         let logout = |header: Option<&str>| {
             let mut request = server
+                .api
                 .http
                 .post(server.url("/api/v1/auth/logout"))
                 .header("cookie", cookie.clone());
@@ -277,12 +278,12 @@ both_backends!(
             }
             request.send()
         };
-        let answer = TestServer::answer(logout(None).await.expect("send")).await;
+        let answer = Answer::read(logout(None).await.expect("send")).await;
         assert_eq!(
             answer.status, 403,
             "a cookie logout needs the token too: {answer}"
         );
-        let answer = TestServer::answer(logout(Some(&csrf)).await.expect("send")).await;
+        let answer = Answer::read(logout(Some(&csrf)).await.expect("send")).await;
         assert_eq!(answer.status, 204, "logged out: {answer}");
         let answer = server
             .call(Method::GET, "/api/v1/admin/apps", Some(&token), None)
@@ -308,7 +309,7 @@ fn throttled(max_failures: u32) -> Settings {
     }
 }
 
-async fn login_answer(server: &TestServer, username: &str, password: &str) -> common::Answer {
+async fn login_answer(server: &TestServer, username: &str, password: &str) -> Answer {
     server
         .call(
             Method::POST,
@@ -356,7 +357,7 @@ both_backends!(
             (1..=30).contains(&retry),
             "Retry-After gives the delay: {retry}"
         );
-        let answer = login_answer(&server, "admin", common::ADMIN_PASSWORD).await;
+        let answer = login_answer(&server, "admin", ADMIN_PASSWORD).await;
         assert_eq!(
             answer.status, 200,
             "another account still logs in: {answer}"
@@ -374,7 +375,7 @@ both_backends!(
             let answer = login_answer(&server, &format!("guess{i}"), "wrong").await;
             assert_eq!(answer.status, 401, "failure {i}: {answer}");
         }
-        let answer = login_answer(&server, "admin", common::ADMIN_PASSWORD).await;
+        let answer = login_answer(&server, "admin", ADMIN_PASSWORD).await;
         assert_eq!(
             (answer.status, answer.code()),
             (429, "too_many_requests"),
@@ -390,7 +391,7 @@ both_backends!(
     names_with_bidi_controls_are_refused_wherever_they_are_set,
     |store| async move {
         let server = TestServer::start(store).await;
-        let app = server.create_app("named").await;
+        let app = server.api.create_app("named").await;
         let hostile = "Pay\u{202e}nimda";
         let app_path = format!("/api/v1/admin/apps/{app}");
         for (what, method, path, body) in [

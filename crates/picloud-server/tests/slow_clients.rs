@@ -2,13 +2,11 @@
 //! left idle, and a body trickled below the minimum rate each lose their connection, while a
 //! client that keeps up is served whole. In #13 such connections were still open after 120 s.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Settings, TestServer};
 use picloud_server::{HttpTimeouts, ServerConfig};
 use picloud_test_support::both_backends;
+use picloud_test_support::server::{Settings, TestServer};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -161,6 +159,7 @@ both_backends!(
     |store| async move {
         let server = TestServer::start_with(store, impatient()).await;
         server
+            .api
             .deploy("sink", "ctx.request.body.len()", "POST", "/")
             .await;
         for (base, path) in [
@@ -220,6 +219,7 @@ both_backends!(
     |store| async move {
         let server = TestServer::start_with(store, impatient()).await;
         server
+            .api
             .deploy("sink", "ctx.request.body.len()", "POST", "/")
             .await;
         let mut stream = connect(&server.base).await;

@@ -3,18 +3,17 @@
 //! results, the same refusals, the same sentences.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
 use picloud_core::{
-    ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, DispatchMode, KeptHeaders, Role,
-    RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId,
-    Username,
+    ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, DispatchMode, KeptHeaders, Role, RouteMethod,
+    RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
 };
 use picloud_store::{
-    AppPatch, Backend, NewApiKey, NewApp, NewRoute, NewScript, PageRequest, ScriptPatch, Store,
+    AppPatch, Backend, NewApiKey, NewApp, NewRoute, NewScript, PageRequest, ScriptPatch,
     StoreConfig, StoreError,
 };
+use picloud_test_support::fixtures::{app, conflict, endpoint, page};
 use picloud_test_support::{both_backends, fresh_store};
 
 fn slug(value: &str) -> AppSlug {
@@ -33,16 +32,6 @@ fn path(value: &str) -> RoutePath {
     RoutePath::parse(value).expect("a valid route path")
 }
 
-async fn app(store: &Arc<dyn Store>, value: &str) -> anyhow::Result<App> {
-    Ok(store
-        .create_app(&NewApp {
-            slug: slug(value),
-            name: name(value),
-            expose_errors: false,
-        })
-        .await?)
-}
-
 fn new_script(app_id: AppId, script_name: &str, kind: ScriptKind, source: &str) -> NewScript {
     NewScript {
         app_id,
@@ -50,21 +39,6 @@ fn new_script(app_id: AppId, script_name: &str, kind: ScriptKind, source: &str) 
         kind,
         source: source.to_owned(),
     }
-}
-
-async fn endpoint(
-    store: &Arc<dyn Store>,
-    app_id: AppId,
-    script_name: &str,
-) -> anyhow::Result<Script> {
-    Ok(store
-        .create_script(&new_script(
-            app_id,
-            script_name,
-            ScriptKind::Endpoint,
-            "\"hi\"",
-        ))
-        .await?)
 }
 
 fn new_route(script: &Script, method: RouteMethod, route_path: &str) -> NewRoute {
@@ -75,21 +49,6 @@ fn new_route(script: &Script, method: RouteMethod, route_path: &str) -> NewRoute
         path: path(route_path),
         dispatch_mode: DispatchMode::Sync,
         keep_headers: KeptHeaders::default(),
-    }
-}
-
-fn page(limit: u32, cursor: Option<String>) -> PageRequest {
-    PageRequest { limit, cursor }
-}
-
-/// Expects a `Conflict` and returns its message.
-fn conflict<T: std::fmt::Debug>(
-    result: Result<T, StoreError>,
-    what: &str,
-) -> anyhow::Result<String> {
-    match result {
-        Err(StoreError::Conflict(message)) => Ok(message),
-        other => bail!("expected {what} to be refused with Conflict, got {other:?}"),
     }
 }
 

@@ -1,5 +1,16 @@
-//! Test backends for every crate's tests: a fresh SQLite file or a fresh PostgreSQL database
-//! per test, and [`both_backends!`], which runs one test body on each.
+//! The one test harness of the workspace. By default: test backends for every crate's tests, a
+//! fresh SQLite file or a fresh PostgreSQL database per test, and [`both_backends!`], which runs
+//! one test body on each. Features add the rest, so that a crate's tests compile only what they
+//! use (the store's tests do not compile the server):
+//!
+//! | feature | module | gives |
+//! |---|---|---|
+//! | (none) | this one, [`fixtures`] | the backends below, [`in_ci`], [`ADMIN_PASSWORD`]; store-level fixtures (app, endpoint script, page, `Conflict`) |
+//! | `executor` | `executor` | `Harness`: the same body through the local and the remote executor client (`for_both_clients!`) |
+//! | `platform` | `platform` | a platform (orchestrator) on a test store, its signed-in admin, app/script/route inputs |
+//! | `http` | `http` | `Answer`, and `Admin`: a client signed in at the admin API with the fixtures (app, script, route, dead letters) |
+//! | `server` | `server`, `scenario` | `TestServer` (`spawn_app`: the server in-process on a test store) and scenario tables: rows of request, expected status, body and side effects, run by one runner |
+//! | `binary` | `binary` | the real `picloud` binary as a `Process` on a fresh `Database` (`on_both_backends!`), a PostgreSQL server of the test's own, counting runs of async jobs |
 //!
 //! | item | gives |
 //! |---|---|
@@ -58,6 +69,23 @@ use tempfile::TempDir;
 use url::Url;
 
 pub use picloud_store::{AppQuotas, Backend, Store, StoreConfig};
+
+#[cfg(feature = "binary")]
+pub mod binary;
+#[cfg(feature = "executor")]
+pub mod executor;
+pub mod fixtures;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "platform")]
+pub mod platform;
+#[cfg(feature = "server")]
+pub mod scenario;
+#[cfg(feature = "server")]
+pub mod server;
+
+/// The instance admin's password in every test that makes one.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 /// Names the PostgreSQL server that tests create their databases on.
 pub const DATABASE_URL_VAR: &str = "PICLOUD_TEST_DATABASE_URL";
@@ -313,7 +341,9 @@ fn postgres_server() -> Option<String> {
     }
 }
 
-fn in_ci() -> bool {
+/// Whether the tests run in CI (`CI=true` or `CI=1`): then a test that needs PostgreSQL (or its
+/// binaries) fails where it would otherwise skip.
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|ci| ci.eq_ignore_ascii_case("true") || ci == "1")
 }
 

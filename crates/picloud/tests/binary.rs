@@ -2,13 +2,14 @@
 //! persistence, graceful shutdown, the sandbox over HTTP, the remote executor process, and
 //! start-up refusals.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{binary, Admin, Database, Process, ADMIN_PASSWORD};
 use picloud_store::Backend;
-use serde_json::{json, Value};
+use picloud_test_support::binary::{binary, Database, Process};
+use picloud_test_support::http::{get_json, Admin};
+use picloud_test_support::on_both_backends;
+use picloud_test_support::ADMIN_PASSWORD;
+use serde_json::json;
 
 const GREETER: &str = r#"
 let name = ctx.request.params.name;
@@ -16,12 +17,6 @@ let lang = ctx.request.query.lang;
 log::info(`greeting ${name}`);
 #{ greeting: if lang == "fr" { `Bonjour, ${name} !` } else { `Hello, ${name}!` }, app: ctx.app.slug }
 "#;
-
-async fn get_json(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.expect("GET");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// The README's quick start, then a restart on the same data: the route still answers and the
 /// admin's password is unchanged.

@@ -7,15 +7,15 @@
 //! Chromium comes from Debian's `chromium` package (`.ci/run` installs it). Outside CI, without
 //! it, the test says so and passes; in CI (`CI=true`) a missing browser fails it.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Admin, Database, Process, ADMIN_PASSWORD};
 use futures_util::{SinkExt, StreamExt};
 use picloud_store::Backend;
+use picloud_test_support::binary::{Database, Process};
+use picloud_test_support::http::{metric, Admin};
+use picloud_test_support::{in_ci, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -37,9 +37,8 @@ impl Chromium {
         let path =
             std::env::var("PICLOUD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         if !std::path::Path::new(&path).exists() {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
             assert!(
-                !in_ci,
+                !in_ci(),
                 "CI needs Chromium at {path} (Debian's chromium package) for the browser tests"
             );
             eprintln!("skipping a browser test: no Chromium at {path}");
@@ -217,19 +216,6 @@ window.report = (async () => {{
     )
 }
 
-/// A sample of `/metrics` on the admin listener.
-async fn metric(admin_base: &str, sample: &str) -> f64 {
-    let text = reqwest::get(format!("{admin_base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 // The admin, signed in on the admin origin, opens a tenant's page on the same host: the page can
 // neither read the session nor the CSRF token, nor read or write the admin API, although the
 // browser sends the admin's cookie along.
@@ -274,6 +260,7 @@ async fn a_tenant_page_in_the_admins_browser_can_neither_read_nor_write_the_admi
     assert_eq!(me, 200, "the browser holds the admin's session cookie");
 
     let refused_before = metric(
+        &admin.http,
         &server.admin_base,
         r#"picloud_http_requests_total{kind="admin",status="403"}"#,
     )
@@ -300,6 +287,7 @@ async fn a_tenant_page_in_the_admins_browser_can_neither_read_nor_write_the_admi
         );
     }
     let refused = metric(
+        &admin.http,
         &server.admin_base,
         r#"picloud_http_requests_total{kind="admin",status="403"}"#,
     )

@@ -5,21 +5,22 @@
 //! The rule every test guards: a job that got `202` runs at least once (DESIGN.md,
 //! "Guarantees"). Duplicates are allowed after a crash; the tests count and print them (run with
 //! `--nocapture` to see the figures). Runs are counted end to end: the async script records
-//! each run under a unique KV key and a sync route counts them (`common::runs`).
+//! each run under a unique KV key and a sync route counts them (`picloud_test_support::binary::runs`).
 //!
 //! The tests here are heavy (thousands of requests, several processes on two cores), so they
 //! take turns through [`heavy`] rather than skewing each other's figures.
-
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::own_postgres::OwnPostgres;
-use common::runs::{self, Batch, Sent};
-use common::{Admin, Database, Process, ADMIN_PASSWORD};
 use picloud_store::Backend;
+use picloud_test_support::binary::own_postgres::OwnPostgres;
+use picloud_test_support::binary::runs::{self, Batch, Sent};
+use picloud_test_support::binary::{Database, Process};
+use picloud_test_support::http::Admin;
+use picloud_test_support::on_both_backends;
+use picloud_test_support::ADMIN_PASSWORD;
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 

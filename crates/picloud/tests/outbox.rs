@@ -2,12 +2,12 @@
 //! exponential backoff then a dead letter; replaying and resolving dead letters; the recursion
 //! stop for dead-letter handlers; the trigger-depth limit; a KV trigger's `ctx.event`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Admin, Database, Process, ADMIN_PASSWORD};
 use picloud_store::Backend;
+use picloud_test_support::binary::{Database, Process};
+use picloud_test_support::http::{get_json, Admin};
+use picloud_test_support::ADMIN_PASSWORD;
 use serde_json::{json, Value};
 
 /// Retries after 200 ms then 400 ms (± 20 %), three attempts, due jobs looked for every 50 ms.
@@ -43,12 +43,6 @@ async fn post(url: &str, body: Value) -> (u16, Value, Option<String>) {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     (status, response.json().await.unwrap_or(Value::Null), header)
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.expect("GET");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// An async request that must be accepted; returns its execution id.
@@ -202,7 +196,7 @@ async fn a_replayed_dead_letter_runs_again_as_a_new_execution() {
         "the flaky job: {dead}"
     );
     assert_eq!(
-        get(&format!("{base}/done")).await,
+        get_json(&format!("{base}/done")).await,
         (200, json!([])),
         "it never succeeded"
     );
@@ -235,7 +229,7 @@ async fn a_replayed_dead_letter_runs_again_as_a_new_execution() {
         "the replayed job succeeds",
         Duration::from_secs(10),
         || async {
-            let (_, items) = get(&format!("{base}/done")).await;
+            let (_, items) = get_json(&format!("{base}/done")).await;
             items.as_array().filter(|items| !items.is_empty()).cloned()
         },
     )
@@ -409,7 +403,7 @@ async fn a_failing_dead_letter_handler_marks_its_dead_letter_and_makes_no_new_on
         "closed with a time: {after:?}"
     );
 
-    let (status, handled) = get(&format!("{}/dlh/handled", server.base)).await;
+    let (status, handled) = get_json(&format!("{}/dlh/handled", server.base)).await;
     assert_eq!(status, 200, "the handler's record reads back: {handled}");
     let handled = handled.as_array().expect("an array").clone();
     assert_eq!(
@@ -499,10 +493,10 @@ async fn the_trigger_depth_limit_stops_a_self_triggering_loop() {
         "the skipped run is logged as a loop; logs: {:#?}",
         server.tail_logs(20)
     );
-    let (status, stopped_at) = get(&format!("{}/loop/count", server.base)).await;
+    let (status, stopped_at) = get_json(&format!("{}/loop/count", server.base)).await;
     assert_eq!(status, 200, "the server answers after the loop");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, later) = get(&format!("{}/loop/count", server.base)).await;
+    let (_, later) = get_json(&format!("{}/loop/count", server.base)).await;
     eprintln!("trigger depth 3: the self-triggering counter stopped at {stopped_at}");
     assert_eq!(
         later, stopped_at,
@@ -579,12 +573,12 @@ async fn a_kv_trigger_runs_its_script_with_the_change_in_ctx_event() {
     let (status, _, _) = post(&format!("{base}/write"), json!({})).await;
     assert_eq!(status, 200, "the writes are made");
     let events = eventually("three trigger runs", Duration::from_secs(10), || async {
-        let (_, events) = get(&format!("{base}/events")).await;
+        let (_, events) = get_json(&format!("{base}/events")).await;
         events.as_array().filter(|e| e.len() >= 3).cloned()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, again) = get(&format!("{base}/events")).await;
+    let (_, again) = get_json(&format!("{base}/events")).await;
     assert_eq!(
         again.as_array().map(Vec::len),
         Some(3),
@@ -613,7 +607,7 @@ async fn a_kv_trigger_runs_its_script_with_the_change_in_ctx_event() {
     let (status, _, _) = post(&format!("{base}/write"), json!({})).await;
     assert_eq!(status, 200, "the writes are made again");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, after) = get(&format!("{base}/events")).await;
+    let (_, after) = get_json(&format!("{base}/events")).await;
     assert_eq!(
         after.as_array().map(Vec::len),
         Some(3),

@@ -2,20 +2,14 @@
 //! from the others, and a burst of async jobs larger than the executor pool finishes without
 //! timeouts nobody caused.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Admin, Database, Process, ADMIN_PASSWORD};
 use picloud_store::Backend;
+use picloud_test_support::binary::{Database, Process};
+use picloud_test_support::http::{get_json, metrics, Admin};
+use picloud_test_support::ADMIN_PASSWORD;
 use serde_json::{json, Value};
-
-async fn get(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.expect("GET");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// Issue #13, item 4: 80 concurrent calls of one app's 5 s script got another app's hello
 /// `503 overloaded` on 3 of 8 tries. One app now holds at most its share of the gate: its calls
@@ -45,14 +39,14 @@ async fn one_app_at_its_share_of_the_gate_leaves_another_apps_hello_answered() {
     let calls: Vec<_> = (0..40)
         .map(|_| {
             let spin = spin.clone();
-            tokio::spawn(async move { get(&spin).await })
+            tokio::spawn(async move { get_json(&spin).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let hello = format!("{}/polite/hello", server.base);
     for n in 0..10 {
         let started = Instant::now();
-        let (status, body) = get(&hello).await;
+        let (status, body) = get_json(&hello).await;
         assert_eq!(
             (status, &body),
             (200, &json!({"hello": "world"})),
@@ -88,13 +82,9 @@ async fn one_app_at_its_share_of_the_gate_leaves_another_apps_hello_answered() {
 
 /// The executions that did not end `ok`, from the server's `/metrics`.
 async fn failed_executions(admin_base: &str) -> u64 {
-    let text = reqwest::get(format!("{admin_base}/metrics"))
+    metrics(&reqwest::Client::new(), admin_base)
         .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("the metrics");
-    text.lines()
+        .lines()
         .filter(|line| {
             line.starts_with("picloud_executions_total{") && !line.contains(r#"outcome="ok""#)
         })
@@ -153,7 +143,7 @@ async fn a_burst_of_async_jobs_larger_than_the_pool_runs_each_once_without_dead_
     let runs: Vec<String> = loop {
         // The app's own sync request gets in while its jobs run: they leave it a place in the
         // app's share.
-        let (status, runs) = get(&format!("{}/burst/runs", server.base)).await;
+        let (status, runs) = get_json(&format!("{}/burst/runs", server.base)).await;
         assert_eq!(status, 200, "the runs are listed: {runs}");
         let runs: Vec<String> = runs
             .as_array()

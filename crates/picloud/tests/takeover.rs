@@ -9,10 +9,11 @@
 //! `Sec-Fetch-Site: same-site` — cookies do not respect ports, so another port of the same host
 //! is the same site).
 
-mod common;
-
-use common::{Admin, Database, Process, ADMIN_PASSWORD};
 use picloud_store::Backend;
+use picloud_test_support::binary::{Database, Process};
+use picloud_test_support::http::Admin;
+use picloud_test_support::on_both_backends;
+use picloud_test_support::ADMIN_PASSWORD;
 use serde_json::{json, Value};
 
 const MALLORY_PASSWORD: &str = "mallory's long password";

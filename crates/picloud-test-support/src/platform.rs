@@ -1,7 +1,5 @@
-//! Set-up shared by the orchestrator's tests: a platform on a test store, its instance admin, an
-//! app with a script.
-
-#![allow(dead_code)]
+//! A platform (the orchestrator, no HTTP) on a test store: [`start`] it, sign in its instance
+//! [`admin`], and make an app with a script, a route or a script input.
 
 use std::sync::Arc;
 
@@ -12,13 +10,14 @@ use picloud_executor::ExecutorConfig;
 use picloud_orchestrator::{NewApp, NewRouteInput, NewScriptInput, Platform, PlatformConfig};
 use picloud_store::Store;
 
-/// The instance admin's password.
-pub const ADMIN_PASSWORD: &str = "admin password";
+use crate::ADMIN_PASSWORD;
 
+/// A platform on `store` with the default configuration and the local executor.
 pub async fn start(store: Arc<dyn Store>) -> Platform {
     start_with(store, PlatformConfig::default()).await
 }
 
+/// A platform on `store` configured by `config`.
 pub async fn start_with(store: Arc<dyn Store>, config: PlatformConfig) -> Platform {
     let executor = ExecutorConfig {
         threads: 2,
@@ -29,6 +28,7 @@ pub async fn start_with(store: Arc<dyn Store>, config: PlatformConfig) -> Platfo
         .expect("the platform starts")
 }
 
+/// The instance admin (created with [`ADMIN_PASSWORD`]), signed in.
 pub async fn admin(platform: &Platform) -> Principal {
     platform
         .auth()
@@ -48,6 +48,7 @@ pub async fn admin(platform: &Platform) -> Principal {
         .expect("a principal")
 }
 
+/// A sync route input for `method path`.
 pub fn route(method: &str, path: &str) -> NewRouteInput {
     NewRouteInput {
         method: RouteMethod::parse(method).expect("a method"),
@@ -57,6 +58,7 @@ pub fn route(method: &str, path: &str) -> NewRouteInput {
     }
 }
 
+/// A script input.
 pub fn script(name: &str, kind: ScriptKind, source: &str) -> NewScriptInput {
     NewScriptInput {
         name: name.to_owned(),

@@ -1,21 +1,21 @@
-//! Runs the real `picloud` binary for tests: a fresh database per server, a free port, JSON logs
-//! read from stderr so the test learns the address and can look for log lines.
-
-#![allow(dead_code)]
+//! Runs the real `picloud` binary for the `picloud` crate's tests: a fresh database per server, a
+//! free port, JSON logs read from stderr so the test learns the address and can look for log
+//! lines. [`own_postgres`] gives a test a PostgreSQL server it may stop; [`runs`] counts the runs
+//! of async jobs end to end.
 
 pub mod own_postgres;
 pub mod runs;
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use picloud_store::Backend;
-use picloud_test_support::TestDatabase;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+use crate::{TestDatabase, ADMIN_PASSWORD};
 
 /// Where a test server keeps its data; kept alive across restarts of the server.
 pub struct Database {
@@ -26,7 +26,7 @@ pub struct Database {
 impl Database {
     /// A fresh database on `backend`, or `None` when PostgreSQL is not configured outside CI.
     pub fn fresh(backend: Backend) -> Option<Self> {
-        let (config, db) = picloud_test_support::database_config(backend)?;
+        let (config, db) = crate::database_config(backend)?;
         let mut env = vec![(
             "PICLOUD_DATA_DIR".to_owned(),
             config.data_dir.to_string_lossy().into_owned(),
@@ -63,8 +63,26 @@ pub struct Process {
     logs: Arc<Mutex<Vec<Value>>>,
 }
 
+/// A command that runs the `picloud` binary. Cargo builds it before the `picloud` crate's
+/// integration tests and names it in `CARGO_BIN_EXE_picloud`; where that is not set at run time,
+/// it sits next to the directory of the test executable (`target/<profile>/picloud`).
 pub fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_picloud"))
+    let path = std::env::var_os("CARGO_BIN_EXE_picloud")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let test_exe = std::env::current_exe().expect("the test executable's path");
+            let profile_dir = test_exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("the test executable sits in target/<profile>/deps");
+            profile_dir.join(format!("picloud{}", std::env::consts::EXE_SUFFIX))
+        });
+    assert!(
+        path.exists(),
+        "the picloud binary is not at {} (run the picloud crate's tests with cargo)",
+        path.display()
+    );
+    Command::new(path)
 }
 
 impl Process {
@@ -243,166 +261,20 @@ impl Drop for Process {
     }
 }
 
-/// An HTTP client signed in at the admin listener (as the instance admin, or as `login_as` says).
-pub struct Admin {
-    pub http: reqwest::Client,
-    pub base: String,
-    pub token: String,
-}
-
-impl Admin {
-    /// Signs in as the instance admin at the admin listener `base`.
-    pub async fn login(base: &str, password: &str) -> Self {
-        Self::login_as(base, "admin", password).await
-    }
-
-    /// Signs in as `username`.
-    pub async fn login_as(base: &str, username: &str, password: &str) -> Self {
-        let http = reqwest::Client::new();
-        let response = http
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .expect("login request");
-        assert_eq!(response.status(), 200, "{username}'s login should succeed");
-        let body: Value = response.json().await.expect("login JSON");
-        let token = body["token"].as_str().expect("a token").to_owned();
-        Self {
-            http,
-            base: base.to_owned(),
-            token,
-        }
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("admin POST");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("admin GET");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    pub async fn delete(&self, path: &str) -> u16 {
-        self.http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("admin DELETE")
-            .status()
-            .as_u16()
-    }
-
-    /// Creates an app; returns its id.
-    pub async fn create_app(&self, slug: &str) -> String {
-        let (status, app) = self
-            .post("/api/v1/admin/apps", json!({"slug": slug, "name": slug}))
-            .await;
-        assert_eq!(status, 201, "create app {slug}: {app}");
-        app["id"].as_str().expect("app id").to_owned()
-    }
-
-    /// Creates an endpoint script without a route (a trigger's handler); returns its id.
-    pub async fn create_script(&self, app_id: &str, name: &str, source: &str) -> String {
-        let (status, script) = self
-            .post(
-                &format!("/api/v1/admin/apps/{app_id}/scripts"),
-                json!({"name": name, "source": source, "kind": "endpoint"}),
-            )
-            .await;
-        assert_eq!(status, 201, "create script {name}: {script}");
-        script["id"].as_str().expect("script id").to_owned()
-    }
-
-    /// Creates a script behind `method path` dispatched `mode` (`"sync"` or `"async"`); returns
-    /// the script's id.
-    pub async fn route(
-        &self,
-        app_id: &str,
-        name: &str,
-        source: &str,
-        (method, path): (&str, &str),
-        mode: &str,
-    ) -> String {
-        let script_id = self.create_script(app_id, name, source).await;
-        let (status, route) = self
-            .post(
-                &format!("/api/v1/admin/scripts/{script_id}/routes"),
-                json!({"method": method, "path": path, "dispatch_mode": mode}),
-            )
-            .await;
-        assert_eq!(status, 201, "create {mode} route {method} {path}: {route}");
-        script_id
-    }
-
-    /// The app's dead letters with `status` (`unresolved`, `resolved`, `all`).
-    pub async fn dead_letters(&self, app_id: &str, status: &str) -> Vec<Value> {
-        let (code, body) = self
-            .get(&format!(
-                "/api/v1/admin/apps/{app_id}/dead-letters?status={status}"
-            ))
-            .await;
-        assert_eq!(code, 200, "list dead letters: {body}");
-        body["items"].as_array().expect("an items array").clone()
-    }
-
-    /// Creates an app with one endpoint script behind `GET path`; returns the app's id.
-    pub async fn deploy(&self, slug: &str, source: &str, method: &str, path: &str) -> String {
-        let (status, app) = self
-            .post("/api/v1/admin/apps", json!({"slug": slug, "name": slug}))
-            .await;
-        assert_eq!(status, 201, "create app {slug}: {app}");
-        let app_id = app["id"].as_str().expect("app id").to_owned();
-        self.add_route(&app_id, "main", source, method, path).await;
-        app_id
-    }
-
-    /// Creates a script behind a sync route `method path`.
-    pub async fn add_route(
-        &self,
-        app_id: &str,
-        name: &str,
-        source: &str,
-        method: &str,
-        path: &str,
-    ) {
-        self.route(app_id, name, source, (method, path), "sync")
-            .await;
-    }
-}
-
-/// One test body per backend: `both_backends!(name, body_fn)` makes `name_sqlite` and
-/// `name_postgres`, each calling `body_fn(Backend)`.
+/// One test body per backend: `on_both_backends!(name, body_fn)` makes `name::sqlite` and
+/// `name::postgres`, each calling `body_fn(Backend)` (which makes its own [`Database`]).
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident, $body:ident) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$body(picloud_store::Backend::Sqlite).await;
+                super::$body($crate::Backend::Sqlite).await;
             }
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$body(picloud_store::Backend::Postgres).await;
+                super::$body($crate::Backend::Postgres).await;
             }
         }
     };

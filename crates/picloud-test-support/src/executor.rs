@@ -1,7 +1,6 @@
-//! The executor test harness: the same test bodies run against the local client and against a
-//! remote client talking to `remote::serve` on a free port of this process.
-
-#![allow(dead_code)]
+//! The executor's harness: the same test bodies run against the local client and against a
+//! remote client talking to `remote::serve` on a free port of this process
+//! ([`for_both_clients!`](crate::for_both_clients)).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,19 +85,10 @@ impl Harness {
         let client: Arc<dyn ExecutorClient> = match via {
             Via::Local => local.clone(),
             Via::Remote => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a free port");
-                let addr = listener.local_addr().expect("the bound address");
-                tokio::spawn(remote::serve(
-                    listener,
-                    local.clone(),
-                    Some(TOKEN.to_string()),
-                    std::future::pending(),
-                ));
+                let base = serve_remotely(local.clone(), Some(TOKEN)).await;
                 Arc::new(
                     RemoteExecutorClient::new(
-                        &format!("http://{addr}"),
+                        &base,
                         Some(TOKEN.to_string()),
                         Duration::from_secs(60),
                     )
@@ -181,6 +171,22 @@ impl Harness {
     }
 }
 
+/// Serves `local` with `remote::serve` on a free port of this process, requiring `token` when
+/// given; returns its base URL.
+pub async fn serve_remotely(local: Arc<LocalExecutorClient>, token: Option<&str>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    let addr = listener.local_addr().expect("the bound address");
+    tokio::spawn(remote::serve(
+        listener,
+        local,
+        token.map(str::to_string),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
 pub fn script(source: &str) -> ScriptRef {
     ScriptRef {
         id: ScriptId::new(),
@@ -239,23 +245,23 @@ pub fn small_limits() -> Limits {
 }
 
 /// Runs each named `async fn name(via: Via)` once through each client, as `local::name` and
-/// `remote::name`.
-#[allow(unused_macros)]
+/// `remote::name`. The calling crate needs `tokio` (with `macros`) among its dependencies.
+#[macro_export]
 macro_rules! for_both_clients {
     ($($name:ident),* $(,)?) => {
         mod local {
             $(
-                #[tokio::test]
+                #[::tokio::test]
                 async fn $name() {
-                    super::$name($crate::common::Via::Local).await
+                    super::$name($crate::executor::Via::Local).await
                 }
             )*
         }
         mod remote {
             $(
-                #[tokio::test]
+                #[::tokio::test]
                 async fn $name() {
-                    super::$name($crate::common::Via::Remote).await
+                    super::$name($crate::executor::Via::Remote).await
                 }
             )*
         }

@@ -7,15 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::in_ci;
+
 /// Where the PostgreSQL 15 binaries are (`PG_BIN` overrides, as for `.ci/postgres.sh`).
 fn pg_bin() -> PathBuf {
     std::env::var_os("PG_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|ci| ci.eq_ignore_ascii_case("true") || ci == "1")
 }
 
 fn running_as_root() -> bool {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::Admin;
+use crate::http::Admin;
 
 /// The async job: busy for `work` ms (so that work is in flight), then records the run under a
 /// key no other run shares and logs `ran <n>` (the node that ran it shows in its own log).

@@ -1,0 +1,170 @@
+//! Deleting an app, and the routing fingerprint.
+
+use super::*;
+
+both_backends!(
+    deleting_an_app_removes_its_entries_jobs_triggers_and_dead_letters,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let keep = app(&store, "keep").await?;
+        let script = endpoint(&store, shop.id, "api").await?;
+        let kept_script = endpoint(&store, keep.id, "api").await?;
+        let trigger = kv_trigger(&store, &script, "users", None, &[KvOp::Set]).await?;
+        dead_letter_trigger(&store, &script).await?;
+        let dead = dead_letter(&store, &script, "boom").await?;
+        store
+            .kv_set(
+                writer(shop.id, 0),
+                &collection("users"),
+                &key("u"),
+                &json!(1),
+            )
+            .await?;
+        store
+            .kv_set(
+                writer(keep.id, 0),
+                &collection("users"),
+                &key("u"),
+                &json!(2),
+            )
+            .await?;
+        let mut sync = http_job(&script, "/s");
+        sync.mode = JobMode::Sync;
+        let attempt = JobAttempt {
+            id: sync.id,
+            attempt: 1,
+        };
+        sync.claimed = Some(Lease {
+            owner: "n".to_owned(),
+            lease_ms: LEASE_MS,
+        });
+        enqueue(&store, vec![sync, http_job(&kept_script, "/k")]).await?;
+        store.abandon_job(attempt, "gone").await?;
+        ensure!(depth(&store).await?.pending > 1, "the app has jobs waiting");
+
+        assert!(store.delete_app(shop.id).await?, "the app is deleted");
+        assert_eq!(
+            store
+                .kv_get(shop.id, &collection("users"), &key("u"))
+                .await?,
+            None,
+            "its KV entries are gone"
+        );
+        assert_eq!(store.get_trigger(trigger.id).await?, None, "its triggers");
+        assert_eq!(
+            store.get_dead_letter(dead.id).await?,
+            None,
+            "its dead letters"
+        );
+        assert!(
+            store
+                .list_abandoned_executions(shop.id, &PageRequest::default())
+                .await?
+                .items
+                .is_empty(),
+            "its abandoned executions"
+        );
+        assert_eq!(
+            depth(&store).await?,
+            depth_of(1, 0),
+            "its outbox jobs, and only its"
+        );
+        assert_eq!(
+            store
+                .kv_get(keep.id, &collection("users"), &key("u"))
+                .await?,
+            Some(json!(2)),
+            "the other app's entry stays"
+        );
+        Ok(())
+    }
+);
+
+both_backends!(
+    the_routing_fingerprint_moves_with_every_change_of_the_route_index,
+    |store| async move {
+        let fingerprint = || {
+            let store = store.clone();
+            async move { store.routing_fingerprint().await }
+        };
+        let start = fingerprint().await?;
+        assert_eq!(
+            fingerprint().await?,
+            start,
+            "nothing changed, nothing moves"
+        );
+
+        let shop = app(&store, "shop").await?;
+        let created = fingerprint().await?;
+        assert_ne!(created, start, "an app created");
+
+        let script = endpoint(&store, shop.id, "api").await?;
+        let route = store
+            .create_route(&NewRoute {
+                app_id: shop.id,
+                script_id: script.id,
+                method: RouteMethod::Get,
+                path: RoutePath::parse("/").expect("a path"),
+                dispatch_mode: DispatchMode::Sync,
+                keep_headers: KeptHeaders::default(),
+            })
+            .await?;
+        let routed = fingerprint().await?;
+        assert_ne!(routed, created, "a route added");
+
+        store
+            .kv_set(writer(shop.id, 0), &collection("c"), &key("k"), &json!(1))
+            .await?;
+        assert_eq!(fingerprint().await?, routed, "data writes do not move it");
+
+        let mut previous = routed;
+        for i in 0..3 {
+            // Two updates within one millisecond are still two versions.
+            store
+                .update_script(
+                    script.id,
+                    &ScriptPatch {
+                        source: Some(format!("{i}")),
+                        ..ScriptPatch::default()
+                    },
+                )
+                .await?;
+            let now = fingerprint().await?;
+            assert_ne!(now, previous, "script update {i}");
+            previous = now;
+        }
+        for i in 0..3 {
+            store
+                .update_app(
+                    shop.id,
+                    &AppPatch {
+                        name: Some(AppName::parse(&format!("Shop {i}")).expect("a name")),
+                        ..AppPatch::default()
+                    },
+                )
+                .await?;
+            let now = fingerprint().await?;
+            assert_ne!(now, previous, "app update {i}");
+            previous = now;
+        }
+        // The index carries an app's `expose_errors` to its routes, so other nodes must notice.
+        store
+            .update_app(
+                shop.id,
+                &AppPatch {
+                    expose_errors: Some(true),
+                    ..AppPatch::default()
+                },
+            )
+            .await?;
+        let exposed = fingerprint().await?;
+        assert_ne!(exposed, previous, "an app's expose_errors changed");
+        let previous = exposed;
+        store.delete_route(route.id).await?;
+        let unrouted = fingerprint().await?;
+        assert_ne!(unrouted, previous, "a route deleted");
+        store.delete_app(shop.id).await?;
+        assert_ne!(fingerprint().await?, unrouted, "an app deleted");
+        Ok(())
+    }
+);
