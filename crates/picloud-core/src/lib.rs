@@ -38,6 +38,6 @@ pub use input::{
 pub use limits::Limits;
 pub use model::{ApiKey, App, Membership, Route, Script, User};
 pub use services::{
-    KvChanged, NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, Writer,
+    KvChanged, NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, WriteOrigin,
 };
 pub use time::Timestamp;

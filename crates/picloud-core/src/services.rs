@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use crate::events::{CollectionName, KvKey};
 use crate::{AppId, DeadLetterId, ExecutionId};
 
-/// The writer of a KV change: its app, the trigger depth of the execution that writes (the jobs
-/// its triggers enqueue run one level deeper), and how many trigger jobs the execution may still
-/// enqueue (a write that would fire more is refused: [`ServiceErrorKind::TriggerJobLimit`]).
+/// Where a data change comes from: its app, the trigger depth of the execution that makes it (the
+/// jobs its triggers enqueue run one level deeper), and how many trigger jobs that execution may
+/// still enqueue (a change that would fire more is refused: [`ServiceErrorKind::TriggerJobLimit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Writer {
+pub struct WriteOrigin {
     pub app_id: AppId,
     pub trigger_depth: u32,
     pub trigger_jobs_left: u32,
@@ -58,7 +58,7 @@ pub enum ServiceErrorKind {
     /// where the app stands, and what frees room. Nothing was written.
     QuotaExceeded,
     /// The write would fire more trigger jobs than its execution may still enqueue (its
-    /// `Writer::trigger_jobs_left`). Nothing was written; the execution has reached a limit.
+    /// `WriteOrigin::trigger_jobs_left`). Nothing was written; the execution has reached a limit.
     TriggerJobLimit,
     /// The database could not be reached; trying again later may work.
     Unavailable,
@@ -95,10 +95,10 @@ pub trait ScriptServices: Send + Sync {
     ) -> ServiceResult<bool>;
     /// Stores the value (JSON text checked against the size limit) and enqueues the jobs of the
     /// matching triggers in the same transaction; refused, with nothing written, when the write
-    /// would take the app past a quota or its execution past `writer.trigger_jobs_left`.
+    /// would take the app past a quota or its execution past `origin.trigger_jobs_left`.
     async fn kv_set(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: serde_json::Value,
@@ -107,7 +107,7 @@ pub trait ScriptServices: Send + Sync {
     /// `kv_set`, except that freeing bytes is always allowed.
     async fn kv_delete(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> ServiceResult<KvChanged>;
@@ -153,7 +153,7 @@ impl ScriptServices for NoServices {
     }
     async fn kv_set(
         &self,
-        _: Writer,
+        _: WriteOrigin,
         _: &CollectionName,
         _: &KvKey,
         _: serde_json::Value,
@@ -162,7 +162,7 @@ impl ScriptServices for NoServices {
     }
     async fn kv_delete(
         &self,
-        _: Writer,
+        _: WriteOrigin,
         _: &CollectionName,
         _: &KvKey,
     ) -> ServiceResult<KvChanged> {

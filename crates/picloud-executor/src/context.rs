@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use picloud_core::exec::{ExecRequest, LogLevel, LogLine};
 use picloud_core::{
     AppId, Authority, CapabilityKind, ExecutionId, Limits, ScriptId, ScriptServices, Timestamp,
-    TriggerEvent, Writer,
+    TriggerEvent, WriteOrigin,
 };
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
@@ -359,8 +359,8 @@ pub(crate) struct Grant {
 
 impl Grant {
     /// Who a KV write comes from, and how many trigger jobs it may enqueue.
-    pub fn writer(&self) -> Writer {
-        Writer {
+    pub fn write_origin(&self) -> WriteOrigin {
+        WriteOrigin {
             app_id: self.app_id,
             trigger_depth: self.trigger_depth,
             trigger_jobs_left: self.trigger_jobs_left,
@@ -505,8 +505,8 @@ mod tests {
             panic!("a public route writes its app's data");
         };
         assert_eq!(
-            grant.writer(),
-            Writer {
+            grant.write_origin(),
+            WriteOrigin {
                 app_id,
                 trigger_depth: 3,
                 trigger_jobs_left: Limits::default().max_trigger_jobs,
@@ -519,7 +519,7 @@ mod tests {
             panic!("the app's authority still writes");
         };
         assert_eq!(
-            grant.writer().trigger_jobs_left,
+            grant.write_origin().trigger_jobs_left,
             Limits::default().max_trigger_jobs - 5,
             "the jobs a write enqueued come off the budget"
         );

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::exec::HttpRequest;
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{
     AppId, CollectionName, DeadLetter, DispatchMode, ExecutionId, JobMode, JobPayload, KvKey,
     Principal, Resolution, ScriptKind,
@@ -335,7 +335,7 @@ both_backends!(
         }
         store
             .kv_set(
-                Writer {
+                WriteOrigin {
                     app_id,
                     trigger_depth: 0,
                     trigger_jobs_left: 0,

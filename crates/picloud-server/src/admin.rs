@@ -1,4 +1,4 @@
-//! The admin API's route table: every endpoint under `/api/v1/admin`, with the one capability it
+//! The admin API's endpoint table: every endpoint under `/api/v1/admin`, with the one capability it
 //! asks for and the status it answers on success. The router is built from this table and the
 //! permission matrix test (`tests/permissions.rs`) is generated from it, so an endpoint cannot be
 //! served without an entry, and an entry cannot go untested.
@@ -27,7 +27,7 @@ pub enum Need {
 
 /// One admin endpoint.
 #[derive(Debug, Clone)]
-pub struct RouteSpec {
+pub struct Endpoint {
     pub method: Method,
     /// The path as axum matches it, e.g. `/api/v1/admin/apps/{app_id}`.
     pub path: &'static str,
@@ -43,7 +43,7 @@ use Need::{Authenticated as Any, Capability as Cap};
 
 macro_rules! spec {
     ($method:ident $path:literal, $need:expr, $ok:ident, $handler:path) => {
-        RouteSpec {
+        Endpoint {
             method: Method::$method,
             path: $path,
             need: $need,
@@ -54,7 +54,7 @@ macro_rules! spec {
 }
 
 /// Every admin endpoint.
-pub static ADMIN_ROUTES: &[RouteSpec] = &[
+pub static ADMIN_ENDPOINTS: &[Endpoint] = &[
     spec!(GET "/api/v1/admin/apps", Any, OK, apps::list),
     spec!(POST "/api/v1/admin/apps", Cap(K::AppCreate), CREATED, apps::create),
     spec!(GET "/api/v1/admin/apps/{app_id}", Cap(K::AppRead), OK, apps::read),
@@ -91,13 +91,13 @@ pub static ADMIN_ROUTES: &[RouteSpec] = &[
 ];
 
 /// The admin API's table, for tests and documentation.
-pub fn admin_routes() -> &'static [RouteSpec] {
-    ADMIN_ROUTES
+pub fn admin_endpoints() -> &'static [Endpoint] {
+    ADMIN_ENDPOINTS
 }
 
-/// The admin API, built from [`ADMIN_ROUTES`].
+/// The admin API, built from [`ADMIN_ENDPOINTS`].
 pub fn router() -> Router<Platform> {
-    ADMIN_ROUTES.iter().fold(Router::new(), |router, spec| {
+    ADMIN_ENDPOINTS.iter().fold(Router::new(), |router, spec| {
         router.route(spec.path, (spec.handler)())
     })
 }

@@ -6,7 +6,7 @@
 //! | [`error`] | [`ApiError`] and the table of error codes |
 //! | [`extract`] | the JSON body, the authenticated caller, path ids, paging |
 //! | `auth` | `/api/v1/auth/{login,logout,me}` |
-//! | [`admin`] | the admin API's route table ([`admin_routes`]): path, method, capability, status |
+//! | [`admin`] | the admin API's endpoint table ([`admin_endpoints`]): path, method, capability, status |
 //! | `apps`, `scripts`, `routes`, `triggers`, `dead_letters`, `members`, `users`, `api_keys` | the admin API's handlers |
 //! | `health` | `/healthz`, `/readyz` (both surfaces), `/metrics` (the admin surface) |
 //! | `public` | `ANY /{app_slug}/{path…}` or `<slug>.<apps domain>`: the apps' routes |
@@ -46,7 +46,7 @@ use axum::{middleware, Extension, Router};
 use picloud_orchestrator::{Page, Platform};
 use serde::Serialize;
 
-pub use crate::admin::{admin_routes, Need, RouteSpec};
+pub use crate::admin::{admin_endpoints, Endpoint, Need};
 pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
 pub use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
 pub use crate::listen::Listeners;

@@ -1,4 +1,4 @@
-//! The permission matrix, generated from the admin route table (`picloud_server::admin_routes`):
+//! The permission matrix, generated from the admin endpoint table (`picloud_server::admin_endpoints`):
 //! every admin endpoint × every kind of caller → the status the capability table implies. An
 //! endpoint added to the table without a request here fails `every_endpoint_has_a_request`
 //! and the matrix itself. Then the cross-tenant rule: a user or key of app A finds nothing of
@@ -12,7 +12,7 @@ use picloud_core::{
     ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode,
     JobPayload, Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
 };
-use picloud_server::{admin_routes, Need, RouteSpec};
+use picloud_server::{admin_endpoints, Endpoint, Need};
 use picloud_store::{
     JobAttempt, Lease, NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch,
     Store,
@@ -191,7 +191,7 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
 
 /// The request that exercises `spec` on `fixture`: its path with the ids filled in, and a valid
 /// body. `None` for an endpoint this test does not know yet — which fails the test.
-fn request(spec: &RouteSpec, fixture: &Fixture) -> Option<(String, Option<Value>)> {
+fn request(spec: &Endpoint, fixture: &Fixture) -> Option<(String, Option<Value>)> {
     let n = next();
     let body = match (spec.method.as_str(), spec.path) {
         ("GET" | "DELETE", _) => None,
@@ -241,7 +241,7 @@ fn request(spec: &RouteSpec, fixture: &Fixture) -> Option<(String, Option<Value>
 
 /// What the capability table says `principal` gets from `spec` on `app`: the success status, 403
 /// when it may see the app but lacks the capability, 404 when it may not even see the app.
-fn expected(spec: &RouteSpec, principal: Option<&Principal>, app: AppId) -> u16 {
+fn expected(spec: &Endpoint, principal: Option<&Principal>, app: AppId) -> u16 {
     let Some(principal) = principal else {
         return 401;
     };
@@ -297,7 +297,7 @@ fn every_endpoint_has_a_request() {
         target: UserId::new(),
         own_key: ApiKeyId::new(),
     };
-    for spec in admin_routes() {
+    for spec in admin_endpoints() {
         assert!(
             request(spec, &fixture).is_some(),
             "{} {} has no request in the permission matrix; add one",
@@ -437,7 +437,7 @@ both_backends!(
 
         let mut checked = 0;
         let mut failures = Vec::new();
-        for spec in admin_routes() {
+        for spec in admin_endpoints() {
             for caller in &callers {
                 let fixture = fixture(&store, &cast, caller.user).await;
                 let principal = match (&caller.token, caller.valid) {
@@ -474,7 +474,7 @@ both_backends!(
         );
         assert_eq!(
             checked,
-            admin_routes().len() * 16,
+            admin_endpoints().len() * 16,
             "every endpoint met every caller"
         );
     }
@@ -599,7 +599,7 @@ both_backends!(
             ("alice's session", &alice_token),
             ("alice's key", &alice_key),
         ] {
-            for spec in admin_routes() {
+            for spec in admin_endpoints() {
                 let (path, body) = request(spec, &bobs).expect("a request");
                 let answer = server
                     .call(spec.method.clone(), &path, Some(token), body.clone())

@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{AppId, CollectionName, KvKey};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -301,7 +301,7 @@ pub trait Engine: Send + Sync + 'static {
     /// [`crate::KvStore::kv_set`] of `text`, `value`'s checked JSON text.
     fn set_kv(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
@@ -311,7 +311,7 @@ pub trait Engine: Send + Sync + 'static {
     /// [`crate::KvStore::kv_delete`].
     fn delete_kv(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> impl Future<Output = StoreResult<KvWritten>> + Send;

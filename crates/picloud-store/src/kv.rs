@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use picloud_core::events::kv_value_text;
 use picloud_core::firing::{KvChange, KvTriggerRule};
-use picloud_core::services::{KvListRequest, Writer};
+use picloud_core::services::{KvListRequest, WriteOrigin};
 use picloud_core::{AppId, CollectionName, KvKey, KvOp};
 
 use crate::db::Engine;
@@ -62,22 +62,22 @@ impl<E: Engine> KvStore for E {
 
     async fn kv_set(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
     ) -> StoreResult<KvWritten> {
         let text = kv_value_text(value).map_err(|err| StoreError::InvalidInput(err.message))?;
-        self.set_kv(writer, collection, key, value, text).await
+        self.set_kv(origin, collection, key, value, text).await
     }
 
     async fn kv_delete(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<KvWritten> {
-        self.delete_kv(writer, collection, key).await
+        self.delete_kv(origin, collection, key).await
     }
 
     async fn kv_list(
@@ -112,7 +112,7 @@ impl<E: Engine> KvStore for E {
 /// The jobs of the KV triggers of `collection` (`triggers`, as [`sql::KV_TRIGGERS`] reads them)
 /// that the writer's `op` on `key` fires, from `prev_value` to `value`.
 pub(crate) fn trigger_jobs(
-    writer: Writer,
+    origin: WriteOrigin,
     (collection, key): (&CollectionName, &KvKey),
     op: KvOp,
     (value, prev_value): (Option<&serde_json::Value>, Option<&serde_json::Value>),
@@ -131,14 +131,14 @@ pub(crate) fn trigger_jobs(
         op,
         value,
         prev_value,
-        trigger_depth: writer.trigger_depth,
+        trigger_depth: origin.trigger_depth,
     };
     Ok(change
         .firings(&rules)
         .into_iter()
         .map(|firing| {
             tracing::debug!(script_id = %firing.script_id, "a KV trigger fires");
-            triggered_job(writer.app_id, firing)
+            triggered_job(origin.app_id, firing)
         })
         .collect())
 }
@@ -161,17 +161,17 @@ pub(crate) fn kv_entry_size(collection: &CollectionName, key: &KvKey, text: &str
 /// Whether a KV write that changes its app's bytes by `bytes` and fires `jobs` trigger jobs may
 /// go ahead: within what its execution may still enqueue, then within the app's quotas.
 pub(crate) fn admit_kv_write(
-    writer: Writer,
+    origin: WriteOrigin,
     usage: AppUsage,
     bytes: i64,
     jobs: usize,
     quotas: &AppQuotas,
 ) -> Result<(), OverLimit> {
     let jobs = jobs as u64;
-    if jobs > u64::from(writer.trigger_jobs_left) {
+    if jobs > u64::from(origin.trigger_jobs_left) {
         return Err(OverLimit::TriggerJobs {
             firing: jobs,
-            left: writer.trigger_jobs_left,
+            left: origin.trigger_jobs_left,
         });
     }
     usage.admit(bytes, jobs, quotas)

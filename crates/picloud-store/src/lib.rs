@@ -65,7 +65,7 @@ pub use services::StoreServices;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use picloud_core::services::{KvListRequest, Writer};
+use picloud_core::services::{KvListRequest, WriteOrigin};
 use picloud_core::{
     ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
     DeadLetterId, DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, Membership,
@@ -377,13 +377,13 @@ pub trait KvStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Upserts the entry and, in the same (durable) transaction, enqueues one async job per KV
     /// trigger of the writer's app matching the collection, key prefix and `set`, at
-    /// `writer.trigger_depth + 1`, and counts both against the app's quotas. `InvalidInput` when
+    /// `origin.trigger_depth + 1`, and counts both against the app's quotas. `InvalidInput` when
     /// the value is too large, `NotFound("app")` when the writer's app is gone, `OverLimit`
-    /// (nothing written) when the write would fire more jobs than `writer.trigger_jobs_left` or
+    /// (nothing written) when the write would fire more jobs than `origin.trigger_jobs_left` or
     /// take the app past a quota ([`AppUsage::admit`]).
     async fn kv_set(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
@@ -393,7 +393,7 @@ pub trait KvStore: Send + Sync {
     /// `kv_set`: a delete frees bytes, but the jobs it fires count.
     async fn kv_delete(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<KvWritten>;

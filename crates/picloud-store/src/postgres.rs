@@ -16,7 +16,7 @@ mod kv;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{AppId, CollectionName, KvKey};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Transaction};
@@ -137,23 +137,23 @@ impl Engine for PgStore {
 
     async fn set_kv(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
         text: String,
     ) -> StoreResult<KvWritten> {
-        self.set_kv_entry(writer, collection, key, value, &text)
+        self.set_kv_entry(origin, collection, key, value, &text)
             .await
     }
 
     async fn delete_kv(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<KvWritten> {
-        self.delete_kv_entry(writer, collection, key).await
+        self.delete_kv_entry(origin, collection, key).await
     }
 
     async fn write_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use picloud_core::services::{KvListRequest, KvPage, ServiceResult, Writer};
+use picloud_core::services::{KvListRequest, KvPage, ServiceResult, WriteOrigin};
 use picloud_core::{
     AppId, CollectionName, DeadLetter, DeadLetterId, ExecutionId, KvChanged, KvKey, ScriptServices,
     ServiceCallError, ServiceErrorKind,
@@ -151,14 +151,14 @@ impl ScriptServices for StoreServices {
 
     async fn kv_set(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: serde_json::Value,
     ) -> ServiceResult<KvChanged> {
         let written = self
             .store
-            .kv_set(writer, collection, key, &value)
+            .kv_set(origin, collection, key, &value)
             .await
             .map_err(service_error)?;
         Ok(self.changed(&written))
@@ -166,13 +166,13 @@ impl ScriptServices for StoreServices {
 
     async fn kv_delete(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> ServiceResult<KvChanged> {
         let written = self
             .store
-            .kv_delete(writer, collection, key)
+            .kv_delete(origin, collection, key)
             .await
             .map_err(service_error)?;
         Ok(self.changed(&written))

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{AppId, CollectionName, KvKey};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -180,7 +180,7 @@ impl Engine for SqliteStore {
     /// Group-committed (see `group_commit`).
     async fn set_kv(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
@@ -188,7 +188,7 @@ impl Engine for SqliteStore {
     ) -> StoreResult<KvWritten> {
         self.kv_writes
             .write(KvWrite::Set {
-                writer,
+                origin,
                 collection: collection.clone(),
                 key: key.clone(),
                 value: value.clone(),
@@ -199,13 +199,13 @@ impl Engine for SqliteStore {
 
     async fn delete_kv(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<KvWritten> {
         self.kv_writes
             .write(KvWrite::Delete {
-                writer,
+                origin,
                 collection: collection.clone(),
                 key: key.clone(),
             })

@@ -80,7 +80,9 @@ fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
             .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
         service_call(
             F,
-            grant.services.kv_set(grant.writer(), &kv.name, &key, value),
+            grant
+                .services
+                .kv_set(grant.write_origin(), &kv.name, &key, value),
         )
     })?;
     context::count_trigger_jobs(changed.trigger_jobs);
@@ -100,7 +102,12 @@ fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     count_write()?;
     let key = parse_key(F, &key)?;
     let changed = context::off_the_books(|| {
-        service_call(F, grant.services.kv_delete(grant.writer(), &kv.name, &key))
+        service_call(
+            F,
+            grant
+                .services
+                .kv_delete(grant.write_origin(), &kv.name, &key),
+        )
     })?;
     context::count_trigger_jobs(changed.trigger_jobs);
     Ok(changed.existed)

@@ -2,7 +2,7 @@
 //! already share WAL flushes): the upsert reads the value it replaces under the row's lock, and
 //! the app's usage is locked last, just before the commit.
 
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{AppId, CollectionName, KvKey, KvOp};
 use sqlx::{Postgres, Transaction};
 
@@ -78,7 +78,7 @@ async fn upsert_kv(
 /// `prev_value` to `value`.
 async fn kv_trigger_jobs(
     tx: &mut Tx,
-    writer: Writer,
+    origin: WriteOrigin,
     (collection, key): (&CollectionName, &KvKey),
     op: KvOp,
     values: (Option<&serde_json::Value>, Option<&serde_json::Value>),
@@ -86,10 +86,10 @@ async fn kv_trigger_jobs(
     let triggers: Vec<KvTriggerRow> = tx
         .fetch_all(
             sql::KV_TRIGGERS,
-            &[writer.app_id.to_string().into(), collection.as_str().into()],
+            &[origin.app_id.to_string().into(), collection.as_str().into()],
         )
         .await?;
-    trigger_jobs(writer, (collection, key), op, values, triggers)
+    trigger_jobs(origin, (collection, key), op, values, triggers)
 }
 
 /// Checks a KV write of `bytes` that fires `jobs` against the writer's limit and its app's
@@ -98,23 +98,23 @@ async fn kv_trigger_jobs(
 async fn finish_kv_write(
     tx: &mut Tx,
     quotas: &AppQuotas,
-    writer: Writer,
+    origin: WriteOrigin,
     bytes: i64,
     jobs: &[NewJob],
 ) -> StoreResult<()> {
     enqueue(tx, &JobValues::all(jobs)?).await?;
     let usage: Option<UsageRow> = tx
-        .fetch_optional(sql::LOCK_APP_USAGE, &[writer.app_id.to_string().into()])
+        .fetch_optional(sql::LOCK_APP_USAGE, &[origin.app_id.to_string().into()])
         .await?;
     let usage = AppUsage::from(usage.ok_or(StoreError::NotFound("app"))?);
-    admit_kv_write(writer, usage, bytes, jobs.len(), quotas).map_err(StoreError::OverLimit)?;
-    Ok(count_write(tx, writer.app_id, bytes, jobs.len()).await?)
+    admit_kv_write(origin, usage, bytes, jobs.len(), quotas).map_err(StoreError::OverLimit)?;
+    Ok(count_write(tx, origin.app_id, bytes, jobs.len()).await?)
 }
 
 impl PgStore {
     pub(super) async fn set_kv_entry(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
@@ -122,27 +122,27 @@ impl PgStore {
     ) -> StoreResult<KvWritten> {
         let size = kv_entry_size(collection, key, text);
         let mut tx = self.pool.begin().await?;
-        let prev = upsert_kv(&mut tx, writer.app_id, collection, key, text, size).await?;
+        let prev = upsert_kv(&mut tx, origin.app_id, collection, key, text, size).await?;
         let prev_size = prev.as_ref().map_or(0, |(_, size)| *size);
         let prev_value = prev
             .map(|(text, _)| json_value("kv_entries", &text))
             .transpose()?;
         let jobs = kv_trigger_jobs(
             &mut tx,
-            writer,
+            origin,
             (collection, key),
             KvOp::Set,
             (Some(value), prev_value.as_ref()),
         )
         .await?;
-        finish_kv_write(&mut tx, &self.quotas, writer, size - prev_size, &jobs).await?;
+        finish_kv_write(&mut tx, &self.quotas, origin, size - prev_size, &jobs).await?;
         tx.commit().await?;
         Ok(written(prev_value, &jobs))
     }
 
     pub(super) async fn delete_kv_entry(
         &self,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<KvWritten> {
@@ -151,7 +151,7 @@ impl PgStore {
             .fetch_optional(
                 sql::DELETE_KV,
                 &[
-                    writer.app_id.to_string().into(),
+                    origin.app_id.to_string().into(),
                     collection.as_str().into(),
                     key.as_str().into(),
                 ],
@@ -163,13 +163,13 @@ impl PgStore {
         let prev_value = json_value("kv_entries", &prev)?;
         let jobs = kv_trigger_jobs(
             &mut tx,
-            writer,
+            origin,
             (collection, key),
             KvOp::Delete,
             (None, Some(&prev_value)),
         )
         .await?;
-        finish_kv_write(&mut tx, &self.quotas, writer, -prev_size, &jobs).await?;
+        finish_kv_write(&mut tx, &self.quotas, origin, -prev_size, &jobs).await?;
         tx.commit().await?;
         Ok(written(Some(prev_value), &jobs))
     }

@@ -24,7 +24,7 @@
 //! - **Lifetime.** The task ends when the last clone of the queue — that is, of the store — is
 //!   dropped. After [`Store::close`](crate::Store::close) it answers every write `Unavailable`.
 
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{CollectionName, KvKey};
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,7 +41,7 @@ const MAX_BATCH: usize = 256;
 #[derive(Debug)]
 pub(super) enum KvWrite {
     Set {
-        writer: Writer,
+        origin: WriteOrigin,
         collection: CollectionName,
         key: KvKey,
         value: serde_json::Value,
@@ -49,7 +49,7 @@ pub(super) enum KvWrite {
         text: String,
     },
     Delete {
-        writer: Writer,
+        origin: WriteOrigin,
         collection: CollectionName,
         key: KvKey,
     },
@@ -61,17 +61,17 @@ impl KvWrite {
     async fn apply(&self, tx: &mut WriteTransaction, quotas: &AppQuotas) -> StoreResult<Applied> {
         match self {
             Self::Set {
-                writer,
+                origin,
                 collection,
                 key,
                 value,
                 text,
-            } => set_kv_entry(tx, quotas, *writer, collection, key, value, text).await,
+            } => set_kv_entry(tx, quotas, *origin, collection, key, value, text).await,
             Self::Delete {
-                writer,
+                origin,
                 collection,
                 key,
-            } => delete_kv_entry(tx, quotas, *writer, collection, key).await,
+            } => delete_kv_entry(tx, quotas, *origin, collection, key).await,
         }
     }
 }
@@ -275,8 +275,8 @@ mod tests {
         commits
     }
 
-    fn writer(app_id: AppId) -> Writer {
-        Writer {
+    fn origin(app_id: AppId) -> WriteOrigin {
+        WriteOrigin {
             app_id,
             trigger_depth: 0,
             trigger_jobs_left: 100,
@@ -293,7 +293,7 @@ mod tests {
 
     fn set(app_id: AppId, name: &str, k: &str, value: serde_json::Value) -> KvWrite {
         KvWrite::Set {
-            writer: writer(app_id),
+            origin: origin(app_id),
             collection: collection(name),
             key: key(k),
             text: kv_value_text(&value).expect("a value that fits"),
@@ -303,7 +303,7 @@ mod tests {
 
     fn delete(app_id: AppId, name: &str, k: &str) -> KvWrite {
         KvWrite::Delete {
-            writer: writer(app_id),
+            origin: origin(app_id),
             collection: collection(name),
             key: key(k),
         }
@@ -358,7 +358,7 @@ mod tests {
             writers.spawn(async move {
                 store
                     .kv_set(
-                        writer(app_id),
+                        origin(app_id),
                         &collection("c"),
                         &key(&format!("k{i}")),
                         &json!(i),
@@ -525,7 +525,7 @@ mod tests {
         store.close().await;
         let written = tokio::time::timeout(
             Duration::from_secs(5),
-            store.kv_set(writer(app_id), &collection("c"), &key("k"), &json!(1)),
+            store.kv_set(origin(app_id), &collection("c"), &key("k"), &json!(1)),
         )
         .await
         .expect("the write is answered, not left waiting");

@@ -2,7 +2,7 @@
 //! statement reads all a write must know before it writes (see [`BeforeKvWrite`]), then an
 //! upsert or a delete, the trigger jobs and the counts.
 
-use picloud_core::services::Writer;
+use picloud_core::services::WriteOrigin;
 use picloud_core::{CollectionName, KvKey, KvOp};
 use sqlx::{FromRow, Row as _};
 
@@ -57,12 +57,12 @@ struct BeforeKvWrite {
 impl BeforeKvWrite {
     async fn read(
         tx: &mut WriteTransaction,
-        writer: Writer,
+        origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
     ) -> StoreResult<Self> {
         let rows = sqlx::query(BEFORE_KV_WRITE)
-            .bind(writer.app_id.to_string())
+            .bind(origin.app_id.to_string())
             .bind(collection.as_str())
             .bind(key.as_str())
             .fetch_all(&mut **tx)
@@ -101,13 +101,13 @@ impl BeforeKvWrite {
 pub(super) async fn set_kv_entry(
     tx: &mut WriteTransaction,
     quotas: &AppQuotas,
-    writer: Writer,
+    origin: WriteOrigin,
     collection: &CollectionName,
     key: &KvKey,
     value: &serde_json::Value,
     text: &str,
 ) -> StoreResult<Applied> {
-    let before = BeforeKvWrite::read(tx, writer, collection, key).await?;
+    let before = BeforeKvWrite::read(tx, origin, collection, key).await?;
     let Some(usage) = before.usage else {
         return Ok(Applied::Refused(StoreError::NotFound("app")));
     };
@@ -116,7 +116,7 @@ pub(super) async fn set_kv_entry(
         .map(|text| json_value("kv_entries", &text))
         .transpose()?;
     let jobs = trigger_jobs(
-        writer,
+        origin,
         (collection, key),
         KvOp::Set,
         (Some(value), prev_value.as_ref()),
@@ -124,11 +124,11 @@ pub(super) async fn set_kv_entry(
     )?;
     let size = kv_entry_size(collection, key, text);
     let bytes = size - before.prev_size;
-    if let Err(over) = admit_kv_write(writer, usage, bytes, jobs.len(), quotas) {
+    if let Err(over) = admit_kv_write(origin, usage, bytes, jobs.len(), quotas) {
         return Ok(Applied::Refused(StoreError::OverLimit(over)));
     }
     sqlx::query(UPSERT_KV)
-        .bind(writer.app_id.to_string())
+        .bind(origin.app_id.to_string())
         .bind(collection.as_str())
         .bind(key.as_str())
         .bind(text)
@@ -136,7 +136,7 @@ pub(super) async fn set_kv_entry(
         .execute(&mut **tx)
         .await?;
     enqueue(tx, &JobValues::all(&jobs)?).await?;
-    count_write(tx, writer.app_id, bytes, jobs.len()).await?;
+    count_write(tx, origin.app_id, bytes, jobs.len()).await?;
     Ok(Applied::Written(written(prev_value, &jobs)))
 }
 
@@ -146,33 +146,33 @@ pub(super) async fn set_kv_entry(
 pub(super) async fn delete_kv_entry(
     tx: &mut WriteTransaction,
     quotas: &AppQuotas,
-    writer: Writer,
+    origin: WriteOrigin,
     collection: &CollectionName,
     key: &KvKey,
 ) -> StoreResult<Applied> {
-    let before = BeforeKvWrite::read(tx, writer, collection, key).await?;
+    let before = BeforeKvWrite::read(tx, origin, collection, key).await?;
     let (Some(prev), Some(usage)) = (before.prev, before.usage) else {
         return Ok(Applied::Written(written(None, &[])));
     };
     let prev_value = json_value("kv_entries", &prev)?;
     let jobs = trigger_jobs(
-        writer,
+        origin,
         (collection, key),
         KvOp::Delete,
         (None, Some(&prev_value)),
         before.triggers,
     )?;
     let bytes = -before.prev_size;
-    if let Err(over) = admit_kv_write(writer, usage, bytes, jobs.len(), quotas) {
+    if let Err(over) = admit_kv_write(origin, usage, bytes, jobs.len(), quotas) {
         return Ok(Applied::Refused(StoreError::OverLimit(over)));
     }
     sqlx::query(sql::DELETE_KV.sqlite)
-        .bind(writer.app_id.to_string())
+        .bind(origin.app_id.to_string())
         .bind(collection.as_str())
         .bind(key.as_str())
         .execute(&mut **tx)
         .await?;
     enqueue(tx, &JobValues::all(&jobs)?).await?;
-    count_write(tx, writer.app_id, bytes, jobs.len()).await?;
+    count_write(tx, origin.app_id, bytes, jobs.len()).await?;
     Ok(Applied::Written(written(Some(prev_value), &jobs)))
 }

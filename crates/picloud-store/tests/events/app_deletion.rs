@@ -14,7 +14,7 @@ both_backends!(
         let dead = dead_letter(&store, &script, "boom").await?;
         store
             .kv_set(
-                writer(shop.id, 0),
+                origin(shop.id, 0),
                 &collection("users"),
                 &key("u"),
                 &json!(1),
@@ -22,7 +22,7 @@ both_backends!(
             .await?;
         store
             .kv_set(
-                writer(keep.id, 0),
+                origin(keep.id, 0),
                 &collection("users"),
                 &key("u"),
                 &json!(2),
@@ -113,7 +113,7 @@ both_backends!(
         assert_ne!(routed, created, "a route added");
 
         store
-            .kv_set(writer(shop.id, 0), &collection("c"), &key("k"), &json!(1))
+            .kv_set(origin(shop.id, 0), &collection("c"), &key("k"), &json!(1))
             .await?;
         assert_eq!(fingerprint().await?, routed, "data writes do not move it");
 

@@ -139,7 +139,7 @@ both_backends!(
         for i in 0..10 {
             store
                 .kv_set(
-                    writer(shop.id, 0),
+                    origin(shop.id, 0),
                     &carts,
                     &key(&format!("d{i}")),
                     &json!(i),
@@ -147,7 +147,7 @@ both_backends!(
                 .await?;
         }
         store
-            .kv_set(writer(shop.id, 0), &carts, &key("x"), &json!("before"))
+            .kv_set(origin(shop.id, 0), &carts, &key("x"), &json!("before"))
             .await?;
         assert_eq!(claim_all(&store).await?.len(), 11, "the setup's own jobs");
 

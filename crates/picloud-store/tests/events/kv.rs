@@ -14,7 +14,7 @@ both_backends!(
             "big": 9_007_199_254_740_993_i64,
         });
         let written = store
-            .kv_set(writer(shop.id, 0), &users, &key("u:1"), &value)
+            .kv_set(origin(shop.id, 0), &users, &key("u:1"), &value)
             .await?;
         assert_eq!(written.prev_value, None, "a new entry had no value");
         assert_eq!(written.jobs_enqueued, 0, "no trigger, no job");
@@ -25,7 +25,7 @@ both_backends!(
         );
 
         let replaced = store
-            .kv_set(writer(shop.id, 0), &users, &key("u:1"), &json!("plain"))
+            .kv_set(origin(shop.id, 0), &users, &key("u:1"), &json!("plain"))
             .await?;
         assert_eq!(
             replaced.prev_value,
@@ -39,7 +39,7 @@ both_backends!(
         );
         for scalar in [json!(null), json!(0), json!(false), json!([])] {
             store
-                .kv_set(writer(shop.id, 0), &users, &key("s"), &scalar)
+                .kv_set(origin(shop.id, 0), &users, &key("s"), &scalar)
                 .await?;
             assert_eq!(
                 store.kv_get(shop.id, &users, &key("s")).await?,
@@ -66,14 +66,14 @@ both_backends!(
             "nothing there yet"
         );
         store
-            .kv_set(writer(shop.id, 0), &carts, &key("c1"), &json!({"items": 3}))
+            .kv_set(origin(shop.id, 0), &carts, &key("c1"), &json!({"items": 3}))
             .await?;
         assert!(
             store.kv_has(shop.id, &carts, &key("c1")).await?,
             "there after a set"
         );
         let deleted = store
-            .kv_delete(writer(shop.id, 0), &carts, &key("c1"))
+            .kv_delete(origin(shop.id, 0), &carts, &key("c1"))
             .await?;
         assert_eq!(
             deleted.prev_value,
@@ -85,7 +85,7 @@ both_backends!(
             "gone after the delete"
         );
         let again = store
-            .kv_delete(writer(shop.id, 0), &carts, &key("c1"))
+            .kv_delete(origin(shop.id, 0), &carts, &key("c1"))
             .await?;
         assert_eq!(
             again.prev_value, None,
@@ -107,7 +107,7 @@ both_backends!(
             .enumerate()
         {
             store
-                .kv_set(writer(shop.id, 0), &words, &key(word), &json!(i))
+                .kv_set(origin(shop.id, 0), &words, &key(word), &json!(i))
                 .await?;
         }
         let expected = ["A1", "B", "Z", "a", "a b", "ab", "b", "é"];
@@ -151,7 +151,7 @@ both_backends!(
             "a\u{10FFFF}x",
         ] {
             store
-                .kv_set(writer(shop.id, 0), &files, &key(name), &json!(name))
+                .kv_set(origin(shop.id, 0), &files, &key(name), &json!(name))
                 .await?;
         }
         assert_eq!(
@@ -192,7 +192,7 @@ both_backends!(a_list_limit_of_zero_means_one_hundred, |store| async move {
     for i in 0..105 {
         store
             .kv_set(
-                writer(shop.id, 0),
+                origin(shop.id, 0),
                 &many,
                 &key(&format!("k{i:03}")),
                 &json!(i),
@@ -248,7 +248,7 @@ both_backends!(
         let blobs = collection("blobs");
         let big = json!("x".repeat(KV_MAX_VALUE_BYTES));
         let result = store
-            .kv_set(writer(shop.id, 0), &blobs, &key("big"), &big)
+            .kv_set(origin(shop.id, 0), &blobs, &key("big"), &big)
             .await;
         let Err(StoreError::InvalidInput(message)) = result else {
             bail!("expected a too large value to be refused, got {result:?}");
@@ -263,7 +263,7 @@ both_backends!(
         );
         let just_fits = json!("x".repeat(KV_MAX_VALUE_BYTES - 2));
         store
-            .kv_set(writer(shop.id, 0), &blobs, &key("fits"), &just_fits)
+            .kv_set(origin(shop.id, 0), &blobs, &key("fits"), &just_fits)
             .await
             .context("a value of exactly the limit is stored")?;
         assert_eq!(
@@ -281,13 +281,13 @@ both_backends!(kv_entries_never_cross_apps, |store| async move {
     let blog = app(&store, "blog").await?;
     let users = collection("users");
     store
-        .kv_set(writer(shop.id, 0), &users, &key("u1"), &json!("shop's"))
+        .kv_set(origin(shop.id, 0), &users, &key("u1"), &json!("shop's"))
         .await?;
     store
-        .kv_set(writer(blog.id, 0), &users, &key("u1"), &json!("blog's"))
+        .kv_set(origin(blog.id, 0), &users, &key("u1"), &json!("blog's"))
         .await?;
     store
-        .kv_set(writer(blog.id, 0), &users, &key("u2"), &json!("blog only"))
+        .kv_set(origin(blog.id, 0), &users, &key("u2"), &json!("blog only"))
         .await?;
     assert_eq!(
         store.kv_get(shop.id, &users, &key("u1")).await?,
@@ -305,7 +305,7 @@ both_backends!(kv_entries_never_cross_apps, |store| async move {
         "a list shows only the app's keys"
     );
     store
-        .kv_delete(writer(blog.id, 0), &users, &key("u1"))
+        .kv_delete(origin(blog.id, 0), &users, &key("u1"))
         .await?;
     assert_eq!(
         store.kv_get(shop.id, &users, &key("u1")).await?,
@@ -320,7 +320,7 @@ both_backends!(
     |store| async move {
         let result = store
             .kv_set(
-                writer(AppId::new(), 0),
+                origin(AppId::new(), 0),
                 &collection("c"),
                 &key("k"),
                 &json!(1),

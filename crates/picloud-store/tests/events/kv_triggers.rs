@@ -11,7 +11,7 @@ both_backends!(
         let users = collection("users");
 
         let written = store
-            .kv_set(writer(shop.id, 2), &users, &key("u:1"), &json!({"n": 1}))
+            .kv_set(origin(shop.id, 2), &users, &key("u:1"), &json!({"n": 1}))
             .await?;
         assert_eq!(written.jobs_enqueued, 1, "one trigger, one job");
         assert_eq!(depth(&store).await?, depth_of(1, 0), "one pending job");
@@ -37,7 +37,7 @@ both_backends!(
         );
 
         store
-            .kv_set(writer(shop.id, 0), &users, &key("u:1"), &json!({"n": 2}))
+            .kv_set(origin(shop.id, 0), &users, &key("u:1"), &json!({"n": 2}))
             .await?;
         let jobs = claim(&store, "worker", 10).await?;
         assert_eq!(jobs.len(), 1, "the second set fires again");
@@ -74,16 +74,16 @@ both_backends!(
         ];
         for (app_id, name, k, what) in cases {
             let written = store
-                .kv_set(writer(app_id, 0), &collection(name), &key(k), &json!(1))
+                .kv_set(origin(app_id, 0), &collection(name), &key(k), &json!(1))
                 .await?;
             assert_eq!(written.jobs_enqueued, 0, "{what}: no job");
         }
         store
-            .kv_set(writer(shop.id, 0), &users, &key("u:2"), &json!(1))
+            .kv_set(origin(shop.id, 0), &users, &key("u:2"), &json!(1))
             .await?;
         claim(&store, "worker", 10).await?;
         let deleted = store
-            .kv_delete(writer(shop.id, 0), &users, &key("u:2"))
+            .kv_delete(origin(shop.id, 0), &users, &key("u:2"))
             .await?;
         assert!(deleted.prev_value.is_some(), "the entry was deleted");
         assert_eq!(
@@ -110,7 +110,7 @@ both_backends!(
         let carts = collection("carts");
 
         let set = store
-            .kv_set(writer(shop.id, 0), &carts, &key("c1"), &json!([1, 2]))
+            .kv_set(origin(shop.id, 0), &carts, &key("c1"), &json!([1, 2]))
             .await?;
         assert_eq!(
             set.jobs_enqueued, 1,
@@ -119,7 +119,7 @@ both_backends!(
         claim(&store, "worker", 10).await?;
 
         let missing = store
-            .kv_delete(writer(shop.id, 0), &carts, &key("nope"))
+            .kv_delete(origin(shop.id, 0), &carts, &key("nope"))
             .await?;
         assert_eq!(
             missing.jobs_enqueued, 0,
@@ -128,7 +128,7 @@ both_backends!(
         assert_eq!(depth(&store).await?.pending, 0, "nothing pending");
 
         let deleted = store
-            .kv_delete(writer(shop.id, 4), &carts, &key("c1"))
+            .kv_delete(origin(shop.id, 4), &carts, &key("c1"))
             .await?;
         assert_eq!(deleted.jobs_enqueued, 2, "both triggers fire on the delete");
         let jobs = claim(&store, "worker", 10).await?;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use picloud_core::events::{DeadLetterEvent, KvEvent, KV_MAX_VALUE_BYTES};
 use picloud_core::exec::HttpRequest;
-use picloud_core::services::{KvListRequest, Writer};
+use picloud_core::services::{KvListRequest, WriteOrigin};
 use picloud_core::{
     AppId, AppName, CollectionName, DeadLetter, DeadLetterId, DispatchMode, ExecutionId, JobMode,
     JobPayload, KeptHeaders, KvChanged, KvKey, KvOp, Resolution, RouteMethod, RoutePath, Script,
@@ -67,8 +67,8 @@ fn key(value: &str) -> KvKey {
 }
 
 /// A writer with room for every trigger job a test fires.
-fn writer(app_id: AppId, trigger_depth: u32) -> Writer {
-    Writer {
+fn origin(app_id: AppId, trigger_depth: u32) -> WriteOrigin {
+    WriteOrigin {
         app_id,
         trigger_depth,
         trigger_jobs_left: u32::MAX,
@@ -263,12 +263,12 @@ async fn write_concurrently(
             let answer = match write {
                 KvWriteCase::Set(app_id, name, k, value) => {
                     store
-                        .kv_set(writer(app_id, 0), &collection(name), &key(&k), &value)
+                        .kv_set(origin(app_id, 0), &collection(name), &key(&k), &value)
                         .await
                 }
                 KvWriteCase::Delete(app_id, name, k) => {
                     store
-                        .kv_delete(writer(app_id, 0), &collection(name), &key(&k))
+                        .kv_delete(origin(app_id, 0), &collection(name), &key(&k))
                         .await
                 }
             };

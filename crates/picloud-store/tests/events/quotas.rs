@@ -52,7 +52,7 @@ async fn fill(
     for i in 0..1_000 {
         let k = format!("k{i}");
         match store
-            .kv_set(writer(app_id, 0), &collection(name), &key(&k), value)
+            .kv_set(origin(app_id, 0), &collection(name), &key(&k), value)
             .await
         {
             Ok(_) => written.push(k),
@@ -111,7 +111,7 @@ both_backends!(
         );
         let blog = app(&store, "blog").await?;
         store
-            .kv_set(writer(blog.id, 0), &collection("notes"), &key("k0"), &value)
+            .kv_set(origin(blog.id, 0), &collection("notes"), &key("k0"), &value)
             .await
             .context("another app has a quota of its own")?;
         Ok(())
@@ -132,7 +132,7 @@ both_backends!(
 
         let small = json!("y");
         store
-            .kv_set(writer(shop.id, 0), &collection("notes"), &key("k0"), &small)
+            .kv_set(origin(shop.id, 0), &collection("notes"), &key("k0"), &small)
             .await
             .context("an overwrite that shrinks passes at the quota")?;
         let shrunk = usage(&store, shop.id).await?.kv_bytes;
@@ -142,7 +142,7 @@ both_backends!(
         );
         let grown = json!("z".repeat(3_000));
         let refused = store
-            .kv_set(writer(shop.id, 0), &collection("notes"), &key("k1"), &grown)
+            .kv_set(origin(shop.id, 0), &collection("notes"), &key("k1"), &grown)
             .await;
         ensure!(
             matches!(refused, Err(StoreError::OverLimit(OverLimit::StoredBytes { .. }))),
@@ -153,7 +153,7 @@ both_backends!(
             "the refused overwrite left the entry as it was"
         );
         let deleted = store
-            .kv_delete(writer(shop.id, 0), &collection("notes"), &key("k1"))
+            .kv_delete(origin(shop.id, 0), &collection("notes"), &key("k1"))
             .await
             .context("a delete passes at the quota")?;
         ensure!(deleted.prev_value == Some(big.clone()), "the entry was deleted");
@@ -163,7 +163,7 @@ both_backends!(
         );
         let again = format!("k{}", written.len());
         store
-            .kv_set(writer(shop.id, 0), &collection("notes"), &key(&again), &big)
+            .kv_set(origin(shop.id, 0), &collection("notes"), &key(&again), &big)
             .await
             .context("the freed room is written again")?;
         ensure!(
@@ -196,21 +196,21 @@ both_backends!(
                     };
                     if (round + n) % 5 == 4 {
                         store
-                            .kv_delete(writer(shop.id, 0), &collection(name), &key(&k))
+                            .kv_delete(origin(shop.id, 0), &collection(name), &key(&k))
                             .await?;
                     } else {
                         store
-                            .kv_set(writer(shop.id, 0), &collection(name), &key(&k), &value)
+                            .kv_set(origin(shop.id, 0), &collection(name), &key(&k), &value)
                             .await?;
                     }
                 }
             }
             store
-                .kv_delete(writer(shop.id, 0), &collection("a"), &key("never-there"))
+                .kv_delete(origin(shop.id, 0), &collection("a"), &key("never-there"))
                 .await?;
             store
                 .kv_set(
-                    writer(blog.id, 0),
+                    origin(blog.id, 0),
                     &collection("a"),
                     &key("b"),
                     &json!(round),
@@ -318,9 +318,9 @@ both_backends!(
             let handler = endpoint(&store, shop.id, name).await?;
             kv_trigger(&store, &handler, "watched", None, &KvOp::ALL).await?;
         }
-        let budget = |left| Writer {
+        let budget = |left| WriteOrigin {
             trigger_jobs_left: left,
-            ..writer(shop.id, 0)
+            ..origin(shop.id, 0)
         };
         let refused = store
             .kv_set(budget(1), &collection("watched"), &key("k"), &json!(1))
@@ -420,18 +420,18 @@ both_backends!(
             "the refused write was not applied"
         );
         store
-            .kv_set(writer(shop.id, 0), &collection("quiet"), &key("k"), &json!(1))
+            .kv_set(origin(shop.id, 0), &collection("quiet"), &key("k"), &json!(1))
             .await
             .context("a write that fires nothing passes")?;
         store
-            .kv_delete(writer(shop.id, 0), &collection("watched"), &key("k0"))
+            .kv_delete(origin(shop.id, 0), &collection("watched"), &key("k0"))
             .await
             .context("a delete that fires nothing passes")?;
         let blog = app(&store, "blog").await?;
         let blog_handler = endpoint(&store, blog.id, "on-set").await?;
         kv_trigger(&store, &blog_handler, "watched", None, &[KvOp::Set]).await?;
         store
-            .kv_set(writer(blog.id, 0), &collection("watched"), &key("k"), &json!(1))
+            .kv_set(origin(blog.id, 0), &collection("watched"), &key("k"), &json!(1))
             .await
             .context("another app's queue is its own")?;
 
@@ -456,12 +456,12 @@ both_backends!(
         );
         for k in ["again-0", "again-1"] {
             store
-                .kv_set(writer(shop.id, 0), &collection("watched"), &key(k), &json!(1))
+                .kv_set(origin(shop.id, 0), &collection("watched"), &key(k), &json!(1))
                 .await
                 .with_context(|| format!("{k} fits in the room the finished jobs left"))?;
         }
         let full = store
-            .kv_set(writer(shop.id, 0), &collection("watched"), &key("again-2"), &json!(1))
+            .kv_set(origin(shop.id, 0), &collection("watched"), &key("again-2"), &json!(1))
             .await;
         ensure!(
             matches!(full, Err(StoreError::OverLimit(OverLimit::QueuedJobs { .. }))),
@@ -508,7 +508,7 @@ both_backends!(
         queued(2, "a sync request").await?;
         store
             .kv_set(
-                writer(shop.id, 0),
+                origin(shop.id, 0),
                 &collection("watched"),
                 &key("k"),
                 &json!(1),
@@ -633,9 +633,9 @@ both_backends!(
         let handler = endpoint(&store, shop.id, "on-set").await?;
         kv_trigger(&store, &handler, "watched", None, &[KvOp::Set]).await?;
         let (services, _) = services(&store);
-        let none_left = Writer {
+        let none_left = WriteOrigin {
             trigger_jobs_left: 0,
-            ..writer(shop.id, 0)
+            ..origin(shop.id, 0)
         };
         let limit = services
             .kv_set(none_left, &collection("watched"), &key("k"), json!(1))
@@ -647,7 +647,7 @@ both_backends!(
         );
         let quota = services
             .kv_set(
-                writer(shop.id, 0),
+                origin(shop.id, 0),
                 &collection("big"),
                 &key("k"),
                 json!("x".repeat(5_000)),
@@ -760,10 +760,10 @@ mod migration_0010_counts_what_apps_held_before {
             "an app without data has a usage of nothing"
         );
         store
-            .kv_delete(writer(app_id, 0), &collection("users"), &key("ada"))
+            .kv_delete(origin(app_id, 0), &collection("users"), &key("ada"))
             .await?;
         store
-            .kv_delete(writer(app_id, 0), &collection("e"), &key("ké"))
+            .kv_delete(origin(app_id, 0), &collection("e"), &key("ké"))
             .await?;
         ensure!(
             usage(&store, app_id).await?.kv_bytes == 0,

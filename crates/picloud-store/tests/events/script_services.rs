@@ -9,7 +9,7 @@ both_backends!(
         let handler = endpoint(&store, shop.id, "handler").await?;
         kv_trigger(&store, &handler, "watched", None, &KvOp::ALL).await?;
         let (services, wakes) = services(&store);
-        let me = writer(shop.id, 0);
+        let me = origin(shop.id, 0);
 
         let quiet = services
             .kv_set(me, &collection("quiet"), &key("k"), json!(1))
