@@ -79,6 +79,7 @@ pub(crate) fn build(limits: &Limits) -> Engine {
 
     let sizes = Sizes::of(limits);
     crate::bounded::register(&mut engine, sizes);
+    crate::comparers::register(&mut engine);
     crate::nesting::register(&mut engine);
     crate::response::register(&mut engine);
     crate::sdk::register(&mut engine, sizes);

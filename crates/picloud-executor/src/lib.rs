@@ -17,6 +17,7 @@
 //! | `convert` | script values ↔ JSON (exactly, for stored values) |
 //! | `memory` | jemalloc as the global allocator, and the per-thread meter of what a run holds |
 //! | `bounded` | the standard functions whose one call could build far more than it is given (`replace`, `split`, `to_chars`), measured before they build |
+//! | `comparers` | `sort` and `dedup` with a script's comparer, whose errors (a deadline, the memory budget, a `throw`) end the call instead of being dropped |
 //! | `nesting` | bounded recursion over deeply nested values (showing, comparing) |
 //! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
 //! | `validate` | the top-level shape a module script must keep |
@@ -27,6 +28,7 @@
 
 mod bounded;
 mod cache;
+mod comparers;
 mod context;
 mod convert;
 mod engine;

@@ -91,6 +91,8 @@ fn corpus() -> Vec<Attack> {
     const STRING: &str = "string longer than its limit";
     const ARRAY: &str = "array larger than its limit";
     const LATE: &str = "ran longer than 300 ms";
+    /// 26,624 letters in a repeating order, in 11 operations: a sort of them compares n·log n pairs.
+    const LETTERS: &str = r#"let s = "qwertyuiopasdfghjklzxcvbnm"; for j in 0..10 { s += s; } "#;
     /// A 1 MiB string in 20 operations.
     const MIB: &str = r#"let s = "x"; for j in 0..20 { s += s; } "#;
     let rows: Vec<(&str, Under, String, ExecErrorKind, &str)> = vec![
@@ -106,6 +108,12 @@ fn corpus() -> Vec<Attack> {
         ("deadline", Deadline, "loop { }".into(), Timeout, LATE),
         ("deadline caught", Deadline, "loop { try { loop { } } catch { } }".into(), Timeout, LATE),
         ("expensive operations", Deadline, format!(r#"{MIB} loop {{ s.contains("y"); }}"#), Timeout, LATE),
+        // A comparer's errors: Rhai's sort and dedup dropped them and went on with the next pair,
+        // so a run past its deadline kept sorting, then answered 200.
+        ("a sort whose comparer never returns", Deadline, format!("{LETTERS} s.to_chars().sort(|x, y| {{ loop {{ }} }}); 1"), Timeout, LATE),
+        ("a dedup whose comparer never returns", Deadline, format!("{LETTERS} s.to_chars().dedup(|x, y| {{ loop {{ }} }}); 1"), Timeout, LATE),
+        ("a sort whose comparer throws", Defaults, format!(r#"{LETTERS} let a = s.to_chars(); a.sort(|x, y| throw "no order"); a.len()"#), Runtime, "no order"),
+        ("a dedup whose comparer throws", Defaults, format!(r#"{LETTERS} let a = s.to_chars(); a.dedup(|x, y| throw "no order"); a.len()"#), Runtime, "no order"),
         // The native stack: a Rust stack overflow would abort the whole server.
         ("recursion", Defaults, "fn f(x) { f(x + 1) } f(0)".into(), LimitExceeded, CALLS),
         ("mutual recursion", Defaults, "fn a(x) { b(x) } fn b(x) { a(x) } a(1)".into(), LimitExceeded, CALLS),
