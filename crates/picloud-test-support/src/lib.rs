@@ -36,18 +36,21 @@
 //!
 //! # Writing a test for both backends
 //!
-//! ```ignore
+//! ```text
 //! use picloud_test_support::both_backends;
+//! use picloud_test_support::fixtures::{app, conflict};
 //!
 //! // A slug names one app on the whole instance.
 //! both_backends!(a_slug_is_unique_per_instance, |store| async move {
-//!     let slug = AppSlug::parse("shop").expect("a valid slug");
-//!     store.create_app(&slug, &AppName::parse("Shop").expect("a name")).await?;
-//!     let err = store.create_app(&slug, &AppName::parse("Other").expect("a name")).await;
-//!     assert!(matches!(err, Err(StoreError::Conflict(_))), "the second app is refused: {err:?}");
+//!     let shop = app(&store, "shop").await?;
+//!     let message = conflict(store.create_app(&NewApp { slug: shop.slug, name: shop.name, expose_errors: false }).await, "a second shop")?;
+//!     assert!(message.contains("'shop'"), "the sentence names the slug: {message}");
 //!     Ok(())
 //! });
 //! ```
+//!
+//! (The examples here are `text`: they need a test crate's imports and features, and the tests
+//! that use them are the real examples.)
 //!
 //! - `store` is an `Arc<dyn Store>`, migrated, on a database no other test sees.
 //! - The body may return `()` (fail by panicking, e.g. with `assert!` / `expect`) or

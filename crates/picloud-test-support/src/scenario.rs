@@ -7,7 +7,7 @@
 //! stands for it (only captured names are replaced, so a route pattern such as `/hello/{id}`
 //! stays as it is).
 //!
-//! ```ignore
+//! ```text
 //! scenario::run(&server, vec![
 //!     Scenario::new("POST /apps creates", Method::POST, "/api/v1/admin/apps")
 //!         .body(json!({"slug": "shop", "name": "Shop"}))
