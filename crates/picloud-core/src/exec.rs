@@ -26,6 +26,14 @@ pub struct ExecRequest {
     /// triggered run. KV writes carry it on to the jobs they enqueue.
     #[serde(default)]
     pub trigger_depth: u32,
+    /// Which run of the execution this is (`ctx.attempt`): 1 for the first; more when it runs
+    /// again after a conflict or as a retried job.
+    #[serde(default = "first_run")]
+    pub attempt: u32,
+}
+
+fn first_run() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +106,9 @@ pub enum ExecErrorKind {
     Timeout,
     /// The script returned something that cannot be a response.
     InvalidResponse,
+    /// Its commit kept conflicting with other commits to the same data: it ran as often as it
+    /// may (`PICLOUD_CONFLICT_MAX_RUNS`) and wrote nothing.
+    Conflict,
     /// The executor could not be reached or failed on its own account.
     Unavailable,
 }
@@ -111,6 +122,7 @@ impl ExecErrorKind {
             Self::LimitExceeded => "limit_exceeded",
             Self::Timeout => "timeout",
             Self::InvalidResponse => "invalid_response",
+            Self::Conflict => "conflict",
             Self::Unavailable => "executor_unavailable",
         }
     }
@@ -131,6 +143,9 @@ pub struct LogLine {
     pub level: LogLevel,
     pub message: String,
     pub at: Timestamp,
+    /// Written by a run that was discarded (its commit conflicted and it ran again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discarded: bool,
 }
 
 /// The result of one execution with the log lines it wrote, whether or not it succeeded.
@@ -140,4 +155,24 @@ pub struct ExecOutcome {
     pub logs: Vec<LogLine>,
     /// Time spent running the script, in microseconds.
     pub duration_us: u64,
+    /// What the run asks to commit; empty when it failed (a failed run writes nothing).
+    #[serde(default)]
+    pub effects: crate::tx::Effects,
+}
+
+impl ExecOutcome {
+    /// An execution that could not run: the executor failed on its own account.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            result: Err(ExecError {
+                kind: ExecErrorKind::Unavailable,
+                message: message.into(),
+                line: None,
+                column: None,
+            }),
+            logs: Vec::new(),
+            duration_us: 0,
+            effects: crate::tx::Effects::default(),
+        }
+    }
 }

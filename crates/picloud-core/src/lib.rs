@@ -13,8 +13,11 @@
 //! | [`events`] | KV names and limits, triggers, trigger events, outbox job payloads, dead letters |
 //! | [`firing`] | which triggers a KV write fires and what a dead letter fans out to: pure rules the stores apply |
 //! | [`services`] | [`ScriptServices`]: the KV store and dead letters as scripts reach them |
+//! | [`tx`] | one run's unit of work: what it read (with versions) and wrote, its [`tx::Effects`] |
+//! | [`cursor`] | the opaque cursors of paged lists |
 
 pub mod auth;
+pub mod cursor;
 pub mod events;
 pub mod exec;
 pub mod firing;
@@ -24,6 +27,7 @@ pub mod limits;
 pub mod model;
 pub mod services;
 pub mod time;
+pub mod tx;
 
 pub use auth::{Authority, Capability, CapabilityKind, Credential, Principal, Role, Scope};
 pub use events::{
@@ -37,7 +41,5 @@ pub use input::{
 };
 pub use limits::Limits;
 pub use model::{ApiKey, App, Membership, Route, Script, User};
-pub use services::{
-    KvChanged, NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, WriteOrigin,
-};
+pub use services::{NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, WriteOrigin};
 pub use time::Timestamp;

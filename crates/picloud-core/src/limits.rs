@@ -28,10 +28,6 @@ pub struct Limits {
     /// Data writes (`kv.set`, `kv.delete`) one execution may make; each may fire triggers, so
     /// this also bounds how many trigger jobs one execution can cause.
     pub max_writes: usize,
-    /// Trigger jobs one execution's writes may enqueue: a trigger whose handler writes its own
-    /// collection fans out, and the depth cap bounds only the length of the chain, not its
-    /// breadth. The write that would pass it is refused and ends the run.
-    pub max_trigger_jobs: u32,
     /// Bytes of memory one execution may hold at once, counted where they are allocated: every
     /// value, key, capture, parsed body and formatted string. It also bounds a response's body.
     /// Executor threads × this is what scripts can hold in all.
@@ -51,7 +47,6 @@ impl Default for Limits {
             timeout_ms: 5_000,
             max_log_bytes: 256 * 1024,
             max_writes: 1_000,
-            max_trigger_jobs: 256,
             max_memory_bytes: 32 * 1024 * 1024,
         }
     }

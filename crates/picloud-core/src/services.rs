@@ -1,27 +1,21 @@
-//! What scripts reach beyond the sandbox: the KV store and dead letters. The executor calls these
+//! What scripts read beyond the sandbox: the KV store and dead letters. The executor calls these
 //! through [`ScriptServices`]; the store crate implements it over the database. Every call is
 //! scoped by the [`AppId`] of the running execution, never by a name the script passed.
 
 use async_trait::async_trait;
 
 use crate::events::{CollectionName, KvKey};
-use crate::{AppId, DeadLetterId, ExecutionId};
+use crate::tx::{Version, VersionedPage};
+use crate::{AppId, DeadLetterId};
 
 /// Where a data change comes from: its app, the trigger depth of the execution that makes it (the
 /// jobs its triggers enqueue run one level deeper), and how many trigger jobs that execution may
-/// still enqueue (a change that would fire more is refused: [`ServiceErrorKind::TriggerJobLimit`]).
+/// enqueue (a commit that would fire more is refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOrigin {
     pub app_id: AppId,
     pub trigger_depth: u32,
     pub trigger_jobs_left: u32,
-}
-
-/// What a KV write did: whether the entry existed before, and how many trigger jobs it enqueued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KvChanged {
-    pub existed: bool,
-    pub trigger_jobs: u32,
 }
 
 /// One page of KV entries, keys ascending; `cursor` is `None` after the last page.
@@ -32,7 +26,7 @@ pub struct KvPage {
 }
 
 /// Which KV entries to list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KvListRequest {
     pub prefix: Option<String>,
     pub limit: u32,
@@ -57,9 +51,6 @@ pub enum ServiceErrorKind {
     /// The app is at one of its quotas (stored bytes, queued jobs); the sentence says which,
     /// where the app stands, and what frees room. Nothing was written.
     QuotaExceeded,
-    /// The write would fire more trigger jobs than its execution may still enqueue (its
-    /// `WriteOrigin::trigger_jobs_left`). Nothing was written; the execution has reached a limit.
-    TriggerJobLimit,
     /// The database could not be reached; trying again later may work.
     Unavailable,
     /// This executor has no data services (a test bundle, a misconfigured executor).
@@ -77,53 +68,35 @@ impl ServiceCallError {
 
 pub type ServiceResult<T> = Result<T, ServiceCallError>;
 
-/// The services a script calls. `Services::default()`-style bundles for tests that touch no data
-/// are [`NoServices`].
+/// What a script reads beyond the sandbox. Reads only: a run's writes and dead-letter actions
+/// go to its [`crate::tx::Transaction`] and are committed after it returns, together, by the
+/// orchestrator. `Services::default()`-style bundles for tests that touch no data are
+/// [`NoServices`].
 #[async_trait]
 pub trait ScriptServices: Send + Sync {
+    /// The entry's value and the version of the commit that wrote it.
     async fn kv_get(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> ServiceResult<Option<serde_json::Value>>;
-    async fn kv_has(
+    ) -> ServiceResult<Option<(serde_json::Value, Version)>>;
+    /// The entry's version, without its value.
+    async fn kv_version(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> ServiceResult<bool>;
-    /// Stores the value (JSON text checked against the size limit) and enqueues the jobs of the
-    /// matching triggers in the same transaction; refused, with nothing written, when the write
-    /// would take the app past a quota or its execution past `origin.trigger_jobs_left`.
-    async fn kv_set(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-        value: serde_json::Value,
-    ) -> ServiceResult<KvChanged>;
-    /// `existed: false` when there was no such entry (and then no trigger fires). Refused like
-    /// `kv_set`, except that freeing bytes is always allowed.
-    async fn kv_delete(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-    ) -> ServiceResult<KvChanged>;
+    ) -> ServiceResult<Option<Version>>;
     async fn kv_list(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
-    ) -> ServiceResult<KvPage>;
-    /// Sends the dead letter's job through the outbox again; returns the new execution's id.
-    async fn dead_letter_replay(
-        &self,
-        app_id: AppId,
-        id: DeadLetterId,
-    ) -> ServiceResult<ExecutionId>;
-    async fn dead_letter_resolve(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()>;
+    ) -> ServiceResult<VersionedPage>;
+    /// `Ok` when the dead letter is the app's and still open (a replay or a resolve may close
+    /// it); `NotFound` when it is not the app's, `Conflict` with the sentence when it is closed.
+    async fn dead_letter_open(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()>;
 }
 
 /// A bundle without data: every call fails with `NotConfigured`. For executors and tests that
@@ -145,27 +118,15 @@ impl ScriptServices for NoServices {
         _: AppId,
         _: &CollectionName,
         _: &KvKey,
-    ) -> ServiceResult<Option<serde_json::Value>> {
+    ) -> ServiceResult<Option<(serde_json::Value, Version)>> {
         not_configured()
     }
-    async fn kv_has(&self, _: AppId, _: &CollectionName, _: &KvKey) -> ServiceResult<bool> {
-        not_configured()
-    }
-    async fn kv_set(
+    async fn kv_version(
         &self,
-        _: WriteOrigin,
+        _: AppId,
         _: &CollectionName,
         _: &KvKey,
-        _: serde_json::Value,
-    ) -> ServiceResult<KvChanged> {
-        not_configured()
-    }
-    async fn kv_delete(
-        &self,
-        _: WriteOrigin,
-        _: &CollectionName,
-        _: &KvKey,
-    ) -> ServiceResult<KvChanged> {
+    ) -> ServiceResult<Option<Version>> {
         not_configured()
     }
     async fn kv_list(
@@ -173,13 +134,10 @@ impl ScriptServices for NoServices {
         _: AppId,
         _: &CollectionName,
         _: &KvListRequest,
-    ) -> ServiceResult<KvPage> {
+    ) -> ServiceResult<VersionedPage> {
         not_configured()
     }
-    async fn dead_letter_replay(&self, _: AppId, _: DeadLetterId) -> ServiceResult<ExecutionId> {
-        not_configured()
-    }
-    async fn dead_letter_resolve(&self, _: AppId, _: DeadLetterId) -> ServiceResult<()> {
+    async fn dead_letter_open(&self, _: AppId, _: DeadLetterId) -> ServiceResult<()> {
         not_configured()
     }
 }

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::exec::{ExecRequest, LogLevel, LogLine};
+use picloud_core::tx::{Effects, Transaction};
 use picloud_core::{
     AppId, Authority, CapabilityKind, ExecutionId, Limits, ScriptId, ScriptServices, Timestamp,
-    TriggerEvent, WriteOrigin,
+    TriggerEvent,
 };
 use rhai::{Dynamic, EvalAltResult, Position};
 use tokio::runtime::Handle;
@@ -45,9 +46,6 @@ pub(crate) const NEEDS_WORKER_TOKEN: &str = "picloud:needs-worker";
 /// swallow it.
 pub(crate) const WRITES_TOKEN: &str = "picloud:writes";
 
-/// The termination token of a write refused because it would take the execution past
-/// `Limits::max_trigger_jobs`: a limit, so `try/catch` cannot swallow it.
-pub(crate) const TRIGGER_JOBS_TOKEN: &str = "picloud:trigger-jobs";
 /// The termination token of a run holding more than `Limits::max_memory_bytes`: a limit, so
 /// `try/catch` cannot swallow it.
 pub(crate) const MEMORY_TOKEN: &str = "picloud:memory";
@@ -89,9 +87,6 @@ pub(crate) struct CallContext {
     pub authority: Authority,
     /// Where the script's data calls go: the KV store and dead letters.
     pub services: Arc<dyn ScriptServices>,
-    /// How many triggers deep this run is; KV writes pass it on, so the jobs they enqueue run
-    /// one level deeper and a loop of triggers meets the depth cap.
-    pub trigger_depth: u32,
     /// Whether this run handles a dead letter (see `dead_letters::replay`).
     pub dead_letter_handler: bool,
     logs: Vec<LogLine>,
@@ -102,10 +97,8 @@ pub(crate) struct CallContext {
     /// Data writes so far, against `max_writes`.
     writes: usize,
     max_writes: usize,
-    /// Trigger jobs the writes enqueued so far, against `max_trigger_jobs`; the store refuses
-    /// the write that would pass it (see [`Grant::writer`]).
-    trigger_jobs: u32,
-    max_trigger_jobs: u32,
+    /// What the run read and wrote: its unit of work, committed after it returns.
+    pub tx: Transaction,
     /// What the run holds, against `max_memory_bytes` (or the inline allowance).
     memory: Meter,
 }
@@ -132,7 +125,6 @@ impl CallContext {
             placement,
             authority: request.authority.clone(),
             services,
-            trigger_depth: request.trigger_depth,
             dead_letter_handler: matches!(request.event, Some(TriggerEvent::DeadLetter { .. })),
             logs: Vec::new(),
             log_bytes: 0,
@@ -140,8 +132,7 @@ impl CallContext {
             dropped_logs: 0,
             writes: 0,
             max_writes: limits.max_writes,
-            trigger_jobs: 0,
-            max_trigger_jobs: limits.max_trigger_jobs,
+            tx: Transaction::default(),
         }
     }
 
@@ -175,8 +166,8 @@ impl CallContext {
         (&self.app_id, &self.script_id, &self.execution_id)
     }
 
-    /// The captured log, with a closing line if some were dropped.
-    pub fn into_logs(mut self) -> Vec<LogLine> {
+    /// The captured log, with a closing line if some were dropped, and the run's effects.
+    pub fn into_parts(mut self) -> (Vec<LogLine>, Effects) {
         if self.dropped_logs > 0 {
             self.logs.push(LogLine {
                 level: LogLevel::Warn,
@@ -186,9 +177,10 @@ impl CallContext {
                     self.dropped_logs, self.max_log_bytes
                 ),
                 at: Timestamp::now(),
+                discarded: false,
             });
         }
-        self.logs
+        (self.logs, self.tx.into_effects())
     }
 }
 
@@ -293,6 +285,7 @@ pub(crate) fn push_log(level: LogLevel, message: String) {
             emit(level, &message, Some(ctx.ids()));
         }
         ctx.logs.push(LogLine {
+            discarded: false,
             level,
             message: message.clone(),
             at: Timestamp::now(),
@@ -346,26 +339,12 @@ fn emit(level: LogLevel, message: &str, ids: Option<(&AppId, &ScriptId, &Executi
     }
 }
 
-/// What an SDK call that [`require`] let through acts with: the running execution's app, its
-/// place in a chain of triggers and the services. Taken from the context at each call.
+/// What an SDK call that [`require`] let through acts with: the running execution's app and the
+/// services it reads. Taken from the context at each call.
 pub(crate) struct Grant {
     pub app_id: AppId,
-    pub trigger_depth: u32,
     pub dead_letter_handler: bool,
     pub services: Arc<dyn ScriptServices>,
-    /// What is left of the execution's `max_trigger_jobs`.
-    pub trigger_jobs_left: u32,
-}
-
-impl Grant {
-    /// Who a KV write comes from, and how many trigger jobs it may enqueue.
-    pub fn write_origin(&self) -> WriteOrigin {
-        WriteOrigin {
-            app_id: self.app_id,
-            trigger_depth: self.trigger_depth,
-            trigger_jobs_left: self.trigger_jobs_left,
-        }
-    }
 }
 
 /// Refuses an SDK call that the execution's authority does not allow, with a sentence naming
@@ -375,10 +354,8 @@ pub(crate) fn require(function: &str, kind: CapabilityKind) -> Result<Grant, Box
     let grant = with_current(|ctx| {
         ctx.authority.allows(kind).then(|| Grant {
             app_id: ctx.app_id,
-            trigger_depth: ctx.trigger_depth,
             dead_letter_handler: ctx.dead_letter_handler,
             services: ctx.services.clone(),
-            trigger_jobs_left: ctx.max_trigger_jobs.saturating_sub(ctx.trigger_jobs),
         })
     })
     .flatten();
@@ -405,15 +382,10 @@ pub(crate) fn count_write() -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-/// Counts the trigger jobs a write of the current call enqueued.
-pub(crate) fn count_trigger_jobs(jobs: u32) {
-    with_current(|ctx| ctx.trigger_jobs = ctx.trigger_jobs.saturating_add(jobs));
-}
-
-/// The end of a run whose write the store refused for firing more trigger jobs than the
-/// execution had left: [`TRIGGER_JOBS_TOKEN`], a limit.
-pub(crate) fn trigger_job_limit() -> Box<EvalAltResult> {
-    terminated(TRIGGER_JOBS_TOKEN)
+/// `f` on the current run's transaction; outside a call (compiling, a unit test) there is none
+/// and data calls cannot have got this far.
+pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Transaction) -> R) -> Option<R> {
+    with_current(|ctx| f(&mut ctx.tx))
 }
 
 /// Runs `exchange` — a data call with what it builds to send and what it makes of the answer —
@@ -486,6 +458,7 @@ mod tests {
             authority: Authority::App,
             event: None,
             trigger_depth: 3,
+            attempt: 1,
         };
         CallContext::new(
             &request,
@@ -505,23 +478,8 @@ mod tests {
             panic!("a public route writes its app's data");
         };
         assert_eq!(
-            grant.write_origin(),
-            WriteOrigin {
-                app_id,
-                trigger_depth: 3,
-                trigger_jobs_left: Limits::default().max_trigger_jobs,
-            },
-            "the grant acts for the running execution's app, at its trigger depth, with its \
-             budget of trigger jobs"
-        );
-        count_trigger_jobs(5);
-        let Ok(grant) = require("kv.set", CapabilityKind::AppKvWrite) else {
-            panic!("the app's authority still writes");
-        };
-        assert_eq!(
-            grant.write_origin().trigger_jobs_left,
-            Limits::default().max_trigger_jobs - 5,
-            "the jobs a write enqueued come off the budget"
+            grant.app_id, app_id,
+            "the grant acts for the running execution's app"
         );
         assert!(
             require("members", CapabilityKind::AppManageMembers).is_err(),
@@ -566,7 +524,7 @@ mod tests {
         for i in 0..MAX_LOG_LINES + 5 {
             push_log(LogLevel::Info, format!("line {i}"));
         }
-        let logs = guard.finish().expect("the context").into_logs();
+        let logs = guard.finish().expect("the context").into_parts().0;
         assert_eq!(logs.len(), MAX_LOG_LINES + 1, "kept lines plus one summary");
         let last = logs.last().expect("a summary line");
         assert!(
@@ -585,7 +543,7 @@ mod tests {
         for _ in 0..100 {
             push_log(LogLevel::Info, line.clone());
         }
-        let logs = guard.finish().expect("the context").into_logs();
+        let logs = guard.finish().expect("the context").into_parts().0;
         let kept: usize = logs[..logs.len() - 1].iter().map(|l| l.message.len()).sum();
         assert!(
             kept <= budget,

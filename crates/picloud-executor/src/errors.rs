@@ -6,9 +6,7 @@ use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::Limits;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use crate::context::{
-    DEADLINE_TOKEN, MEMORY_TOKEN, NEEDS_WORKER_TOKEN, TRIGGER_JOBS_TOKEN, WRITES_TOKEN,
-};
+use crate::context::{DEADLINE_TOKEN, MEMORY_TOKEN, NEEDS_WORKER_TOKEN, WRITES_TOKEN};
 use crate::engine::MAX_VARIABLES;
 
 /// A source that does not compile. Expressions nested past the limit, and literals larger than
@@ -77,13 +75,6 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
             "the script exceeded its limit of {} data writes (kv.set, kv.delete) in one execution",
             limits.max_writes
         ))
-        }
-        EvalAltResult::ErrorTerminated(token, ..) if is_token(token, TRIGGER_JOBS_TOKEN) => {
-            limit(format!(
-                "the script's writes would fire more than its limit of {} trigger jobs in one \
-                 execution; the write that would have passed it was not made",
-                limits.max_trigger_jobs
-            ))
         }
         EvalAltResult::ErrorTerminated(token, ..) if is_token(token, MEMORY_TOKEN) => {
             limit(memory_exceeded(limits))

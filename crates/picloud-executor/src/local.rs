@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
+use picloud_core::exec::{ExecError, ExecOutcome, ExecRequest};
 use picloud_core::{Limits, ScriptKind, ScriptServices};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -162,7 +162,7 @@ impl ExecutorClient for LocalExecutorClient {
                 self.inline_runs.fetch_add(1, Ordering::Relaxed);
                 return outcome;
             }
-            Err(panicked) => return panicked,
+            Err(panicked) => return *panicked,
             Ok(None) => {}
         }
         if self.runtime.get().is_none() {
@@ -178,11 +178,11 @@ impl ExecutorClient for LocalExecutorClient {
             reply,
         };
         if self.jobs.send(job).is_err() {
-            return unavailable("the executor's worker threads have stopped");
+            return ExecOutcome::unavailable("the executor's worker threads have stopped");
         }
-        answer
-            .await
-            .unwrap_or_else(|_| unavailable("the executor's worker stopped before it answered"))
+        answer.await.unwrap_or_else(|_| {
+            ExecOutcome::unavailable("the executor's worker stopped before it answered")
+        })
     }
 }
 
@@ -196,7 +196,7 @@ fn work(
         let outcome = run_caught(&job.request, &job.span, || {
             sandbox.run(&job.request, job.runtime, services.clone())
         })
-        .unwrap_or_else(|panicked| panicked);
+        .unwrap_or_else(|panicked| *panicked);
         // The caller may have gone (its request timed out); the outcome then has no reader.
         let _ = job.reply.send(outcome);
     }
@@ -209,7 +209,7 @@ fn run_caught<R>(
     request: &ExecRequest,
     parent: &Span,
     run: impl FnOnce() -> R,
-) -> Result<R, ExecOutcome> {
+) -> Result<R, Box<ExecOutcome>> {
     let started = Instant::now();
     let span = tracing::info_span!(
         parent: parent,
@@ -224,10 +224,10 @@ fn run_caught<R>(
                 execution_id = %request.execution_id,
                 "the script's evaluation panicked; the thread carries on"
             );
-            ExecOutcome {
+            Box::new(ExecOutcome {
                 duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                ..unavailable("the executor failed while running the script")
-            }
+                ..ExecOutcome::unavailable("the executor failed while running the script")
+            })
         })
 }
 
@@ -235,17 +235,4 @@ fn run_caught<R>(
 /// module's documentation); the binary builds its runtime with it.
 pub fn inline_stack_size(limits: &Limits) -> usize {
     engine::inline_stack_size(limits)
-}
-
-fn unavailable(message: &str) -> ExecOutcome {
-    ExecOutcome {
-        result: Err(ExecError {
-            kind: ExecErrorKind::Unavailable,
-            message: message.to_string(),
-            line: None,
-            column: None,
-        }),
-        logs: Vec::new(),
-        duration_us: 0,
-    }
 }

@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest};
+use picloud_core::exec::{ExecOutcome, ExecRequest};
 use subtle::ConstantTimeEq;
 
 use crate::{ExecutorClient, LocalExecutorClient};
@@ -35,14 +35,19 @@ struct ServerState {
     token: Option<Arc<str>>,
 }
 
-/// The executor's HTTP API over `local`. `token`, when set, guards `/v1/execute`.
+/// The executor's HTTP API over `local`. `token`, when set, guards `/v2/execute`.
+///
+/// `/v2` because an outcome carries the run's effects (issue #15), which the orchestrator
+/// commits; an orchestrator of before, calling `/v1`, would drop them and lose the run's writes,
+/// so `/v1` answers `410 Gone` with a sentence saying to upgrade it.
 pub fn router(local: Arc<LocalExecutorClient>, token: Option<String>) -> Router {
     let state = ServerState {
         local,
         token: token.map(Arc::from),
     };
     Router::new()
-        .route("/v1/execute", post(execute))
+        .route("/v2/execute", post(execute))
+        .route("/v1/execute", post(gone))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_EXECUTE_REQUEST_BYTES))
@@ -60,6 +65,14 @@ pub async fn serve(
     axum::serve(listener, router(local, token))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn gone() -> (StatusCode, &'static str) {
+    (
+        StatusCode::GONE,
+        "this executor speaks /v2/execute: a run's writes come back in its outcome for the \
+         orchestrator to commit; upgrade the orchestrator to the executor's version",
+    )
 }
 
 async fn execute(
@@ -136,7 +149,7 @@ impl RemoteExecutorClient {
             base.set_path(&path);
         }
         let execute_url = base
-            .join("v1/execute")
+            .join("v2/execute")
             .map_err(|err| invalid(&err.to_string()))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -152,16 +165,7 @@ impl RemoteExecutorClient {
     }
 
     fn unavailable(&self, why: String) -> ExecOutcome {
-        ExecOutcome {
-            result: Err(ExecError {
-                kind: ExecErrorKind::Unavailable,
-                message: format!("the executor at {} {why}", self.base_url),
-                line: None,
-                column: None,
-            }),
-            logs: Vec::new(),
-            duration_us: 0,
-        }
+        ExecOutcome::unavailable(format!("the executor at {} {why}", self.base_url))
     }
 
     fn failed(&self, err: &reqwest::Error) -> ExecOutcome {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use picloud_core::exec::{
     ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLine, ScriptResponse,
 };
+use picloud_core::tx::Effects;
 use picloud_core::{Limits, ScriptKind, ScriptServices};
 use rhai::{Dynamic, Engine, EvalAltResult};
 use tokio::runtime::Handle;
@@ -92,7 +93,7 @@ impl Sandbox {
             .map_err(|err| errors::from_parse(&err, &self.limits));
         let compiled = match compiled {
             Ok(compiled) => compiled,
-            Err(err) => return finish(Err(err), Vec::new(), started),
+            Err(err) => return finish(Err(err), (Vec::new(), Effects::default()), started),
         };
         let (evaluated, context) = self.evaluate(
             request,
@@ -178,27 +179,34 @@ impl Sandbox {
         started: Instant,
     ) -> ExecOutcome {
         let result = evaluated.unwrap_or_else(|err| Err(errors::from_eval(&err, &self.limits)));
-        let logs = context
+        let parts = context
             .map(|context| {
                 context.emit_held_logs();
-                context.into_logs()
+                context.into_parts()
             })
             .unwrap_or_default();
-        finish(result, logs, started)
+        finish(result, parts, started)
     }
 }
 
 /// What [`Sandbox::evaluate`] gives.
 type Evaluated = Result<Result<ScriptResponse, ExecError>, Box<EvalAltResult>>;
 
+/// The outcome of a run: a failed run's effects are dropped, for it writes nothing.
 fn finish(
     result: Result<ScriptResponse, ExecError>,
-    logs: Vec<LogLine>,
+    (logs, effects): (Vec<LogLine>, Effects),
     started: Instant,
 ) -> ExecOutcome {
+    let effects = if result.is_ok() {
+        effects
+    } else {
+        Effects::default()
+    };
     ExecOutcome {
         result,
         logs,
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        effects,
     }
 }

@@ -4,6 +4,7 @@
 //! ctx.request       #{ method, path, params, query, headers, body, json }, or () for a trigger
 //! ctx.app           #{ id, slug }
 //! ctx.execution_id  "…"
+//! ctx.attempt       1 for the first run; more when it runs again (after a conflict, or a retry)
 //! ctx.event         () for HTTP, else the trigger event in its serde shape:
 //!                   #{ source: "kv", kv: #{ collection, key, op, value, prev_value } }
 //!                   #{ source: "dead_letter", dead_letter: #{ id, script_id, error, attempts, payload } }
@@ -43,6 +44,7 @@ fn ctx(exec: &ExecRequest, parse_json: bool) -> Result<Dynamic, Box<EvalAltResul
     ctx.insert("request".into(), request);
     ctx.insert("app".into(), Dynamic::from_map(app));
     ctx.insert("execution_id".into(), exec.execution_id.to_string().into());
+    ctx.insert("attempt".into(), i64::from(exec.attempt).into());
     ctx.insert("event".into(), event);
     Ok(Dynamic::from_map(ctx))
 }

@@ -10,18 +10,14 @@ use picloud_core::{
     AppId, AppName, AppSlug, Authority, CapabilityKind, DeadLetter, DeadLetterId, ExecutionId,
     JobMode, JobPayload, Resolution, ScriptId, ScriptKind, ScriptName, TriggerEvent,
 };
-use picloud_store::{NewApp, NewJob, NewScript, OutboxBatch, Store, StoreServices};
+use picloud_store::{NewApp, NewJob, NewScript, OutboxBatch, Store};
 use picloud_test_support::both_backends;
 use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it, and a script of
 /// that app whose job failed.
 async fn harness(store: &Arc<dyn Store>, slug: &str) -> (Harness, ScriptId) {
-    let mut h = Harness::with_services(
-        Via::Local,
-        Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
-    )
-    .await;
+    let mut h = Harness::with_store(Via::Local, store).await;
     let (app, script_id) = app(store, slug).await;
     h.app = app;
     (h, script_id)

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Once};
 use picloud_core::exec::{ExecErrorKind, ExecOutcome, ResponseBody, ScriptRef};
 use picloud_core::{AppName, AppSlug, Limits, NoServices, Timestamp};
 use picloud_executor::{inline_stack_size, ExecutorConfig};
-use picloud_store::{NewApp, Store, StoreServices};
+use picloud_store::{NewApp, Store};
 use picloud_test_support::both_backends;
 use picloud_test_support::executor::{failed, get, ok, script, Harness, Via};
 use serde_json::{json, Value};
@@ -89,13 +89,13 @@ async fn harness() -> Harness {
 
 /// A harness whose scripts reach `store`, in a new app of it.
 async fn harness_with_store(store: &Arc<dyn Store>) -> Harness {
-    let mut h = Harness::with_config_and_services(
+    let mut h = Harness::with_config_and_store(
         Via::Local,
         ExecutorConfig {
             threads: 4,
             ..ExecutorConfig::default()
         },
-        Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
+        store,
     )
     .await;
     let app = store

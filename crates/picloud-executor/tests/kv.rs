@@ -10,32 +10,28 @@ use picloud_core::{
     NoServices, ScriptKind, ScriptName, TriggerDetail, TriggerEvent,
 };
 use picloud_executor::ExecutorConfig;
-use picloud_store::{NewApp, NewScript, NewTrigger, Store, StoreServices};
+use picloud_store::{NewApp, NewScript, NewTrigger, Store};
 use picloud_test_support::both_backends;
 use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
 use serde_json::{json, Value};
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it.
 async fn harness(store: &Arc<dyn Store>, slug: &str) -> Harness {
-    let mut h = Harness::with_services(
-        Via::Local,
-        Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
-    )
-    .await;
+    let mut h = Harness::with_store(Via::Local, store).await;
     h.app = app(store, slug).await;
     h
 }
 
 /// A harness with `limits` on one executor thread, in a new app `shop` of `store`.
 async fn limited_harness(store: &Arc<dyn Store>, limits: Limits) -> Harness {
-    let mut h = Harness::with_config_and_services(
+    let mut h = Harness::with_config_and_store(
         Via::Local,
         ExecutorConfig {
             limits,
             threads: 1,
             ..ExecutorConfig::default()
         },
-        Arc::new(StoreServices::new(store.clone(), Arc::new(|| {}))),
+        store,
     )
     .await;
     h.app = app(store, "shop").await;
@@ -491,12 +487,18 @@ both_backends!(
             },
         )
         .await;
+        // One value a run: a run holds what it writes until it commits.
+        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            ok(h
+                .run(&format!(
+                    r#"let text = ""; text.pad(900000, 'x'); kv::collection("notes").set("{key}", text);"#
+                ))
+                .await);
+        }
         let value = h
             .json(
                 r#"
                 let c = kv::collection("notes");
-                let text = ""; text.pad(900000, 'x');
-                for key in ["a", "b", "c", "d", "e", "f", "g", "h"] { c.set(key, text); }
                 [c.get("b").len(), c.list(#{ limit: 1 }).items.len()]
                 "#,
             )
@@ -518,9 +520,10 @@ both_backends!(
 // #13: memory read from the store was allocated on the store's threads, so freeing it here looked
 // like the run giving memory back and a value read cost nothing: values read in a loop and kept
 // in closures (which no size limit sees) grew without bound. What a run reads is charged to it,
-// and what it writes is not (the store's threads free it).
+// and so is what it writes (#15: its transaction holds the last value of each key it wrote until
+// the commit), but not every write: a value overwritten is freed.
 both_backends!(
-    values_read_from_the_store_are_charged_and_values_written_are_not,
+    values_read_are_charged_and_a_run_holds_one_written_value_per_key,
     |store| async move {
         let h = limited_harness(
             &store,
@@ -545,7 +548,7 @@ both_backends!(
         assert_eq!(
             written,
             json!(500_000),
-            "12 MB written through an 8 MiB budget: what the store took is not the run's"
+            "12 MB written through an 8 MiB budget: the run held the last value of each of 4 keys"
         );
         let err = h
             .error(
@@ -612,7 +615,12 @@ both_backends!(the_kv_examples_in_the_sdk_docs_work, |store| async move {
 /// never a panic, and the script can catch it.
 #[tokio::test]
 async fn without_data_services_a_kv_call_fails_with_a_sentence() {
-    let h = Harness::with_services(Via::Local, Arc::new(NoServices)).await;
+    let h = Harness::with_config_and_services(
+        Via::Local,
+        ExecutorConfig::default(),
+        Arc::new(NoServices),
+    )
+    .await;
     let err = h.error(r#"kv::collection("users").get("ada")"#).await;
     assert_error(
         &err,
@@ -620,12 +628,12 @@ async fn without_data_services_a_kv_call_fails_with_a_sentence() {
         "kv.get: this executor has no data services",
     );
     let caught = h
-        .json(r#"let said = (); try { kv::collection("u").set("k", 1); } catch (err) { said = err; } [said]"#)
+        .json(r#"let said = (); try { kv::collection("u").has("k"); } catch (err) { said = err; } [said]"#)
         .await;
     assert!(
         caught[0]
             .as_str()
-            .is_some_and(|said| said.starts_with("kv.set: this executor has no data services")),
+            .is_some_and(|said| said.starts_with("kv.has: this executor has no data services")),
         "the failure is catchable: {caught}"
     );
     h.still_works().await;
@@ -633,7 +641,7 @@ async fn without_data_services_a_kv_call_fails_with_a_sentence() {
 
 // #13: one request wrote without bound, and each write may fire triggers. An execution makes at
 // most `max_writes` writes; the next one ends it with a limit that `try/catch` cannot swallow,
-// and the writes before it stand.
+// and (#15) a run that fails writes nothing, not even the writes before it.
 both_backends!(
     an_execution_stops_at_its_limit_of_writes_and_cannot_catch_it,
     |store| async move {
@@ -663,11 +671,7 @@ both_backends!(
         let kept = h
             .json(r#"kv::collection("flood").list(#{ limit: 500 }).items.len()"#)
             .await;
-        assert_eq!(
-            kept,
-            json!(50),
-            "the writes within the limit were made, no more"
-        );
+        assert_eq!(kept, json!(0), "the failed run wrote nothing");
         let deletes = h
             .error(r#"let c = kv::collection("flood"); for i in 0..60 { c.delete(`k${i}`); }"#)
             .await;
@@ -705,20 +709,14 @@ async fn watch(store: &Arc<dyn Store>, h: &Harness, name: &str, collection: &str
 }
 
 // #13: a KV trigger whose handler writes keys of its own collection produced 87,380 jobs in
-// 22 s; the depth cap bounds the chain, not its breadth. The handler's writes may enqueue at
-// most `max_trigger_jobs` jobs: the write that would pass it is refused (not made) and ends the
-// run with a limit that `try/catch` cannot swallow; the writes before it stand, with their jobs.
+// 22 s; the depth cap bounds the chain, not its breadth. One run's writes may fire at most
+// `max_trigger_jobs` jobs: a run whose commit would fire more is refused whole (#15) — no write,
+// no job — and fails with a limit, which `try/catch` in the script cannot swallow.
 both_backends!(
-    a_fanning_out_handler_stops_at_its_limit_of_trigger_jobs_and_cannot_catch_it,
+    a_fanning_out_handler_is_refused_whole_past_its_limit_of_trigger_jobs,
     |store| async move {
-        let h = limited_harness(
-            &store,
-            Limits {
-                max_trigger_jobs: 10,
-                ..Limits::default()
-            },
-        )
-        .await;
+        let mut h = harness(&store, "shop").await;
+        h.max_trigger_jobs = 10;
         watch(&store, &h, "on-fan", "fan").await;
         let request = picloud_core::exec::ExecRequest {
             trigger_depth: 1,
@@ -744,59 +742,63 @@ both_backends!(
         assert_error(
             &err,
             ExecErrorKind::LimitExceeded,
-            "the script's writes would fire more than its limit of 10 trigger jobs in one \
-             execution; the write that would have passed it was not made",
+            "the execution's writes were refused, nothing was written: this execution's writes \
+             would fire 100 trigger jobs, and it may fire only 10",
         );
         let jobs = store
             .claim_jobs("test", 100, u32::MAX, &[], 60_000)
             .await
             .expect("the jobs are claimed");
-        assert_eq!(jobs.len(), 10, "the ten writes within the limit fired");
+        assert_eq!(jobs.len(), 0, "no job of the refused run");
         let kept = h
             .json(r#"kv::collection("fan").list(#{ limit: 500 }).items.len()"#)
             .await;
-        assert_eq!(
-            kept,
-            json!(10),
-            "the refused write was not made, nor any after it"
-        );
+        assert_eq!(kept, json!(0), "and no write");
         h.still_works().await;
     }
 );
 
-// A quota is the app's, not the execution's: a refusal is a sentence the script may catch, and
-// what it frees (a delete, a smaller value) lets the next write through.
+// A quota is the app's: a run whose commit would take the app past it is refused whole, with
+// the usage and the quota in its error; a later run that frees room (a delete, a smaller
+// value) commits.
 both_backends!(
     quotas: picloud_store::AppQuotas {
         stored_bytes: 4_096,
         ..picloud_store::AppQuotas::default()
     },
-    a_quota_refusal_can_be_caught_and_freeing_room_lets_the_write_through,
+    a_run_past_a_quota_writes_nothing_and_a_run_that_frees_room_commits,
     |store| async move {
         let h = harness(&store, "shop").await;
+        let fill = r#"
+            let notes = kv::collection("notes");
+            let text = ""; text.pad(1000, 'x');
+            for i in 0..N { notes.set(`n${i}`, text); }
+        "#;
+        ok(h.run(&fill.replace('N', "3")).await);
+        let err = failed(h.run(&fill.replace('N', "5")).await);
+        assert_eq!(err.kind, ExecErrorKind::LimitExceeded, "{err:?}");
+        assert!(
+            err.message.contains("the app's KV data would grow to")
+                && err.message.contains("past its quota of 4096 bytes"),
+            "the refusal names the usage and the quota: {}",
+            err.message
+        );
+        assert_eq!(
+            h.json(r#"kv::collection("notes").list().items.len()"#).await,
+            json!(3),
+            "the refused run wrote nothing"
+        );
         let value = h
             .json(
                 r#"
                 let notes = kv::collection("notes");
                 let text = ""; text.pad(1000, 'x');
-                let written = 0;
-                let refusal = ();
-                for i in 0..10 {
-                    try { notes.set(`n${i}`, text); written += 1; } catch (err) { refusal = err; break; }
-                }
                 notes.delete("n0");
                 notes.set("again", text);
-                [written, refusal, notes.get("again").len()]
+                notes.get("again").len()
                 "#,
             )
             .await;
-        assert_eq!(value[0], json!(3), "three entries of ~1 KiB fit in 4 KiB: {value}");
-        let refusal = value[1].as_str().unwrap_or_default();
-        assert!(
-            refusal.starts_with("kv.set: the app's KV data would grow to")
-                && refusal.contains("past its quota of 4096 bytes"),
-            "the refusal names the function, the usage and the quota: {refusal}"
-        );
-        assert_eq!(value[2], json!(1000), "the room a delete freed was written");
+        assert_eq!(value, json!(1000), "the room a delete freed was written");
     }
 );

@@ -35,6 +35,7 @@ fn request(source: &str) -> ExecRequest {
         authority: Default::default(),
         event: None,
         trigger_depth: 0,
+        attempt: 1,
     }
 }
 
@@ -49,7 +50,7 @@ async fn a_request_without_the_token_gets_401() {
     let http = reqwest::Client::new();
     let body = serde_json::to_value(request("1")).expect("the request serialises");
     for auth in [None, Some("Bearer wrong"), Some(TOKEN)] {
-        let mut call = http.post(format!("{url}/v1/execute")).json(&body);
+        let mut call = http.post(format!("{url}/v2/execute")).json(&body);
         if let Some(auth) = auth {
             call = call.header("authorization", auth);
         }
@@ -57,7 +58,7 @@ async fn a_request_without_the_token_gets_401() {
         assert_eq!(status, 401, "authorization {auth:?} is refused");
     }
     let status = http
-        .post(format!("{url}/v1/execute"))
+        .post(format!("{url}/v2/execute"))
         .bearer_auth(TOKEN)
         .json(&body)
         .send()
@@ -65,6 +66,52 @@ async fn a_request_without_the_token_gets_401() {
         .expect("the server answers")
         .status();
     assert_eq!(status, 200, "the right bearer token is accepted");
+}
+
+// An orchestrator of before #15 would call `/v1` and drop the effects in the outcome, losing the
+// run's writes: it is told to upgrade instead.
+#[tokio::test]
+async fn the_v1_protocol_is_gone_with_a_sentence_saying_to_upgrade() {
+    let url = start_server(Some(TOKEN)).await;
+    let body = serde_json::to_value(request("1")).expect("the request serialises");
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/execute"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), 410);
+    let text = response.text().await.expect("a body");
+    assert!(
+        text.contains("/v2/execute") && text.contains("upgrade the orchestrator"),
+        "{text}"
+    );
+}
+
+// A run's writes cross the wire in its outcome: the remote executor writes nothing itself.
+#[tokio::test]
+async fn a_remote_runs_effects_come_back_in_its_outcome() {
+    let url = start_server(Some(TOKEN)).await;
+    let outcome = client(&url, Some(TOKEN))
+        .execute(request(
+            r#"let c = kv::collection("c"); c.set("k", #{ n: 1 }); c.set("j", 2); "ok""#,
+        ))
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let writes: Vec<(String, Option<serde_json::Value>)> = outcome
+        .effects
+        .writes
+        .iter()
+        .map(|write| (write.key.as_str().to_owned(), write.value.clone()))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ("j".to_owned(), Some(serde_json::json!(2))),
+            ("k".to_owned(), Some(serde_json::json!({"n": 1})))
+        ]
+    );
 }
 
 #[tokio::test]
@@ -142,7 +189,7 @@ async fn a_slow_executor_is_an_unavailable_outcome_after_the_timeout() {
 #[tokio::test]
 async fn a_reply_that_is_not_an_outcome_is_an_unavailable_outcome() {
     let app = axum::Router::new().route(
-        "/v1/execute",
+        "/v2/execute",
         axum::routing::post(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

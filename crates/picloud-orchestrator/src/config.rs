@@ -28,6 +28,8 @@ pub struct PlatformConfig {
     pub password_policy: PasswordPolicy,
     /// How async jobs (async requests, trigger events, replays) are retried.
     pub jobs: JobConfig,
+    /// How runs' effects are committed, and run again when they conflict.
+    pub commits: CommitConfig,
     /// How the dispatcher works the outbox.
     pub dispatch: DispatchConfig,
     /// How long dead letters and abandoned-execution records are kept.
@@ -50,6 +52,7 @@ impl Default for PlatformConfig {
             login_throttle: ThrottleConfig::default(),
             password_policy: PasswordPolicy::default(),
             jobs: JobConfig::default(),
+            commits: CommitConfig::default(),
             dispatch: DispatchConfig::default(),
             retention: RetentionConfig::default(),
             route_refresh_ms: 1_000,
@@ -103,6 +106,38 @@ impl JobConfig {
             .min(self.retry_max_ms);
         let jitter = rand::thread_rng().gen_range(0.8..=1.2);
         (delay as f64 * jitter).round() as u64
+    }
+}
+
+/// How a run's effects are committed (issue #15): a run whose reads changed before its commit
+/// runs again, after a pause that doubles each time (from 1 ms, at most 32 ms, ±50 % jitter so
+/// that runs that conflicted together do not meet again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitConfig {
+    /// Runs of one execution before it fails with `conflict` (HTTP 409; an async job's attempt
+    /// fails and is retried). `PICLOUD_CONFLICT_MAX_RUNS`.
+    pub max_runs: u32,
+    /// Trigger jobs one execution's writes may fire; a commit that would fire more is refused
+    /// and the run fails with `limit_exceeded`. `PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION`.
+    pub max_trigger_jobs: u32,
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        Self {
+            max_runs: 32,
+            max_trigger_jobs: 256,
+        }
+    }
+}
+
+impl CommitConfig {
+    /// The pause after the conflicting run `run` (1-based).
+    pub fn backoff(&self, run: u32) -> Duration {
+        let exponent = run.saturating_sub(1).min(5);
+        let delay_us = 1_000u64 << exponent;
+        let jitter = rand::thread_rng().gen_range(0.5..=1.5);
+        Duration::from_micros((delay_us as f64 * jitter).round() as u64)
     }
 }
 

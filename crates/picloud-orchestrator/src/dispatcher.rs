@@ -30,7 +30,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::{DispatchConfig, JobConfig};
 use crate::inbox::{Delivery, InboxRegistry};
 use crate::recorder::{Durability, RecordError, Recorder};
-use crate::runner::{Patience, Ran, Runner};
+use crate::runner::{Patience, Ran, Runner, Settled};
 
 /// What came of a sync request.
 #[derive(Debug)]
@@ -178,7 +178,9 @@ impl Dispatcher {
             self.abandon(attempt, "the caller had gone before it ran")
                 .await;
         } else {
-            let ran = self.runner.run(request, Patience::Bounded).await;
+            // The sync row is not the run's to finish: it is deleted below once the caller has
+            // its answer (or recorded abandoned).
+            let ran = self.runner.run(request, Patience::Bounded, None).await;
             match self.inbox.deliver(id, ran) {
                 Delivery::Delivered => self.recorder.finished(attempt),
                 Delivery::Abandoned(_) => {
@@ -323,13 +325,20 @@ impl Dispatcher {
             }
             Err(Missing::Store(err)) => return self.interrupted(err),
         };
-        match self.runner.run(request, Patience::Unbounded).await {
-            Ran::Finished(outcome) => match outcome.result {
-                Ok(_) => {
+        // The run's commit finishes the job with its effects, fenced by the attempt.
+        match self
+            .runner
+            .run(request, Patience::Unbounded, Some(attempt))
+            .await
+        {
+            Ran::Finished(outcome, settled) => match (outcome.result, settled) {
+                (_, Settled::Fenced) => Attempt::Fenced,
+                (Ok(_), Settled::Finished) => Attempt::Succeeded,
+                (Ok(_), Settled::Open) => {
                     self.recorder.finished(attempt);
                     Attempt::Succeeded
                 }
-                Err(error) => {
+                (Err(error), _) => {
                     self.failed(&job, describe(&error), Failure::Retryable)
                         .await
                 }
@@ -376,6 +385,7 @@ impl Dispatcher {
             authority: Authority::App,
             event,
             trigger_depth: job.trigger_depth,
+            attempt: job.attempt,
         }))
     }
 

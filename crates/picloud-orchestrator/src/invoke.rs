@@ -207,6 +207,7 @@ impl Invoker {
             authority: picloud_core::Authority::App,
             event: None,
             trigger_depth: 0,
+            attempt: 1,
         };
         if target.dispatch_mode == DispatchMode::Async {
             return self
@@ -263,7 +264,7 @@ async fn run_sync(
 ) -> Result<InvokeResponse, InvokeError> {
     let (execution_id, app_id, script_id) = (exec.execution_id, exec.app.id, exec.script.id);
     let outcome = match dispatcher.run_sync(exec).await {
-        SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
+        SyncOutcome::Ran(Ran::Finished(outcome, _)) => outcome,
         SyncOutcome::Ran(Ran::Overloaded(refusal)) => return Err(InvokeError::Overloaded(refusal)),
         SyncOutcome::NotRecorded(err) => return Err(not_recorded(err)),
         SyncOutcome::TimedOut => {

@@ -59,7 +59,7 @@ pub use crate::api_keys::{ApiKeyService, CreatedApiKey, NewApiKeyInput};
 pub use crate::apps::{AppChanges, AppService};
 pub use crate::auth::{Auth, Login, PasswordPolicy};
 pub use crate::config::{
-    DispatchConfig, JobConfig, PlatformConfig, RetentionConfig, ThrottleConfig,
+    CommitConfig, DispatchConfig, JobConfig, PlatformConfig, RetentionConfig, ThrottleConfig,
     DEFAULT_GATE_APP_SHARE_PERCENT,
 };
 pub use crate::dead_letters::{DeadLetterService, Replayed};
@@ -79,14 +79,9 @@ pub use picloud_store::{
     AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRequest,
 };
 
-/// A local executor whose scripts reach the data through `store`; a write that enqueues jobs
-/// notifies `wake` (the dispatcher's, passed to [`Platform::start`]).
-pub fn local_executor(
-    store: Arc<dyn Store>,
-    config: ExecutorConfig,
-    wake: Arc<Notify>,
-) -> Arc<LocalExecutorClient> {
-    let services = StoreServices::new(store, Arc::new(move || wake.notify_one()));
+/// A local executor whose scripts read the data through `store`.
+pub fn local_executor(store: Arc<dyn Store>, config: ExecutorConfig) -> Arc<LocalExecutorClient> {
+    let services = StoreServices::new(store);
     Arc::new(LocalExecutorClient::new(config, Arc::new(services)))
 }
 
@@ -143,28 +138,25 @@ struct Inner {
 }
 
 impl Platform {
-    /// [`Platform::start`] with a local executor whose scripts reach the data through `store`
-    /// (and wake this platform's dispatcher when a write enqueues trigger jobs).
+    /// [`Platform::start`] with a local executor whose scripts read the data through `store`.
     pub async fn start_local(
         store: Arc<dyn Store>,
         executor: ExecutorConfig,
         config: PlatformConfig,
     ) -> Result<Platform, ServiceError> {
-        let wake = Arc::new(Notify::new());
-        let local = local_executor(store.clone(), executor, wake.clone());
-        Self::start(store, Executors::Local(local), config, wake).await
+        let local = local_executor(store.clone(), executor);
+        Self::start(store, Executors::Local(local), config).await
     }
 
     /// Loads the route index from `store` (which must be migrated), wires the services and
     /// starts the outbox writer's thread and the background tasks: the dispatcher, the
-    /// route-index follower and the sweepers. `executors` says where scripts run. `wake` is
-    /// notified when something outside the platform (a script's KV write) enqueued jobs.
+    /// route-index follower and the sweepers. `executors` says where scripts run.
     pub async fn start(
         store: Arc<dyn Store>,
         executors: Executors,
         config: PlatformConfig,
-        wake: Arc<Notify>,
     ) -> Result<Platform, ServiceError> {
+        let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
         let index = Arc::new(RouteIndex::load(store.as_ref()).await?);
         let gate = Arc::new(Gate::new(
@@ -189,7 +181,13 @@ impl Platform {
             .map_err(|err| {
                 ServiceError::Internal(format!("the outbox writer thread cannot start: {err}"))
             })?;
-        let runner = runner::Runner::new(gate.clone(), executor, metrics.clone(), script_logs);
+        let runner = runner::Runner::new(
+            gate.clone(),
+            executor,
+            (store.clone(), config.commits, wake.clone()),
+            metrics.clone(),
+            script_logs,
+        );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             runner,

@@ -5,6 +5,7 @@
 //! | `picloud_http_requests_total` | `kind` (`public`, `admin`, `other`), `status` | HTTP requests answered |
 //! | `picloud_executions_total` | `outcome` (`ok` or an error kind) | script executions |
 //! | `picloud_execution_duration_seconds` | — | time spent running scripts |
+//! | `picloud_run_conflicts_total` | — | runs whose commit conflicted (each ran again, or failed with `conflict`) |
 //! | `picloud_gate_in_use` / `picloud_gate_capacity` | — | the execution gate |
 
 use prometheus_client::encoding::text::encode;
@@ -52,6 +53,7 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     executions: Family<ExecutionLabels, Counter>,
     execution_duration: Histogram,
+    run_conflicts: Counter,
     gate_in_use: Gauge,
     gate_capacity: Gauge,
 }
@@ -90,6 +92,12 @@ impl Metrics {
             "Time spent running scripts",
             execution_duration.clone(),
         );
+        let run_conflicts = Counter::default();
+        registry.register(
+            "run_conflicts",
+            "Runs whose commit conflicted with another and were discarded",
+            run_conflicts.clone(),
+        );
         let gate_in_use = Gauge::default();
         registry.register(
             "gate_in_use",
@@ -107,6 +115,7 @@ impl Metrics {
             http_requests,
             executions,
             execution_duration,
+            run_conflicts,
             gate_in_use,
             gate_capacity,
         }
@@ -127,6 +136,10 @@ impl Metrics {
             .get_or_create(&ExecutionLabels { outcome })
             .inc();
         self.execution_duration.observe(duration_secs);
+    }
+
+    pub(crate) fn record_conflict(&self) {
+        self.run_conflicts.inc();
     }
 
     pub(crate) fn set_gate_capacity(&self, capacity: usize) {

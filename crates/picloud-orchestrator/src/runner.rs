@@ -1,23 +1,50 @@
-//! Running one execution: through the execution gate, then the executor, then its metrics and
-//! log lines. The dispatcher runs every job (sync requests, async requests, trigger events)
-//! through here.
+//! Running one execution: through the execution gate, then the executor, then the commit of its
+//! effects, then its metrics and log lines. The dispatcher runs every job (sync requests, async
+//! requests, trigger events, test runs) through here.
+//!
+//! **Where the line is (issue #15).** The executor, local or remote, only reads the store: it
+//! runs the script and returns the response with the run's effects — what it read, at which
+//! versions, and what it writes. The commit happens here, beside the outbox, through
+//! [`KvStore::commit_run`]: one transaction checks the reads, applies the writes and the jobs of
+//! the triggers they fire, and for an async job deletes its row, so the job's completion and its
+//! effects are durable together or not at all. A run whose reads changed before its commit is
+//! discarded and runs again (its log lines kept, marked discarded), up to
+//! [`CommitConfig::max_runs`] runs.
+//!
+//! [`KvStore::commit_run`]: picloud_store::KvStore::commit_run
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use picloud_core::exec::{ExecErrorKind, ExecOutcome, ExecRequest, LogLevel};
-use picloud_core::{AppId, ExecutionId, ScriptId};
+use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLevel, LogLine};
+use picloud_core::tx::DeadLetterAction;
+use picloud_core::{AppId, ExecutionId, ScriptId, WriteOrigin};
 use picloud_executor::ExecutorClient;
+use picloud_store::{JobAttempt, RunCommit, RunVerdict, Store};
+use tokio::sync::Notify;
 
+use crate::config::CommitConfig;
 use crate::gate::{Admission, Gate, Refusal};
 use crate::metrics::Metrics;
 
 /// What came of trying to run an execution.
 #[derive(Debug)]
 pub enum Ran {
-    Finished(ExecOutcome),
+    Finished(ExecOutcome, Settled),
     /// The gate, or the app's share of it, stayed full for the whole wait; nothing ran.
     Overloaded(Refusal),
+}
+
+/// What the run did with its job's outbox row (the attempt passed to [`Runner::run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing: the run committed nothing with it (it failed, or it had no effects to commit).
+    /// The caller finishes the row.
+    Open,
+    /// The run's commit deleted it, with the run's effects.
+    Finished,
+    /// The row had moved on to another attempt: nothing was committed.
+    Fenced,
 }
 
 /// How long an execution waits at a full gate.
@@ -41,6 +68,11 @@ pub enum ScriptLogs {
 pub struct Runner {
     gate: Arc<Gate>,
     executor: Arc<dyn ExecutorClient>,
+    store: Arc<dyn Store>,
+    commits: CommitConfig,
+    /// Woken when a commit enqueued jobs (trigger jobs, replays), so that this process's
+    /// dispatcher runs them at once rather than at its next poll.
+    wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     script_logs: ScriptLogs,
 }
@@ -49,12 +81,16 @@ impl Runner {
     pub fn new(
         gate: Arc<Gate>,
         executor: Arc<dyn ExecutorClient>,
+        (store, commits, wake): (Arc<dyn Store>, CommitConfig, Arc<Notify>),
         metrics: Arc<Metrics>,
         script_logs: ScriptLogs,
     ) -> Self {
         Self {
             gate,
             executor,
+            store,
+            commits,
+            wake,
             metrics,
             script_logs,
         }
@@ -64,11 +100,17 @@ impl Runner {
         &self.gate
     }
 
-    /// Runs `request` to its outcome. Call it from a task of its own that is not cancelled (the
-    /// dispatcher's callers are): the gate permit is held until the executor answers, so the gate
-    /// counts what really runs even when the HTTP caller has gone.
+    /// Runs `request` to its outcome and commits its effects; `job`, the attempt of an async
+    /// job, is finished by that commit. Call it from a task of its own that is not cancelled
+    /// (the dispatcher's callers are): the gate permit is held until the run is committed, so
+    /// the gate counts what really runs even when the HTTP caller has gone.
     /// The gate counts the execution against `request.app`'s share.
-    pub async fn run(&self, request: ExecRequest, patience: Patience) -> Ran {
+    pub async fn run(
+        &self,
+        request: ExecRequest,
+        patience: Patience,
+        job: Option<JobAttempt>,
+    ) -> Ran {
         let app = request.app.id;
         let admission = match patience {
             Patience::Bounded => self.gate.acquire(app).await,
@@ -80,11 +122,116 @@ impl Runner {
         };
         let started = Instant::now();
         let context = ExecutionContext::of(&request);
-        let outcome = self.executor.execute(request).await;
+        let (outcome, settled) = self.run_and_commit(request, job).await;
         let elapsed = started.elapsed().as_secs_f64();
         report_execution(&context, &outcome, self.script_logs, elapsed, &self.metrics);
         drop(permit);
-        Ran::Finished(outcome)
+        Ran::Finished(outcome, settled)
+    }
+
+    /// Runs the script and commits what it did, running it again while its commit conflicts.
+    async fn run_and_commit(
+        &self,
+        mut request: ExecRequest,
+        job: Option<JobAttempt>,
+    ) -> (ExecOutcome, Settled) {
+        let mut discarded: Vec<LogLine> = Vec::new();
+        let first = request.attempt;
+        for run in 1.. {
+            request.attempt = first.saturating_add(run - 1);
+            let mut outcome = self.executor.execute(request.clone()).await;
+            if outcome.result.is_err() || !outcome.effects.need_commit() {
+                return (with_discarded(outcome, discarded), Settled::Open);
+            }
+            let effects = std::mem::take(&mut outcome.effects);
+            let replays = effects
+                .dead_letters
+                .iter()
+                .any(|action| matches!(action, DeadLetterAction::Replay { .. }));
+            let commit = RunCommit {
+                origin: WriteOrigin {
+                    app_id: request.app.id,
+                    trigger_depth: request.trigger_depth,
+                    trigger_jobs_left: self.commits.max_trigger_jobs,
+                },
+                effects,
+                finishes: job,
+            };
+            let settled = if job.is_some() {
+                Settled::Finished
+            } else {
+                Settled::Open
+            };
+            let failed = match self.store.commit_run(commit).await {
+                Ok(RunVerdict::Committed { trigger_jobs }) => {
+                    if trigger_jobs > 0 || replays {
+                        self.wake.notify_one();
+                    }
+                    return (with_discarded(outcome, discarded), settled);
+                }
+                Ok(RunVerdict::Conflict) if run < self.commits.max_runs => {
+                    self.metrics.record_conflict();
+                    discarded.extend(outcome.logs.into_iter().map(|line| LogLine {
+                        discarded: true,
+                        ..line
+                    }));
+                    tokio::time::sleep(self.commits.backoff(run)).await;
+                    continue;
+                }
+                Ok(RunVerdict::Conflict) => {
+                    self.metrics.record_conflict();
+                    error(
+                        ExecErrorKind::Conflict,
+                        format!(
+                            "the execution's data kept changing under it: it ran {run} times and \
+                             each time another commit changed what it had read first; nothing \
+                             was written"
+                        ),
+                    )
+                }
+                Ok(RunVerdict::Fenced) => {
+                    return (with_discarded(outcome, discarded), Settled::Fenced)
+                }
+                Ok(RunVerdict::Refused(over)) => error(
+                    ExecErrorKind::LimitExceeded,
+                    format!("the execution's writes were refused, nothing was written: {over}"),
+                ),
+                Ok(RunVerdict::AppGone) => error(
+                    ExecErrorKind::Unavailable,
+                    "the app was deleted while the execution ran; nothing was written".to_owned(),
+                ),
+                Err(err) => {
+                    tracing::warn!(execution_id = %request.execution_id, "a run's commit failed: {err}");
+                    error(
+                        ExecErrorKind::Unavailable,
+                        "the execution's writes could not be committed: the database is \
+                         unavailable; nothing was written"
+                            .to_owned(),
+                    )
+                }
+            };
+            outcome.result = Err(failed);
+            return (with_discarded(outcome, discarded), Settled::Open);
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// `outcome` with the log lines of the runs discarded before it first.
+fn with_discarded(mut outcome: ExecOutcome, mut discarded: Vec<LogLine>) -> ExecOutcome {
+    if !discarded.is_empty() {
+        discarded.append(&mut outcome.logs);
+        outcome.logs = discarded;
+    }
+    outcome
+}
+
+fn error(kind: ExecErrorKind, message: String) -> ExecError {
+    ExecError {
+        kind,
+        message,
+        line: None,
+        column: None,
     }
 }
 

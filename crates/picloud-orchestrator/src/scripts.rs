@@ -118,9 +118,10 @@ impl ScriptService {
             authority: actor.authority_on(script.app_id),
             event: None,
             trigger_depth: 0,
+            attempt: 1,
         };
         let outcome = match self.dispatcher.run_sync(exec).await {
-            SyncOutcome::Ran(Ran::Finished(outcome)) => outcome,
+            SyncOutcome::Ran(Ran::Finished(outcome, _)) => outcome,
             SyncOutcome::Ran(Ran::Overloaded(refusal)) => {
                 return Err(ServiceError::Overloaded(refusal))
             }
@@ -134,8 +135,7 @@ impl ScriptService {
                     line: None,
                     column: None,
                 }),
-                logs: Vec::new(),
-                duration_us: 0,
+                ..ExecOutcome::unavailable("")
             },
         };
         Ok(TestRun {

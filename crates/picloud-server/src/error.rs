@@ -253,6 +253,7 @@ impl ApiError {
             ExecErrorKind::Timeout => ErrorCode::ExecutionTimeout,
             ExecErrorKind::InvalidResponse => ErrorCode::InvalidResponse,
             ExecErrorKind::Unavailable => ErrorCode::ExecutorUnavailable,
+            ExecErrorKind::Conflict => ErrorCode::Conflict,
         };
         // An unavailable executor's cause (a refused connection, a remote executor's status) is
         // ours, not the script's: no app setting shows it.
@@ -266,7 +267,7 @@ impl ApiError {
             Self::new(code, withheld_message(error.kind))
         };
         api.execution_id = Some(execution_id);
-        if code == ErrorCode::ExecutorUnavailable {
+        if matches!(code, ErrorCode::ExecutorUnavailable | ErrorCode::Conflict) {
             api.retry_after = Some(1);
         }
         api
@@ -293,6 +294,10 @@ fn withheld_message(kind: ExecErrorKind) -> &'static str {
              details under this execution id"
         }
         ExecErrorKind::Unavailable => "the script executor is unavailable; try again shortly",
+        ExecErrorKind::Conflict => {
+            "other requests kept changing the data this one read, and it gave up; nothing was \
+             written: try again"
+        }
     }
 }
 

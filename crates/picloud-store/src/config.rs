@@ -115,10 +115,9 @@ pub enum OverLimit {
         adding: u64,
         quota: u64,
     },
-    /// It would fire more trigger jobs than its execution may still enqueue.
+    /// It would fire more trigger jobs than its execution may.
     #[error(
-        "this write would fire {firing} trigger jobs, and the execution may enqueue only {left} \
-         more"
+        "this execution's writes would fire {firing} trigger jobs, and it may fire only {left}"
     )]
     TriggerJobs { firing: u64, left: u32 },
 }

@@ -2,7 +2,7 @@
 //! `factor-sqlite` `Connection`: SQL text and bound values in, rows out.
 //!
 //! - [`Engine`]: reads, one-statement writes and write transactions ([`WriteTx`]), plus the
-//!   hooks where the backends truly differ (KV writes, the outbox's claim and commits, migrate
+//!   hooks where the backends truly differ (runs' commits, the outbox's claim and commits, migrate
 //!   and close). [`crate::sqlite::SqliteStore`] and [`crate::postgres::PgStore`] implement it;
 //!   every store trait has one implementation for any `Engine`, in the module of its domain.
 //! - [`Sql`]: a statement in both dialects, built at compile time by [`dialects!`] from one
@@ -22,8 +22,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-use picloud_core::services::WriteOrigin;
-use picloud_core::{AppId, CollectionName, KvKey};
+use picloud_core::AppId;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments as _, Database, Encode, FromRow, Type};
@@ -31,8 +30,8 @@ use sqlx::{Arguments as _, Database, Encode, FromRow, Type};
 use crate::errors::UniqueRule;
 use crate::jobs::JobValues;
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, KvWritten, OutboxBatch, OutboxCommitter,
-    StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
+    RunVerdict, StoreError, StoreResult,
 };
 
 /// A statement in SQLite's and PostgreSQL's dialects.
@@ -298,23 +297,9 @@ pub trait Engine: Send + Sync + 'static {
 
     fn begin_write(&self) -> impl Future<Output = DbResult<Self::Write>> + Send;
 
-    /// [`crate::KvStore::kv_set`] of `text`, `value`'s checked JSON text.
-    fn set_kv(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-        value: &serde_json::Value,
-        text: String,
-    ) -> impl Future<Output = StoreResult<KvWritten>> + Send;
-
-    /// [`crate::KvStore::kv_delete`].
-    fn delete_kv(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-    ) -> impl Future<Output = StoreResult<KvWritten>> + Send;
+    /// [`crate::KvStore::commit_run`]: `crate::commit` in a transaction (SQLite: shared with
+    /// the runs that wait beside it).
+    fn commit(&self, run: RunCommit) -> impl Future<Output = StoreResult<RunVerdict>> + Send;
 
     /// [`crate::OutboxStore::commit_outbox`].
     fn write_outbox(&self, batch: &OutboxBatch) -> impl Future<Output = StoreResult<()>> + Send;

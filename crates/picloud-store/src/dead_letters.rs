@@ -1,18 +1,17 @@
 //! [`DeadLetterStore`], written once for both backends.
 
 use async_trait::async_trait;
-use picloud_core::{AppId, DeadLetter, DeadLetterId, ExecutionId, Resolution};
+use picloud_core::services::WriteOrigin;
+use picloud_core::tx::{DeadLetterAction, Effects};
+use picloud_core::{AppId, DeadLetter, DeadLetterId, ExecutionId};
 
-use crate::db::{Engine, Sql, WriteTx};
+use crate::db::{Engine, Sql};
 use crate::errors::dead_letter_closed;
-use crate::jobs::count_write;
 use crate::paging::Window;
-use crate::rows::{
-    count, one, records, resolved_filter, span, AbandonedRow, DeadLetterRow, UsageRow,
-};
+use crate::rows::{count, one, records, resolved_filter, span, AbandonedRow, DeadLetterRow};
 use crate::{
-    sql, AbandonedExecution, AppUsage, DeadLetterFilter, DeadLetterStore, Page, PageRequest,
-    StoreError, StoreResult,
+    sql, AbandonedExecution, DeadLetterFilter, DeadLetterStore, Page, PageRequest, RunCommit,
+    RunVerdict, StoreError, StoreResult,
 };
 
 /// Deletes up to `limit` rows older than `older_than_ms` with `sweep` (a sweep statement).
@@ -31,6 +30,40 @@ async fn sweep<E: Engine>(
             &[span(older_than_ms).into(), i64::from(limit).into()],
         )
         .await?)
+}
+
+/// Replays or resolves a dead letter: a run of this one action ([`crate::KvStore::commit_run`]),
+/// so that it takes its locks and counts its job as a script's does.
+async fn close<E: Engine>(store: &E, action: DeadLetterAction) -> StoreResult<DeadLetter> {
+    let (DeadLetterAction::Replay { id, .. } | DeadLetterAction::Resolve { id }) = action;
+    let dead_letter = store
+        .get_dead_letter(id)
+        .await?
+        .ok_or(StoreError::NotFound("dead letter"))?;
+    let run = RunCommit {
+        origin: WriteOrigin {
+            app_id: dead_letter.app_id,
+            trigger_depth: 0,
+            trigger_jobs_left: 0,
+        },
+        effects: Effects {
+            dead_letters: vec![action],
+            ..Effects::default()
+        },
+        finishes: None,
+    };
+    let verdict = store.commit(run).await?;
+    let now = store
+        .get_dead_letter(id)
+        .await?
+        .ok_or(StoreError::NotFound("dead letter"))?;
+    match verdict {
+        RunVerdict::Committed { .. } => Ok(now),
+        // Closed meanwhile (or before: a closed dead letter never opens again).
+        RunVerdict::Conflict => Err(dead_letter_closed(&now)),
+        RunVerdict::Refused(over) => Err(StoreError::OverLimit(over)),
+        RunVerdict::AppGone | RunVerdict::Fenced => Err(StoreError::NotFound("dead letter")),
+    }
 }
 
 #[async_trait]
@@ -81,58 +114,11 @@ impl<E: Engine> DeadLetterStore for E {
         id: DeadLetterId,
         execution_id: ExecutionId,
     ) -> StoreResult<DeadLetter> {
-        let id = id.to_string();
-        let mut tx = self.begin_write().await?;
-        let row: Option<DeadLetterRow> = tx
-            .fetch_optional(sql::LOCK_DEAD_LETTER, &[(&id).into()])
-            .await?;
-        let dead_letter = DeadLetter::try_from(row.ok_or(StoreError::NotFound("dead letter"))?)?;
-        if dead_letter.resolution.is_some() {
-            return Err(dead_letter_closed(&dead_letter));
-        }
-        tx.execute(
-            sql::REPLAY_DEAD_LETTER,
-            &[(&id).into(), execution_id.to_string().into()],
-        )
-        .await?;
-        let row: Option<DeadLetterRow> = tx
-            .fetch_optional(
-                sql::CLOSE_DEAD_LETTER,
-                &[(&id).into(), Resolution::Replayed.as_str().into()],
-            )
-            .await?;
-        // Last, like every count: on PostgreSQL the lock on the app's usage is held only
-        // through the commit.
-        let usage: Option<UsageRow> = tx
-            .fetch_optional(
-                sql::LOCK_APP_USAGE,
-                &[dead_letter.app_id.to_string().into()],
-            )
-            .await?;
-        AppUsage::from(usage.ok_or(StoreError::NotFound("app"))?)
-            .admit(0, 1, self.app_quotas())
-            .map_err(StoreError::OverLimit)?;
-        count_write(&mut tx, dead_letter.app_id, 0, 1).await?;
-        tx.commit().await?;
-        one(row)?.try_into()
+        close(self, DeadLetterAction::Replay { id, execution_id }).await
     }
 
     async fn resolve_dead_letter(&self, id: DeadLetterId) -> StoreResult<DeadLetter> {
-        let row: Option<DeadLetterRow> = self
-            .write_optional(
-                sql::CLOSE_DEAD_LETTER,
-                &[id.to_string().into(), Resolution::Resolved.as_str().into()],
-            )
-            .await?;
-        if let Some(row) = row {
-            return row.try_into();
-        }
-        // Closed already (or never there): a closed dead letter never opens again.
-        let closed = self
-            .get_dead_letter(id)
-            .await?
-            .ok_or(StoreError::NotFound("dead letter"))?;
-        Err(dead_letter_closed(&closed))
+        close(self, DeadLetterAction::Resolve { id }).await
     }
 
     async fn sweep_dead_letters(&self, older_than_ms: i64, limit: u32) -> StoreResult<u64> {

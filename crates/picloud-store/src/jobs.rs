@@ -137,18 +137,24 @@ pub(crate) fn triggered_job(app_id: AppId, firing: Firing) -> NewJob {
     }
 }
 
-/// Counts what a data write of `app_id` changed ([`sql::COUNT_WRITE`]): `bytes` of KV data
-/// (negative: freed) and `jobs` it enqueued, in the caller's transaction.
+/// Counts what data writes of `app_id` changed ([`sql::COUNT_WRITE`]): `bytes` of KV data
+/// (negative: freed), `jobs` enqueued (negative: its async jobs finished) and `commits` that
+/// wrote its KV.
 pub(crate) async fn count_write<T: WriteTx>(
     tx: &mut T,
     app_id: AppId,
     bytes: i64,
-    jobs: usize,
+    jobs: i64,
+    commits: i64,
 ) -> DbResult<()> {
-    let jobs = i64::try_from(jobs).unwrap_or(i64::MAX);
     tx.execute(
         sql::COUNT_WRITE,
-        &[app_id.to_string().into(), bytes.into(), jobs.into()],
+        &[
+            app_id.to_string().into(),
+            bytes.into(),
+            jobs.into(),
+            commits.into(),
+        ],
     )
     .await?;
     Ok(())

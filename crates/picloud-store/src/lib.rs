@@ -25,12 +25,13 @@
 //! | `sql` | the SQL text: column lists and the statements written once |
 //! | `rows` | rows as they come out of either database, and their conversion into records |
 //! | `errors` | database errors as [`StoreError`]s, the uniqueness rules, the sentences of refusals |
+//! | `commit` | a run's commit: its reads checked, its writes, trigger jobs, dead-letter actions and job completion applied in one transaction |
 //! | `jobs` | the outbox's multi-row statements: the one INSERT of jobs, the fence of attempts, the counts of queued jobs |
-//! | [`sqlite`] | the SQLite engine (WAL, one writer connection, `BEGIN IMMEDIATE` for writes, group commits of KV writes, the outbox committer on rusqlite) |
+//! | [`sqlite`] | the SQLite engine (WAL, one writer connection, `BEGIN IMMEDIATE` for writes, group commits of runs, the outbox committer on rusqlite) |
 //! | [`postgres`] | the PostgreSQL engine (one pool, `SKIP LOCKED` claims, the outbox committer on a connection of its own) |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app) |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence |
 //!
 //! Which triggers a change fires is a rule of `picloud_core::firing`; the store applies it in
 //! the transaction of the change. Both backends pass one conformance suite
@@ -42,6 +43,7 @@ pub mod postgres;
 pub mod sqlite;
 
 mod apps;
+mod commit;
 mod config;
 mod db;
 mod dead_letters;
@@ -66,6 +68,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use picloud_core::services::{KvListRequest, WriteOrigin};
+use picloud_core::tx::{Effects, Version};
 use picloud_core::{
     ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
     DeadLetterId, DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, Membership,
@@ -360,52 +363,131 @@ pub struct KvWritten {
     pub jobs_enqueued: u32,
 }
 
-/// The per-app KV store. Values are JSON; keys sort by their bytes on both backends.
+/// One run's effects to commit ([`KvStore::commit_run`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCommit {
+    /// The run's app, its trigger depth (the jobs its writes fire run one deeper) and how many
+    /// trigger jobs it may fire.
+    pub origin: WriteOrigin,
+    pub effects: Effects,
+    /// For a run of an outbox job: the attempt it ran as. The commit deletes the job's row, and
+    /// commits nothing (`Fenced`) once the row moved on to another attempt.
+    pub finishes: Option<JobAttempt>,
+}
+
+/// What became of a run's commit. Only `Committed` wrote anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunVerdict {
+    /// Its writes, the jobs their triggers fired and its dead-letter actions are durable.
+    Committed { trigger_jobs: u32 },
+    /// Something it read changed before its commit: run it again.
+    Conflict,
+    /// Its job's attempt moved on (its lease expired and another worker took it).
+    Fenced,
+    /// Its writes would take the app past a quota, or fire more trigger jobs than it may.
+    Refused(OverLimit),
+    /// Its app was deleted.
+    AppGone,
+}
+
+/// The per-app KV store. Values are JSON; keys sort by their bytes on both backends. Every
+/// write is a run's commit ([`KvStore::commit_run`]); `kv_set` and `kv_delete` are runs of one
+/// write.
 #[async_trait]
 pub trait KvStore: Send + Sync {
+    /// The entry's value and version.
+    async fn kv_read(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<Option<(serde_json::Value, Version)>>;
+    /// The entry's version, without its value.
+    async fn kv_version(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        key: &KvKey,
+    ) -> StoreResult<Option<Version>>;
+    /// Keys ascending, each with its value and version; `InvalidInput` for a cursor this store
+    /// did not issue or a prefix no key could start with. `limit` 0 means the default (100);
+    /// more than [`picloud_core::events::KV_MAX_LIST_LIMIT`] is capped.
+    async fn kv_page(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> StoreResult<Page<(String, serde_json::Value, Version)>>;
+    /// Commits a run's effects in one durable transaction: checks that every read still holds
+    /// (each key at the version it saw, or still absent; each page the same keys at the same
+    /// versions), deletes its job's row (fenced by attempt), applies its writes at the app's
+    /// next version, enqueues the jobs of the KV triggers they fire (at
+    /// `origin.trigger_depth + 1`), applies its dead-letter actions, and counts all of it
+    /// against the app's quotas. Anything but `Committed` writes nothing.
+    async fn commit_run(&self, run: RunCommit) -> StoreResult<RunVerdict>;
+
     async fn kv_get(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> StoreResult<Option<serde_json::Value>>;
+    ) -> StoreResult<Option<serde_json::Value>> {
+        Ok(self
+            .kv_read(app_id, collection, key)
+            .await?
+            .map(|(value, _)| value))
+    }
     async fn kv_has(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> StoreResult<bool>;
-    /// Upserts the entry and, in the same (durable) transaction, enqueues one async job per KV
-    /// trigger of the writer's app matching the collection, key prefix and `set`, at
-    /// `origin.trigger_depth + 1`, and counts both against the app's quotas. `InvalidInput` when
-    /// the value is too large, `NotFound("app")` when the writer's app is gone, `OverLimit`
-    /// (nothing written) when the write would fire more jobs than `origin.trigger_jobs_left` or
-    /// take the app past a quota ([`AppUsage::admit`]).
+    ) -> StoreResult<bool> {
+        Ok(self.kv_version(app_id, collection, key).await?.is_some())
+    }
+    /// Upserts the entry: a run of this one write ([`KvStore::commit_run`]), which returns the
+    /// value it replaced. `InvalidInput` when the value is too large, `NotFound("app")` when the
+    /// writer's app is gone, `OverLimit` (nothing written) when the write would fire more jobs
+    /// than `origin.trigger_jobs_left` or take the app past a quota ([`AppUsage::admit`]).
     async fn kv_set(
         &self,
         origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
         value: &serde_json::Value,
-    ) -> StoreResult<KvWritten>;
-    /// Deletes the entry and enqueues the matching `delete` triggers' jobs, in one transaction.
-    /// When there was no entry nothing is written and `prev_value` is `None`. `OverLimit` as for
-    /// `kv_set`: a delete frees bytes, but the jobs it fires count.
+    ) -> StoreResult<KvWritten> {
+        picloud_core::events::kv_value_text(value)
+            .map_err(|err| StoreError::InvalidInput(err.message))?;
+        kv::write_one(self, origin, collection, key, Some(value)).await
+    }
+    /// Deletes the entry, firing the matching `delete` triggers. When there was no entry
+    /// nothing is written and `prev_value` is `None`. `OverLimit` as for `kv_set`: a delete
+    /// frees bytes, but the jobs it fires count.
     async fn kv_delete(
         &self,
         origin: WriteOrigin,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> StoreResult<KvWritten>;
-    /// Keys ascending; `InvalidInput` for a cursor this store did not issue or a prefix no key
-    /// could start with. `limit` 0 means the default (100); more than
-    /// [`picloud_core::events::KV_MAX_LIST_LIMIT`] is capped.
+    ) -> StoreResult<KvWritten> {
+        kv::write_one(self, origin, collection, key, None).await
+    }
+    /// [`KvStore::kv_page`] without the versions.
     async fn kv_list(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
-    ) -> StoreResult<Page<(String, serde_json::Value)>>;
+    ) -> StoreResult<Page<(String, serde_json::Value)>> {
+        let page = self.kv_page(app_id, collection, request).await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|(key, value, _)| (key, value))
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
 }
 
 /// A new trigger. The caller has checked that the script is an endpoint of `app_id`.

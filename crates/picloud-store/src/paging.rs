@@ -4,8 +4,6 @@
 //! a page asks the database for one row more than it returns, and only when that row exists is
 //! there a next cursor.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use picloud_core::events::{parse_key_prefix, KV_MAX_LIST_LIMIT};
 use picloud_core::services::KvListRequest;
 use picloud_core::KvKey;
@@ -90,7 +88,7 @@ impl Window {
 }
 
 fn encode_cursor(id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(id)
+    picloud_core::cursor::encode(id)
 }
 
 fn decode_id_cursor(cursor: &str) -> StoreResult<String> {
@@ -101,8 +99,7 @@ fn decode_id_cursor(cursor: &str) -> StoreResult<String> {
 }
 
 fn decode_cursor(cursor: &str) -> StoreResult<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| not_issued())?;
-    String::from_utf8(bytes).map_err(|_| not_issued())
+    picloud_core::cursor::decode(cursor).ok_or_else(not_issued)
 }
 
 fn not_issued() -> StoreError {
@@ -192,7 +189,10 @@ mod tests {
         for forged in [
             "!!!",
             &encode_cursor("a\nb"),
-            &URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
+            &base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                [0xff, 0xfe],
+            ),
         ] {
             let request = KvListRequest {
                 cursor: Some(forged.to_owned()),

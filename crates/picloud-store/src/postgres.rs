@@ -6,18 +6,16 @@
 //! (`clock_timestamp()`, not `now()`, which would stand still for a whole transaction).
 //!
 //! What is written once for both backends is in the crate's domain modules; this module holds
-//! the [`Engine`] primitives on the pool and the hooks where PostgreSQL differs: KV writes
-//! (`kv`), the outbox's committer on a connection of its own (`committer`), the claim under
+//! the [`Engine`] primitives on the pool and the hooks where PostgreSQL differs: runs' commits
+//! (each in a transaction of its own), the outbox's committer on a connection of its own (`committer`), the claim under
 //! `FOR UPDATE SKIP LOCKED`.
 
 mod committer;
-mod kv;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use picloud_core::services::WriteOrigin;
-use picloud_core::{AppId, CollectionName, KvKey};
+use picloud_core::AppId;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Transaction};
 
@@ -25,14 +23,15 @@ use self::committer::{
     commit_batch, push_attempts_locked_in_order, OwnRuntime, PgCommitter,
     BEGIN_BY_KEY_WITHOUT_FLUSH,
 };
+use crate::commit::CommitBatch;
 use crate::db::{arguments, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, KvWritten, OutboxBatch, OutboxCommitter,
-    StoreConfig, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
+    RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -135,25 +134,16 @@ impl Engine for PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    async fn set_kv(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-        value: &serde_json::Value,
-        text: String,
-    ) -> StoreResult<KvWritten> {
-        self.set_kv_entry(origin, collection, key, value, &text)
-            .await
-    }
-
-    async fn delete_kv(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-    ) -> StoreResult<KvWritten> {
-        self.delete_kv_entry(origin, collection, key).await
+    /// Each run in a transaction of its own: concurrent commits share WAL flushes already.
+    async fn commit(&self, run: RunCommit) -> StoreResult<RunVerdict> {
+        let mut tx = self.pool.begin().await?;
+        let mut batch = CommitBatch::new(&self.quotas);
+        let verdict = batch.run(&mut tx, &run).await?;
+        if matches!(verdict, RunVerdict::Committed { .. }) {
+            batch.finish(&mut tx).await?;
+            tx.commit().await?;
+        }
+        Ok(verdict)
     }
 
     async fn write_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {

@@ -392,6 +392,8 @@ impl TryFrom<TriggerRow> for Trigger {
 pub(crate) struct UsageRow {
     pub kv_bytes: i64,
     pub queued_jobs: i64,
+    /// The app's KV commit sequence (see [`picloud_core::tx::Version`]).
+    pub kv_version: i64,
 }
 
 impl From<UsageRow> for AppUsage {

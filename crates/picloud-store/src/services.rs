@@ -1,4 +1,6 @@
-//! [`StoreServices`]: the data services scripts call ([`ScriptServices`]), over a [`Store`].
+//! [`StoreServices`]: what scripts read ([`ScriptServices`]), over a [`Store`]. Their writes do
+//! not come through here: they are a run's effects, committed by the orchestrator
+//! ([`crate::KvStore::commit_run`]).
 //!
 //! Every call acts for the app of the running execution, which the executor passes in; a script
 //! never names an app, and another app's dead letter is as unknown to it as a missing one. A
@@ -8,54 +10,23 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use picloud_core::services::{KvListRequest, KvPage, ServiceResult, WriteOrigin};
+use picloud_core::services::{KvListRequest, ServiceResult};
+use picloud_core::tx::{Version, VersionedPage};
 use picloud_core::{
-    AppId, CollectionName, DeadLetter, DeadLetterId, ExecutionId, KvChanged, KvKey, ScriptServices,
-    ServiceCallError, ServiceErrorKind,
+    AppId, CollectionName, DeadLetterId, KvKey, ScriptServices, ServiceCallError, ServiceErrorKind,
 };
 
-use crate::{KvWritten, OverLimit, Store, StoreError};
+use crate::errors::dead_letter_closed;
+use crate::{Store, StoreError};
 
-/// The app's KV store and dead letters, as scripts reach them.
+/// The app's KV store and dead letters, as scripts read them.
 pub struct StoreServices {
     store: Arc<dyn Store>,
-    /// Called after a commit that enqueued at least one job (a KV write that fired triggers, a
-    /// replay), so that the dispatcher of this process runs it at once instead of at its next
-    /// poll.
-    on_enqueue: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl StoreServices {
-    pub fn new(store: Arc<dyn Store>, on_enqueue: Arc<dyn Fn() + Send + Sync>) -> Self {
-        Self { store, on_enqueue }
-    }
-
-    fn enqueued(&self, jobs: u32) {
-        if jobs > 0 {
-            (self.on_enqueue)();
-        }
-    }
-
-    /// A KV write's outcome as the script's SDK needs it, waking the dispatcher for its jobs.
-    fn changed(&self, written: &KvWritten) -> KvChanged {
-        self.enqueued(written.jobs_enqueued);
-        KvChanged {
-            existed: written.prev_value.is_some(),
-            trigger_jobs: written.jobs_enqueued,
-        }
-    }
-
-    /// The dead letter `id` when it belongs to `app_id`.
-    async fn dead_letter_of(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<DeadLetter> {
-        match self
-            .store
-            .get_dead_letter(id)
-            .await
-            .map_err(service_error)?
-        {
-            Some(dead_letter) if dead_letter.app_id == app_id => Ok(dead_letter),
-            _ => Err(no_dead_letter(id)),
-        }
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
     }
 }
 
@@ -75,14 +46,6 @@ fn no_dead_letter(id: DeadLetterId) -> ServiceCallError {
     )
 }
 
-/// A dead-letter call's error: a dead letter gone meanwhile reads like one never there.
-fn dead_letter_error(id: DeadLetterId) -> impl FnOnce(StoreError) -> ServiceCallError {
-    move |err| match err {
-        StoreError::NotFound(_) => no_dead_letter(id),
-        other => service_error(other),
-    }
-}
-
 /// A store error as a script sees it. Causes of `Unavailable` and `Internal` are logged here
 /// and never shown: they may hold SQL or connection details.
 fn service_error(err: StoreError) -> ServiceCallError {
@@ -96,13 +59,7 @@ fn service_error(err: StoreError) -> ServiceCallError {
         ),
         StoreError::Conflict(message) => ServiceCallError::new(ServiceErrorKind::Conflict, message),
         StoreError::OverLimit(over) => {
-            let kind = match over {
-                OverLimit::TriggerJobs { .. } => ServiceErrorKind::TriggerJobLimit,
-                OverLimit::StoredBytes { .. } | OverLimit::QueuedJobs { .. } => {
-                    ServiceErrorKind::QuotaExceeded
-                }
-            };
-            ServiceCallError::new(kind, over.to_string())
+            ServiceCallError::new(ServiceErrorKind::QuotaExceeded, over.to_string())
         }
         StoreError::Unavailable(cause) => {
             tracing::warn!("a data service call found the database unavailable: {cause}");
@@ -130,52 +87,23 @@ impl ScriptServices for StoreServices {
         app_id: AppId,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> ServiceResult<Option<serde_json::Value>> {
+    ) -> ServiceResult<Option<(serde_json::Value, Version)>> {
         self.store
-            .kv_get(app_id, collection, key)
+            .kv_read(app_id, collection, key)
             .await
             .map_err(service_error)
     }
 
-    async fn kv_has(
+    async fn kv_version(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         key: &KvKey,
-    ) -> ServiceResult<bool> {
+    ) -> ServiceResult<Option<Version>> {
         self.store
-            .kv_has(app_id, collection, key)
+            .kv_version(app_id, collection, key)
             .await
             .map_err(service_error)
-    }
-
-    async fn kv_set(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-        value: serde_json::Value,
-    ) -> ServiceResult<KvChanged> {
-        let written = self
-            .store
-            .kv_set(origin, collection, key, &value)
-            .await
-            .map_err(service_error)?;
-        Ok(self.changed(&written))
-    }
-
-    async fn kv_delete(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-    ) -> ServiceResult<KvChanged> {
-        let written = self
-            .store
-            .kv_delete(origin, collection, key)
-            .await
-            .map_err(service_error)?;
-        Ok(self.changed(&written))
     }
 
     async fn kv_list(
@@ -183,40 +111,31 @@ impl ScriptServices for StoreServices {
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
-    ) -> ServiceResult<KvPage> {
+    ) -> ServiceResult<VersionedPage> {
         let page = self
             .store
-            .kv_list(app_id, collection, request)
+            .kv_page(app_id, collection, request)
             .await
             .map_err(service_error)?;
-        Ok(KvPage {
+        Ok(VersionedPage {
             items: page.items,
             cursor: page.next_cursor,
         })
     }
 
-    async fn dead_letter_replay(
-        &self,
-        app_id: AppId,
-        id: DeadLetterId,
-    ) -> ServiceResult<ExecutionId> {
-        self.dead_letter_of(app_id, id).await?;
-        let execution_id = ExecutionId::new();
-        self.store
-            .replay_dead_letter(id, execution_id)
+    async fn dead_letter_open(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()> {
+        match self
+            .store
+            .get_dead_letter(id)
             .await
-            .map_err(dead_letter_error(id))?;
-        self.enqueued(1);
-        Ok(execution_id)
-    }
-
-    async fn dead_letter_resolve(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()> {
-        self.dead_letter_of(app_id, id).await?;
-        self.store
-            .resolve_dead_letter(id)
-            .await
-            .map_err(dead_letter_error(id))?;
-        Ok(())
+            .map_err(service_error)?
+        {
+            Some(dead_letter) if dead_letter.app_id == app_id => match dead_letter.resolution {
+                None => Ok(()),
+                Some(_) => Err(service_error(dead_letter_closed(&dead_letter))),
+            },
+            _ => Err(no_dead_letter(id)),
+        }
     }
 }
 

@@ -88,7 +88,7 @@ macro_rules! app_usage_sql {
     () => {
         "SELECT app_usage.kv_bytes, app_usage.jobs_enqueued + \
          (SELECT recorded - removed FROM app_job_counts WHERE app_job_counts.app_id = $1) \
-         AS queued_jobs \
+         AS queued_jobs, app_usage.kv_version \
          FROM app_usage WHERE app_usage.app_id = $1"
     };
 }
@@ -285,11 +285,13 @@ pub const INSERT_APP_USAGE: Sql<'static> = Sql::same("INSERT INTO app_usage (app
 pub const INSERT_APP_JOB_COUNTS: Sql<'static> =
     Sql::same("INSERT INTO app_job_counts (app_id) VALUES ($1)");
 pub const APP_USAGE: Sql<'static> = dialects!(app_usage_sql!());
-/// Counts what a data write of the app `$1` changed: `$2` KV bytes (negative: freed) and `$3`
-/// jobs it enqueued.
+/// Counts what data writes of the app `$1` changed: `$2` KV bytes (negative: freed), `$3` jobs
+/// enqueued (negative: its own async jobs they finished) and `$4` commits that wrote its KV
+/// (its commit sequence, `kv_version`).
 pub const COUNT_WRITE: Sql<'static> = Sql::same(
     "UPDATE app_usage \
-    SET kv_bytes = kv_bytes + $2, jobs_enqueued = jobs_enqueued + $3 WHERE app_id = $1",
+    SET kv_bytes = kv_bytes + $2, jobs_enqueued = jobs_enqueued + $3, \
+    kv_version = kv_version + $4 WHERE app_id = $1",
 );
 /// Counts the async jobs of the app `$1` that the outbox's own writes recorded (`$2`) and
 /// removed (`$3`).
@@ -298,12 +300,42 @@ pub const COUNT_JOBS: Sql<'static> = Sql::same(
     SET recorded = recorded + $2, removed = removed + $3 WHERE app_id = $1",
 );
 
+/// The entry's value (JSON text) and version.
 pub const GET_KV: Sql<'static> = Sql::same(
-    "SELECT CAST(value AS TEXT) FROM kv_entries \
+    "SELECT CAST(value AS TEXT), version FROM kv_entries \
     WHERE app_id = $1 AND collection = $2 AND key = $3",
 );
-pub const COUNT_KV: Sql<'static> =
-    Sql::same("SELECT COUNT(*) FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3");
+/// The entry's version.
+pub const KV_VERSION: Sql<'static> =
+    Sql::same("SELECT version FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3");
+/// What a run's write to the entry replaces: its value, size and version.
+pub const KV_BEFORE_WRITE: Sql<'static> = Sql::same(
+    "SELECT CAST(value AS TEXT), size, version FROM kv_entries \
+    WHERE app_id = $1 AND collection = $2 AND key = $3",
+);
+/// Stores `$4` (JSON text) of size `$5` at version `$6` under the key `($1, $2, $3)`.
+pub const UPSERT_KV: Sql<'static> = dialects!(
+    "INSERT INTO kv_entries (app_id, collection, key, value, size, version, created_at, ",
+    "updated_at) VALUES ($1, $2, $3, $4",
+    jsonb!(),
+    ", $5, $6, ",
+    clock!(),
+    ", ",
+    clock!(),
+    ") ON CONFLICT (app_id, collection, key) DO UPDATE SET value = excluded.value, ",
+    "size = excluded.size, version = excluded.version, ",
+    "updated_at = ",
+    greatest!(),
+    "(excluded.updated_at, kv_entries.updated_at)"
+);
+/// The mode of the outbox row of the attempt (`$1` id, `$2` attempt), locked on PostgreSQL:
+/// none once the row moved on.
+pub const LOCK_ATTEMPT: Sql<'static> = dialects!(
+    "SELECT mode FROM outbox WHERE id = $1 AND attempt = $2",
+    for_update!()
+);
+pub const DELETE_ATTEMPT: Sql<'static> =
+    Sql::same("DELETE FROM outbox WHERE id = $1 AND attempt = $2");
 /// Deletes an entry, returning the value it had and its size.
 pub const DELETE_KV: Sql<'static> = Sql::same(
     "DELETE FROM kv_entries \
@@ -582,7 +614,4 @@ pub const SWEEP_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
     ")"
 );
 
-pub(crate) use {
-    app_usage_sql, fair_due_jobs, insert_into_outbox, job_columns, job_value_columns,
-    kv_triggers_sql,
-};
+pub(crate) use {fair_due_jobs, insert_into_outbox, job_columns, job_value_columns};

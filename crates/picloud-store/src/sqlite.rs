@@ -10,8 +10,8 @@
 //!   read-then-write never fails half-way when another process (`picloud migrate`, a CLI
 //!   command) holds the lock; `busy_timeout` (5 s) waits for that process instead.
 //! - `synchronous = FULL`: an admin write is on disk when the call returns.
-//! - Scripts' KV writes are group-committed (`group_commit`, `kv`): the writes that arrive while
-//!   a commit is in flight share the next transaction and its fsync.
+//! - Runs' commits are group-committed (`group_commit`): the runs that finish while a commit is
+//!   in flight share the next transaction and its fsync.
 //! - Timestamps come from SQLite's clock (`unixepoch('now', 'subsec')`, SQLite ≥ 3.42; the
 //!   bundled library is newer), which is stable within one statement.
 //! - On Unix the data directory and the database file PiCloud creates are private to its user
@@ -23,15 +23,13 @@
 mod committer;
 mod files;
 mod group_commit;
-mod kv;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use picloud_core::services::WriteOrigin;
-use picloud_core::{AppId, CollectionName, KvKey};
+use picloud_core::AppId;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -46,12 +44,12 @@ use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, KvWritten, OutboxBatch, OutboxCommitter,
-    StoreConfig, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
+    RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 use self::committer::SqliteCommitter;
-use self::group_commit::{KvWrite, KvWriteQueue};
+use self::group_commit::RunQueue;
 use self::writer::{bind, WriteTransaction, WriterConnection};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -63,8 +61,8 @@ pub struct SqliteStore {
     writer: WriterConnection,
     /// Connections that refuse writes (`query_only`); WAL lets them read while the writer writes.
     reader: SqlitePool,
-    /// Scripts' KV writes, on their way to the group-commit task that writes them on `writer`.
-    kv_writes: KvWriteQueue,
+    /// Runs' commits, on their way to the group-commit task that writes them on `writer`.
+    runs: RunQueue,
     path: PathBuf,
     quotas: AppQuotas,
 }
@@ -115,7 +113,7 @@ impl SqliteStore {
             lock: Arc::new(Mutex::new(())),
         };
         Ok(Self {
-            kv_writes: KvWriteQueue::start(writer.clone(), config.quotas),
+            runs: RunQueue::start(writer.clone(), config.quotas),
             writer,
             reader,
             path: path.to_owned(),
@@ -178,38 +176,8 @@ impl Engine for SqliteStore {
     }
 
     /// Group-committed (see `group_commit`).
-    async fn set_kv(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-        value: &serde_json::Value,
-        text: String,
-    ) -> StoreResult<KvWritten> {
-        self.kv_writes
-            .write(KvWrite::Set {
-                origin,
-                collection: collection.clone(),
-                key: key.clone(),
-                value: value.clone(),
-                text,
-            })
-            .await
-    }
-
-    async fn delete_kv(
-        &self,
-        origin: WriteOrigin,
-        collection: &CollectionName,
-        key: &KvKey,
-    ) -> StoreResult<KvWritten> {
-        self.kv_writes
-            .write(KvWrite::Delete {
-                origin,
-                collection: collection.clone(),
-                key: key.clone(),
-            })
-            .await
+    async fn commit(&self, run: RunCommit) -> StoreResult<RunVerdict> {
+        self.runs.commit(run).await
     }
 
     /// A connection for this one commit: the platform's commits go through the recorder's

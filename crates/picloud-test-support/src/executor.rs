@@ -12,10 +12,12 @@ use picloud_core::exec::{
 };
 use picloud_core::{
     AppId, Authority, ExecutionId, Limits, NoServices, ScriptId, ScriptServices, Timestamp,
+    WriteOrigin,
 };
 use picloud_executor::{
     remote, ExecutorClient, ExecutorConfig, LocalExecutorClient, RemoteExecutorClient,
 };
+use picloud_store::{RunCommit, RunVerdict, Store, StoreServices};
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-executor-token";
@@ -33,6 +35,11 @@ pub struct Harness {
     pub local: Arc<LocalExecutorClient>,
     pub app: AppRef,
     pub via: Via,
+    /// Where runs' effects are committed, as the orchestrator's runner commits them; `None`
+    /// for a harness without data.
+    pub store: Option<Arc<dyn Store>>,
+    /// The trigger jobs one run's commit may fire.
+    pub max_trigger_jobs: u32,
 }
 
 impl Harness {
@@ -63,17 +70,30 @@ impl Harness {
         Self::with_config_and_services(via, config, Arc::new(NoServices)).await
     }
 
-    /// A harness whose scripts reach data through `services`.
-    pub async fn with_services(via: Via, services: Arc<dyn ScriptServices>) -> Self {
-        Self::with_config_and_services(
+    /// A harness whose scripts read `store` ([`StoreServices`]) and whose runs' effects are
+    /// committed to it.
+    pub async fn with_store(via: Via, store: &Arc<dyn Store>) -> Self {
+        Self::with_config_and_store(
             via,
             ExecutorConfig {
                 threads: 4,
                 ..ExecutorConfig::default()
             },
-            services,
+            store,
         )
         .await
+    }
+
+    /// [`Harness::with_store`] with `config`.
+    pub async fn with_config_and_store(
+        via: Via,
+        config: ExecutorConfig,
+        store: &Arc<dyn Store>,
+    ) -> Self {
+        let services = Arc::new(StoreServices::new(store.clone()));
+        let mut harness = Self::with_config_and_services(via, config, services).await;
+        harness.store = Some(store.clone());
+        harness
     }
 
     pub async fn with_config_and_services(
@@ -104,6 +124,8 @@ impl Harness {
                 slug: "shop".to_string(),
             },
             via,
+            store: None,
+            max_trigger_jobs: 256,
         }
     }
 
@@ -136,11 +158,47 @@ impl Harness {
             authority: Authority::App,
             event: None,
             trigger_depth: 0,
+            attempt: 1,
         }
     }
 
+    /// Runs `request` and, with a store, commits its effects as the orchestrator's runner does
+    /// — once: these tests run one execution at a time, so a conflict is a failure. A refused
+    /// commit fails the run with `limit_exceeded`, as the runner reports it. The effects stay in
+    /// the outcome for the test to look at.
     pub async fn execute(&self, request: ExecRequest) -> ExecOutcome {
-        self.client.execute(request).await
+        let origin = WriteOrigin {
+            app_id: request.app.id,
+            trigger_depth: request.trigger_depth,
+            trigger_jobs_left: self.max_trigger_jobs,
+        };
+        let mut outcome = self.client.execute(request).await;
+        let Some(store) = &self.store else {
+            return outcome;
+        };
+        if outcome.result.is_err() || !outcome.effects.need_commit() {
+            return outcome;
+        }
+        let run = RunCommit {
+            origin,
+            effects: outcome.effects.clone(),
+            finishes: None,
+        };
+        match store.commit_run(run).await.expect("the run's commit") {
+            RunVerdict::Committed { .. } => {}
+            RunVerdict::Refused(over) => {
+                outcome.result = Err(ExecError {
+                    kind: ExecErrorKind::LimitExceeded,
+                    message: format!(
+                        "the execution's writes were refused, nothing was written: {over}"
+                    ),
+                    line: None,
+                    column: None,
+                });
+            }
+            other => panic!("a run of a test that runs alone was not committed: {other:?}"),
+        }
+        outcome
     }
 
     /// The value of `source`, which must answer 200 with JSON.

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use picloud_core::{HeaderNames, InputError, Limits};
 use picloud_orchestrator::{
-    DispatchConfig, JobConfig, PasswordPolicy, PlatformConfig, RedactedHeaders, RetentionConfig,
+    CommitConfig, DispatchConfig, JobConfig, PasswordPolicy, PlatformConfig, RedactedHeaders,
+    RetentionConfig,
 };
 use picloud_store::{AppQuotas, StoreConfig};
 
@@ -231,12 +232,6 @@ pub struct SandboxArgs {
           value_parser = in_range(1, 10_000_000))]
     pub max_writes: usize,
 
-    /// Trigger jobs one execution's writes may enqueue; the write that would pass it is refused
-    /// and ends the run.
-    #[arg(long, env = "PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION",
-          default_value_t = Limits::default().max_trigger_jobs,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_trigger_jobs_per_execution: u32,
     /// Bytes of memory one execution may hold at once (also the largest response body).
     #[arg(long, env = "PICLOUD_MAX_MEMORY_BYTES", default_value_t = Limits::default().max_memory_bytes,
           value_parser = in_range(1 << 20, 1 << 34))]
@@ -282,7 +277,6 @@ impl SandboxArgs {
             timeout_ms: self.execution_timeout_ms,
             max_log_bytes: self.max_log_bytes,
             max_writes: self.max_writes,
-            max_trigger_jobs: self.max_trigger_jobs_per_execution,
             max_memory_bytes: self.max_memory_bytes,
             ..Limits::default()
         }
@@ -556,6 +550,20 @@ pub struct JobArgs {
     #[arg(long, env = "PICLOUD_SWEEP_INTERVAL_SECS", default_value_t = RetentionConfig::default().sweep_interval_secs,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub sweep_interval_secs: u64,
+
+    /// Trigger jobs one execution's writes may fire (a trigger whose handler writes its own
+    /// collection fans out; the depth cap bounds only the chain's length). A run whose commit
+    /// would fire more writes nothing and fails with `limit_exceeded`.
+    #[arg(long, env = "PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION",
+          default_value_t = CommitConfig::default().max_trigger_jobs,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_trigger_jobs_per_execution: u32,
+
+    /// Runs of one execution whose commit keeps conflicting (others changed what it read)
+    /// before it fails with `409 conflict`, or an async job's attempt fails.
+    #[arg(long, env = "PICLOUD_CONFLICT_MAX_RUNS", default_value_t = CommitConfig::default().max_runs,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub conflict_max_runs: u32,
 }
 
 impl JobArgs {
@@ -565,6 +573,13 @@ impl JobArgs {
             retry_max_attempts: self.trigger_retry_max_attempts,
             retry_base_ms: self.trigger_retry_base_ms,
             retry_max_ms: self.trigger_retry_max_ms.max(self.trigger_retry_base_ms),
+        }
+    }
+
+    pub fn commits(&self) -> CommitConfig {
+        CommitConfig {
+            max_runs: self.conflict_max_runs,
+            max_trigger_jobs: self.max_trigger_jobs_per_execution,
         }
     }
 

@@ -128,12 +128,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let origins = args.origins()?;
     let store = open_store(&args.quotas.store_config(&args.database)).await?;
 
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let local = picloud_orchestrator::local_executor(
-        store.clone(),
-        args.sandbox.executor_config(),
-        wake.clone(),
-    );
+    let local = picloud_orchestrator::local_executor(store.clone(), args.sandbox.executor_config());
     let executors = match &args.executor_url {
         Some(url) => {
             let timeout = Duration::from_millis(args.sandbox.execution_timeout_ms + 10_000);
@@ -156,12 +151,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         login_throttle: args.login_throttle(),
         password_policy: args.password_policy.policy()?,
         jobs: args.jobs.jobs(),
+        commits: args.jobs.commits(),
         dispatch: args.dispatch.config(args.shutdown_grace_secs),
         retention: args.jobs.retention(),
         route_refresh_ms: args.route_refresh_ms,
         redacted_headers: args.redacted_headers(),
     };
-    let platform = Platform::start(store.clone(), executors, platform_config, wake)
+    let platform = Platform::start(store.clone(), executors, platform_config)
         .await
         .context("cannot start the platform")?;
 
@@ -339,14 +335,10 @@ fn new_password(args: &PasswordArgs, policy: PasswordPolicy) -> anyhow::Result<(
 
 async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install()?;
-    // Scripts reach the data from here; their trigger jobs are found by the serving nodes'
-    // dispatchers when they poll.
+    // Scripts read the data from here; what they write comes back in their outcomes, for the
+    // serving node to commit.
     let store = open_store(&args.quotas.store_config(&args.database)).await?;
-    let local = picloud_orchestrator::local_executor(
-        store.clone(),
-        args.sandbox.executor_config(),
-        Arc::new(tokio::sync::Notify::new()),
-    );
+    let local = picloud_orchestrator::local_executor(store.clone(), args.sandbox.executor_config());
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("PICLOUD_EXECUTOR_ADDR: cannot listen on {}", args.addr))?;

@@ -436,22 +436,33 @@ async fn the_quota_settings_hold_a_scripts_writes_and_its_apps_queue() {
         .deploy(
             "quota",
             r#"
-                let said = ();
                 let text = ""; text.pad(3000, 'x');
-                try { kv::collection("big").set("k", text); } catch (err) { said = err; }
-                [said]
+                try { kv::collection("big").set("k", text); } catch (err) { }
+                "written"
             "#,
             "GET",
             "/big",
         )
         .await;
-    let (status, said) = get_json(&format!("{}/quota/big", server.base)).await;
-    assert_eq!(status, 200, "the script caught the refusal: {said}");
-    assert!(
-        said[0]
-            .as_str()
-            .is_some_and(|said| said.contains("past its quota of 2048 bytes")),
-        "PICLOUD_MAX_APP_STORED_BYTES holds: {said}"
+    // The quota is checked when the run commits, after the script returned: no `try` reaches
+    // it, and the run fails whole.
+    let (status, body) = get_json(&format!("{}/quota/big", server.base)).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (500, json!("limit_exceeded")),
+        "PICLOUD_MAX_APP_STORED_BYTES holds: {body}"
+    );
+    let logged = |needle: &'static str| {
+        server.count_logs(move |line| line["message"].as_str().is_some_and(|m| m.contains(needle)))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while logged("past its quota of 2048 bytes") == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        logged("past its quota of 2048 bytes"),
+        1,
+        "the owner finds the quota and the usage in the log"
     );
 
     let handler = admin.create_script(&app_id, "on-fan", "()").await;
@@ -478,7 +489,7 @@ async fn the_quota_settings_hold_a_scripts_writes_and_its_apps_queue() {
         "PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION holds: {body}"
     );
 
-    // The two jobs the run fired before its limit run and leave the queue.
+    // The refused run fired none of its jobs: the queue stays empty.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, view) = admin.get(&format!("/api/v1/admin/apps/{app_id}")).await;

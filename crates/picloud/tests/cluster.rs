@@ -2,10 +2,12 @@
 //! requests, a PostgreSQL outage under load, and two `picloud serve` nodes sharing one
 //! PostgreSQL database (and one of them dying).
 //!
-//! The rule every test guards: a job that got `202` runs at least once (DESIGN.md,
-//! "Guarantees"). Duplicates are allowed after a crash; the tests count and print them (run with
-//! `--nocapture` to see the figures). Runs are counted end to end: the async script records
-//! each run under a unique KV key and a sync route counts them (`picloud_test_support::binary::runs`).
+//! The rules every test guards: a job that got `202` runs at least once (DESIGN.md,
+//! "Guarantees"), and its effects commit exactly once (#15): a job may run again after a crash,
+//! but what it wrote commits with its completion, so the effects of a repeated run never land
+//! twice. Effects are counted end to end: the async script adds 1 to its job's own key and to a
+//! shared counter, and a sync route reads them (`picloud_test_support::binary::runs`); the
+//! nodes' `ran <n>` log lines count the runs (run with `--nocapture` to see the figures).
 //!
 //! The tests here are heavy (thousands of requests, several processes on two cores), so they
 //! take turns through [`heavy`] rather than skewing each other's figures.
@@ -53,7 +55,7 @@ fn run_lines(nodes: &[&Process], at_least: usize) -> Vec<usize> {
 }
 
 /// Kill -9 while accepted jobs are queued and running, restart on the same database: every
-/// accepted job runs (at least once); the duplicates are counted.
+/// accepted job runs (at least once) and its effects commit exactly once.
 async fn accepted_jobs_survive_a_kill_9_and_a_restart(backend: Backend) {
     let Some(db) = Database::fresh(backend) else {
         return;
@@ -100,8 +102,8 @@ async fn accepted_jobs_survive_a_kill_9_and_a_restart(backend: Backend) {
     eprintln!(
         "crash ({backend:?}): {} requests answered {:?}; killed {:.2} s in, at {accepted_at_kill} accepted, \
          {ran_before_kill} run lines before the kill; after restart every accepted job had run \
-         within {:.1} s ({:.1} s after the restart began); runs {} for {} distinct jobs: \
-         {} duplicates {:?} (runs per job → jobs), {} lost",
+         within {:.1} s ({:.1} s after the restart began); effects {} for {} distinct jobs: \
+         {} duplicated {:?} (effects per job → jobs), shared counter {}, {} lost",
         outcomes.len(),
         runs::tally(&outcomes),
         fired.as_secs_f64(),
@@ -111,6 +113,7 @@ async fn accepted_jobs_survive_a_kill_9_and_a_restart(backend: Backend) {
         counted.counts.len(),
         counted.duplicates(),
         counted.repeated(),
+        counted.shared,
         missing.len(),
     );
     assert!(
@@ -118,6 +121,16 @@ async fn accepted_jobs_survive_a_kill_9_and_a_restart(backend: Backend) {
         "every accepted job runs after the crash; {} lost, e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(20)]
+    );
+    assert_eq!(
+        counted.duplicates(),
+        0,
+        "a job's effects commit once, however often it ran: {:?}",
+        counted.repeated()
+    );
+    assert_eq!(
+        counted.shared, counted.total,
+        "the shared counter counts every committed job exactly once"
     );
     assert_eq!(
         admin_dead_letters(&server, &app_id).await,
@@ -530,6 +543,16 @@ async fn two_nodes_share_the_outbox_and_one_finishes_the_jobs_of_the_other() {
         "node B runs every job accepted before and after A died; {} lost, e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(20)]
+    );
+    assert_eq!(
+        counted.duplicates_in(2000..3000),
+        0,
+        "the jobs A ran and B ran again committed their effects once: {:?}",
+        counted.repeated()
+    );
+    assert_eq!(
+        counted.shared, counted.total,
+        "two nodes adding to one counter lose no increment and add none twice"
     );
     let dead = admin_dead_letters(&b, &app_id).await;
     assert_eq!(dead, 0, "a dead node's jobs are not dead-lettered");

@@ -1,12 +1,13 @@
 //! `dead_letters::{replay, resolve}`: close one of the running app's dead letters from a script,
-//! as the admin API does. The app is the running execution's; an id of another app's dead
+//! as the admin API does, when the run commits (with its other effects). The app is the running execution's; an id of another app's dead
 //! letter is not found, exactly like an id that names nothing.
 
-use picloud_core::{CapabilityKind, DeadLetterId};
+use picloud_core::tx::DeadLetterAction;
+use picloud_core::{CapabilityKind, DeadLetterId, ExecutionId};
 use rhai::{Dynamic, Module};
 
 use super::{add, error, service_call, string_arg, SdkResult};
-use crate::context::require;
+use crate::context::{self, require, Grant};
 
 pub(crate) fn module() -> Module {
     let mut module = Module::new();
@@ -31,7 +32,9 @@ fn replay(id: Dynamic) -> SdkResult<String> {
         )));
     }
     let id = parse_id(F, &id)?;
-    let execution_id = service_call(F, grant.services.dead_letter_replay(grant.app_id, id))?;
+    open(F, &grant, id)?;
+    let execution_id = ExecutionId::new();
+    context::with_tx(|tx| tx.dead_letter(DeadLetterAction::Replay { id, execution_id }));
     Ok(execution_id.to_string())
 }
 
@@ -40,7 +43,20 @@ fn resolve(id: Dynamic) -> SdkResult<()> {
     const F: &str = "dead_letters::resolve";
     let grant = require(F, CapabilityKind::AppDeadLetterManage)?;
     let id = parse_id(F, &id)?;
-    service_call(F, grant.services.dead_letter_resolve(grant.app_id, id))
+    open(F, &grant, id)?;
+    context::with_tx(|tx| tx.dead_letter(DeadLetterAction::Resolve { id }));
+    Ok(())
+}
+
+/// Refuses to act on a dead letter that is not the app's or is closed — by the store, or by this
+/// run already. The run's commit checks again that it is still open.
+fn open(function: &str, grant: &Grant, id: DeadLetterId) -> SdkResult<()> {
+    if context::with_tx(|tx| tx.acted_on(id)).unwrap_or(false) {
+        return Err(error(format!(
+            "{function}: this execution already replayed or resolved the dead letter {id}"
+        )));
+    }
+    service_call(function, grant.services.dead_letter_open(grant.app_id, id))
 }
 
 fn parse_id(function: &str, id: &Dynamic) -> SdkResult<DeadLetterId> {

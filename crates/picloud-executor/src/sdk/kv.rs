@@ -3,16 +3,21 @@
 //! A handle is only a collection name. The app a call acts for is the running execution's, read
 //! from the call context at every call, so a handle cannot reach another app's data whoever
 //! made it. Values are stored as JSON: what is written reads back as it was, or is refused.
+//!
+//! Every call goes through the run's transaction (`picloud_core::tx`): reads see the run's own
+//! writes first and record what they saw of the store; writes stay in the transaction until the
+//! run commits, after it returns.
 
 use std::fmt;
 
-use picloud_core::events::{parse_key_prefix, KV_MAX_LIST_LIMIT};
+use picloud_core::events::{kv_value_text, parse_key_prefix, KV_MAX_LIST_LIMIT};
 use picloud_core::services::{KvListRequest, KvPage};
+use picloud_core::tx::{Overlay, Seen, Version};
 use picloud_core::{CapabilityKind, CollectionName, KvKey};
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
 use super::{add, error, method, received, service_call, string_arg, SdkResult};
-use crate::context::{self, count_write, require};
+use crate::context::{self, count_write, require, Grant};
 use crate::convert::{friendly_type_name, from_json, to_json_exact};
 
 /// Items a `list` call returns when it does not say.
@@ -59,33 +64,35 @@ fn collection(name: Dynamic) -> SdkResult<KvCollection> {
     Ok(KvCollection { name })
 }
 
+/// `kv.get`: the run's own write of the key if it made one, else the store's entry (its
+/// version recorded in the run's transaction).
 fn get(kv: &mut KvCollection, key: Dynamic) -> SdkResult<Dynamic> {
     const F: &str = "kv.get";
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let key = parse_key(F, &key)?;
+    if let Some(written) = overlay(&kv.name, &key, |value| {
+        value.map_or(Ok(Dynamic::UNIT), |value| stored_value(F, value.clone()))
+    }) {
+        return written;
+    }
     let value = context::off_the_books(|| {
-        let value = service_call(F, grant.services.kv_get(grant.app_id, &kv.name, &key))?;
-        value.map_or(Ok(Dynamic::UNIT), |value| stored_value(F, value))
+        let entry = service_call(F, grant.services.kv_get(grant.app_id, &kv.name, &key))?;
+        saw(&kv.name, &key, entry.as_ref().map(|(_, version)| *version));
+        entry.map_or(Ok(Dynamic::UNIT), |(value, _)| stored_value(F, value))
     })?;
     Ok(received(value))
 }
 
+/// `kv.set`: into the run's transaction; it reaches the store when the run commits.
 fn set(kv: &mut KvCollection, key: Dynamic, value: Dynamic) -> SdkResult<()> {
     const F: &str = "kv.set";
-    let grant = require(F, CapabilityKind::AppKvWrite)?;
+    require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    let changed = context::off_the_books(|| {
-        let value = to_json_exact(&value)
-            .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
-        service_call(
-            F,
-            grant
-                .services
-                .kv_set(grant.write_origin(), &kv.name, &key, value),
-        )
-    })?;
-    context::count_trigger_jobs(changed.trigger_jobs);
+    let value = to_json_exact(&value)
+        .map_err(|err| error(format!("{F}: the value cannot be stored: {err}")))?;
+    kv_value_text(&value).map_err(|err| error(format!("{F}: {}", err.message)))?;
+    context::with_tx(|tx| tx.write(&kv.name, &key, Some(value)));
     Ok(())
 }
 
@@ -93,24 +100,19 @@ fn has(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     const F: &str = "kv.has";
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let key = parse_key(F, &key)?;
-    context::off_the_books(|| service_call(F, grant.services.kv_has(grant.app_id, &kv.name, &key)))
+    exists(F, &grant, &kv.name, &key)
 }
 
+/// `kv.delete`: into the run's transaction; answers whether there was an entry to delete (which
+/// the run read, so its commit checks it still holds).
 fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
     const F: &str = "kv.delete";
     let grant = require(F, CapabilityKind::AppKvWrite)?;
     count_write()?;
     let key = parse_key(F, &key)?;
-    let changed = context::off_the_books(|| {
-        service_call(
-            F,
-            grant
-                .services
-                .kv_delete(grant.write_origin(), &kv.name, &key),
-        )
-    })?;
-    context::count_trigger_jobs(changed.trigger_jobs);
-    Ok(changed.existed)
+    let existed = exists(F, &grant, &kv.name, &key)?;
+    context::with_tx(|tx| tx.write(&kv.name, &key, None));
+    Ok(existed)
 }
 
 fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {
@@ -118,8 +120,9 @@ fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let request = list_request(F, options)?;
     let page = context::off_the_books(|| -> SdkResult<Dynamic> {
-        let KvPage { items, cursor } =
-            service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))?;
+        let page = service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))?;
+        let KvPage { items, cursor } = context::with_tx(|tx| tx.list(&kv.name, &request, page))
+            .ok_or_else(|| error(format!("{F}: called outside an execution")))?;
         let items = items
             .into_iter()
             .map(|(key, value)| {
@@ -135,6 +138,47 @@ fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {
         Ok(Dynamic::from_map(page))
     })?;
     Ok(received(page))
+}
+
+/// What the run's own writes say of the key, through `read` (`None`: it deleted it); `None`
+/// when the run has not written it.
+fn overlay<T>(
+    collection: &CollectionName,
+    key: &KvKey,
+    read: impl FnOnce(Option<&serde_json::Value>) -> T,
+) -> Option<T> {
+    context::with_tx(|tx| match tx.overlay(collection, key) {
+        Overlay::Untouched => None,
+        Overlay::Written(value) => Some(read(Some(value))),
+        Overlay::Deleted => Some(read(None)),
+    })
+    .flatten()
+}
+
+/// Records in the run's transaction what a read of the key from the store saw.
+fn saw(collection: &CollectionName, key: &KvKey, version: Option<Version>) {
+    let seen = version.map_or(Seen::Absent, Seen::At);
+    context::with_tx(|tx| tx.saw(collection, key, seen));
+}
+
+/// Whether the key has an entry, as the run sees it.
+fn exists(
+    function: &str,
+    grant: &Grant,
+    collection: &CollectionName,
+    key: &KvKey,
+) -> SdkResult<bool> {
+    if let Some(exists) = overlay(collection, key, |value| value.is_some()) {
+        return Ok(exists);
+    }
+    let version = context::off_the_books(|| {
+        service_call(
+            function,
+            grant.services.kv_version(grant.app_id, collection, key),
+        )
+    })?;
+    saw(collection, key, version);
+    Ok(version.is_some())
 }
 
 /// `list`'s options: `#{ prefix, limit, cursor }`, each optional (`()` counts as absent).

@@ -34,7 +34,6 @@ pub(crate) mod url;
 use std::future::Future;
 
 use picloud_core::services::ServiceResult;
-use picloud_core::ServiceErrorKind;
 use rhai::{
     Dynamic, Engine, EvalAltResult, FuncRegistration, Module, Position, RhaiNativeFunc, Variant,
 };
@@ -85,17 +84,13 @@ pub(crate) fn method<
 }
 
 /// Runs one service call for `function`, bounded by the execution's deadline. A failed call is
-/// a runtime error `"<function>: <the service's sentence>"` (a quota refusal too: the script
-/// may catch it, free room or answer its caller); running out of time, and a write past the
-/// execution's trigger jobs, stay terminations.
+/// a runtime error `"<function>: <the service's sentence>"`; running out of time stays a
+/// termination.
 pub(crate) fn service_call<T>(
     function: &str,
     call: impl Future<Output = ServiceResult<T>>,
 ) -> SdkResult<T> {
-    context::block_on_bounded(call)?.map_err(|err| match err.kind {
-        ServiceErrorKind::TriggerJobLimit => context::trigger_job_limit(),
-        _ => error(format!("{function}: {}", err.message)),
-    })
+    context::block_on_bounded(call)?.map_err(|err| error(format!("{function}: {}", err.message)))
 }
 
 /// `value`, received from a data service, charged to the run's memory (see

@@ -1,116 +1,63 @@
-//! Group commits of scripts' KV writes on SQLite.
+//! Group commits of runs on SQLite.
 //!
-//! A script's KV write is durable when it returns (`synchronous = FULL`), and SQLite has one
-//! writer: a transaction of its own per write would cap a busy server at one fsync per write. So
-//! [`KvWriteQueue`] hands every write to one task, which takes all the writes waiting, runs them
-//! in one `BEGIN IMMEDIATE` transaction on the writer connection, commits once, and only then
-//! answers each caller with its own result. (PostgreSQL needs none of this: its concurrent
-//! commits already share WAL flushes.)
+//! A run's commit is durable when it returns (`synchronous = FULL`), and SQLite has one writer: a
+//! transaction of its own per run would cap a busy server at one fsync per run. So [`RunQueue`]
+//! hands every run to one task, which takes all the runs waiting, commits them in one
+//! `BEGIN IMMEDIATE` transaction on the writer connection (`crate::commit`, one run after the
+//! other), commits once, and only then answers each caller with its own verdict. (PostgreSQL
+//! needs none of this: its concurrent commits already share WAL flushes.)
 //!
-//! - **No timer.** The task starts a transaction as soon as one write waits; writes group up only
-//!   because they arrive while the previous commit is in flight. A lone write is never delayed.
-//! - **Arrival order.** The writes of a batch run one after another in the order they were
-//!   queued, so two writes to one key see each other exactly as serial transactions would.
-//! - **A caller hears back after the commit that holds its write.** When that commit fails, every
+//! - **No timer.** The task starts a transaction as soon as one run waits; runs group up only
+//!   because they arrive while the previous commit is in flight. A lone run is never delayed.
+//! - **Arrival order.** The runs of a batch are checked and applied one after another in the
+//!   order they were queued, each against what the earlier ones wrote: serial transactions.
+//! - **A caller hears back after the commit that holds its run.** When that commit fails, every
 //!   caller of the batch gets the error.
-//! - **One write's failure is its own.** A write refused before it wrote anything (its app is
-//!   gone) is answered with its refusal and the batch goes on. A write that fails unexpectedly
-//!   half-way leaves the transaction in doubt: it is rolled back and every write of the batch is
-//!   run again in a transaction of its own, so that only the failing one fails. (A SAVEPOINT per
-//!   write would isolate it too, but costs two more statements for every write of every batch,
-//!   to save work only in a case that should not happen.)
-//! - **A caller that stops waiting** (its script hit its deadline) before its batch starts is
-//!   skipped; once its batch has started, its write may commit without anyone hearing of it.
+//! - **One run's verdict is its own.** A run that conflicts or is refused writes nothing, and
+//!   the batch goes on. A run that fails unexpectedly half-way leaves the transaction in doubt:
+//!   it is rolled back and every run of the batch is committed again in a transaction of its
+//!   own, so that only the failing one fails.
+//! - **A caller that stops waiting** (its request was cancelled) before its batch starts is
+//!   skipped; once its batch has started, its run may commit without anyone hearing of it.
 //! - **Lifetime.** The task ends when the last clone of the queue — that is, of the store — is
-//!   dropped. After [`Store::close`](crate::Store::close) it answers every write `Unavailable`.
+//!   dropped. After [`Store::close`](crate::Store::close) it answers every run `Unavailable`.
 
-use picloud_core::services::WriteOrigin;
-use picloud_core::{CollectionName, KvKey};
 use tokio::sync::{mpsc, oneshot};
 
-use super::kv::{delete_kv_entry, set_kv_entry};
 use super::{WriteTransaction, WriterConnection};
+use crate::commit::CommitBatch;
 use crate::db::WriteTx;
-use crate::{AppQuotas, KvWritten, StoreError, StoreResult};
+use crate::{AppQuotas, RunCommit, RunVerdict, StoreError, StoreResult};
 
-/// The most writes one transaction takes: enough for every request a busy server has in flight,
-/// few enough that the first writer of a batch is not kept long by the rest of it.
+/// The most runs one transaction takes: enough for every request a busy server has in flight,
+/// few enough that the first run of a batch is not kept long by the rest of it.
 const MAX_BATCH: usize = 256;
 
-/// One KV write, as the group-commit task runs it.
-#[derive(Debug)]
-pub(super) enum KvWrite {
-    Set {
-        origin: WriteOrigin,
-        collection: CollectionName,
-        key: KvKey,
-        value: serde_json::Value,
-        /// `value` as stored, checked by the caller before it queued the write.
-        text: String,
-    },
-    Delete {
-        origin: WriteOrigin,
-        collection: CollectionName,
-        key: KvKey,
-    },
-}
-
-impl KvWrite {
-    /// Runs the write in `tx`, within `quotas`. `Err` is an unexpected failure, after which the
-    /// transaction may hold part of the write.
-    async fn apply(&self, tx: &mut WriteTransaction, quotas: &AppQuotas) -> StoreResult<Applied> {
-        match self {
-            Self::Set {
-                origin,
-                collection,
-                key,
-                value,
-                text,
-            } => set_kv_entry(tx, quotas, *origin, collection, key, value, text).await,
-            Self::Delete {
-                origin,
-                collection,
-                key,
-            } => delete_kv_entry(tx, quotas, *origin, collection, key).await,
-        }
-    }
-}
-
-/// What one write did in the transaction it ran in.
-#[derive(Debug)]
-pub(super) enum Applied {
-    /// Done; committing the transaction keeps it.
-    Written(KvWritten),
-    /// Refused before it wrote anything (its app is gone, or it would pass a quota or limit):
-    /// the transaction is as it was, and the other writes in it go on.
-    Refused(StoreError),
-}
-
-/// A queued write and the caller waiting for it.
+/// A queued run and the caller waiting for it.
 #[derive(Debug)]
 struct Queued {
-    write: KvWrite,
-    caller: oneshot::Sender<StoreResult<KvWritten>>,
+    run: RunCommit,
+    caller: oneshot::Sender<StoreResult<RunVerdict>>,
 }
 
 impl Queued {
-    fn answer(self, result: StoreResult<KvWritten>) {
-        // A caller that stopped waiting is not told; its write stays as it is.
+    fn answer(self, result: StoreResult<RunVerdict>) {
+        // A caller that stopped waiting is not told; its run stays as it is.
         let _ = self.caller.send(result);
     }
 }
 
 /// The way into the group-commit task; cloned with the store.
 ///
-/// Unbounded: every queued write has a caller waiting for it, so the queue never holds more
-/// than the callers in flight, and those are bounded where scripts run.
+/// Unbounded: every queued run has a caller waiting for it, so the queue never holds more than
+/// the callers in flight, and those are bounded where scripts run.
 #[derive(Debug, Clone)]
-pub(super) struct KvWriteQueue {
+pub(super) struct RunQueue {
     sender: mpsc::UnboundedSender<Queued>,
 }
 
-impl KvWriteQueue {
-    /// Starts the task that commits the writes queued here on `writer` (the store's pool of one
+impl RunQueue {
+    /// Starts the task that commits the runs queued here on `writer` (the store's pool of one
     /// connection), within `quotas`. Needs a tokio runtime, as opening the store does.
     pub(super) fn start(writer: WriterConnection, quotas: AppQuotas) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -118,11 +65,11 @@ impl KvWriteQueue {
         Self { sender }
     }
 
-    /// Queues `write` and waits for the commit that holds it.
-    pub(super) async fn write(&self, write: KvWrite) -> StoreResult<KvWritten> {
+    /// Queues `run` and waits for the commit that holds it.
+    pub(super) async fn commit(&self, run: RunCommit) -> StoreResult<RunVerdict> {
         let (caller, answer) = oneshot::channel();
         self.sender
-            .send(Queued { write, caller })
+            .send(Queued { run, caller })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -130,10 +77,10 @@ impl KvWriteQueue {
 
 /// The task is gone: the runtime it ran on has shut down (or it panicked).
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the SQLite KV writer has stopped".to_owned())
+    StoreError::Unavailable("the SQLite commit writer has stopped".to_owned())
 }
 
-/// The group-commit task: waits for a write, takes every write waiting with it (up to
+/// The group-commit task: waits for a run, takes every run waiting with it (up to
 /// [`MAX_BATCH`]) and commits them together; ends when every sender is gone.
 async fn commit_batches(
     writer: WriterConnection,
@@ -157,7 +104,7 @@ async fn commit_batch(writer: &WriterConnection, quotas: &AppQuotas, mut batch: 
         answer_all(batch, &error);
         return;
     }
-    tracing::warn!(%error, writes = batch.len(), "a KV group commit failed; writing each alone");
+    tracing::warn!(%error, runs = batch.len(), "a group commit failed; committing each run alone");
     for queued in batch {
         if let Err(RolledBack { batch, error }) = write_together(writer, quotas, vec![queued]).await
         {
@@ -166,15 +113,15 @@ async fn commit_batch(writer: &WriterConnection, quotas: &AppQuotas, mut batch: 
     }
 }
 
-/// A batch whose transaction was rolled back because one of its writes failed with `error`;
+/// A batch whose transaction was rolled back because one of its runs failed with `error`;
 /// none of its callers has been answered.
 struct RolledBack {
     batch: Vec<Queued>,
     error: StoreError,
 }
 
-/// Runs the writes of `batch` in order in one `BEGIN IMMEDIATE` transaction, commits it once and
-/// answers every caller — unless a write fails unexpectedly: then the transaction is rolled
+/// Commits the runs of `batch` in order in one `BEGIN IMMEDIATE` transaction, commits it once
+/// and answers every caller — unless a run fails unexpectedly: then the transaction is rolled
 /// back and the batch comes back unanswered.
 async fn write_together(
     writer: &WriterConnection,
@@ -191,22 +138,22 @@ async fn write_together(
             return Ok(());
         }
     };
-    let mut results = Vec::with_capacity(batch.len());
+    let mut runs = CommitBatch::new(quotas);
+    let mut verdicts = Vec::with_capacity(batch.len());
     for queued in &batch {
-        match queued.write.apply(&mut tx, quotas).await {
-            Ok(Applied::Written(written)) => results.push(Ok(written)),
-            Ok(Applied::Refused(refusal)) => results.push(Err(refusal)),
-            Err(error) => {
-                // Dropping an open transaction rolls it back.
-                drop(tx);
-                return Err(RolledBack { batch, error });
-            }
+        match runs.run(&mut tx, &queued.run).await {
+            Ok(verdict) => verdicts.push(verdict),
+            // Dropping the open transaction rolls it back.
+            Err(error) => return Err(RolledBack { batch, error }),
         }
     }
-    match tx.commit().await.map_err(StoreError::from) {
+    if let Err(error) = runs.finish(&mut tx).await {
+        return Err(RolledBack { batch, error });
+    }
+    match commit(tx).await {
         Ok(()) => {
-            for (queued, result) in batch.into_iter().zip(results) {
-                queued.answer(result);
+            for (queued, verdict) in batch.into_iter().zip(verdicts) {
+                queued.answer(Ok(verdict));
             }
         }
         Err(error) => answer_all(batch, &error),
@@ -214,7 +161,11 @@ async fn write_together(
     Ok(())
 }
 
-/// Tells every caller of `batch` that its write failed with `error`: nothing of it committed.
+async fn commit(tx: WriteTransaction) -> StoreResult<()> {
+    Ok(tx.commit().await?)
+}
+
+/// Tells every caller of `batch` that its run failed with `error`: nothing of it committed.
 fn answer_all(batch: Vec<Queued>, error: &StoreError) {
     for queued in batch {
         queued.answer(Err(error.clone()));
@@ -227,8 +178,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use picloud_core::events::kv_value_text;
-    use picloud_core::{AppId, AppName, AppSlug, KvOp, ScriptKind, ScriptName, TriggerDetail};
+    use picloud_core::services::WriteOrigin;
+    use picloud_core::tx::{Effects, KvRead, KvWrite, Seen};
+    use picloud_core::{
+        AppId, AppName, AppSlug, CollectionName, KvKey, KvOp, ScriptKind, ScriptName, TriggerDetail,
+    };
     use serde_json::json;
     use tempfile::TempDir;
     use tokio::task::JoinSet;
@@ -291,47 +245,62 @@ mod tests {
         KvKey::parse(name).expect("a key")
     }
 
-    fn set(app_id: AppId, name: &str, k: &str, value: serde_json::Value) -> KvWrite {
-        KvWrite::Set {
+    /// A run that writes `value` (`None`: deletes) under the key, having read it as `read`
+    /// (`None`: without reading it).
+    fn run(
+        app_id: AppId,
+        name: &str,
+        k: &str,
+        read: Option<Seen>,
+        value: Option<serde_json::Value>,
+    ) -> RunCommit {
+        RunCommit {
             origin: origin(app_id),
-            collection: collection(name),
-            key: key(k),
-            text: kv_value_text(&value).expect("a value that fits"),
-            value,
+            effects: Effects {
+                reads: read
+                    .map(|seen| KvRead {
+                        collection: collection(name),
+                        key: key(k),
+                        seen,
+                    })
+                    .into_iter()
+                    .collect(),
+                writes: vec![KvWrite {
+                    collection: collection(name),
+                    key: key(k),
+                    value,
+                }],
+                ..Effects::default()
+            },
+            finishes: None,
         }
     }
 
-    fn delete(app_id: AppId, name: &str, k: &str) -> KvWrite {
-        KvWrite::Delete {
-            origin: origin(app_id),
-            collection: collection(name),
-            key: key(k),
-        }
+    fn set(app_id: AppId, name: &str, k: &str, value: serde_json::Value) -> RunCommit {
+        run(app_id, name, k, None, Some(value))
     }
 
-    /// `writes` queued as one batch, and where each of their callers hears back.
+    /// `runs` queued as one batch, and where each of their callers hears back.
     fn batch(
-        writes: Vec<KvWrite>,
-    ) -> (Vec<Queued>, Vec<oneshot::Receiver<StoreResult<KvWritten>>>) {
-        writes
-            .into_iter()
-            .map(|write| {
+        runs: Vec<RunCommit>,
+    ) -> (Vec<Queued>, Vec<oneshot::Receiver<StoreResult<RunVerdict>>>) {
+        runs.into_iter()
+            .map(|run| {
                 let (caller, answer) = oneshot::channel();
-                (Queued { write, caller }, answer)
+                (Queued { run, caller }, answer)
             })
             .unzip()
     }
 
-    /// The `prev_value` each caller was answered, or its error.
+    /// The verdict each caller was answered, or its error.
     async fn answers(
-        answers: Vec<oneshot::Receiver<StoreResult<KvWritten>>>,
-    ) -> Vec<StoreResult<Option<serde_json::Value>>> {
-        let mut prev_values = Vec::new();
+        answers: Vec<oneshot::Receiver<StoreResult<RunVerdict>>>,
+    ) -> Vec<StoreResult<RunVerdict>> {
+        let mut verdicts = Vec::new();
         for answer in answers {
-            let written = answer.await.expect("every caller is answered");
-            prev_values.push(written.map(|written| written.prev_value));
+            verdicts.push(answer.await.expect("every caller is answered"));
         }
-        prev_values
+        verdicts
     }
 
     async fn stored(
@@ -379,41 +348,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_runs_in_arrival_order_and_a_refused_write_fails_alone() {
+    async fn a_batch_checks_each_run_against_the_runs_before_it() {
         let (store, app_id, _dir) = store_with_app().await;
         let gone = AppId::new();
         let commits = count_commits(&store).await;
+        const COMMITTED: RunVerdict = RunVerdict::Committed { trigger_jobs: 0 };
         let (queued, callers) = batch(vec![
-            set(app_id, "c", "k", json!(1)),
-            set(app_id, "c", "k", json!(2)),
-            delete(app_id, "c", "k"),
+            // Both read the key absent; the first to commit wins, the second conflicts.
+            run(app_id, "c", "k", Some(Seen::Absent), Some(json!(1))),
+            run(app_id, "c", "k", Some(Seen::Absent), Some(json!(2))),
             set(gone, "c", "k", json!("lost")),
+            // A write without a read always commits, the last one wins.
             set(app_id, "c", "k", json!(3)),
-            delete(app_id, "c", "missing"),
+            run(app_id, "c", "missing", Some(Seen::Absent), None),
         ]);
         commit_batch(&store.writer, &AppQuotas::default(), queued).await;
-        let answers = answers(callers).await;
-        assert!(
-            matches!(answers[3], Err(StoreError::NotFound("app"))),
-            "the write of an app that is gone is refused: {:?}",
-            answers[3]
-        );
-        let others: Vec<_> = answers
+        let answers: Vec<RunVerdict> = answers(callers)
+            .await
             .into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 3)
-            .map(|(_, answer)| answer.expect("the others are written"))
+            .map(|answer| answer.expect("every run has a verdict"))
             .collect();
         assert_eq!(
-            others,
-            [None, Some(json!(1)), Some(json!(2)), None, None],
-            "each write sees the ones queued before it"
+            answers,
+            [
+                COMMITTED,
+                RunVerdict::Conflict,
+                RunVerdict::AppGone,
+                COMMITTED,
+                COMMITTED
+            ]
         );
         assert_eq!(
             stored(&store, app_id, "c", "k").await,
             Some(json!(3)),
             "the last set stays"
         );
+        let (_, version) = store
+            .kv_read(app_id, &collection("c"), &key("k"))
+            .await
+            .expect("a read")
+            .expect("the entry");
+        assert_eq!(version, 2, "two runs wrote the app's KV");
         assert_eq!(
             commits.load(Ordering::SeqCst),
             1,
@@ -421,8 +396,8 @@ mod tests {
         );
     }
 
-    // A corrupt trigger row fails a set after its upsert ran: committing the batch would keep
-    // half of that write.
+    // A corrupt trigger row fails a run after the run before it was applied: committing the
+    // batch would keep whatever the failing run did before it failed.
     #[tokio::test]
     async fn an_unexpected_failure_rolls_the_batch_back_and_fails_only_its_write() {
         let (store, app_id, _dir) = store_with_app().await;
@@ -462,7 +437,7 @@ mod tests {
         let answers = answers(callers).await;
 
         assert!(
-            matches!(answers[0], Ok(None)),
+            matches!(answers[0], Ok(RunVerdict::Committed { .. })),
             "the first write commits: {:?}",
             answers[0]
         );
@@ -472,7 +447,7 @@ mod tests {
             answers[1]
         );
         assert!(
-            matches!(answers[2], Ok(None)),
+            matches!(answers[2], Ok(RunVerdict::Committed { .. })),
             "the last write commits: {:?}",
             answers[2]
         );
@@ -508,7 +483,10 @@ mod tests {
         drop(callers.remove(0));
         commit_batch(&store.writer, &AppQuotas::default(), queued).await;
         assert!(
-            matches!(answers(callers).await[..], [Ok(None)]),
+            matches!(
+                answers(callers).await[..],
+                [Ok(RunVerdict::Committed { .. })]
+            ),
             "the caller who stayed is answered"
         );
         assert_eq!(stored(&store, app_id, "c", "left").await, None, "skipped");

@@ -17,7 +17,6 @@
 //! | [`quotas`] | quotas (#13): stored bytes and queued jobs per app, trigger jobs per execution |
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +26,8 @@ use picloud_core::exec::HttpRequest;
 use picloud_core::services::{KvListRequest, WriteOrigin};
 use picloud_core::{
     AppId, AppName, CollectionName, DeadLetter, DeadLetterId, DispatchMode, ExecutionId, JobMode,
-    JobPayload, KeptHeaders, KvChanged, KvKey, KvOp, Resolution, RouteMethod, RoutePath, Script,
-    ScriptId, ScriptServices, ServiceErrorKind, TriggerDetail, TriggerEvent,
+    JobPayload, KeptHeaders, KvKey, KvOp, Resolution, RouteMethod, RoutePath, Script, ScriptId,
+    ScriptServices, ServiceErrorKind, TriggerDetail, TriggerEvent,
 };
 use picloud_store::{
     AppPatch, AppQuotas, AppUsage, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt,
@@ -49,6 +48,7 @@ mod kv_triggers;
 mod outbox;
 mod quotas;
 mod script_services;
+mod transactions;
 mod triggers;
 
 // ---------------------------------------------------------------------------------------------
@@ -295,15 +295,7 @@ async fn claim_all(store: &Arc<dyn Store>) -> anyhow::Result<Vec<ClaimedJob>> {
     }
 }
 
-/// Services over `store` that count their wake-ups.
-fn services(store: &Arc<dyn Store>) -> (StoreServices, Arc<AtomicUsize>) {
-    let wakes = Arc::new(AtomicUsize::new(0));
-    let counter = wakes.clone();
-    let services = StoreServices::new(
-        store.clone(),
-        Arc::new(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }),
-    );
-    (services, wakes)
+/// What scripts read of `store`.
+fn services(store: &Arc<dyn Store>) -> StoreServices {
+    StoreServices::new(store.clone())
 }

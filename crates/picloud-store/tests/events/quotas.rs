@@ -623,45 +623,6 @@ both_backends!(
     }
 );
 
-// The services tell a script which refusal it met: a quota of its app (which it may catch and
-// handle) or the limit of its execution (which ends it).
-both_backends!(
-    quotas: SMALL,
-    services_tell_a_quota_from_the_executions_limit,
-    |store| async move {
-        let shop = app(&store, "shop").await?;
-        let handler = endpoint(&store, shop.id, "on-set").await?;
-        kv_trigger(&store, &handler, "watched", None, &[KvOp::Set]).await?;
-        let (services, _) = services(&store);
-        let none_left = WriteOrigin {
-            trigger_jobs_left: 0,
-            ..origin(shop.id, 0)
-        };
-        let limit = services
-            .kv_set(none_left, &collection("watched"), &key("k"), json!(1))
-            .await
-            .expect_err("no trigger job left");
-        ensure!(
-            limit.kind == ServiceErrorKind::TriggerJobLimit,
-            "the execution's limit: {limit:?}"
-        );
-        let quota = services
-            .kv_set(
-                origin(shop.id, 0),
-                &collection("big"),
-                &key("k"),
-                json!("x".repeat(5_000)),
-            )
-            .await
-            .expect_err("past the stored bytes");
-        ensure!(
-            quota.kind == ServiceErrorKind::QuotaExceeded && quota.message.contains("quota of 4096"),
-            "the app's quota, with its sentence: {quota:?}"
-        );
-        Ok(())
-    }
-);
-
 /// Applies the backend's migrations numbered below `below` to the fresh database `database`.
 async fn migrate_below(database: &TestDatabase, below: &str) -> anyhow::Result<()> {
     let kind = match database.backend() {

@@ -1,0 +1,391 @@
+//! A run's commit (issue #15), written once for both backends over [`WriteTx`]: SQLite runs
+//! several runs' commits in one transaction on its one writer (its group commit), PostgreSQL
+//! each in a transaction of its own. Either way, each run is one [`CommitBatch::run`]:
+//!
+//! 1. **Lock the app.** Its `app_usage` row, the first time the batch touches the app (locked on
+//!    PostgreSQL until the transaction ends). Every commit that writes an app's KV holds it, so
+//!    what the checks below read stays as it is until this transaction commits, on every node.
+//!    Lock order, for every path that takes several: `app_usage`, then outbox rows, then KV
+//!    entries, then dead letters.
+//! 2. **Fence.** For a run of an outbox job, its row at the run's attempt; gone: `Fenced`.
+//! 3. **Check the reads.** Each key read is still at the version seen (or still absent); each
+//!    page read comes back with the same keys at the same versions; each dead letter acted on is
+//!    still the app's and open. Anything else: `Conflict`.
+//! 4. **Plan.** The writes' sizes, the jobs of the KV triggers they fire (`picloud_core::firing`,
+//!    from the value each replaces), checked against the run's trigger-job limit and the app's
+//!    quotas: `Refused` when over.
+//! 5. **Apply.** The writes at the app's next version, the jobs, the dead-letter actions, the
+//!    job's row deleted. The app's counts are written once per batch ([`CommitBatch::finish`]).
+//!
+//! Nothing is written before step 5, so a run that is not committed leaves the transaction as
+//! it found it and the other runs of its batch go on.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use picloud_core::events::kv_value_text;
+use picloud_core::firing::{KvChange, KvTriggerRule};
+use picloud_core::tx::{DeadLetterAction, Effects, KvRangeRead, Seen, Version};
+use picloud_core::{AppId, CollectionName, JobMode, KvKey, KvOp, Resolution};
+
+use crate::db::WriteTx;
+use crate::jobs::{count_write, enqueue, triggered_job, JobValues};
+use crate::kv::{entry_args, KvRange, Listed};
+use crate::rows::{json_value, DeadLetterRow, KvTriggerRow, UsageRow};
+use crate::{
+    sql, AppQuotas, AppUsage, NewJob, OverLimit, RunCommit, RunVerdict, StoreResult,
+    KV_ENTRY_OVERHEAD,
+};
+
+/// The runs committed in one transaction, and what they changed of each app's counts.
+pub(crate) struct CommitBatch<'q> {
+    quotas: &'q AppQuotas,
+    /// The apps the batch touched; `None` for an app that is gone.
+    apps: BTreeMap<AppId, Option<AppCounts>>,
+    /// The KV triggers of each collection the batch wrote.
+    triggers: HashMap<(AppId, CollectionName), Vec<KvTriggerRule>>,
+}
+
+/// An app's usage as the batch found it, and what the batch's committed runs add to it.
+struct AppCounts {
+    usage: AppUsage,
+    version: Version,
+    bytes: i64,
+    jobs: i64,
+    commits: i64,
+}
+
+impl AppCounts {
+    /// The usage with the batch's earlier runs counted.
+    fn now(&self) -> AppUsage {
+        AppUsage {
+            kv_bytes: self.usage.kv_bytes.saturating_add_signed(self.bytes),
+            queued_jobs: self.usage.queued_jobs.saturating_add_signed(self.jobs),
+        }
+    }
+}
+
+/// A KV write of a run, planned: what it stores and what it replaces.
+struct Planned<'r> {
+    collection: &'r CollectionName,
+    key: &'r KvKey,
+    /// The JSON text to store and its size; `None` deletes.
+    text: Option<(String, i64)>,
+}
+
+/// What a key holds before a run's write: its value (JSON text), size and version.
+type Before = Option<(String, i64, i64)>;
+
+impl<'q> CommitBatch<'q> {
+    pub(crate) fn new(quotas: &'q AppQuotas) -> Self {
+        Self {
+            quotas,
+            apps: BTreeMap::new(),
+            triggers: HashMap::new(),
+        }
+    }
+
+    /// Commits `run` into `tx` when its reads hold and its writes are admitted; see the module's
+    /// doc. `Err` is a database failure, after which `tx` may hold part of the run: roll it back.
+    pub(crate) async fn run<W: WriteTx>(
+        &mut self,
+        tx: &mut W,
+        run: &RunCommit,
+    ) -> StoreResult<RunVerdict> {
+        let app_id = run.origin.app_id;
+        let app = app_id.to_string();
+        // 1. The app, locked.
+        if let Entry::Vacant(slot) = self.apps.entry(app_id) {
+            let usage: Option<UsageRow> = tx
+                .fetch_optional(sql::LOCK_APP_USAGE, &[app.as_str().into()])
+                .await?;
+            slot.insert(usage.map(|row| AppCounts {
+                version: row.kv_version,
+                usage: AppUsage::from(row),
+                bytes: 0,
+                jobs: 0,
+                commits: 0,
+            }));
+        }
+        if self.apps.get(&app_id).is_some_and(Option::is_none) {
+            return Ok(RunVerdict::AppGone);
+        }
+        // 2. The fence.
+        let mut finished_async = false;
+        if let Some(attempt) = run.finishes {
+            let mode: Option<(String,)> = tx
+                .fetch_optional(
+                    sql::LOCK_ATTEMPT,
+                    &[
+                        attempt.id.to_string().into(),
+                        i64::from(attempt.attempt).into(),
+                    ],
+                )
+                .await?;
+            let Some((mode,)) = mode else {
+                return Ok(RunVerdict::Fenced);
+            };
+            finished_async = mode == JobMode::Async.as_str();
+        }
+        // 3. The reads. What the written keys hold is read once, for the check and the plan.
+        let effects = &run.effects;
+        let mut before: HashMap<(&CollectionName, &KvKey), Before> = HashMap::new();
+        for write in &effects.writes {
+            let row: Before = tx
+                .fetch_optional(
+                    sql::KV_BEFORE_WRITE,
+                    &entry_args(app_id, &write.collection, &write.key),
+                )
+                .await?;
+            before.insert((&write.collection, &write.key), row);
+        }
+        if !self.reads_hold(tx, &app, run, &before).await? {
+            return Ok(RunVerdict::Conflict);
+        }
+        // 4. The plan.
+        let mut planned = Vec::with_capacity(effects.writes.len());
+        let mut jobs: Vec<NewJob> = Vec::new();
+        let mut bytes = 0i64;
+        for write in &effects.writes {
+            let prev = before
+                .remove(&(&write.collection, &write.key))
+                .unwrap_or_default();
+            if prev.is_none() && write.value.is_none() {
+                // Deleting what is not there changes nothing and fires nothing.
+                continue;
+            }
+            let text = match &write.value {
+                Some(value) => {
+                    let text = kv_value_text(value)
+                        .map_err(|err| crate::StoreError::InvalidInput(err.message))?;
+                    let size = entry_size(&write.collection, &write.key, &text);
+                    Some((text, size))
+                }
+                None => None,
+            };
+            let prev_size = prev.as_ref().map_or(0, |(_, size, _)| *size);
+            bytes += text.as_ref().map_or(0, |(_, size)| *size) - prev_size;
+            let prev_value = prev
+                .map(|(text, _, _)| json_value("kv_entries", &text))
+                .transpose()?;
+            let rules = self
+                .kv_triggers(tx, app_id, &app, &write.collection)
+                .await?;
+            let change = KvChange {
+                collection: &write.collection,
+                key: &write.key,
+                op: if write.value.is_some() {
+                    KvOp::Set
+                } else {
+                    KvOp::Delete
+                },
+                value: write.value.as_ref(),
+                prev_value: prev_value.as_ref(),
+                trigger_depth: run.origin.trigger_depth,
+            };
+            jobs.extend(
+                change
+                    .firings(rules)
+                    .into_iter()
+                    .map(|firing| triggered_job(app_id, firing)),
+            );
+            planned.push(Planned {
+                collection: &write.collection,
+                key: &write.key,
+                text,
+            });
+        }
+        let firing = jobs.len() as u64;
+        if firing > u64::from(run.origin.trigger_jobs_left) {
+            return Ok(RunVerdict::Refused(OverLimit::TriggerJobs {
+                firing,
+                left: run.origin.trigger_jobs_left,
+            }));
+        }
+        let replays = effects
+            .dead_letters
+            .iter()
+            .filter(|action| matches!(action, DeadLetterAction::Replay { .. }))
+            .count() as u64;
+        let counts = self
+            .apps
+            .get_mut(&app_id)
+            .and_then(Option::as_mut)
+            .expect("the app was locked above");
+        if let Err(over) = counts.now().admit(bytes, firing + replays, self.quotas) {
+            return Ok(RunVerdict::Refused(over));
+        }
+        // 5. Apply.
+        let version = counts.version + 1;
+        for write in &planned {
+            let entry = entry_args(app_id, write.collection, write.key);
+            match &write.text {
+                Some((text, size)) => {
+                    let [app, collection, key] = entry;
+                    tx.execute(
+                        sql::UPSERT_KV,
+                        &[
+                            app,
+                            collection,
+                            key,
+                            text.as_str().into(),
+                            (*size).into(),
+                            version.into(),
+                        ],
+                    )
+                    .await?;
+                }
+                None => {
+                    let _: Option<(String, i64)> =
+                        tx.fetch_optional(sql::DELETE_KV, &entry).await?;
+                }
+            }
+        }
+        enqueue(tx, &JobValues::all(&jobs)?).await?;
+        for action in &effects.dead_letters {
+            let (id, resolution) = match action {
+                DeadLetterAction::Replay { id, execution_id } => {
+                    tx.execute(
+                        sql::REPLAY_DEAD_LETTER,
+                        &[id.to_string().into(), execution_id.to_string().into()],
+                    )
+                    .await?;
+                    (id, Resolution::Replayed)
+                }
+                DeadLetterAction::Resolve { id } => (id, Resolution::Resolved),
+            };
+            let _: Option<DeadLetterRow> = tx
+                .fetch_optional(
+                    sql::CLOSE_DEAD_LETTER,
+                    &[id.to_string().into(), resolution.as_str().into()],
+                )
+                .await?;
+        }
+        if let Some(attempt) = run.finishes {
+            tx.execute(
+                sql::DELETE_ATTEMPT,
+                &[
+                    attempt.id.to_string().into(),
+                    i64::from(attempt.attempt).into(),
+                ],
+            )
+            .await?;
+        }
+        if !planned.is_empty() {
+            counts.version = version;
+            counts.commits += 1;
+        }
+        counts.bytes += bytes;
+        counts.jobs += (firing + replays) as i64 - i64::from(finished_async);
+        Ok(RunVerdict::Committed {
+            trigger_jobs: u32::try_from(firing).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Writes the counts of the apps the batch's runs changed, in the apps' order.
+    pub(crate) async fn finish<W: WriteTx>(self, tx: &mut W) -> StoreResult<()> {
+        for (app_id, counts) in self.apps {
+            let Some(counts) = counts else { continue };
+            if counts.bytes != 0 || counts.jobs != 0 || counts.commits != 0 {
+                count_write(tx, app_id, counts.bytes, counts.jobs, counts.commits).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every read of `run` still holds; `before` holds what the keys it writes hold.
+    async fn reads_hold<W: WriteTx>(
+        &self,
+        tx: &mut W,
+        app: &str,
+        run: &RunCommit,
+        before: &HashMap<(&CollectionName, &KvKey), Before>,
+    ) -> StoreResult<bool> {
+        let Effects {
+            reads,
+            ranges,
+            dead_letters,
+            ..
+        } = &run.effects;
+        let app_id = run.origin.app_id;
+        for read in reads {
+            let version = match before.get(&(&read.collection, &read.key)) {
+                Some(row) => row.as_ref().map(|(_, _, version)| *version),
+                None => {
+                    let row: Option<(i64,)> = tx
+                        .fetch_optional(
+                            sql::KV_VERSION,
+                            &entry_args(app_id, &read.collection, &read.key),
+                        )
+                        .await?;
+                    row.map(|(version,)| version)
+                }
+            };
+            let now = version.map_or(Seen::Absent, Seen::At);
+            if now != read.seen {
+                return Ok(false);
+            }
+        }
+        for range in ranges {
+            if !page_holds(tx, app, range).await? {
+                return Ok(false);
+            }
+        }
+        for action in dead_letters {
+            let (DeadLetterAction::Replay { id, .. } | DeadLetterAction::Resolve { id }) = action;
+            let row: Option<DeadLetterRow> = tx
+                .fetch_optional(sql::LOCK_DEAD_LETTER, &[id.to_string().into()])
+                .await?;
+            let open = match row {
+                Some(row) => {
+                    let dead_letter = picloud_core::DeadLetter::try_from(row)?;
+                    dead_letter.app_id == app_id && dead_letter.resolution.is_none()
+                }
+                None => false,
+            };
+            if !open {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The KV trigger rules of the app's `collection`, read once per batch.
+    async fn kv_triggers<W: WriteTx>(
+        &mut self,
+        tx: &mut W,
+        app_id: AppId,
+        app: &str,
+        collection: &CollectionName,
+    ) -> StoreResult<&[KvTriggerRule]> {
+        let slot = (app_id, collection.clone());
+        if !self.triggers.contains_key(&slot) {
+            let rows: Vec<KvTriggerRow> = tx
+                .fetch_all(sql::KV_TRIGGERS, &[app.into(), collection.as_str().into()])
+                .await?;
+            let rules = rows
+                .into_iter()
+                .map(KvTriggerRule::try_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            self.triggers.insert(slot.clone(), rules);
+        }
+        Ok(self.triggers.get(&slot).map_or(&[], Vec::as_slice))
+    }
+}
+
+/// Whether the page `range` read comes back with the same keys at the same versions.
+async fn page_holds<W: WriteTx>(tx: &mut W, app: &str, range: &KvRangeRead) -> StoreResult<bool> {
+    let query = KvRange::new(&range.request, Listed::Versions)?;
+    let rows: Vec<(String, i64)> = tx
+        .fetch_all(query.sql(), &query.args(app, &range.collection))
+        .await?;
+    let page = query.window.page(rows, |(key, _)| key.clone());
+    Ok(page.items == range.entries && page.next_cursor.is_some() == range.more)
+}
+
+/// What an entry counts against its app's stored bytes (`kv_entries.size`); see
+/// [`crate::AppQuotas::stored_bytes`].
+pub(crate) fn entry_size(collection: &CollectionName, key: &KvKey, text: &str) -> i64 {
+    let bytes = collection.as_str().len() + key.as_str().len() + text.len();
+    i64::try_from(bytes as u64 + KV_ENTRY_OVERHEAD).unwrap_or(i64::MAX)
+}
