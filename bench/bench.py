@@ -52,6 +52,9 @@ class Workload:
     mode: str = "sync"  # the route's dispatch mode
     # A handler script run by a KV trigger on EVENTS ("set"): each request's write queues one job.
     handler: str = ""
+    # A sync script behind `GET /check` of the same app that answers `#{ count }`: after the
+    # rounds, the count must equal the 2xx answers of every run of the workload (an exact result).
+    check: str = ""
 
     @property
     def queues_jobs(self):
@@ -76,6 +79,14 @@ WORKLOADS = {
     "kv": Workload(
         'let c = kv::collection("bench"); let k = "k" + random::int(0, 999);\n'
         "let n = c.get(k); c.set(k, if n == () { 1 } else { n + 1 }); #{ key: k }"
+    ),
+    # Every request increments one key through get + set: the hottest conflict there is. Each
+    # commit that finds the key changed since its run read it runs the script again (#15); the
+    # final count must be exact, and "runs/req" says how many runs a committed request took.
+    "counter": Workload(
+        'let c = kv::collection("bench"); let n = c.get("count") ?? 0;\n'
+        'c.set("count", n + 1); #{ n: n + 1 }',
+        check='#{ count: kv::collection("bench").get("count") ?? 0 }',
     ),
     # Accepted/s of an async route: each 202 is a durably committed outbox row.
     "async": Workload("()", mode="async"),
@@ -172,6 +183,8 @@ class Server:
     idle_rss_kib: int = 0
     token: str = ""
     urls: dict = field(default_factory=dict)
+    # workload -> the URL of its `GET /check` (see Workload.check)
+    checks: dict = field(default_factory=dict)
 
     def stop(self):
         self.proc.terminate()
@@ -232,6 +245,15 @@ def create_workload(server, name, workload):
             {"script_id": handler["id"], "collection": EVENTS, "ops": ["set"]},
             token,
         )
+    if workload.check:
+        check = create_script(f"{name}-check", workload.check)
+        http(
+            "POST",
+            f"{admin}/api/v1/admin/scripts/{check['id']}/routes",
+            {"method": "GET", "path": "/check", "dispatch_mode": "sync"},
+            token,
+        )
+        server.checks[name] = f"{base}/{slug}/check"
     server.urls[name] = f"{base}/{slug}{workload.request}"
     before = job_counts(server)
     with urllib.request.urlopen(server.urls[name], timeout=10) as resp:
@@ -254,14 +276,18 @@ def start_bare(binary):
 
 
 def job_counts(server):
-    """(public requests answered 2xx, executions finished ok) so far, from /metrics."""
+    """(public requests answered 2xx, executions finished ok, runs discarded for a conflict) so
+    far, from /metrics."""
     with urllib.request.urlopen(f"{server.admin}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     answered = sum(
         int(float(n)) for n in re.findall(r'^picloud_http_requests_total\{kind="public",status="2\d\d"\} (\S+)', text, re.M)
     )
-    m = re.search(r'^picloud_executions_total\{outcome="ok"\} (\S+)', text, re.M)
-    return answered, int(float(m.group(1))) if m else 0
+    counts = [answered]
+    for metric in (r'picloud_executions_total\{outcome="ok"\}', r"picloud_run_conflicts_total"):
+        m = re.search(rf"^{metric} (\S+)", text, re.M)
+        counts.append(int(float(m.group(1))) if m else 0)
+    return tuple(counts)
 
 
 def drain(server, workload, before, timeout):
@@ -273,7 +299,7 @@ def drain(server, workload, before, timeout):
     """
     start = time.monotonic()
     while True:
-        answered, ok = (now - then for now, then in zip(job_counts(server), before))
+        answered, ok, _ = (now - then for now, then in zip(job_counts(server), before))
         jobs_run = ok - (answered if workload.mode == "sync" else 0)
         waited = time.monotonic() - start
         if jobs_run >= answered:
@@ -315,19 +341,55 @@ def measure(server, name, conns, seconds, drain_timeout):
     seconds from the end of wrk until every job has run (inf past the timeout) and the jobs per
     second from the start of wrk to then."""
     workload = WORKLOADS[name]
-    before = job_counts(server) if workload.queues_jobs else None
+    before = job_counts(server) if server.admin else None
     cpu0 = proc_stat(server.proc.pid)[0]
     started = time.monotonic()
     rps, requests, p50, p99, errors = run_wrk(server.urls[name], conns, seconds)
     wrk_s = time.monotonic() - started
     cpu1, rss, hwm = proc_stat(server.proc.pid)
     cpu_us = (cpu1 - cpu0) * 1e6 / max(requests, 1)
-    sample = dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu_us=cpu_us, rss=rss, hwm=hwm)
+    sample = dict(rps=rps, p50=p50, p99=p99, errors=errors, cpu_us=cpu_us, rss=rss, hwm=hwm, ok=requests - errors)
+    if before is not None:
+        if workload.check:
+            # The requests wrk left in flight still finish, and commit: let them.
+            time.sleep(0.5)
+        answered, ok, conflicts = (now - then for now, then in zip(job_counts(server), before))
+        sample["runs_per_req"] = (answered + conflicts) / max(answered, 1)
+        sample["executions_ok"] = ok
     if workload.queues_jobs:
         jobs, drain_s = drain(server, workload, before, drain_timeout)
         drain_s = float("inf") if drain_s is None else drain_s
         sample.update(jobs=jobs, drain_s=drain_s, jobs_per_s=jobs / (wrk_s + drain_s))
     return sample
+
+
+def runs_per_req(samples):
+    """Runs per answered request, median over rounds: above 1 when commits conflicted and scripts
+    ran again (`—` for a server without the count)."""
+    runs = [s["runs_per_req"] for s in samples if "runs_per_req" in s]
+    return f"{statistics.median(runs):.2f}" if runs else "—"
+
+
+def check_counts(servers, rows):
+    """For every workload with a `check`: the count its check route reads must equal the
+    executions of the workload that finished ok — every one committed its increment once —,
+    plus create_workload's check request. Exits when one differs; answers a line per workload
+    for the results."""
+    lines = []
+    for server in servers:
+        for name, url in server.checks.items():
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                count = json.loads(resp.read())["count"]
+            samples = [s for key, runs in rows.items() if key[:2] == (server.name, name) for s in runs]
+            committed = 1 + sum(s["executions_ok"] for s in samples)
+            answered = 1 + sum(s["ok"] for s in samples)
+            if count != committed:
+                sys.exit(f"{server.name} {name}: the count is {count}, but {committed} executions finished ok")
+            lines.append(
+                f"{server.name} `{name}`: the count is exact: {count}, one per execution that "
+                f"finished ok ({answered} of them answered within wrk's runs)."
+            )
+    return lines
 
 
 def ensure_wrk():
@@ -436,13 +498,14 @@ def main():
                             if args.smoke:
                                 sys.exit(message)
                             print(f"warning: {message}", file=sys.stderr)
+        exact = check_counts(servers, rows)
     finally:
         for server in servers:
             server.stop()
 
     lines = [
-        "| server | workload | conns | req/s median (min–max) | ÷ bare | p50 ms | p99 ms | errors | server CPU µs/req | RSS after MiB | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | workload | conns | req/s median (min–max) | ÷ bare | p50 ms | p99 ms | errors | runs/req | server CPU µs/req | RSS after MiB | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, workload, conns), samples in rows.items():
         bare = rows.get(("bare axum", "hello", conns))
@@ -450,7 +513,7 @@ def main():
         lines.append(
             f"| {name} | {workload} | {conns} | {fmt_range([s['rps'] for s in samples])} | {ratio:.2f} | "
             f"{statistics.median(s['p50'] for s in samples):.2f} | {statistics.median(s['p99'] for s in samples):.2f} | "
-            f"{sum(s['errors'] for s in samples)} | {statistics.median(s['cpu_us'] for s in samples):.0f} | "
+            f"{sum(s['errors'] for s in samples)} | {runs_per_req(samples)} | {statistics.median(s['cpu_us'] for s in samples):.0f} | "
             f"{samples[-1]['rss'] / 1024:.1f} | {max(s['hwm'] for s in samples) / 1024:.1f} |"
         )
     job_rows = {key: samples for key, samples in rows.items() if "jobs" in samples[0]}
@@ -463,6 +526,9 @@ def main():
                 f"| {name} | {workload} | {conns} | {statistics.median(s['jobs'] for s in samples):.0f} | "
                 f"{fmt_range([s['drain_s'] for s in samples], '{:.2f}')} | {fmt_range([s['jobs_per_s'] for s in samples])} |"
             )
+    for line in exact:
+        lines.append("")
+        lines.append(line)
     lines.append("")
     lines.append("| server | start-up to healthy ms | idle RSS MiB |")
     lines.append("|---|---|---|")

@@ -1,9 +1,12 @@
 //! The Rhai sandbox and the clients that run scripts in it.
 //!
-//! The executor never sees the store: it receives a script's source and the request (or the
-//! trigger event) in an [`ExecRequest`] and answers an [`ExecOutcome`]. Scripts reach data only
+//! The executor never writes the store: it receives a script's source and the request (or the
+//! trigger event) in an [`ExecRequest`] and answers an [`ExecOutcome`]. Scripts read data only
 //! through the [`ScriptServices`](picloud_core::ScriptServices) the local client is built with,
-//! always for the app of the execution that calls, never one a script names.
+//! always for the app of the execution that calls, never one a script names. What a run reads
+//! and writes is kept in its transaction (`picloud_core::tx`) and comes back as the outcome's
+//! effects; the orchestrator commits them (issue #15), so a remote executor gives the same
+//! guarantee as the local one.
 //!
 //! | module | holds |
 //! |---|---|
@@ -11,7 +14,7 @@
 //! | [`remote`] | the executor's HTTP API ([`remote::router`], [`remote::serve`]) and [`RemoteExecutorClient`] |
 //! | [`sandbox`] | [`Sandbox`]: the shared engine, the AST cache, validation and one execution from start to outcome |
 //! | `engine` | the one function that builds the engine and sets every limit |
-//! | `context` | the per-call context (ids, authority, deadline, log, tokio handle, data services, trigger depth) in a thread-local, set by a guard; the capability check and the bounded wait for service calls |
+//! | `context` | the per-call context (ids, authority, deadline, log, tokio handle, data services, the run's transaction) in a thread-local, set by a guard; the capability check and the bounded wait for service calls |
 //! | `scope` | the `ctx` constant a script sees, with the trigger event as `ctx.event` |
 //! | `response` | `response(…)` and the rules that turn a script's value into a response |
 //! | `convert` | script values ↔ JSON (exactly, for stored values) |

@@ -69,8 +69,8 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
                 trigger_depth: 0,
                 claimed: None,
             }],
-            finished: Vec::new(),
             durable: true,
+            ..OutboxBatch::default()
         })
         .await
         .expect("the job is enqueued");

@@ -14,7 +14,7 @@
 //! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters |
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
 //! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
-//! | [`runner`] | one execution: gate, executor, metrics and log lines |
+//! | [`runner`] | one execution: gate, executor, the commit of its effects (run again on a conflict), metrics and log lines |
 //! | [`sweeper`] | retention of dead letters and abandoned-execution records |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`validate`] | the [`ScriptValidator`] seam, implemented by the local executor |
@@ -184,7 +184,7 @@ impl Platform {
         let runner = runner::Runner::new(
             gate.clone(),
             executor,
-            (store.clone(), config.commits, wake.clone()),
+            (recorder.clone(), config.commits, wake.clone()),
             metrics.clone(),
             script_logs,
         );

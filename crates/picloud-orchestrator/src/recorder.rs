@@ -15,6 +15,11 @@
 //! still being parsed. It took `hello` at 32 connections from two regimes of throughput, depending
 //! on which one a run fell into, to the faster one (bench/RESULTS.md).
 //!
+//! Runs' commits (issue #15) go the same way: a finished run's effects join the next commit,
+//! checked and applied after its rows (`picloud_store::KvStore::commit_run`), and the caller
+//! hears its run's verdict. A run that fails unexpectedly (a corrupt row) does not fail the rows
+//! and runs beside it: the batch is committed again without its runs, then each run alone.
+//!
 //! Finished attempts do not start a commit of their own: they ride along with the next batch of
 //! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never
 //! deleted (the process dies first) is harmless: its lease expires, and a sync row is then
@@ -29,7 +34,9 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use picloud_store::{JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, StoreError};
+use picloud_store::{
+    JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, RunCommit, RunVerdict, StoreError,
+};
 use tokio::sync::oneshot;
 
 /// The most entries one commit takes.
@@ -87,6 +94,10 @@ enum Entry {
         done: oneshot::Sender<Result<(), RecordError>>,
     },
     Finished(JobAttempt),
+    Run {
+        run: Box<RunCommit>,
+        done: oneshot::Sender<Result<RunVerdict, RecordError>>,
+    },
     /// Commit what came before, then end.
     Stop,
 }
@@ -100,6 +111,7 @@ struct Writer {
 }
 
 /// The sending side; cheap to share.
+#[derive(Clone)]
 pub struct Recorder {
     sender: Sender<Entry>,
     writer: Arc<Writer>,
@@ -151,19 +163,34 @@ impl Recorder {
     /// Records `job`; returns once it is committed (and on disk when [`Durability::OnDisk`]).
     pub async fn enqueue(&self, job: NewJob, durability: Durability) -> Result<(), RecordError> {
         let (done, answer) = oneshot::channel();
-        self.sender
-            .send(Entry::Enqueue {
-                job: Box::new(job),
-                durability,
-                done,
-            })
-            .map_err(|_| RecordError::Closed)?;
+        let entry = Entry::Enqueue {
+            job: Box::new(job),
+            durability,
+            done,
+        };
+        self.send(entry).await?;
+        answer.await.unwrap_or(Err(RecordError::Closed))
+    }
+
+    /// Commits `run`'s effects (on disk when it returns); answers its verdict.
+    pub async fn commit_run(&self, run: RunCommit) -> Result<RunVerdict, RecordError> {
+        let (done, answer) = oneshot::channel();
+        let entry = Entry::Run {
+            run: Box::new(run),
+            done,
+        };
+        self.send(entry).await?;
+        answer.await.unwrap_or(Err(RecordError::Closed))
+    }
+
+    /// Queues `entry` and wakes the writer once the tasks that are ready now have run: the
+    /// entries they queue meanwhile go into the same commit.
+    async fn send(&self, entry: Entry) -> Result<(), RecordError> {
+        self.sender.send(entry).map_err(|_| RecordError::Closed)?;
         let wake = WakeOnDrop(&self.writer.thread);
-        // The runtime resumes this task once the tasks that are ready now have run: the jobs they
-        // queue meanwhile go into the same commit.
         tokio::task::yield_now().await;
         drop(wake);
-        answer.await.unwrap_or(Err(RecordError::Closed))
+        Ok(())
     }
 
     /// Deletes a finished attempt's row with a later commit.
@@ -188,6 +215,16 @@ impl RecorderThread {
             _ => tracing::warn!("the outbox writer ended badly"),
         }
     }
+}
+
+/// `committer.commit(batch)`, a panic (a bug) made an error: it must not end the thread and every
+/// later request with it.
+fn commit(
+    committer: &mut dyn OutboxCommitter,
+    batch: &OutboxBatch,
+) -> Result<Vec<RunVerdict>, StoreError> {
+    panic::catch_unwind(AssertUnwindSafe(|| committer.commit(batch)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("an outbox commit panicked".to_owned())))
 }
 
 /// Takes what is waiting, at most `MAX_BATCH` entries; `None` once every sender is gone.
@@ -226,6 +263,7 @@ fn write_batches(
 ) {
     let mut carried: Vec<JobAttempt> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), RecordError>>> = Vec::new();
+    let mut run_waiters: Vec<oneshot::Sender<Result<RunVerdict, RecordError>>> = Vec::new();
     let mut batch = OutboxBatch::default();
     let mut stopping = false;
     // When the finished attempts are committed even without new jobs. Set after a commit of new
@@ -251,12 +289,16 @@ fn write_batches(
                     flush_at.get_or_insert_with(|| Instant::now() + FINISH_DELAY);
                     carried.push(attempt);
                 }
+                Entry::Run { run, done } => {
+                    batch.runs.push(*run);
+                    run_waiters.push(done);
+                }
                 Entry::Stop => stopping = true,
             }
         }
         let due = flush_at.is_some_and(|at| Instant::now() >= at);
         let flush_finished = !carried.is_empty() && (stopping || carried.len() >= MAX_BATCH || due);
-        if batch.enqueue.is_empty() && !flush_finished {
+        if batch.enqueue.is_empty() && batch.runs.is_empty() && !flush_finished {
             if stopping {
                 return;
             }
@@ -268,15 +310,41 @@ fn write_batches(
             continue;
         }
         batch.finished = std::mem::take(&mut carried);
-        // A panic is a bug, but it must not end the thread and every later request with it.
-        let result = panic::catch_unwind(AssertUnwindSafe(|| committer.commit(&batch)))
-            .unwrap_or_else(|_| Err(StoreError::Internal("an outbox commit panicked".to_owned())));
+        let mut result = commit(committer.as_mut(), &batch);
+        if result.is_err() && !batch.runs.is_empty() {
+            // One run may be what failed: the rows without the runs, then each run alone.
+            let runs = std::mem::take(&mut batch.runs);
+            result = commit(committer.as_mut(), &batch);
+            for (run, done) in runs.into_iter().zip(run_waiters.drain(..)) {
+                let alone = OutboxBatch {
+                    runs: vec![run],
+                    ..OutboxBatch::default()
+                };
+                let verdict = commit(committer.as_mut(), &alone).and_then(|mut verdicts| {
+                    verdicts.pop().ok_or_else(|| {
+                        StoreError::Internal("a run's commit gave no verdict".to_owned())
+                    })
+                });
+                let _ = done.send(verdict.map_err(|err| RecordError::from(&err)));
+            }
+        }
         let answer = result.as_ref().map(|_| ()).map_err(RecordError::from);
         for done in waiters.drain(..) {
             let _ = done.send(answer.clone());
         }
+        let verdicts = result.as_ref().map_err(RecordError::from);
+        for (i, done) in run_waiters.drain(..).enumerate() {
+            let verdict = verdicts.clone().and_then(|verdicts| {
+                verdicts
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| RecordError::Failed("a run's commit gave no verdict".to_owned()))
+            });
+            let _ = done.send(verdict);
+        }
         flush_at = (!batch.enqueue.is_empty()).then(|| Instant::now() + FINISH_DELAY);
         batch.enqueue.clear();
+        batch.runs.clear();
         batch.durable = false;
         if let Err(err) = result {
             tracing::warn!("an outbox commit failed: {err}");
@@ -316,12 +384,16 @@ mod tests {
     }
 
     impl OutboxCommitter for Kept {
-        fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
+        fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
             if self.panic_once.swap(false, Ordering::SeqCst) {
                 panic!("a bug in a committer");
             }
             self.batches.lock().push(batch.clone());
-            Ok(())
+            Ok(batch
+                .runs
+                .iter()
+                .map(|_| RunVerdict::Committed { trigger_jobs: 0 })
+                .collect())
         }
     }
 

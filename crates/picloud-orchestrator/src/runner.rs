@@ -4,10 +4,10 @@
 //!
 //! **Where the line is (issue #15).** The executor, local or remote, only reads the store: it
 //! runs the script and returns the response with the run's effects — what it read, at which
-//! versions, and what it writes. The commit happens here, beside the outbox, through
-//! [`KvStore::commit_run`]: one transaction checks the reads, applies the writes and the jobs of
-//! the triggers they fire, and for an async job deletes its row, so the job's completion and its
-//! effects are durable together or not at all. A run whose reads changed before its commit is
+//! versions, and what it writes. The commit happens here, beside the outbox: the run goes to the
+//! [`Recorder`], whose next group commit checks its reads, applies its writes and the jobs of the
+//! triggers they fire, and for an async job deletes its row ([`KvStore::commit_run`]), so the
+//! job's completion and its effects are durable together or not at all. A run whose reads changed before its commit is
 //! discarded and runs again (its log lines kept, marked discarded), up to
 //! [`CommitConfig::max_runs`] runs.
 //!
@@ -20,12 +20,13 @@ use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest, Log
 use picloud_core::tx::DeadLetterAction;
 use picloud_core::{AppId, ExecutionId, ScriptId, WriteOrigin};
 use picloud_executor::ExecutorClient;
-use picloud_store::{JobAttempt, RunCommit, RunVerdict, Store};
+use picloud_store::{JobAttempt, RunCommit, RunVerdict};
 use tokio::sync::Notify;
 
 use crate::config::CommitConfig;
 use crate::gate::{Admission, Gate, Refusal};
 use crate::metrics::Metrics;
+use crate::recorder::Recorder;
 
 /// What came of trying to run an execution.
 #[derive(Debug)]
@@ -68,7 +69,7 @@ pub enum ScriptLogs {
 pub struct Runner {
     gate: Arc<Gate>,
     executor: Arc<dyn ExecutorClient>,
-    store: Arc<dyn Store>,
+    recorder: Recorder,
     commits: CommitConfig,
     /// Woken when a commit enqueued jobs (trigger jobs, replays), so that this process's
     /// dispatcher runs them at once rather than at its next poll.
@@ -81,14 +82,14 @@ impl Runner {
     pub fn new(
         gate: Arc<Gate>,
         executor: Arc<dyn ExecutorClient>,
-        (store, commits, wake): (Arc<dyn Store>, CommitConfig, Arc<Notify>),
+        (recorder, commits, wake): (Recorder, CommitConfig, Arc<Notify>),
         metrics: Arc<Metrics>,
         script_logs: ScriptLogs,
     ) -> Self {
         Self {
             gate,
             executor,
-            store,
+            recorder,
             commits,
             wake,
             metrics,
@@ -162,7 +163,7 @@ impl Runner {
             } else {
                 Settled::Open
             };
-            let failed = match self.store.commit_run(commit).await {
+            let failed = match self.recorder.commit_run(commit).await {
                 Ok(RunVerdict::Committed { trigger_jobs }) => {
                     if trigger_jobs > 0 || replays {
                         self.wake.notify_one();

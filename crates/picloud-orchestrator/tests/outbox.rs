@@ -916,6 +916,7 @@ both_backends!(
                 enqueue: backlog,
                 finished: Vec::new(),
                 durable: true,
+                ..OutboxBatch::default()
             })
             .await
             .expect("the backlog is queued");

@@ -175,8 +175,8 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
                     lease_ms: 60_000,
                 }),
             }],
-            finished: Vec::new(),
             durable: true,
+            ..OutboxBatch::default()
         })
         .await
         .expect("an outbox job");

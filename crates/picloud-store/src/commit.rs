@@ -1,6 +1,8 @@
-//! A run's commit (issue #15), written once for both backends over [`WriteTx`]: SQLite runs
-//! several runs' commits in one transaction on its one writer (its group commit), PostgreSQL
-//! each in a transaction of its own. Either way, each run is one [`CommitBatch::run`]:
+//! A run's commit (issue #15), written once over [`CommitTx`]: the runs the platform commits go
+//! with the outbox's group commits on the recorder's thread (SQLite: its own rusqlite
+//! connection; PostgreSQL: its own connection), several runs to a transaction; a store's own
+//! `commit_run` (`kv_set`, a replay from the admin API) goes through a [`WriteTx`]. Either way,
+//! each run is one [`CommitBatch::run`]:
 //!
 //! 1. **Lock the app.** Its `app_usage` row, the first time the batch touches the app (locked on
 //!    PostgreSQL until the transaction ends). Every commit that writes an app's KV holds it, so
@@ -28,14 +30,94 @@ use picloud_core::firing::{KvChange, KvTriggerRule};
 use picloud_core::tx::{DeadLetterAction, Effects, KvRangeRead, Seen, Version};
 use picloud_core::{AppId, CollectionName, JobMode, KvKey, KvOp, Resolution};
 
-use crate::db::WriteTx;
-use crate::jobs::{count_write, enqueue, triggered_job, JobValues};
+use std::future::Future;
+
+use crate::db::{Arg, Row, Sql, WriteTx};
+use crate::jobs::{enqueue, triggered_job, JobValues};
 use crate::kv::{entry_args, KvRange, Listed};
-use crate::rows::{json_value, DeadLetterRow, KvTriggerRow, UsageRow};
+use crate::rows::{json_value, KvTriggerRow, UsageRow};
 use crate::{
     sql, AppQuotas, AppUsage, NewJob, OverLimit, RunCommit, RunVerdict, StoreResult,
     KV_ENTRY_OVERHEAD,
 };
+
+/// A row a run's commit reads, from sqlx's rows or from rusqlite's (the recorder's own SQLite
+/// connection, `crate::sqlite::committer`).
+pub(crate) trait CommitRow: Row {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+macro_rules! commit_rows {
+    ($(($($column:tt: $kind:ty),+)),+ $(,)?) => {
+        $(
+            impl CommitRow for ($($kind,)+) {
+                fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                    Ok(($(row.get::<_, $kind>($column)?,)+))
+                }
+            }
+        )+
+    };
+}
+
+commit_rows! {
+    (0: String),
+    (0: i64),
+    (0: String, 1: i64),
+    (0: String, 1: i64, 2: i64),
+    (0: String, 1: Option<String>),
+}
+
+/// The transaction a run's commit is written in: reads of [`CommitRow`]s, writes, and the
+/// outbox's insert of jobs. Every [`WriteTx`] is one; so is the SQLite committer's rusqlite
+/// transaction, whose futures are ready at once (and which is not `Send`: it stays on its thread).
+pub(crate) trait CommitTx {
+    fn fetch_optional<R: CommitRow>(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<Option<R>>> + Send;
+
+    fn fetch_all<R: CommitRow>(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<Vec<R>>> + Send;
+
+    fn execute(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Puts `jobs` (any number) into the outbox.
+    fn insert_jobs(&mut self, jobs: &[JobValues]) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+impl<W: WriteTx> CommitTx for W {
+    async fn fetch_optional<R: CommitRow>(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Option<R>> {
+        Ok(WriteTx::fetch_optional(self, sql, args).await?)
+    }
+
+    async fn fetch_all<R: CommitRow>(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<R>> {
+        Ok(WriteTx::fetch_all(self, sql, args).await?)
+    }
+
+    async fn execute(&mut self, sql: Sql<'_>, args: &[Arg<'_>]) -> StoreResult<u64> {
+        Ok(WriteTx::execute(self, sql, args).await?)
+    }
+
+    async fn insert_jobs(&mut self, jobs: &[JobValues]) -> StoreResult<()> {
+        Ok(enqueue(self, jobs).await?)
+    }
+}
 
 /// The runs committed in one transaction, and what they changed of each app's counts.
 pub(crate) struct CommitBatch<'q> {
@@ -87,26 +169,15 @@ impl<'q> CommitBatch<'q> {
 
     /// Commits `run` into `tx` when its reads hold and its writes are admitted; see the module's
     /// doc. `Err` is a database failure, after which `tx` may hold part of the run: roll it back.
-    pub(crate) async fn run<W: WriteTx>(
+    pub(crate) async fn run<T: CommitTx>(
         &mut self,
-        tx: &mut W,
+        tx: &mut T,
         run: &RunCommit,
     ) -> StoreResult<RunVerdict> {
         let app_id = run.origin.app_id;
         let app = app_id.to_string();
         // 1. The app, locked.
-        if let Entry::Vacant(slot) = self.apps.entry(app_id) {
-            let usage: Option<UsageRow> = tx
-                .fetch_optional(sql::LOCK_APP_USAGE, &[app.as_str().into()])
-                .await?;
-            slot.insert(usage.map(|row| AppCounts {
-                version: row.kv_version,
-                usage: AppUsage::from(row),
-                bytes: 0,
-                jobs: 0,
-                commits: 0,
-            }));
-        }
+        self.lock_app(tx, app_id).await?;
         if self.apps.get(&app_id).is_some_and(Option::is_none) {
             return Ok(RunVerdict::AppGone);
         }
@@ -236,12 +307,13 @@ impl<'q> CommitBatch<'q> {
                     .await?;
                 }
                 None => {
-                    let _: Option<(String, i64)> =
-                        tx.fetch_optional(sql::DELETE_KV, &entry).await?;
+                    tx.execute(sql::DELETE_KV, &entry).await?;
                 }
             }
         }
-        enqueue(tx, &JobValues::all(&jobs)?).await?;
+        if !jobs.is_empty() {
+            tx.insert_jobs(&JobValues::all(&jobs)?).await?;
+        }
         for action in &effects.dead_letters {
             let (id, resolution) = match action {
                 DeadLetterAction::Replay { id, execution_id } => {
@@ -254,12 +326,11 @@ impl<'q> CommitBatch<'q> {
                 }
                 DeadLetterAction::Resolve { id } => (id, Resolution::Resolved),
             };
-            let _: Option<DeadLetterRow> = tx
-                .fetch_optional(
-                    sql::CLOSE_DEAD_LETTER,
-                    &[id.to_string().into(), resolution.as_str().into()],
-                )
-                .await?;
+            tx.execute(
+                sql::CLOSE_DEAD_LETTER,
+                &[id.to_string().into(), resolution.as_str().into()],
+            )
+            .await?;
         }
         if let Some(attempt) = run.finishes {
             tx.execute(
@@ -282,21 +353,48 @@ impl<'q> CommitBatch<'q> {
         })
     }
 
+    /// Locks the app's `app_usage` row and reads its counts, the first time the batch meets the
+    /// app.
+    async fn lock_app<T: CommitTx>(&mut self, tx: &mut T, app_id: AppId) -> StoreResult<()> {
+        if let Entry::Vacant(slot) = self.apps.entry(app_id) {
+            let usage: Option<UsageRow> = tx
+                .fetch_optional(sql::LOCK_APP_USAGE, &[app_id.to_string().into()])
+                .await?;
+            slot.insert(usage.map(|row| AppCounts {
+                version: row.kv_version,
+                usage: AppUsage::from(row),
+                bytes: 0,
+                jobs: 0,
+                commits: 0,
+            }));
+        }
+        Ok(())
+    }
+
     /// Writes the counts of the apps the batch's runs changed, in the apps' order.
-    pub(crate) async fn finish<W: WriteTx>(self, tx: &mut W) -> StoreResult<()> {
+    pub(crate) async fn finish<T: CommitTx>(self, tx: &mut T) -> StoreResult<()> {
         for (app_id, counts) in self.apps {
             let Some(counts) = counts else { continue };
             if counts.bytes != 0 || counts.jobs != 0 || counts.commits != 0 {
-                count_write(tx, app_id, counts.bytes, counts.jobs, counts.commits).await?;
+                tx.execute(
+                    sql::COUNT_WRITE,
+                    &[
+                        app_id.to_string().into(),
+                        counts.bytes.into(),
+                        counts.jobs.into(),
+                        counts.commits.into(),
+                    ],
+                )
+                .await?;
             }
         }
         Ok(())
     }
 
     /// Whether every read of `run` still holds; `before` holds what the keys it writes hold.
-    async fn reads_hold<W: WriteTx>(
+    async fn reads_hold<T: CommitTx>(
         &self,
-        tx: &mut W,
+        tx: &mut T,
         app: &str,
         run: &RunCommit,
         before: &HashMap<(&CollectionName, &KvKey), Before>,
@@ -333,16 +431,12 @@ impl<'q> CommitBatch<'q> {
         }
         for action in dead_letters {
             let (DeadLetterAction::Replay { id, .. } | DeadLetterAction::Resolve { id }) = action;
-            let row: Option<DeadLetterRow> = tx
+            let row: Option<(String, Option<String>)> = tx
                 .fetch_optional(sql::LOCK_DEAD_LETTER, &[id.to_string().into()])
                 .await?;
-            let open = match row {
-                Some(row) => {
-                    let dead_letter = picloud_core::DeadLetter::try_from(row)?;
-                    dead_letter.app_id == app_id && dead_letter.resolution.is_none()
-                }
-                None => false,
-            };
+            let open = row.is_some_and(|(owner, resolution)| {
+                owner == app_id.to_string() && resolution.is_none()
+            });
             if !open {
                 return Ok(false);
             }
@@ -351,9 +445,9 @@ impl<'q> CommitBatch<'q> {
     }
 
     /// The KV trigger rules of the app's `collection`, read once per batch.
-    async fn kv_triggers<W: WriteTx>(
+    async fn kv_triggers<T: CommitTx>(
         &mut self,
-        tx: &mut W,
+        tx: &mut T,
         app_id: AppId,
         app: &str,
         collection: &CollectionName,
@@ -373,8 +467,31 @@ impl<'q> CommitBatch<'q> {
     }
 }
 
+/// Commits `runs` in `tx`, in order, each against what the ones before it wrote; a verdict for
+/// each. The apps' `app_usage` rows are locked first, in the apps' order, so that two nodes
+/// committing runs of the same apps never wait for each other in a cycle. `Err` is a database
+/// failure: roll `tx` back.
+pub(crate) async fn commit_runs<T: CommitTx>(
+    tx: &mut T,
+    quotas: &AppQuotas,
+    runs: &[RunCommit],
+) -> StoreResult<Vec<RunVerdict>> {
+    let mut batch = CommitBatch::new(quotas);
+    let apps: std::collections::BTreeSet<AppId> =
+        runs.iter().map(|run| run.origin.app_id).collect();
+    for app_id in apps {
+        batch.lock_app(tx, app_id).await?;
+    }
+    let mut verdicts = Vec::with_capacity(runs.len());
+    for run in runs {
+        verdicts.push(batch.run(tx, run).await?);
+    }
+    batch.finish(tx).await?;
+    Ok(verdicts)
+}
+
 /// Whether the page `range` read comes back with the same keys at the same versions.
-async fn page_holds<W: WriteTx>(tx: &mut W, app: &str, range: &KvRangeRead) -> StoreResult<bool> {
+async fn page_holds<T: CommitTx>(tx: &mut T, app: &str, range: &KvRangeRead) -> StoreResult<bool> {
     let query = KvRange::new(&range.request, Listed::Versions)?;
     let rows: Vec<(String, i64)> = tx
         .fetch_all(query.sql(), &query.args(app, &range.collection))

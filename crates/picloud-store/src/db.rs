@@ -302,7 +302,10 @@ pub trait Engine: Send + Sync + 'static {
     fn commit(&self, run: RunCommit) -> impl Future<Output = StoreResult<RunVerdict>> + Send;
 
     /// [`crate::OutboxStore::commit_outbox`].
-    fn write_outbox(&self, batch: &OutboxBatch) -> impl Future<Output = StoreResult<()>> + Send;
+    fn write_outbox(
+        &self,
+        batch: &OutboxBatch,
+    ) -> impl Future<Output = StoreResult<Vec<RunVerdict>>> + Send;
 
     /// [`crate::OutboxStore::outbox_committer`].
     fn committer(&self) -> StoreResult<Box<dyn OutboxCommitter>>;

@@ -137,29 +137,6 @@ pub(crate) fn triggered_job(app_id: AppId, firing: Firing) -> NewJob {
     }
 }
 
-/// Counts what data writes of `app_id` changed ([`sql::COUNT_WRITE`]): `bytes` of KV data
-/// (negative: freed), `jobs` enqueued (negative: its async jobs finished) and `commits` that
-/// wrote its KV.
-pub(crate) async fn count_write<T: WriteTx>(
-    tx: &mut T,
-    app_id: AppId,
-    bytes: i64,
-    jobs: i64,
-    commits: i64,
-) -> DbResult<()> {
-    tx.execute(
-        sql::COUNT_WRITE,
-        &[
-            app_id.to_string().into(),
-            bytes.into(),
-            jobs.into(),
-            commits.into(),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Applies `counts` to `app_job_counts` ([`sql::COUNT_JOBS`]) in the caller's transaction, app
 /// by app in their order (see [`JobCounts`]).
 pub(crate) async fn count_jobs<T: WriteTx>(tx: &mut T, counts: &JobCounts) -> DbResult<()> {

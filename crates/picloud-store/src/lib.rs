@@ -562,21 +562,25 @@ impl ClaimedJob {
     }
 }
 
-/// One group commit of the outbox: new rows and finished attempts, in one transaction.
+/// One group commit of the outbox: new rows, finished attempts and runs' commits, in one
+/// transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutboxBatch {
     pub enqueue: Vec<NewJob>,
     /// Attempts that finished; their rows are deleted (fenced by attempt).
     pub finished: Vec<JobAttempt>,
+    /// Runs to commit as [`KvStore::commit_run`] does, after the rows above; always durable.
+    pub runs: Vec<RunCommit>,
     /// On disk when the call returns (fsync). `false` for rows that promise nothing beyond the
     /// caller's open connection (sync requests): PostgreSQL `synchronous_commit = off`, SQLite
     /// `synchronous = NORMAL` for this commit.
     pub durable: bool,
 }
 
-/// Writes [`OutboxBatch`]es as [`OutboxStore::commit_outbox`] does, blocking the calling thread.
+/// Writes [`OutboxBatch`]es as [`OutboxStore::commit_outbox`] does, blocking the calling thread;
+/// answers the verdict of each of the batch's runs, in order.
 pub trait OutboxCommitter: Send {
-    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()>;
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>>;
 }
 
 /// How many jobs wait and run, for metrics, `/readyz` detail and tests.
@@ -594,7 +598,7 @@ pub trait OutboxStore: Send + Sync {
     /// queued jobs ([`AppUsage::queued_jobs`]). A job of an app deleted meanwhile is skipped (it
     /// could never run), not an error for the whole batch. It checks no quota: an async request
     /// is checked before it is recorded (the dispatcher's `accept`).
-    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()>;
+    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>>;
     /// A committer for a thread of its own (the recorder's, which group-commits every outbox
     /// row the platform writes); it blocks that thread, so it must not be used on an async
     /// runtime's. Call on a tokio runtime: the committer runs async parts on it.

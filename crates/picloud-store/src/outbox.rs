@@ -12,7 +12,7 @@ use crate::jobs::{count_jobs, enqueue, triggered_job, JobCounts, JobValues};
 use crate::rows::{count, json_value, one, span, DeadLetterRow, JobRow};
 use crate::{
     sql, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxStore,
-    StoreResult,
+    RunVerdict, StoreResult,
 };
 
 /// Deletes the attempt's row in `tx` (fenced: `None` when the row has moved on), returning it.
@@ -27,7 +27,7 @@ async fn take_job<T: WriteTx>(tx: &mut T, job: JobAttempt) -> StoreResult<Option
 
 #[async_trait]
 impl<E: Engine> OutboxStore for E {
-    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
+    async fn commit_outbox(&self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
         self.write_outbox(batch).await
     }
 

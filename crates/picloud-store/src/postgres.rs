@@ -23,7 +23,7 @@ use self::committer::{
     commit_batch, push_attempts_locked_in_order, OwnRuntime, PgCommitter,
     BEGIN_BY_KEY_WITHOUT_FLUSH,
 };
-use crate::commit::CommitBatch;
+use crate::commit::commit_runs;
 use crate::db::{arguments, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
@@ -137,18 +137,17 @@ impl Engine for PgStore {
     /// Each run in a transaction of its own: concurrent commits share WAL flushes already.
     async fn commit(&self, run: RunCommit) -> StoreResult<RunVerdict> {
         let mut tx = self.pool.begin().await?;
-        let mut batch = CommitBatch::new(&self.quotas);
-        let verdict = batch.run(&mut tx, &run).await?;
-        if matches!(verdict, RunVerdict::Committed { .. }) {
-            batch.finish(&mut tx).await?;
-            tx.commit().await?;
-        }
-        Ok(verdict)
+        let verdicts = commit_runs(&mut tx, &self.quotas, std::slice::from_ref(&run)).await?;
+        tx.commit().await?;
+        verdicts
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Internal("a run's commit gave no verdict".to_owned()))
     }
 
-    async fn write_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
+    async fn write_outbox(&self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
         let mut conn = self.pool.acquire().await?;
-        commit_batch(&mut conn, batch).await
+        commit_batch(&mut conn, batch, &self.quotas).await
     }
 
     fn committer(&self) -> StoreResult<Box<dyn OutboxCommitter>> {
@@ -163,6 +162,7 @@ impl Engine for PgStore {
             connect_timeout: self.pool.options().get_acquire_timeout(),
             conn: None,
             used_at: Instant::now(),
+            quotas: self.quotas,
             runtime: OwnRuntime(Some(runtime)),
         }))
     }

@@ -396,6 +396,16 @@ pub(crate) struct UsageRow {
     pub kv_version: i64,
 }
 
+impl crate::commit::CommitRow for UsageRow {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            kv_bytes: row.get("kv_bytes")?,
+            queued_jobs: row.get("queued_jobs")?,
+            kv_version: row.get("kv_version")?,
+        })
+    }
+}
+
 impl From<UsageRow> for AppUsage {
     fn from(row: UsageRow) -> Self {
         // The counts never go below zero; should a bug make them, the app is not locked out.
@@ -412,6 +422,16 @@ pub(crate) struct KvTriggerRow {
     script_id: String,
     key_prefix: Option<String>,
     ops: String,
+}
+
+impl crate::commit::CommitRow for KvTriggerRow {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            script_id: row.get("script_id")?,
+            key_prefix: row.get("key_prefix")?,
+            ops: row.get("ops")?,
+        })
+    }
 }
 
 impl TryFrom<KvTriggerRow> for KvTriggerRule {

@@ -75,8 +75,7 @@ macro_rules! job_value_columns {
 /// The KV triggers of the app `$1` on the collection `$2`, for `concat!`.
 macro_rules! kv_triggers_sql {
     () => {
-        "SELECT triggers.id, triggers.script_id, kv_trigger_details.key_prefix, \
-         kv_trigger_details.ops \
+        "SELECT triggers.script_id, kv_trigger_details.key_prefix, kv_trigger_details.ops \
          FROM triggers JOIN kv_trigger_details ON kv_trigger_details.trigger_id = triggers.id \
          WHERE triggers.app_id = $1 AND kv_trigger_details.collection = $2 \
          ORDER BY triggers.id"
@@ -328,6 +327,21 @@ pub const UPSERT_KV: Sql<'static> = dialects!(
     greatest!(),
     "(excluded.updated_at, kv_entries.updated_at)"
 );
+/// Deletes an entry.
+pub const DELETE_KV: Sql<'static> =
+    Sql::same("DELETE FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3");
+/// The app and resolution of the dead letter `$1`, its row locked on PostgreSQL: a concurrent
+/// replay or resolve waits, then finds it closed.
+pub const LOCK_DEAD_LETTER: Sql<'static> = dialects!(
+    "SELECT app_id, resolution FROM dead_letters WHERE id = $1",
+    for_update!()
+);
+/// Closes the dead letter `$1` with the resolution `$2` unless it is closed already.
+pub const CLOSE_DEAD_LETTER: Sql<'static> = dialects!(
+    "UPDATE dead_letters SET resolution = $2, resolved_at = ",
+    now!(),
+    " WHERE id = $1 AND resolved_at IS NULL"
+);
 /// The mode of the outbox row of the attempt (`$1` id, `$2` attempt), locked on PostgreSQL:
 /// none once the row moved on.
 pub const LOCK_ATTEMPT: Sql<'static> = dialects!(
@@ -336,11 +350,6 @@ pub const LOCK_ATTEMPT: Sql<'static> = dialects!(
 );
 pub const DELETE_ATTEMPT: Sql<'static> =
     Sql::same("DELETE FROM outbox WHERE id = $1 AND attempt = $2");
-/// Deletes an entry, returning the value it had and its size.
-pub const DELETE_KV: Sql<'static> = Sql::same(
-    "DELETE FROM kv_entries \
-    WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING CAST(value AS TEXT), size",
-);
 /// The KV triggers of the app `$1` on the collection `$2`; the store matches the key prefix
 /// and the operation.
 pub const KV_TRIGGERS: Sql<'static> = dialects!(kv_triggers_sql!());
@@ -565,21 +574,6 @@ pub const DEAD_LETTER_HANDLER_FAILED: Sql<'static> = dialects!(
     "UPDATE dead_letters SET resolution = 'handler_failed', resolved_at = ",
     now!(),
     ", handler_error = $2 WHERE id = $1 AND resolved_at IS NULL"
-);
-/// Closes an open dead letter as `$2`, returning it; no row when it is closed already.
-pub const CLOSE_DEAD_LETTER: Sql<'static> = dialects!(
-    "UPDATE dead_letters SET resolution = $2, resolved_at = ",
-    now!(),
-    " WHERE id = $1 AND resolved_at IS NULL RETURNING ",
-    dead_letter_columns!()
-);
-/// [`GET_DEAD_LETTER`], its row locked on PostgreSQL: a concurrent replay or resolve waits,
-/// then finds it closed.
-pub const LOCK_DEAD_LETTER: Sql<'static> = dialects!(
-    "SELECT ",
-    dead_letter_columns!(),
-    " FROM dead_letters WHERE id = $1",
-    for_update!()
 );
 /// Enqueues the dead letter `$1`'s job again as the execution `$2`: async, pending, due now.
 pub const REPLAY_DEAD_LETTER: Sql<'static> = dialects!(

@@ -69,7 +69,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating when missing, private to this user) the database file at `path` and its
-    /// directory, and starts the task that group-commits KV writes (on the current tokio runtime;
+    /// directory, and starts the task that group-commits runs (on the current tokio runtime;
     /// it ends when the last clone of the store is dropped).
     pub async fn open(path: &Path, config: &StoreConfig) -> StoreResult<Self> {
         files::prepare(path).await?;
@@ -182,7 +182,7 @@ impl Engine for SqliteStore {
 
     /// A connection for this one commit: the platform's commits go through the recorder's
     /// committer; this serves one-off writes (and tests).
-    async fn write_outbox(&self, batch: &OutboxBatch) -> StoreResult<()> {
+    async fn write_outbox(&self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
         let mut committer = self.committer()?;
         let batch = batch.clone();
         tokio::task::spawn_blocking(move || committer.commit(&batch))
@@ -194,6 +194,7 @@ impl Engine for SqliteStore {
         Ok(Box::new(SqliteCommitter::open(
             &self.path,
             self.writer.lock.clone(),
+            self.quotas,
         )?))
     }
 
@@ -236,7 +237,7 @@ impl Engine for SqliteStore {
         MIGRATOR.run(&self.writer.pool).await.map_err(migrate_error)
     }
 
-    /// Waits for a group commit in flight; the KV writes queued after it find the writer closed
+    /// Waits for a group commit in flight; the runs queued after it find the writer closed
     /// and are answered `Unavailable`, like every other call.
     async fn close_pools(&self) {
         self.writer.pool.close().await;
@@ -520,7 +521,8 @@ mod tests {
         let path = store.path().to_owned();
         let lock = store.writer.lock.clone();
         tokio::task::spawn_blocking(move || {
-            let mut committer = SqliteCommitter::open(&path, lock).expect("a committer");
+            let mut committer =
+                SqliteCommitter::open(&path, lock, AppQuotas::default()).expect("a committer");
             let relaxed = OutboxBatch {
                 durable: false,
                 ..OutboxBatch::default()

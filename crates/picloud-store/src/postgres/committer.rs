@@ -7,11 +7,14 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::runtime::Runtime;
 
+use crate::commit::commit_runs;
 use crate::db::DbResult;
 use crate::jobs::{
     count_jobs, enqueue, push_attempts, JobCounts, JobValues, ATTEMPTS_PER_STATEMENT,
 };
-use crate::{JobAttempt, OutboxBatch, OutboxCommitter, StoreError, StoreResult};
+use crate::{
+    AppQuotas, JobAttempt, OutboxBatch, OutboxCommitter, RunVerdict, StoreError, StoreResult,
+};
 
 /// For the statements that find outbox rows by primary key (a group commit, the heartbeat): the
 /// planner is told to, because the outbox churns faster than its statistics follow — every sync
@@ -37,6 +40,8 @@ pub(super) struct PgCommitter {
     pub(super) conn: Option<PgConnection>,
     /// When `conn` was last used.
     pub(super) used_at: Instant,
+    /// What each app may hold, for the batches' runs.
+    pub(super) quotas: AppQuotas,
     pub(super) runtime: OwnRuntime,
 }
 
@@ -65,12 +70,13 @@ impl Drop for OwnRuntime {
 const COMMITTER_IDLE_PING: Duration = Duration::from_secs(1);
 
 impl OutboxCommitter for PgCommitter {
-    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
         let Self {
             options,
             connect_timeout,
             conn,
             used_at,
+            quotas,
             runtime,
         } = self;
         let idle = used_at.elapsed() >= COMMITTER_IDLE_PING;
@@ -96,7 +102,7 @@ impl OutboxCommitter for PgCommitter {
                     conn.insert(connected?)
                 }
             };
-            let committed = commit_batch(connection, batch).await;
+            let committed = commit_batch(connection, batch, quotas).await;
             if matches!(committed, Err(StoreError::Unavailable(_))) {
                 *conn = None;
             }
@@ -105,18 +111,25 @@ impl OutboxCommitter for PgCommitter {
     }
 }
 
-/// Writes `batch` in one transaction on `conn`.
-pub(super) async fn commit_batch(conn: &mut PgConnection, batch: &OutboxBatch) -> StoreResult<()> {
+/// Writes `batch` in one transaction on `conn`: its rows, then its runs (which lock their apps'
+/// `app_usage` rows, after the outbox's own rows and counts: see `crate::commit`).
+pub(super) async fn commit_batch(
+    conn: &mut PgConnection,
+    batch: &OutboxBatch,
+    quotas: &AppQuotas,
+) -> StoreResult<Vec<RunVerdict>> {
     let jobs = JobValues::all(&batch.enqueue)?;
     // Unless durable, the commit returns before its WAL record is flushed; a crash may lose it.
-    let begin = if batch.durable {
+    let begin = if batch.durable || !batch.runs.is_empty() {
         BEGIN_BY_KEY
     } else {
         BEGIN_BY_KEY_WITHOUT_FLUSH
     };
     let mut tx = conn.begin_with(begin).await?;
     write_batch(&mut tx, &jobs, &batch.finished).await?;
-    Ok(tx.commit().await?)
+    let verdicts = commit_runs(&mut tx, quotas, &batch.runs).await?;
+    tx.commit().await?;
+    Ok(verdicts)
 }
 
 /// One group commit: new jobs in, finished attempts out (fenced by attempt).

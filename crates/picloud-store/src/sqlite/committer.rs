@@ -3,22 +3,31 @@
 //! another thread. `notes/outbox.md` measured this shape as the one that reaches half the bare
 //! server; through sqlx's connection thread a commit also waited for two thread wake-ups.
 //!
+//! The runs of a batch (their KV writes, trigger jobs, dead-letter actions and job completions)
+//! are committed here too, by `crate::commit` over this connection's transaction ([`Rusqlite`]):
+//! each statement a call on this thread, where the sqlx writer cost two thread wake-ups.
+//!
 //! SQLite allows one writer at a time. While it commits, the committer holds the store's writer
 //! lock (see [`super::WriterConnection`]).
 
+use std::future::{self, Future};
 use std::path::Path;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rusqlite::{
-    named_params, params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior,
+    named_params, params, CachedStatement, Connection, ErrorCode, OpenFlags, OptionalExtension,
+    Transaction, TransactionBehavior,
 };
 use tokio::sync::Mutex;
 
-use crate::db::sqlite;
+use crate::commit::{commit_runs, CommitRow, CommitTx};
+use crate::db::{sqlite, Arg, Sql};
 use crate::jobs::{JobCounts, JobValues};
 use crate::sql::{self, insert_into_outbox};
-use crate::{OutboxBatch, OutboxCommitter, StoreError, StoreResult};
+use crate::{AppQuotas, OutboxBatch, OutboxCommitter, RunVerdict, StoreError, StoreResult};
 
 /// One job, bound by rusqlite's numbered parameters in the order of
 /// [`crate::sql::job_value_columns`]: a job of an app that no longer exists inserts nothing.
@@ -43,11 +52,17 @@ pub(crate) struct SqliteCommitter {
     writer_lock: Arc<Mutex<()>>,
     /// Whether `conn` is at `synchronous = FULL` (else NORMAL).
     full: bool,
+    /// What each app may hold, for the batches' runs.
+    quotas: AppQuotas,
 }
 
 impl SqliteCommitter {
     /// Opens a connection to the store's (migrated) file at `path`.
-    pub(crate) fn open(path: &Path, writer_lock: Arc<Mutex<()>>) -> StoreResult<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        writer_lock: Arc<Mutex<()>>,
+        quotas: AppQuotas,
+    ) -> StoreResult<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error)?;
         conn.busy_timeout(Duration::from_secs(5))
@@ -60,6 +75,7 @@ impl SqliteCommitter {
             conn,
             writer_lock,
             full: true,
+            quotas,
         })
     }
 
@@ -70,62 +86,164 @@ impl SqliteCommitter {
             .pragma_query_value(None, "synchronous", |row| row.get(0))
     }
 
-    fn write(&mut self, batch: &OutboxBatch, jobs: &[JobValues]) -> rusqlite::Result<()> {
-        // Set outside the transaction. A FULL commit syncs the WAL, earlier NORMAL ones with it.
-        if self.full != batch.durable {
-            let level = if batch.durable { "FULL" } else { "NORMAL" };
-            self.conn.pragma_update(None, "synchronous", level)?;
-            self.full = batch.durable;
+    fn write(&mut self, batch: &OutboxBatch, jobs: &[JobValues]) -> StoreResult<Vec<RunVerdict>> {
+        // Runs are always durable. Set outside the transaction: a FULL commit syncs the WAL,
+        // earlier NORMAL ones with it.
+        let durable = batch.durable || !batch.runs.is_empty();
+        if self.full != durable {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            self.conn
+                .pragma_update(None, "synchronous", level)
+                .map_err(sqlite_error)?;
+            self.full = durable;
         }
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = tx.prepare_cached(INSERT_JOB)?;
-            for job in jobs {
-                insert.execute(params![
-                    job.id,
-                    job.app_id,
-                    job.script_id,
-                    job.mode,
-                    job.source_kind,
-                    job.payload,
-                    job.trigger_depth,
-                    job.status,
-                    job.attempt,
-                    job.owner,
-                    job.lease_ms,
-                ])?;
-            }
-            let mut counts = JobCounts::default();
-            counts.recorded(jobs);
-            let mut delete = tx.prepare_cached(DELETE_FINISHED)?;
-            for finished in &batch.finished {
-                let removed = delete
-                    .query_row(params![finished.id.to_string(), finished.attempt], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                    })
-                    .optional()?;
-                if let Some((app_id, mode)) = removed {
-                    counts.removed(&app_id, &mode);
-                }
-            }
-            for (app_id, recorded, removed) in counts.by_app() {
-                tx.prepare_cached(sql::COUNT_JOBS.sqlite)?
-                    .execute(named_params! {"$1": app_id, "$2": recorded, "$3": removed})?;
-            }
-        }
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error)?;
+        write_rows(&tx, batch, jobs).map_err(sqlite_error)?;
+        let verdicts = ready(commit_runs(&mut Rusqlite(&tx), &self.quotas, &batch.runs))?;
         // Dropped without a commit, the transaction rolls back.
-        tx.commit()
+        tx.commit().map_err(sqlite_error)?;
+        Ok(verdicts)
+    }
+}
+
+/// The batch's new jobs and finished attempts, and the counts of queued jobs they change.
+fn write_rows(
+    tx: &Transaction<'_>,
+    batch: &OutboxBatch,
+    jobs: &[JobValues],
+) -> rusqlite::Result<()> {
+    insert_jobs(tx, jobs)?;
+    let mut counts = JobCounts::default();
+    counts.recorded(jobs);
+    let mut delete = tx.prepare_cached(DELETE_FINISHED)?;
+    for finished in &batch.finished {
+        let removed = delete
+            .query_row(params![finished.id.to_string(), finished.attempt], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .optional()?;
+        if let Some((app_id, mode)) = removed {
+            counts.removed(&app_id, &mode);
+        }
+    }
+    for (app_id, recorded, removed) in counts.by_app() {
+        tx.prepare_cached(sql::COUNT_JOBS.sqlite)?
+            .execute(named_params! {"$1": app_id, "$2": recorded, "$3": removed})?;
+    }
+    Ok(())
+}
+
+/// `jobs` into the outbox, row by row (see [`INSERT_JOB`]).
+fn insert_jobs(tx: &Transaction<'_>, jobs: &[JobValues]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(INSERT_JOB)?;
+    for job in jobs {
+        insert.execute(params![
+            job.id,
+            job.app_id,
+            job.script_id,
+            job.mode,
+            job.source_kind,
+            job.payload,
+            job.trigger_depth,
+            job.status,
+            job.attempt,
+            job.owner,
+            job.lease_ms,
+        ])?;
+    }
+    Ok(())
+}
+
+/// The committer's transaction as a run's commit sees it: every call runs at once on this thread,
+/// so every future it answers is ready.
+struct Rusqlite<'t>(&'t Transaction<'t>);
+
+impl Rusqlite<'_> {
+    /// The statement `sql`, prepared once per connection, with `args` bound to `$1`, `$2`, …
+    fn statement(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> rusqlite::Result<CachedStatement<'_>> {
+        let mut statement = self.0.prepare_cached(sql.sqlite)?;
+        for (n, arg) in args.iter().enumerate() {
+            let Some(index) = statement.parameter_index(&format!("${}", n + 1))? else {
+                continue;
+            };
+            match arg {
+                Arg::Text(text) => statement.raw_bind_parameter(index, text.as_ref()),
+                Arg::OptText(text) => statement.raw_bind_parameter(index, text.as_deref()),
+                Arg::Int(n) => statement.raw_bind_parameter(index, n),
+                Arg::OptInt(n) => statement.raw_bind_parameter(index, n),
+                Arg::Bool(b) => statement.raw_bind_parameter(index, b),
+                Arg::OptBool(b) => statement.raw_bind_parameter(index, b),
+                Arg::Bytes(bytes) => statement.raw_bind_parameter(index, bytes),
+            }?;
+        }
+        Ok(statement)
+    }
+
+    fn rows<R: CommitRow>(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> rusqlite::Result<Vec<R>> {
+        let mut statement = self.statement(sql, args)?;
+        let mut rows = statement.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(R::from_rusqlite(row)?);
+        }
+        Ok(out)
+    }
+}
+
+impl CommitTx for Rusqlite<'_> {
+    fn fetch_optional<R: CommitRow>(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<Option<R>>> + Send {
+        let rows = self.rows(sql, args).map_err(sqlite_error);
+        future::ready(rows.map(|rows| rows.into_iter().next()))
+    }
+
+    fn fetch_all<R: CommitRow>(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<Vec<R>>> + Send {
+        future::ready(self.rows(sql, args).map_err(sqlite_error))
+    }
+
+    fn execute(
+        &mut self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<u64>> + Send {
+        let affected = self
+            .statement(sql, args)
+            .and_then(|mut statement| statement.raw_execute())
+            .map_err(sqlite_error);
+        future::ready(affected.map(|n| n as u64))
+    }
+
+    fn insert_jobs(&mut self, jobs: &[JobValues]) -> impl Future<Output = StoreResult<()>> + Send {
+        future::ready(insert_jobs(self.0, jobs).map_err(sqlite_error))
+    }
+}
+
+/// The output of `future`, whose every await is ready at once ([`Rusqlite`]'s).
+fn ready<T>(future: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => Err(StoreError::Internal(
+            "a commit on the SQLite committer waited, which it never should".to_owned(),
+        )),
     }
 }
 
 impl OutboxCommitter for SqliteCommitter {
-    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<()> {
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
         let jobs = JobValues::all(&batch.enqueue)?;
         let writer_lock = self.writer_lock.clone();
         let _writer = writer_lock.blocking_lock();
-        self.write(batch, &jobs).map_err(sqlite_error)
+        self.write(batch, &jobs)
     }
 }
 

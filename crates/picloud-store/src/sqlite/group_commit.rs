@@ -25,7 +25,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::{WriteTransaction, WriterConnection};
-use crate::commit::CommitBatch;
+use crate::commit::commit_runs;
 use crate::db::WriteTx;
 use crate::{AppQuotas, RunCommit, RunVerdict, StoreError, StoreResult};
 
@@ -138,18 +138,12 @@ async fn write_together(
             return Ok(());
         }
     };
-    let mut runs = CommitBatch::new(quotas);
-    let mut verdicts = Vec::with_capacity(batch.len());
-    for queued in &batch {
-        match runs.run(&mut tx, &queued.run).await {
-            Ok(verdict) => verdicts.push(verdict),
-            // Dropping the open transaction rolls it back.
-            Err(error) => return Err(RolledBack { batch, error }),
-        }
-    }
-    if let Err(error) = runs.finish(&mut tx).await {
-        return Err(RolledBack { batch, error });
-    }
+    let runs: Vec<RunCommit> = batch.iter().map(|queued| queued.run.clone()).collect();
+    let verdicts = match commit_runs(&mut tx, quotas, &runs).await {
+        Ok(verdicts) => verdicts,
+        // Dropping the open transaction rolls it back.
+        Err(error) => return Err(RolledBack { batch, error }),
+    };
     match commit(tx).await {
         Ok(()) => {
             for (queued, verdict) in batch.into_iter().zip(verdicts) {

@@ -6,7 +6,10 @@ use super::*;
 async fn commit_on_thread(
     mut committer: Box<dyn OutboxCommitter>,
     batch: OutboxBatch,
-) -> (Box<dyn OutboxCommitter>, Result<(), StoreError>) {
+) -> (
+    Box<dyn OutboxCommitter>,
+    Result<Vec<RunVerdict>, StoreError>,
+) {
     tokio::task::spawn_blocking(move || {
         let committed = committer.commit(&batch);
         (committer, committed)
@@ -50,6 +53,7 @@ both_backends!(
                     attempt: claimed[0].attempt,
                 }],
                 durable: true,
+                ..OutboxBatch::default()
             },
         )
         .await;
@@ -66,6 +70,83 @@ both_backends!(
         Ok(())
     }
 );
+
+// The platform's runs commit through the committer, with the outbox's rows (SQLite: on its own
+// rusqlite connection): a run's writes and trigger jobs, its job's completion, in one commit;
+// a stale read conflicts there as it does through the store.
+both_backends!(a_committer_commits_runs_with_its_rows, |store: Arc<
+    dyn Store,
+>| async move {
+    use picloud_core::tx::{Effects, KvRead, KvWrite, Seen};
+    let app = app(&store, "shop").await?;
+    let script = endpoint(&store, app.id, "work").await?;
+    kv_trigger(&store, &script, "orders", None, &[KvOp::Set]).await?;
+    enqueue(&store, vec![http_job(&script, "/a")]).await?;
+    let job = claim(&store, "node", 1).await?.pop().context("claimed")?;
+    let write = |value: serde_json::Value| KvWrite {
+        collection: collection("orders"),
+        key: key("o1"),
+        value: Some(value),
+    };
+    let run = |seen: Seen, value, finishes| RunCommit {
+        origin: origin(app.id, 0),
+        effects: Effects {
+            reads: vec![KvRead {
+                collection: collection("orders"),
+                key: key("o1"),
+                seen,
+            }],
+            writes: vec![write(value)],
+            ..Effects::default()
+        },
+        finishes,
+    };
+    let sync = http_job(&script, "/b");
+    let (committer, committed) = commit_on_thread(
+        store.outbox_committer()?,
+        OutboxBatch {
+            enqueue: vec![sync],
+            runs: vec![
+                run(Seen::Absent, json!(1), Some(job.attempt_ref())),
+                // Read before the first run committed: it conflicts.
+                run(Seen::Absent, json!(2), None),
+            ],
+            ..OutboxBatch::default()
+        },
+    )
+    .await;
+    ensure!(
+        committed?
+            == vec![
+                RunVerdict::Committed { trigger_jobs: 1 },
+                RunVerdict::Conflict
+            ],
+        "the first run commits, the second conflicts"
+    );
+    let (value, version) = store
+        .kv_read(app.id, &collection("orders"), &key("o1"))
+        .await?
+        .context("written")?;
+    ensure!(value == json!(1), "{value}");
+    let jobs = claim_all(&store).await?;
+    ensure!(
+        jobs.len() == 2,
+        "the batch's new job and the run's trigger job; the finished job is gone: {jobs:?}"
+    );
+    let (_, committed) = commit_on_thread(
+        committer,
+        OutboxBatch {
+            runs: vec![run(Seen::At(version), json!(3), None)],
+            ..OutboxBatch::default()
+        },
+    )
+    .await;
+    ensure!(
+        committed? == vec![RunVerdict::Committed { trigger_jobs: 1 }],
+        "a run that read the current version commits"
+    );
+    Ok(())
+});
 
 // PostgreSQL only: the committer keeps a connection of its own, which a restart of the server
 // (here: its backend terminated) breaks while it is idle.

@@ -32,7 +32,8 @@ use picloud_core::{
 use picloud_store::{
     AppPatch, AppQuotas, AppUsage, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt,
     KvWritten, Lease, NewJob, NewRoute, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
-    OverLimit, PageRequest, ScriptPatch, Store, StoreError, StoreServices, KV_ENTRY_OVERHEAD,
+    OverLimit, PageRequest, RunCommit, RunVerdict, ScriptPatch, Store, StoreError, StoreServices,
+    KV_ENTRY_OVERHEAD,
 };
 use picloud_test_support::fixtures::{app, conflict, endpoint, page};
 use picloud_test_support::{both_backends, fresh_store, Backend, TestDatabase};
@@ -174,6 +175,7 @@ async fn enqueue(store: &Arc<dyn Store>, jobs: Vec<NewJob>) -> anyhow::Result<()
             enqueue: jobs,
             finished: Vec::new(),
             durable: true,
+            ..OutboxBatch::default()
         })
         .await?;
     Ok(())
@@ -186,6 +188,7 @@ async fn finish(store: &Arc<dyn Store>, finished: Vec<JobAttempt>) -> anyhow::Re
             enqueue: Vec::new(),
             finished,
             durable: false,
+            ..OutboxBatch::default()
         })
         .await?;
     Ok(())

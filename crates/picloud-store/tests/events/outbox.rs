@@ -21,6 +21,7 @@ both_backends!(
                 enqueue: vec![job],
                 finished: Vec::new(),
                 durable: false,
+                ..OutboxBatch::default()
             })
             .await?;
         assert_eq!(depth(&store).await?, depth_of(0, 1), "running at once");

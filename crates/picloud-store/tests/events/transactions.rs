@@ -2,7 +2,6 @@
 //! dead-letter actions and its job's completion commit together, or nothing does.
 
 use picloud_core::tx::{DeadLetterAction, Effects, KvRangeRead, KvRead, KvWrite, Seen, Version};
-use picloud_store::{RunCommit, RunVerdict};
 
 use super::*;
 
