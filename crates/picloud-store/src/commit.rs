@@ -41,16 +41,16 @@ use crate::{
     KV_ENTRY_OVERHEAD,
 };
 
-/// A row a run's commit reads, from sqlx's rows or from rusqlite's (the recorder's own SQLite
-/// connection, `crate::sqlite::committer`).
-pub(crate) trait CommitRow: Row {
+/// A row read through sqlx or through rusqlite (SQLite's connections of our own: the outbox
+/// committer's, and the threads' readers, `crate::sqlite::direct`).
+pub trait AnyRow: Row {
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
 
 macro_rules! commit_rows {
     ($(($($column:tt: $kind:ty),+)),+ $(,)?) => {
         $(
-            impl CommitRow for ($($kind,)+) {
+            impl AnyRow for ($($kind,)+) {
                 fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
                     Ok(($(row.get::<_, $kind>($column)?,)+))
                 }
@@ -65,19 +65,20 @@ commit_rows! {
     (0: String, 1: i64),
     (0: String, 1: i64, 2: i64),
     (0: String, 1: Option<String>),
+    (0: String, 1: String, 2: i64),
 }
 
-/// The transaction a run's commit is written in: reads of [`CommitRow`]s, writes, and the
+/// The transaction a run's commit is written in: reads of [`AnyRow`]s, writes, and the
 /// outbox's insert of jobs. Every [`WriteTx`] is one; so is the SQLite committer's rusqlite
 /// transaction, whose futures are ready at once (and which is not `Send`: it stays on its thread).
 pub(crate) trait CommitTx {
-    fn fetch_optional<R: CommitRow>(
+    fn fetch_optional<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Option<R>>> + Send;
 
-    fn fetch_all<R: CommitRow>(
+    fn fetch_all<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
         args: &[Arg<'_>],
@@ -94,7 +95,7 @@ pub(crate) trait CommitTx {
 }
 
 impl<W: WriteTx> CommitTx for W {
-    async fn fetch_optional<R: CommitRow>(
+    async fn fetch_optional<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
         args: &[Arg<'_>],
@@ -102,7 +103,7 @@ impl<W: WriteTx> CommitTx for W {
         Ok(WriteTx::fetch_optional(self, sql, args).await?)
     }
 
-    async fn fetch_all<R: CommitRow>(
+    async fn fetch_all<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
         args: &[Arg<'_>],

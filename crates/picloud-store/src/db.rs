@@ -27,6 +27,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments as _, Database, Encode, FromRow, Type};
 
+use crate::commit::AnyRow;
 use crate::errors::UniqueRule;
 use crate::jobs::JobValues;
 use crate::{
@@ -296,6 +297,14 @@ pub trait Engine: Send + Sync + 'static {
     fn write(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> impl Future<Output = DbResult<u64>> + Send;
 
     fn begin_write(&self) -> impl Future<Output = DbResult<Self::Write>> + Send;
+
+    /// The rows of a read of scripts' data (`crate::kv`): on SQLite through the calling thread's
+    /// own connection (`crate::sqlite::direct`), with no hop to another thread.
+    fn read_rows<R: AnyRow>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<Vec<R>>> + Send;
 
     /// [`crate::KvStore::commit_run`]: `crate::commit` in a transaction (SQLite: shared with
     /// the runs that wait beside it).

@@ -21,8 +21,9 @@ impl<E: Engine> KvStore for E {
         key: &KvKey,
     ) -> StoreResult<Option<(serde_json::Value, Version)>> {
         let entry: Option<(String, i64)> = self
-            .fetch_optional(sql::GET_KV, &entry_args(app_id, collection, key))
-            .await?;
+            .read_rows(sql::GET_KV, &entry_args(app_id, collection, key))
+            .await?
+            .pop();
         entry
             .map(|(text, version)| Ok((json_value("kv_entries", &text)?, version)))
             .transpose()
@@ -35,8 +36,9 @@ impl<E: Engine> KvStore for E {
         key: &KvKey,
     ) -> StoreResult<Option<Version>> {
         let version: Option<(i64,)> = self
-            .fetch_optional(sql::KV_VERSION, &entry_args(app_id, collection, key))
-            .await?;
+            .read_rows(sql::KV_VERSION, &entry_args(app_id, collection, key))
+            .await?
+            .pop();
         Ok(version.map(|(version,)| version))
     }
 
@@ -49,7 +51,7 @@ impl<E: Engine> KvStore for E {
         let range = KvRange::new(request, Listed::Values)?;
         let app_id = app_id.to_string();
         let rows: Vec<(String, String, i64)> = self
-            .fetch_all(range.sql(), &range.args(&app_id, collection))
+            .read_rows(range.sql(), &range.args(&app_id, collection))
             .await?;
         let items = rows
             .into_iter()

@@ -23,7 +23,7 @@ use self::committer::{
     commit_batch, push_attempts_locked_in_order, OwnRuntime, PgCommitter,
     BEGIN_BY_KEY_WITHOUT_FLUSH,
 };
-use crate::commit::commit_runs;
+use crate::commit::{commit_runs, AnyRow};
 use crate::db::{arguments, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
@@ -132,6 +132,10 @@ impl Engine for PgStore {
 
     async fn begin_write(&self) -> DbResult<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
+    }
+
+    async fn read_rows<R: AnyRow>(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> StoreResult<Vec<R>> {
+        Ok(self.fetch_all(sql, args).await?)
     }
 
     /// Each run in a transaction of its own: concurrent commits share WAL flushes already.

@@ -396,7 +396,7 @@ pub(crate) struct UsageRow {
     pub kv_version: i64,
 }
 
-impl crate::commit::CommitRow for UsageRow {
+impl crate::commit::AnyRow for UsageRow {
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             kv_bytes: row.get("kv_bytes")?,
@@ -424,7 +424,7 @@ pub(crate) struct KvTriggerRow {
     ops: String,
 }
 
-impl crate::commit::CommitRow for KvTriggerRow {
+impl crate::commit::AnyRow for KvTriggerRow {
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             script_id: row.get("script_id")?,

@@ -21,10 +21,12 @@
 //! the [`Engine`] primitives on these pools and the hooks where SQLite differs.
 
 mod committer;
+mod direct;
 mod files;
 mod group_commit;
 mod writer;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Sqlite};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::commit::AnyRow;
 use crate::db::{sqlite, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
@@ -49,6 +52,7 @@ use crate::{
 };
 
 use self::committer::SqliteCommitter;
+use self::direct::Readers;
 use self::group_commit::RunQueue;
 use self::writer::{bind, WriteTransaction, WriterConnection};
 
@@ -63,6 +67,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Runs' commits, on their way to the group-commit task that writes them on `writer`.
     runs: RunQueue,
+    /// Scripts' KV reads, on the reading thread's own connection.
+    readers: Readers,
     path: PathBuf,
     quotas: AppQuotas,
 }
@@ -114,6 +120,7 @@ impl SqliteStore {
         };
         Ok(Self {
             runs: RunQueue::start(writer.clone(), config.quotas),
+            readers: Readers::new(path.to_owned()),
             writer,
             reader,
             path: path.to_owned(),
@@ -173,6 +180,15 @@ impl Engine for SqliteStore {
 
     async fn begin_write(&self) -> DbResult<WriteTransaction> {
         self.writer.begin().await
+    }
+
+    /// On this thread, through its own connection (`direct`): the read is done when this returns.
+    fn read_rows<R: AnyRow>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = StoreResult<Vec<R>>> + Send {
+        std::future::ready(self.readers.rows(sql, args))
     }
 
     /// Group-committed (see `group_commit`).
@@ -240,6 +256,7 @@ impl Engine for SqliteStore {
     /// Waits for a group commit in flight; the runs queued after it find the writer closed
     /// and are answered `Unavailable`, like every other call.
     async fn close_pools(&self) {
+        self.readers.close();
         self.writer.pool.close().await;
         self.reader.close().await;
     }

@@ -18,12 +18,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rusqlite::{
-    named_params, params, CachedStatement, Connection, ErrorCode, OpenFlags, OptionalExtension,
-    Transaction, TransactionBehavior,
+    named_params, params, Connection, OpenFlags, OptionalExtension, Transaction,
+    TransactionBehavior,
 };
 use tokio::sync::Mutex;
 
-use crate::commit::{commit_runs, CommitRow, CommitTx};
+use super::direct::{self, sqlite_error};
+use crate::commit::{commit_runs, AnyRow, CommitTx};
 use crate::db::{sqlite, Arg, Sql};
 use crate::jobs::{JobCounts, JobValues};
 use crate::sql::{self, insert_into_outbox};
@@ -161,54 +162,22 @@ fn insert_jobs(tx: &Transaction<'_>, jobs: &[JobValues]) -> rusqlite::Result<()>
 /// so every future it answers is ready.
 struct Rusqlite<'t>(&'t Transaction<'t>);
 
-impl Rusqlite<'_> {
-    /// The statement `sql`, prepared once per connection, with `args` bound to `$1`, `$2`, …
-    fn statement(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> rusqlite::Result<CachedStatement<'_>> {
-        let mut statement = self.0.prepare_cached(sql.sqlite)?;
-        for (n, arg) in args.iter().enumerate() {
-            let Some(index) = statement.parameter_index(&format!("${}", n + 1))? else {
-                continue;
-            };
-            match arg {
-                Arg::Text(text) => statement.raw_bind_parameter(index, text.as_ref()),
-                Arg::OptText(text) => statement.raw_bind_parameter(index, text.as_deref()),
-                Arg::Int(n) => statement.raw_bind_parameter(index, n),
-                Arg::OptInt(n) => statement.raw_bind_parameter(index, n),
-                Arg::Bool(b) => statement.raw_bind_parameter(index, b),
-                Arg::OptBool(b) => statement.raw_bind_parameter(index, b),
-                Arg::Bytes(bytes) => statement.raw_bind_parameter(index, bytes),
-            }?;
-        }
-        Ok(statement)
-    }
-
-    fn rows<R: CommitRow>(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> rusqlite::Result<Vec<R>> {
-        let mut statement = self.statement(sql, args)?;
-        let mut rows = statement.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(R::from_rusqlite(row)?);
-        }
-        Ok(out)
-    }
-}
-
 impl CommitTx for Rusqlite<'_> {
-    fn fetch_optional<R: CommitRow>(
+    fn fetch_optional<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Option<R>>> + Send {
-        let rows = self.rows(sql, args).map_err(sqlite_error);
+        let rows = direct::rows(self.0, sql, args).map_err(sqlite_error);
         future::ready(rows.map(|rows| rows.into_iter().next()))
     }
 
-    fn fetch_all<R: CommitRow>(
+    fn fetch_all<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Vec<R>>> + Send {
-        future::ready(self.rows(sql, args).map_err(sqlite_error))
+        future::ready(direct::rows(self.0, sql, args).map_err(sqlite_error))
     }
 
     fn execute(
@@ -216,8 +185,7 @@ impl CommitTx for Rusqlite<'_> {
         sql: Sql<'_>,
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<u64>> + Send {
-        let affected = self
-            .statement(sql, args)
+        let affected = direct::statement(self.0, sql, args)
             .and_then(|mut statement| statement.raw_execute())
             .map_err(sqlite_error);
         future::ready(affected.map(|n| n as u64))
@@ -244,15 +212,5 @@ impl OutboxCommitter for SqliteCommitter {
         let writer_lock = self.writer_lock.clone();
         let _writer = writer_lock.blocking_lock();
         self.write(batch, &jobs)
-    }
-}
-
-/// Busy, locked or unopenable files are the database being out of reach for now.
-fn sqlite_error(err: rusqlite::Error) -> StoreError {
-    match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
-            StoreError::Unavailable(err.to_string())
-        }
-        _ => StoreError::Internal(err.to_string()),
     }
 }
