@@ -14,13 +14,16 @@ use picloud_core::{
     Principal, Resolution, ScriptKind,
 };
 use picloud_orchestrator::{
-    DeadLetterFilter, DeadLetterStatus, DispatchConfig, InvokeError, InvokeRequest, JobConfig,
-    NewKvTriggerInput, NewRouteInput, PageRequest, Platform, PlatformConfig,
+    DeadLetterFilter, DeadLetterStatus, DispatchConfig, InvokeError, JobConfig, NewKvTriggerInput,
+    PageRequest, Platform, PlatformConfig,
 };
 use picloud_store::{AppQuotas, NewJob, OutboxBatch, Store};
 use picloud_test_support::both_backends;
-use picloud_test_support::platform::{admin, app_with_script, route, script, start, start_with};
-use serde_json::{json, Value};
+use picloud_test_support::eventually;
+use picloud_test_support::platform::{
+    admin, app_with_script, deploy, kv, request, route, script, start, start_with,
+};
+use serde_json::json;
 
 /// Settings sized for tests: quick retries, a short lease and poll.
 fn quick() -> PlatformConfig {
@@ -37,68 +40,6 @@ fn quick() -> PlatformConfig {
             ..DispatchConfig::default()
         },
         ..PlatformConfig::default()
-    }
-}
-
-fn request(slug: &str, method: &str, path: &str, body: Value) -> InvokeRequest {
-    InvokeRequest {
-        slug: slug.to_owned(),
-        method: method.to_owned(),
-        path: path.to_owned(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-        ..InvokeRequest::default()
-    }
-}
-
-/// An app `slug` whose script `source` answers `method path` in `mode`.
-async fn deploy(
-    platform: &Platform,
-    actor: &Principal,
-    slug: &str,
-    source: &str,
-    mode: DispatchMode,
-) -> AppId {
-    let (app_id, script_id) = app_with_script(platform, actor, slug, source).await;
-    platform
-        .routes()
-        .create(
-            actor,
-            script_id,
-            NewRouteInput {
-                dispatch_mode: mode,
-                ..route("POST", "/run")
-            },
-        )
-        .await
-        .expect("the route is created");
-    app_id
-}
-
-async fn kv(store: &Arc<dyn Store>, app_id: AppId, collection: &str, key: &str) -> Option<Value> {
-    store
-        .kv_get(
-            app_id,
-            &CollectionName::parse(collection).expect("a collection"),
-            &KvKey::parse(key).expect("a key"),
-        )
-        .await
-        .expect("a store answer")
-}
-
-/// Polls `probe` until it answers `Some`, or fails after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -4,17 +4,18 @@
 //! run a script again and, past the limit, answer `conflict`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use picloud_core::exec::{ExecErrorKind, ResponseBody};
-use picloud_core::{AppId, CollectionName, DispatchMode, KvKey, Principal};
+use picloud_core::{AppId, CollectionName, DispatchMode};
 use picloud_orchestrator::{
-    CommitConfig, DispatchConfig, InvokeError, InvokeRequest, InvokeResponse, JobConfig,
-    NewRouteInput, Platform, PlatformConfig,
+    CommitConfig, DispatchConfig, InvokeError, InvokeRequest, InvokeResponse, JobConfig, Platform,
+    PlatformConfig,
 };
 use picloud_store::Store;
 use picloud_test_support::both_backends;
-use picloud_test_support::platform::{admin, app_with_script, route, start_with};
+use picloud_test_support::eventually;
+use picloud_test_support::platform::{admin, deploy, kv, request, start_with};
 use serde_json::{json, Value};
 
 /// Quick retries and polls, and as many executions at once as a busy server runs.
@@ -37,39 +38,23 @@ fn config() -> PlatformConfig {
     }
 }
 
-/// An app `slug` whose script `source` answers `POST /run` in `mode`.
-async fn deploy(
-    platform: &Platform,
-    actor: &Principal,
+/// A platform with [`config`] and an app `slug` whose script `source` answers `POST /run` in
+/// `mode`.
+async fn serve(
+    store: &Arc<dyn Store>,
     slug: &str,
     source: &str,
     mode: DispatchMode,
-) -> AppId {
-    let (app_id, script_id) = app_with_script(platform, actor, slug, source).await;
-    platform
-        .routes()
-        .create(
-            actor,
-            script_id,
-            NewRouteInput {
-                dispatch_mode: mode,
-                ..route("POST", "/run")
-            },
-        )
-        .await
-        .expect("the route is created");
-    app_id
+) -> (Platform, AppId) {
+    let platform = start_with(store.clone(), config()).await;
+    let actor = admin(&platform).await;
+    let app_id = deploy(&platform, &actor, slug, source, mode).await;
+    (platform, app_id)
 }
 
+/// `POST /run` of app `slug` with `body`.
 fn post(slug: &str, body: Value) -> InvokeRequest {
-    InvokeRequest {
-        slug: slug.to_owned(),
-        method: "POST".to_owned(),
-        path: "/run".to_owned(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-        ..InvokeRequest::default()
-    }
+    request(slug, "POST", "/run", body)
 }
 
 /// Sends every body at once; the answers in the order of `bodies`.
@@ -107,33 +92,6 @@ fn json_of(answer: &Result<InvokeResponse, InvokeError>) -> Value {
     }
 }
 
-async fn kv(store: &Arc<dyn Store>, app_id: AppId, collection: &str, key: &str) -> Option<Value> {
-    store
-        .kv_get(
-            app_id,
-            &CollectionName::parse(collection).expect("a collection"),
-            &KvKey::parse(key).expect("a key"),
-        )
-        .await
-        .expect("a store answer")
-}
-
-/// Polls `probe` until it answers `Some`, or fails after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The counter of the issue: 30 concurrent POSTs ended at 4 when every handler read 3 and
 /// wrote 4. Now each increment is a transaction, run again when another committed first.
 const COUNTER: &str = r#"
@@ -146,9 +104,7 @@ const COUNTER: &str = r#"
 both_backends!(
     a_hundred_concurrent_increments_through_get_and_set_end_at_exactly_a_hundred,
     |store| async move {
-        let platform = start_with(store.clone(), config()).await;
-        let actor = admin(&platform).await;
-        let app_id = deploy(&platform, &actor, "count", COUNTER, DispatchMode::Sync).await;
+        let (platform, app_id) = serve(&store, "count", COUNTER, DispatchMode::Sync).await;
         let answers = concurrently(&platform, "count", vec![json!({}); 100]).await;
         let mut seen: Vec<i64> = answers
             .iter()
@@ -173,11 +129,8 @@ both_backends!(
 both_backends!(
     concurrent_transfers_between_two_accounts_keep_the_total,
     |store| async move {
-        let platform = start_with(store.clone(), config()).await;
-        let actor = admin(&platform).await;
-        let app_id = deploy(
-            &platform,
-            &actor,
+        let (platform, app_id) = serve(
+            &store,
             "bank",
             r#"
             let accounts = kv::collection("accounts");
@@ -216,11 +169,8 @@ both_backends!(
 // stays. Under snapshot isolation both runs see two on call and both leave; serializable runs
 // keep one.
 both_backends!(write_skew_cannot_happen, |store| async move {
-    let platform = start_with(store.clone(), config()).await;
-    let actor = admin(&platform).await;
-    let app_id = deploy(
-        &platform,
-        &actor,
+    let (platform, app_id) = serve(
+        &store,
         "oncall",
         r#"
             let shift = kv::collection(`shift${ctx.request.json.round}`);
@@ -262,11 +212,8 @@ both_backends!(write_skew_cannot_happen, |store| async move {
 both_backends!(
     a_list_based_check_holds_under_concurrent_inserts,
     |store| async move {
-        let platform = start_with(store.clone(), config()).await;
-        let actor = admin(&platform).await;
-        let app_id = deploy(
-            &platform,
-            &actor,
+        let (platform, app_id) = serve(
+            &store,
             "room",
             r#"
             let seats = kv::collection("seats");
@@ -305,11 +252,8 @@ both_backends!(
 both_backends!(
     a_run_that_writes_and_then_throws_leaves_nothing,
     |store| async move {
-        let platform = start_with(store.clone(), config()).await;
-        let actor = admin(&platform).await;
-        let app_id = deploy(
-            &platform,
-            &actor,
+        let (platform, app_id) = serve(
+            &store,
             "oops",
             r#"
             kv::collection("c").set("half", true);
@@ -334,11 +278,8 @@ both_backends!(
 // The issue's async job that wrote one entry and then threw, retried five times, left five
 // copies. A failed attempt writes nothing; only the attempt that succeeds commits.
 both_backends!(a_retried_jobs_writes_appear_once, |store| async move {
-    let platform = start_with(store.clone(), config()).await;
-    let actor = admin(&platform).await;
-    let app_id = deploy(
-        &platform,
-        &actor,
+    let (platform, app_id) = serve(
+        &store,
         "retry",
         r#"
             let c = kv::collection("c");

@@ -87,6 +87,25 @@ pub mod scenario;
 #[cfg(feature = "server")]
 pub mod server;
 
+/// Polls `probe` every 20 ms until it answers `Some`, or fails the test after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The instance admin's password in every test that makes one.
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 

@@ -4,11 +4,15 @@
 use std::sync::Arc;
 
 use picloud_core::{
-    AppName, AppSlug, DispatchMode, KeptHeaders, Principal, RouteMethod, RoutePath, ScriptKind,
+    AppId, AppName, AppSlug, CollectionName, DispatchMode, KeptHeaders, KvKey, Principal,
+    RouteMethod, RoutePath, ScriptKind,
 };
 use picloud_executor::ExecutorConfig;
-use picloud_orchestrator::{NewApp, NewRouteInput, NewScriptInput, Platform, PlatformConfig};
+use picloud_orchestrator::{
+    InvokeRequest, NewApp, NewRouteInput, NewScriptInput, Platform, PlatformConfig,
+};
 use picloud_store::Store;
+use serde_json::Value;
 
 use crate::ADMIN_PASSWORD;
 
@@ -92,4 +96,57 @@ pub async fn app_with_script(
         .await
         .expect("the script is created");
     (app.id, script.id)
+}
+
+/// A public request of app `slug` with a JSON body.
+pub fn request(slug: &str, method: &str, path: &str, body: Value) -> InvokeRequest {
+    InvokeRequest {
+        slug: slug.to_owned(),
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        ..InvokeRequest::default()
+    }
+}
+
+/// An app `slug` whose script `source` answers `POST /run` in `mode`.
+pub async fn deploy(
+    platform: &Platform,
+    actor: &Principal,
+    slug: &str,
+    source: &str,
+    mode: DispatchMode,
+) -> AppId {
+    let (app_id, script_id) = app_with_script(platform, actor, slug, source).await;
+    platform
+        .routes()
+        .create(
+            actor,
+            script_id,
+            NewRouteInput {
+                dispatch_mode: mode,
+                ..route("POST", "/run")
+            },
+        )
+        .await
+        .expect("the route is created");
+    app_id
+}
+
+/// What the app's KV entry holds, read from the store.
+pub async fn kv(
+    store: &Arc<dyn Store>,
+    app_id: AppId,
+    collection: &str,
+    key: &str,
+) -> Option<Value> {
+    store
+        .kv_get(
+            app_id,
+            &CollectionName::parse(collection).expect("a collection"),
+            &KvKey::parse(key).expect("a key"),
+        )
+        .await
+        .expect("a store answer")
 }

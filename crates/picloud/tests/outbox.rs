@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use picloud_store::Backend;
 use picloud_test_support::binary::{Database, Process};
 use picloud_test_support::http::{get_json, Admin};
-use picloud_test_support::ADMIN_PASSWORD;
+use picloud_test_support::{eventually, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 
 /// Retries after 200 ms then 400 ms (± 20 %), three attempts, due jobs looked for every 50 ms.
@@ -59,22 +59,6 @@ async fn accepted(url: &str, body: Value) -> String {
         "x-picloud-execution-id names the same execution"
     );
     id
-}
-
-/// Polls `probe` every 20 ms until it gives `Some`, for at most `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The app's dead letters with `status` once there are `count` of them.

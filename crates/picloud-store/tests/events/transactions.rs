@@ -51,6 +51,24 @@ async fn seen(store: &Arc<dyn Store>, app_id: AppId, name: &str, k: &str) -> any
         .map_or(Seen::Absent, |(_, version)| Seen::At(version)))
 }
 
+/// Commits `run`, which must come back `expected` and leave the key `(collection, key)` of
+/// `store`'s app unwritten: a run that is not committed writes nothing.
+async fn not_committed(
+    store: &Arc<dyn Store>,
+    run: RunCommit,
+    expected: RunVerdict,
+    (collection, key): (&str, &str),
+) -> anyhow::Result<()> {
+    let app_id = run.origin.app_id;
+    let verdict = store.commit_run(run).await?;
+    ensure!(verdict == expected, "{verdict:?}, not {expected:?}");
+    ensure!(
+        entry(store, app_id, collection, key).await?.is_none(),
+        "a run that is not committed ({verdict:?}) writes nothing"
+    );
+    Ok(())
+}
+
 both_backends!(
     a_run_commits_its_writes_with_the_jobs_their_triggers_fire,
     |store| async move {
@@ -115,21 +133,15 @@ both_backends!(
         store
             .kv_set(origin(shop.id, 0), &collection("c"), &key("n"), &json!(2))
             .await?;
-        let verdict = store
-            .commit_run(run(
-                shop.id,
-                vec![read("c", "n", before)],
-                vec![
-                    write("c", "n", Some(json!(2))),
-                    write("c", "other", Some(json!("x"))),
-                ],
-            ))
-            .await?;
-        ensure!(verdict == RunVerdict::Conflict, "{verdict:?}");
-        ensure!(
-            entry(&store, shop.id, "c", "other").await?.is_none(),
-            "none of its writes is kept"
+        let stale = run(
+            shop.id,
+            vec![read("c", "n", before)],
+            vec![
+                write("c", "n", Some(json!(2))),
+                write("c", "other", Some(json!("x"))),
+            ],
         );
+        not_committed(&store, stale, RunVerdict::Conflict, ("c", "other")).await?;
         let fired = claim_all(&store).await?.len();
         ensure!(
             fired == 1 && jobs_before == 1,
@@ -220,14 +232,8 @@ both_backends!(
         );
         // A key inserted into the range (the run's own commit above) is a phantom to a run
         // that listed it before.
-        let verdict = store
-            .commit_run(uniqueness_check(range(&page), "user:5"))
-            .await?;
-        ensure!(verdict == RunVerdict::Conflict, "a phantom: {verdict:?}");
-        ensure!(
-            entry(&store, shop.id, "c", "user:5").await?.is_none(),
-            "nothing written"
-        );
+        let phantom = uniqueness_check(range(&page), "user:5");
+        not_committed(&store, phantom, RunVerdict::Conflict, ("c", "user:5")).await?;
         Ok(())
     }
 );
@@ -243,17 +249,11 @@ both_backends!(
             attempt: job.attempt + 1,
             ..job.attempt_ref()
         };
-        let fenced = store
-            .commit_run(RunCommit {
-                finishes: Some(stale),
-                ..run(shop.id, Vec::new(), vec![write("c", "k", Some(json!(1)))])
-            })
-            .await?;
-        ensure!(fenced == RunVerdict::Fenced, "{fenced:?}");
-        ensure!(
-            entry(&store, shop.id, "c", "k").await?.is_none(),
-            "nothing of a fenced run is written"
-        );
+        let fenced = RunCommit {
+            finishes: Some(stale),
+            ..run(shop.id, Vec::new(), vec![write("c", "k", Some(json!(1)))])
+        };
+        not_committed(&store, fenced, RunVerdict::Fenced, ("c", "k")).await?;
         ensure!(
             depth(&store).await? == depth_of(0, 1),
             "the job is still running"
@@ -395,21 +395,15 @@ both_backends!(
             "resolved"
         );
         // Closed meanwhile: the run's view no longer holds.
-        let verdict = store
-            .commit_run(RunCommit {
-                effects: Effects {
-                    writes: vec![write("log", "twice", Some(json!(1)))],
-                    dead_letters: vec![DeadLetterAction::Resolve { id: first.id }],
-                    ..Effects::default()
-                },
-                ..run(shop.id, Vec::new(), Vec::new())
-            })
-            .await?;
-        ensure!(verdict == RunVerdict::Conflict, "{verdict:?}");
-        ensure!(
-            entry(&store, shop.id, "log", "twice").await?.is_none(),
-            "and its writes are not kept"
-        );
+        let closed = RunCommit {
+            effects: Effects {
+                writes: vec![write("log", "twice", Some(json!(1)))],
+                dead_letters: vec![DeadLetterAction::Resolve { id: first.id }],
+                ..Effects::default()
+            },
+            ..run(shop.id, Vec::new(), Vec::new())
+        };
+        not_committed(&store, closed, RunVerdict::Conflict, ("log", "twice")).await?;
         Ok(())
     }
 );
