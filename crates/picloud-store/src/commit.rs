@@ -121,7 +121,7 @@ impl<W: WriteTx> CommitTx for W {
 }
 
 /// The runs committed in one transaction, and what they changed of each app's counts.
-pub(crate) struct CommitBatch<'q> {
+struct CommitBatch<'q> {
     quotas: &'q AppQuotas,
     /// The apps the batch touched; `None` for an app that is gone.
     apps: BTreeMap<AppId, Option<AppCounts>>,
@@ -160,7 +160,7 @@ struct Planned<'r> {
 type Before = Option<(String, i64, i64)>;
 
 impl<'q> CommitBatch<'q> {
-    pub(crate) fn new(quotas: &'q AppQuotas) -> Self {
+    fn new(quotas: &'q AppQuotas) -> Self {
         Self {
             quotas,
             apps: BTreeMap::new(),
@@ -170,11 +170,7 @@ impl<'q> CommitBatch<'q> {
 
     /// Commits `run` into `tx` when its reads hold and its writes are admitted; see the module's
     /// doc. `Err` is a database failure, after which `tx` may hold part of the run: roll it back.
-    pub(crate) async fn run<T: CommitTx>(
-        &mut self,
-        tx: &mut T,
-        run: &RunCommit,
-    ) -> StoreResult<RunVerdict> {
+    async fn run<T: CommitTx>(&mut self, tx: &mut T, run: &RunCommit) -> StoreResult<RunVerdict> {
         let app_id = run.origin.app_id;
         let app = app_id.to_string();
         // 1. The app, locked.
@@ -373,7 +369,7 @@ impl<'q> CommitBatch<'q> {
     }
 
     /// Writes the counts of the apps the batch's runs changed, in the apps' order.
-    pub(crate) async fn finish<T: CommitTx>(self, tx: &mut T) -> StoreResult<()> {
+    async fn finish<T: CommitTx>(self, tx: &mut T) -> StoreResult<()> {
         for (app_id, counts) in self.apps {
             let Some(counts) = counts else { continue };
             if counts.bytes != 0 || counts.jobs != 0 || counts.commits != 0 {

@@ -78,6 +78,9 @@ pub(crate) fn entry_args<'a>(
     ]
 }
 
+/// How often [`write_one`] runs again when other commits keep changing its key.
+const WRITE_ONE_TRIES: usize = 100;
+
 /// `kv_set` (`value`) or `kv_delete` (`None`): a run that reads the key and writes it, run again
 /// while another commit changes the key between its read and its commit.
 pub(crate) async fn write_one<S: KvStore + ?Sized>(
@@ -87,7 +90,7 @@ pub(crate) async fn write_one<S: KvStore + ?Sized>(
     key: &KvKey,
     value: Option<&serde_json::Value>,
 ) -> StoreResult<KvWritten> {
-    loop {
+    for _ in 0..WRITE_ONE_TRIES {
         let prev = store.kv_read(origin.app_id, collection, key).await?;
         if prev.is_none() && value.is_none() {
             return Ok(KvWritten {
@@ -132,6 +135,9 @@ pub(crate) async fn write_one<S: KvStore + ?Sized>(
             }
         }
     }
+    Err(StoreError::Unavailable(format!(
+        "the KV entry '{key}' was changed by others during {WRITE_ONE_TRIES} tries"
+    )))
 }
 
 /// What a KV list reads of each entry.

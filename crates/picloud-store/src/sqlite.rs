@@ -10,8 +10,10 @@
 //!   read-then-write never fails half-way when another process (`picloud migrate`, a CLI
 //!   command) holds the lock; `busy_timeout` (5 s) waits for that process instead.
 //! - `synchronous = FULL`: an admin write is on disk when the call returns.
-//! - Runs' commits are group-committed (`group_commit`): the runs that finish while a commit is
-//!   in flight share the next transaction and its fsync.
+//! - The platform's runs commit with the outbox's group commits, on the committer's own
+//!   rusqlite connection (`committer`); a store's own `commit_run` (an admin replay, `kv_set`)
+//!   is group-committed on the writer pool (`group_commit`). Scripts' KV reads run on the
+//!   reading thread's own read-only rusqlite connection (`direct`): no hop to sqlx's thread.
 //! - Timestamps come from SQLite's clock (`unixepoch('now', 'subsec')`, SQLite ≥ 3.42; the
 //!   bundled library is newer), which is stable within one statement.
 //! - On Unix the data directory and the database file PiCloud creates are private to its user
@@ -491,6 +493,55 @@ mod tests {
             .map(|rows| rows.len());
         assert!(rowid.is_err(), "a table WITHOUT ROWID has none: {rowid:?}");
         store.close().await;
+    }
+
+    // Scripts' reads go through the reading thread's own connection (`direct`): they see what
+    // the writer committed, and stop with the store like the pools do.
+    #[tokio::test]
+    async fn reads_on_the_threads_own_connection_see_commits_and_stop_at_close() {
+        use picloud_core::services::WriteOrigin;
+        use picloud_core::{CollectionName, KvKey};
+
+        use crate::KvStore;
+
+        let (_dir, store) = migrated_store().await;
+        let app = store
+            .create_app(&crate::NewApp {
+                slug: AppSlug::parse("shop").expect("a slug"),
+                name: AppName::parse("Shop").expect("a name"),
+                expose_errors: false,
+            })
+            .await
+            .expect("the app");
+        let (c, k) = (
+            CollectionName::parse("c").expect("a collection"),
+            KvKey::parse("k").expect("a key"),
+        );
+        for n in 1..=3 {
+            let origin = WriteOrigin {
+                app_id: app.id,
+                trigger_depth: 0,
+                trigger_jobs_left: 0,
+            };
+            store
+                .kv_set(origin, &c, &k, &serde_json::json!(n))
+                .await
+                .expect("a write");
+            let (value, _) = store
+                .kv_read(app.id, &c, &k)
+                .await
+                .expect("a read")
+                .expect("the entry");
+            assert_eq!(value, serde_json::json!(n), "the read sees the last commit");
+        }
+        store.close().await;
+        assert!(
+            matches!(
+                store.kv_read(app.id, &c, &k).await,
+                Err(StoreError::Unavailable(_))
+            ),
+            "a closed store refuses reads"
+        );
     }
 
     async fn migrated_store() -> (tempfile::TempDir, SqliteStore) {
