@@ -19,13 +19,16 @@ use picloud_test_support::platform::{admin, deploy, kv, request, start_with};
 use serde_json::{json, Value};
 
 /// Quick retries and polls, and as many executions at once as a busy server runs. The tests
-/// are about exact results, not the limit of runs: with 100 requests on one key, on PostgreSQL,
-/// on a machine busy with a CI run, one request once did not get its 200 within the default 32
-/// runs (past them it answers `409` by design, which `a_conflicting_run_…` tests).
+/// are about exact results, not the limits around them: with 100 requests on one key, on
+/// PostgreSQL, on a machine busy with a CI run, one request once did not get its 200 within the
+/// default 32 runs (past them it answers `409` by design, which `a_conflicting_run_…` tests),
+/// and once waited more than the gate's default second for a permit (`503 overloaded`: a run
+/// keeps its permit while it waits to run again).
 fn config() -> PlatformConfig {
     PlatformConfig {
         gate_size: 16,
         gate_app_share_percent: 100,
+        gate_wait_ms: 60_000,
         commits: CommitConfig {
             max_runs: 1_000,
             ..CommitConfig::default()
