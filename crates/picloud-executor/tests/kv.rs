@@ -567,6 +567,51 @@ both_backends!(
     }
 );
 
+// #15: a run keeps a record of every key it read until it commits. A script reading distinct keys
+// in a loop grows that record: it is the run's memory, so the budget stops it.
+both_backends!(
+    the_record_of_what_a_run_read_counts_against_its_memory,
+    |store| async move {
+        let h = limited_harness(
+            &store,
+            Limits {
+                max_memory_bytes: 1024 * 1024,
+                timeout_ms: 60_000,
+                ..Limits::default()
+            },
+        )
+        .await;
+        // Keys of 400 bytes: 1 MiB holds the record of about 2,000 reads (each read's answer
+        // is charged too, but a missing key's `()` costs a few bytes).
+        let outcome = h
+            .run(
+                r#"
+                let c = kv::collection("c");
+                let pad = ""; pad.pad(400, 'k');
+                for i in 0..1000000 {
+                    if i % 500 == 0 { log::info(`${i}`); }
+                    c.get(`${pad}${i}`);
+                }
+                "#,
+            )
+            .await;
+        let last: u64 = outcome
+            .logs
+            .last()
+            .and_then(|line| line.message.parse().ok())
+            .expect("a count was logged");
+        assert_error(
+            &failed(outcome),
+            ExecErrorKind::LimitExceeded,
+            "the script held more than its limit of 1 MiB of memory",
+        );
+        assert!(
+            last < 5_000,
+            "the record of the reads filled the budget, not the reads' answers: {last} reads"
+        );
+    }
+);
+
 both_backends!(the_kv_examples_in_the_sdk_docs_work, |store| async move {
     let h = harness(&store, "shop").await;
     let first = h

@@ -75,11 +75,14 @@ fn get(kv: &mut KvCollection, key: Dynamic) -> SdkResult<Dynamic> {
     }) {
         return written;
     }
-    let value = context::off_the_books(|| {
+    let (value, version) = context::off_the_books(|| {
         let entry = service_call(F, grant.services.kv_get(grant.app_id, &kv.name, &key))?;
-        saw(&kv.name, &key, entry.as_ref().map(|(_, version)| *version));
-        entry.map_or(Ok(Dynamic::UNIT), |(value, _)| stored_value(F, value))
+        let version = entry.as_ref().map(|(_, version)| *version);
+        let value = entry.map_or(Ok(Dynamic::UNIT), |(value, _)| stored_value(F, value))?;
+        SdkResult::Ok((value, version))
     })?;
+    // On the run's books: a script reading many keys holds their record until it commits.
+    saw(&kv.name, &key, version);
     Ok(received(value))
 }
 
@@ -119,10 +122,13 @@ fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {
     const F: &str = "kv.list";
     let grant = require(F, CapabilityKind::AppKvRead)?;
     let request = list_request(F, options)?;
+    let page = context::off_the_books(|| {
+        service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))
+    })?;
+    // On the run's books: the record of the page read, kept until the run commits.
+    let KvPage { items, cursor } = context::with_tx(|tx| tx.list(&kv.name, &request, page))
+        .ok_or_else(|| error(format!("{F}: called outside an execution")))?;
     let page = context::off_the_books(|| -> SdkResult<Dynamic> {
-        let page = service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))?;
-        let KvPage { items, cursor } = context::with_tx(|tx| tx.list(&kv.name, &request, page))
-            .ok_or_else(|| error(format!("{F}: called outside an execution")))?;
         let items = items
             .into_iter()
             .map(|(key, value)| {
