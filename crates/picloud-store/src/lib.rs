@@ -569,12 +569,25 @@ pub struct OutboxBatch {
     pub enqueue: Vec<NewJob>,
     /// Attempts that finished; their rows are deleted (fenced by attempt).
     pub finished: Vec<JobAttempt>,
-    /// Runs to commit as [`KvStore::commit_run`] does, after the rows above; always durable.
+    /// Runs to commit as [`KvStore::commit_run`] does, after the rows above; on disk when they
+    /// write ([`OutboxBatch::must_sync`]).
     pub runs: Vec<RunCommit>,
     /// On disk when the call returns (fsync). `false` for rows that promise nothing beyond the
     /// caller's open connection (sync requests): PostgreSQL `synchronous_commit = off`, SQLite
     /// `synchronous = NORMAL` for this commit.
     pub durable: bool,
+}
+
+impl OutboxBatch {
+    /// Whether the commit must be on disk before it returns: the batch asks for it, or one of
+    /// its runs writes data (a run that only read has nothing to lose).
+    pub fn must_sync(&self) -> bool {
+        self.durable
+            || self
+                .runs
+                .iter()
+                .any(|run| !run.effects.writes.is_empty() || !run.effects.dead_letters.is_empty())
+    }
 }
 
 /// Writes [`OutboxBatch`]es as [`OutboxStore::commit_outbox`] does, blocking the calling thread;

@@ -120,7 +120,7 @@ pub(super) async fn commit_batch(
 ) -> StoreResult<Vec<RunVerdict>> {
     let jobs = JobValues::all(&batch.enqueue)?;
     // Unless durable, the commit returns before its WAL record is flushed; a crash may lose it.
-    let begin = if batch.durable || !batch.runs.is_empty() {
+    let begin = if batch.must_sync() {
         BEGIN_BY_KEY
     } else {
         BEGIN_BY_KEY_WITHOUT_FLUSH

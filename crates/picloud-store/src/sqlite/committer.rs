@@ -88,9 +88,9 @@ impl SqliteCommitter {
     }
 
     fn write(&mut self, batch: &OutboxBatch, jobs: &[JobValues]) -> StoreResult<Vec<RunVerdict>> {
-        // Runs are always durable. Set outside the transaction: a FULL commit syncs the WAL,
+        // Runs that write are durable. Set outside the transaction: a FULL commit syncs the WAL,
         // earlier NORMAL ones with it.
-        let durable = batch.durable || !batch.runs.is_empty();
+        let durable = batch.must_sync();
         if self.full != durable {
             let level = if durable { "FULL" } else { "NORMAL" };
             self.conn
