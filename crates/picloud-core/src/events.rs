@@ -5,9 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::docs::FieldPath;
 use crate::exec::HttpRequest;
 use crate::input::{echo, InputError};
-use crate::{AppId, DeadLetterId, ExecutionId, ScriptId, Timestamp, TriggerId};
+use crate::{AppId, DeadLetterId, DocumentId, ExecutionId, ScriptId, Timestamp, TriggerId};
 
 /// The longest KV key, in bytes of UTF-8.
 pub const KV_MAX_KEY_BYTES: usize = 512;
@@ -178,6 +179,56 @@ pub struct KvEvent {
     pub prev_value: Option<serde_json::Value>,
 }
 
+/// What happened to a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocsOp {
+    Create,
+    Update,
+    Delete,
+}
+
+impl DocsOp {
+    pub const ALL: [DocsOp; 3] = [DocsOp::Create, DocsOp::Update, DocsOp::Delete];
+
+    pub fn parse(value: &str) -> Result<Self, InputError> {
+        match value {
+            "create" => Ok(Self::Create),
+            "update" => Ok(Self::Update),
+            "delete" => Ok(Self::Delete),
+            other => Err(InputError::new(
+                "ops",
+                format!(
+                    "'{}' is not a document operation: use 'create', 'update' or 'delete'",
+                    echo(other)
+                ),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// A document change, as a triggered script sees it in `ctx.event.docs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocsEvent {
+    pub collection: String,
+    pub id: DocumentId,
+    pub op: DocsOp,
+    /// The data after the change (`None` for a delete).
+    pub data: Option<serde_json::Value>,
+    /// The data the change replaced (`None` for a create).
+    pub prev_data: Option<serde_json::Value>,
+    /// The dotted paths whose value changed (`crate::docs::changed_paths`).
+    pub changed: Vec<String>,
+}
+
 /// A dead letter, as a dead-letter handler sees it in `ctx.event.dead_letter`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterEvent {
@@ -195,14 +246,16 @@ pub struct DeadLetterEvent {
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum TriggerEvent {
     Kv { kv: KvEvent },
+    Docs { docs: DocsEvent },
     DeadLetter { dead_letter: DeadLetterEvent },
 }
 
 impl TriggerEvent {
-    /// `"kv"`, `"dead_letter"`: the outbox's `source_kind` and the metrics label.
+    /// `"kv"`, `"docs"`, `"dead_letter"`: the outbox's `source_kind` and the metrics label.
     pub fn source(&self) -> &'static str {
         match self {
             Self::Kv { .. } => "kv",
+            Self::Docs { .. } => "docs",
             Self::DeadLetter { .. } => "dead_letter",
         }
     }
@@ -217,7 +270,7 @@ pub enum JobPayload {
 }
 
 impl JobPayload {
-    /// `"http"`, `"kv"`, `"dead_letter"`.
+    /// `"http"`, `"kv"`, `"docs"`, `"dead_letter"`.
     pub fn source(&self) -> &'static str {
         match self {
             Self::Http { .. } => "http",
@@ -264,6 +317,13 @@ pub enum TriggerDetail {
         key_prefix: Option<String>,
         ops: Vec<KvOp>,
     },
+    /// Changes to the documents of one collection; with `fields`, only changes to one of them.
+    Docs {
+        collection: CollectionName,
+        ops: Vec<DocsOp>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fields: Option<Vec<FieldPath>>,
+    },
     /// Any job of the app that is dead-lettered.
     DeadLetter,
 }
@@ -272,6 +332,7 @@ impl TriggerDetail {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Kv { .. } => "kv",
+            Self::Docs { .. } => "docs",
             Self::DeadLetter => "dead_letter",
         }
     }
@@ -327,7 +388,7 @@ pub struct DeadLetter {
     pub script_id: ScriptId,
     /// The execution id of the job that failed.
     pub execution_id: ExecutionId,
-    /// `"http"`, `"kv"`, `"dead_letter"`.
+    /// `"http"`, `"kv"`, `"docs"`, `"dead_letter"`.
     pub source: String,
     pub payload: JobPayload,
     pub error: String,

@@ -2,8 +2,9 @@
 //! transaction of the change. Pure functions over the change and the app's triggers, so that
 //! both backends (and anything else that needs to know) apply one rule.
 
-use crate::events::{DeadLetterEvent, KvEvent};
-use crate::{CollectionName, DeadLetter, KvKey, KvOp, ScriptId, TriggerEvent};
+use crate::docs::{changed_paths, touches, FieldPath};
+use crate::events::{DeadLetterEvent, DocsEvent, KvEvent};
+use crate::{CollectionName, DeadLetter, DocsOp, DocumentId, KvKey, KvOp, ScriptId, TriggerEvent};
 
 /// A job a trigger enqueues: the script it runs, the event it runs with and its trigger depth,
 /// one level deeper than what fired it.
@@ -78,6 +79,75 @@ impl KvChange<'_> {
                 prev_value: self.prev_value.cloned(),
             },
         }
+    }
+}
+
+/// A docs trigger of one collection, as far as matching a change goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocsTriggerRule {
+    pub script_id: ScriptId,
+    pub ops: Vec<DocsOp>,
+    /// Only changes to one of these paths (or inside them); `None`: every change.
+    pub fields: Option<Vec<FieldPath>>,
+}
+
+/// A document write that may fire triggers.
+#[derive(Debug, Clone, Copy)]
+pub struct DocsChange<'a> {
+    pub collection: &'a CollectionName,
+    pub id: DocumentId,
+    /// The data after the change (`None` for a delete).
+    pub data: Option<&'a serde_json::Value>,
+    /// The data the change replaced (`None` for a create).
+    pub prev_data: Option<&'a serde_json::Value>,
+    /// The trigger depth of the execution that writes.
+    pub trigger_depth: u32,
+}
+
+impl DocsChange<'_> {
+    pub fn op(&self) -> DocsOp {
+        match (self.prev_data, self.data) {
+            (None, _) => DocsOp::Create,
+            (Some(_), Some(_)) => DocsOp::Update,
+            (Some(_), None) => DocsOp::Delete,
+        }
+    }
+
+    /// One firing per trigger of `triggers` (the collection's) whose operations hold the
+    /// change's and, when it names fields, one of which the change touched; in their order. An
+    /// update that changed nothing fires no trigger that names fields.
+    pub fn firings(&self, triggers: &[DocsTriggerRule]) -> Vec<Firing> {
+        let op = self.op();
+        let matching: Vec<&DocsTriggerRule> = triggers
+            .iter()
+            .filter(|trigger| trigger.ops.contains(&op))
+            .collect();
+        if matching.is_empty() {
+            return Vec::new();
+        }
+        let changed = changed_paths(self.prev_data, self.data);
+        matching
+            .into_iter()
+            .filter(|trigger| {
+                trigger
+                    .fields
+                    .as_deref()
+                    .is_none_or(|fields| touches(&changed, fields))
+            })
+            .map(|trigger| {
+                let event = TriggerEvent::Docs {
+                    docs: DocsEvent {
+                        collection: self.collection.to_string(),
+                        id: self.id,
+                        op,
+                        data: self.data.cloned(),
+                        prev_data: self.prev_data.cloned(),
+                        changed: changed.clone(),
+                    },
+                };
+                Firing::new(trigger.script_id, event, self.trigger_depth)
+            })
+            .collect()
     }
 }
 
@@ -157,6 +227,53 @@ mod tests {
             ("orders", "eu:42", KvOp::Set, &Some(value)),
             "the event carries the change"
         );
+    }
+
+    #[test]
+    fn a_docs_trigger_fires_on_its_operations_and_the_fields_it_names() {
+        let collection = CollectionName::parse("users").expect("a collection");
+        let before = json!({"email": "a@x", "visits": 1});
+        let after = json!({"email": "a@x", "visits": 2});
+        let change = DocsChange {
+            collection: &collection,
+            id: DocumentId::new(),
+            data: Some(&after),
+            prev_data: Some(&before),
+            trigger_depth: 0,
+        };
+        let rule = |ops: &[DocsOp], fields: Option<&[&str]>| DocsTriggerRule {
+            script_id: ScriptId::new(),
+            ops: ops.to_vec(),
+            fields: fields.map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| FieldPath::parse(f).expect("a path"))
+                    .collect()
+            }),
+        };
+        let every_update = rule(&[DocsOp::Update], None);
+        let visits = rule(&[DocsOp::Update], Some(&["visits"]));
+        let email = rule(&[DocsOp::Update], Some(&["email"]));
+        let creates = rule(&[DocsOp::Create], None);
+        let firings = change.firings(&[every_update.clone(), visits.clone(), email, creates]);
+        let scripts: Vec<_> = firings.iter().map(|firing| firing.script_id).collect();
+        assert_eq!(scripts, [every_update.script_id, visits.script_id]);
+        let TriggerEvent::Docs { docs } = &firings[0].event else {
+            panic!("a docs event: {:?}", firings[0].event);
+        };
+        assert_eq!(docs.op, DocsOp::Update);
+        assert_eq!(docs.prev_data.as_ref(), Some(&before));
+        assert_eq!(docs.changed, ["visits"]);
+        let create = DocsChange {
+            prev_data: None,
+            ..change
+        };
+        assert_eq!(create.op(), DocsOp::Create);
+        let delete = DocsChange {
+            data: None,
+            ..change
+        };
+        assert_eq!(delete.op(), DocsOp::Delete);
     }
 
     #[test]

@@ -111,6 +111,11 @@ id_type!(
     /// A dead letter: a job that failed every attempt, kept for replay or resolution.
     DeadLetterId, "dead letter"
 );
+id_type!(
+    /// A document of an app's document store; time-ordered, so a collection lists in the order
+    /// its documents were created.
+    DocumentId, "document"
+);
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@
 //! | [`auth`] | [`Role`], [`Scope`], [`Capability`], the capability table and the [`Principal`] that holds them |
 //! | [`limits`] | [`Limits`], the sandbox's bounds, in one place |
 //! | [`exec`] | the execution contract between the orchestrator and an executor |
+//! | [`docs`] | documents: stored documents, field paths, the query language of `find` and its one order of values |
 //! | [`events`] | KV names and limits, triggers, trigger events, outbox job payloads, dead letters |
 //! | [`firing`] | which triggers a KV write fires and what a dead letter fans out to: pure rules the stores apply |
 //! | [`services`] | [`ScriptServices`]: the KV store and dead letters as scripts reach them |
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod cursor;
+pub mod docs;
 pub mod events;
 pub mod exec;
 pub mod firing;
@@ -31,10 +33,12 @@ pub mod tx;
 
 pub use auth::{Authority, Capability, CapabilityKind, Credential, Principal, Role, Scope};
 pub use events::{
-    CollectionName, DeadLetter, JobMode, JobPayload, KvKey, KvOp, Resolution, Trigger,
+    CollectionName, DeadLetter, DocsOp, JobMode, JobPayload, KvKey, KvOp, Resolution, Trigger,
     TriggerDetail, TriggerEvent,
 };
-pub use id::{ApiKeyId, AppId, DeadLetterId, ExecutionId, RouteId, ScriptId, TriggerId, UserId};
+pub use id::{
+    ApiKeyId, AppId, DeadLetterId, DocumentId, ExecutionId, RouteId, ScriptId, TriggerId, UserId,
+};
 pub use input::{
     ApiKeyName, AppName, AppSlug, DispatchMode, HeaderNames, InputError, KeptHeaders, RouteMethod,
     RoutePath, ScriptKind, ScriptName, Username,

@@ -32,6 +32,8 @@ pub struct Limits {
     /// value, key, capture, parsed body and formatted string. It also bounds a response's body.
     /// Executor threads × this is what scripts can hold in all.
     pub max_memory_bytes: usize,
+    /// Bytes of one document's data as JSON text (at most [`crate::docs::DOC_MAX_BYTES`]).
+    pub max_document_bytes: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +50,7 @@ impl Default for Limits {
             max_log_bytes: 256 * 1024,
             max_writes: 1_000,
             max_memory_bytes: 32 * 1024 * 1024,
+            max_document_bytes: 1024 * 1024,
         }
     }
 }

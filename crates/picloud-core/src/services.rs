@@ -1,12 +1,13 @@
-//! What scripts read beyond the sandbox: the KV store and dead letters. The executor calls these
+//! What scripts read beyond the sandbox: the KV store, the document store and dead letters. The executor calls these
 //! through [`ScriptServices`]; the store crate implements it over the database. Every call is
 //! scoped by the [`AppId`] of the running execution, never by a name the script passed.
 
 use async_trait::async_trait;
 
+use crate::docs::{Query, StoredDoc};
 use crate::events::{CollectionName, KvKey};
 use crate::tx::{Version, VersionedPage};
-use crate::{AppId, DeadLetterId};
+use crate::{AppId, DeadLetterId, DocumentId};
 
 /// Where a data change comes from: its app, the trigger depth of the execution that makes it (the
 /// jobs its triggers enqueue run one level deeper), and how many trigger jobs that execution may
@@ -18,10 +19,11 @@ pub struct WriteOrigin {
     pub trigger_jobs_left: u32,
 }
 
-/// One page of KV entries, keys ascending; `cursor` is `None` after the last page.
+/// One page of KV entries (or documents), keys ascending; `cursor` is `None` after the last
+/// page.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KvPage {
-    pub items: Vec<(String, serde_json::Value)>,
+pub struct KvPage<V = serde_json::Value> {
+    pub items: Vec<(String, V)>,
     pub cursor: Option<String>,
 }
 
@@ -94,6 +96,28 @@ pub trait ScriptServices: Send + Sync {
         collection: &CollectionName,
         request: &KvListRequest,
     ) -> ServiceResult<VersionedPage>;
+    /// The document and the version of the commit that wrote it.
+    async fn doc_get(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        id: DocumentId,
+    ) -> ServiceResult<Option<(StoredDoc, Version)>>;
+    /// A page of the collection's documents by id (`request.prefix` is not used).
+    async fn doc_list(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> ServiceResult<VersionedPage<StoredDoc>>;
+    /// The first `fetch` documents `query` finds, in its order (its own `limit` is not used).
+    async fn doc_find(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        query: &Query,
+        fetch: u32,
+    ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>>;
     /// `Ok` when the dead letter is the app's and still open (a replay or a resolve may close
     /// it); `NotFound` when it is not the app's, `Conflict` with the sentence when it is closed.
     async fn dead_letter_open(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()>;
@@ -135,6 +159,31 @@ impl ScriptServices for NoServices {
         _: &CollectionName,
         _: &KvListRequest,
     ) -> ServiceResult<VersionedPage> {
+        not_configured()
+    }
+    async fn doc_get(
+        &self,
+        _: AppId,
+        _: &CollectionName,
+        _: DocumentId,
+    ) -> ServiceResult<Option<(StoredDoc, Version)>> {
+        not_configured()
+    }
+    async fn doc_list(
+        &self,
+        _: AppId,
+        _: &CollectionName,
+        _: &KvListRequest,
+    ) -> ServiceResult<VersionedPage<StoredDoc>> {
+        not_configured()
+    }
+    async fn doc_find(
+        &self,
+        _: AppId,
+        _: &CollectionName,
+        _: &Query,
+        _: u32,
+    ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>> {
         not_configured()
     }
     async fn dead_letter_open(&self, _: AppId, _: DeadLetterId) -> ServiceResult<()> {

@@ -97,6 +97,8 @@ pub(crate) struct CallContext {
     /// Data writes so far, against `max_writes`.
     writes: usize,
     max_writes: usize,
+    /// Bytes of one document's data as JSON.
+    max_document_bytes: usize,
     /// What the run read and wrote: its unit of work, committed after it returns.
     pub tx: Transaction,
     /// What the run holds, against `max_memory_bytes` (or the inline allowance).
@@ -132,6 +134,7 @@ impl CallContext {
             dropped_logs: 0,
             writes: 0,
             max_writes: limits.max_writes,
+            max_document_bytes: limits.max_document_bytes,
             tx: Transaction::default(),
         }
     }
@@ -380,6 +383,11 @@ pub(crate) fn count_write() -> Result<(), Box<EvalAltResult>> {
         return Err(terminated(WRITES_TOKEN));
     }
     Ok(())
+}
+
+/// The most bytes of JSON one document's data may take in the current call.
+pub(crate) fn max_document_bytes() -> usize {
+    with_current(|ctx| ctx.max_document_bytes).unwrap_or(picloud_core::docs::DOC_MAX_BYTES)
 }
 
 /// `f` on the current run's transaction; outside a call (compiling, a unit test) there is none

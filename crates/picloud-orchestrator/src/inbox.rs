@@ -25,8 +25,8 @@ pub struct InboxRegistry {
 #[derive(Debug)]
 pub enum Delivery {
     Delivered,
-    /// Nobody waits any more; the outcome comes back to the dispatcher.
-    Abandoned(Ran),
+    /// Nobody waits any more; the outcome comes back to the dispatcher (boxed: the rare case).
+    Abandoned(Box<Ran>),
 }
 
 impl InboxRegistry {
@@ -58,9 +58,9 @@ impl InboxRegistry {
         match sender {
             Some(sender) => match sender.send(ran) {
                 Ok(()) => Delivery::Delivered,
-                Err(ran) => Delivery::Abandoned(ran),
+                Err(ran) => Delivery::Abandoned(Box::new(ran)),
             },
-            None => Delivery::Abandoned(ran),
+            None => Delivery::Abandoned(Box::new(ran)),
         }
     }
 

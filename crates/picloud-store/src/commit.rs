@@ -25,19 +25,21 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
+use picloud_core::docs::{data_text, DOC_MAX_BYTES};
 use picloud_core::events::kv_value_text;
-use picloud_core::firing::{KvChange, KvTriggerRule};
-use picloud_core::tx::{DeadLetterAction, Effects, KvRangeRead, Seen, Version};
-use picloud_core::{AppId, CollectionName, JobMode, KvKey, KvOp, Resolution};
+use picloud_core::firing::{DocsChange, DocsTriggerRule, KvChange, KvTriggerRule};
+use picloud_core::tx::{DeadLetterAction, DocWrite, Effects, KvRangeRead, Seen, Version};
+use picloud_core::{AppId, CollectionName, DocumentId, JobMode, KvKey, KvOp, Resolution};
 
 use std::future::Future;
 
 use crate::db::{Arg, Row, Sql, WriteTx};
+use crate::docs::{doc_args, doc_page_holds, query_holds};
 use crate::jobs::{enqueue, triggered_job, JobValues};
 use crate::kv::{entry_args, KvRange, Listed};
-use crate::rows::{json_value, KvTriggerRow, UsageRow};
+use crate::rows::{json_value, DocsTriggerRow, KvTriggerRow, UsageRow};
 use crate::{
-    sql, AppQuotas, AppUsage, NewJob, OverLimit, RunCommit, RunVerdict, StoreResult,
+    sql, AppQuotas, AppUsage, Backend, NewJob, OverLimit, RunCommit, RunVerdict, StoreResult,
     KV_ENTRY_OVERHEAD,
 };
 
@@ -66,12 +68,16 @@ commit_rows! {
     (0: String, 1: i64, 2: i64),
     (0: String, 1: Option<String>),
     (0: String, 1: String, 2: i64),
+    (0: String, 1: i64, 2: i64, 3: i64),
+    (0: String, 1: String, 2: i64, 3: i64, 4: i64),
 }
 
 /// The transaction a run's commit is written in: reads of [`AnyRow`]s, writes, and the
 /// outbox's insert of jobs. Every [`WriteTx`] is one; so is the SQLite committer's rusqlite
 /// transaction, whose futures are ready at once (and which is not `Send`: it stays on its thread).
 pub(crate) trait CommitTx {
+    const BACKEND: Backend;
+
     fn fetch_optional<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
@@ -95,6 +101,8 @@ pub(crate) trait CommitTx {
 }
 
 impl<W: WriteTx> CommitTx for W {
+    const BACKEND: Backend = W::BACKEND;
+
     async fn fetch_optional<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,
@@ -127,6 +135,8 @@ struct CommitBatch<'q> {
     apps: BTreeMap<AppId, Option<AppCounts>>,
     /// The KV triggers of each collection the batch wrote.
     triggers: HashMap<(AppId, CollectionName), Vec<KvTriggerRule>>,
+    /// The docs triggers of each collection the batch wrote.
+    docs_triggers: HashMap<(AppId, CollectionName), Vec<DocsTriggerRule>>,
 }
 
 /// An app's usage as the batch found it, and what the batch's committed runs add to it.
@@ -156,8 +166,18 @@ struct Planned<'r> {
     text: Option<(String, i64)>,
 }
 
-/// What a key holds before a run's write: its value (JSON text), size and version.
+/// A document write of a run, planned: the data to store and its size; `None` deletes.
+struct PlannedDoc<'r> {
+    write: &'r DocWrite,
+    text: Option<(String, i64)>,
+}
+
+/// What a key (or a document) holds before a run's write: its value (JSON text), size and
+/// version.
 type Before = Option<(String, i64, i64)>;
+
+/// What the documents a run writes hold before it.
+type DocsBefore<'r> = HashMap<(&'r CollectionName, DocumentId), Before>;
 
 impl<'q> CommitBatch<'q> {
     fn new(quotas: &'q AppQuotas) -> Self {
@@ -165,6 +185,7 @@ impl<'q> CommitBatch<'q> {
             quotas,
             apps: BTreeMap::new(),
             triggers: HashMap::new(),
+            docs_triggers: HashMap::new(),
         }
     }
 
@@ -207,7 +228,19 @@ impl<'q> CommitBatch<'q> {
                 .await?;
             before.insert((&write.collection, &write.key), row);
         }
-        if !self.reads_hold(tx, &app, run, &before).await? {
+        let mut docs_before: DocsBefore = HashMap::new();
+        for write in &effects.docs.writes {
+            let row: Before = tx
+                .fetch_optional(
+                    sql::DOC_BEFORE_WRITE,
+                    &doc_args(app_id, &write.collection, write.key),
+                )
+                .await?;
+            docs_before.insert((&write.collection, write.key), row);
+        }
+        if !self.reads_hold(tx, &app, run, &before).await?
+            || !docs_reads_hold(tx, &app, run, &docs_before).await?
+        {
             return Ok(RunVerdict::Conflict);
         }
         // 4. The plan.
@@ -226,7 +259,7 @@ impl<'q> CommitBatch<'q> {
                 Some(value) => {
                     let text = kv_value_text(value)
                         .map_err(|err| crate::StoreError::InvalidInput(err.message))?;
-                    let size = entry_size(&write.collection, &write.key, &text);
+                    let size = entry_size(&write.collection, write.key.as_str(), &text);
                     Some((text, size))
                 }
                 None => None,
@@ -262,6 +295,18 @@ impl<'q> CommitBatch<'q> {
                 key: &write.key,
                 text,
             });
+        }
+        let mut planned_docs = Vec::with_capacity(effects.docs.writes.len());
+        for write in &effects.docs.writes {
+            let prev = docs_before
+                .remove(&(&write.collection, write.key))
+                .unwrap_or_default();
+            if let Some((doc, bytes_changed)) =
+                self.plan_doc(tx, run, write, prev, &mut jobs).await?
+            {
+                bytes += bytes_changed;
+                planned_docs.push(doc);
+            }
         }
         let firing = jobs.len() as u64;
         if firing > u64::from(run.origin.trigger_jobs_left) {
@@ -308,6 +353,31 @@ impl<'q> CommitBatch<'q> {
                 }
             }
         }
+        for doc in &planned_docs {
+            let write = doc.write;
+            let [app, collection, id] = doc_args(app_id, &write.collection, write.key);
+            match (&doc.text, &write.value) {
+                (Some((text, size)), Some(stored)) => {
+                    tx.execute(
+                        sql::UPSERT_DOC,
+                        &[
+                            app,
+                            collection,
+                            id,
+                            text.as_str().into(),
+                            (*size).into(),
+                            version.into(),
+                            stored.created_at.as_millis().into(),
+                            stored.updated_at.as_millis().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                _ => {
+                    tx.execute(sql::DELETE_DOC, &[app, collection, id]).await?;
+                }
+            }
+        }
         if !jobs.is_empty() {
             tx.insert_jobs(&JobValues::all(&jobs)?).await?;
         }
@@ -339,7 +409,7 @@ impl<'q> CommitBatch<'q> {
             )
             .await?;
         }
-        if !planned.is_empty() {
+        if !planned.is_empty() || !planned_docs.is_empty() {
             counts.version = version;
             counts.commits += 1;
         }
@@ -348,6 +418,76 @@ impl<'q> CommitBatch<'q> {
         Ok(RunVerdict::Committed {
             trigger_jobs: u32::try_from(firing).unwrap_or(u32::MAX),
         })
+    }
+
+    /// Plans a document write of `run` that replaces `prev`: the jobs of the docs triggers it
+    /// fires go into `jobs`; answers the write and the bytes it adds (negative: frees), or
+    /// `None` when it changes nothing (deleting a document that is not there).
+    async fn plan_doc<'r, T: CommitTx>(
+        &mut self,
+        tx: &mut T,
+        run: &RunCommit,
+        write: &'r DocWrite,
+        prev: Before,
+        jobs: &mut Vec<NewJob>,
+    ) -> StoreResult<Option<(PlannedDoc<'r>, i64)>> {
+        if prev.is_none() && write.value.is_none() {
+            return Ok(None);
+        }
+        let app_id = run.origin.app_id;
+        let text = match &write.value {
+            Some(stored) => {
+                let text = data_text(&stored.data, DOC_MAX_BYTES)
+                    .map_err(|err| crate::StoreError::InvalidInput(err.message))?;
+                let size = entry_size(&write.collection, &write.key.to_string(), &text);
+                Some((text, size))
+            }
+            None => None,
+        };
+        let prev_size = prev.as_ref().map_or(0, |(_, size, _)| *size);
+        let bytes = text.as_ref().map_or(0, |(_, size)| *size) - prev_size;
+        let prev_data = prev
+            .map(|(text, _, _)| json_value("docs", &text))
+            .transpose()?;
+        let rules = self.docs_triggers(tx, app_id, &write.collection).await?;
+        let change = DocsChange {
+            collection: &write.collection,
+            id: write.key,
+            data: write.value.as_ref().map(|stored| &stored.data),
+            prev_data: prev_data.as_ref(),
+            trigger_depth: run.origin.trigger_depth,
+        };
+        jobs.extend(
+            change
+                .firings(rules)
+                .into_iter()
+                .map(|firing| triggered_job(app_id, firing)),
+        );
+        Ok(Some((PlannedDoc { write, text }, bytes)))
+    }
+
+    /// The docs trigger rules of the app's `collection`, read once per batch.
+    async fn docs_triggers<T: CommitTx>(
+        &mut self,
+        tx: &mut T,
+        app_id: AppId,
+        collection: &CollectionName,
+    ) -> StoreResult<&[DocsTriggerRule]> {
+        let slot = (app_id, collection.clone());
+        if !self.docs_triggers.contains_key(&slot) {
+            let rows: Vec<DocsTriggerRow> = tx
+                .fetch_all(
+                    sql::DOCS_TRIGGERS,
+                    &[app_id.to_string().into(), collection.as_str().into()],
+                )
+                .await?;
+            let rules = rows
+                .into_iter()
+                .map(DocsTriggerRule::try_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            self.docs_triggers.insert(slot.clone(), rules);
+        }
+        Ok(self.docs_triggers.get(&slot).map_or(&[], Vec::as_slice))
     }
 
     /// Locks the app's `app_usage` row and reads its counts, the first time the batch meets the
@@ -497,9 +637,48 @@ async fn page_holds<T: CommitTx>(tx: &mut T, app: &str, range: &KvRangeRead) -> 
     Ok(page.items == range.entries && page.next_cursor.is_some() == range.more)
 }
 
-/// What an entry counts against its app's stored bytes (`kv_entries.size`); see
-/// [`crate::AppQuotas::stored_bytes`].
-pub(crate) fn entry_size(collection: &CollectionName, key: &KvKey, text: &str) -> i64 {
-    let bytes = collection.as_str().len() + key.as_str().len() + text.len();
+/// Whether every read `run` made of its app's documents still holds; `before` holds what the
+/// documents it writes hold.
+async fn docs_reads_hold<T: CommitTx>(
+    tx: &mut T,
+    app: &str,
+    run: &RunCommit,
+    before: &DocsBefore<'_>,
+) -> StoreResult<bool> {
+    let docs = &run.effects.docs;
+    for read in &docs.reads {
+        let version = match before.get(&(&read.collection, read.key)) {
+            Some(row) => row.as_ref().map(|(_, _, version)| *version),
+            None => {
+                let row: Option<(i64,)> = tx
+                    .fetch_optional(
+                        sql::DOC_VERSION,
+                        &doc_args(run.origin.app_id, &read.collection, read.key),
+                    )
+                    .await?;
+                row.map(|(version,)| version)
+            }
+        };
+        if version.map_or(Seen::Absent, Seen::At) != read.seen {
+            return Ok(false);
+        }
+    }
+    for range in &docs.ranges {
+        if !doc_page_holds(tx, app, range).await? {
+            return Ok(false);
+        }
+    }
+    for query in &docs.queries {
+        if !query_holds(tx, app, query).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// What an entry (or a document) counts against its app's stored bytes (`kv_entries.size`,
+/// `docs.size`); see [`crate::AppQuotas::stored_bytes`].
+pub(crate) fn entry_size(collection: &CollectionName, key: &str, text: &str) -> i64 {
+    let bytes = collection.as_str().len() + key.len() + text.len();
     i64::try_from(bytes as u64 + KV_ENTRY_OVERHEAD).unwrap_or(i64::MAX)
 }

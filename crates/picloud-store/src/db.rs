@@ -140,6 +140,8 @@ pub enum Arg<'a> {
     Bool(bool),
     OptBool(Option<bool>),
     Bytes(&'a [u8]),
+    Blob(Vec<u8>),
+    Float(f64),
 }
 
 /// `From` each kind of value into [`Arg`], so that call sites write `value.into()`.
@@ -166,6 +168,8 @@ arg_from! {
     bool => |value| Arg::Bool(value);
     Option<bool> => |value| Arg::OptBool(value);
     &'a [u8] => |value| Arg::Bytes(value);
+    Vec<u8> => |value| Arg::Blob(value);
+    f64 => |value| Arg::Float(value);
 }
 
 /// Binds `args` in order into `DB`'s arguments.
@@ -179,6 +183,7 @@ where
     bool: Encode<'q, DB> + Type<DB>,
     Option<bool>: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
 {
     let mut bound = DB::Arguments::default();
     for arg in args {
@@ -190,6 +195,8 @@ where
             Arg::Bool(b) => bound.add(*b),
             Arg::OptBool(b) => bound.add(*b),
             Arg::Bytes(bytes) => bound.add(*bytes),
+            Arg::Blob(bytes) => bound.add(bytes.as_slice()),
+            Arg::Float(x) => bound.add(*x),
         }
         .map_err(|err| DbError(sqlx::Error::Encode(err)))?;
     }
@@ -237,6 +244,8 @@ impl<T> OnConstraint<T> for DbResult<T> {
 /// A write transaction: SQLite's `BEGIN IMMEDIATE` on its one writer connection, a pooled
 /// PostgreSQL connection's transaction. Dropped without [`WriteTx::commit`], it rolls back.
 pub trait WriteTx: Send {
+    const BACKEND: Backend;
+
     fn fetch_optional<R: Row>(
         &mut self,
         sql: Sql<'_>,

@@ -20,7 +20,7 @@
 //! |---|---|
 //! | this file | the store traits, their records, [`StoreError`], [`open`] |
 //! | `config` | [`StoreConfig`] (where the data lives), [`AppQuotas`] and [`AppUsage`] (what each app may hold) |
-//! | `apps`, `scripts`, `routes`, `users` (and sessions, memberships), `keys`, `kv`, `triggers`, `outbox`, `dead_letters` | the store traits' one implementation each, by domain |
+//! | `apps`, `scripts`, `routes`, `users` (and sessions, memberships), `keys`, `kv`, `docs`, `triggers`, `outbox`, `dead_letters` | the store traits' one implementation each, by domain (`docs` also writes a filter as SQL) |
 //! | `db` | the seam: `Engine`, `WriteTx`, statements in both dialects (`Sql`, `dialects!`), bound values, `on_constraint` |
 //! | `sql` | the SQL text: column lists and the statements written once |
 //! | `rows` | rows as they come out of either database, and their conversion into records |
@@ -31,7 +31,7 @@
 //! | [`postgres`] | the PostgreSQL engine (one pool, `SKIP LOCKED` claims, the outbox committer on a connection of its own) |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers |
 //!
 //! Which triggers a change fires is a rule of `picloud_core::firing`; the store applies it in
 //! the transaction of the change. Both backends pass one conformance suite
@@ -47,6 +47,7 @@ mod commit;
 mod config;
 mod db;
 mod dead_letters;
+mod docs;
 mod errors;
 mod jobs;
 mod keys;
@@ -67,13 +68,14 @@ pub use services::StoreServices;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use picloud_core::docs::{FieldPath, Query, StoredDoc};
 use picloud_core::services::{KvListRequest, WriteOrigin};
 use picloud_core::tx::{Effects, Version};
 use picloud_core::{
     ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
-    DeadLetterId, DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey, Membership,
-    Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
-    Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
+    DeadLetterId, DispatchMode, DocumentId, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey,
+    Membership, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind,
+    ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
@@ -490,6 +492,58 @@ pub trait KvStore: Send + Sync {
     }
 }
 
+/// A field path an app declared indexed in one of its collections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocIndex {
+    pub path: FieldPath,
+    pub created_at: Timestamp,
+}
+
+/// The per-app document store's reads and declared indexes. Documents are maps of JSON; every
+/// write is a run's commit ([`KvStore::commit_run`], with [`Effects::docs`]). Filters compare
+/// values in one order on both backends (`picloud_core::docs`).
+#[async_trait]
+pub trait DocStore: Send + Sync {
+    /// The document and its version.
+    async fn doc_read(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        id: DocumentId,
+    ) -> StoreResult<Option<(StoredDoc, Version)>>;
+    /// Documents by id (creation order), each with its version; the request's prefix is not
+    /// used. `InvalidInput` for a cursor this store did not issue.
+    async fn doc_page(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> StoreResult<Page<(String, StoredDoc, Version)>>;
+    /// The first `fetch` documents that `query` finds, in its order.
+    async fn doc_find(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        query: &Query,
+        fetch: u32,
+    ) -> StoreResult<Vec<(DocumentId, StoredDoc, Version)>>;
+    /// Declares `path` indexed in the app's collection, making the index of the path when no app
+    /// had one (on PostgreSQL it blocks the collection's writes while it is built). Declaring it
+    /// again changes nothing.
+    async fn declare_doc_index(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        path: &FieldPath,
+    ) -> StoreResult<DocIndex>;
+    /// The paths the app declared indexed in the collection, by path.
+    async fn doc_indexes(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+    ) -> StoreResult<Vec<DocIndex>>;
+}
+
 /// A new trigger. The caller has checked that the script is an endpoint of `app_id`.
 #[derive(Debug, Clone)]
 pub struct NewTrigger {
@@ -582,11 +636,7 @@ impl OutboxBatch {
     /// Whether the commit must be on disk before it returns: the batch asks for it, or one of
     /// its runs writes data (a run that only read has nothing to lose).
     pub fn must_sync(&self) -> bool {
-        self.durable
-            || self
-                .runs
-                .iter()
-                .any(|run| !run.effects.writes.is_empty() || !run.effects.dead_letters.is_empty())
+        self.durable || self.runs.iter().any(|run| run.effects.writes_anything())
     }
 }
 
@@ -742,6 +792,7 @@ pub trait Store:
     + MembershipStore
     + ApiKeyStore
     + KvStore
+    + DocStore
     + TriggerStore
     + OutboxStore
     + DeadLetterStore

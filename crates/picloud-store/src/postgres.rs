@@ -71,6 +71,8 @@ fn bind(args: &[Arg<'_>]) -> DbResult<PgArguments> {
 }
 
 impl WriteTx for Transaction<'_, Postgres> {
+    const BACKEND: Backend = Backend::Postgres;
+
     async fn fetch_optional<R: Row>(
         &mut self,
         sql: Sql<'_>,

@@ -5,12 +5,13 @@
 //! PostgreSQL rows alike ([`crate::db::Row`]): both schemas use TEXT ids, BIGINT milliseconds and
 //! booleans, and JSON (TEXT on SQLite, JSONB on PostgreSQL) is read as `CAST(… AS TEXT)`.
 
-use picloud_core::firing::KvTriggerRule;
+use picloud_core::docs::FieldPath;
+use picloud_core::firing::{DocsTriggerRule, KvTriggerRule};
 use picloud_core::{
     ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
-    DispatchMode, ExecutionId, JobMode, JobPayload, KeptHeaders, KvOp, Membership, Resolution,
-    Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
-    Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
+    DispatchMode, DocsOp, ExecutionId, JobMode, JobPayload, KeptHeaders, KvOp, Membership,
+    Resolution, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind,
+    ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 use crate::errors::corrupt;
@@ -338,14 +339,56 @@ pub(crate) fn ops_column(ops: &[KvOp]) -> String {
 }
 
 fn parse_ops(column: &str) -> StoreResult<Vec<KvOp>> {
+    parse_ops_of(column, "kv_trigger_details", KvOp::parse)
+}
+
+/// Operations (KV or docs) as an `ops` column keeps them: names separated by commas.
+fn parse_ops_of<Op>(
+    column: &str,
+    table: &'static str,
+    parse: fn(&str) -> Result<Op, picloud_core::InputError>,
+) -> StoreResult<Vec<Op>> {
     column
         .split(',')
         .filter(|op| !op.is_empty())
-        .map(|op| KvOp::parse(op).map_err(corrupt("kv_trigger_details")))
+        .map(|op| parse(op).map_err(corrupt(table)))
         .collect()
 }
 
-/// A trigger with its KV details (NULL for other kinds).
+/// Docs operations as the `ops` column keeps them: each once, in [`DocsOp`] order.
+pub(crate) fn docs_ops_column(ops: &[DocsOp]) -> String {
+    let mut ops = ops.to_vec();
+    ops.sort_unstable();
+    ops.dedup();
+    ops.iter()
+        .map(|op| op.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A docs trigger's field paths as the `fields` column keeps them: comma-separated.
+pub(crate) fn fields_column(fields: Option<&[FieldPath]>) -> Option<String> {
+    fields.map(|fields| {
+        fields
+            .iter()
+            .map(FieldPath::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+fn parse_fields(column: Option<&str>) -> StoreResult<Option<Vec<FieldPath>>> {
+    column
+        .map(|column| {
+            column
+                .split(',')
+                .map(|path| FieldPath::parse(path).map_err(corrupt("docs_trigger_details")))
+                .collect()
+        })
+        .transpose()
+}
+
+/// A trigger with its KV or docs details (NULL for other kinds).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct TriggerRow {
     id: String,
@@ -356,6 +399,7 @@ pub(crate) struct TriggerRow {
     collection: Option<String>,
     key_prefix: Option<String>,
     ops: Option<String>,
+    fields: Option<String>,
 }
 
 impl TryFrom<TriggerRow> for Trigger {
@@ -368,6 +412,12 @@ impl TryFrom<TriggerRow> for Trigger {
                     .map_err(corrupt("kv_trigger_details"))?,
                 key_prefix: row.key_prefix,
                 ops: parse_ops(&ops)?,
+            },
+            ("docs", Some(collection), Some(ops)) => TriggerDetail::Docs {
+                collection: CollectionName::parse(&collection)
+                    .map_err(corrupt("docs_trigger_details"))?,
+                ops: parse_ops_of(&ops, "docs_trigger_details", DocsOp::parse)?,
+                fields: parse_fields(row.fields.as_deref())?,
             },
             ("dead_letter", _, _) => TriggerDetail::DeadLetter,
             (kind, _, _) => {
@@ -442,6 +492,36 @@ impl TryFrom<KvTriggerRow> for KvTriggerRule {
             script_id: ScriptId::parse(&row.script_id).map_err(corrupt("triggers"))?,
             key_prefix: row.key_prefix,
             ops: parse_ops(&row.ops)?,
+        })
+    }
+}
+
+/// A docs trigger of one collection, as [`crate::sql::DOCS_TRIGGERS`] finds it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DocsTriggerRow {
+    script_id: String,
+    ops: String,
+    fields: Option<String>,
+}
+
+impl crate::commit::AnyRow for DocsTriggerRow {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            script_id: row.get("script_id")?,
+            ops: row.get("ops")?,
+            fields: row.get("fields")?,
+        })
+    }
+}
+
+impl TryFrom<DocsTriggerRow> for DocsTriggerRule {
+    type Error = StoreError;
+
+    fn try_from(row: DocsTriggerRow) -> StoreResult<Self> {
+        Ok(Self {
+            script_id: ScriptId::parse(&row.script_id).map_err(corrupt("triggers"))?,
+            ops: parse_ops_of(&row.ops, "docs_trigger_details", DocsOp::parse)?,
+            fields: parse_fields(row.fields.as_deref())?,
         })
     }
 }

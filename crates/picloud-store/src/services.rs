@@ -1,4 +1,5 @@
-//! [`StoreServices`]: what scripts read ([`ScriptServices`]), over a [`Store`]. Their writes do
+//! [`StoreServices`]: what scripts read ([`ScriptServices`]) — KV, documents, dead letters —
+//! over a [`Store`]. Their writes do
 //! not come through here: they are a run's effects, committed by the orchestrator
 //! ([`crate::KvStore::commit_run`]).
 //!
@@ -10,10 +11,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use picloud_core::docs::{Query, StoredDoc};
 use picloud_core::services::{KvListRequest, ServiceResult};
 use picloud_core::tx::{Version, VersionedPage};
 use picloud_core::{
-    AppId, CollectionName, DeadLetterId, KvKey, ScriptServices, ServiceCallError, ServiceErrorKind,
+    AppId, CollectionName, DeadLetterId, DocumentId, KvKey, ScriptServices, ServiceCallError,
+    ServiceErrorKind,
 };
 
 use crate::errors::dead_letter_closed;
@@ -121,6 +124,48 @@ impl ScriptServices for StoreServices {
             items: page.items,
             cursor: page.next_cursor,
         })
+    }
+
+    async fn doc_get(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        id: DocumentId,
+    ) -> ServiceResult<Option<(StoredDoc, Version)>> {
+        self.store
+            .doc_read(app_id, collection, id)
+            .await
+            .map_err(service_error)
+    }
+
+    async fn doc_list(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        request: &KvListRequest,
+    ) -> ServiceResult<VersionedPage<StoredDoc>> {
+        let page = self
+            .store
+            .doc_page(app_id, collection, request)
+            .await
+            .map_err(service_error)?;
+        Ok(VersionedPage {
+            items: page.items,
+            cursor: page.next_cursor,
+        })
+    }
+
+    async fn doc_find(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        query: &Query,
+        fetch: u32,
+    ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>> {
+        self.store
+            .doc_find(app_id, collection, query, fetch)
+            .await
+            .map_err(service_error)
     }
 
     async fn dead_letter_open(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()> {

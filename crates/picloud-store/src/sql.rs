@@ -35,12 +35,23 @@ macro_rules! api_key_columns {
         "id, user_id, name, prefix, scopes, app_id, expires_at, last_used_at, created_at, revoked"
     };
 }
-/// The columns of [`TriggerRow`]: a trigger with its KV details (NULL for other kinds), from
-/// `triggers LEFT JOIN kv_trigger_details`, for `concat!`.
+/// The columns of [`TriggerRow`]: a trigger with its KV or docs details (NULL for other kinds),
+/// from [`trigger_tables`], for `concat!`.
 macro_rules! trigger_columns {
     () => {
         "triggers.id, triggers.app_id, triggers.script_id, triggers.kind, triggers.created_at, \
-         kv_trigger_details.collection, kv_trigger_details.key_prefix, kv_trigger_details.ops"
+         COALESCE(kv_trigger_details.collection, docs_trigger_details.collection) AS collection, \
+         kv_trigger_details.key_prefix, \
+         COALESCE(kv_trigger_details.ops, docs_trigger_details.ops) AS ops, \
+         docs_trigger_details.fields"
+    };
+}
+/// The tables of [`trigger_columns`], for `concat!`.
+macro_rules! trigger_tables {
+    () => {
+        " FROM triggers \
+         LEFT JOIN kv_trigger_details ON kv_trigger_details.trigger_id = triggers.id \
+         LEFT JOIN docs_trigger_details ON docs_trigger_details.trigger_id = triggers.id "
     };
 }
 /// The columns of [`JobRow`], for `concat!`. The payload is read as text on both backends
@@ -330,6 +341,61 @@ pub const UPSERT_KV: Sql<'static> = dialects!(
 /// Deletes an entry.
 pub const DELETE_KV: Sql<'static> =
     Sql::same("DELETE FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3");
+/// The document's data (JSON text), times and version.
+pub const GET_DOC: Sql<'static> = Sql::same(
+    "SELECT CAST(data AS TEXT), created_at, updated_at, version FROM docs \
+    WHERE app_id = $1 AND collection = $2 AND id = $3",
+);
+/// The document's version.
+pub const DOC_VERSION: Sql<'static> =
+    Sql::same("SELECT version FROM docs WHERE app_id = $1 AND collection = $2 AND id = $3");
+/// What a run's write to the document replaces: its data, size and version.
+pub const DOC_BEFORE_WRITE: Sql<'static> = Sql::same(
+    "SELECT CAST(data AS TEXT), size, version FROM docs \
+    WHERE app_id = $1 AND collection = $2 AND id = $3",
+);
+/// Stores the document `($1, $2, $3)`: data `$4` (JSON text) of size `$5` at version `$6`,
+/// created at `$7` (kept when it exists) and updated at `$8`.
+pub const UPSERT_DOC: Sql<'static> = dialects!(
+    "INSERT INTO docs (app_id, collection, id, data, size, version, created_at, updated_at) ",
+    "VALUES ($1, $2, $3, $4",
+    jsonb!(),
+    ", $5, $6, $7, $8) ON CONFLICT (app_id, collection, id) DO UPDATE SET ",
+    "data = excluded.data, size = excluded.size, version = excluded.version, ",
+    "updated_at = excluded.updated_at"
+);
+/// Deletes a document.
+pub const DELETE_DOC: Sql<'static> =
+    Sql::same("DELETE FROM docs WHERE app_id = $1 AND collection = $2 AND id = $3");
+/// A page of the collection's documents by id: after `$3`, `$4` of them.
+pub const LIST_DOCS: Sql<'static> = Sql::same(
+    "SELECT id, CAST(data AS TEXT), created_at, updated_at, version FROM docs \
+    WHERE app_id = $1 AND collection = $2 AND id > $3 ORDER BY id LIMIT $4",
+);
+/// [`LIST_DOCS`] with the versions only: a run's commit checking the page it read.
+pub const LIST_DOC_VERSIONS: Sql<'static> = Sql::same(
+    "SELECT id, version FROM docs \
+    WHERE app_id = $1 AND collection = $2 AND id > $3 ORDER BY id LIMIT $4",
+);
+/// The docs triggers of the app `$1` on the collection `$2`.
+pub const DOCS_TRIGGERS: Sql<'static> = Sql::same(
+    "SELECT triggers.script_id, docs_trigger_details.ops, docs_trigger_details.fields \
+    FROM triggers JOIN docs_trigger_details ON docs_trigger_details.trigger_id = triggers.id \
+    WHERE triggers.app_id = $1 AND docs_trigger_details.collection = $2 ORDER BY triggers.id",
+);
+pub const INSERT_DOCS_TRIGGER_DETAILS: Sql<'static> = Sql::same(
+    "INSERT INTO docs_trigger_details (trigger_id, collection, ops, fields) \
+    VALUES ($1, $2, $3, $4)",
+);
+/// Declares the path `$3` indexed in the app `$1`'s collection `$2`; nothing when it is.
+pub const DECLARE_DOC_INDEX: Sql<'static> = Sql::same(
+    "INSERT INTO doc_indexes (app_id, collection, path) VALUES ($1, $2, $3) \
+    ON CONFLICT (app_id, collection, path) DO NOTHING",
+);
+/// The paths the app `$1` declared indexed in its collection `$2`, with when.
+pub const DOC_INDEXES: Sql<'static> = Sql::same(
+    "SELECT path, created_at FROM doc_indexes WHERE app_id = $1 AND collection = $2 ORDER BY path",
+);
 /// The app and resolution of the dead letter `$1`, its row locked on PostgreSQL: a concurrent
 /// replay or resolve waits, then finds it closed.
 pub const LOCK_DEAD_LETTER: Sql<'static> = dialects!(
@@ -371,14 +437,13 @@ pub const INSERT_DEAD_LETTER_TRIGGER_DETAILS: Sql<'static> =
 pub const GET_TRIGGER: Sql<'static> = dialects!(
     "SELECT ",
     trigger_columns!(),
-    " FROM triggers LEFT JOIN kv_trigger_details ",
-    "ON kv_trigger_details.trigger_id = triggers.id WHERE triggers.id = $1"
+    trigger_tables!(),
+    "WHERE triggers.id = $1"
 );
 pub const LIST_TRIGGERS: Sql<'static> = dialects!(
     "SELECT ",
     trigger_columns!(),
-    " FROM triggers LEFT JOIN kv_trigger_details ",
-    "ON kv_trigger_details.trigger_id = triggers.id ",
+    trigger_tables!(),
     "WHERE triggers.app_id = $1 AND triggers.id > $2 ORDER BY triggers.id LIMIT $3"
 );
 pub const DELETE_TRIGGER: Sql<'static> = Sql::same("DELETE FROM triggers WHERE id = $1");

@@ -1,13 +1,13 @@
 //! [`TriggerStore`], written once for both backends. Which triggers fire for a change is
-//! `picloud_core::firing`'s rule; the stores apply it in [`crate::kv`] and
-//! [`crate::dead_letters`].
+//! `picloud_core::firing`'s rule; the stores apply it in a run's commit (`crate::commit`) and
+//! in [`crate::dead_letters`].
 
 use async_trait::async_trait;
 use picloud_core::{AppId, Trigger, TriggerDetail, TriggerId};
 
 use crate::db::{Engine, WriteTx};
 use crate::paging::Window;
-use crate::rows::{one, ops_column, records, TriggerRow};
+use crate::rows::{docs_ops_column, fields_column, one, ops_column, records, TriggerRow};
 use crate::{sql, NewTrigger, Page, PageRequest, StoreError, StoreResult, TriggerStore};
 
 #[async_trait]
@@ -42,6 +42,20 @@ impl<E: Engine> TriggerStore for E {
                     ops_column(ops).into(),
                 ];
                 tx.execute(sql::INSERT_KV_TRIGGER_DETAILS, &details).await?
+            }
+            TriggerDetail::Docs {
+                collection,
+                ops,
+                fields,
+            } => {
+                let details = [
+                    (&id).into(),
+                    collection.as_str().into(),
+                    docs_ops_column(ops).into(),
+                    fields_column(fields.as_deref()).into(),
+                ];
+                tx.execute(sql::INSERT_DOCS_TRIGGER_DETAILS, &details)
+                    .await?
             }
             TriggerDetail::DeadLetter => {
                 tx.execute(sql::INSERT_DEAD_LETTER_TRIGGER_DETAILS, &[(&id).into()])

@@ -121,7 +121,7 @@ fn delete(kv: &mut KvCollection, key: Dynamic) -> SdkResult<bool> {
 fn list(kv: &mut KvCollection, options: &Dynamic) -> SdkResult<Dynamic> {
     const F: &str = "kv.list";
     let grant = require(F, CapabilityKind::AppKvRead)?;
-    let request = list_request(F, options)?;
+    let request = page_options(F, options, true)?;
     let page = context::off_the_books(|| {
         service_call(F, grant.services.kv_list(grant.app_id, &kv.name, &request))
     })?;
@@ -187,8 +187,13 @@ fn exists(
     Ok(version.is_some())
 }
 
-/// `list`'s options: `#{ prefix, limit, cursor }`, each optional (`()` counts as absent).
-fn list_request(function: &str, options: &Dynamic) -> SdkResult<KvListRequest> {
+/// `list`'s options: `#{ prefix, limit, cursor }` (`prefix` only `with_prefix`: KV, not
+/// documents), each optional (`()` counts as absent).
+pub(crate) fn page_options(
+    function: &str,
+    options: &Dynamic,
+    with_prefix: bool,
+) -> SdkResult<KvListRequest> {
     let mut request = KvListRequest {
         prefix: None,
         limit: DEFAULT_LIST_LIMIT,
@@ -199,14 +204,20 @@ fn list_request(function: &str, options: &Dynamic) -> SdkResult<KvListRequest> {
     }
     let Some(options) = options.read_lock::<Map>() else {
         return Err(error(format!(
-            "{function}: the options are a map such as #{{ prefix: \"user:\", limit: 10 }} (got {})",
+            "{function}: the options are a map such as #{{ limit: 10 }} (got {})",
             friendly_type_name(options)
         )));
     };
+    let known = if with_prefix {
+        "use prefix, limit or cursor"
+    } else {
+        "use limit or cursor"
+    };
     for (name, value) in options.iter() {
         match (name.as_str(), value.is_unit()) {
-            ("prefix" | "limit" | "cursor", true) => {}
-            ("prefix", false) => {
+            ("limit" | "cursor", true) => {}
+            ("prefix", true) if with_prefix => {}
+            ("prefix", false) if with_prefix => {
                 let prefix = string_arg(function, "the prefix", value)?;
                 let prefix = parse_key_prefix(&prefix)
                     .map_err(|err| error(format!("{function}: {}", err.message)))?;
@@ -218,7 +229,7 @@ fn list_request(function: &str, options: &Dynamic) -> SdkResult<KvListRequest> {
             }
             (other, _) => {
                 return Err(error(format!(
-                    "{function}: '{other:.64}' is not an option: use prefix, limit or cursor"
+                    "{function}: '{other:.64}' is not an option: {known}"
                 )))
             }
         }

@@ -10,6 +10,7 @@
 //! | [`encoding`] | `base64::{encode, decode, encode_url, decode_url}`, `hex::{encode, decode}` |
 //! | [`url`] | `url::{encode, decode, parse_query, build_query}` |
 //! | [`kv`] | `kv::collection(name)` and its handle's `get`, `set`, `has`, `delete`, `list` |
+//! | [`docs`] | `docs::collection(name)` and its handle's `create`, `get`, `update`, `delete`, `find`, `find_one`, `list` |
 //! | [`dead_letters`] | `dead_letters::{replay, resolve}` |
 //!
 //! Every failure is a Rhai runtime error (catchable with `try/catch`) whose message starts with
@@ -17,11 +18,12 @@
 //! is registered as volatile, so the optimizer never folds a call such as `random::int(1, 6)`
 //! or `time::now()` into a constant at compile time. `docs/sdk.md` documents each one.
 //!
-//! The data functions (`kv`, `dead_letters`) check the execution's authority with
+//! The data functions (`kv`, `docs`, `dead_letters`) check the execution's authority with
 //! [`context::require`], which also gives them the app they act for, and reach the services
 //! through [`service_call`], bounded by the execution's deadline.
 
 pub(crate) mod dead_letters;
+pub(crate) mod docs;
 pub(crate) mod encoding;
 pub(crate) mod json;
 pub(crate) mod kv;
@@ -52,6 +54,7 @@ pub(crate) fn register(engine: &mut Engine, sizes: Sizes) {
     engine.register_static_module("hex", encoding::hex_module().into());
     engine.register_static_module("url", url::module().into());
     kv::register(engine);
+    docs::register(engine);
     engine.register_static_module("dead_letters", dead_letters::module().into());
 }
 

@@ -28,7 +28,9 @@ use crate::commit::{commit_runs, AnyRow, CommitTx};
 use crate::db::{sqlite, Arg, Sql};
 use crate::jobs::{JobCounts, JobValues};
 use crate::sql::{self, insert_into_outbox};
-use crate::{AppQuotas, OutboxBatch, OutboxCommitter, RunVerdict, StoreError, StoreResult};
+use crate::{
+    AppQuotas, Backend, OutboxBatch, OutboxCommitter, RunVerdict, StoreError, StoreResult,
+};
 
 /// One job, bound by rusqlite's numbered parameters in the order of
 /// [`crate::sql::job_value_columns`]: a job of an app that no longer exists inserts nothing.
@@ -163,6 +165,8 @@ fn insert_jobs(tx: &Transaction<'_>, jobs: &[JobValues]) -> rusqlite::Result<()>
 struct Rusqlite<'t>(&'t Transaction<'t>);
 
 impl CommitTx for Rusqlite<'_> {
+    const BACKEND: Backend = Backend::Sqlite;
+
     fn fetch_optional<R: AnyRow>(
         &mut self,
         sql: Sql<'_>,

@@ -35,6 +35,8 @@ pub(super) fn statement<'c>(
             Arg::Bool(b) => statement.raw_bind_parameter(index, b),
             Arg::OptBool(b) => statement.raw_bind_parameter(index, b),
             Arg::Bytes(bytes) => statement.raw_bind_parameter(index, bytes),
+            Arg::Blob(bytes) => statement.raw_bind_parameter(index, bytes),
+            Arg::Float(x) => statement.raw_bind_parameter(index, x),
         }?;
     }
     Ok(statement)

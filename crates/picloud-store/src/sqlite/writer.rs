@@ -11,6 +11,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::db::{arguments, Arg, DbResult, Row, Sql, WriteTx};
 use crate::jobs::{self, JobValues};
 use crate::sql::INSERT_FROM_JOB;
+use crate::Backend;
 
 /// The store's one writer connection (a pool of one) and the lock it shares with the outbox
 /// committer's connection, so the two take turns in process and never meet on SQLite's file
@@ -65,6 +66,8 @@ pub(super) fn bind<'q>(args: &'q [Arg<'_>]) -> DbResult<SqliteArguments<'q>> {
 }
 
 impl WriteTx for WriteTransaction {
+    const BACKEND: Backend = Backend::Sqlite;
+
     async fn fetch_optional<R: Row>(
         &mut self,
         sql: Sql<'_>,

@@ -6,6 +6,7 @@
 //! | module | part |
 //! |---|---|
 //! | [`kv`] | the KV store |
+//! | [`docs`] | the document store: its filters on both backends against one model, docs triggers |
 //! | [`triggers`] | triggers |
 //! | [`kv_triggers`] | KV writes that fire triggers |
 //! | [`concurrent_writes`] | concurrent KV writes (on SQLite, the ones that arrive together share one commit) |
@@ -44,6 +45,7 @@ mod app_deletion;
 mod committer;
 mod concurrent_writes;
 mod dead_letters;
+mod docs;
 mod kv;
 mod kv_triggers;
 mod outbox;
