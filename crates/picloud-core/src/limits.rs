@@ -25,7 +25,8 @@ pub struct Limits {
     /// Bytes of log lines one execution keeps (and writes to the server log); past it, lines are
     /// dropped and counted in one closing line.
     pub max_log_bytes: usize,
-    /// Data writes (`kv.set`, `kv.delete`) one execution may make; each may fire triggers, so
+    /// Data writes (`kv.set`, `kv.delete`, `docs.create` / `update` / `delete`) one execution may
+    /// make; each may fire triggers, so
     /// this also bounds how many trigger jobs one execution can cause.
     pub max_writes: usize,
     /// Bytes of memory one execution may hold at once, counted where they are allocated: every

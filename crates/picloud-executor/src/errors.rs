@@ -72,9 +72,10 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
         ),
         EvalAltResult::ErrorTerminated(token, ..) if is_token(token, WRITES_TOKEN) => {
             limit(format!(
-            "the script exceeded its limit of {} data writes (kv.set, kv.delete) in one execution",
-            limits.max_writes
-        ))
+                "the script exceeded its limit of {} data writes (kv.set, kv.delete, docs.create, \
+             docs.update, docs.delete) in one execution",
+                limits.max_writes
+            ))
         }
         EvalAltResult::ErrorTerminated(token, ..) if is_token(token, MEMORY_TOKEN) => {
             limit(memory_exceeded(limits))

@@ -711,7 +711,8 @@ both_backends!(
         assert_error(
             &err,
             ExecErrorKind::LimitExceeded,
-            "the script exceeded its limit of 50 data writes (kv.set, kv.delete) in one execution",
+            "the script exceeded its limit of 50 data writes (kv.set, kv.delete, docs.create, \
+             docs.update, docs.delete) in one execution",
         );
         let kept = h
             .json(r#"kv::collection("flood").list(#{ limit: 500 }).items.len()"#)

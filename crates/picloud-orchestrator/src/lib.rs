@@ -26,6 +26,7 @@ pub mod api_keys;
 pub mod apps;
 pub mod auth;
 pub mod config;
+pub mod data;
 pub mod dead_letters;
 pub mod dispatcher;
 pub mod error;
@@ -62,6 +63,7 @@ pub use crate::config::{
     CommitConfig, DispatchConfig, JobConfig, PlatformConfig, RetentionConfig, ThrottleConfig,
     DEFAULT_GATE_APP_SHARE_PERCENT,
 };
+pub use crate::data::{DataService, DocsBrowse};
 pub use crate::dead_letters::{DeadLetterService, Replayed};
 pub use crate::dispatcher::{Attempt, Dispatcher};
 pub use crate::error::{ServiceError, ServiceResult};
@@ -72,11 +74,11 @@ pub use crate::members::MemberService;
 pub use crate::metrics::{Metrics, RequestKind};
 pub use crate::routes::{NewRouteInput, RouteService};
 pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, TestRun, MAX_SOURCE_BYTES};
-pub use crate::triggers::{NewKvTriggerInput, TriggerService};
+pub use crate::triggers::{NewDocsTriggerInput, NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
 pub use picloud_store::{
-    AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, NewApp, Page, PageRequest,
+    AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, DocIndex, NewApp, Page, PageRequest,
 };
 
 /// A local executor whose scripts read the data through `store`.
@@ -127,6 +129,7 @@ struct Inner {
     members: MemberService,
     api_keys: ApiKeyService,
     triggers: TriggerService,
+    data: DataService,
     dead_letters: DeadLetterService,
     invoker: invoke::Invoker,
     dispatcher: Arc<Dispatcher>,
@@ -228,6 +231,7 @@ impl Platform {
             members: MemberService::new(store.clone()),
             api_keys: ApiKeyService::new(store.clone()),
             triggers: TriggerService::new(store.clone()),
+            data: DataService::new(store.clone()),
             dead_letters: DeadLetterService::new(store.clone(), wake),
             auth,
             invoker: invoke::Invoker::new(
@@ -269,6 +273,11 @@ impl Platform {
 
     pub fn triggers(&self) -> &TriggerService {
         &self.inner.triggers
+    }
+
+    /// The data browser (an app's KV entries and documents) and declared document indexes.
+    pub fn data(&self) -> &DataService {
+        &self.inner.data
     }
 
     pub fn dead_letters(&self) -> &DeadLetterService {

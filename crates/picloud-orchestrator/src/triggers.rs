@@ -2,14 +2,17 @@
 //! - the target script must exist, be in the trigger's app and be an endpoint (a module has no
 //!   top-level code to run — the changelog's v1.1.3 tightening, applied from the start);
 //! - a KV trigger names a collection, an optional key prefix and at least one operation;
+//! - a docs trigger names a collection, at least one operation and, optionally, the field paths
+//!   one of which a change must touch (at most [`MAX_TRIGGER_FIELDS`]);
 //! - managing triggers needs `AppManageTriggers`; listing them, `AppRead`.
 
 use std::sync::Arc;
 
+use picloud_core::docs::FieldPath;
 use picloud_core::events::parse_key_prefix;
 use picloud_core::{
-    AppId, Capability, CollectionName, InputError, KvOp, Principal, ScriptId, ScriptKind, Trigger,
-    TriggerDetail, TriggerId,
+    AppId, Capability, CollectionName, DocsOp, InputError, KvOp, Principal, ScriptId, ScriptKind,
+    Trigger, TriggerDetail, TriggerId,
 };
 use picloud_store::{NewTrigger, Page, PageRequest, Store, StoreError};
 
@@ -24,6 +27,57 @@ pub struct NewKvTriggerInput {
     pub collection: String,
     pub key_prefix: Option<String>,
     pub ops: Vec<String>,
+}
+
+/// A new docs trigger, as received.
+#[derive(Debug, Clone)]
+pub struct NewDocsTriggerInput {
+    pub script_id: ScriptId,
+    pub collection: String,
+    pub ops: Vec<String>,
+    /// Only changes that touch one of these field paths; `None`: every change.
+    pub fields: Option<Vec<String>>,
+}
+
+/// The most field paths a docs trigger names.
+pub const MAX_TRIGGER_FIELDS: usize = 32;
+
+/// The operations of a trigger, each once, or the sentence saying what to name.
+fn parse_ops<Op: Ord>(
+    ops: &[String],
+    parse: fn(&str) -> Result<Op, InputError>,
+    which: &str,
+) -> Result<Vec<Op>, InputError> {
+    if ops.is_empty() {
+        return Err(InputError::new(
+            "ops",
+            format!("name at least one operation: {which}"),
+        ));
+    }
+    let mut ops = ops
+        .iter()
+        .map(|op| parse(op))
+        .collect::<Result<Vec<_>, _>>()?;
+    ops.sort();
+    ops.dedup();
+    Ok(ops)
+}
+
+fn parse_fields(fields: &[String]) -> Result<Vec<FieldPath>, InputError> {
+    if fields.is_empty() || fields.len() > MAX_TRIGGER_FIELDS {
+        return Err(InputError::new(
+            "fields",
+            format!(
+                "name 1 to {MAX_TRIGGER_FIELDS} field paths (got {}), or leave fields out to fire \
+                 on every change",
+                fields.len()
+            ),
+        ));
+    }
+    fields
+        .iter()
+        .map(|field| FieldPath::parse(field).map_err(|err| InputError::new("fields", err.message)))
+        .collect()
 }
 
 #[derive(Clone)]
@@ -51,24 +105,30 @@ impl TriggerService {
             .filter(|prefix| !prefix.is_empty())
             .map(parse_key_prefix)
             .transpose()?;
-        if input.ops.is_empty() {
-            return Err(InputError::new(
-                "ops",
-                "name at least one operation: 'set', 'delete' or both",
-            )
-            .into());
-        }
-        let mut ops = input
-            .ops
-            .iter()
-            .map(|op| KvOp::parse(op))
-            .collect::<Result<Vec<_>, _>>()?;
-        ops.sort();
-        ops.dedup();
+        let ops = parse_ops(&input.ops, KvOp::parse, "'set', 'delete' or both")?;
         let detail = TriggerDetail::Kv {
             collection,
             key_prefix,
             ops,
+        };
+        self.create(app_id, input.script_id, detail).await
+    }
+
+    #[tracing::instrument(skip_all, fields(app_id = %app_id))]
+    pub async fn create_docs(
+        &self,
+        actor: &Principal,
+        app_id: AppId,
+        input: NewDocsTriggerInput,
+    ) -> ServiceResult<Trigger> {
+        require(actor, Capability::AppManageTriggers(app_id))?;
+        let collection = CollectionName::parse(&input.collection)?;
+        let ops = parse_ops(&input.ops, DocsOp::parse, "'create', 'update', 'delete'")?;
+        let fields = input.fields.as_deref().map(parse_fields).transpose()?;
+        let detail = TriggerDetail::Docs {
+            collection,
+            ops,
+            fields,
         };
         self.create(app_id, input.script_id, detail).await
     }

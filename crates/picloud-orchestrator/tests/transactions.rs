@@ -411,3 +411,106 @@ both_backends!(
         }
     }
 );
+
+/// A counter kept in a document that the first request creates: `find_one`, then `create` or
+/// `update`. Two first requests that both find nothing conflict at commit (the find of the one
+/// committing second finds the other's document), so exactly one document is made.
+const DOC_COUNTER: &str = r#"
+    let c = docs::collection("counters");
+    let doc = c.find_one(#{ name: "hits" });
+    if doc == () {
+        c.create(#{ name: "hits", n: 1 });
+        #{ n: 1 }
+    } else {
+        c.update(doc.id, #{ name: "hits", n: doc.data.n + 1 });
+        #{ n: doc.data.n + 1 }
+    }
+"#;
+
+/// Records which value each update replaced: one key per `prev_data.n`, holding the new `n` and
+/// what changed.
+const ON_UPDATE: &str = r#"
+    let e = ctx.event.docs;
+    kv::collection("seen").set(`${e.prev_data.n}`, #{ n: e.data.n, changed: e.changed, op: e.op });
+"#;
+
+// The changelog's limitation, gone: concurrent updates of one document each see the state they
+// replaced, so each update's trigger gets a distinct `prev_data`.
+both_backends!(
+    concurrent_updates_of_one_document_each_fire_with_the_state_they_replaced,
+    |store| async move {
+        let (platform, app_id) = serve(&store, "hits", DOC_COUNTER, DispatchMode::Sync).await;
+        let actor = admin(&platform).await;
+        let handler = platform
+            .scripts()
+            .create(
+                &actor,
+                app_id,
+                picloud_test_support::platform::script(
+                    "on-update",
+                    picloud_core::ScriptKind::Endpoint,
+                    ON_UPDATE,
+                ),
+            )
+            .await
+            .expect("the handler");
+        platform
+            .triggers()
+            .create_docs(
+                &actor,
+                app_id,
+                picloud_orchestrator::NewDocsTriggerInput {
+                    script_id: handler.id,
+                    collection: "counters".to_owned(),
+                    ops: vec!["update".to_owned()],
+                    fields: Some(vec!["n".to_owned()]),
+                },
+            )
+            .await
+            .expect("the trigger");
+        const N: i64 = 30;
+        let answers = concurrently(&platform, "hits", vec![json!({}); N as usize]).await;
+        let mut counts: Vec<i64> = answers
+            .iter()
+            .map(|answer| json_of(answer)["n"].as_i64().expect("n"))
+            .collect();
+        counts.sort_unstable();
+        assert_eq!(
+            counts,
+            (1..=N).collect::<Vec<_>>(),
+            "each request saw one count"
+        );
+        let docs = store
+            .doc_find(
+                app_id,
+                &CollectionName::parse("counters").expect("a collection"),
+                &picloud_core::docs::Query::parse(&json!({})).expect("a filter"),
+                10,
+            )
+            .await
+            .expect("the documents");
+        assert_eq!(
+            docs.len(),
+            1,
+            "the first requests made one document between them"
+        );
+        assert_eq!(docs[0].1.data["n"], N);
+        for prev in 1..N {
+            let seen = eventually(
+                "every update's trigger ran",
+                Duration::from_secs(20),
+                || {
+                    let store = store.clone();
+                    async move { kv(&store, app_id, "seen", &prev.to_string()).await }
+                },
+            )
+            .await;
+            assert_eq!(
+                seen,
+                json!({"n": prev + 1, "changed": ["n"], "op": "update"}),
+                "the update that replaced n = {prev}"
+            );
+        }
+        platform.shutdown().await;
+    }
+);

@@ -13,7 +13,7 @@ use axum::Router;
 use picloud_core::CapabilityKind;
 use picloud_orchestrator::Platform;
 
-use crate::{api_keys, apps, dead_letters, members, routes, scripts, triggers, users};
+use crate::{api_keys, apps, data, dead_letters, members, routes, scripts, triggers, users};
 
 /// What an endpoint asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +70,18 @@ pub static ADMIN_ENDPOINTS: &[Endpoint] = &[
     spec!(GET "/api/v1/admin/apps/{app_id}/routes", Cap(K::AppRead), OK, routes::list),
     spec!(DELETE "/api/v1/admin/routes/{route_id}", Cap(K::AppWrite), NO_CONTENT, routes::remove),
     spec!(POST "/api/v1/admin/apps/{app_id}/triggers/kv", Cap(K::AppManageTriggers), CREATED, triggers::create_kv),
+    spec!(POST "/api/v1/admin/apps/{app_id}/triggers/docs", Cap(K::AppManageTriggers), CREATED, triggers::create_docs),
     spec!(POST "/api/v1/admin/apps/{app_id}/triggers/dead_letter", Cap(K::AppManageTriggers), CREATED, triggers::create_dead_letter),
     spec!(GET "/api/v1/admin/apps/{app_id}/triggers", Cap(K::AppRead), OK, triggers::list),
     spec!(DELETE "/api/v1/admin/triggers/{trigger_id}", Cap(K::AppManageTriggers), NO_CONTENT, triggers::remove),
     spec!(GET "/api/v1/admin/apps/{app_id}/dead-letters", Cap(K::AppRead), OK, dead_letters::list),
     spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/replay", Cap(K::AppDeadLetterManage), OK, dead_letters::replay),
     spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/resolve", Cap(K::AppDeadLetterManage), OK, dead_letters::resolve),
+    spec!(GET "/api/v1/admin/apps/{app_id}/kv/{collection}", Cap(K::AppKvRead), OK, data::kv),
+    spec!(GET "/api/v1/admin/apps/{app_id}/docs/{collection}", Cap(K::AppDocsRead), OK, data::docs),
+    spec!(POST "/api/v1/admin/apps/{app_id}/docs/{collection}/find", Cap(K::AppDocsRead), OK, data::find),
+    spec!(GET "/api/v1/admin/apps/{app_id}/docs/{collection}/indexes", Cap(K::AppRead), OK, data::indexes),
+    spec!(POST "/api/v1/admin/apps/{app_id}/docs/{collection}/indexes", Cap(K::AppWrite), CREATED, data::declare_index),
     spec!(GET "/api/v1/admin/apps/{app_id}/members", Cap(K::AppRead), OK, members::list),
     spec!(PUT "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), OK, members::set),
     spec!(DELETE "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), NO_CONTENT, members::remove),

@@ -23,6 +23,7 @@ pub mod admin;
 mod api_keys;
 mod apps;
 mod auth;
+mod data;
 mod dead_letters;
 pub mod error;
 pub mod extract;

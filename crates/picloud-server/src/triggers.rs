@@ -1,10 +1,10 @@
-//! `/api/v1/admin/apps/{app_id}/triggers[/kv|/dead_letter]` and `/api/v1/admin/triggers/{trigger_id}`.
+//! `/api/v1/admin/apps/{app_id}/triggers[/kv|/docs|/dead_letter]` and `/api/v1/admin/triggers/{trigger_id}`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use picloud_core::{AppId, ScriptId, Trigger, TriggerId};
-use picloud_orchestrator::{NewKvTriggerInput, Platform};
+use picloud_orchestrator::{NewDocsTriggerInput, NewKvTriggerInput, Platform};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -19,6 +19,17 @@ pub(crate) struct KvBody {
     key_prefix: Option<String>,
     /// `["set"]`, `["delete"]` or both; both when left out.
     ops: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DocsBody {
+    script_id: String,
+    collection: String,
+    /// Any of `"create"`, `"update"`, `"delete"`; all three when left out.
+    ops: Option<Vec<String>>,
+    /// Field paths one of which a change must touch; every change when left out.
+    fields: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +55,30 @@ pub(crate) async fn create_kv(
     let trigger = platform
         .triggers()
         .create_kv(&caller.principal, app_id, input)
+        .await?;
+    Ok((StatusCode::CREATED, Json(trigger)))
+}
+
+pub(crate) async fn create_docs(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    PathIds(app_id): PathIds<AppId>,
+    JsonBody(body): JsonBody<DocsBody>,
+) -> Result<(StatusCode, Json<Trigger>), ApiError> {
+    let input = NewDocsTriggerInput {
+        script_id: script_id_field(&body.script_id)?,
+        collection: body.collection,
+        ops: body.ops.unwrap_or_else(|| {
+            picloud_core::DocsOp::ALL
+                .iter()
+                .map(|op| op.as_str().to_owned())
+                .collect()
+        }),
+        fields: body.fields,
+    };
+    let trigger = platform
+        .triggers()
+        .create_docs(&caller.principal, app_id, input)
         .await?;
     Ok((StatusCode::CREATED, Json(trigger)))
 }

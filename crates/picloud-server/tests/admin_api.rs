@@ -716,3 +716,209 @@ both_backends!(
         );
     }
 );
+
+// The data browser (#16): documents by id or by filter (query string or body), KV entries by
+// prefix, declared indexes, docs triggers — and what each refuses, with a sentence.
+both_backends!(
+    the_data_browser_shows_documents_and_kv_entries_and_refuses_bad_filters,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/apps",
+                Some(json!({"slug": "shop", "name": "Shop"})),
+            )
+            .await;
+        let app = app.json["id"].as_str().expect("the app").to_owned();
+        let seed = r#"
+            let users = docs::collection("users");
+            users.create(#{ name: "Ada", age: 36 });
+            users.create(#{ name: "Grace", age: 9 });
+            users.create(#{ name: "Linus", age: 10 });
+            let settings = kv::collection("settings");
+            settings.set("a:1", 1);
+            settings.set("a:2", 2);
+            settings.set("b:1", 3);
+        "#;
+        let script = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/apps/{app}/scripts"),
+                Some(json!({"name": "seed", "source": seed})),
+            )
+            .await;
+        let script = script.json["id"].as_str().expect("the script").to_owned();
+        let ran = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/scripts/{script}/execute"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(ran.status, 200, "{ran}");
+
+        let docs = format!("/api/v1/admin/apps/{app}/docs/users");
+        let page = server
+            .admin(Method::GET, &format!("{docs}?limit=2"), None)
+            .await;
+        assert_eq!(page.status, 200, "{page}");
+        assert_eq!(
+            page.json["items"][0]["data"]["name"], "Ada",
+            "creation order"
+        );
+        assert!(page.json["items"][0]["created_at"].is_string(), "{page}");
+        let cursor = page.json["next_cursor"].as_str().expect("a next page");
+        let rest = server
+            .admin(Method::GET, &format!("{docs}?cursor={cursor}"), None)
+            .await;
+        assert_eq!(rest.json["items"][0]["data"]["name"], "Linus", "{rest}");
+        assert_eq!(rest.json["next_cursor"], Value::Null);
+
+        let filter =
+            "%7B%22age%22%3A%7B%22%24gt%22%3A9%7D%2C%22%24sort%22%3A%7B%22age%22%3A%22asc%22%7D%7D";
+        let older = server
+            .admin(Method::GET, &format!("{docs}?filter={filter}"), None)
+            .await;
+        let names: Vec<&Value> = older.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| &item["data"]["name"])
+            .collect();
+        assert_eq!(names, [&json!("Linus"), &json!("Ada")], "{older}");
+        let found = server
+            .admin(
+                Method::POST,
+                &format!("{docs}/find"),
+                Some(json!({"filter": {"name": "Grace"}})),
+            )
+            .await;
+        assert_eq!(found.json["items"][0]["data"]["age"], 9, "{found}");
+
+        for (answer, needle) in [
+            (
+                server
+                    .admin(
+                        Method::POST,
+                        &format!("{docs}/find"),
+                        Some(json!({"filter": {"$or": []}})),
+                    )
+                    .await,
+                "'$or' is not supported",
+            ),
+            (
+                server
+                    .admin(Method::GET, &format!("{docs}?filter=%7Bnope"), None)
+                    .await,
+                "the filter is not JSON",
+            ),
+            (
+                server
+                    .admin(Method::GET, &format!("{docs}?prefix=a"), None)
+                    .await,
+                "documents are listed by id",
+            ),
+            (
+                server
+                    .admin(
+                        Method::GET,
+                        "/api/v1/admin/apps/{app}/docs/.bad"
+                            .replace("{app}", &app)
+                            .as_str(),
+                        None,
+                    )
+                    .await,
+                "is not a collection name",
+            ),
+            (
+                server
+                    .admin(
+                        Method::POST,
+                        &format!("{docs}/indexes"),
+                        Some(json!({"path": "a..b"})),
+                    )
+                    .await,
+                "is not a field path",
+            ),
+            (
+                server
+                    .admin(
+                        Method::POST,
+                        &format!("/api/v1/admin/apps/{app}/triggers/docs"),
+                        Some(
+                            json!({"script_id": script, "collection": "users", "ops": ["upsert"]}),
+                        ),
+                    )
+                    .await,
+                "'upsert' is not a document operation",
+            ),
+            (
+                server
+                    .admin(
+                        Method::POST,
+                        &format!("/api/v1/admin/apps/{app}/triggers/docs"),
+                        Some(json!({"script_id": script, "collection": "users", "fields": []})),
+                    )
+                    .await,
+                "name 1 to 32 field paths",
+            ),
+        ] {
+            assert_eq!(answer.status, 400, "{answer}");
+            assert!(answer.text.contains(needle), "{needle}: {answer}");
+        }
+
+        let declared = server
+            .admin(
+                Method::POST,
+                &format!("{docs}/indexes"),
+                Some(json!({"path": "age"})),
+            )
+            .await;
+        assert_eq!(declared.status, 201, "{declared}");
+        assert_eq!(declared.json["path"], "age");
+        let listed = server
+            .admin(Method::GET, &format!("{docs}/indexes"), None)
+            .await;
+        assert_eq!(listed.json["items"][0]["path"], "age", "{listed}");
+
+        let trigger = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/apps/{app}/triggers/docs"),
+                Some(json!({"script_id": script, "collection": "users", "fields": ["age"]})),
+            )
+            .await;
+        assert_eq!(trigger.status, 201, "{trigger}");
+        assert_eq!(trigger.json["kind"], "docs");
+        assert_eq!(trigger.json["ops"], json!(["create", "update", "delete"]));
+        assert_eq!(trigger.json["fields"], json!(["age"]));
+
+        let kv = server
+            .admin(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{app}/kv/settings?prefix=a:&limit=1"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            kv.json["items"],
+            json!([{"key": "a:1", "value": 1}]),
+            "{kv}"
+        );
+        let cursor = kv.json["next_cursor"].as_str().expect("a next page");
+        let kv = server
+            .admin(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{app}/kv/settings?prefix=a:&cursor={cursor}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            kv.json["items"],
+            json!([{"key": "a:2", "value": 2}]),
+            "{kv}"
+        );
+        Ok(())
+    }
+);

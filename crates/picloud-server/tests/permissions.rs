@@ -209,6 +209,15 @@ fn request(spec: &Endpoint, fixture: &Fixture) -> Option<(String, Option<Value>)
         ("POST", "/api/v1/admin/apps/{app_id}/triggers/kv") => Some(
             json!({"script_id": fixture.script, "collection": format!("c{n}"), "ops": ["set"]}),
         ),
+        ("POST", "/api/v1/admin/apps/{app_id}/triggers/docs") => Some(
+            json!({"script_id": fixture.script, "collection": format!("c{n}"), "fields": ["a.b"]}),
+        ),
+        ("POST", "/api/v1/admin/apps/{app_id}/docs/{collection}/find") => {
+            Some(json!({"filter": {"n": {"$gt": 1}, "$sort": {"n": "desc"}}}))
+        }
+        ("POST", "/api/v1/admin/apps/{app_id}/docs/{collection}/indexes") => {
+            Some(json!({"path": format!("f{n}.email")}))
+        }
         ("POST", "/api/v1/admin/apps/{app_id}/triggers/dead_letter") => {
             Some(json!({"script_id": fixture.script}))
         }
@@ -235,7 +244,8 @@ fn request(spec: &Endpoint, fixture: &Fixture) -> Option<(String, Option<Value>)
         .replace("{trigger_id}", &fixture.trigger)
         .replace("{dead_letter_id}", &fixture.dead_letter)
         .replace("{user_id}", &fixture.target.to_string())
-        .replace("{key_id}", &fixture.own_key.to_string());
+        .replace("{key_id}", &fixture.own_key.to_string())
+        .replace("{collection}", "users");
     Some((path, body))
 }
 

@@ -227,7 +227,8 @@ pub struct SandboxArgs {
           value_parser = in_range(1024, 1 << 30))]
     pub max_log_bytes: usize,
 
-    /// Data writes (`kv.set`, `kv.delete`) one execution may make.
+    /// Data writes (`kv.set`, `kv.delete`, `docs.create`, `docs.update`, `docs.delete`) one
+    /// execution may make.
     #[arg(long, env = "PICLOUD_MAX_WRITES", default_value_t = Limits::default().max_writes,
           value_parser = in_range(1, 10_000_000))]
     pub max_writes: usize,
@@ -236,6 +237,12 @@ pub struct SandboxArgs {
     #[arg(long, env = "PICLOUD_MAX_MEMORY_BYTES", default_value_t = Limits::default().max_memory_bytes,
           value_parser = in_range(1 << 20, 1 << 34))]
     pub max_memory_bytes: usize,
+
+    /// Bytes of one document's data as JSON text (at most 16 MiB).
+    #[arg(long, env = "PICLOUD_MAX_DOCUMENT_BYTES",
+          default_value_t = Limits::default().max_document_bytes,
+          value_parser = in_range(1024, picloud_core::docs::DOC_MAX_BYTES))]
+    pub max_document_bytes: usize,
 
     /// Wall-clock time one execution may take, in milliseconds.
     #[arg(long, env = "PICLOUD_EXECUTION_TIMEOUT_MS", default_value_t = Limits::default().timeout_ms,
@@ -278,6 +285,7 @@ impl SandboxArgs {
             max_log_bytes: self.max_log_bytes,
             max_writes: self.max_writes,
             max_memory_bytes: self.max_memory_bytes,
+            max_document_bytes: self.max_document_bytes,
             ..Limits::default()
         }
     }

@@ -10,7 +10,9 @@ use std::str::FromStr;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, RawPathParams};
 use axum::http::request::Parts;
 use picloud_core::id::ParseIdError;
-use picloud_core::{ApiKeyId, AppId, DeadLetterId, RouteId, ScriptId, TriggerId, UserId};
+use picloud_core::{
+    ApiKeyId, AppId, CollectionName, DeadLetterId, RouteId, ScriptId, TriggerId, UserId,
+};
 use picloud_orchestrator::PageRequest;
 use serde::Deserialize;
 
@@ -86,6 +88,20 @@ impl<A: PathId, B: PathId> FromSegments for (A, B) {
             [a, b] => Ok((
                 a.parse().map_err(unknown_id)?,
                 b.parse().map_err(unknown_id)?,
+            )),
+            _ => Err(segment_count(2, segments)),
+        }
+    }
+}
+
+/// An app and one of its data collections: `/apps/{app_id}/kv/{collection}`. A collection name
+/// that breaks the naming rule is refused as 400 with the rule.
+impl FromSegments for (AppId, CollectionName) {
+    fn from_segments(segments: &[&str]) -> Result<Self, ApiError> {
+        match segments {
+            [app, collection] => Ok((
+                app.parse().map_err(unknown_id)?,
+                CollectionName::parse(collection)?,
             )),
             _ => Err(segment_count(2, segments)),
         }
