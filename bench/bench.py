@@ -441,6 +441,67 @@ def script_speed(target, runs):
         server.stop()
     return "\n".join(lines)
 
+# `--docs-find`: a collection of DOCS_FIND_COUNT documents, seeded DOCS_FIND_BATCH per execution,
+# and a route that finds one of them by an equality filter on `email` — measured without, then
+# with, an index declared on `email` (issue #16).
+DOCS_FIND_COUNT = 100_000
+DOCS_FIND_BATCH = 1_000
+DOCS_FIND_SEED = (
+    'let people = docs::collection("people"); let from = ctx.request.query.from.parse_int();\n'
+    "for i in from..from + " + str(DOCS_FIND_BATCH) + " {\n"
+    '  people.create(#{ email: `user${i}@example.com`, age: i % 90, tier: if i % 10 == 0 { "gold" } else { "basic" },\n'
+    '                   address: #{ city: `city${i % 500}`, zip: i % 10000 } });\n'
+    "}\n#{ seeded: from }"
+)
+DOCS_FIND_QUERY = 'docs::collection("people").find(#{ email: ctx.request.query.email }).map(|d| d.id)'
+
+
+def docs_find(target, postgres, seconds, rounds):
+    """`find` by equality on DOCS_FIND_COUNT documents, without and with a declared index, per
+    backend: wrk at one connection, median over rounds."""
+    lines = [
+        "| server | documents | index | find req/s median (min–max) | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    envs = {"picloud sqlite": {}}
+    if postgres:
+        envs["picloud postgres"] = {"PICLOUD_DATABASE_URL": postgres}
+    for name, env in envs.items():
+        server = start_picloud(os.path.join(target, "picloud"), name, env)
+        try:
+            admin, token = server.admin, server.token
+            app = http("POST", f"{admin}/api/v1/admin/apps", {"slug": "bench-docs", "name": "docs"}, token)
+            for script_name, source, path in [("seed", DOCS_FIND_SEED, "/seed"), ("find", DOCS_FIND_QUERY, "/find")]:
+                script = http("POST", f"{admin}/api/v1/admin/apps/{app['id']}/scripts",
+                              {"name": script_name, "kind": "endpoint", "source": source}, token)
+                http("POST", f"{admin}/api/v1/admin/scripts/{script['id']}/routes",
+                     {"method": "GET", "path": path, "dispatch_mode": "sync"}, token)
+            started = time.monotonic()
+            for start in range(0, DOCS_FIND_COUNT, DOCS_FIND_BATCH):
+                with urllib.request.urlopen(f"{server.base}/bench-docs/seed?from={start}", timeout=600) as resp:
+                    assert resp.status == 200, f"seeding answered {resp.status}"
+            print(f"{name}: seeded {DOCS_FIND_COUNT} documents in {time.monotonic() - started:.1f} s", file=sys.stderr)
+            url = f"{server.base}/bench-docs/find?email=user{DOCS_FIND_COUNT // 2 + 7}@example.com"
+            with urllib.request.urlopen(url, timeout=600) as resp:
+                assert len(json.loads(resp.read())) == 1, "the find finds one document"
+            for indexed in (False, True):
+                if indexed:
+                    started = time.monotonic()
+                    http("POST", f"{admin}/api/v1/admin/apps/{app['id']}/docs/people/indexes", {"path": "email"}, token)
+                    print(f"{name}: index built in {time.monotonic() - started:.1f} s", file=sys.stderr)
+                samples = [run_wrk(url, 1, seconds) for _ in range(rounds)]
+                rps = [s[0] for s in samples]
+                print(f"{name}: index={indexed} {statistics.median(rps):.0f} req/s", file=sys.stderr)
+                lines.append(
+                    f"| {name} | {DOCS_FIND_COUNT:,} | {'email' if indexed else 'none'} | {fmt_range(rps)} | "
+                    f"{statistics.median(s[2] for s in samples):.2f} | {statistics.median(s[3] for s in samples):.2f} | "
+                    f"{sum(s[4] for s in samples)} |"
+                )
+        finally:
+            server.stop()
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="debug build, one round of 1 s per workload")
@@ -454,6 +515,8 @@ def main():
     parser.add_argument("--write-results", action="store_true", help="write the table to bench/RESULTS.md")
     parser.add_argument("--script-speed", action="store_true",
                         help="only measure SCRIPT_SPEED's scripts beside a bare Rhai engine, one request at a time")
+    parser.add_argument("--docs-find", action="store_true",
+                        help=f"only measure docs find by equality on {DOCS_FIND_COUNT:,} documents, without and with an index")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.seconds = 1, 1
@@ -473,6 +536,9 @@ def main():
     target = os.path.join(ROOT, "target", "debug" if args.smoke else "release")
     if args.script_speed:
         print(script_speed(target, args.rounds))
+        return
+    if args.docs_find:
+        print(docs_find(target, args.postgres, args.seconds, args.rounds))
         return
 
     picloud_envs = {"picloud sqlite": {}}

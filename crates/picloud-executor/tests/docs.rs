@@ -312,3 +312,31 @@ both_backends!(
         Ok(())
     }
 );
+
+both_backends!(
+    a_find_bringing_more_than_the_execution_may_hold_is_refused,
+    |store| async move {
+        let limits = Limits {
+            max_memory_bytes: 2 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let h = harness(&store, "shop", limits).await;
+        for _ in 0..4 {
+            ok(h.run(
+                r#"let s = "x"; s.pad(600000, "x"); docs::collection("big").create(#{ s: s }); 0"#,
+            )
+            .await);
+        }
+        let err = h.error(r#"docs::collection("big").find().len()"#).await;
+        assert_error(
+            &err,
+            ExecErrorKind::Runtime,
+            "docs.find: what this read finds holds more than 2097152 bytes",
+        );
+        let one = h
+            .json(r#"docs::collection("big").find(#{ "$limit": 1 }).len()"#)
+            .await;
+        assert_eq!(one, json!(1), "a smaller read goes through");
+        Ok(())
+    }
+);

@@ -13,6 +13,9 @@ use picloud_store::{DocIndex, Page, Store};
 use crate::auth::require;
 use crate::error::{ServiceError, ServiceResult};
 
+/// The most bytes of entries or documents one page of the browser brings into the server.
+pub const BROWSE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
 /// Which documents to show: those a filter finds (in its order, at most its `$limit`), or a
 /// page of the collection by id.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +54,18 @@ impl DataService {
     ) -> ServiceResult<Page<(String, serde_json::Value)>> {
         require(actor, Capability::AppKvRead(app_id))?;
         self.app_exists(app_id).await?;
-        Ok(self.store.kv_list(app_id, collection, request).await?)
+        let page = self
+            .store
+            .kv_page(app_id, collection, request, BROWSE_MAX_BYTES)
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|(key, value, _)| (key, value))
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// The documents `browse` asks for, each with its id.
@@ -76,7 +90,7 @@ impl DataService {
                 let query = Query::parse(filter)?;
                 let found = self
                     .store
-                    .doc_find(app_id, collection, &query, query.limit)
+                    .doc_find(app_id, collection, &query, query.limit, BROWSE_MAX_BYTES)
                     .await?;
                 Ok(Page {
                     items: found
@@ -96,7 +110,10 @@ impl DataService {
                     },
                     cursor: browse.cursor.clone(),
                 };
-                let page = self.store.doc_page(app_id, collection, &request).await?;
+                let page = self
+                    .store
+                    .doc_page(app_id, collection, &request, BROWSE_MAX_BYTES)
+                    .await?;
                 Ok(Page {
                     items: page
                         .items

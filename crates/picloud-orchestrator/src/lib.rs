@@ -83,7 +83,7 @@ pub use picloud_store::{
 
 /// A local executor whose scripts read the data through `store`.
 pub fn local_executor(store: Arc<dyn Store>, config: ExecutorConfig) -> Arc<LocalExecutorClient> {
-    let services = StoreServices::new(store);
+    let services = StoreServices::new(store, config.limits.max_memory_bytes);
     Arc::new(LocalExecutorClient::new(config, Arc::new(services)))
 }
 

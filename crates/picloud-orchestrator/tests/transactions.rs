@@ -486,6 +486,7 @@ both_backends!(
                 &CollectionName::parse("counters").expect("a collection"),
                 &picloud_core::docs::Query::parse(&json!({})).expect("a filter"),
                 10,
+                usize::MAX,
             )
             .await
             .expect("the documents");

@@ -47,6 +47,35 @@ use crate::{
 /// committer's, and the threads' readers, `crate::sqlite::direct`).
 pub trait AnyRow: Row {
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+
+    /// The bytes it holds, for reads bounded by them (`Engine::read_rows_within`); rows never
+    /// read that way count nothing.
+    fn bytes(&self) -> usize {
+        0
+    }
+}
+
+/// What a column's value holds, in bytes.
+trait ColumnBytes {
+    fn bytes(&self) -> usize;
+}
+
+impl ColumnBytes for String {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl ColumnBytes for Option<String> {
+    fn bytes(&self) -> usize {
+        self.as_ref().map_or(0, String::len)
+    }
+}
+
+impl ColumnBytes for i64 {
+    fn bytes(&self) -> usize {
+        8
+    }
 }
 
 macro_rules! commit_rows {
@@ -55,6 +84,10 @@ macro_rules! commit_rows {
             impl AnyRow for ($($kind,)+) {
                 fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
                     Ok(($(row.get::<_, $kind>($column)?,)+))
+                }
+
+                fn bytes(&self) -> usize {
+                    0 $(+ ColumnBytes::bytes(&self.$column))+
                 }
             }
         )+

@@ -315,6 +315,16 @@ pub trait Engine: Send + Sync + 'static {
         args: &[Arg<'_>],
     ) -> impl Future<Output = StoreResult<Vec<R>>> + Send;
 
+    /// [`Engine::read_rows`], stopping once the rows hold more than `max_bytes`
+    /// ([`AnyRow::bytes`]): `None` then. A script's page or find brings at most what the
+    /// execution may hold into the process.
+    fn read_rows_within<R: AnyRow>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+        max_bytes: usize,
+    ) -> impl Future<Output = StoreResult<Option<Vec<R>>>> + Send;
+
     /// [`crate::KvStore::commit_run`]: `crate::commit` in a transaction (SQLite: shared with
     /// the runs that wait beside it).
     fn commit(&self, run: RunCommit) -> impl Future<Output = StoreResult<RunVerdict>> + Send;

@@ -29,7 +29,7 @@ use crate::db::{Arg, Engine, Sql};
 use crate::errors::corrupt;
 use crate::paging::Window;
 use crate::rows::json_value;
-use crate::{sql, Backend, DocIndex, DocStore, Page, StoreError, StoreResult};
+use crate::{sql, too_much_read, Backend, DocIndex, DocStore, Page, StoreError, StoreResult};
 
 /// A document row: id, data (JSON text), created and updated at, version.
 type DocRow = (String, String, i64, i64, i64);
@@ -78,10 +78,11 @@ impl<E: Engine> DocStore for E {
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
+        max_bytes: usize,
     ) -> StoreResult<Page<(String, StoredDoc, Version)>> {
         let window = Window::of_keys(request)?;
         let rows: Vec<DocRow> = self
-            .read_rows(
+            .read_rows_within(
                 sql::LIST_DOCS,
                 &[
                     app_id.to_string().into(),
@@ -89,8 +90,10 @@ impl<E: Engine> DocStore for E {
                     window.after.as_str().into(),
                     window.fetch().into(),
                 ],
+                max_bytes,
             )
-            .await?;
+            .await?
+            .ok_or_else(|| too_much_read(max_bytes))?;
         let items = rows
             .into_iter()
             .map(|(id, data, created_at, updated_at, version)| {
@@ -106,6 +109,7 @@ impl<E: Engine> DocStore for E {
         collection: &CollectionName,
         query: &Query,
         fetch: u32,
+        max_bytes: usize,
     ) -> StoreResult<Vec<(DocumentId, StoredDoc, Version)>> {
         let app = app_id.to_string();
         let find = Find::new(
@@ -116,7 +120,10 @@ impl<E: Engine> DocStore for E {
             fetch,
             Columns::Documents,
         );
-        let rows: Vec<DocRow> = self.read_rows(find.sql(), &find.args).await?;
+        let rows: Vec<DocRow> = self
+            .read_rows_within(find.sql(), &find.args, max_bytes)
+            .await?
+            .ok_or_else(|| too_much_read(max_bytes))?;
         rows.into_iter()
             .map(|(id, data, created_at, updated_at, version)| {
                 Ok((

@@ -10,7 +10,9 @@ use picloud_core::{AppId, CollectionName, KvKey};
 use crate::db::{Arg, Engine, Sql};
 use crate::paging::{prefix_range, Window};
 use crate::rows::json_value;
-use crate::{sql, KvStore, KvWritten, Page, RunCommit, RunVerdict, StoreError, StoreResult};
+use crate::{
+    sql, too_much_read, KvStore, KvWritten, Page, RunCommit, RunVerdict, StoreError, StoreResult,
+};
 
 #[async_trait]
 impl<E: Engine> KvStore for E {
@@ -47,12 +49,14 @@ impl<E: Engine> KvStore for E {
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
+        max_bytes: usize,
     ) -> StoreResult<Page<(String, serde_json::Value, Version)>> {
         let range = KvRange::new(request, Listed::Values)?;
         let app_id = app_id.to_string();
         let rows: Vec<(String, String, i64)> = self
-            .read_rows(range.sql(), &range.args(&app_id, collection))
-            .await?;
+            .read_rows_within(range.sql(), &range.args(&app_id, collection), max_bytes)
+            .await?
+            .ok_or_else(|| too_much_read(max_bytes))?;
         let items = rows
             .into_iter()
             .map(|(key, value, version)| Ok((key, json_value("kv_entries", &value)?, version)))

@@ -108,6 +108,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The refusal of a read whose rows hold more than `max_bytes`: what one read of scripts' data
+/// may bring into the process (for a script, what its execution may hold).
+pub fn too_much_read(max_bytes: usize) -> StoreError {
+    StoreError::InvalidInput(format!(
+        "what this read finds holds more than {max_bytes} bytes, more than one read may bring \
+         into an execution: read fewer at a time (a lower limit or $limit, a narrower filter)"
+    ))
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -412,13 +421,15 @@ pub trait KvStore: Send + Sync {
         key: &KvKey,
     ) -> StoreResult<Option<Version>>;
     /// Keys ascending, each with its value and version; `InvalidInput` for a cursor this store
-    /// did not issue or a prefix no key could start with. `limit` 0 means the default (100);
+    /// did not issue or a prefix no key could start with, or when the page holds more than
+    /// `max_bytes` of keys and values ([`too_much_read`]). `limit` 0 means the default (100);
     /// more than [`picloud_core::events::KV_MAX_LIST_LIMIT`] is capped.
     async fn kv_page(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
+        max_bytes: usize,
     ) -> StoreResult<Page<(String, serde_json::Value, Version)>>;
     /// Commits a run's effects in one durable transaction: checks that every read still holds
     /// (each key at the version it saw, or still absent; each page the same keys at the same
@@ -473,14 +484,16 @@ pub trait KvStore: Send + Sync {
     ) -> StoreResult<KvWritten> {
         kv::write_one(self, origin, collection, key, None).await
     }
-    /// [`KvStore::kv_page`] without the versions.
+    /// [`KvStore::kv_page`] without the versions, or a bound on its bytes.
     async fn kv_list(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
     ) -> StoreResult<Page<(String, serde_json::Value)>> {
-        let page = self.kv_page(app_id, collection, request).await?;
+        let page = self
+            .kv_page(app_id, collection, request, usize::MAX)
+            .await?;
         Ok(Page {
             items: page
                 .items
@@ -512,20 +525,24 @@ pub trait DocStore: Send + Sync {
         id: DocumentId,
     ) -> StoreResult<Option<(StoredDoc, Version)>>;
     /// Documents by id (creation order), each with its version; the request's prefix is not
-    /// used. `InvalidInput` for a cursor this store did not issue.
+    /// used. `InvalidInput` for a cursor this store did not issue, or when the page holds more
+    /// than `max_bytes` ([`too_much_read`]).
     async fn doc_page(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         request: &KvListRequest,
+        max_bytes: usize,
     ) -> StoreResult<Page<(String, StoredDoc, Version)>>;
-    /// The first `fetch` documents that `query` finds, in its order.
+    /// The first `fetch` documents that `query` finds, in its order; `InvalidInput` when they
+    /// hold more than `max_bytes` ([`too_much_read`]).
     async fn doc_find(
         &self,
         app_id: AppId,
         collection: &CollectionName,
         query: &Query,
         fetch: u32,
+        max_bytes: usize,
     ) -> StoreResult<Vec<(DocumentId, StoredDoc, Version)>>;
     /// Declares `path` indexed in the app's collection, making the index of the path when no app
     /// had one (on PostgreSQL it blocks the collection's writes while it is built). Declaring it

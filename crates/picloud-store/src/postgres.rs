@@ -140,6 +140,28 @@ impl Engine for PgStore {
         Ok(self.fetch_all(sql, args).await?)
     }
 
+    /// Streams the rows, and stops reading (dropping the rest) once they hold too much.
+    async fn read_rows_within<R: AnyRow>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+        max_bytes: usize,
+    ) -> StoreResult<Option<Vec<R>>> {
+        use futures_util::TryStreamExt as _;
+        let query = sqlx::query_as_with::<_, R, _>(sql.postgres, bind(args)?);
+        let mut rows = query.fetch(&self.pool);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.try_next().await.map_err(crate::db::DbError)? {
+            bytes = bytes.saturating_add(row.bytes());
+            if bytes > max_bytes {
+                return Ok(None);
+            }
+            out.push(row);
+        }
+        Ok(Some(out))
+    }
+
     /// Each run in a transaction of its own: concurrent commits share WAL flushes already.
     async fn commit(&self, run: RunCommit) -> StoreResult<RunVerdict> {
         let mut tx = self.pool.begin().await?;

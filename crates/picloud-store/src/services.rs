@@ -22,14 +22,21 @@ use picloud_core::{
 use crate::errors::dead_letter_closed;
 use crate::{Store, StoreError};
 
-/// The app's KV store and dead letters, as scripts read them.
+/// The app's KV store, documents and dead letters, as scripts read them.
 pub struct StoreServices {
     store: Arc<dyn Store>,
+    /// The most bytes one page or find brings in: what an execution may hold.
+    read_max_bytes: usize,
 }
 
 impl StoreServices {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// Services whose pages and finds bring at most `read_max_bytes` each (an execution's
+    /// memory budget, `Limits::max_memory_bytes`).
+    pub fn new(store: Arc<dyn Store>, read_max_bytes: usize) -> Self {
+        Self {
+            store,
+            read_max_bytes,
+        }
     }
 }
 
@@ -117,7 +124,7 @@ impl ScriptServices for StoreServices {
     ) -> ServiceResult<VersionedPage> {
         let page = self
             .store
-            .kv_page(app_id, collection, request)
+            .kv_page(app_id, collection, request, self.read_max_bytes)
             .await
             .map_err(service_error)?;
         Ok(VersionedPage {
@@ -146,7 +153,7 @@ impl ScriptServices for StoreServices {
     ) -> ServiceResult<VersionedPage<StoredDoc>> {
         let page = self
             .store
-            .doc_page(app_id, collection, request)
+            .doc_page(app_id, collection, request, self.read_max_bytes)
             .await
             .map_err(service_error)?;
         Ok(VersionedPage {
@@ -163,7 +170,7 @@ impl ScriptServices for StoreServices {
         fetch: u32,
     ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>> {
         self.store
-            .doc_find(app_id, collection, query, fetch)
+            .doc_find(app_id, collection, query, fetch, self.read_max_bytes)
             .await
             .map_err(service_error)
     }

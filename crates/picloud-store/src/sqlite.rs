@@ -193,6 +193,15 @@ impl Engine for SqliteStore {
         std::future::ready(self.readers.rows(sql, args))
     }
 
+    fn read_rows_within<R: AnyRow>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+        max_bytes: usize,
+    ) -> impl Future<Output = StoreResult<Option<Vec<R>>>> + Send {
+        std::future::ready(self.readers.rows_within(sql, args, max_bytes))
+    }
+
     /// Group-committed (see `group_commit`).
     async fn commit(&self, run: RunCommit) -> StoreResult<RunVerdict> {
         self.runs.commit(run).await

@@ -90,7 +90,10 @@ impl Harness {
         config: ExecutorConfig,
         store: &Arc<dyn Store>,
     ) -> Self {
-        let services = Arc::new(StoreServices::new(store.clone()));
+        let services = Arc::new(StoreServices::new(
+            store.clone(),
+            config.limits.max_memory_bytes,
+        ));
         let mut harness = Self::with_config_and_services(via, config, services).await;
         harness.store = Some(store.clone());
         harness

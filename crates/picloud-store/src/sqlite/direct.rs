@@ -48,13 +48,29 @@ pub(super) fn rows<R: AnyRow>(
     sql: Sql<'_>,
     args: &[Arg<'_>],
 ) -> rusqlite::Result<Vec<R>> {
+    Ok(rows_within(conn, sql, args, usize::MAX)?.unwrap_or_default())
+}
+
+/// The rows of `sql` on `conn` while they hold at most `max_bytes`; `None` past it.
+pub(super) fn rows_within<R: AnyRow>(
+    conn: &Connection,
+    sql: Sql<'_>,
+    args: &[Arg<'_>],
+    max_bytes: usize,
+) -> rusqlite::Result<Option<Vec<R>>> {
     let mut statement = statement(conn, sql, args)?;
     let mut rows = statement.raw_query();
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     while let Some(row) = rows.next()? {
-        out.push(R::from_rusqlite(row)?);
+        let row = R::from_rusqlite(row)?;
+        bytes = bytes.saturating_add(row.bytes());
+        if bytes > max_bytes {
+            return Ok(None);
+        }
+        out.push(row);
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Busy, locked or unopenable files are the database being out of reach for now.
@@ -102,6 +118,16 @@ impl Readers {
 
     /// The rows of `sql` on this thread's connection to the store.
     pub(super) fn rows<R: AnyRow>(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> StoreResult<Vec<R>> {
+        Ok(self.rows_within(sql, args, usize::MAX)?.unwrap_or_default())
+    }
+
+    /// [`Readers::rows`] while they hold at most `max_bytes`; `None` past it.
+    pub(super) fn rows_within<R: AnyRow>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+        max_bytes: usize,
+    ) -> StoreResult<Option<Vec<R>>> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the store is closed".to_owned()));
         }
@@ -117,7 +143,7 @@ impl Readers {
                     connections.len() - 1
                 }
             };
-            rows(&connections[at].1, sql, args).map_err(sqlite_error)
+            rows_within(&connections[at].1, sql, args, max_bytes).map_err(sqlite_error)
         })
     }
 

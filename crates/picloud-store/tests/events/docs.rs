@@ -80,7 +80,7 @@ async fn found(
     query: &Query,
 ) -> anyhow::Result<Vec<String>> {
     Ok(store
-        .doc_find(app_id, &collection(name), query, query.limit)
+        .doc_find(app_id, &collection(name), query, query.limit, usize::MAX)
         .await?
         .into_iter()
         .map(|(id, _, _)| id.to_string())
@@ -355,12 +355,17 @@ both_backends!(
             "data and times as written"
         );
         let page = store
-            .doc_page(shop.id, &users, &list(None, 1, None))
+            .doc_page(shop.id, &users, &list(None, 1, None), usize::MAX)
             .await?;
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.items[0].0, first.to_string(), "by id: creation order");
         let rest = store
-            .doc_page(shop.id, &users, &list(None, 10, page.next_cursor))
+            .doc_page(
+                shop.id,
+                &users,
+                &list(None, 10, page.next_cursor),
+                usize::MAX,
+            )
             .await?;
         assert_eq!(rest.items[0].0, second.to_string());
         assert!(rest.next_cursor.is_none(), "the last page");
@@ -403,7 +408,7 @@ both_backends!(
                 .is_empty()
         );
         let page = store
-            .doc_page(blog.id, &users, &list(None, 10, None))
+            .doc_page(blog.id, &users, &list(None, 10, None), usize::MAX)
             .await?;
         assert!(page.items.is_empty(), "another app's collection is empty");
         assert_eq!(
@@ -468,7 +473,9 @@ both_backends!(
             seen: Seen::At(version),
         };
         let gold = query(json!({"tier": "gold"}));
-        let found_then = store.doc_find(shop.id, &users, &gold, 10).await?;
+        let found_then = store
+            .doc_find(shop.id, &users, &gold, 10, usize::MAX)
+            .await?;
         let query_read = QueryRead {
             collection: users.clone(),
             query: gold.clone(),
@@ -689,6 +696,61 @@ both_backends!(
             [id.to_string()],
             "the indexed path finds the document"
         );
+        Ok(())
+    }
+);
+
+// Hostile reads (#16): a page or a find brings at most `max_bytes` into the process; past it,
+// the read is refused with what to do instead, whatever the app stored.
+both_backends!(
+    a_page_or_find_holding_more_than_its_bound_is_refused,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let big = "x".repeat(10_000);
+        seed(
+            &store,
+            shop.id,
+            "big",
+            (0..5).map(|n| json!({"n": n, "s": big})).collect(),
+        )
+        .await?;
+        let all = query(json!({}));
+        let too_much = store
+            .doc_find(shop.id, &collection("big"), &all, 100, 30_000)
+            .await
+            .expect_err("five documents of 10 kB are more than 30 kB");
+        assert!(
+            too_much.to_string().contains("more than 30000 bytes"),
+            "{too_much}"
+        );
+        let two = query(json!({"$limit": 2}));
+        assert_eq!(
+            store
+                .doc_find(shop.id, &collection("big"), &two, 2, 30_000)
+                .await?
+                .len(),
+            2,
+            "two fit"
+        );
+        assert!(store
+            .doc_page(shop.id, &collection("big"), &list(None, 100, None), 30_000)
+            .await
+            .is_err());
+        for n in 0..5 {
+            store
+                .kv_set(
+                    origin(shop.id, 0),
+                    &collection("big"),
+                    &key(&format!("k{n}")),
+                    &json!(big),
+                )
+                .await?;
+        }
+        let err = store
+            .kv_page(shop.id, &collection("big"), &list(None, 100, None), 30_000)
+            .await
+            .expect_err("the KV page too");
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
         Ok(())
     }
 );

@@ -302,5 +302,8 @@ async fn claim_all(store: &Arc<dyn Store>) -> anyhow::Result<Vec<ClaimedJob>> {
 
 /// What scripts read of `store`.
 fn services(store: &Arc<dyn Store>) -> StoreServices {
-    StoreServices::new(store.clone())
+    StoreServices::new(
+        store.clone(),
+        picloud_core::Limits::default().max_memory_bytes,
+    )
 }

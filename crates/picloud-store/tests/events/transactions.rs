@@ -213,7 +213,9 @@ both_backends!(
             },
             ..run(shop.id, Vec::new(), Vec::new())
         };
-        let page = store.kv_page(shop.id, &collection("c"), &request).await?;
+        let page = store
+            .kv_page(shop.id, &collection("c"), &request, usize::MAX)
+            .await?;
         // A key outside the range changes nothing the run read.
         store
             .kv_set(
