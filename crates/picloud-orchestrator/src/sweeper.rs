@@ -1,6 +1,7 @@
 //! Retention: dead letters and abandoned-execution records older than their retention are
 //! deleted in bounded batches, on every node (the store's deletes skip rows another node is
-//! deleting, so running them side by side is safe).
+//! deleting, so running them side by side is safe). Each sweep also refreshes the statistics of
+//! the documents' indexes (`DocStore::refresh_doc_statistics`), as collections grow.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,11 @@ pub async fn run(
             ),
             Ok(_) => {}
             Err(err) => tracing::warn!("the retention sweep failed; it runs again later: {err}"),
+        }
+        if let Err(err) = store.refresh_doc_statistics().await {
+            tracing::warn!(
+                "refreshing the documents' statistics failed; it runs again later: {err}"
+            );
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}

@@ -553,6 +553,10 @@ pub trait DocStore: Send + Sync {
         collection: &CollectionName,
         path: &FieldPath,
     ) -> StoreResult<DocIndex>;
+    /// Refreshes what the database knows of the documents' indexes, for its planner to choose
+    /// between them (SQLite: `ANALYZE docs` from a sample; PostgreSQL analyzes by itself). Done
+    /// when an index is declared and by the periodic sweep.
+    async fn refresh_doc_statistics(&self) -> StoreResult<()>;
     /// The paths the app declared indexed in the collection, by path.
     async fn doc_indexes(
         &self,

@@ -28,6 +28,20 @@ mod files;
 mod group_commit;
 mod writer;
 
+/// SQLite's plan of `sql` with `args`, a line per step (`EXPLAIN QUERY PLAN`): for tests that
+/// hold a statement to the index it must use.
+#[cfg(test)]
+pub(crate) fn explain(conn: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> Vec<String> {
+    let text = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut statement = direct::statement(conn, Sql::same(&text), args).expect("the plan");
+    let mut rows = statement.raw_query();
+    let mut plan = Vec::new();
+    while let Some(row) = rows.next().expect("a step") {
+        plan.push(row.get::<_, String>(3).expect("its detail"));
+    }
+    plan
+}
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
