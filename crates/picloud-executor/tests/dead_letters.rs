@@ -7,12 +7,12 @@ use std::sync::Arc;
 use picloud_core::events::DeadLetterEvent;
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecRequest, HttpRequest, ResponseBody};
 use picloud_core::{
-    AppId, AppName, AppSlug, Authority, CapabilityKind, DeadLetter, DeadLetterId, ExecutionId,
-    JobMode, JobPayload, Resolution, ScriptId, ScriptKind, ScriptName, TriggerEvent,
+    AppId, Authority, CapabilityKind, DeadLetter, DeadLetterId, ExecutionId, JobMode, JobPayload,
+    Resolution, ScriptId, ScriptKind, ScriptName, TriggerEvent,
 };
-use picloud_store::{NewApp, NewJob, NewScript, OutboxBatch, Store};
+use picloud_store::{NewJob, NewScript, OutboxBatch, Store};
 use picloud_test_support::both_backends;
-use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
+use picloud_test_support::executor::{assert_error, failed, new_app, ok, Harness, Via};
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it, and a script of
 /// that app whose job failed.
@@ -24,14 +24,7 @@ async fn harness(store: &Arc<dyn Store>, slug: &str) -> (Harness, ScriptId) {
 }
 
 async fn app(store: &Arc<dyn Store>, slug: &str) -> (AppRef, ScriptId) {
-    let app = store
-        .create_app(&NewApp {
-            slug: AppSlug::parse(slug).expect("a valid slug"),
-            name: AppName::parse("Shop").expect("a valid name"),
-            expose_errors: false,
-        })
-        .await
-        .expect("the app is created");
+    let app = new_app(store, slug).await;
     let script = store
         .create_script(&NewScript {
             app_id: app.id,
@@ -41,10 +34,6 @@ async fn app(store: &Arc<dyn Store>, slug: &str) -> (AppRef, ScriptId) {
         })
         .await
         .expect("the script is created");
-    let app = AppRef {
-        id: app.id,
-        slug: app.slug.to_string(),
-    };
     (app, script.id)
 }
 

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use picloud_core::exec::{AppRef, ExecErrorKind, ExecRequest};
-use picloud_core::{AppName, AppSlug, Authority, CapabilityKind, Limits};
+use picloud_core::exec::{ExecErrorKind, ExecRequest};
+use picloud_core::{Authority, CapabilityKind, Limits};
 use picloud_executor::ExecutorConfig;
-use picloud_store::{NewApp, Store};
+use picloud_store::Store;
 use picloud_test_support::both_backends;
-use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
+use picloud_test_support::executor::{assert_error, failed, new_app, ok, Harness, Via};
 use serde_json::json;
 
 async fn harness(store: &Arc<dyn Store>, slug: &str, limits: Limits) -> Harness {
@@ -23,18 +23,7 @@ async fn harness(store: &Arc<dyn Store>, slug: &str, limits: Limits) -> Harness 
         store,
     )
     .await;
-    let app = store
-        .create_app(&NewApp {
-            slug: AppSlug::parse(slug).expect("a valid slug"),
-            name: AppName::parse("Shop").expect("a valid name"),
-            expose_errors: false,
-        })
-        .await
-        .expect("the app is created");
-    h.app = AppRef {
-        id: app.id,
-        slug: app.slug.to_string(),
-    };
+    h.app = new_app(store, slug).await;
     h
 }
 

@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecOutcome, ResponseBody};
 use picloud_core::{
-    AppName, AppSlug, Authority, CapabilityKind, CollectionName, JobPayload, KvOp, Limits,
-    NoServices, ScriptKind, ScriptName, TriggerDetail, TriggerEvent,
+    Authority, CapabilityKind, CollectionName, JobPayload, KvOp, Limits, NoServices, ScriptKind,
+    ScriptName, TriggerDetail, TriggerEvent,
 };
 use picloud_executor::ExecutorConfig;
-use picloud_store::{NewApp, NewScript, NewTrigger, Store};
+use picloud_store::{NewScript, NewTrigger, Store};
 use picloud_test_support::both_backends;
-use picloud_test_support::executor::{assert_error, failed, ok, Harness, Via};
+use picloud_test_support::executor::{assert_error, failed, new_app, ok, Harness, Via};
 use serde_json::{json, Value};
 
 /// A harness whose scripts reach `store`, running in a new app `slug` of it.
 async fn harness(store: &Arc<dyn Store>, slug: &str) -> Harness {
     let mut h = Harness::with_store(Via::Local, store).await;
-    h.app = app(store, slug).await;
+    h.app = new_app(store, slug).await;
     h
 }
 
@@ -34,23 +34,8 @@ async fn limited_harness(store: &Arc<dyn Store>, limits: Limits) -> Harness {
         store,
     )
     .await;
-    h.app = app(store, "shop").await;
+    h.app = new_app(store, "shop").await;
     h
-}
-
-async fn app(store: &Arc<dyn Store>, slug: &str) -> AppRef {
-    let app = store
-        .create_app(&NewApp {
-            slug: AppSlug::parse(slug).expect("a valid slug"),
-            name: AppName::parse("Shop").expect("a valid name"),
-            expose_errors: false,
-        })
-        .await
-        .expect("the app is created");
-    AppRef {
-        id: app.id,
-        slug: app.slug.to_string(),
-    }
 }
 
 /// The JSON value `outcome` answered.
@@ -381,7 +366,7 @@ both_backends!(
     |store| async move {
         let h = harness(&store, "shop").await;
         let shop = h.app.clone();
-        let blog = app(&store, "blog").await;
+        let blog = new_app(&store, "blog").await;
         let run = |app: AppRef, source: &str| {
             let request = picloud_core::exec::ExecRequest {
                 app,

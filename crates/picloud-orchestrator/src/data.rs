@@ -58,14 +58,7 @@ impl DataService {
             .store
             .kv_page(app_id, collection, request, BROWSE_MAX_BYTES)
             .await?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|(key, value, _)| (key, value))
-                .collect(),
-            next_cursor: page.next_cursor,
-        })
+        Ok(page.map(|(key, value, _)| (key, value)))
     }
 
     /// The documents `browse` asks for, each with its id.
@@ -114,14 +107,7 @@ impl DataService {
                     .store
                     .doc_page(app_id, collection, &request, BROWSE_MAX_BYTES)
                     .await?;
-                Ok(Page {
-                    items: page
-                        .items
-                        .into_iter()
-                        .map(|(id, doc, _)| (id, doc))
-                        .collect(),
-                    next_cursor: page.next_cursor,
-                })
+                Ok(page.map(|(id, doc, _)| (id, doc)))
             }
         }
     }

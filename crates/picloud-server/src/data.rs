@@ -76,14 +76,7 @@ pub(crate) async fn kv(
         .data()
         .kv(&caller.principal, app_id, &collection, &request)
         .await?;
-    Ok(Json(List {
-        items: page
-            .items
-            .into_iter()
-            .map(|(key, value)| Entry { key, value })
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(page.map(|(key, value)| Entry { key, value }).into()))
 }
 
 /// A document as the browser shows it: the SDK's envelope, with RFC 3339 times.
@@ -106,28 +99,13 @@ async fn browse_docs(
         .data()
         .docs(&caller.principal, app_id, collection, &browse)
         .await?;
-    Ok(Json(List {
-        items: page
-            .items
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    StoredDoc {
-                        data,
-                        created_at,
-                        updated_at,
-                    },
-                )| Document {
-                    id,
-                    data,
-                    created_at,
-                    updated_at,
-                },
-            )
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let page = page.map(|(id, doc): (String, StoredDoc)| Document {
+        id,
+        data: doc.data,
+        created_at: doc.created_at,
+        updated_at: doc.updated_at,
+    });
+    Ok(Json(page.into()))
 }
 
 pub(crate) async fn docs(

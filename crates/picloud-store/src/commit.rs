@@ -167,7 +167,7 @@ struct CommitBatch<'q> {
     /// The apps the batch touched; `None` for an app that is gone.
     apps: BTreeMap<AppId, Option<AppCounts>>,
     /// The KV triggers of each collection the batch wrote.
-    triggers: HashMap<(AppId, CollectionName), Vec<KvTriggerRule>>,
+    kv_triggers: HashMap<(AppId, CollectionName), Vec<KvTriggerRule>>,
     /// The docs triggers of each collection the batch wrote.
     docs_triggers: HashMap<(AppId, CollectionName), Vec<DocsTriggerRule>>,
 }
@@ -209,6 +209,37 @@ struct PlannedDoc<'r> {
 /// version.
 type Before = Option<(String, i64, i64)>;
 
+/// A write planned against what it replaces: the text it stores and its size (`None` deletes),
+/// the bytes it adds (negative: frees), and the value it replaces.
+struct Replacing {
+    text: Option<(String, i64)>,
+    bytes: i64,
+    prev: Option<serde_json::Value>,
+}
+
+/// The write of `text` (checked: an error is the store refusing it) under `key` of
+/// `collection` of `table`, in place of `prev`.
+fn replacing(
+    table: &'static str,
+    collection: &CollectionName,
+    key: &str,
+    text: Result<Option<String>, picloud_core::InputError>,
+    prev: Before,
+) -> StoreResult<Replacing> {
+    let text = text
+        .map_err(|err| crate::StoreError::InvalidInput(err.message))?
+        .map(|text| {
+            let size = entry_size(collection, key, &text);
+            (text, size)
+        });
+    let prev_size = prev.as_ref().map_or(0, |(_, size, _)| *size);
+    let bytes = text.as_ref().map_or(0, |(_, size)| *size) - prev_size;
+    let prev = prev
+        .map(|(text, _, _)| json_value(table, &text))
+        .transpose()?;
+    Ok(Replacing { text, bytes, prev })
+}
+
 /// What the documents a run writes hold before it.
 type DocsBefore<'r> = HashMap<(&'r CollectionName, DocumentId), Before>;
 
@@ -217,7 +248,7 @@ impl<'q> CommitBatch<'q> {
         Self {
             quotas,
             apps: BTreeMap::new(),
-            triggers: HashMap::new(),
+            kv_triggers: HashMap::new(),
             docs_triggers: HashMap::new(),
         }
     }
@@ -288,23 +319,27 @@ impl<'q> CommitBatch<'q> {
                 // Deleting what is not there changes nothing and fires nothing.
                 continue;
             }
-            let text = match &write.value {
-                Some(value) => {
-                    let text = kv_value_text(value)
-                        .map_err(|err| crate::StoreError::InvalidInput(err.message))?;
-                    let size = entry_size(&write.collection, write.key.as_str(), &text);
-                    Some((text, size))
-                }
-                None => None,
-            };
-            let prev_size = prev.as_ref().map_or(0, |(_, size, _)| *size);
-            bytes += text.as_ref().map_or(0, |(_, size)| *size) - prev_size;
-            let prev_value = prev
-                .map(|(text, _, _)| json_value("kv_entries", &text))
-                .transpose()?;
-            let rules = self
-                .kv_triggers(tx, app_id, &app, &write.collection)
-                .await?;
+            let text = write.value.as_ref().map(kv_value_text).transpose();
+            let Replacing {
+                text,
+                bytes: added,
+                prev: prev_value,
+            } = replacing(
+                "kv_entries",
+                &write.collection,
+                write.key.as_str(),
+                text,
+                prev,
+            )?;
+            bytes += added;
+            let rules = trigger_rules::<_, KvTriggerRow, _>(
+                &mut self.kv_triggers,
+                tx,
+                sql::KV_TRIGGERS,
+                app_id,
+                &write.collection,
+            )
+            .await?;
             let change = KvChange {
                 collection: &write.collection,
                 key: &write.key,
@@ -468,21 +503,25 @@ impl<'q> CommitBatch<'q> {
             return Ok(None);
         }
         let app_id = run.origin.app_id;
-        let text = match &write.value {
-            Some(stored) => {
-                let text = data_text(&stored.data, DOC_MAX_BYTES)
-                    .map_err(|err| crate::StoreError::InvalidInput(err.message))?;
-                let size = entry_size(&write.collection, &write.key.to_string(), &text);
-                Some((text, size))
-            }
-            None => None,
-        };
-        let prev_size = prev.as_ref().map_or(0, |(_, size, _)| *size);
-        let bytes = text.as_ref().map_or(0, |(_, size)| *size) - prev_size;
-        let prev_data = prev
-            .map(|(text, _, _)| json_value("docs", &text))
-            .transpose()?;
-        let rules = self.docs_triggers(tx, app_id, &write.collection).await?;
+        let text = write
+            .value
+            .as_ref()
+            .map(|stored| data_text(&stored.data, DOC_MAX_BYTES))
+            .transpose();
+        let id = write.key.to_string();
+        let Replacing {
+            text,
+            bytes,
+            prev: prev_data,
+        } = replacing("docs", &write.collection, &id, text, prev)?;
+        let rules = trigger_rules::<_, DocsTriggerRow, _>(
+            &mut self.docs_triggers,
+            tx,
+            sql::DOCS_TRIGGERS,
+            app_id,
+            &write.collection,
+        )
+        .await?;
         let change = DocsChange {
             collection: &write.collection,
             id: write.key,
@@ -497,30 +536,6 @@ impl<'q> CommitBatch<'q> {
                 .map(|firing| triggered_job(app_id, firing)),
         );
         Ok(Some((PlannedDoc { write, text }, bytes)))
-    }
-
-    /// The docs trigger rules of the app's `collection`, read once per batch.
-    async fn docs_triggers<T: CommitTx>(
-        &mut self,
-        tx: &mut T,
-        app_id: AppId,
-        collection: &CollectionName,
-    ) -> StoreResult<&[DocsTriggerRule]> {
-        let slot = (app_id, collection.clone());
-        if !self.docs_triggers.contains_key(&slot) {
-            let rows: Vec<DocsTriggerRow> = tx
-                .fetch_all(
-                    sql::DOCS_TRIGGERS,
-                    &[app_id.to_string().into(), collection.as_str().into()],
-                )
-                .await?;
-            let rules = rows
-                .into_iter()
-                .map(DocsTriggerRule::try_from)
-                .collect::<StoreResult<Vec<_>>>()?;
-            self.docs_triggers.insert(slot.clone(), rules);
-        }
-        Ok(self.docs_triggers.get(&slot).map_or(&[], Vec::as_slice))
     }
 
     /// Locks the app's `app_usage` row and reads its counts, the first time the batch meets the
@@ -613,28 +628,37 @@ impl<'q> CommitBatch<'q> {
         }
         Ok(true)
     }
+}
 
-    /// The KV trigger rules of the app's `collection`, read once per batch.
-    async fn kv_triggers<T: CommitTx>(
-        &mut self,
-        tx: &mut T,
-        app_id: AppId,
-        app: &str,
-        collection: &CollectionName,
-    ) -> StoreResult<&[KvTriggerRule]> {
-        let slot = (app_id, collection.clone());
-        if !self.triggers.contains_key(&slot) {
-            let rows: Vec<KvTriggerRow> = tx
-                .fetch_all(sql::KV_TRIGGERS, &[app.into(), collection.as_str().into()])
-                .await?;
-            let rules = rows
-                .into_iter()
-                .map(KvTriggerRule::try_from)
-                .collect::<StoreResult<Vec<_>>>()?;
-            self.triggers.insert(slot.clone(), rules);
-        }
-        Ok(self.triggers.get(&slot).map_or(&[], Vec::as_slice))
+/// The trigger rules (`Rule`, from rows `R` of `sql`: the app `$1`, the collection `$2`) of the
+/// app's `collection`, read once per batch into `cache`.
+async fn trigger_rules<'c, T, R, Rule>(
+    cache: &'c mut HashMap<(AppId, CollectionName), Vec<Rule>>,
+    tx: &mut T,
+    sql: Sql<'static>,
+    app_id: AppId,
+    collection: &CollectionName,
+) -> StoreResult<&'c [Rule]>
+where
+    T: CommitTx,
+    R: AnyRow,
+    Rule: TryFrom<R, Error = crate::StoreError>,
+{
+    let slot = (app_id, collection.clone());
+    if !cache.contains_key(&slot) {
+        let rows: Vec<R> = tx
+            .fetch_all(
+                sql,
+                &[app_id.to_string().into(), collection.as_str().into()],
+            )
+            .await?;
+        let rules = rows
+            .into_iter()
+            .map(Rule::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        cache.insert(slot.clone(), rules);
     }
+    Ok(cache.get(&slot).map_or(&[], Vec::as_slice))
 }
 
 /// Commits `runs` in `tx`, in order, each against what the ones before it wrote; a verdict for

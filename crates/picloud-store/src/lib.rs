@@ -131,6 +131,16 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The same page with each item made into another.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
 /// Which page to read: at most `limit` items after `cursor` (a `next_cursor` from before).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
@@ -494,14 +504,7 @@ pub trait KvStore: Send + Sync {
         let page = self
             .kv_page(app_id, collection, request, usize::MAX)
             .await?;
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|(key, value, _)| (key, value))
-                .collect(),
-            next_cursor: page.next_cursor,
-        })
+        Ok(page.map(|(key, value, _)| (key, value)))
     }
 }
 

@@ -17,7 +17,7 @@ use picloud_core::{
 use picloud_executor::{
     remote, ExecutorClient, ExecutorConfig, LocalExecutorClient, RemoteExecutorClient,
 };
-use picloud_store::{RunCommit, RunVerdict, Store, StoreServices};
+use picloud_store::{NewApp, RunCommit, RunVerdict, Store, StoreServices};
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-executor-token";
@@ -229,6 +229,22 @@ impl Harness {
             serde_json::json!(21),
             "the client still runs a normal script"
         );
+    }
+}
+
+/// A new app `slug` (named "Shop") of `store`, as an execution names its app.
+pub async fn new_app(store: &Arc<dyn Store>, slug: &str) -> AppRef {
+    let app = store
+        .create_app(&NewApp {
+            slug: picloud_core::AppSlug::parse(slug).expect("a valid slug"),
+            name: picloud_core::AppName::parse("Shop").expect("a valid name"),
+            expose_errors: false,
+        })
+        .await
+        .expect("the app is created");
+    AppRef {
+        id: app.id,
+        slug: app.slug.to_string(),
     }
 }
 

@@ -68,6 +68,16 @@ async fn create(
     Ok(id)
 }
 
+/// Replaces the data of the document `id` of "users".
+async fn update(
+    store: &Arc<dyn Store>,
+    app_id: AppId,
+    id: DocumentId,
+    data: serde_json::Value,
+) -> anyhow::Result<u32> {
+    write_docs(store, app_id, vec![doc_write("users", id, Some(data))]).await
+}
+
 fn query(filter: serde_json::Value) -> Query {
     Query::parse(&filter).expect("a valid filter")
 }
@@ -99,6 +109,27 @@ fn model(docs: &[(String, serde_json::Value)], query: &Query) -> Vec<String> {
         .take(query.limit as usize)
         .map(|(id, _)| id.clone())
         .collect()
+}
+
+/// Every filter of `filters` finds in the collection `name` (holding `docs`) what the model
+/// finds, in the model's order.
+async fn finds_as_the_model(
+    store: &Arc<dyn Store>,
+    app_id: AppId,
+    name: &str,
+    docs: &[(String, serde_json::Value)],
+    filters: impl Iterator<Item = serde_json::Value>,
+) -> anyhow::Result<()> {
+    for (case, filter) in filters.enumerate() {
+        let query = query(filter.clone());
+        let got = found(store, app_id, name, &query).await?;
+        let want = model(docs, &query);
+        ensure!(
+            got == want,
+            "case {case}, {filter}: the store found {got:?}, the model {want:?}"
+        );
+    }
+    Ok(())
 }
 
 /// Stores every data of `values` as a document of `name`; answers them with their ids.
@@ -199,16 +230,7 @@ both_backends!(
             json!({"$limit": 2}),
             json!({}),
         ];
-        for filter in filters {
-            let query = query(filter.clone());
-            let got = found(&store, shop.id, "things", &query).await?;
-            let want = model(&docs, &query);
-            ensure!(
-                got == want,
-                "{filter}: the store found {got:?}, the model {want:?}"
-            );
-        }
-        Ok(())
+        finds_as_the_model(&store, shop.id, "things", &docs, filters.into_iter()).await
     }
 );
 
@@ -306,35 +328,22 @@ both_backends!(
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let values = (0..200).map(|_| random_doc(&mut rng)).collect();
         let docs = seed(&store, shop.id, "random", values).await?;
-        for case in 0..400 {
-            let filter = random_filter(&mut rng);
-            let query = query(filter.clone());
-            let got = found(&store, shop.id, "random", &query).await?;
-            let want = model(&docs, &query);
-            ensure!(
-                got == want,
-                "case {case}, {filter}: the store found {got:?}, the model {want:?}"
-            );
-        }
+        let filters: Vec<_> = (0..400).map(|_| random_filter(&mut rng)).collect();
+        finds_as_the_model(
+            &store,
+            shop.id,
+            "random",
+            &docs,
+            filters.clone().into_iter(),
+        )
+        .await?;
         // With an index declared on every path the same filters find the same documents.
         for path in PATHS {
             store
                 .declare_doc_index(shop.id, &collection("random"), &FieldPath::parse(path)?)
                 .await?;
         }
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let _: Vec<_> = (0..200).map(|_| random_doc(&mut rng)).collect();
-        for case in 0..400 {
-            let filter = random_filter(&mut rng);
-            let query = query(filter.clone());
-            let got = found(&store, shop.id, "random", &query).await?;
-            let want = model(&docs, &query);
-            ensure!(
-                got == want,
-                "indexed case {case}, {filter}: the store found {got:?}, the model {want:?}"
-            );
-        }
-        Ok(())
+        finds_as_the_model(&store, shop.id, "random", &docs, filters.into_iter()).await
     }
 );
 
@@ -520,16 +529,7 @@ both_backends!(
             .await?;
         assert_eq!(verdict, RunVerdict::Conflict, "a new match conflicts");
         // And a document updated since it was read.
-        write_docs(
-            &store,
-            shop.id,
-            vec![doc_write(
-                "users",
-                id,
-                Some(json!({"tier": "gold", "n": 2})),
-            )],
-        )
-        .await?;
+        update(&store, shop.id, id, json!({"tier": "gold", "n": 2})).await?;
         let verdict = store
             .commit_run(doc_run(
                 shop.id,
@@ -623,16 +623,7 @@ both_backends!(
         assert_eq!(event.prev_data, None, "nothing before a create");
         assert_eq!(event.changed, ["email", "visits"]);
 
-        let fired = write_docs(
-            &store,
-            shop.id,
-            vec![doc_write(
-                "users",
-                id,
-                Some(json!({"email": "a@x", "visits": 2})),
-            )],
-        )
-        .await?;
+        let fired = update(&store, shop.id, id, json!({"email": "a@x", "visits": 2})).await?;
         assert_eq!(fired, 1, "the email trigger does not fire on visits");
         let jobs = claim(&store, "worker", 10).await?;
         let event = docs_event(&jobs[0])?;
@@ -641,16 +632,7 @@ both_backends!(
         assert_eq!(event.data, Some(json!({"email": "a@x", "visits": 2})));
         assert_eq!(event.changed, ["visits"]);
 
-        let fired = write_docs(
-            &store,
-            shop.id,
-            vec![doc_write(
-                "users",
-                id,
-                Some(json!({"email": "b@x", "visits": 2})),
-            )],
-        )
-        .await?;
+        let fired = update(&store, shop.id, id, json!({"email": "b@x", "visits": 2})).await?;
         assert_eq!(fired, 2, "both fire when the email changes");
         let jobs = claim(&store, "worker", 10).await?;
         let scripts: HashSet<ScriptId> = jobs.iter().map(|job| job.script_id).collect();
