@@ -53,6 +53,9 @@ pub enum ServiceErrorKind {
     /// The app is at one of its quotas (stored bytes, queued jobs); the sentence says which,
     /// where the app stands, and what frees room. Nothing was written.
     QuotaExceeded,
+    /// What the call would bring back is more than the execution may hold: a limit, not an
+    /// error of the script's input.
+    TooLarge,
     /// The database could not be reached; trying again later may work.
     Unavailable,
     /// This executor has no data services (a test bundle, a misconfigured executor).

@@ -66,6 +66,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::InvalidInput(message) => Self::Invalid(InputError::new("cursor", message)),
             StoreError::OverLimit(over) => Self::OverQuota(over.to_string()),
+            StoreError::ReadTooLarge(_) => Self::Invalid(InputError::new("limit", err.to_string())),
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }

@@ -29,7 +29,7 @@ use crate::db::{Arg, Engine, Sql};
 use crate::errors::corrupt;
 use crate::paging::Window;
 use crate::rows::json_value;
-use crate::{sql, too_much_read, Backend, DocIndex, DocStore, Page, StoreError, StoreResult};
+use crate::{sql, Backend, DocIndex, DocStore, Page, StoreError, StoreResult};
 
 /// A document row: id, data (JSON text), created and updated at, version.
 type DocRow = (String, String, i64, i64, i64);
@@ -93,7 +93,7 @@ impl<E: Engine> DocStore for E {
                 max_bytes,
             )
             .await?
-            .ok_or_else(|| too_much_read(max_bytes))?;
+            .ok_or(StoreError::ReadTooLarge(max_bytes))?;
         let items = rows
             .into_iter()
             .map(|(id, data, created_at, updated_at, version)| {
@@ -123,7 +123,7 @@ impl<E: Engine> DocStore for E {
         let rows: Vec<DocRow> = self
             .read_rows_within(find.sql(), &find.args, max_bytes)
             .await?
-            .ok_or_else(|| too_much_read(max_bytes))?;
+            .ok_or(StoreError::ReadTooLarge(max_bytes))?;
         rows.into_iter()
             .map(|(id, data, created_at, updated_at, version)| {
                 Ok((

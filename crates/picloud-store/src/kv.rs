@@ -10,9 +10,7 @@ use picloud_core::{AppId, CollectionName, KvKey};
 use crate::db::{Arg, Engine, Sql};
 use crate::paging::{prefix_range, Window};
 use crate::rows::json_value;
-use crate::{
-    sql, too_much_read, KvStore, KvWritten, Page, RunCommit, RunVerdict, StoreError, StoreResult,
-};
+use crate::{sql, KvStore, KvWritten, Page, RunCommit, RunVerdict, StoreError, StoreResult};
 
 #[async_trait]
 impl<E: Engine> KvStore for E {
@@ -56,7 +54,7 @@ impl<E: Engine> KvStore for E {
         let rows: Vec<(String, String, i64)> = self
             .read_rows_within(range.sql(), &range.args(&app_id, collection), max_bytes)
             .await?
-            .ok_or_else(|| too_much_read(max_bytes))?;
+            .ok_or(StoreError::ReadTooLarge(max_bytes))?;
         let items = rows
             .into_iter()
             .map(|(key, value, version)| Ok((key, json_value("kv_entries", &value)?, version)))

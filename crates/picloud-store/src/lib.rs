@@ -98,6 +98,13 @@ pub enum StoreError {
     /// The message is written for users.
     #[error("{0}")]
     OverLimit(OverLimit),
+    /// A read whose rows hold more than the bytes it may bring into the process (for a script,
+    /// what its execution may hold); nothing was kept of it. The message is written for users.
+    #[error(
+        "what this read finds holds more than {0} bytes, more than one read may bring in: read \
+         fewer at a time (a lower limit or $limit, a narrower filter)"
+    )]
+    ReadTooLarge(usize),
     /// The database could not be reached (connection refused, pool timed out, shutting down).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -107,15 +114,6 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// The refusal of a read whose rows hold more than `max_bytes`: what one read of scripts' data
-/// may bring into the process (for a script, what its execution may hold).
-pub fn too_much_read(max_bytes: usize) -> StoreError {
-    StoreError::InvalidInput(format!(
-        "what this read finds holds more than {max_bytes} bytes, more than one read may bring \
-         into an execution: read fewer at a time (a lower limit or $limit, a narrower filter)"
-    ))
-}
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,7 +430,7 @@ pub trait KvStore: Send + Sync {
     ) -> StoreResult<Option<Version>>;
     /// Keys ascending, each with its value and version; `InvalidInput` for a cursor this store
     /// did not issue or a prefix no key could start with, or when the page holds more than
-    /// `max_bytes` of keys and values ([`too_much_read`]). `limit` 0 means the default (100);
+    /// `max_bytes` of keys and values ([`StoreError::ReadTooLarge`]). `limit` 0 means the default (100);
     /// more than [`picloud_core::events::KV_MAX_LIST_LIMIT`] is capped.
     async fn kv_page(
         &self,
@@ -529,7 +527,7 @@ pub trait DocStore: Send + Sync {
     ) -> StoreResult<Option<(StoredDoc, Version)>>;
     /// Documents by id (creation order), each with its version; the request's prefix is not
     /// used. `InvalidInput` for a cursor this store did not issue, or when the page holds more
-    /// than `max_bytes` ([`too_much_read`]).
+    /// than `max_bytes` ([`StoreError::ReadTooLarge`]).
     async fn doc_page(
         &self,
         app_id: AppId,
@@ -538,7 +536,7 @@ pub trait DocStore: Send + Sync {
         max_bytes: usize,
     ) -> StoreResult<Page<(String, StoredDoc, Version)>>;
     /// The first `fetch` documents that `query` finds, in its order; `InvalidInput` when they
-    /// hold more than `max_bytes` ([`too_much_read`]).
+    /// hold more than `max_bytes` ([`StoreError::ReadTooLarge`]).
     async fn doc_find(
         &self,
         app_id: AppId,

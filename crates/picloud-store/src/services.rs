@@ -71,6 +71,9 @@ fn service_error(err: StoreError) -> ServiceCallError {
         StoreError::OverLimit(over) => {
             ServiceCallError::new(ServiceErrorKind::QuotaExceeded, over.to_string())
         }
+        StoreError::ReadTooLarge(_) => {
+            ServiceCallError::new(ServiceErrorKind::TooLarge, err.to_string())
+        }
         StoreError::Unavailable(cause) => {
             tracing::warn!("a data service call found the database unavailable: {cause}");
             ServiceCallError::new(

@@ -35,7 +35,7 @@ pub(crate) mod url;
 
 use std::future::Future;
 
-use picloud_core::services::ServiceResult;
+use picloud_core::services::{ServiceErrorKind, ServiceResult};
 use rhai::{
     Dynamic, Engine, EvalAltResult, FuncRegistration, Module, Position, RhaiNativeFunc, Variant,
 };
@@ -93,7 +93,12 @@ pub(crate) fn service_call<T>(
     function: &str,
     call: impl Future<Output = ServiceResult<T>>,
 ) -> SdkResult<T> {
-    context::block_on_bounded(call)?.map_err(|err| error(format!("{function}: {}", err.message)))
+    context::block_on_bounded(call)?.map_err(|err| match err.kind {
+        // What the read would bring is past the execution's memory: its memory limit, which
+        // `try/catch` cannot swallow, as if the values had come in.
+        ServiceErrorKind::TooLarge => context::terminated(context::MEMORY_TOKEN),
+        _ => error(format!("{function}: {}", err.message)),
+    })
 }
 
 /// `value`, received from a data service, charged to the run's memory (see

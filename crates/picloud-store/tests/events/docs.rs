@@ -776,7 +776,7 @@ both_backends!(
             .kv_page(shop.id, &collection("big"), &list(None, 100, None), 30_000)
             .await
             .expect_err("the KV page too");
-        assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+        assert!(matches!(err, StoreError::ReadTooLarge(30_000)), "{err}");
         Ok(())
     }
 );
