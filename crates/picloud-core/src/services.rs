@@ -27,6 +27,16 @@ pub struct KvPage<V = serde_json::Value> {
     pub cursor: Option<String>,
 }
 
+/// What a `find` found: the documents, each with its version, in the query's order, and the
+/// version of their collection when it looked — the commit that last wrote any document of it
+/// (0 before any): a commit that finds it unchanged knows the find still holds without running it
+/// again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    pub collection_version: Version,
+    pub docs: Vec<(DocumentId, StoredDoc, Version)>,
+}
+
 /// Which KV entries to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KvListRequest {
@@ -120,7 +130,7 @@ pub trait ScriptServices: Send + Sync {
         collection: &CollectionName,
         query: &Query,
         fetch: u32,
-    ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>>;
+    ) -> ServiceResult<Found>;
     /// `Ok` when the dead letter is the app's and still open (a replay or a resolve may close
     /// it); `NotFound` when it is not the app's, `Conflict` with the sentence when it is closed.
     async fn dead_letter_open(&self, app_id: AppId, id: DeadLetterId) -> ServiceResult<()>;
@@ -186,7 +196,7 @@ impl ScriptServices for NoServices {
         _: &CollectionName,
         _: &Query,
         _: u32,
-    ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>> {
+    ) -> ServiceResult<Found> {
         not_configured()
     }
     async fn dead_letter_open(&self, _: AppId, _: DeadLetterId) -> ServiceResult<()> {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::cursor;
 use crate::docs::{Query, StoredDoc};
 use crate::events::{CollectionName, KvKey};
-use crate::services::{KvListRequest, KvPage};
+use crate::services::{Found, KvListRequest, KvPage};
 use crate::{DeadLetterId, DocumentId, ExecutionId};
 
 /// The commit that last wrote a KV entry or a document: its app's commit sequence
@@ -70,13 +70,15 @@ pub struct Write<K, V> {
 pub type KvWrite = Write<KvKey, serde_json::Value>;
 pub type DocWrite = Write<DocumentId, StoredDoc>;
 
-/// A `find` read from the store: the query, how many documents it fetched, and the ids and
-/// versions it got, in order. At commit the same query must find the same.
+/// A `find` read from the store: the query, how many documents it fetched, the collection's
+/// version when it looked, and the ids and versions it got, in order. At commit the same query
+/// must find the same — which an unchanged collection version proves without running it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryRead {
     pub collection: CollectionName,
     pub query: Query,
     pub fetch: u32,
+    pub collection_version: Version,
     pub results: Vec<(DocumentId, Version)>,
 }
 
@@ -373,12 +375,17 @@ impl Transaction {
         collection: &CollectionName,
         query: &Query,
         fetch: u32,
-        found: Vec<(DocumentId, StoredDoc, Version)>,
+        found: Found,
     ) -> Vec<(String, StoredDoc)> {
+        let Found {
+            collection_version,
+            docs: found,
+        } = found;
         self.queries.push(QueryRead {
             collection: collection.clone(),
             query: query.clone(),
             fetch,
+            collection_version,
             results: found
                 .iter()
                 .map(|(id, _, version)| (*id, *version))

@@ -87,6 +87,7 @@ impl DataService {
                     .await?;
                 Ok(Page {
                     items: found
+                        .docs
                         .into_iter()
                         .map(|(id, doc, _)| (id.to_string(), doc))
                         .collect(),

@@ -489,7 +489,8 @@ both_backends!(
                 usize::MAX,
             )
             .await
-            .expect("the documents");
+            .expect("the documents")
+            .docs;
         assert_eq!(
             docs.len(),
             1,

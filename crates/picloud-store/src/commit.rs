@@ -446,6 +446,21 @@ impl<'q> CommitBatch<'q> {
                 }
             }
         }
+        let written: std::collections::BTreeSet<&CollectionName> = planned_docs
+            .iter()
+            .map(|doc| &doc.write.collection)
+            .collect();
+        for collection in written {
+            tx.execute(
+                sql::SET_DOC_COLLECTION_VERSION,
+                &[
+                    app_id.to_string().into(),
+                    collection.as_str().into(),
+                    version.into(),
+                ],
+            )
+            .await?;
+        }
         if !jobs.is_empty() {
             tx.insert_jobs(&JobValues::all(&jobs)?).await?;
         }

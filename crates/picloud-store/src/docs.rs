@@ -19,7 +19,7 @@
 
 use async_trait::async_trait;
 use picloud_core::docs::{Band, FieldPath, Query, Scalar, StoredDoc, Test};
-use picloud_core::services::KvListRequest;
+use picloud_core::services::{Found, KvListRequest};
 use picloud_core::tx::{RangeRead, Version};
 use picloud_core::{AppId, CollectionName, DocumentId, Timestamp};
 use sha2::{Digest, Sha256};
@@ -110,8 +110,17 @@ impl<E: Engine> DocStore for E {
         query: &Query,
         fetch: u32,
         max_bytes: usize,
-    ) -> StoreResult<Vec<(DocumentId, StoredDoc, Version)>> {
+    ) -> StoreResult<Found> {
         let app = app_id.to_string();
+        // Read before the documents: a commit that changes the collection after this read
+        // changes its version, so an unchanged version at commit proves the find.
+        let version: Option<(i64,)> = self
+            .read_rows(
+                sql::DOC_COLLECTION_VERSION,
+                &[app.as_str().into(), collection.as_str().into()],
+            )
+            .await?
+            .pop();
         let find = Find::new(
             E::BACKEND,
             &app,
@@ -124,7 +133,8 @@ impl<E: Engine> DocStore for E {
             .read_rows_within(find.sql(), &find.args, max_bytes)
             .await?
             .ok_or(StoreError::ReadTooLarge(max_bytes))?;
-        rows.into_iter()
+        let docs = rows
+            .into_iter()
             .map(|(id, data, created_at, updated_at, version)| {
                 Ok((
                     doc_id(&id)?,
@@ -132,7 +142,11 @@ impl<E: Engine> DocStore for E {
                     version,
                 ))
             })
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        Ok(Found {
+            collection_version: version.map_or(0, |(version,)| version),
+            docs,
+        })
     }
 
     async fn declare_doc_index(
@@ -464,12 +478,22 @@ pub(crate) async fn doc_page_holds<T: CommitTx>(
     Ok(page.items == range.entries && page.next_cursor.is_some() == range.more)
 }
 
-/// Whether the find `read` made finds the same documents at the same versions, in order.
+/// Whether the find `read` made finds the same documents at the same versions, in order: at once
+/// when no commit wrote the collection since (its version is unchanged), else by running it again.
 pub(crate) async fn query_holds<T: CommitTx>(
     tx: &mut T,
     app: &str,
     read: &picloud_core::tx::QueryRead,
 ) -> StoreResult<bool> {
+    let version: Option<(i64,)> = tx
+        .fetch_optional(
+            sql::DOC_COLLECTION_VERSION,
+            &[app.into(), read.collection.as_str().into()],
+        )
+        .await?;
+    if version.map_or(0, |(version,)| version) == read.collection_version {
+        return Ok(true);
+    }
     let find = Find::new(
         T::BACKEND,
         app,

@@ -31,7 +31,7 @@
 //! | [`postgres`] | the PostgreSQL engine (one pool, `SKIP LOCKED` claims, the outbox committer on a connection of its own) |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers; `0014` each document collection's version |
 //!
 //! Which triggers a change fires is a rule of `picloud_core::firing`; the store applies it in
 //! the transaction of the change. Both backends pass one conformance suite
@@ -69,7 +69,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use picloud_core::docs::{FieldPath, Query, StoredDoc};
-use picloud_core::services::{KvListRequest, WriteOrigin};
+use picloud_core::services::{Found, KvListRequest, WriteOrigin};
 use picloud_core::tx::{Effects, Version};
 use picloud_core::{
     ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
@@ -535,8 +535,8 @@ pub trait DocStore: Send + Sync {
         request: &KvListRequest,
         max_bytes: usize,
     ) -> StoreResult<Page<(String, StoredDoc, Version)>>;
-    /// The first `fetch` documents that `query` finds, in its order; `InvalidInput` when they
-    /// hold more than `max_bytes` ([`StoreError::ReadTooLarge`]).
+    /// The first `fetch` documents that `query` finds, in its order, and the collection's version
+    /// (read first); `ReadTooLarge` when they hold more than `max_bytes`.
     async fn doc_find(
         &self,
         app_id: AppId,
@@ -544,7 +544,7 @@ pub trait DocStore: Send + Sync {
         query: &Query,
         fetch: u32,
         max_bytes: usize,
-    ) -> StoreResult<Vec<(DocumentId, StoredDoc, Version)>>;
+    ) -> StoreResult<Found>;
     /// Declares `path` indexed in the app's collection, making the index of the path when no app
     /// had one (on PostgreSQL it blocks the collection's writes while it is built). Declaring it
     /// again changes nothing.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use picloud_core::docs::{Query, StoredDoc};
-use picloud_core::services::{KvListRequest, ServiceResult};
+use picloud_core::services::{Found, KvListRequest, ServiceResult};
 use picloud_core::tx::{Version, VersionedPage};
 use picloud_core::{
     AppId, CollectionName, DeadLetterId, DocumentId, KvKey, ScriptServices, ServiceCallError,
@@ -171,7 +171,7 @@ impl ScriptServices for StoreServices {
         collection: &CollectionName,
         query: &Query,
         fetch: u32,
-    ) -> ServiceResult<Vec<(DocumentId, StoredDoc, Version)>> {
+    ) -> ServiceResult<Found> {
         self.store
             .doc_find(app_id, collection, query, fetch, self.read_max_bytes)
             .await

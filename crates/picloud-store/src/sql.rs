@@ -364,6 +364,14 @@ pub const UPSERT_DOC: Sql<'static> = dialects!(
     "data = excluded.data, size = excluded.size, version = excluded.version, ",
     "updated_at = excluded.updated_at"
 );
+/// The version of the app `$1`'s collection `$2` of documents: the commit that last wrote one.
+pub const DOC_COLLECTION_VERSION: Sql<'static> =
+    Sql::same("SELECT version FROM doc_collections WHERE app_id = $1 AND collection = $2");
+/// Sets the version `$3` of the app `$1`'s collection `$2` of documents.
+pub const SET_DOC_COLLECTION_VERSION: Sql<'static> = Sql::same(
+    "INSERT INTO doc_collections (app_id, collection, version) VALUES ($1, $2, $3) \
+    ON CONFLICT (app_id, collection) DO UPDATE SET version = excluded.version",
+);
 /// Deletes a document.
 pub const DELETE_DOC: Sql<'static> =
     Sql::same("DELETE FROM docs WHERE app_id = $1 AND collection = $2 AND id = $3");

@@ -92,6 +92,7 @@ async fn found(
     Ok(store
         .doc_find(app_id, &collection(name), query, query.limit, usize::MAX)
         .await?
+        .docs
         .into_iter()
         .map(|(id, _, _)| id.to_string())
         .collect())
@@ -533,9 +534,35 @@ both_backends!(
             collection: users.clone(),
             query: gold.clone(),
             fetch: 10,
-            results: found_then.iter().map(|(id, _, v)| (*id, *v)).collect(),
+            collection_version: found_then.collection_version,
+            results: found_then.docs.iter().map(|(id, _, v)| (*id, *v)).collect(),
         };
-        // A document that does not match changes nothing the find saw.
+        // While the collection is as the find saw it, its version proves the find: the commit
+        // does not run the query again (a record of a find that found nothing still commits).
+        let unchanged = QueryRead {
+            results: Vec::new(),
+            ..query_read.clone()
+        };
+        let verdict = store
+            .commit_run(doc_run(
+                shop.id,
+                DocEffects {
+                    queries: vec![unchanged.clone()],
+                    writes: vec![doc_write(
+                        "audit",
+                        DocumentId::new(),
+                        Some(json!({"ok": 0})),
+                    )],
+                    ..DocEffects::default()
+                },
+            ))
+            .await?;
+        assert!(
+            matches!(verdict, RunVerdict::Committed { .. }),
+            "{verdict:?}"
+        );
+        // A document that does not match changes the collection's version; the query runs again
+        // and finds what the find saw.
         create(&store, shop.id, "users", json!({"tier": "silver"})).await?;
         let verdict = store
             .commit_run(doc_run(
@@ -754,6 +781,7 @@ both_backends!(
             store
                 .doc_find(shop.id, &collection("big"), &two, 2, 30_000)
                 .await?
+                .docs
                 .len(),
             2,
             "two fit"
