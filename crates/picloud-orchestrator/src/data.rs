@@ -133,6 +133,27 @@ impl DataService {
         Ok(index)
     }
 
+    /// Withdraws the app's index of `path` in the collection (see `DocStore::drop_doc_index`).
+    #[tracing::instrument(skip_all, fields(app_id = %app_id, collection = %collection))]
+    pub async fn drop_index(
+        &self,
+        actor: &Principal,
+        app_id: AppId,
+        collection: &CollectionName,
+        path: &str,
+    ) -> ServiceResult<()> {
+        require(actor, Capability::AppWrite(app_id))?;
+        let path = FieldPath::parse(path).map_err(|err| InputError::new("path", err.message))?;
+        self.app_exists(app_id).await?;
+        if !self.store.drop_doc_index(app_id, collection, &path).await? {
+            return Err(ServiceError::NotFound(format!(
+                "no index of '{path}' in the collection '{collection}'"
+            )));
+        }
+        tracing::info!(%path, "document index withdrawn");
+        Ok(())
+    }
+
     /// The paths the app declared indexed in the collection.
     pub async fn indexes(
         &self,

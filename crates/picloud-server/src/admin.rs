@@ -82,6 +82,7 @@ pub static ADMIN_ENDPOINTS: &[Endpoint] = &[
     spec!(POST "/api/v1/admin/apps/{app_id}/docs/{collection}/find", Cap(K::AppDocsRead), OK, data::find),
     spec!(GET "/api/v1/admin/apps/{app_id}/docs/{collection}/indexes", Cap(K::AppRead), OK, data::indexes),
     spec!(POST "/api/v1/admin/apps/{app_id}/docs/{collection}/indexes", Cap(K::AppWrite), CREATED, data::declare_index),
+    spec!(DELETE "/api/v1/admin/apps/{app_id}/docs/{collection}/indexes/{path}", Cap(K::AppWrite), NO_CONTENT, data::drop_index),
     spec!(GET "/api/v1/admin/apps/{app_id}/members", Cap(K::AppRead), OK, members::list),
     spec!(PUT "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), OK, members::set),
     spec!(DELETE "/api/v1/admin/apps/{app_id}/members/{user_id}", Cap(K::AppManageMembers), NO_CONTENT, members::remove),

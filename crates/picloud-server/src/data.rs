@@ -1,7 +1,7 @@
 //! The data browser: `/api/v1/admin/apps/{app_id}/kv/{collection}` (KV entries by key, with a
 //! prefix and a cursor), `/api/v1/admin/apps/{app_id}/docs/{collection}` (documents by id, or
 //! those a filter finds: `?filter=<JSON>` or `POST …/find {"filter": …}`), and the collection's
-//! declared indexes, `…/docs/{collection}/indexes`.
+//! declared indexes, `…/docs/{collection}/indexes[/{path}]`.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -191,6 +191,18 @@ pub(crate) async fn declare_index(
         .declare_index(&caller.principal, app_id, &collection, &body.path)
         .await?;
     Ok((StatusCode::CREATED, Json(index.into())))
+}
+
+pub(crate) async fn drop_index(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    PathIds((app_id, collection, path)): PathIds<(AppId, CollectionName, String)>,
+) -> Result<StatusCode, ApiError> {
+    platform
+        .data()
+        .drop_index(&caller.principal, app_id, &collection, &path)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn indexes(

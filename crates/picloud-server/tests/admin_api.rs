@@ -881,6 +881,19 @@ both_backends!(
             .admin(Method::GET, &format!("{docs}/indexes"), None)
             .await;
         assert_eq!(listed.json["items"][0]["path"], "age", "{listed}");
+        let dropped = server
+            .admin(Method::DELETE, &format!("{docs}/indexes/age"), None)
+            .await;
+        assert_eq!(dropped.status, 204, "{dropped}");
+        let again = server
+            .admin(Method::DELETE, &format!("{docs}/indexes/age"), None)
+            .await;
+        assert_eq!(again.status, 404, "{again}");
+        assert!(again.text.contains("no index of 'age'"), "{again}");
+        let listed = server
+            .admin(Method::GET, &format!("{docs}/indexes"), None)
+            .await;
+        assert_eq!(listed.json["items"], json!([]), "{listed}");
 
         let trigger = server
             .admin(

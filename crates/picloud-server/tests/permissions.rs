@@ -144,6 +144,15 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
         .await
         .expect("a trigger");
     let dead_letter = dead_letter(store, app.id, free.id).await;
+    // A declared document index, for the cell that withdraws it.
+    store
+        .declare_doc_index(
+            app.id,
+            &picloud_core::CollectionName::parse("users").expect("a collection"),
+            &picloud_core::docs::FieldPath::parse("email").expect("a path"),
+        )
+        .await
+        .expect("an index");
     Fixture {
         app: app.id,
         script: free.id.to_string(),
@@ -245,7 +254,8 @@ fn request(spec: &Endpoint, fixture: &Fixture) -> Option<(String, Option<Value>)
         .replace("{dead_letter_id}", &fixture.dead_letter)
         .replace("{user_id}", &fixture.target.to_string())
         .replace("{key_id}", &fixture.own_key.to_string())
-        .replace("{collection}", "users");
+        .replace("{collection}", "users")
+        .replace("{path}", "email");
     Some((path, body))
 }
 

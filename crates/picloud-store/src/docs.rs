@@ -175,6 +175,37 @@ impl<E: Engine> DocStore for E {
             .ok_or(StoreError::NotFound("app"))
     }
 
+    async fn drop_doc_index(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        path: &FieldPath,
+    ) -> StoreResult<bool> {
+        let path_text = path.to_string();
+        let withdrawn = self
+            .write(
+                sql::UNDECLARE_DOC_INDEX,
+                &[
+                    app_id.to_string().into(),
+                    collection.as_str().into(),
+                    path_text.as_str().into(),
+                ],
+            )
+            .await?;
+        if withdrawn == 0 {
+            return Ok(false);
+        }
+        let (still,): (i64,) = self
+            .fetch_optional(sql::DOC_INDEX_DECLARED, &[path_text.as_str().into()])
+            .await?
+            .unwrap_or((0,));
+        if still == 0 {
+            let drop = format!("DROP INDEX IF EXISTS {}", index_name(path));
+            self.write(Sql::same(&drop), &[]).await?;
+        }
+        Ok(true)
+    }
+
     async fn refresh_doc_statistics(&self) -> StoreResult<()> {
         if E::BACKEND == Backend::Sqlite {
             for statement in SQLITE_ANALYZE_DOCS {

@@ -554,6 +554,14 @@ pub trait DocStore: Send + Sync {
         collection: &CollectionName,
         path: &FieldPath,
     ) -> StoreResult<DocIndex>;
+    /// Withdraws the app's declaration of `path` in the collection; the index itself is dropped
+    /// when no app declares the path any more. `false` when it was not declared.
+    async fn drop_doc_index(
+        &self,
+        app_id: AppId,
+        collection: &CollectionName,
+        path: &FieldPath,
+    ) -> StoreResult<bool>;
     /// Refreshes what the database knows of the documents' indexes, for its planner to choose
     /// between them (SQLite: `ANALYZE docs` from a sample; PostgreSQL analyzes by itself). Done
     /// when an index is declared and by the periodic sweep.

@@ -400,6 +400,12 @@ pub const DECLARE_DOC_INDEX: Sql<'static> = Sql::same(
     "INSERT INTO doc_indexes (app_id, collection, path) VALUES ($1, $2, $3) \
     ON CONFLICT (app_id, collection, path) DO NOTHING",
 );
+/// Withdraws the app `$1`'s declaration of the path `$3` in its collection `$2`.
+pub const UNDECLARE_DOC_INDEX: Sql<'static> =
+    Sql::same("DELETE FROM doc_indexes WHERE app_id = $1 AND collection = $2 AND path = $3");
+/// Whether any app still declares the path `$1`.
+pub const DOC_INDEX_DECLARED: Sql<'static> =
+    Sql::same("SELECT COUNT(*) FROM doc_indexes WHERE path = $1");
 /// The paths the app `$1` declared indexed in its collection `$2`, with when.
 pub const DOC_INDEXES: Sql<'static> = Sql::same(
     "SELECT path, created_at FROM doc_indexes WHERE app_id = $1 AND collection = $2 ORDER BY path",

@@ -108,6 +108,21 @@ impl FromSegments for (AppId, CollectionName) {
     }
 }
 
+/// An app, one of its collections and a field path: `/apps/{app_id}/docs/{collection}/indexes/
+/// {path}` (the path is checked where it is used).
+impl FromSegments for (AppId, CollectionName, String) {
+    fn from_segments(segments: &[&str]) -> Result<Self, ApiError> {
+        match segments {
+            [app, collection, path] => {
+                let (app, collection) =
+                    <(AppId, CollectionName)>::from_segments(&[app, collection])?;
+                Ok((app, collection, (*path).to_owned()))
+            }
+            _ => Err(segment_count(3, segments)),
+        }
+    }
+}
+
 /// A route whose path has another number of segments than its handler's ids: a bug of ours.
 fn segment_count(expected: usize, segments: &[&str]) -> ApiError {
     ApiError::internal(format!(

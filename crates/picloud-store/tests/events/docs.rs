@@ -737,6 +737,16 @@ both_backends!(
             .doc_indexes(shop.id, &collection("other"))
             .await?
             .is_empty());
+        assert!(store.drop_doc_index(blog.id, &users, &email).await?);
+        assert!(
+            !store.drop_doc_index(blog.id, &users, &email).await?,
+            "withdrawn once"
+        );
+        assert_eq!(
+            store.doc_indexes(shop.id, &users).await?.len(),
+            1,
+            "shop's stays"
+        );
         let id = create(&store, shop.id, "users", json!({"user": {"email": "a@x"}})).await?;
         assert_eq!(
             found(
