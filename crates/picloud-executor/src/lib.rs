@@ -31,6 +31,7 @@
 
 mod bounded;
 mod cache;
+pub mod catalogue;
 mod comparers;
 mod context;
 mod convert;
@@ -49,6 +50,7 @@ mod validate;
 use async_trait::async_trait;
 use picloud_core::exec::{ExecOutcome, ExecRequest};
 
+pub use catalogue::{sdk_catalogue, Catalogue, SdkFunction};
 pub use local::{default_threads, inline_stack_size, ExecutorConfig, LocalExecutorClient};
 pub use remote::{RemoteClientError, RemoteExecutorClient};
 pub use sandbox::Sandbox;

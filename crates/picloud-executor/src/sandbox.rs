@@ -17,6 +17,7 @@ use rhai::{Dynamic, Engine, EvalAltResult};
 use tokio::runtime::Handle;
 
 use crate::cache::{AstCache, Compiled};
+use crate::catalogue::Catalogue;
 use crate::context::{CallContext, CallGuard, Placement};
 use crate::{context, engine, errors, response, scope, validate};
 
@@ -30,13 +31,17 @@ pub struct Sandbox {
     cache: AstCache,
     /// The free stack a thread needs for an inline run.
     inline_stack: usize,
+    /// What the engine offers, for the save-time check of calls.
+    catalogue: Catalogue,
 }
 
 impl Sandbox {
     /// Builds the engine for `limits` with an AST cache of `cache_size` scripts.
     pub fn new(limits: Limits, cache_size: usize) -> Self {
+        let engine = engine::build(&limits);
         Self {
-            engine: engine::build(&limits),
+            catalogue: Catalogue::of(&engine),
+            engine,
             inline_stack: engine::inline_stack_size(&limits),
             limits,
             cache: AstCache::new(cache_size),
@@ -49,27 +54,30 @@ impl Sandbox {
 
     /// Compiles `source` without running it. `Err` has kind `Compile`, the message, and the line
     /// and column when known. A module must also keep to the module shape: only `fn`, `const`
-    /// with literal values and `import` at its top level.
+    /// with literal values and `import` at its top level; and every namespaced call must name a
+    /// function of the SDK or an imported module (`validate::check_calls`).
     pub fn validate(&self, source: &str, kind: ScriptKind) -> Result<(), ExecError> {
         let ast = self.engine.compile(source).map_err(|err| ExecError {
             kind: ExecErrorKind::Compile,
             ..errors::from_parse(&err, &self.limits)
         })?;
+        let located = |err: validate::ShapeError| {
+            let (line, column) = errors::line_and_column(err.position);
+            let message = match line {
+                Some(line) => format!("line {line}: {}", err.message),
+                None => err.message,
+            };
+            ExecError {
+                kind: ExecErrorKind::Compile,
+                message,
+                line,
+                column,
+            }
+        };
         if kind == ScriptKind::Module {
-            validate::check_module(&ast).map_err(|err| {
-                let (line, column) = errors::line_and_column(err.position);
-                let message = match line {
-                    Some(line) => format!("line {line}: {}", err.message),
-                    None => err.message,
-                };
-                ExecError {
-                    kind: ExecErrorKind::Compile,
-                    message,
-                    line,
-                    column,
-                }
-            })?;
+            validate::check_module(&ast).map_err(located)?;
         }
+        validate::check_calls(&ast, &self.catalogue).map_err(located)?;
         Ok(())
     }
 

@@ -1,10 +1,17 @@
+//! What a script must be beyond compiling, checked when it is saved: namespaced calls name a
+//! function of the SDK or an imported module ([`check_calls`]), and a module keeps to its shape.
+//!
 //! The shape rule for module scripts. A module is compiled once and shared by every script that
 //! imports it, so its top level may only declare things: `fn` definitions, `const` with literal
 //! values (a `const` computed from a store call would freeze one caller's data into the shared
 //! module), and `import` of a literal name. Functions live in the AST's function library, not in
 //! its statements, so only these statements are checked.
 
-use rhai::{ASTFlags, Expr, Position, Stmt, AST};
+use std::collections::HashSet;
+
+use rhai::{ASTFlags, ASTNode, Expr, Position, Stmt, AST};
+
+use crate::catalogue::Catalogue;
 
 /// Where and why a module's top level breaks the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +65,49 @@ fn check_statement(stmt: &Stmt) -> Result<(), ShapeError> {
             other.position(),
         )),
     }
+}
+
+/// Every namespaced call of the script (`kv::collection(…)`, in functions too) is to a function of
+/// the SDK with that many arguments, or to a module the script imports (`import "m" as m;`):
+/// a typo is refused when the script is saved, with the closest name, instead of failing on the
+/// request that reaches it.
+pub(crate) fn check_calls(ast: &AST, catalogue: &Catalogue) -> Result<(), ShapeError> {
+    let mut aliases: HashSet<String> = HashSet::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(import, _))) = path.last() {
+            aliases.insert(import.1.name.to_string());
+        }
+        true
+    });
+    let mut refused = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        // A call is an expression, or a statement of its own.
+        let (call, position) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, position))) => (call, position),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => (call, position),
+            _ => return true,
+        };
+        if call.namespace.is_empty() {
+            return true;
+        }
+        let root = call.namespace.root();
+        if root == "global" || aliases.contains(root) {
+            return true;
+        }
+        let checked = if catalogue.has_namespace(root) {
+            catalogue.check_call(root, &call.name, call.args.len())
+        } else {
+            Err(catalogue.unknown_namespace(root))
+        };
+        match checked {
+            Ok(()) => true,
+            Err(message) => {
+                refused = Some(error(message, *position));
+                false
+            }
+        }
+    });
+    refused.map_or(Ok(()), Err)
 }
 
 fn error(message: String, position: Position) -> ShapeError {

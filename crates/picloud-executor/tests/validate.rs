@@ -141,3 +141,52 @@ fn the_same_top_level_code_is_fine_in_an_endpoint() {
         "endpoints are top-level code"
     );
 }
+
+// #17: a typo'd SDK call is refused when the script is saved, where it is, with the closest
+// name; calls of imported modules and correct SDK calls pass.
+#[test]
+fn namespaced_calls_must_name_a_function_of_the_sdk_or_an_imported_module() {
+    for (source, message, line, column) in [
+        (
+            "let users = kv::colection(\"users\");",
+            "line 1: kv::colection is not a function of kv; did you mean kv::collection?",
+            1,
+            17,
+        ),
+        (
+            "fn read(text) {\n    json::parze(text)\n}\nread(\"{}\")",
+            "line 2: json::parze is not a function of json; did you mean json::parse?",
+            2,
+            11,
+        ),
+        (
+            "random::int(5)",
+            "line 1: random::int takes 2 arguments, not 1",
+            1,
+            9,
+        ),
+        (
+            "kvv::collection(\"a\")",
+            "line 1: 'kvv' is not a namespace of the SDK nor a module this script imports; did you mean kv?",
+            1,
+            6,
+        ),
+    ] {
+        let err = sandbox()
+            .validate(source, ScriptKind::Endpoint)
+            .expect_err(source);
+        assert_eq!(err.kind, ExecErrorKind::Compile, "{source}");
+        assert_eq!(err.message, message, "{source}");
+        assert_eq!((err.line, err.column), (Some(line), Some(column)), "{source}");
+    }
+    for source in [
+        "import \"util\" as u; u::anything(1, 2, 3)",
+        "let c = kv::collection(\"c\"); c.get(\"k\"); log::debug(time::now()); docs::collection(\"d\")",
+        "regex::replace_all(\"a\", \"b\", \"c\")",
+    ] {
+        assert!(
+            sandbox().validate(source, ScriptKind::Endpoint).is_ok(),
+            "{source}"
+        );
+    }
+}

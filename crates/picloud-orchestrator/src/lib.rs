@@ -77,6 +77,8 @@ pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, TestRun, 
 pub use crate::triggers::{NewDocsTriggerInput, NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
+/// What the script SDK offers (`GET /api/v1/sdk`), from the engine's registrations.
+pub use picloud_executor::{sdk_catalogue, Catalogue, SdkFunction};
 pub use picloud_store::{
     AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, DocIndex, NewApp, Page, PageRequest,
 };

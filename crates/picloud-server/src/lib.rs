@@ -35,6 +35,7 @@ pub mod origins;
 mod public;
 mod routes;
 mod scripts;
+mod sdk;
 mod slow_clients;
 mod triggers;
 mod users;
@@ -96,6 +97,7 @@ pub fn admin_router(platform: Platform, config: &ServerConfig) -> Router {
         .merge(health::router())
         .merge(health::metrics_router())
         .merge(auth::router())
+        .merge(sdk::router())
         .merge(admin::router())
         .fallback(layers::not_on_the_admin_origin)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -935,3 +935,50 @@ both_backends!(
         Ok(())
     }
 );
+
+// #17: the SDK's catalogue, from the engine's registrations, for editors; and a typo'd SDK call
+// refused when the script is saved, with where it is and the closest name.
+both_backends!(
+    the_sdk_catalogue_is_served_and_a_typod_call_is_refused_on_save,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let anonymous = server.call(Method::GET, "/api/v1/sdk", None, None).await;
+        assert_eq!(anonymous.status, 401, "{anonymous}");
+        let sdk = server.admin(Method::GET, "/api/v1/sdk", None).await;
+        assert_eq!(sdk.status, 200, "{sdk}");
+        let collection = &sdk.json["namespaces"]["kv"][0];
+        assert_eq!(collection["name"], "collection", "{sdk}");
+        assert_eq!(collection["arguments"], 1);
+        assert!(collection["doc"]
+            .as_str()
+            .is_some_and(|doc| !doc.is_empty()));
+        assert!(
+            sdk.json["methods"]["DocsCollection"]
+                .as_array()
+                .is_some_and(|methods| methods.iter().any(|m| m["name"] == "find_one")),
+            "{sdk}"
+        );
+
+        let app = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/apps",
+                Some(json!({"slug": "shop", "name": "Shop"})),
+            )
+            .await;
+        let app = app.json["id"].as_str().expect("the app").to_owned();
+        let refused = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/apps/{app}/scripts"),
+                Some(json!({"name": "typo", "source": "let c = kv::colection(\"c\");"})),
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{refused}");
+        assert!(
+            refused.text.contains("did you mean kv::collection?"),
+            "{refused}"
+        );
+        Ok(())
+    }
+);

@@ -11,8 +11,18 @@ use crate::context::{self, require, Grant};
 
 pub(crate) fn module() -> Module {
     let mut module = Module::new();
-    add(&mut module, "replay", replay);
-    add(&mut module, "resolve", resolve);
+    add(
+        &mut module,
+        "replay",
+        "Sends this app's dead letter `id` through the outbox again when the execution commits",
+        replay,
+    );
+    add(
+        &mut module,
+        "resolve",
+        "Marks this app's dead letter `id` resolved when the execution commits",
+        resolve,
+    );
     module
 }
 

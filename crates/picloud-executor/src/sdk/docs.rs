@@ -34,39 +34,65 @@ impl fmt::Display for DocsCollection {
 pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<DocsCollection>("DocsCollection");
     let mut module = Module::new();
-    add(&mut module, "collection", collection);
+    add(&mut module, "collection", "The app's document collection `name`: a handle with create, get, update, delete, find, find_one and list", collection);
     engine.register_static_module("docs", module.into());
 
-    method(engine, "create", create);
-    method(engine, "get", get);
-    method(engine, "update", update);
-    method(engine, "delete", delete);
-    method(engine, "find", |docs: &mut DocsCollection| {
-        find(docs, &Dynamic::UNIT)
-    });
+    method(engine, "create", "Stores a new document (a map) and answers its envelope #{ id, data, created_at, updated_at }", create);
+    method(
+        engine,
+        "get",
+        "The envelope of the document `id`, or () when there is none",
+        get,
+    );
+    method(engine, "update", "Replaces the data of the document `id`, keeping its id and created_at, and answers the new envelope", update);
+    method(
+        engine,
+        "delete",
+        "Removes the document `id`; true when there was one",
+        delete,
+    );
     method(
         engine,
         "find",
+        "The collection's documents by id, at most 100",
+        |docs: &mut DocsCollection| find(docs, &Dynamic::UNIT),
+    );
+    method(
+        engine,
+        "find", "The documents a filter finds, in its order: field values or operator maps ($eq $ne $gt $gte $lt $lte $in), $sort and $limit",
         |docs: &mut DocsCollection, filter: Dynamic| find(docs, &filter),
     );
-    method(engine, "find_one", |docs: &mut DocsCollection| {
-        find_one(docs, &Dynamic::UNIT)
-    });
     method(
         engine,
         "find_one",
+        "The collection's first document by id, or ()",
+        |docs: &mut DocsCollection| find_one(docs, &Dynamic::UNIT),
+    );
+    method(
+        engine,
+        "find_one",
+        "The first document a filter finds, or ()",
         |docs: &mut DocsCollection, filter: Dynamic| find_one(docs, &filter),
     );
-    method(engine, "list", |docs: &mut DocsCollection| {
-        list(docs, &Dynamic::UNIT)
-    });
     method(
         engine,
         "list",
+        "The first page of the collection by id: #{ items, cursor }",
+        |docs: &mut DocsCollection| list(docs, &Dynamic::UNIT),
+    );
+    method(
+        engine,
+        "list",
+        "A page of the collection by id, after #{ limit, cursor }: #{ items, cursor }",
         |docs: &mut DocsCollection, options: Dynamic| list(docs, &options),
     );
     for name in ["to_string", "to_debug"] {
-        method(engine, name, |docs: &mut DocsCollection| docs.to_string());
+        method(
+            engine,
+            name,
+            "The handle as text: docs::collection(\"name\")",
+            |docs: &mut DocsCollection| docs.to_string(),
+        );
     }
 }
 

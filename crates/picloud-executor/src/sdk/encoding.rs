@@ -25,25 +25,35 @@ const URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 
 pub(crate) fn base64_module() -> Module {
     let mut module = Module::new();
-    add(&mut module, "encode", |text: &str| -> SdkResult<String> {
-        Ok(STANDARD.encode(text))
-    });
-    add(&mut module, "decode", |text: &str| -> SdkResult<String> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|err| {
-            error(format!(
-                "base64::decode: the text is not valid base64: {err}"
-            ))
-        })?;
-        utf8("base64::decode", bytes)
-    });
+    add(
+        &mut module,
+        "encode",
+        "The text's UTF-8 as base64, with padding",
+        |text: &str| -> SdkResult<String> { Ok(STANDARD.encode(text)) },
+    );
+    add(
+        &mut module,
+        "decode",
+        "The text that base64 (padded or not) encodes",
+        |text: &str| -> SdkResult<String> {
+            let bytes = STANDARD.decode(text.trim()).map_err(|err| {
+                error(format!(
+                    "base64::decode: the text is not valid base64: {err}"
+                ))
+            })?;
+            utf8("base64::decode", bytes)
+        },
+    );
     add(
         &mut module,
         "encode_url",
+        "The text's UTF-8 as URL-safe base64, without padding",
         |text: &str| -> SdkResult<String> { Ok(URL_SAFE.encode(text)) },
     );
     add(
         &mut module,
         "decode_url",
+        "The text that URL-safe base64 encodes",
         |text: &str| -> SdkResult<String> {
             let bytes = URL_SAFE.decode(text.trim()).map_err(|err| {
                 error(format!(
@@ -58,14 +68,22 @@ pub(crate) fn base64_module() -> Module {
 
 pub(crate) fn hex_module() -> Module {
     let mut module = Module::new();
-    add(&mut module, "encode", |text: &str| -> SdkResult<String> {
-        Ok(hex::encode(text))
-    });
-    add(&mut module, "decode", |text: &str| -> SdkResult<String> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|err| error(format!("hex::decode: the text is not valid hex: {err}")))?;
-        utf8("hex::decode", bytes)
-    });
+    add(
+        &mut module,
+        "encode",
+        "The text's UTF-8 as lower-case hex",
+        |text: &str| -> SdkResult<String> { Ok(hex::encode(text)) },
+    );
+    add(
+        &mut module,
+        "decode",
+        "The text that hex encodes",
+        |text: &str| -> SdkResult<String> {
+            let bytes = hex::decode(text.trim())
+                .map_err(|err| error(format!("hex::decode: the text is not valid hex: {err}")))?;
+            utf8("hex::decode", bytes)
+        },
+    );
     module
 }
 

@@ -14,6 +14,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "parse",
+        "The value of a JSON text: objects become maps, null becomes ()",
         move |text: &str| -> SdkResult<Dynamic> {
             if text.len() > sizes.string {
                 return Err(error(format!(
@@ -30,6 +31,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "stringify",
+        "A value as compact JSON text",
         |value: Dynamic| -> SdkResult<String> {
             let json = to_json(&value).map_err(|err| error(format!("json::stringify: {err}")))?;
             Ok(json.to_string())
@@ -38,6 +40,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "stringify_pretty",
+        "A value as indented JSON text",
         |value: Dynamic| -> SdkResult<String> {
             let json =
                 to_json(&value).map_err(|err| error(format!("json::stringify_pretty: {err}")))?;

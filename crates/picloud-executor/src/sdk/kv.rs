@@ -38,21 +38,49 @@ impl fmt::Display for KvCollection {
 pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<KvCollection>("KvCollection");
     let mut module = Module::new();
-    add(&mut module, "collection", collection);
+    add(
+        &mut module,
+        "collection",
+        "The app's key-value collection `name`: a handle with get, set, has, delete and list",
+        collection,
+    );
     engine.register_static_module("kv", module.into());
 
-    method(engine, "get", get);
-    method(engine, "set", set);
-    method(engine, "has", has);
-    method(engine, "delete", delete);
-    method(engine, "list", |kv: &mut KvCollection| {
-        list(kv, &Dynamic::UNIT)
-    });
-    method(engine, "list", |kv: &mut KvCollection, options: Dynamic| {
+    method(
+        engine,
+        "get",
+        "The value stored under `key`, or () when there is none",
+        get,
+    );
+    method(
+        engine,
+        "set",
+        "Stores `value` (anything JSON can hold) under `key` when the execution commits",
+        set,
+    );
+    method(engine, "has", "Whether a value is stored under `key`", has);
+    method(
+        engine,
+        "delete",
+        "Removes the value under `key`; true when there was one",
+        delete,
+    );
+    method(
+        engine,
+        "list",
+        "The first page of keys in order: #{ items: [#{ key, value }], cursor }",
+        |kv: &mut KvCollection| list(kv, &Dynamic::UNIT),
+    );
+    method(engine, "list", "A page of keys in order, after #{ prefix, limit, cursor }: #{ items: [#{ key, value }], cursor }", |kv: &mut KvCollection, options: Dynamic| {
         list(kv, &options)
     });
     for name in ["to_string", "to_debug"] {
-        method(engine, name, |kv: &mut KvCollection| kv.to_string());
+        method(
+            engine,
+            name,
+            "The handle as text: kv::collection(\"name\")",
+            |kv: &mut KvCollection| kv.to_string(),
+        );
     }
 }
 

@@ -12,16 +12,37 @@ use crate::nesting::show;
 
 pub(crate) fn module() -> Module {
     let mut module = Module::new();
-    for (name, level) in [
-        ("debug", LogLevel::Debug),
-        ("info", LogLevel::Info),
-        ("warn", LogLevel::Warn),
-        ("error", LogLevel::Error),
+    for (name, level, doc) in [
+        (
+            "debug",
+            LogLevel::Debug,
+            "Adds a debug line to the execution's log",
+        ),
+        (
+            "info",
+            LogLevel::Info,
+            "Adds an info line to the execution's log",
+        ),
+        (
+            "warn",
+            LogLevel::Warn,
+            "Adds a warning line to the execution's log",
+        ),
+        (
+            "error",
+            LogLevel::Error,
+            "Adds an error line to the execution's log",
+        ),
     ] {
-        add(&mut module, name, move |value: Dynamic| -> SdkResult<()> {
-            push_log(level, text_of(&value));
-            Ok(())
-        });
+        add(
+            &mut module,
+            name,
+            doc,
+            move |value: Dynamic| -> SdkResult<()> {
+                push_log(level, text_of(&value));
+                Ok(())
+            },
+        );
     }
     module
 }

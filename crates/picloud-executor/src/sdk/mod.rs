@@ -58,18 +58,22 @@ pub(crate) fn register(engine: &mut Engine, sizes: Sizes) {
     engine.register_static_module("dead_letters", dead_letters::module().into());
 }
 
-/// Adds `func` to `module` as `name`, volatile (see the module doc).
+/// Adds `func` to `module` as `name`, volatile (see the module doc), with `doc`: one line that
+/// `GET /api/v1/sdk` serves ([`crate::catalogue`]).
 pub(crate) fn add<A: 'static, const N: usize, const X: bool, R: Variant + Clone, const F: bool>(
     module: &mut Module,
     name: &str,
+    doc: &str,
     func: impl RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
 ) {
     FuncRegistration::new(name)
         .with_volatility(true)
+        .with_comments([format!("/// {doc}")])
         .set_into_module(module, func);
 }
 
-/// Registers `func` on the engine as `name`, volatile: the methods of SDK handle types.
+/// Registers `func` on the engine as `name`, volatile, with `doc` (as [`add`]): the methods of
+/// SDK handle types.
 pub(crate) fn method<
     A: 'static,
     const N: usize,
@@ -79,10 +83,12 @@ pub(crate) fn method<
 >(
     engine: &mut Engine,
     name: &str,
+    doc: &str,
     func: impl RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
 ) {
     FuncRegistration::new(name)
         .with_volatility(true)
+        .with_comments([format!("/// {doc}")])
         .register_into_engine(engine, func);
 }
 

@@ -73,6 +73,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "is_match",
+        "Whether the pattern matches somewhere in the text",
         move |pattern: &str, text: &str| -> SdkResult<bool> {
             Ok(p.get("is_match", pattern)?.is_match(text))
         },
@@ -82,6 +83,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "find",
+        "The first match of the pattern in the text, or ()",
         move |pattern: &str, text: &str| -> SdkResult<Dynamic> {
             Ok(p.get("find", pattern)?
                 .find(text)
@@ -93,6 +95,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "find_all",
+        "Every match of the pattern in the text",
         move |pattern: &str, text: &str| -> SdkResult<Array> {
             let regex = p.get("find_all", pattern)?;
             let max = sizes.array;
@@ -111,6 +114,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "replace",
+        "The text with the first match replaced ($1 or ${name} in the replacement insert a group)",
         move |pattern: &str, text: &str, with: &str| -> SdkResult<String> {
             let regex = p.get("replace", pattern)?;
             replace("replace", &regex, text, with, 1, sizes.string)
@@ -121,6 +125,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "replace_all",
+        "The text with every match replaced ($1 or ${name} in the replacement insert a group)",
         move |pattern: &str, text: &str, with: &str| -> SdkResult<String> {
             let regex = p.get("replace_all", pattern)?;
             let max = sizes.string;
@@ -132,6 +137,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "split",
+        "The text split at every match of the pattern",
         move |pattern: &str, text: &str| -> SdkResult<Array> {
             let regex = p.get("split", pattern)?;
             let max = sizes.array;
@@ -150,6 +156,7 @@ pub(crate) fn module(sizes: Sizes) -> Module {
     add(
         &mut module,
         "captures",
+        "The groups of the first match (by number and by name), or ()",
         move |pattern: &str, text: &str| -> SdkResult<Dynamic> {
             let regex = p.get("captures", pattern)?;
             let Some(captures) = regex.captures(text) else {

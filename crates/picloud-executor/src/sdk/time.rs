@@ -8,23 +8,38 @@ use super::{add, error, SdkResult};
 
 pub(crate) fn module() -> Module {
     let mut module = Module::new();
-    add(&mut module, "now", || -> SdkResult<INT> {
-        Ok(Utc::now().timestamp_millis())
-    });
-    add(&mut module, "now_secs", || -> SdkResult<INT> {
-        Ok(Utc::now().timestamp())
-    });
-    add(&mut module, "format", |millis: INT| -> SdkResult<String> {
-        DateTime::<Utc>::from_timestamp_millis(millis)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-            .ok_or_else(|| {
-                error(format!(
+    add(
+        &mut module,
+        "now",
+        "Now, in milliseconds since the Unix epoch",
+        || -> SdkResult<INT> { Ok(Utc::now().timestamp_millis()) },
+    );
+    add(
+        &mut module,
+        "now_secs",
+        "Now, in seconds since the Unix epoch",
+        || -> SdkResult<INT> { Ok(Utc::now().timestamp()) },
+    );
+    add(
+        &mut module,
+        "format",
+        "Milliseconds since the epoch as RFC 3339 text (UTC)",
+        |millis: INT| -> SdkResult<String> {
+            DateTime::<Utc>::from_timestamp_millis(millis)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .ok_or_else(|| {
+                    error(format!(
                     "time::format: {millis} ms since the epoch is outside the dates this can show"
                 ))
-            })
-    });
-    add(&mut module, "parse", |text: &str| -> SdkResult<INT> {
-        DateTime::parse_from_rfc3339(text.trim())
+                })
+        },
+    );
+    add(
+        &mut module,
+        "parse",
+        "RFC 3339 text as milliseconds since the epoch",
+        |text: &str| -> SdkResult<INT> {
+            DateTime::parse_from_rfc3339(text.trim())
             .map(|t| t.timestamp_millis())
             .map_err(|err| {
                 error(format!(
@@ -32,7 +47,8 @@ pub(crate) fn module() -> Module {
                     shorten(text)
                 ))
             })
-    });
+        },
+    );
     module
 }
 

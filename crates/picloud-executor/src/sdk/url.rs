@@ -18,26 +18,40 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 pub(crate) fn module() -> Module {
     let mut module = Module::new();
-    add(&mut module, "encode", |text: &str| -> SdkResult<String> {
-        Ok(utf8_percent_encode(text, COMPONENT).to_string())
-    });
-    add(&mut module, "decode", |text: &str| -> SdkResult<String> {
-        percent_decode_str(text)
+    add(
+        &mut module,
+        "encode",
+        "The text percent-encoded for a URL component",
+        |text: &str| -> SdkResult<String> { Ok(utf8_percent_encode(text, COMPONENT).to_string()) },
+    );
+    add(
+        &mut module,
+        "decode",
+        "The text that a percent-encoded URL component encodes",
+        |text: &str| -> SdkResult<String> {
+            percent_decode_str(text)
             .decode_utf8()
             .map(|decoded| decoded.into_owned())
             .map_err(|_| {
                 error("url::decode: the decoded bytes are not UTF-8 text, and a string can only hold text")
             })
-    });
-    add(&mut module, "parse_query", |text: &str| -> SdkResult<Map> {
-        let text = text.strip_prefix('?').unwrap_or(text);
-        Ok(::url::form_urlencoded::parse(text.as_bytes())
-            .map(|(key, value)| (key.as_ref().into(), Dynamic::from(value.into_owned())))
-            .collect())
-    });
+        },
+    );
+    add(
+        &mut module,
+        "parse_query",
+        "A query string as a map (+ is a space; a repeated name keeps its last value)",
+        |text: &str| -> SdkResult<Map> {
+            let text = text.strip_prefix('?').unwrap_or(text);
+            Ok(::url::form_urlencoded::parse(text.as_bytes())
+                .map(|(key, value)| (key.as_ref().into(), Dynamic::from(value.into_owned())))
+                .collect())
+        },
+    );
     add(
         &mut module,
         "build_query",
+        "A map as a query string",
         |map: Map| -> SdkResult<String> {
             let mut query = String::new();
             for (key, value) in &map {
