@@ -130,6 +130,13 @@ pub(crate) async fn docs(
                 .map_err(|err| InputError::new("filter", format!("the filter is not JSON: {err}")))
         })
         .transpose()?;
+    if filter.is_some() && query.limit.is_some() {
+        return Err(InputError::new(
+            "limit",
+            "a filter says how many documents it wants: put \"$limit\" in the filter",
+        )
+        .into());
+    }
     let browse = DocsBrowse {
         filter,
         limit: limit(query.limit.as_deref())?,

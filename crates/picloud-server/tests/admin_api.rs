@@ -815,6 +815,16 @@ both_backends!(
             ),
             (
                 server
+                    .admin(
+                        Method::GET,
+                        &format!("{docs}?filter={filter}&limit=1"),
+                        None,
+                    )
+                    .await,
+                "a filter says how many documents it wants",
+            ),
+            (
+                server
                     .admin(Method::GET, &format!("{docs}?prefix=a"), None)
                     .await,
                 "documents are listed by id",

@@ -155,23 +155,34 @@ impl<E: Engine> DocStore for E {
         collection: &CollectionName,
         path: &FieldPath,
     ) -> StoreResult<DocIndex> {
+        let declared_here =
+            |declared: Vec<DocIndex>| declared.into_iter().find(|i| i.path == *path);
+        if let Some(index) = declared_here(self.doc_indexes(app_id, collection).await?) {
+            return Ok(index);
+        }
+        let path_text = path.to_string();
+        let declared = self
+            .write(
+                sql::DECLARE_DOC_INDEX,
+                &[
+                    app_id.to_string().into(),
+                    collection.as_str().into(),
+                    path_text.as_str().into(),
+                    i64::from(MAX_DOC_INDEXES_PER_APP).into(),
+                ],
+            )
+            .await?;
+        if declared == 0 {
+            return Err(StoreError::Conflict(format!(
+                "the app has {MAX_DOC_INDEXES_PER_APP} document indexes, the most it may \
+                 declare (every index is kept up to date on each document write): withdraw one \
+                 first"
+            )));
+        }
         self.write(Sql::same(&index_ddl(E::BACKEND, path)), &[])
             .await?;
         self.refresh_doc_statistics().await?;
-        let path_text = path.to_string();
-        self.write(
-            sql::DECLARE_DOC_INDEX,
-            &[
-                app_id.to_string().into(),
-                collection.as_str().into(),
-                path_text.as_str().into(),
-            ],
-        )
-        .await?;
-        let declared = self.doc_indexes(app_id, collection).await?;
-        declared
-            .into_iter()
-            .find(|index| index.path == *path)
+        declared_here(self.doc_indexes(app_id, collection).await?)
             .ok_or(StoreError::NotFound("app"))
     }
 
@@ -241,6 +252,10 @@ impl<E: Engine> DocStore for E {
 /// table's size): without them its planner cannot tell a declared index that narrows a `$in` to
 /// a few documents from the primary key's walk in id order, and takes the walk.
 const SQLITE_ANALYZE_DOCS: [&str; 2] = ["PRAGMA analysis_limit = 1000", "ANALYZE docs"];
+
+/// The most document indexes one app may declare (over all its collections): each is an index
+/// every document write of every app keeps up to date, so their number is bounded.
+pub const MAX_DOC_INDEXES_PER_APP: u32 = 16;
 
 /// What a find reads of each document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,6 +63,7 @@ mod triggers;
 mod users;
 
 pub use config::{AppQuotas, AppUsage, OverLimit, StoreConfig, KV_ENTRY_OVERHEAD};
+pub use docs::MAX_DOC_INDEXES_PER_APP;
 pub use services::StoreServices;
 
 use std::sync::Arc;
@@ -547,7 +548,7 @@ pub trait DocStore: Send + Sync {
     ) -> StoreResult<Found>;
     /// Declares `path` indexed in the app's collection, making the index of the path when no app
     /// had one (on PostgreSQL it blocks the collection's writes while it is built). Declaring it
-    /// again changes nothing.
+    /// again changes nothing; `Conflict` when the app declares [`MAX_DOC_INDEXES_PER_APP`].
     async fn declare_doc_index(
         &self,
         app_id: AppId,

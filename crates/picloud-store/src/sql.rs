@@ -395,9 +395,11 @@ pub const INSERT_DOCS_TRIGGER_DETAILS: Sql<'static> = Sql::same(
     "INSERT INTO docs_trigger_details (trigger_id, collection, ops, fields) \
     VALUES ($1, $2, $3, $4)",
 );
-/// Declares the path `$3` indexed in the app `$1`'s collection `$2`; nothing when it is.
+/// Declares the path `$3` indexed in the app `$1`'s collection `$2` while the app declares fewer
+/// than `$4` indexes; nothing when it is declared already or the app has `$4`.
 pub const DECLARE_DOC_INDEX: Sql<'static> = Sql::same(
-    "INSERT INTO doc_indexes (app_id, collection, path) VALUES ($1, $2, $3) \
+    "INSERT INTO doc_indexes (app_id, collection, path) \
+    SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM doc_indexes WHERE app_id = $1) < $4 \
     ON CONFLICT (app_id, collection, path) DO NOTHING",
 );
 /// Withdraws the app `$1`'s declaration of the path `$3` in its collection `$2`.

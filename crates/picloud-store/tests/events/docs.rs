@@ -737,6 +737,25 @@ both_backends!(
             .doc_indexes(shop.id, &collection("other"))
             .await?
             .is_empty());
+        // An app declares a bounded number of indexes; declaring one it has is not one more.
+        for n in 1..picloud_store::MAX_DOC_INDEXES_PER_APP {
+            store
+                .declare_doc_index(
+                    blog.id,
+                    &collection(&format!("c{}", n % 3)),
+                    &FieldPath::parse(&format!("f{n}"))?,
+                )
+                .await?;
+        }
+        store.declare_doc_index(blog.id, &users, &email).await?;
+        let refused = store
+            .declare_doc_index(blog.id, &users, &FieldPath::parse("one.more")?)
+            .await
+            .expect_err("past the bound");
+        assert!(
+            matches!(&refused, StoreError::Conflict(m) if m.contains("16 document indexes")),
+            "{refused}"
+        );
         assert!(store.drop_doc_index(blog.id, &users, &email).await?);
         assert!(
             !store.drop_doc_index(blog.id, &users, &email).await?,
