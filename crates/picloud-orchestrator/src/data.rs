@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use picloud_core::docs::{FieldPath, Query, StoredDoc, FIND_DEFAULT_LIMIT};
+use picloud_core::docs::{FieldPath, Query, StoredDoc};
 use picloud_core::services::KvListRequest;
 use picloud_core::{AppId, Capability, CollectionName, InputError, Principal};
 use picloud_store::{DocIndex, Page, Store};
@@ -97,11 +97,8 @@ impl DataService {
             None => {
                 let request = KvListRequest {
                     prefix: None,
-                    limit: if browse.limit == 0 {
-                        FIND_DEFAULT_LIMIT
-                    } else {
-                        browse.limit
-                    },
+                    // 0: the store's default page.
+                    limit: browse.limit,
                     cursor: browse.cursor.clone(),
                 };
                 let page = self
