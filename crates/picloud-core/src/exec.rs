@@ -30,6 +30,10 @@ pub struct ExecRequest {
     /// again after a conflict or as a retried job.
     #[serde(default = "first_run")]
     pub attempt: u32,
+    /// The app's module scripts when the run was built: what `import` may name, and the version
+    /// a cached compiled module must have to be used (so an import costs no database query).
+    #[serde(default)]
+    pub modules: ModuleVersions,
 }
 
 fn first_run() -> u32 {
@@ -49,6 +53,53 @@ pub struct ScriptRef {
     pub name: String,
     pub updated_at: Timestamp,
     pub source: Arc<str>,
+}
+
+/// One version of a module script: a compiled module is used while its version is the one the
+/// run names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModuleVersion {
+    pub id: ScriptId,
+    pub updated_at: Timestamp,
+}
+
+/// An app's module scripts by name, with their versions. Shared, so handing it to every run of
+/// the app costs a reference count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModuleVersions(Arc<BTreeMap<String, ModuleVersion>>);
+
+impl ModuleVersions {
+    pub fn new(modules: impl IntoIterator<Item = (String, ModuleVersion)>) -> Self {
+        Self(Arc::new(modules.into_iter().collect()))
+    }
+
+    pub fn get(&self, name: &str) -> Option<ModuleVersion> {
+        self.0.get(name).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// What the save-time check of a script learnt beyond that it compiles: the modules it imports,
+/// each with where it first does (the changelog's `ValidatedScript`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidatedScript {
+    pub imports: Vec<Import>,
+}
+
+/// One module a script imports, and the position of its first `import`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub name: String,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
 }
 
 /// The HTTP request as a script sees it in `ctx.request`.

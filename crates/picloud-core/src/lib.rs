@@ -45,5 +45,7 @@ pub use input::{
 };
 pub use limits::Limits;
 pub use model::{ApiKey, App, Membership, Route, Script, User};
-pub use services::{NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, WriteOrigin};
+pub use services::{
+    ModuleSource, NoServices, ScriptServices, ServiceCallError, ServiceErrorKind, WriteOrigin,
+};
 pub use time::Timestamp;

@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_array_size: usize,
     /// `import` statements executed per run.
     pub max_modules: usize,
+    /// Modules importing modules: how deep one chain of imports may go (`a` imports `b` imports
+    /// `c` is 3). A server setting; no script can raise it.
+    pub module_import_depth_max: usize,
     /// Wall-clock time for one execution, enforced inside Rhai.
     pub timeout_ms: u64,
     /// Bytes of log lines one execution keeps (and writes to the server log); past it, lines are
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_string_size: 4 * 1024 * 1024,
             max_array_size: 100_000,
             max_modules: 32,
+            module_import_depth_max: 8,
             timeout_ms: 5_000,
             max_log_bytes: 256 * 1024,
             max_writes: 1_000,

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::docs::{Query, StoredDoc};
 use crate::events::{CollectionName, KvKey};
+use crate::exec::ScriptRef;
 use crate::tx::{Version, VersionedPage};
 use crate::{AppId, DeadLetterId, DocumentId};
 
@@ -83,12 +84,21 @@ impl ServiceCallError {
 
 pub type ServiceResult<T> = Result<T, ServiceCallError>;
 
+/// Where `import` finds module scripts (the changelog's `ModuleSource`): the module script named
+/// `name` of the app `app_id` — the running execution's app, never one a script names, so an
+/// import cannot cross apps. `None` when the app has no module of that name (an endpoint of that
+/// name is not a module).
+#[async_trait]
+pub trait ModuleSource: Send + Sync {
+    async fn lookup(&self, app_id: AppId, name: &str) -> ServiceResult<Option<ScriptRef>>;
+}
+
 /// What a script reads beyond the sandbox. Reads only: a run's writes and dead-letter actions
 /// go to its [`crate::tx::Transaction`] and are committed after it returns, together, by the
 /// orchestrator. `Services::default()`-style bundles for tests that touch no data are
 /// [`NoServices`].
 #[async_trait]
-pub trait ScriptServices: Send + Sync {
+pub trait ScriptServices: ModuleSource {
     /// The entry's value and the version of the commit that wrote it.
     async fn kv_get(
         &self,
@@ -146,6 +156,13 @@ fn not_configured<T>() -> ServiceResult<T> {
         ServiceErrorKind::NotConfigured,
         "this executor has no data services: it was started without a database",
     ))
+}
+
+#[async_trait]
+impl ModuleSource for NoServices {
+    async fn lookup(&self, _: AppId, _: &str) -> ServiceResult<Option<ScriptRef>> {
+        not_configured()
+    }
 }
 
 #[async_trait]

@@ -169,8 +169,8 @@ fn sorted(mut functions: Vec<SdkFunction>) -> Vec<SdkFunction> {
 }
 
 /// The name of `names` closest to `wanted`, when it is close: at most two edits away, and fewer
-/// than half the name's length.
-fn closest<'n>(wanted: &str, names: impl Iterator<Item = &'n str>) -> Option<&'n str> {
+/// than half the name's length. Also what "did you mean" names for a missing module.
+pub fn closest<'n>(wanted: &str, names: impl Iterator<Item = &'n str>) -> Option<&'n str> {
     names
         .map(|name| (strsim::levenshtein(wanted, name), name))
         .filter(|(distance, name)| *distance <= 2 && *distance * 2 < name.len().max(wanted.len()))

@@ -14,7 +14,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use picloud_core::exec::{ExecRequest, LogLevel, LogLine};
+use picloud_core::exec::{ExecRequest, LogLevel, LogLine, ModuleVersion, ModuleVersions};
+use picloud_core::services::ServiceResult;
 use picloud_core::tx::{Effects, Transaction};
 use picloud_core::{
     AppId, Authority, CapabilityKind, ExecutionId, Limits, ScriptId, ScriptServices, Timestamp,
@@ -41,6 +42,11 @@ pub(crate) const DEADLINE_TOKEN: &str = "picloud:deadline";
 /// reached a call that waits (a data call), or ran past its inline budget. A termination, so
 /// `try/catch` cannot swallow it.
 pub(crate) const NEEDS_WORKER_TOKEN: &str = "picloud:needs-worker";
+
+/// The termination token that ends an inline run whose import must read a module that is not
+/// cached: the run starts over on an executor thread like [`NEEDS_WORKER_TOKEN`], but later runs
+/// of the script are still tried inline, since they will find the module cached.
+pub(crate) const LOAD_MODULE_TOKEN: &str = "picloud:load-module";
 
 /// The termination token of a write past `Limits::max_writes`: a limit, so `try/catch` cannot
 /// swallow it.
@@ -103,6 +109,18 @@ pub(crate) struct CallContext {
     pub tx: Transaction,
     /// What the run holds, against `max_memory_bytes` (or the inline allowance).
     memory: Meter,
+    /// The app's modules when the run was built (see [`crate::modules`]).
+    modules: ModuleVersions,
+    /// The imports in progress, outermost first: module `a` importing `b` is `[a, b]`.
+    imports: Vec<ImportFrame>,
+}
+
+/// A module being evaluated for an import, the modules it imported so far (with theirs), and
+/// the deepest chain of imports among them.
+struct ImportFrame {
+    name: String,
+    imported: Vec<(String, ModuleVersion)>,
+    deepest: Vec<String>,
 }
 
 impl CallContext {
@@ -136,6 +154,8 @@ impl CallContext {
             max_writes: limits.max_writes,
             max_document_bytes: limits.max_document_bytes,
             tx: Transaction::default(),
+            modules: request.modules.clone(),
+            imports: Vec::new(),
         }
     }
 
@@ -390,6 +410,109 @@ pub(crate) fn max_document_bytes() -> usize {
     with_current(|ctx| ctx.max_document_bytes).unwrap_or(picloud_core::docs::DOC_MAX_BYTES)
 }
 
+/// Whether the current call runs inline (see [`Placement::Inline`]).
+pub(crate) fn runs_inline() -> bool {
+    with_current(|ctx| ctx.inline()).unwrap_or(false)
+}
+
+/// An import of `name` about to be resolved: refused when `name` is already on the chain of
+/// imports in progress (a cycle; the sentence names the chain); `None` when the app has no
+/// module of that name (or outside a call); else the app, the module's version and all the
+/// app's module versions.
+pub(crate) fn begin_import(
+    name: &str,
+) -> Result<Option<(AppId, ModuleVersion, ModuleVersions)>, String> {
+    with_current(|ctx| {
+        if let Some(start) = ctx.imports.iter().position(|frame| frame.name == name) {
+            let chain: Vec<&str> = ctx.imports[start..]
+                .iter()
+                .map(|frame| frame.name.as_str())
+                .chain([name])
+                .collect();
+            return Err(format!(
+                "import cycle: {}; a module cannot import itself, directly or through others",
+                chain.join(" → ")
+            ));
+        }
+        Ok(ctx
+            .modules
+            .get(name)
+            .map(|version| (ctx.app_id, version, ctx.modules.clone())))
+    })
+    .unwrap_or(Ok(None))
+}
+
+/// Refuses to import a module whose deepest chain of imports is `below` (the module first)
+/// when that chain under the imports in progress is more than `depth_max` modules, naming it.
+pub(crate) fn check_depth(below: &[String], depth_max: usize) -> Result<(), String> {
+    with_current(|ctx| {
+        let depth = ctx.imports.len() + below.len();
+        if depth <= depth_max {
+            return Ok(());
+        }
+        let chain: Vec<&str> = ctx
+            .imports
+            .iter()
+            .map(|frame| frame.name.as_str())
+            .chain(below.iter().map(String::as_str))
+            .collect();
+        Err(format!(
+            "cannot import '{}': imports would nest {depth} modules deep, past the limit of \
+             {depth_max} ({})",
+            below.first().map_or("", String::as_str),
+            chain.join(" → ")
+        ))
+    })
+    .unwrap_or(Ok(()))
+}
+
+/// Puts `name` on the chain of imports in progress; hand what it answers to [`pop_import`].
+pub(crate) fn push_import(name: &str) -> usize {
+    with_current(|ctx| {
+        ctx.imports.push(ImportFrame {
+            name: name.to_owned(),
+            imported: Vec::new(),
+            deepest: Vec::new(),
+        });
+        ctx.imports.len() - 1
+    })
+    .unwrap_or(0)
+}
+
+/// Takes the import pushed at `depth` off the chain (with any an error left above it) and
+/// answers the modules it imported and its deepest chain of imports.
+pub(crate) fn pop_import(depth: usize) -> (Vec<(String, ModuleVersion)>, Vec<String>) {
+    with_current(|ctx| {
+        let popped = ctx.imports.drain(depth..).next();
+        popped
+            .map(|frame| (frame.imported, frame.deepest))
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
+}
+
+/// Records on the import in progress (if any) that it imported `name` (and what that imports).
+pub(crate) fn imported(name: &str, module: &crate::modules::CachedModule) {
+    with_current(|ctx| {
+        if let Some(frame) = ctx.imports.last_mut() {
+            frame.imported.extend(module.versions(name));
+            if module.deepest().len() > frame.deepest.len() {
+                frame.deepest = module.deepest().to_vec();
+            }
+        }
+    });
+}
+
+/// Where the current call reads module sources: its data services.
+pub(crate) fn module_source() -> ServiceResult<Arc<dyn ScriptServices>> {
+    with_current(|ctx| ctx.services.clone()).ok_or_else(|| {
+        picloud_core::ServiceCallError::new(
+            picloud_core::ServiceErrorKind::NotConfigured,
+            "modules can only be imported while a script runs",
+        )
+    })
+}
+
 /// `f` on the current run's transaction; outside a call (compiling, a unit test) there is none
 /// and data calls cannot have got this far.
 pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Transaction) -> R) -> Option<R> {
@@ -467,6 +590,7 @@ mod tests {
             event: None,
             trigger_depth: 3,
             attempt: 1,
+            modules: Default::default(),
         };
         CallContext::new(
             &request,

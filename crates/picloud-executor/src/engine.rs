@@ -30,7 +30,8 @@ pub(crate) const MAX_FUNCTIONS: usize = 1_024;
 /// - `print` / `debug` go to the execution's log, never to stdout, and `debug` may also name a
 ///   function in a namespace (`log::debug`);
 /// - showing and comparing arrays and maps look at most 128 levels deep ([`crate::nesting`]);
-/// - `import` resolves nothing yet (module scripts come with their own resolver);
+/// - `import` resolves nothing here: the sandbox installs its module resolver
+///   ([`crate::modules`]) on the engine it runs scripts with;
 /// - the deadline (and an inline run's budget) is enforced inside Rhai by `on_progress`;
 /// - `response(…)` and the standard library namespaces ([`crate::sdk`]).
 pub(crate) fn build(limits: &Limits) -> Engine {

@@ -6,7 +6,9 @@ use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::Limits;
 use rhai::{EvalAltResult, ParseError, ParseErrorType, Position};
 
-use crate::context::{DEADLINE_TOKEN, MEMORY_TOKEN, NEEDS_WORKER_TOKEN, WRITES_TOKEN};
+use crate::context::{
+    DEADLINE_TOKEN, LOAD_MODULE_TOKEN, MEMORY_TOKEN, NEEDS_WORKER_TOKEN, WRITES_TOKEN,
+};
 use crate::engine::MAX_VARIABLES;
 
 /// A source that does not compile. Expressions nested past the limit, and literals larger than
@@ -37,7 +39,15 @@ pub(crate) fn from_parse(err: &ParseError, limits: &Limits) -> ExecError {
 
 /// Whether an inline run ended because it must start over on an executor thread.
 pub(crate) fn needs_worker(err: &EvalAltResult) -> bool {
-    matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(token, ..) if is_token(token, NEEDS_WORKER_TOKEN))
+    matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(token, ..)
+        if is_token(token, NEEDS_WORKER_TOKEN) || is_token(token, LOAD_MODULE_TOKEN))
+}
+
+/// Whether an inline run that must start over on a worker did so because it imports a module
+/// not yet cached: the next run will find it cached, so the script keeps being tried inline.
+pub(crate) fn loads_module(err: &EvalAltResult) -> bool {
+    matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(token, ..)
+        if is_token(token, LOAD_MODULE_TOKEN))
 }
 
 fn is_token(value: &rhai::Dynamic, token: &str) -> bool {

@@ -23,8 +23,9 @@
 //! | `comparers` | `sort` and `dedup` with a script's comparer, whose errors (a deadline, the memory budget, a `throw`) end the call instead of being dropped |
 //! | `nesting` | bounded recursion over deeply nested values (showing, comparing) |
 //! | `errors` | Rhai errors → [`ExecError`](picloud_core::exec::ExecError), with positions and limit names |
-//! | `validate` | the top-level shape a module script must keep |
+//! | `validate` | the save-time checks: a module's top-level shape, namespaced calls, literal imports |
 //! | `cache` | the AST cache keyed by script id and `updated_at` |
+//! | `modules` | `import`: the resolver (app isolation, cycles, depth) and the compiled-module cache keyed by app, name and version |
 //! | `sdk` | the standard library namespaces (`log`, `regex`, `random`, `time`, `json`, `base64`, `hex`, `url`) and the data ones: `kv` with its collection handles, `dead_letters` |
 //!
 //! `docs/sdk.md` is the script author's side of the same contract.
@@ -39,6 +40,7 @@ mod engine;
 mod errors;
 pub mod local;
 mod memory;
+mod modules;
 mod nesting;
 pub mod remote;
 mod response;
@@ -50,7 +52,7 @@ mod validate;
 use async_trait::async_trait;
 use picloud_core::exec::{ExecOutcome, ExecRequest};
 
-pub use catalogue::{sdk_catalogue, Catalogue, SdkFunction};
+pub use catalogue::{closest, sdk_catalogue, Catalogue, SdkFunction};
 pub use local::{default_threads, inline_stack_size, ExecutorConfig, LocalExecutorClient};
 pub use remote::{RemoteClientError, RemoteExecutorClient};
 pub use sandbox::Sandbox;

@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use picloud_core::exec::{ExecError, ExecOutcome, ExecRequest};
+use picloud_core::exec::{ExecError, ExecOutcome, ExecRequest, ValidatedScript};
 use picloud_core::{Limits, ScriptKind, ScriptServices};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -35,6 +35,8 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Compiled scripts kept in the AST cache (`PICLOUD_SCRIPT_CACHE_SIZE`).
     pub script_cache_size: usize,
+    /// Compiled modules kept for imports (`PICLOUD_MODULE_CACHE_SIZE`).
+    pub module_cache_size: usize,
     /// Worker threads, each running one script at a time (`PICLOUD_EXECUTOR_THREADS`; by
     /// default [`default_threads`]).
     pub threads: usize,
@@ -45,6 +47,7 @@ impl Default for ExecutorConfig {
         Self {
             limits: Limits::default(),
             script_cache_size: 256,
+            module_cache_size: 512,
             threads: default_threads(),
         }
     }
@@ -99,7 +102,11 @@ impl LocalExecutorClient {
     /// # Panics
     /// If the operating system refuses to start a thread, which leaves nothing to run scripts on.
     pub fn new(config: ExecutorConfig, services: Arc<dyn ScriptServices>) -> Self {
-        let sandbox = Arc::new(Sandbox::new(config.limits, config.script_cache_size));
+        let sandbox = Arc::new(Sandbox::new(
+            config.limits,
+            config.script_cache_size,
+            config.module_cache_size,
+        ));
         let (jobs, receiver) = crossbeam_channel::unbounded::<Job>();
         let threads = config.threads.max(1);
         let stack_size = worker_stack_size(sandbox.limits());
@@ -128,13 +135,18 @@ impl LocalExecutorClient {
     }
 
     /// See [`Sandbox::validate`].
-    pub fn validate(&self, source: &str, kind: ScriptKind) -> Result<(), ExecError> {
+    pub fn validate(&self, source: &str, kind: ScriptKind) -> Result<ValidatedScript, ExecError> {
         self.sandbox.validate(source, kind)
     }
 
     /// How many times a script was compiled for execution; a hot script is compiled once.
     pub fn compilations(&self) -> u64 {
         self.sandbox.compilations()
+    }
+
+    /// How many times a module was read and evaluated for an import; a hot import reads none.
+    pub fn module_loads(&self) -> u64 {
+        self.sandbox.module_loads()
     }
 
     pub fn limits(&self) -> &Limits {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::exec::{
-    ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLine, ScriptResponse,
+    ExecError, ExecErrorKind, ExecOutcome, ExecRequest, Import, LogLine, ScriptResponse,
+    ValidatedScript,
 };
 use picloud_core::tx::Effects;
 use picloud_core::{Limits, ScriptKind, ScriptServices};
@@ -19,6 +20,7 @@ use tokio::runtime::Handle;
 use crate::cache::{AstCache, Compiled};
 use crate::catalogue::Catalogue;
 use crate::context::{CallContext, CallGuard, Placement};
+use crate::modules::{ModuleCache, PicloudModuleResolver};
 use crate::{context, engine, errors, response, scope, validate};
 
 /// The largest request body an inline run is tried with: copying (and for a script that reads
@@ -33,18 +35,27 @@ pub struct Sandbox {
     inline_stack: usize,
     /// What the engine offers, for the save-time check of calls.
     catalogue: Catalogue,
+    /// The compiled modules the engine's resolver serves imports from.
+    modules: Arc<ModuleCache>,
 }
 
 impl Sandbox {
-    /// Builds the engine for `limits` with an AST cache of `cache_size` scripts.
-    pub fn new(limits: Limits, cache_size: usize) -> Self {
-        let engine = engine::build(&limits);
+    /// Builds the engine for `limits` with an AST cache of `cache_size` scripts and a module
+    /// cache of `module_cache_size` compiled modules.
+    pub fn new(limits: Limits, cache_size: usize, module_cache_size: usize) -> Self {
+        let mut engine = engine::build(&limits);
+        let modules = Arc::new(ModuleCache::new(module_cache_size));
+        engine.set_module_resolver(PicloudModuleResolver::new(
+            modules.clone(),
+            limits.module_import_depth_max,
+        ));
         Self {
             catalogue: Catalogue::of(&engine),
             engine,
             inline_stack: engine::inline_stack_size(&limits),
             limits,
             cache: AstCache::new(cache_size),
+            modules,
         }
     }
 
@@ -55,8 +66,9 @@ impl Sandbox {
     /// Compiles `source` without running it. `Err` has kind `Compile`, the message, and the line
     /// and column when known. A module must also keep to the module shape: only `fn`, `const`
     /// with literal values and `import` at its top level; and every namespaced call must name a
-    /// function of the SDK or an imported module (`validate::check_calls`).
-    pub fn validate(&self, source: &str, kind: ScriptKind) -> Result<(), ExecError> {
+    /// function of the SDK or an imported module (`validate::check_calls`). `Ok` lists the
+    /// modules the script imports; whether they exist is the caller's to check.
+    pub fn validate(&self, source: &str, kind: ScriptKind) -> Result<ValidatedScript, ExecError> {
         let ast = self.engine.compile(source).map_err(|err| ExecError {
             kind: ExecErrorKind::Compile,
             ..errors::from_parse(&err, &self.limits)
@@ -78,12 +90,26 @@ impl Sandbox {
             validate::check_module(&ast).map_err(located)?;
         }
         validate::check_calls(&ast, &self.catalogue).map_err(located)?;
-        Ok(())
+        let imports = validate::imports(&ast).map_err(located)?;
+        Ok(ValidatedScript {
+            imports: imports
+                .into_iter()
+                .map(|(name, position)| {
+                    let (line, column) = errors::line_and_column(position);
+                    Import { name, line, column }
+                })
+                .collect(),
+        })
     }
 
     /// How many times a script was compiled for execution (validation not counted).
     pub fn compilations(&self) -> u64 {
         self.cache.compilations()
+    }
+
+    /// How many times a module's source was read and evaluated for an import.
+    pub fn module_loads(&self) -> u64 {
+        self.modules.loads()
     }
 
     /// Runs one execution to its end on this thread. `runtime` is what SDK calls block on and
@@ -135,12 +161,13 @@ impl Sandbox {
         let placement = Placement::Inline { started };
         let (evaluated, context) =
             self.evaluate(request, &compiled, placement, services.clone(), started);
-        if evaluated
-            .as_ref()
-            .is_err_and(|err| errors::needs_worker(err))
-        {
-            compiled.stop_inline();
-            return None;
+        if let Err(err) = &evaluated {
+            if errors::needs_worker(err) {
+                if !errors::loads_module(err) {
+                    compiled.stop_inline();
+                }
+                return None;
+            }
         }
         Some(self.outcome(evaluated, context, started))
     }

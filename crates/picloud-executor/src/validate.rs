@@ -1,5 +1,6 @@
 //! What a script must be beyond compiling, checked when it is saved: namespaced calls name a
-//! function of the SDK or an imported module ([`check_calls`]), and a module keeps to its shape.
+//! function of the SDK or an imported module ([`check_calls`]), imports name their module with
+//! a literal ([`imports`]), and a module keeps to its shape.
 //!
 //! The shape rule for module scripts. A module is compiled once and shared by every script that
 //! imports it, so its top level may only declare things: `fn` definitions, `const` with literal
@@ -108,6 +109,36 @@ pub(crate) fn check_calls(ast: &AST, catalogue: &Catalogue) -> Result<(), ShapeE
         }
     });
     refused.map_or(Ok(()), Err)
+}
+
+/// The modules the script imports (in functions too), each with its first `import`, in the order
+/// they appear. An import must name its module with a literal string: which modules a script
+/// depends on is known when it is saved (and recorded), not when a request computes a name.
+pub(crate) fn imports(ast: &AST) -> Result<Vec<(String, Position)>, ShapeError> {
+    let mut found: Vec<(String, Position)> = Vec::new();
+    let mut refused = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Stmt(Stmt::Import(import, position))) = path.last() else {
+            return true;
+        };
+        match &import.0 {
+            Expr::StringConstant(name, _) => {
+                if !found.iter().any(|(seen, _)| seen == name.as_str()) {
+                    found.push((name.to_string(), *position));
+                }
+                true
+            }
+            _ => {
+                refused = Some(error(
+                    "an import must name its module with a literal string:                      `import \"name\" as alias;`"
+                        .to_string(),
+                    *position,
+                ));
+                false
+            }
+        }
+    });
+    refused.map_or(Ok(found), Err)
 }
 
 fn error(message: String, position: Position) -> ShapeError {

@@ -31,6 +31,7 @@ async fn app(store: &Arc<dyn Store>, slug: &str) -> (AppRef, ScriptId) {
             name: ScriptName::parse("checkout", ScriptKind::Endpoint).expect("a valid name"),
             kind: ScriptKind::Endpoint,
             source: "throw \"boom\"".to_string(),
+            imports: Vec::new(),
         })
         .await
         .expect("the script is created");

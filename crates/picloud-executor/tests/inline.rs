@@ -313,3 +313,66 @@ both_backends!(
         assert_eq!(h.local.inline_runs(), 0);
     }
 );
+
+// #17: an import whose module is not cached yet must read it on a worker (a data call), but the
+// script stays a candidate for inline runs: the next run finds the module cached.
+both_backends!(
+    on on_roomy_runtime,
+    a_script_that_imports_a_cached_module_runs_inline,
+    |store| async move {
+        let h = harness_with_store(&store).await;
+        let module = store
+            .create_script(&picloud_store::NewScript {
+                app_id: h.app.id,
+                name: picloud_core::ScriptName::parse("util", picloud_core::ScriptKind::Module)
+                    .expect("a module name"),
+                kind: picloud_core::ScriptKind::Module,
+                source: "fn double(x) { x * 2 }".to_owned(),
+                imports: Vec::new(),
+            })
+            .await
+            .expect("the module");
+        let endpoint = script("import \"util\" as u;\nu::double(21)");
+        let run_it = || async {
+            let modules = store
+                .module_versions(Some(h.app.id))
+                .await
+                .expect("the versions");
+            let request = picloud_core::exec::ExecRequest {
+                script: endpoint.clone(),
+                modules: picloud_core::exec::ModuleVersions::new(
+                    modules.into_iter().map(|m| (m.name, m.version)),
+                ),
+                ..h.request("")
+            };
+            json_of(h.execute(request).await)
+        };
+        for _ in 0..3 {
+            assert_eq!(run_it().await, json!(42));
+        }
+        assert_eq!(
+            (h.local.module_loads(), h.local.inline_runs()),
+            (1, 2),
+            "the first run compiled the script and read the module on a worker; the next two \
+             ran inline"
+        );
+        store
+            .update_script(
+                module.id,
+                &picloud_store::ScriptPatch {
+                    source: Some("fn double(x) { x * 3 }".to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("the module is updated");
+        assert_eq!(run_it().await, json!(63), "the new version");
+        assert_eq!(run_it().await, json!(63));
+        assert_eq!(
+            (h.local.module_loads(), h.local.inline_runs()),
+            (2, 3),
+            "the run that met the new version started over on a worker to read it; the next \
+             ran inline again"
+        );
+    }
+);

@@ -420,6 +420,7 @@ both_backends!(
                 name: ScriptName::parse("on-user", ScriptKind::Endpoint).expect("a valid name"),
                 kind: ScriptKind::Endpoint,
                 source: "ctx.event".to_string(),
+                imports: Vec::new(),
             })
             .await
             .expect("the handler is created");
@@ -722,6 +723,7 @@ async fn watch(store: &Arc<dyn Store>, h: &Harness, name: &str, collection: &str
             name: ScriptName::parse(name, ScriptKind::Endpoint).expect("a valid name"),
             kind: ScriptKind::Endpoint,
             source: "ctx.event".to_string(),
+            imports: Vec::new(),
         })
         .await
         .expect("the handler is created");

@@ -36,6 +36,7 @@ fn request(source: &str) -> ExecRequest {
         event: None,
         trigger_depth: 0,
         attempt: 1,
+        modules: Default::default(),
     }
 }
 

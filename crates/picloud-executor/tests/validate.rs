@@ -1,12 +1,59 @@
 //! Validation at save time: a source that does not compile is refused with its line and column,
 //! and a module keeps to the module shape (only `fn`, literal `const` and `import` at its top).
 
-use picloud_core::exec::ExecErrorKind;
+use picloud_core::exec::{ExecErrorKind, Import, ValidatedScript};
 use picloud_core::{Limits, ScriptKind};
 use picloud_executor::Sandbox;
 
 fn sandbox() -> Sandbox {
-    Sandbox::new(Limits::default(), 16)
+    Sandbox::new(Limits::default(), 16, 16)
+}
+
+fn names(valid: &ValidatedScript) -> Vec<String> {
+    valid.imports.iter().map(|i| i.name.clone()).collect()
+}
+
+// #17: what a script imports is recorded with it, so the save learns it from the source: each
+// module once, where it is first imported, in functions too; a computed name is refused.
+#[test]
+fn the_imports_of_a_script_are_listed_once_each_with_where_they_are_first_imported() {
+    let source = "import \"util\" as u;\nfn f() { import \"fmt\" as f; import \"util\" as again; f::x() }\nu::y()";
+    let valid = sandbox()
+        .validate(source, ScriptKind::Endpoint)
+        .expect("a valid endpoint");
+    assert_eq!(
+        valid.imports,
+        vec![
+            Import {
+                name: "util".to_owned(),
+                line: Some(1),
+                column: Some(1),
+            },
+            Import {
+                name: "fmt".to_owned(),
+                line: Some(2),
+                column: Some(10),
+            },
+        ],
+        "util once (its first import) and fmt, with their positions"
+    );
+    let err = sandbox()
+        .validate(
+            "let name = \"ut\" + ctx.request.path;\nimport name as u;\nu::y()",
+            ScriptKind::Endpoint,
+        )
+        .expect_err("a computed module name");
+    assert_eq!(
+        (err.kind, err.line, err.column),
+        (ExecErrorKind::Compile, Some(2), Some(1)),
+        "refused where it imports: {err:?}"
+    );
+    assert!(
+        err.message
+            .contains("an import must name its module with a literal string"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -14,8 +61,8 @@ fn a_source_that_compiles_is_valid_as_an_endpoint() {
     let source = "let name = ctx.request.params.name;\nif name == () { response(400, \"no name\") } else { `hi ${name}` }";
     assert_eq!(
         sandbox().validate(source, ScriptKind::Endpoint),
-        Ok(()),
-        "it compiles"
+        Ok(ValidatedScript::default()),
+        "it compiles, and imports nothing"
     );
 }
 
@@ -78,9 +125,11 @@ fn a_module_of_functions_constants_and_imports_is_valid() {
         fn double(x) { let y = x * 2; y }
     "#;
     assert_eq!(
-        sandbox().validate(source, ScriptKind::Module),
-        Ok(()),
-        "a module of declarations"
+        sandbox()
+            .validate(source, ScriptKind::Module)
+            .map(|valid| names(&valid)),
+        Ok(vec!["helpers".to_owned()]),
+        "a module of declarations, which imports helpers"
     );
 }
 
@@ -137,7 +186,7 @@ fn a_module_with_top_level_code_is_refused_naming_the_line() {
 fn the_same_top_level_code_is_fine_in_an_endpoint() {
     assert_eq!(
         sandbox().validate("let x = 1;\nx + 1", ScriptKind::Endpoint),
-        Ok(()),
+        Ok(ValidatedScript::default()),
         "endpoints are top-level code"
     );
 }

@@ -365,6 +365,11 @@ impl Dispatcher {
             .map_err(Missing::Store)?
             .filter(|script| script.app_id == job.app_id)
             .ok_or(Missing::Script)?;
+        // Read with the script, not from the route index: a job runs what the database holds
+        // now, modules included, whichever node saved them.
+        let modules = crate::index::module_versions(self.store.as_ref(), app.id)
+            .await
+            .map_err(Missing::Store)?;
         let (request, event): (HttpRequest, Option<TriggerEvent>) = match &job.payload {
             JobPayload::Http { request } => (request.clone(), None),
             JobPayload::Trigger { event } => (HttpRequest::default(), Some(event.clone())),
@@ -386,6 +391,7 @@ impl Dispatcher {
             event,
             trigger_depth: job.trigger_depth,
             attempt: job.attempt,
+            modules,
         }))
     }
 

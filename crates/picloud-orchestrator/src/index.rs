@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use percent_encoding::percent_decode_str;
-use picloud_core::exec::ScriptRef;
+use picloud_core::exec::{ModuleVersion, ModuleVersions, ScriptRef};
 use picloud_core::input::PathSegment;
 use picloud_core::{App, AppId, DispatchMode, KeptHeaders, RouteId, RouteMethod, RoutePath};
-use picloud_store::{PageRequest, RoutingEntry, Store};
+use picloud_store::{AppModule, PageRequest, RoutingEntry, Store, StoreResult};
 use tokio::sync::watch;
 
 use crate::error::{ServiceError, ServiceResult};
@@ -74,6 +74,8 @@ impl RouteTarget {
 pub struct RouteMatch {
     pub target: Arc<RouteTarget>,
     pub params: BTreeMap<String, String>,
+    /// The app's module scripts, for the run's imports.
+    pub modules: ModuleVersions,
 }
 
 /// What the index says about a request.
@@ -106,6 +108,9 @@ pub struct AppRoutes {
     slug: String,
     targets: Vec<Arc<RouteTarget>>,
     routers: HashMap<RouteMethod, matchit::Router<Endpoint>>,
+    /// The app's module scripts and their versions: what its runs may import, and the versions
+    /// the executor's module cache must hold (so a hot import reads nothing).
+    modules: ModuleVersions,
 }
 
 /// Why a route cannot join an app's routes.
@@ -117,10 +122,16 @@ pub struct PatternConflict {
 impl AppRoutes {
     /// An app's routes; a route that conflicts with an earlier one (possible only if another node
     /// wrote it concurrently) is skipped with a warning rather than failing the whole app.
-    pub fn build(app_id: AppId, slug: &str, targets: Vec<Arc<RouteTarget>>) -> Self {
+    pub fn build(
+        app_id: AppId,
+        slug: &str,
+        targets: Vec<Arc<RouteTarget>>,
+        modules: ModuleVersions,
+    ) -> Self {
         let mut routes = Self {
             app_id: Some(app_id),
             slug: slug.to_owned(),
+            modules,
             ..Self::default()
         };
         for target in targets {
@@ -255,6 +266,7 @@ impl AppRoutes {
         Some(RouteMatch {
             target: matched.value.target.clone(),
             params,
+            modules: self.modules.clone(),
         })
     }
 
@@ -265,6 +277,29 @@ impl AppRoutes {
     pub fn targets(&self) -> &[Arc<RouteTarget>] {
         &self.targets
     }
+}
+
+/// The module scripts of the app `app_id` now, from the store.
+pub(crate) async fn module_versions(
+    store: &dyn Store,
+    app_id: AppId,
+) -> StoreResult<ModuleVersions> {
+    let modules = store.module_versions(Some(app_id)).await?;
+    Ok(modules_by_app(modules).remove(&app_id).unwrap_or_default())
+}
+
+fn modules_by_app(modules: Vec<AppModule>) -> HashMap<AppId, ModuleVersions> {
+    let mut by_app: HashMap<AppId, Vec<(String, ModuleVersion)>> = HashMap::new();
+    for module in modules {
+        by_app
+            .entry(module.app_id)
+            .or_default()
+            .push((module.name, module.version));
+    }
+    by_app
+        .into_iter()
+        .map(|(app_id, modules)| (app_id, ModuleVersions::new(modules)))
+        .collect()
 }
 
 /// The methods whose routes may answer a request, in order of preference.
@@ -352,10 +387,12 @@ impl RouteIndex {
                 .or_default()
                 .push(Arc::new(target));
         }
+        let mut modules = modules_by_app(store.module_versions(None).await?);
         let mut fresh = Apps::default();
         for app in apps {
             let targets = by_app.remove(&app.id).unwrap_or_default();
-            let routes = AppRoutes::build(app.id, app.slug.as_str(), targets);
+            let modules = modules.remove(&app.id).unwrap_or_default();
+            let routes = AppRoutes::build(app.id, app.slug.as_str(), targets, modules);
             fresh.slug_of.insert(app.id, app.slug.to_string());
             fresh.by_slug.insert(app.slug.to_string(), Arc::new(routes));
         }
@@ -411,7 +448,13 @@ impl RouteIndex {
             .into_iter()
             .map(|entry| Arc::new(RouteTarget::from_entry(entry)))
             .collect();
-        self.put_app(AppRoutes::build(app.id, app.slug.as_str(), targets));
+        let modules = module_versions(store, app_id).await?;
+        self.put_app(AppRoutes::build(
+            app.id,
+            app.slug.as_str(),
+            targets,
+            modules,
+        ));
         Ok(())
     }
 
@@ -500,6 +543,7 @@ mod tests {
             AppId::new(),
             "shop",
             specs.iter().map(|(m, p)| target(m, p)).collect(),
+            ModuleVersions::default(),
         )
     }
 
@@ -738,12 +782,22 @@ mod tests {
     fn the_index_follows_slug_changes_and_removals() {
         let index = RouteIndex::new();
         let app_id = AppId::new();
-        index.put_app(AppRoutes::build(app_id, "old", vec![target("GET", "/")]));
+        index.put_app(AppRoutes::build(
+            app_id,
+            "old",
+            vec![target("GET", "/")],
+            ModuleVersions::default(),
+        ));
         assert!(
             matches!(index.lookup("old", "GET", "/"), Lookup::Found(_)),
             "found under its slug"
         );
-        index.put_app(AppRoutes::build(app_id, "new", vec![target("GET", "/")]));
+        index.put_app(AppRoutes::build(
+            app_id,
+            "new",
+            vec![target("GET", "/")],
+            ModuleVersions::default(),
+        ));
         assert!(
             matches!(index.lookup("old", "GET", "/"), Lookup::NoApp),
             "the old slug is gone"
@@ -762,7 +816,12 @@ mod tests {
     #[test]
     fn an_app_without_routes_is_known_but_has_no_route() {
         let index = RouteIndex::new();
-        index.put_app(AppRoutes::build(AppId::new(), "empty", Vec::new()));
+        index.put_app(AppRoutes::build(
+            AppId::new(),
+            "empty",
+            Vec::new(),
+            ModuleVersions::default(),
+        ));
         assert!(
             matches!(index.lookup("empty", "GET", "/"), Lookup::NoRoute),
             "known app, no route"

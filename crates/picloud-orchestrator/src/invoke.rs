@@ -208,6 +208,7 @@ impl Invoker {
             event: None,
             trigger_depth: 0,
             attempt: 1,
+            modules: found.modules,
         };
         if target.dispatch_mode == DispatchMode::Async {
             return self

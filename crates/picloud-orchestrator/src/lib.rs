@@ -73,7 +73,9 @@ pub use crate::invoke::{ErrorDetail, InvokeError, InvokeRequest, InvokeResponse,
 pub use crate::members::MemberService;
 pub use crate::metrics::{Metrics, RequestKind};
 pub use crate::routes::{NewRouteInput, RouteService};
-pub use crate::scripts::{NewScriptInput, ScriptChanges, ScriptService, TestRun, MAX_SOURCE_BYTES};
+pub use crate::scripts::{
+    NewScriptInput, ScriptChanges, ScriptDetail, ScriptService, TestRun, MAX_SOURCE_BYTES,
+};
 pub use crate::triggers::{NewDocsTriggerInput, NewKvTriggerInput, TriggerService};
 pub use crate::users::{UserChanges, UserService};
 pub use crate::validate::ScriptValidator;
@@ -81,6 +83,7 @@ pub use crate::validate::ScriptValidator;
 pub use picloud_executor::{sdk_catalogue, Catalogue, SdkFunction};
 pub use picloud_store::{
     AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, DocIndex, NewApp, Page, PageRequest,
+    ScriptLink,
 };
 
 /// A local executor whose scripts read the data through `store`.

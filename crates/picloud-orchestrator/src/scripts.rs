@@ -3,22 +3,29 @@
 //!   validator at save time; a failure names the line and column);
 //! - a name must suit the kind (a module's name is what scripts import);
 //! - a script that routes point at stays an endpoint;
+//! - a script may import only modules of its own app, never itself nor, through others, a
+//!   module that imports it (a cycle); what it imports is recorded with it, so a module that
+//!   others import is not deleted, renamed or made an endpoint without `force`;
 //! - saving a script refreshes the routes of its app, so the next request runs the new source;
 //! - a test run ([`ScriptService::execute`]) runs an endpoint now, through the sync path of the
 //!   outbox like a public request, with the caller's own authority.
 
 use std::sync::Arc;
 
-use picloud_core::exec::{AppRef, ExecError, ExecErrorKind, ExecOutcome, ExecRequest, HttpRequest};
+use std::collections::{HashMap, VecDeque};
+
+use picloud_core::exec::{
+    AppRef, ExecError, ExecErrorKind, ExecOutcome, ExecRequest, HttpRequest, ValidatedScript,
+};
 use picloud_core::{
     AppId, Capability, ExecutionId, InputError, Principal, Script, ScriptId, ScriptKind, ScriptName,
 };
-use picloud_store::{NewScript, Page, PageRequest, ScriptPatch, Store, StoreError};
+use picloud_store::{NewScript, Page, PageRequest, ScriptLink, ScriptPatch, Store, StoreError};
 
 use crate::auth::{require, require_on};
 use crate::dispatcher::{Dispatcher, SyncOutcome};
 use crate::error::{ServiceError, ServiceResult};
-use crate::index::RouteIndex;
+use crate::index::{self, RouteIndex};
 use crate::page::check_page;
 use crate::runner::Ran;
 use crate::validate::ScriptValidator;
@@ -40,6 +47,14 @@ pub struct ScriptChanges {
     pub name: Option<String>,
     pub kind: Option<ScriptKind>,
     pub source: Option<String>,
+}
+
+/// A script with the scripts it imports and those that import it.
+#[derive(Debug, Clone)]
+pub struct ScriptDetail {
+    pub script: Script,
+    pub imports: Vec<ScriptLink>,
+    pub imported_by: Vec<ScriptLink>,
 }
 
 /// A finished test run: the response (or the error) and the log lines.
@@ -100,6 +115,7 @@ impl ScriptService {
             .get_app(script.app_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("script", id))?;
+        let modules = index::module_versions(self.store.as_ref(), app.id).await?;
         let execution_id = ExecutionId::new();
         tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
         let exec = ExecRequest {
@@ -119,6 +135,7 @@ impl ScriptService {
             event: None,
             trigger_depth: 0,
             attempt: 1,
+            modules,
         };
         let outcome = match self.dispatcher.run_sync(exec).await {
             SyncOutcome::Ran(Ran::Finished(outcome, _)) => outcome,
@@ -153,12 +170,19 @@ impl ScriptService {
     ) -> ServiceResult<Script> {
         require(actor, Capability::AppScriptsWrite(app_id))?;
         let name = ScriptName::parse(&input.name, input.kind)?;
-        self.check_source(&input.source, input.kind).await?;
+        if self.store.get_app(app_id).await?.is_none() {
+            return Err(ServiceError::not_found("app", app_id));
+        }
+        let _writes = self.index.lock_writes().await;
+        let imports = self
+            .check_script(app_id, &name, input.kind, &input.source)
+            .await?;
         let new = NewScript {
             app_id,
             name,
             kind: input.kind,
             source: input.source,
+            imports,
         };
         let script = self
             .store
@@ -168,6 +192,9 @@ impl ScriptService {
                 StoreError::NotFound(_) => ServiceError::not_found("app", app_id),
                 other => other.into(),
             })?;
+        if script.kind == ScriptKind::Module {
+            self.index.refresh_app(self.store.as_ref(), app_id).await?;
+        }
         tracing::info!(script_id = %script.id, name = %script.name, "script created");
         Ok(script)
     }
@@ -187,7 +214,7 @@ impl ScriptService {
         Ok(self.store.list_scripts(app_id, page).await?)
     }
 
-    pub async fn get(&self, actor: &Principal, id: ScriptId) -> ServiceResult<Script> {
+    pub async fn get(&self, actor: &Principal, id: ScriptId) -> ServiceResult<ScriptDetail> {
         let script = self.load(id).await?;
         require_on(
             actor,
@@ -195,7 +222,11 @@ impl ScriptService {
             "script",
             id,
         )?;
-        Ok(script)
+        Ok(ScriptDetail {
+            imports: self.store.imports_of(id).await?,
+            imported_by: self.store.importers_of(id).await?,
+            script,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(script_id = %id))]
@@ -234,15 +265,28 @@ impl ScriptService {
                 )));
             }
         }
-        // After the route check: a routed script stays an endpoint whatever its source says.
-        if changes.source.is_some() || kind != current.kind {
-            let source = changes.source.as_deref().unwrap_or(&current.source);
-            self.check_source(source, kind).await?;
+        if current.kind == ScriptKind::Module
+            && (kind != ScriptKind::Module || name.as_ref().is_some_and(|n| *n != current.name))
+        {
+            self.refuse_if_imported(&current, "renamed or made an endpoint")
+                .await?;
         }
+        // After the route check: a routed script stays an endpoint whatever its source says.
+        let imports = if changes.source.is_some() || kind != current.kind || name.is_some() {
+            let source = changes.source.as_deref().unwrap_or(&current.source);
+            let saved_name = name.as_ref().unwrap_or(&current.name);
+            Some(
+                self.check_script(current.app_id, saved_name, kind, source)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let patch = ScriptPatch {
             name,
             kind: changes.kind,
             source: changes.source,
+            imports,
         };
         let script = self
             .store
@@ -259,9 +303,10 @@ impl ScriptService {
         Ok(script)
     }
 
-    /// Refused (409) while routes point at the script.
+    /// Refused (409) while routes or triggers point at the script, and while other scripts
+    /// import it unless `force` (their imports then fail until they change).
     #[tracing::instrument(skip_all, fields(script_id = %id))]
-    pub async fn delete(&self, actor: &Principal, id: ScriptId) -> ServiceResult<()> {
+    pub async fn delete(&self, actor: &Principal, id: ScriptId, force: bool) -> ServiceResult<()> {
         let current = self.load(id).await?;
         require_on(
             actor,
@@ -270,11 +315,35 @@ impl ScriptService {
             id,
         )?;
         let _writes = self.index.lock_writes().await;
+        if !force {
+            self.refuse_if_imported(&current, "deleted").await?;
+        }
         if !self.store.delete_script(id).await? {
             return Err(ServiceError::not_found("script", id));
         }
+        self.index
+            .refresh_app(self.store.as_ref(), current.app_id)
+            .await?;
         tracing::info!(app_id = %current.app_id, "script deleted");
         Ok(())
+    }
+
+    /// `Conflict` naming the scripts that import `module`, which cannot be `done` under them.
+    async fn refuse_if_imported(&self, module: &Script, done: &str) -> ServiceResult<()> {
+        let importers = self.store.importers_of(module.id).await?;
+        if importers.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = importers
+            .iter()
+            .map(|link| format!("'{}'", link.name))
+            .collect();
+        Err(ServiceError::Conflict(format!(
+            "the module '{}' cannot be {done} while {} import it; change them first (a delete \
+             can be forced with ?force=true, and their imports then fail until they change)",
+            module.name,
+            names.join(", ")
+        )))
     }
 
     async fn load(&self, id: ScriptId) -> ServiceResult<Script> {
@@ -284,8 +353,51 @@ impl ScriptService {
             .ok_or_else(|| ServiceError::not_found("script", id))
     }
 
+    /// The source's checks ([`Self::check_source`]), then its imports against the app: each
+    /// names a module of the app, none the script itself, and a module imports nothing that
+    /// imports it back (through the imports recorded for the others). The imports to record.
+    async fn check_script(
+        &self,
+        app_id: AppId,
+        name: &ScriptName,
+        kind: ScriptKind,
+        source: &str,
+    ) -> ServiceResult<Vec<String>> {
+        let validated = self.check_source(source, kind).await?;
+        if validated.imports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let modules = index::module_versions(self.store.as_ref(), app_id).await?;
+        let graph = self.store.import_graph(app_id).await?;
+        for import in &validated.imports {
+            let refused = |message: String| ServiceError::InvalidScript {
+                message: match import.line {
+                    Some(line) => format!("line {line}: {message}"),
+                    None => message,
+                },
+                line: import.line,
+                column: import.column,
+            };
+            if import.name == name.as_str() {
+                return Err(refused(format!(
+                    "import cycle: {name} → {name}; a module cannot import itself"
+                )));
+            }
+            if modules.get(&import.name).is_none() {
+                return Err(refused(missing_module(&import.name, modules.names())));
+            }
+            if let Some(chain) = cycle(&graph, name.as_str(), &import.name) {
+                return Err(refused(format!(
+                    "import cycle: {}; a module cannot import itself, directly or through others",
+                    chain.join(" → ")
+                )));
+            }
+        }
+        Ok(validated.imports.into_iter().map(|i| i.name).collect())
+    }
+
     /// Size, then compilation (on a blocking thread: a large source takes a while to parse).
-    async fn check_source(&self, source: &str, kind: ScriptKind) -> ServiceResult<()> {
+    async fn check_source(&self, source: &str, kind: ScriptKind) -> ServiceResult<ValidatedScript> {
         if source.len() > MAX_SOURCE_BYTES {
             return Err(InputError::new(
                 "source",
@@ -311,4 +423,44 @@ impl ScriptService {
             column: err.column,
         })
     }
+}
+
+/// The sentence for an import of `name`, which is no module of the app, with the closest of
+/// the app's module names when one is close.
+fn missing_module<'a>(name: &str, modules: impl Iterator<Item = &'a str>) -> String {
+    match picloud_executor::closest(name, modules) {
+        Some(module) => {
+            format!("cannot import '{name}': this app has no module of that name; did you mean '{module}'?")
+        }
+        None => format!("cannot import '{name}': this app has no module of that name"),
+    }
+}
+
+/// The chain `script → import → … → script` when `import` already leads back to `script`
+/// through the recorded imports (leaving out those of `script`, which its save replaces).
+fn cycle(graph: &[(String, String)], script: &str, import: &str) -> Option<Vec<String>> {
+    let mut came_from: HashMap<&str, &str> = HashMap::new();
+    let mut queue: VecDeque<&str> = VecDeque::from([import]);
+    while let Some(at) = queue.pop_front() {
+        for (_, next) in graph
+            .iter()
+            .filter(|(from, _)| from == at && from != script)
+        {
+            if next == script {
+                let mut chain = vec![script.to_owned(), at.to_owned()];
+                let mut back = at;
+                while let Some(previous) = came_from.get(back) {
+                    chain.insert(1, (*previous).to_owned());
+                    back = previous;
+                }
+                chain.push(script.to_owned());
+                return Some(chain);
+            }
+            if next != import && !came_from.contains_key(next.as_str()) {
+                came_from.insert(next, at);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
 }

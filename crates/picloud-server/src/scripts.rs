@@ -1,14 +1,15 @@
 //! `/api/v1/admin/apps/{app_id}/scripts`, `/api/v1/admin/scripts/{script_id}` and its test run,
 //! `/api/v1/admin/scripts/{script_id}/execute`.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use std::collections::BTreeMap;
 
 use picloud_core::exec::{ExecError, HttpRequest, LogLine, ScriptResponse};
 use picloud_core::{AppId, ExecutionId, RouteMethod, Script, ScriptId, ScriptKind};
-use picloud_orchestrator::{NewScriptInput, Platform, ScriptChanges};
+use picloud_orchestrator::{NewScriptInput, Platform, ScriptChanges, ScriptLink};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
@@ -70,12 +71,41 @@ pub(crate) async fn list(
     ))
 }
 
+/// A script with the modules it imports and the scripts that import it.
+#[derive(Serialize)]
+pub(crate) struct ScriptView {
+    #[serde(flatten)]
+    script: Script,
+    imports: Vec<Link>,
+    imported_by: Vec<Link>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Link {
+    id: ScriptId,
+    name: String,
+}
+
+impl From<ScriptLink> for Link {
+    fn from(link: ScriptLink) -> Self {
+        Self {
+            id: link.id,
+            name: link.name,
+        }
+    }
+}
+
 pub(crate) async fn read(
     State(platform): State<Platform>,
     caller: Authenticated,
     PathIds(id): PathIds<ScriptId>,
-) -> Result<Json<Script>, ApiError> {
-    Ok(Json(platform.scripts().get(&caller.principal, id).await?))
+) -> Result<Json<ScriptView>, ApiError> {
+    let detail = platform.scripts().get(&caller.principal, id).await?;
+    Ok(Json(ScriptView {
+        script: detail.script,
+        imports: detail.imports.into_iter().map(Link::from).collect(),
+        imported_by: detail.imported_by.into_iter().map(Link::from).collect(),
+    }))
 }
 
 pub(crate) async fn update(
@@ -98,12 +128,24 @@ pub(crate) async fn update(
     ))
 }
 
+/// `?force=true` deletes a module that other scripts import.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteQuery {
+    force: Option<bool>,
+}
+
 pub(crate) async fn delete(
     State(platform): State<Platform>,
     caller: Authenticated,
     PathIds(id): PathIds<ScriptId>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    platform.scripts().delete(&caller.principal, id).await?;
+    let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+    platform
+        .scripts()
+        .delete(&caller.principal, id, query.force.unwrap_or(false))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

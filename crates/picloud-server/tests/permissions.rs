@@ -102,6 +102,7 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
         name: ScriptName::parse(name, ScriptKind::Endpoint).expect("a script name"),
         kind: ScriptKind::Endpoint,
         source: r#""ok""#.to_owned(),
+        imports: Vec::new(),
     };
     let free = store
         .create_script(&script("free"))

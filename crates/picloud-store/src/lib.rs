@@ -183,6 +183,8 @@ pub struct NewScript {
     pub name: ScriptName,
     pub kind: ScriptKind,
     pub source: String,
+    /// The modules its source imports, recorded with it (each must be a module of the app).
+    pub imports: Vec<String>,
 }
 
 /// Changes to a script; `None` leaves a field as it is. Any change moves `updated_at` forward.
@@ -191,6 +193,23 @@ pub struct ScriptPatch {
     pub name: Option<ScriptName>,
     pub kind: Option<ScriptKind>,
     pub source: Option<String>,
+    /// The modules the new source imports; `None` keeps the recorded ones.
+    pub imports: Option<Vec<String>>,
+}
+
+/// One module script of an app, and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppModule {
+    pub app_id: AppId,
+    pub name: String,
+    pub version: picloud_core::exec::ModuleVersion,
+}
+
+/// A script another one imports or is imported by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptLink {
+    pub id: ScriptId,
+    pub name: String,
 }
 
 /// A new route. The caller has checked that the script is an endpoint of `app_id`.
@@ -253,8 +272,19 @@ pub trait ScriptStore: Send + Sync {
     /// becomes the database's now, or the old value + 1 ms if that is not later.
     async fn update_script(&self, id: ScriptId, patch: &ScriptPatch) -> StoreResult<Script>;
     /// `Conflict` while routes or triggers still point at it (the message says how many);
-    /// `false` when there was no such script.
+    /// `false` when there was no such script. The imports it records and those of it go with it.
     async fn delete_script(&self, id: ScriptId) -> StoreResult<bool>;
+    /// The module script `name` of the app (the changelog's `ModuleSource` lookup); `None` when
+    /// it has none (an endpoint of that name is not a module).
+    async fn get_module(&self, app_id: AppId, name: &str) -> StoreResult<Option<Script>>;
+    /// The module scripts of the app (of every app for `None`) with their versions, by app.
+    async fn module_versions(&self, app_id: Option<AppId>) -> StoreResult<Vec<AppModule>>;
+    /// The scripts `id` imports, by name.
+    async fn imports_of(&self, id: ScriptId) -> StoreResult<Vec<ScriptLink>>;
+    /// The scripts that import `id`, by name.
+    async fn importers_of(&self, id: ScriptId) -> StoreResult<Vec<ScriptLink>>;
+    /// Every import recorded in the app, by names: `(importer, imported)`.
+    async fn import_graph(&self, app_id: AppId) -> StoreResult<Vec<(String, String)>>;
 }
 
 #[async_trait]

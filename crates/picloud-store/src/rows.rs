@@ -646,18 +646,22 @@ pub(crate) struct FingerprintRow {
     routes: i64,
     last_route: String,
     script_versions: i64,
+    scripts: i64,
+    last_script: String,
 }
 
 impl FingerprintRow {
     pub fn into_string(self) -> String {
         format!(
-            "apps {} {} {}; routes {} {}; scripts {}",
+            "apps {} {} {}; routes {} {}; scripts {} {} {}",
             self.apps,
             self.last_app,
             self.app_versions,
             self.routes,
             self.last_route,
-            self.script_versions
+            self.script_versions,
+            self.scripts,
+            self.last_script
         )
     }
 }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use picloud_core::docs::{Query, StoredDoc};
+use picloud_core::exec::ScriptRef;
 use picloud_core::services::{Found, KvListRequest, ServiceResult};
 use picloud_core::tx::{Version, VersionedPage};
 use picloud_core::{
-    AppId, CollectionName, DeadLetterId, DocumentId, KvKey, ScriptServices, ServiceCallError,
-    ServiceErrorKind,
+    AppId, CollectionName, DeadLetterId, DocumentId, KvKey, ModuleSource, ScriptServices,
+    ServiceCallError, ServiceErrorKind,
 };
 
 use crate::errors::dead_letter_closed;
@@ -90,6 +91,23 @@ fn service_error(err: StoreError) -> ServiceCallError {
                 "the data service failed unexpectedly; the error was logged for the operator",
             )
         }
+    }
+}
+
+#[async_trait]
+impl ModuleSource for StoreServices {
+    async fn lookup(&self, app_id: AppId, name: &str) -> ServiceResult<Option<ScriptRef>> {
+        let module = self
+            .store
+            .get_module(app_id, name)
+            .await
+            .map_err(service_error)?;
+        Ok(module.map(|script| ScriptRef {
+            id: script.id,
+            name: script.name.to_string(),
+            updated_at: script.updated_at,
+            source: script.source.into(),
+        }))
     }
 }
 

@@ -162,6 +162,52 @@ pub const LIST_SCRIPTS: Sql<'static> = dialects!(
 );
 pub const DELETE_SCRIPT: Sql<'static> = Sql::same("DELETE FROM scripts WHERE id = $1");
 
+/// The module script `$2` of the app `$1`.
+pub const GET_MODULE: Sql<'static> = dialects!(
+    "SELECT ",
+    script_columns!(),
+    " FROM scripts WHERE app_id = $1 AND name = $2 AND kind = 'module'"
+);
+/// The module scripts of the app `$1` (of every app when NULL) with their versions: app_id,
+/// name, id, updated_at.
+pub const MODULE_VERSIONS: Sql<'static> = Sql::same(
+    "\
+    SELECT app_id, name, id, updated_at FROM scripts \
+    WHERE kind = 'module' AND ($1 IS NULL OR app_id = $1) ORDER BY app_id, name",
+);
+/// Forgets the imports of the script `$1`, before its new ones are written.
+pub const CLEAR_IMPORTS: Sql<'static> =
+    Sql::same("DELETE FROM script_imports WHERE importer_id = $1");
+/// Records that the script `$1` of the app `$2` imports the module named `$3`; no row when the
+/// app has no such module.
+pub const INSERT_IMPORT: Sql<'static> = Sql::same(
+    "\
+    INSERT INTO script_imports (importer_id, imported_id) \
+    SELECT $1, id FROM scripts WHERE app_id = $2 AND name = $3 AND kind = 'module' AND id <> $1",
+);
+/// The scripts the script `$1` imports (id, name), by name.
+pub const IMPORTS_OF: Sql<'static> = Sql::same(
+    "\
+    SELECT scripts.id, scripts.name FROM script_imports \
+    JOIN scripts ON scripts.id = script_imports.imported_id \
+    WHERE script_imports.importer_id = $1 ORDER BY scripts.name",
+);
+/// The scripts that import the script `$1` (id, name), by name.
+pub const IMPORTERS_OF: Sql<'static> = Sql::same(
+    "\
+    SELECT scripts.id, scripts.name FROM script_imports \
+    JOIN scripts ON scripts.id = script_imports.importer_id \
+    WHERE script_imports.imported_id = $1 ORDER BY scripts.name",
+);
+/// Every import in the app `$1`, by names: importer, imported.
+pub const IMPORT_GRAPH: Sql<'static> = Sql::same(
+    "\
+    SELECT importer.name, imported.name FROM script_imports \
+    JOIN scripts AS importer ON importer.id = script_imports.importer_id \
+    JOIN scripts AS imported ON imported.id = script_imports.imported_id \
+    WHERE importer.app_id = $1",
+);
+
 pub const GET_ROUTE: Sql<'static> =
     dialects!("SELECT ", route_columns!(), " FROM routes WHERE id = $1");
 pub const LIST_ROUTES: Sql<'static> = dialects!(
@@ -287,7 +333,9 @@ pub const ROUTING_FINGERPRINT: Sql<'static> = Sql::same(
            (SELECT COUNT(*) FROM routes) AS routes, \
            (SELECT COALESCE(MAX(id), '') FROM routes) AS last_route, \
            (SELECT CAST(COALESCE(SUM(updated_at - created_at), 0) AS BIGINT) FROM scripts) \
-               AS script_versions",
+               AS script_versions, \
+           (SELECT COUNT(*) FROM scripts) AS scripts, \
+           (SELECT COALESCE(MAX(id), '') FROM scripts) AS last_script",
 );
 
 /// The rows that count an app's usage, made with the app.

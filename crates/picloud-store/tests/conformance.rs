@@ -38,6 +38,7 @@ fn new_script(app_id: AppId, script_name: &str, kind: ScriptKind, source: &str) 
         name: ScriptName::parse(script_name, kind).expect("a valid script name"),
         kind,
         source: source.to_owned(),
+        imports: Vec::new(),
     }
 }
 
@@ -315,6 +316,7 @@ both_backends!(
             name: Some(ScriptName::parse("greet", ScriptKind::Endpoint).expect("a name")),
             kind: None,
             source: Some("\"hey\"".to_owned()),
+            imports: None,
         };
         let updated = store.update_script(created.id, &patch).await?;
         assert_eq!(updated.name.as_str(), "greet", "renamed");

@@ -162,6 +162,7 @@ impl Harness {
             event: None,
             trigger_depth: 0,
             attempt: 1,
+            modules: Default::default(),
         }
     }
 

@@ -26,6 +26,7 @@ pub async fn endpoint(store: &Arc<dyn Store>, app_id: AppId, name: &str) -> anyh
             name: ScriptName::parse(name, ScriptKind::Endpoint).expect("a valid script name"),
             kind: ScriptKind::Endpoint,
             source: "\"hi\"".to_owned(),
+            imports: Vec::new(),
         })
         .await?)
 }

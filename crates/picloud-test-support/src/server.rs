@@ -57,6 +57,7 @@ impl TestServer {
         let executor = ExecutorConfig {
             limits: settings.limits.clone(),
             script_cache_size: 64,
+            module_cache_size: 64,
             threads: 4,
         };
         let platform = Platform::start_local(store, executor, settings.platform)

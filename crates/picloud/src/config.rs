@@ -254,6 +254,11 @@ pub struct SandboxArgs {
           value_parser = in_range(1, 1_000_000))]
     pub script_cache_size: usize,
 
+    /// Compiled modules kept for imports (by app and name; a saved module replaces its entry).
+    #[arg(long, env = "PICLOUD_MODULE_CACHE_SIZE", default_value_t = 512,
+          value_parser = in_range(1, 1_000_000))]
+    pub module_cache_size: usize,
+
     /// Executor threads (each runs one script at a time). Default: four per core, at least 4 and
     /// at most 64 (a script's time limit is wall-clock time, which more threads per core share).
     #[arg(long, env = "PICLOUD_EXECUTOR_THREADS", default_value_t = picloud_executor::default_threads(),
@@ -294,6 +299,7 @@ impl SandboxArgs {
         picloud_executor::ExecutorConfig {
             limits: self.limits(),
             script_cache_size: self.script_cache_size,
+            module_cache_size: self.module_cache_size,
             threads: self.executor_threads,
         }
     }

@@ -401,6 +401,7 @@ mod tests {
                 name: ScriptName::parse("on-broken", ScriptKind::Endpoint).expect("a name"),
                 kind: ScriptKind::Endpoint,
                 source: "\"hi\"".to_owned(),
+                imports: Vec::new(),
             })
             .await
             .expect("the handler");
