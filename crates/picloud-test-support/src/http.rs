@@ -177,6 +177,18 @@ impl Admin {
         script["id"].as_str().expect("a script id").to_owned()
     }
 
+    /// Creates a module script; returns its id.
+    pub async fn create_module(&self, app_id: &str, name: &str, source: &str) -> String {
+        let (status, script) = self
+            .post(
+                &format!("/api/v1/admin/apps/{app_id}/scripts"),
+                json!({"name": name, "source": source, "kind": "module"}),
+            )
+            .await;
+        assert_eq!(status, 201, "create module {name}: {script}");
+        script["id"].as_str().expect("a script id").to_owned()
+    }
+
     /// Routes `method path` to a script, dispatched `mode` (`"sync"` or `"async"`); returns the
     /// route's id.
     pub async fn create_route_with(

@@ -557,3 +557,123 @@ async fn two_nodes_share_the_outbox_and_one_finishes_the_jobs_of_the_other() {
     let dead = admin_dead_letters(&b, &app_id).await;
     assert_eq!(dead, 0, "a dead node's jobs are not dead-lettered");
 }
+
+/// Two nodes on one PostgreSQL database (#17): node B has served an endpoint that imports a
+/// module, so the module is in B's cache; the module is then saved through node A. B's next job
+/// runs the new version at once — a job reads the app's module versions with its script, so
+/// B's cached module is stale on sight — and B's sync route follows within the route index's
+/// refresh, as a saved endpoint does (docs/cluster.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_saved_through_one_node_is_run_by_the_other() {
+    let Some(db) = Database::fresh(Backend::Postgres) else {
+        return;
+    };
+    let _heavy = heavy().await;
+    let settings = [
+        ("PICLOUD_OUTBOX_POLL_MS", "100"),
+        ("PICLOUD_ROUTE_REFRESH_MS", "200"),
+    ];
+    let a = Process::serve(&db, &settings);
+    let b = Process::serve(&db, &settings);
+    let admin = Admin::login(&a.admin_base, ADMIN_PASSWORD).await;
+    let app = admin.create_app("mods").await;
+    let module = admin.create_module(&app, "version", "fn of() { 1 }").await;
+    let read = admin
+        .create_script(&app, "read", "import \"version\" as v;\nv::of()")
+        .await;
+    admin.create_route(&read, "GET", "/version").await;
+    let job = admin
+        .create_script(
+            &app,
+            "job",
+            "import \"version\" as v;\nlet n = v::of();\nprint(`job ran version ${n}`);\n\
+             kv::collection(\"seen\").set(\"version\", n);",
+        )
+        .await;
+    admin
+        .create_route_with(&job, ("POST", "/job"), "async")
+        .await;
+    admin
+        .create_route(
+            &admin
+                .create_script(&app, "seen", "kv::collection(\"seen\").get(\"version\")")
+                .await,
+            "GET",
+            "/seen",
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let get = |base: &str, path: &str| {
+        let request = http.get(format!("{base}/mods{path}"));
+        async move {
+            let response = request.send().await.expect("a GET");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("a body"),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&b.base, "/version").await != (200, "1".to_owned()) {
+        assert!(Instant::now() < deadline, "node B never served the route");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // B's cache holds version 1 of the module, for the job's script too.
+    let status = http
+        .post(format!("{}/mods/job", b.base))
+        .send()
+        .await
+        .expect("POST /job")
+        .status();
+    assert_eq!(status, 202);
+    let ran = |version: u32| {
+        let line = format!("job ran version {version}");
+        move |log: &Value| log["message"].as_str() == Some(line.as_str())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.count_logs(ran(1)) == 0 {
+        assert!(Instant::now() < deadline, "node B never ran the first job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let saved = admin
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/scripts/{module}"),
+            Some(serde_json::json!({"source": "fn of() { 2 }"})),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "saved through node A: {saved}");
+    let saved_at = Instant::now();
+    let status = http
+        .post(format!("{}/mods/job", b.base))
+        .send()
+        .await
+        .expect("POST /job")
+        .status();
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.count_logs(ran(2)) == 0 {
+        assert!(
+            b.count_logs(ran(1)) == 1,
+            "node B's next job ran the old version of the module"
+        );
+        assert!(Instant::now() < deadline, "node B never ran the second job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&a.base, "/seen").await, (200, "2".to_owned()));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&b.base, "/version").await != (200, "2".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "node B's route never ran version 2"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "two nodes: a module saved through A was run by B's next job at once, and by B's sync \
+         route {:.2} s after the save (PICLOUD_ROUTE_REFRESH_MS=200)",
+        saved_at.elapsed().as_secs_f64()
+    );
+}
