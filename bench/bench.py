@@ -55,6 +55,8 @@ class Workload:
     # A sync script behind `GET /check` of the same app that answers `#{ count }`: after the
     # rounds, the count must equal the 2xx answers of every run of the workload (an exact result).
     check: str = ""
+    # Module scripts of the app, `(name, source)`, created before the endpoint that imports them.
+    modules: tuple = ()
 
     @property
     def queues_jobs(self):
@@ -92,6 +94,13 @@ WORKLOADS = {
     "async": Workload("()", mode="async"),
     # One KV write per request, fanned out by a KV trigger to a handler that only reads its event
     # (it never writes to EVENTS, so it cannot trigger itself).
+    # `hello` through a module (#17): the endpoint imports one module and calls its function,
+    # served from the module cache; "inlined" is the same function defined in the endpoint.
+    "import": Workload(
+        'import "greet" as g; g::hello("world")',
+        modules=(("greet", 'fn hello(name) { #{ hello: name, n: 1 } }'),),
+    ),
+    "inlined": Workload('fn hello(name) { #{ hello: name, n: 1 } } hello("world")'),
     "trigger": Workload(
         f'let k = "e" + random::int(0, 999); kv::collection("{EVENTS}").set(k, ctx.execution_id); #{{ key: k }}',
         handler="let key = ctx.event.kv.key; #{ handled: key }",
@@ -226,10 +235,12 @@ def create_workload(server, name, workload):
     slug = f"bench-{name}"
     app = http("POST", f"{admin}/api/v1/admin/apps", {"slug": slug, "name": slug}, token)
 
-    def create_script(script_name, source):
-        body = {"name": script_name, "kind": "endpoint", "source": source}
+    def create_script(script_name, source, kind="endpoint"):
+        body = {"name": script_name, "kind": kind, "source": source}
         return http("POST", f"{admin}/api/v1/admin/apps/{app['id']}/scripts", body, token)
 
+    for module_name, module_source in workload.modules:
+        create_script(module_name, module_source, kind="module")
     script = create_script(name, workload.source)
     http(
         "POST",

@@ -22,9 +22,15 @@ pub struct SdkFunction {
     pub doc: String,
 }
 
+/// The version of the script SDK (the changelog's "Rhai SDK version"): 1.4 added `import` of
+/// module scripts. Additive: every script of an earlier version runs unchanged.
+pub const SDK_VERSION: &str = "1.4";
+
 /// The SDK as scripts see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Catalogue {
+    /// [`SDK_VERSION`].
+    pub version: &'static str,
     /// `namespace::function(…)`: each namespace's functions, by name.
     pub namespaces: BTreeMap<String, Vec<SdkFunction>>,
     /// `handle.method(…)`: each handle type's methods (the receiver not counted), by name.
@@ -42,7 +48,10 @@ impl Catalogue {
             .ok()
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default();
-        let mut catalogue = Self::default();
+        let mut catalogue = Self {
+            version: SDK_VERSION,
+            ..Self::default()
+        };
         if let Some(modules) = metadata["modules"].as_object() {
             for (namespace, module) in modules {
                 let functions = module["functions"]

@@ -98,7 +98,12 @@ pub(crate) fn from_eval(err: &EvalAltResult, limits: &Limits) -> ExecError {
         other => (ExecErrorKind::Runtime, without_position(other)),
     };
     let message = match function_name(err) {
-        Some(name) if kind == ExecErrorKind::Runtime => format!("{message} (in function '{name}')"),
+        Some((name, "")) if kind == ExecErrorKind::Runtime => {
+            format!("{message} (in function '{name}')")
+        }
+        Some((name, module)) if kind == ExecErrorKind::Runtime => {
+            format!("{message} (in function '{name}' of module '{module}', at its line)")
+        }
         _ => message,
     };
     ExecError {
@@ -167,14 +172,15 @@ fn without_position(err: &EvalAltResult) -> String {
     }
 }
 
-/// The name of the innermost script function the error was raised in.
-fn function_name(err: &EvalAltResult) -> Option<&str> {
+/// The name of the innermost script function the error was raised in, and the module it belongs
+/// to (empty for the script's own functions).
+fn function_name(err: &EvalAltResult) -> Option<(&str, &str)> {
     let mut name = None;
     let mut current = err;
     loop {
         match current {
-            EvalAltResult::ErrorInFunctionCall(fn_name, _, inner, _) => {
-                name = Some(fn_name.as_str());
+            EvalAltResult::ErrorInFunctionCall(fn_name, module, inner, _) => {
+                name = Some((fn_name.as_str(), module.as_str()));
                 current = inner;
             }
             EvalAltResult::ErrorInModule(_, inner, _) => current = inner,

@@ -52,7 +52,7 @@ mod validate;
 use async_trait::async_trait;
 use picloud_core::exec::{ExecOutcome, ExecRequest};
 
-pub use catalogue::{closest, sdk_catalogue, Catalogue, SdkFunction};
+pub use catalogue::{closest, sdk_catalogue, Catalogue, SdkFunction, SDK_VERSION};
 pub use local::{default_threads, inline_stack_size, ExecutorConfig, LocalExecutorClient};
 pub use remote::{RemoteClientError, RemoteExecutorClient};
 pub use sandbox::Sandbox;

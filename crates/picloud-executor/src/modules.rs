@@ -143,15 +143,20 @@ impl ModuleResolver for PicloudModuleResolver {
             return Err(context::terminated(context::LOAD_MODULE_TOKEN));
         }
         self.cache.loads.fetch_add(1, Ordering::Relaxed);
-        let source = crate::sdk::service_call(&format!("import \"{name}\""), async {
-            context::module_source()?.lookup(app_id, name).await
-        })?
-        .ok_or_else(not_found)?;
-        let ast = engine.compile(&*source.source).map_err(|err| {
-            error(
-                format!("the module '{name}' does not compile: {err}"),
-                position,
-            )
+        // Read and compiled off the run's memory books: the compiled module outlives the run,
+        // shared by every later one, and the source came from another thread.
+        let (source, ast) = context::off_the_books(|| {
+            let source = crate::sdk::service_call(&format!("import \"{name}\""), async {
+                context::module_source()?.lookup(app_id, name).await
+            })?
+            .ok_or_else(not_found)?;
+            let ast = engine.compile(&*source.source).map_err(|err| {
+                error(
+                    format!("the module '{name}' does not compile: {err}"),
+                    position,
+                )
+            })?;
+            Ok::<_, Box<EvalAltResult>>((source, ast))
         })?;
         validate::check_module(&ast).map_err(|shape| {
             let (line, _) = crate::errors::line_and_column(shape.position);

@@ -956,6 +956,10 @@ both_backends!(
         assert_eq!(anonymous.status, 401, "{anonymous}");
         let sdk = server.admin(Method::GET, "/api/v1/sdk", None).await;
         assert_eq!(sdk.status, 200, "{sdk}");
+        assert_eq!(
+            sdk.json["version"], "1.4",
+            "the SDK version of modules: {sdk}"
+        );
         let collection = &sdk.json["namespaces"]["kv"][0];
         assert_eq!(collection["name"], "collection", "{sdk}");
         assert_eq!(collection["arguments"], 1);

@@ -13,83 +13,84 @@ fn script_path(id: &str) -> String {
     format!("/api/v1/admin/scripts/{id}")
 }
 
+/// The shared validation library of docs/sdk.md ("Modules"), word for word.
+const CHECKS: &str = r#"const MAX_NAME = 40;
+
+// The trimmed name, or a sentence the caller can act on.
+fn name(value) {
+    if type_of(value) != "string" { throw "name must be a string"; }
+    let name = value;
+    name.trim();                       // trim() changes the string in place
+    if name.len() == 0 || name.len() > global::MAX_NAME {
+        throw `name must be 1 to ${global::MAX_NAME} characters`;
+    }
+    name
+}
+
+fn email(value) {
+    if type_of(value) != "string" || !regex::is_match("^[^@\\s]+@[^@\\s]+$", value) {
+        throw "email must look like someone@example.com";
+    }
+    value.to_lower()
+}"#;
+
+/// The endpoint of docs/sdk.md that uses it, word for word.
+const SIGNUP: &str = r#"import "checks" as check;
+
+let body = ctx.request.json;
+let user = #{};
+try {
+    user = #{ name: check::name(body.name), email: check::email(body.email) };
+} catch (message) {
+    return response(400, #{ error: message });
+}
+docs::collection("users").create(user);
+response(201, user)"#;
+
 both_backends!(
     an_endpoint_imports_a_module_and_runs_each_saved_version_at_once,
     |store| async move {
         let server = TestServer::start(store).await;
         let app = server.api.create_app("shop").await;
-        let checks = server
-            .api
-            .create_module(
-                &app,
-                "checks",
-                r#"
-                const MAX_NAME = 20;
-                // Throws a sentence a caller can act on, or gives the trimmed name back.
-                fn name(value) {
-                    if type_of(value) != "string" { throw "name must be a string"; }
-                    let name = value;
-                    name.trim();
-                    if name.len() == 0 || name.len() > global::MAX_NAME {
-                        throw `name must be 1 to ${global::MAX_NAME} characters`;
-                    }
-                    name
-                }
-                "#,
-            )
-            .await;
+        let checks = server.api.create_module(&app, "checks", CHECKS).await;
         server
             .api
-            .add_route(
-                &app,
-                "signup",
-                r#"import "checks" as check;
-                let answer = ();
-                try {
-                    answer = #{ ok: check::name(ctx.request.json.name) };
-                } catch (e) {
-                    answer = response(400, #{ error: e });
-                }
-                answer"#,
-                "POST",
-                "/signup",
-            )
+            .add_route(&app, "signup", SIGNUP, "POST", "/signup")
             .await;
-        let signup = |name: Value| {
+        let signup = |body: Value| {
             let server = &server;
             async move {
                 server
-                    .call(
-                        Method::POST,
-                        "/shop/signup",
-                        None,
-                        Some(json!({ "name": name })),
-                    )
+                    .call(Method::POST, "/shop/signup", None, Some(body))
                     .await
             }
         };
-        let answer = signup(json!("  Ada ")).await;
+        let answer = signup(json!({"name": "  Ada ", "email": "Ada@Example.com"})).await;
         assert_eq!(
             (answer.status, answer.json.clone()),
-            (200, json!({"ok": "Ada"})),
+            (201, json!({"name": "Ada", "email": "ada@example.com"})),
             "{answer}"
         );
-        let answer = signup(json!(42)).await;
+        let answer = signup(json!({"name": 42, "email": "a@b.c"})).await;
         assert_eq!(answer.status, 400, "{answer}");
         assert_eq!(answer.json["error"], "name must be a string");
+        let answer = signup(json!({"name": "Ada", "email": "nope"})).await;
+        assert_eq!(
+            answer.json["error"],
+            "email must look like someone@example.com"
+        );
 
         let saved = server
             .admin(
                 Method::PUT,
                 &script_path(&checks),
-                Some(json!({"source": "fn name(value) { `checked ${value}` }"})),
+                Some(json!({"source": CHECKS.replace("name must be a string", "name: text, please")})),
             )
             .await;
         assert_eq!(saved.status, 200, "{saved}");
-        let answer = signup(json!("Ada")).await;
+        let answer = signup(json!({"name": 42, "email": "a@b.c"})).await;
         assert_eq!(
-            answer.json,
-            json!({"ok": "checked Ada"}),
+            answer.json["error"], "name: text, please",
             "the request right after the save runs the new version: {answer}"
         );
         Ok(())

@@ -167,25 +167,22 @@ impl Admin {
 
     /// Creates an endpoint script without a route (a trigger's handler); returns its id.
     pub async fn create_script(&self, app_id: &str, name: &str, source: &str) -> String {
-        let (status, script) = self
-            .post(
-                &format!("/api/v1/admin/apps/{app_id}/scripts"),
-                json!({"name": name, "source": source, "kind": "endpoint"}),
-            )
-            .await;
-        assert_eq!(status, 201, "create script {name}: {script}");
-        script["id"].as_str().expect("a script id").to_owned()
+        self.create_of_kind(app_id, "endpoint", name, source).await
     }
 
     /// Creates a module script; returns its id.
     pub async fn create_module(&self, app_id: &str, name: &str, source: &str) -> String {
+        self.create_of_kind(app_id, "module", name, source).await
+    }
+
+    async fn create_of_kind(&self, app_id: &str, kind: &str, name: &str, source: &str) -> String {
         let (status, script) = self
             .post(
                 &format!("/api/v1/admin/apps/{app_id}/scripts"),
-                json!({"name": name, "source": source, "kind": "module"}),
+                json!({"name": name, "source": source, "kind": kind}),
             )
             .await;
-        assert_eq!(status, 201, "create module {name}: {script}");
+        assert_eq!(status, 201, "create {kind} {name}: {script}");
         script["id"].as_str().expect("a script id").to_owned()
     }
 
