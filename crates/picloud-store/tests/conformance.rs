@@ -491,6 +491,126 @@ both_backends!(
     }
 );
 
+// #17: what a script imports is recorded in the transaction that writes it, by module id; a name
+// that is no module of the app refuses the whole write; the edges go with either script.
+both_backends!(
+    a_scripts_imports_are_recorded_with_it_and_go_with_either_side,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let other = app(&store, "other").await?;
+        let module = |app_id: AppId, name: &str| {
+            new_script(app_id, name, ScriptKind::Module, "fn f() { 1 }")
+        };
+        let util = store.create_script(&module(shop.id, "util")).await?;
+        let fmt = store.create_script(&module(shop.id, "fmt")).await?;
+        store.create_script(&module(other.id, "theirs")).await?;
+        let main = store
+            .create_script(&NewScript {
+                imports: vec!["util".to_owned(), "fmt".to_owned()],
+                ..new_script(shop.id, "main", ScriptKind::Endpoint, "1")
+            })
+            .await?;
+        let names = |links: Vec<picloud_store::ScriptLink>| -> Vec<String> {
+            links.into_iter().map(|link| link.name).collect()
+        };
+        assert_eq!(
+            names(store.imports_of(main.id).await?),
+            ["fmt", "util"],
+            "by name"
+        );
+        assert_eq!(names(store.importers_of(util.id).await?), ["main"]);
+        let mut graph = store.import_graph(shop.id).await?;
+        graph.sort();
+        assert_eq!(
+            graph,
+            [
+                ("main".to_owned(), "fmt".to_owned()),
+                ("main".to_owned(), "util".to_owned())
+            ]
+        );
+        assert!(store.import_graph(other.id).await?.is_empty(), "per app");
+
+        for (what, imports) in [
+            ("another app's module", "theirs"),
+            ("an endpoint", "main"),
+            ("nothing", "nope"),
+        ] {
+            let refused = store
+                .create_script(&NewScript {
+                    imports: vec!["util".to_owned(), imports.to_owned()],
+                    ..new_script(shop.id, "second", ScriptKind::Endpoint, "1")
+                })
+                .await;
+            match refused {
+                Err(StoreError::InvalidInput(message)) => ensure!(
+                    message
+                        == format!(
+                            "cannot import '{imports}': this app has no module of that name"
+                        ),
+                    "{what}: {message}"
+                ),
+                other => bail!("{what}: expected InvalidInput, got {other:?}"),
+            }
+        }
+        let scripts = store.list_scripts(shop.id, &page(100, None)).await?.items;
+        ensure!(
+            !scripts.iter().any(|s| s.name.as_str() == "second"),
+            "a refused write leaves no script behind"
+        );
+        ensure!(store.importers_of(util.id).await?.len() == 1, "nor an edge");
+
+        let patch = ScriptPatch {
+            source: Some("2".to_owned()),
+            imports: Some(vec!["fmt".to_owned()]),
+            ..ScriptPatch::default()
+        };
+        store.update_script(main.id, &patch).await?;
+        assert_eq!(names(store.imports_of(main.id).await?), ["fmt"], "replaced");
+        let unchanged = ScriptPatch {
+            source: Some("3".to_owned()),
+            ..ScriptPatch::default()
+        };
+        store.update_script(main.id, &unchanged).await?;
+        assert_eq!(
+            names(store.imports_of(main.id).await?),
+            ["fmt"],
+            "kept without imports"
+        );
+
+        let versions = store.module_versions(Some(shop.id)).await?;
+        assert_eq!(
+            versions.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["fmt", "util"],
+            "the app's modules, by name"
+        );
+        assert_eq!(versions[1].version.id, util.id);
+        assert_eq!(versions[1].version.updated_at, util.updated_at);
+        assert_eq!(store.module_versions(None).await?.len(), 3, "every app's");
+        assert_eq!(
+            store.get_module(shop.id, "util").await?.map(|s| s.id),
+            Some(util.id)
+        );
+        assert!(
+            store.get_module(shop.id, "main").await?.is_none(),
+            "an endpoint is no module"
+        );
+        assert!(
+            store.get_module(other.id, "util").await?.is_none(),
+            "nor another app's"
+        );
+
+        assert!(
+            store.delete_script(fmt.id).await?,
+            "a module others import can be deleted here"
+        );
+        assert!(
+            store.imports_of(main.id).await?.is_empty(),
+            "its edges went with it"
+        );
+        Ok(())
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // Routes
 // ---------------------------------------------------------------------------------------------
