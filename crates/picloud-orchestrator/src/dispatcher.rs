@@ -367,7 +367,7 @@ impl Dispatcher {
             .ok_or(Missing::Script)?;
         // Read with the script, not from the route index: a job runs what the database holds
         // now, modules included, whichever node saved them.
-        let modules = crate::index::module_versions(self.store.as_ref(), app.id)
+        let modules = crate::index::modules_for(self.store.as_ref(), app.id, &script.source)
             .await
             .map_err(Missing::Store)?;
         let (request, event): (HttpRequest, Option<TriggerEvent>) = match &job.payload {

@@ -279,6 +279,19 @@ impl AppRoutes {
     }
 }
 
+/// The module versions a run of `source` in the app `app_id` needs, from the store: none for a
+/// source that cannot import (it never says `import`), which spares a job the query.
+pub(crate) async fn modules_for(
+    store: &dyn Store,
+    app_id: AppId,
+    source: &str,
+) -> StoreResult<ModuleVersions> {
+    if !source.contains("import") {
+        return Ok(ModuleVersions::default());
+    }
+    module_versions(store, app_id).await
+}
+
 /// The module scripts of the app `app_id` now, from the store.
 pub(crate) async fn module_versions(
     store: &dyn Store,

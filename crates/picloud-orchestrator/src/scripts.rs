@@ -115,7 +115,7 @@ impl ScriptService {
             .get_app(script.app_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("script", id))?;
-        let modules = index::module_versions(self.store.as_ref(), app.id).await?;
+        let modules = index::modules_for(self.store.as_ref(), app.id, &script.source).await?;
         let execution_id = ExecutionId::new();
         tracing::Span::current().record("execution_id", tracing::field::display(execution_id));
         let exec = ExecRequest {

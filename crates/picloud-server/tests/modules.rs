@@ -302,3 +302,46 @@ both_backends!(
         Ok(())
     }
 );
+
+// The changelog's trigger tightening: every kind of trigger refuses a script that does not
+// exist, one of another app, and a module — each with a sentence naming `script_id`.
+both_backends!(
+    a_trigger_needs_an_endpoint_of_its_own_app,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app = server.api.create_app("shop").await;
+        let other = server.api.create_app("other").await;
+        let module = server.api.create_module(&app, "util", "fn f() { 1 }").await;
+        let theirs = server.api.create_script(&other, "handler", "1").await;
+        let missing = "0190f5b4-0000-7000-8000-000000000000";
+        for kind in ["kv", "docs", "dead_letter"] {
+            let path = format!("/api/v1/admin/apps/{app}/triggers/{kind}");
+            for (what, script_id, message) in [
+                ("a missing script", missing, "no script with the id"),
+                (
+                    "another app's script",
+                    theirs.as_str(),
+                    "no script with the id",
+                ),
+                (
+                    "a module",
+                    module.as_str(),
+                    "'util' is a module script; a trigger needs an endpoint script",
+                ),
+            ] {
+                let body = match kind {
+                    "dead_letter" => json!({"script_id": script_id}),
+                    _ => json!({"script_id": script_id, "collection": "c"}),
+                };
+                let answer = server.admin(Method::POST, &path, Some(body)).await;
+                assert_eq!(answer.status, 400, "{kind}, {what}: {answer}");
+                assert_eq!(
+                    answer.json["error"]["field"], "script_id",
+                    "{kind}, {what}: {answer}"
+                );
+                assert!(answer.text.contains(message), "{kind}, {what}: {answer}");
+            }
+        }
+        Ok(())
+    }
+);
