@@ -166,6 +166,20 @@ pub enum ExecErrorKind {
 
 impl ExecErrorKind {
     /// The outcome label used in metrics and logs.
+    pub const ALL: [Self; 7] = [
+        Self::Compile,
+        Self::Runtime,
+        Self::LimitExceeded,
+        Self::Timeout,
+        Self::InvalidResponse,
+        Self::Conflict,
+        Self::Unavailable,
+    ];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Compile => "compile_error",

@@ -104,6 +104,11 @@ id_type!(
     ExecutionId, "execution"
 );
 id_type!(
+    /// One stored execution record (an execution's attempt); time-ordered, so an app's records
+    /// list newest first by it.
+    RecordId, "execution record"
+);
+id_type!(
     /// A trigger: a script run when data of its app changes or something is dead-lettered.
     TriggerId, "trigger"
 );

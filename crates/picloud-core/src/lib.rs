@@ -27,6 +27,7 @@ pub mod id;
 pub mod input;
 pub mod limits;
 pub mod model;
+pub mod records;
 pub mod services;
 pub mod time;
 pub mod tx;
@@ -37,7 +38,8 @@ pub use events::{
     TriggerDetail, TriggerEvent,
 };
 pub use id::{
-    ApiKeyId, AppId, DeadLetterId, DocumentId, ExecutionId, RouteId, ScriptId, TriggerId, UserId,
+    ApiKeyId, AppId, DeadLetterId, DocumentId, ExecutionId, RecordId, RouteId, ScriptId, TriggerId,
+    UserId,
 };
 pub use input::{
     ApiKeyName, AppName, AppSlug, DispatchMode, HeaderNames, InputError, KeptHeaders, RouteMethod,

@@ -23,6 +23,11 @@ impl Timestamp {
         Self(Utc::now().timestamp_millis())
     }
 
+    /// An RFC 3339 time (`2026-12-06T10:00:00Z`, any offset), to the millisecond.
+    pub fn parse_rfc3339(value: &str) -> Result<Self, chrono::ParseError> {
+        DateTime::parse_from_rfc3339(value).map(|t| Self(t.timestamp_millis()))
+    }
+
     pub fn to_rfc3339(self) -> String {
         DateTime::<Utc>::from_timestamp_millis(self.0)
             .unwrap_or_default()
@@ -45,11 +50,9 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&value)
-            .map(|t| Self(t.timestamp_millis()))
-            .map_err(|e| {
-                serde::de::Error::custom(format!("'{value}' is not an RFC 3339 time: {e}"))
-            })
+        Self::parse_rfc3339(&value).map_err(|e| {
+            serde::de::Error::custom(format!("'{value}' is not an RFC 3339 time: {e}"))
+        })
     }
 }
 

@@ -40,6 +40,8 @@ pub struct PlatformConfig {
     /// The request headers async jobs do not store (`PICLOUD_REDACTED_HEADERS` adds to the
     /// defaults).
     pub redacted_headers: RedactedHeaders,
+    /// Which executions leave a record.
+    pub records: crate::runner::RecordPolicy,
 }
 
 impl Default for PlatformConfig {
@@ -57,6 +59,7 @@ impl Default for PlatformConfig {
             retention: RetentionConfig::default(),
             route_refresh_ms: 1_000,
             redacted_headers: RedactedHeaders::default(),
+            records: crate::runner::RecordPolicy::default(),
         }
     }
 }
@@ -175,6 +178,10 @@ pub struct RetentionConfig {
     pub dead_letter_days: u32,
     /// `PICLOUD_ABANDONED_EXECUTIONS_RETENTION_DAYS`.
     pub abandoned_execution_days: u32,
+    /// How long execution records are kept. `PICLOUD_EXECUTION_RETENTION_DAYS`.
+    pub execution_days: u32,
+    /// The most execution records kept per app (the newest). `PICLOUD_EXECUTION_RETENTION_PER_APP`.
+    pub executions_per_app: u64,
     /// How often the sweepers run. `PICLOUD_SWEEP_INTERVAL_SECS`.
     pub sweep_interval_secs: u64,
 }
@@ -184,6 +191,8 @@ impl Default for RetentionConfig {
         Self {
             dead_letter_days: 30,
             abandoned_execution_days: 7,
+            execution_days: 7,
+            executions_per_app: 10_000,
             sweep_interval_secs: 3_600,
         }
     }

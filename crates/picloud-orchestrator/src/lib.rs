@@ -30,6 +30,7 @@ pub mod data;
 pub mod dead_letters;
 pub mod dispatcher;
 pub mod error;
+pub mod executions;
 pub mod gate;
 pub mod inbox;
 pub mod index;
@@ -136,6 +137,7 @@ struct Inner {
     triggers: TriggerService,
     data: DataService,
     dead_letters: DeadLetterService,
+    executions: executions::ExecutionService,
     invoker: invoke::Invoker,
     dispatcher: Arc<Dispatcher>,
     config: PlatformConfig,
@@ -194,7 +196,7 @@ impl Platform {
             executor,
             (recorder.clone(), config.commits, wake.clone()),
             metrics.clone(),
-            script_logs,
+            (script_logs, config.records),
         );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
@@ -238,6 +240,7 @@ impl Platform {
             triggers: TriggerService::new(store.clone()),
             data: DataService::new(store.clone()),
             dead_letters: DeadLetterService::new(store.clone(), wake),
+            executions: executions::ExecutionService::new(store.clone()),
             auth,
             invoker: invoke::Invoker::new(
                 index.clone(),
@@ -287,6 +290,10 @@ impl Platform {
 
     pub fn dead_letters(&self) -> &DeadLetterService {
         &self.inner.dead_letters
+    }
+
+    pub fn executions(&self) -> &executions::ExecutionService {
+        &self.inner.executions
     }
 
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {

@@ -20,8 +20,8 @@
 //! hears its run's verdict. A run that fails unexpectedly (a corrupt row) does not fail the rows
 //! and runs beside it: the batch is committed again without its runs, then each run alone.
 //!
-//! Finished attempts do not start a commit of their own: they ride along with the next batch of
-//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never
+//! Finished attempts and execution records do not start a commit of their own: they ride along
+//! with the next batch of new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. A finished row that is never
 //! deleted (the process dies first) is harmless: its lease expires, and a sync row is then
 //! recorded as abandoned, an async one run again (at-least-once).
 //!
@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use picloud_store::{
-    JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, RunCommit, RunVerdict, StoreError,
+    ExecutionRecord, JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, RunCommit,
+    RunVerdict, StoreError,
 };
 use tokio::sync::oneshot;
 
@@ -94,6 +95,7 @@ enum Entry {
         done: oneshot::Sender<Result<(), RecordError>>,
     },
     Finished(JobAttempt),
+    Executed(Box<ExecutionRecord>),
     Run {
         run: Box<RunCommit>,
         done: oneshot::Sender<Result<RunVerdict, RecordError>>,
@@ -196,9 +198,18 @@ impl Recorder {
     /// Deletes a finished attempt's row with a later commit.
     pub fn finished(&self, attempt: JobAttempt) {
         // After shutdown the row stays; its lease expires and the rules for orphans apply.
-        if self.sender.send(Entry::Finished(attempt)).is_ok()
-            && self.writer.idle.load(Ordering::SeqCst)
-        {
+        self.later(Entry::Finished(attempt));
+    }
+
+    /// Writes an execution's record with a later commit, as [`Recorder::finished`] does.
+    pub fn executed(&self, record: ExecutionRecord) {
+        self.later(Entry::Executed(Box::new(record)));
+    }
+
+    /// Queues `entry` for a later commit: the next one of new jobs, or one after
+    /// `FINISH_DELAY`. Wakes the writer only when it waits with nothing due.
+    fn later(&self, entry: Entry) {
+        if self.sender.send(entry).is_ok() && self.writer.idle.load(Ordering::SeqCst) {
             self.writer.thread.unpark();
         }
     }
@@ -225,6 +236,12 @@ fn commit(
 ) -> Result<Vec<RunVerdict>, StoreError> {
     panic::catch_unwind(AssertUnwindSafe(|| committer.commit(batch)))
         .unwrap_or_else(|_| Err(StoreError::Internal("an outbox commit panicked".to_owned())))
+}
+
+/// Forgets the oldest of `carried` beyond `MAX_CARRIED`.
+fn keep_newest<T>(carried: &mut Vec<T>) {
+    let excess = carried.len().saturating_sub(MAX_CARRIED);
+    carried.drain(..excess);
 }
 
 /// Takes what is waiting, at most `MAX_BATCH` entries; `None` once every sender is gone.
@@ -262,6 +279,7 @@ fn write_batches(
     idle: &AtomicBool,
 ) {
     let mut carried: Vec<JobAttempt> = Vec::new();
+    let mut carried_records: Vec<ExecutionRecord> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), RecordError>>> = Vec::new();
     let mut run_waiters: Vec<oneshot::Sender<Result<RunVerdict, RecordError>>> = Vec::new();
     let mut batch = OutboxBatch::default();
@@ -289,6 +307,10 @@ fn write_batches(
                     flush_at.get_or_insert_with(|| Instant::now() + FINISH_DELAY);
                     carried.push(attempt);
                 }
+                Entry::Executed(record) => {
+                    flush_at.get_or_insert_with(|| Instant::now() + FINISH_DELAY);
+                    carried_records.push(*record);
+                }
                 Entry::Run { run, done } => {
                     batch.runs.push(*run);
                     run_waiters.push(done);
@@ -297,7 +319,8 @@ fn write_batches(
             }
         }
         let due = flush_at.is_some_and(|at| Instant::now() >= at);
-        let flush_finished = !carried.is_empty() && (stopping || carried.len() >= MAX_BATCH || due);
+        let later = carried.len() + carried_records.len();
+        let flush_finished = later > 0 && (stopping || later >= MAX_BATCH || due);
         if batch.enqueue.is_empty() && batch.runs.is_empty() && !flush_finished {
             if stopping {
                 return;
@@ -310,6 +333,7 @@ fn write_batches(
             continue;
         }
         batch.finished = std::mem::take(&mut carried);
+        batch.executions = std::mem::take(&mut carried_records);
         let mut result = commit(committer.as_mut(), &batch);
         if result.is_err() && !batch.runs.is_empty() {
             // One run may be what failed: the rows without the runs, then each run alone.
@@ -349,11 +373,11 @@ fn write_batches(
         if let Err(err) = result {
             tracing::warn!("an outbox commit failed: {err}");
             carried = std::mem::take(&mut batch.finished);
-            flush_at = (!carried.is_empty()).then(|| Instant::now() + RETRY_PAUSE);
-            if carried.len() > MAX_CARRIED {
-                let excess = carried.len() - MAX_CARRIED;
-                carried.drain(..excess);
-            }
+            carried_records = std::mem::take(&mut batch.executions);
+            flush_at = (!carried.is_empty() || !carried_records.is_empty())
+                .then(|| Instant::now() + RETRY_PAUSE);
+            keep_newest(&mut carried);
+            keep_newest(&mut carried_records);
             if stopping {
                 return;
             }

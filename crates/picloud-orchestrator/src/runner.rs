@@ -11,14 +11,21 @@
 //! discarded and runs again (its log lines kept, marked discarded), up to
 //! [`CommitConfig::max_runs`] runs.
 //!
+//! Every finished execution then leaves an [`ExecutionRecord`] (issue #18): its source, outcome,
+//! runs and log, written by a later group commit off the caller's path ([`Recorder::executed`]);
+//! [`RecordPolicy`] may leave out sync requests that succeeded.
+//!
 //! [`KvStore::commit_run`]: picloud_store::KvStore::commit_run
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use picloud_core::exec::{ExecError, ExecErrorKind, ExecOutcome, ExecRequest, LogLevel, LogLine};
+use picloud_core::records::{ExecutionRecord, ExecutionSource};
 use picloud_core::tx::DeadLetterAction;
-use picloud_core::{AppId, ExecutionId, ScriptId, WriteOrigin};
+use picloud_core::{
+    AppId, Authority, ExecutionId, RecordId, ScriptId, Timestamp, TriggerEvent, WriteOrigin,
+};
 use picloud_executor::ExecutorClient;
 use picloud_store::{JobAttempt, RunCommit, RunVerdict};
 use tokio::sync::Notify;
@@ -76,6 +83,7 @@ pub struct Runner {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     script_logs: ScriptLogs,
+    records: RecordPolicy,
 }
 
 impl Runner {
@@ -84,7 +92,7 @@ impl Runner {
         executor: Arc<dyn ExecutorClient>,
         (recorder, commits, wake): (Recorder, CommitConfig, Arc<Notify>),
         metrics: Arc<Metrics>,
-        script_logs: ScriptLogs,
+        (script_logs, records): (ScriptLogs, RecordPolicy),
     ) -> Self {
         Self {
             gate,
@@ -94,6 +102,7 @@ impl Runner {
             wake,
             metrics,
             script_logs,
+            records,
         }
     }
 
@@ -122,27 +131,40 @@ impl Runner {
             Admission::Overloaded(refusal) => return Ran::Overloaded(refusal),
         };
         let started = Instant::now();
+        let started_at = Timestamp::now();
         let context = ExecutionContext::of(&request);
-        let (outcome, settled) = self.run_and_commit(request, job).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        report_execution(&context, &outcome, self.script_logs, elapsed, &self.metrics);
+        let origin = Origin::of(&request, job.is_some());
+        let (outcome, settled, runs) = self.run_and_commit(request, job).await;
+        let elapsed = started.elapsed();
+        report_execution(
+            &context,
+            &outcome,
+            self.script_logs,
+            elapsed.as_secs_f64(),
+            &self.metrics,
+        );
         drop(permit);
+        if self.records.keeps(origin.source, &outcome) {
+            self.recorder
+                .executed(origin.record(&context, &outcome, runs, started_at, elapsed));
+        }
         Ran::Finished(outcome, settled)
     }
 
-    /// Runs the script and commits what it did, running it again while its commit conflicts.
+    /// Runs the script and commits what it did, running it again while its commit conflicts;
+    /// answers the outcome, what became of the job's row, and how many times it ran.
     async fn run_and_commit(
         &self,
         mut request: ExecRequest,
         job: Option<JobAttempt>,
-    ) -> (ExecOutcome, Settled) {
+    ) -> (ExecOutcome, Settled, u32) {
         let mut discarded: Vec<LogLine> = Vec::new();
         let first = request.attempt;
         for run in 1.. {
             request.attempt = first.saturating_add(run - 1);
             let mut outcome = self.executor.execute(request.clone()).await;
             if outcome.result.is_err() || !outcome.effects.need_commit() {
-                return (with_discarded(outcome, discarded), Settled::Open);
+                return (with_discarded(outcome, discarded), Settled::Open, run);
             }
             let effects = std::mem::take(&mut outcome.effects);
             let replays = effects
@@ -168,7 +190,7 @@ impl Runner {
                     if trigger_jobs > 0 || replays {
                         self.wake.notify_one();
                     }
-                    return (with_discarded(outcome, discarded), settled);
+                    return (with_discarded(outcome, discarded), settled, run);
                 }
                 Ok(RunVerdict::Conflict) if run < self.commits.max_runs => {
                     self.metrics.record_conflict();
@@ -191,7 +213,7 @@ impl Runner {
                     )
                 }
                 Ok(RunVerdict::Fenced) => {
-                    return (with_discarded(outcome, discarded), Settled::Fenced)
+                    return (with_discarded(outcome, discarded), Settled::Fenced, run)
                 }
                 Ok(RunVerdict::Refused(over)) => error(
                     ExecErrorKind::LimitExceeded,
@@ -212,7 +234,7 @@ impl Runner {
                 }
             };
             outcome.result = Err(failed);
-            return (with_discarded(outcome, discarded), Settled::Open);
+            return (with_discarded(outcome, discarded), Settled::Open, run);
         }
         unreachable!("the loop returns")
     }
@@ -233,6 +255,103 @@ fn error(kind: ExecErrorKind, message: String) -> ExecError {
         message,
         line: None,
         column: None,
+    }
+}
+
+/// Which executions leave a record ([`ExecutionRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPolicy {
+    /// Whether a sync request that succeeded leaves one too (`PICLOUD_RECORD_SYNC_SUCCESSES`):
+    /// off spares the most latency-sensitive routes the record's write. Failures always do, as
+    /// does every other source.
+    pub sync_successes: bool,
+}
+
+impl Default for RecordPolicy {
+    fn default() -> Self {
+        Self {
+            sync_successes: true,
+        }
+    }
+}
+
+impl RecordPolicy {
+    fn keeps(self, source: ExecutionSource, outcome: &ExecOutcome) -> bool {
+        self.sync_successes || source != ExecutionSource::Sync || outcome.result.is_err()
+    }
+}
+
+/// What started an execution, as its record states it.
+struct Origin {
+    source: ExecutionSource,
+    attempt: u32,
+    summary: String,
+}
+
+impl Origin {
+    fn of(request: &ExecRequest, queued: bool) -> Self {
+        let http = &request.request;
+        let (source, summary) = match &request.event {
+            Some(TriggerEvent::Kv { kv }) => (
+                ExecutionSource::Kv,
+                format!("kv {} {}/{}", kv.op.as_str(), kv.collection, kv.key),
+            ),
+            Some(TriggerEvent::Docs { docs }) => (
+                ExecutionSource::Docs,
+                format!("docs {} {}/{}", docs.op.as_str(), docs.collection, docs.id),
+            ),
+            Some(TriggerEvent::DeadLetter { dead_letter }) => (
+                ExecutionSource::DeadLetter,
+                format!("dead letter {}", dead_letter.id),
+            ),
+            None if matches!(request.authority, Authority::Caller { .. }) => (
+                ExecutionSource::Test,
+                format!("test run {} {}", http.method, http.path),
+            ),
+            None if queued => (
+                ExecutionSource::Async,
+                format!("{} {}", http.method, http.path),
+            ),
+            None => (
+                ExecutionSource::Sync,
+                format!("{} {}", http.method, http.path),
+            ),
+        };
+        Self {
+            source,
+            attempt: request.attempt,
+            summary,
+        }
+    }
+
+    fn record(
+        self,
+        context: &ExecutionContext,
+        outcome: &ExecOutcome,
+        runs: u32,
+        started_at: Timestamp,
+        elapsed: Duration,
+    ) -> ExecutionRecord {
+        ExecutionRecord {
+            id: RecordId::new(),
+            execution_id: context.execution_id,
+            attempt: self.attempt,
+            app_id: context.app_id,
+            script_id: context.script_id,
+            source: self.source,
+            summary: self.summary,
+            started_at,
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            runs,
+            outcome: match &outcome.result {
+                Ok(_) => "ok",
+                Err(error) => error.kind.as_str(),
+            }
+            .to_owned(),
+            status: outcome.result.as_ref().ok().map(|response| response.status),
+            error: outcome.result.as_ref().err().cloned(),
+            logs: outcome.logs.clone(),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Retention: dead letters and abandoned-execution records older than their retention are
+//! Retention: dead letters, abandoned-execution records and execution records older than their
+//! retention (and an app's execution records beyond its newest `executions_per_app`) are
 //! deleted in bounded batches, on every node (the store's deletes skip rows another node is
 //! deleting, so running them side by side is safe). Each sweep also refreshes the statistics of
 //! the documents' indexes (`DocStore::refresh_doc_statistics`), as collections grow.
@@ -20,6 +21,7 @@ const DAY_MS: i64 = 24 * 3_600_000;
 pub struct Swept {
     pub dead_letters: u64,
     pub abandoned_executions: u64,
+    pub executions: u64,
 }
 
 /// Deletes everything past its retention now.
@@ -43,6 +45,16 @@ pub async fn sweep_once(store: &dyn Store, config: &RetentionConfig) -> StoreRes
             break;
         }
     }
+    let execution_age = i64::from(config.execution_days) * DAY_MS;
+    loop {
+        let deleted = store
+            .sweep_executions(execution_age, config.executions_per_app, BATCH)
+            .await?;
+        swept.executions += deleted;
+        if deleted < u64::from(BATCH) {
+            break;
+        }
+    }
     Ok(swept)
 }
 
@@ -58,6 +70,7 @@ pub async fn run(
             Ok(swept) if swept != Swept::default() => tracing::info!(
                 dead_letters = swept.dead_letters,
                 abandoned_executions = swept.abandoned_executions,
+                executions = swept.executions,
                 "retention sweep"
             ),
             Ok(_) => {}

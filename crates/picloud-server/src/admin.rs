@@ -13,7 +13,9 @@ use axum::Router;
 use picloud_core::CapabilityKind;
 use picloud_orchestrator::Platform;
 
-use crate::{api_keys, apps, data, dead_letters, members, routes, scripts, triggers, users};
+use crate::{
+    api_keys, apps, data, dead_letters, executions, members, routes, scripts, triggers, users,
+};
 
 /// What an endpoint asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub static ADMIN_ENDPOINTS: &[Endpoint] = &[
     spec!(GET "/api/v1/admin/apps/{app_id}/triggers", Cap(K::AppRead), OK, triggers::list),
     spec!(DELETE "/api/v1/admin/triggers/{trigger_id}", Cap(K::AppManageTriggers), NO_CONTENT, triggers::remove),
     spec!(GET "/api/v1/admin/apps/{app_id}/dead-letters", Cap(K::AppRead), OK, dead_letters::list),
+    spec!(GET "/api/v1/admin/apps/{app_id}/executions", Cap(K::AppRead), OK, executions::list),
+    spec!(GET "/api/v1/admin/executions/{execution_id}", Cap(K::AppRead), OK, executions::read),
     spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/replay", Cap(K::AppDeadLetterManage), OK, dead_letters::replay),
     spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/resolve", Cap(K::AppDeadLetterManage), OK, dead_letters::resolve),
     spec!(GET "/api/v1/admin/apps/{app_id}/kv/{collection}", Cap(K::AppKvRead), OK, data::kv),

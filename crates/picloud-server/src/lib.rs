@@ -26,6 +26,7 @@ mod auth;
 mod data;
 mod dead_letters;
 pub mod error;
+mod executions;
 pub mod extract;
 mod health;
 mod layers;

@@ -39,6 +39,8 @@ struct Fixture {
     trigger: String,
     /// An unresolved dead letter of the app, for replay and resolve.
     dead_letter: String,
+    /// A recorded execution of the app.
+    execution: String,
     /// A viewer of the app, for the members endpoints; also the target of the users endpoints.
     target: UserId,
     /// A key of the caller's own user, for `DELETE /api-keys/{key_id}`.
@@ -145,6 +147,29 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
         .await
         .expect("a trigger");
     let dead_letter = dead_letter(store, app.id, free.id).await;
+    let execution = ExecutionId::new();
+    store
+        .commit_outbox(&OutboxBatch {
+            executions: vec![picloud_core::records::ExecutionRecord {
+                id: picloud_core::RecordId::new(),
+                execution_id: execution,
+                attempt: 1,
+                app_id: app.id,
+                script_id: free.id,
+                source: picloud_core::records::ExecutionSource::Sync,
+                summary: "GET /".to_owned(),
+                started_at: picloud_core::Timestamp::now(),
+                duration_us: 10,
+                runs: 1,
+                outcome: "ok".to_owned(),
+                status: Some(200),
+                error: None,
+                logs: Vec::new(),
+            }],
+            ..OutboxBatch::default()
+        })
+        .await
+        .expect("an execution record");
     // A declared document index, for the cell that withdraws it.
     store
         .declare_doc_index(
@@ -160,6 +185,7 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
         route: route.id.to_string(),
         trigger: trigger.id.to_string(),
         dead_letter: dead_letter.to_string(),
+        execution: execution.to_string(),
         target: target.id,
         own_key: own_key.id,
     }
@@ -253,6 +279,7 @@ fn request(spec: &Endpoint, fixture: &Fixture) -> Option<(String, Option<Value>)
         .replace("{route_id}", &fixture.route)
         .replace("{trigger_id}", &fixture.trigger)
         .replace("{dead_letter_id}", &fixture.dead_letter)
+        .replace("{execution_id}", &fixture.execution)
         .replace("{user_id}", &fixture.target.to_string())
         .replace("{key_id}", &fixture.own_key.to_string())
         .replace("{collection}", "users")
@@ -315,6 +342,7 @@ fn every_endpoint_has_a_request() {
         route: "r".into(),
         trigger: "t".into(),
         dead_letter: "d".into(),
+        execution: "e".into(),
         target: UserId::new(),
         own_key: ApiKeyId::new(),
     };
@@ -612,6 +640,7 @@ both_backends!(
             route: picloud_core::RouteId::new().to_string(),
             trigger: picloud_core::TriggerId::new().to_string(),
             dead_letter: DeadLetterId::new().to_string(),
+            execution: ExecutionId::new().to_string(),
             target: UserId::new(),
             own_key: ApiKeyId::new(),
         };

@@ -49,6 +49,7 @@ mod db;
 mod dead_letters;
 mod docs;
 mod errors;
+mod executions;
 mod jobs;
 mod keys;
 mod kv;
@@ -70,6 +71,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use picloud_core::docs::{FieldPath, Query, StoredDoc};
+pub use picloud_core::records::{ExecutionFilter, ExecutionRecord};
 use picloud_core::services::{Found, KvListRequest, WriteOrigin};
 use picloud_core::tx::{Effects, Version};
 use picloud_core::{
@@ -259,6 +261,28 @@ pub trait AppStore: Send + Sync {
     async fn delete_app(&self, id: AppId) -> StoreResult<bool>;
     /// What the app holds against its quotas; `None` when there is no such app.
     async fn app_usage(&self, id: AppId) -> StoreResult<Option<AppUsage>>;
+}
+
+/// Execution records (issue #18), written with the outbox's commits ([`OutboxBatch::executions`]).
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// The app's records matching `filter`, newest first.
+    async fn list_executions(
+        &self,
+        app_id: AppId,
+        filter: &ExecutionFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ExecutionRecord>>;
+    /// Every attempt's record of the execution `id`, first attempt first; empty when none.
+    async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>>;
+    /// Deletes up to `limit` records that started more than `older_than_ms` ago, and up to
+    /// `limit` of each app's beyond its newest `keep_per_app`; answers how many.
+    async fn sweep_executions(
+        &self,
+        older_than_ms: i64,
+        keep_per_app: u64,
+        limit: u32,
+    ) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -687,6 +711,9 @@ pub struct OutboxBatch {
     /// Runs to commit as [`KvStore::commit_run`] does, after the rows above; on disk when they
     /// write ([`OutboxBatch::must_sync`]).
     pub runs: Vec<RunCommit>,
+    /// Records of finished executions ([`ExecutionStore`]); one of an app deleted meanwhile is
+    /// left out.
+    pub executions: Vec<ExecutionRecord>,
     /// On disk when the call returns (fsync). `false` for rows that promise nothing beyond the
     /// caller's open connection (sync requests): PostgreSQL `synchronous_commit = off`, SQLite
     /// `synchronous = NORMAL` for this commit.
@@ -857,6 +884,7 @@ pub trait Store:
     + TriggerStore
     + OutboxStore
     + DeadLetterStore
+    + ExecutionStore
 {
     fn backend(&self) -> Backend;
     /// What each app may hold ([`StoreConfig::quotas`]).

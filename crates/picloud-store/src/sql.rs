@@ -738,3 +738,50 @@ pub const SWEEP_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
 );
 
 pub(crate) use {fair_due_jobs, insert_into_outbox, job_columns, job_value_columns};
+
+/// The columns of [`super::rows::ExecutionRow`], for `concat!`.
+macro_rules! execution_columns {
+    () => {
+        "id, execution_id, attempt, app_id, script_id, source, summary, outcome, status, error, \
+         error_line, error_column, runs, started_at, duration_us, logs"
+    };
+}
+/// One execution record; nothing when its app is gone (deleted while the run was recorded) or
+/// the attempt has a record already.
+pub const INSERT_EXECUTION: Sql<'static> = dialects!(
+    "INSERT INTO executions (",
+    execution_columns!(),
+    ") SELECT $1, $2, $3, apps.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 ",
+    "FROM apps WHERE apps.id = $4 ON CONFLICT (execution_id, attempt) DO NOTHING"
+);
+/// The app `$1`'s records before the record id `$2`, newest first, at most `$3`; `$4` a script,
+/// `$5` an outcome, `$6` a source, `$7` / `$8` started at or after / before (milliseconds).
+pub const LIST_EXECUTIONS: Sql<'static> = dialects!(
+    "SELECT ",
+    execution_columns!(),
+    " FROM executions WHERE app_id = $1 AND id < $2 ",
+    "AND ($4 IS NULL OR script_id = $4) AND ($5 IS NULL OR outcome = $5) ",
+    "AND ($6 IS NULL OR source = $6) AND ($7 IS NULL OR started_at >= $7) ",
+    "AND ($8 IS NULL OR started_at < $8) ORDER BY id DESC LIMIT $3"
+);
+/// Every attempt of the execution `$1`, first attempt first.
+pub const GET_EXECUTION: Sql<'static> = dialects!(
+    "SELECT ",
+    execution_columns!(),
+    " FROM executions WHERE execution_id = $1 ORDER BY attempt"
+);
+/// Deletes up to `$2` records that started more than `$1` ms ago, oldest first.
+pub const SWEEP_OLD_EXECUTIONS: Sql<'static> = dialects!(
+    "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE started_at < ",
+    clock!(),
+    " - $1 ORDER BY started_at LIMIT $2",
+    skip_locked!(),
+    ")"
+);
+/// Deletes up to `$2` records of each app beyond its newest `$1`.
+pub const SWEEP_EXCESS_EXECUTIONS: Sql<'static> = Sql::same(
+    "\
+    DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+    (PARTITION BY app_id ORDER BY id DESC) AS n FROM executions) AS ranked WHERE n > $1 \
+    LIMIT $2)",
+);

@@ -611,6 +611,88 @@ both_backends!(
     }
 );
 
+// #18: execution records ride with an outbox commit; one of an app that is gone is left out
+// without failing the commit; the sweep deletes them by age and beyond each app's newest N.
+both_backends!(
+    execution_records_are_written_with_a_commit_and_swept_by_age_and_count,
+    |store| async move {
+        use picloud_core::records::{ExecutionFilter, ExecutionRecord, ExecutionSource};
+        let shop = app(&store, "shop").await?;
+        let other = app(&store, "other").await?;
+        let script = endpoint(&store, shop.id, "hello").await?;
+        let day = 24 * 3_600_000;
+        let record = |app_id: AppId, age_ms: i64| ExecutionRecord {
+            id: picloud_core::RecordId::new(),
+            execution_id: picloud_core::ExecutionId::new(),
+            attempt: 1,
+            app_id,
+            script_id: script.id,
+            source: ExecutionSource::Sync,
+            summary: "GET /".to_owned(),
+            started_at: Timestamp::from_millis(Timestamp::now().as_millis() - age_ms),
+            duration_us: 42,
+            runs: 1,
+            outcome: "ok".to_owned(),
+            status: Some(200),
+            error: None,
+            logs: Vec::new(),
+        };
+        let old = record(shop.id, 10 * day);
+        let recent: Vec<ExecutionRecord> = (0..3).map(|_| record(shop.id, 0)).collect();
+        let gone = record(AppId::new(), 0);
+        let mut executions = vec![old.clone(), gone.clone()];
+        executions.extend(recent.iter().cloned());
+        executions.push(record(other.id, 0));
+        store
+            .commit_outbox(&picloud_store::OutboxBatch {
+                executions,
+                ..Default::default()
+            })
+            .await?;
+        let listed = store
+            .list_executions(shop.id, &ExecutionFilter::default(), &page(100, None))
+            .await?
+            .items;
+        assert_eq!(
+            listed.len(),
+            4,
+            "the shop's four; the one of no app was left out"
+        );
+        assert_eq!(listed[0], recent[2], "newest first, as written");
+        assert_eq!(
+            store.get_execution(old.execution_id).await?,
+            vec![old.clone()]
+        );
+        assert!(store.get_execution(gone.execution_id).await?.is_empty());
+
+        let swept = store.sweep_executions(7 * day, 2, 100).await?;
+        assert_eq!(swept, 2, "the ten-day-old one, then the oldest beyond two");
+        let kept = store
+            .list_executions(shop.id, &ExecutionFilter::default(), &page(100, None))
+            .await?
+            .items;
+        assert_eq!(kept, vec![recent[2].clone(), recent[1].clone()]);
+        assert_eq!(
+            store
+                .list_executions(other.id, &ExecutionFilter::default(), &page(100, None))
+                .await?
+                .items
+                .len(),
+            1,
+            "another app's are counted on their own"
+        );
+        assert!(store.delete_app(shop.id).await?);
+        assert!(
+            store
+                .get_execution(recent[2].execution_id)
+                .await?
+                .is_empty(),
+            "an app's records go with it"
+        );
+        Ok(())
+    }
+);
+
 // ---------------------------------------------------------------------------------------------
 // Routes
 // ---------------------------------------------------------------------------------------------

@@ -437,6 +437,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PICLOUD_REDACTED_HEADERS", default_value = "",
           value_parser = header_list)]
     pub redacted_headers: HeaderNames,
+
+    /// Whether a sync request that succeeded leaves an execution record (failures always do, as
+    /// do async jobs, trigger handlers and test runs). `false` spares the most
+    /// latency-sensitive routes the record's write.
+    #[arg(long, env = "PICLOUD_RECORD_SYNC_SUCCESSES", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub record_sync_successes: bool,
 }
 
 /// The admin listener's address, or none.
@@ -560,6 +567,16 @@ pub struct JobArgs {
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub abandoned_executions_retention_days: u32,
 
+    /// Days an execution record (its outcome and log) is kept.
+    #[arg(long, env = "PICLOUD_EXECUTION_RETENTION_DAYS", default_value_t = RetentionConfig::default().execution_days,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub execution_retention_days: u32,
+
+    /// The most execution records kept per app: its newest.
+    #[arg(long, env = "PICLOUD_EXECUTION_RETENTION_PER_APP", default_value_t = RetentionConfig::default().executions_per_app,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub execution_retention_per_app: u64,
+
     /// How often the retention sweepers run, in seconds.
     #[arg(long, env = "PICLOUD_SWEEP_INTERVAL_SECS", default_value_t = RetentionConfig::default().sweep_interval_secs,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
@@ -601,6 +618,8 @@ impl JobArgs {
         RetentionConfig {
             dead_letter_days: self.dead_letter_retention_days,
             abandoned_execution_days: self.abandoned_executions_retention_days,
+            execution_days: self.execution_retention_days,
+            executions_per_app: self.execution_retention_per_app,
             sweep_interval_secs: self.sweep_interval_secs,
         }
     }

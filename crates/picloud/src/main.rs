@@ -156,6 +156,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retention: args.jobs.retention(),
         route_refresh_ms: args.route_refresh_ms,
         redacted_headers: args.redacted_headers(),
+        records: picloud_orchestrator::runner::RecordPolicy {
+            sync_successes: args.record_sync_successes,
+        },
     };
     let platform = Platform::start(store.clone(), executors, platform_config)
         .await

@@ -67,6 +67,7 @@ impl PathId for UserId {}
 impl PathId for ApiKeyId {}
 impl PathId for TriggerId {}
 impl PathId for DeadLetterId {}
+impl PathId for picloud_core::ExecutionId {}
 
 /// What [`PathIds`] holds: one id, or two.
 pub trait FromSegments: Sized {

@@ -9,6 +9,7 @@ use tokio::runtime::Runtime;
 
 use crate::commit::commit_runs;
 use crate::db::DbResult;
+use crate::executions::record_executions;
 use crate::jobs::{
     count_jobs, enqueue, push_attempts, JobCounts, JobValues, ATTEMPTS_PER_STATEMENT,
 };
@@ -128,6 +129,7 @@ pub(super) async fn commit_batch(
     let mut tx = conn.begin_with(begin).await?;
     write_batch(&mut tx, &jobs, &batch.finished).await?;
     let verdicts = commit_runs(&mut tx, quotas, &batch.runs).await?;
+    record_executions(&mut tx, &batch.executions).await?;
     tx.commit().await?;
     Ok(verdicts)
 }

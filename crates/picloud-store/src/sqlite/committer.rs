@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 use super::direct::{self, sqlite_error};
 use crate::commit::{commit_runs, AnyRow, CommitTx};
 use crate::db::{sqlite, Arg, Sql};
+use crate::executions::record_executions;
 use crate::jobs::{JobCounts, JobValues};
 use crate::sql::{self, insert_into_outbox};
 use crate::{
@@ -106,6 +107,7 @@ impl SqliteCommitter {
             .map_err(sqlite_error)?;
         write_rows(&tx, batch, jobs).map_err(sqlite_error)?;
         let verdicts = ready(commit_runs(&mut Rusqlite(&tx), &self.quotas, &batch.runs))?;
+        ready(record_executions(&mut Rusqlite(&tx), &batch.executions))?;
         // Dropped without a commit, the transaction rolls back.
         tx.commit().map_err(sqlite_error)?;
         Ok(verdicts)

@@ -1,0 +1,54 @@
+//! Execution records (issue #18): what each execution did, for the people of its app. Viewers
+//! read them (`AppRead`); someone without access to the app finds none, as if it did not exist.
+
+use std::sync::Arc;
+
+use picloud_core::records::{ExecutionFilter, ExecutionRecord};
+use picloud_core::{AppId, Capability, ExecutionId, Principal};
+use picloud_store::{Page, PageRequest, Store};
+
+use crate::auth::{require, require_on};
+use crate::error::{ServiceError, ServiceResult};
+use crate::page::check_page;
+
+#[derive(Clone)]
+pub struct ExecutionService {
+    store: Arc<dyn Store>,
+}
+
+impl ExecutionService {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The app's records matching `filter`, newest first.
+    pub async fn list(
+        &self,
+        actor: &Principal,
+        app_id: AppId,
+        filter: &ExecutionFilter,
+        page: &PageRequest,
+    ) -> ServiceResult<Page<ExecutionRecord>> {
+        require(actor, Capability::AppRead(app_id))?;
+        check_page(page)?;
+        if self.store.get_app(app_id).await?.is_none() {
+            return Err(ServiceError::not_found("app", app_id));
+        }
+        Ok(self.store.list_executions(app_id, filter, page).await?)
+    }
+
+    /// Every recorded attempt of the execution `id`, first attempt first.
+    pub async fn get(
+        &self,
+        actor: &Principal,
+        id: ExecutionId,
+    ) -> ServiceResult<Vec<ExecutionRecord>> {
+        let records = self.store.get_execution(id).await?;
+        let app_id = records
+            .first()
+            .map(|record| record.app_id)
+            .ok_or_else(|| ServiceError::not_found("execution", id))?;
+        require_on(actor, Capability::AppRead(app_id), "execution", id)?;
+        Ok(records)
+    }
+}

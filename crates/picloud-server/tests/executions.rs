@@ -1,0 +1,265 @@
+//! Execution records through the admin API, on both backends (#18): every source of execution
+//! — a sync request, each attempt of an async job, a trigger handler, a test run — leaves exactly
+//! one record per attempt with its outcome, error and log; lists filter and refuse bad filters
+//! with a sentence; someone without access to the app finds nothing.
+
+use std::time::Duration;
+
+use picloud_test_support::both_backends;
+use picloud_test_support::eventually;
+use picloud_test_support::server::{Settings, TestServer};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// The app's records matching `query` (`source=sync`…), once there are `count` of them.
+async fn records(server: &TestServer, app: &str, query: &str, count: usize) -> Vec<Value> {
+    let path = format!("/api/v1/admin/apps/{app}/executions?{query}");
+    eventually(&format!("{count} records for ?{query}"), WITHIN, || async {
+        let answer = server.admin(Method::GET, &path, None).await;
+        assert_eq!(answer.status, 200, "{answer}");
+        let items = answer.json["items"].as_array().cloned().unwrap_or_default();
+        (items.len() >= count).then_some(items)
+    })
+    .await
+}
+
+both_backends!(
+    every_source_of_execution_leaves_one_record_per_attempt,
+    |store| async move {
+        let mut settings = Settings::default();
+        settings.platform.jobs.retry_max_attempts = 2;
+        settings.platform.jobs.retry_base_ms = 10;
+        let server = TestServer::start_with(store, settings).await;
+        let app = server.api.create_app("shop").await;
+        server
+            .api
+            .add_route(
+                &app,
+                "hello",
+                "print(\"saying hi\");\n#{ hi: 1 }",
+                "GET",
+                "/hello",
+            )
+            .await;
+        server
+            .api
+            .add_route(&app, "boom", "let x = 1;\nthrow \"boom\";", "GET", "/boom")
+            .await;
+        let failing = server
+            .api
+            .route(
+                &app,
+                "later",
+                "throw \"not today\";",
+                ("POST", "/later"),
+                "async",
+            )
+            .await;
+        let handler = server
+            .api
+            .create_script(&app, "handler", "log::info(`saw ${ctx.event.kv.key}`);")
+            .await;
+        let (status, _) = server
+            .api
+            .post(
+                &format!("/api/v1/admin/apps/{app}/triggers/kv"),
+                json!({"script_id": handler, "collection": "orders"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        server
+            .api
+            .add_route(
+                &app,
+                "order",
+                "kv::collection(\"orders\").set(\"o-1\", 1); 1",
+                "GET",
+                "/order",
+            )
+            .await;
+
+        assert_eq!(server.get("/shop/hello").await.status, 200);
+        assert_eq!(server.get("/shop/boom").await.status, 500);
+        let accepted = server.call(Method::POST, "/shop/later", None, None).await;
+        assert_eq!(accepted.status, 202, "{accepted}");
+        let job = accepted.json["execution_id"]
+            .as_str()
+            .expect("an id")
+            .to_owned();
+        assert_eq!(server.get("/shop/order").await.status, 200);
+        let tested = server
+            .admin(
+                Method::POST,
+                &format!("/api/v1/admin/scripts/{failing}/execute"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(tested.status, 200, "{tested}");
+
+        let ok = records(&server, &app, "source=sync&outcome=ok", 2).await;
+        assert_eq!(ok.len(), 2, "hello and order: {ok:?}");
+        let hello = ok
+            .iter()
+            .find(|r| r["summary"] == "GET /hello")
+            .expect("the hello record");
+        assert_eq!(hello["status"], 200);
+        assert_eq!(hello["attempt"], 1);
+        assert_eq!(hello["runs"], 1);
+        assert_eq!(hello["logs"][0]["message"], "saying hi", "{hello}");
+        assert_eq!(hello["logs"][0]["level"], "info", "{hello}");
+
+        let failed = records(&server, &app, "source=sync&outcome=runtime_error", 1).await;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0]["summary"], "GET /boom");
+        assert_eq!(failed[0]["error"]["message"], "boom");
+        assert_eq!(failed[0]["error"]["line"], 2);
+
+        let handled = records(&server, &app, "source=kv", 1).await;
+        assert_eq!(handled[0]["summary"], "kv set orders/o-1", "{handled:?}");
+        assert_eq!(handled[0]["outcome"], "ok");
+        assert_eq!(handled[0]["logs"][0]["message"], "saw o-1");
+
+        let test_runs = records(&server, &app, "source=test", 1).await;
+        assert_eq!(test_runs[0]["summary"], "test run GET /", "{test_runs:?}");
+        assert_eq!(test_runs[0]["outcome"], "runtime_error");
+
+        // The async job fails both of its attempts: one record each, under its execution id.
+        let attempts = eventually("both attempts recorded", WITHIN, || async {
+            let answer = server
+                .admin(
+                    Method::GET,
+                    &format!("/api/v1/admin/executions/{job}"),
+                    None,
+                )
+                .await;
+            let attempts = answer.json["attempts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            (attempts.len() == 2).then_some(attempts)
+        })
+        .await;
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| a["attempt"].clone())
+                .collect::<Vec<_>>(),
+            [json!(1), json!(2)]
+        );
+        for attempt in &attempts {
+            assert_eq!(attempt["source"], "async");
+            assert_eq!(attempt["summary"], "POST /later");
+            assert_eq!(attempt["error"]["message"], "not today");
+        }
+
+        // Filters: by script, and refusals naming the field.
+        let by_script = records(&server, &app, &format!("script_id={failing}"), 3).await;
+        assert_eq!(
+            by_script.len(),
+            3,
+            "two attempts and the test run: {by_script:?}"
+        );
+        for (query, field) in [
+            ("outcome=great", "outcome"),
+            ("source=cron", "source"),
+            ("since=yesterday", "since"),
+            ("script_id=nope", "script_id"),
+            ("colour=red", ""),
+        ] {
+            let answer = server
+                .admin(
+                    Method::GET,
+                    &format!("/api/v1/admin/apps/{app}/executions?{query}"),
+                    None,
+                )
+                .await;
+            assert_eq!(answer.status, 400, "{query}: {answer}");
+            if !field.is_empty() {
+                assert_eq!(answer.json["error"]["field"], field, "{query}: {answer}");
+            }
+        }
+        let future = records(&server, &app, "since=2999-01-01T00:00:00Z", 0).await;
+        assert!(future.is_empty(), "nothing started in the future");
+        let paged = server
+            .admin(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{app}/executions?limit=2"),
+                None,
+            )
+            .await;
+        assert_eq!(paged.json["items"].as_array().map(Vec::len), Some(2));
+        let cursor = paged.json["next_cursor"].as_str().expect("a next page");
+        let next = server
+            .admin(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{app}/executions?limit=2&cursor={cursor}"),
+                None,
+            )
+            .await;
+        assert!(
+            next.json["items"][0]["id"] != paged.json["items"][1]["id"],
+            "the next page goes on where the first ended"
+        );
+
+        // Someone without access to the app finds none of it.
+        let created = server
+            .admin(
+                Method::POST,
+                "/api/v1/admin/users",
+                Some(json!({"username": "mallory", "password": "a long password"})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{created}");
+        let mallory = server.login("mallory", "a long password").await;
+        for path in [
+            format!("/api/v1/admin/apps/{app}/executions"),
+            format!("/api/v1/admin/executions/{job}"),
+        ] {
+            let answer = server.call(Method::GET, &path, Some(&mallory), None).await;
+            assert_eq!(answer.status, 404, "{path}: {answer}");
+        }
+        Ok(())
+    }
+);
+
+both_backends!(
+    a_record_keeps_the_capped_log_and_the_setting_leaves_out_sync_successes,
+    |store| async move {
+        let mut settings = Settings::default();
+        settings.platform.records.sync_successes = false;
+        let server = TestServer::start_with(store, settings).await;
+        let app = server.api.create_app("shop").await;
+        server
+            .api
+            .add_route(&app, "quiet", "1", "GET", "/quiet")
+            .await;
+        server
+            .api
+            .add_route(
+                &app,
+                "chatty",
+                "for i in 0..1500 { print(`line ${i}`); }\nthrow \"after all that\";",
+                "GET",
+                "/chatty",
+            )
+            .await;
+        assert_eq!(server.get("/shop/quiet").await.status, 200);
+        assert_eq!(server.get("/shop/chatty").await.status, 500);
+        let kept = records(&server, &app, "", 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let kept_now = records(&server, &app, "", 1).await;
+        assert_eq!(kept_now.len(), 1, "only the failure is kept: {kept:?}");
+        let logs = kept_now[0]["logs"].as_array().expect("the log");
+        assert_eq!(logs.len(), 1001, "1,000 lines and the closing one");
+        assert!(
+            logs[1000]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("500 more log lines were dropped")),
+            "{}",
+            logs[1000]
+        );
+        Ok(())
+    }
+);

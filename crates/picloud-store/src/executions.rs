@@ -1,0 +1,113 @@
+//! [`ExecutionStore`], written once for both backends: execution records (issue #18). They are
+//! written by the outbox's group commit ([`record_executions`], in the batch that carries them),
+//! read by the admin API, and swept by age and by count per app.
+
+use async_trait::async_trait;
+use picloud_core::records::{ExecutionFilter, ExecutionRecord};
+use picloud_core::{AppId, ExecutionId};
+
+use crate::commit::CommitTx;
+use crate::db::Engine;
+use crate::paging::Window;
+use crate::rows::{records, span, ExecutionRow};
+use crate::{sql, ExecutionStore, Page, PageRequest, StoreError, StoreResult};
+
+/// Writes `executions` in the commit `tx` belongs to; a record of an app that is gone, or of an
+/// attempt recorded already, is left out rather than failing the commit it rides with.
+pub(crate) async fn record_executions<T: CommitTx>(
+    tx: &mut T,
+    executions: &[ExecutionRecord],
+) -> StoreResult<()> {
+    for record in executions {
+        let logs = serde_json::to_string(&record.logs)
+            .map_err(|err| StoreError::Internal(format!("an execution's log as JSON: {err}")))?;
+        let error = record.error.as_ref();
+        tx.execute(
+            sql::INSERT_EXECUTION,
+            &[
+                record.id.to_string().into(),
+                record.execution_id.to_string().into(),
+                i64::from(record.attempt).into(),
+                record.app_id.to_string().into(),
+                record.script_id.to_string().into(),
+                record.source.as_str().into(),
+                record.summary.as_str().into(),
+                record.outcome.as_str().into(),
+                record.status.map(i64::from).into(),
+                error.map(|e| e.message.as_str()).into(),
+                error.and_then(|e| e.line).map(i64::from).into(),
+                error.and_then(|e| e.column).map(i64::from).into(),
+                i64::from(record.runs).into(),
+                record.started_at.as_millis().into(),
+                i64::try_from(record.duration_us).unwrap_or(i64::MAX).into(),
+                logs.into(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<E: Engine> ExecutionStore for E {
+    async fn list_executions(
+        &self,
+        app_id: AppId,
+        filter: &ExecutionFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ExecutionRecord>> {
+        let window = Window::new(page)?;
+        let rows: Vec<ExecutionRow> = self
+            .fetch_all(
+                sql::LIST_EXECUTIONS,
+                &[
+                    app_id.to_string().into(),
+                    window.before().into(),
+                    window.fetch().into(),
+                    filter.script_id.map(|id| id.to_string()).into(),
+                    filter.outcome.as_deref().into(),
+                    filter.source.map(|source| source.as_str()).into(),
+                    filter.since.map(|at| at.as_millis()).into(),
+                    filter.until.map(|at| at.as_millis()).into(),
+                ],
+            )
+            .await?;
+        Ok(window.page(records(rows)?, |record: &ExecutionRecord| {
+            record.id.to_string()
+        }))
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>> {
+        let rows: Vec<ExecutionRow> = self
+            .fetch_all(sql::GET_EXECUTION, &[id.to_string().into()])
+            .await?;
+        records(rows)
+    }
+
+    async fn sweep_executions(
+        &self,
+        older_than_ms: i64,
+        keep_per_app: u64,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let old = self
+            .write(
+                sql::SWEEP_OLD_EXECUTIONS,
+                &[span(older_than_ms).into(), i64::from(limit).into()],
+            )
+            .await?;
+        let excess = self
+            .write(
+                sql::SWEEP_EXCESS_EXECUTIONS,
+                &[
+                    i64::try_from(keep_per_app).unwrap_or(i64::MAX).into(),
+                    i64::from(limit).into(),
+                ],
+            )
+            .await?;
+        Ok(old + excess)
+    }
+}
