@@ -1,16 +1,28 @@
 //! [`ExecutionStore`], written once for both backends: execution records (issue #18). They are
 //! written by the outbox's group commit ([`record_executions`], in the batch that carries them),
-//! read by the admin API, and swept by age and by count per app.
+//! read by the admin API, and swept by age and by count per app, one app's range at a time
+//! (the table is clustered by app and time-ordered id; see its migration).
 
 use async_trait::async_trait;
 use picloud_core::records::{ExecutionFilter, ExecutionRecord};
-use picloud_core::{AppId, ExecutionId};
+use picloud_core::{AppId, ExecutionId, Timestamp};
 
 use crate::commit::CommitTx;
 use crate::db::Engine;
 use crate::paging::Window;
 use crate::rows::{records, span, ExecutionRow};
 use crate::{sql, ExecutionStore, Page, PageRequest, StoreError, StoreResult};
+
+/// The text that sorts before the id of every record made at or after `millis` (ids are UUID v7,
+/// whose first 48 bits are their Unix time in milliseconds) and after every earlier one.
+fn id_bound(millis: i64) -> String {
+    let millis = u64::try_from(millis).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        millis >> 16,
+        millis & 0xffff
+    )
+}
 
 /// Writes `executions` in the commit `tx` belongs to; a record of an app that is gone, or of an
 /// attempt recorded already, is left out rather than failing the commit it rides with.
@@ -93,21 +105,32 @@ impl<E: Engine> ExecutionStore for E {
         if limit == 0 {
             return Ok(0);
         }
-        let old = self
-            .write(
-                sql::SWEEP_OLD_EXECUTIONS,
-                &[span(older_than_ms).into(), i64::from(limit).into()],
-            )
-            .await?;
-        let excess = self
-            .write(
-                sql::SWEEP_EXCESS_EXECUTIONS,
-                &[
-                    i64::try_from(keep_per_app).unwrap_or(i64::MAX).into(),
-                    i64::from(limit).into(),
-                ],
-            )
-            .await?;
-        Ok(old + excess)
+        let before = id_bound(
+            Timestamp::now()
+                .as_millis()
+                .saturating_sub(span(older_than_ms)),
+        );
+        let keep = i64::try_from(keep_per_app).unwrap_or(i64::MAX);
+        let apps: Vec<(String,)> = self.fetch_all(sql::APPS_WITH_EXECUTIONS, &[]).await?;
+        let mut deleted = 0;
+        for (app_id,) in &apps {
+            deleted += self
+                .write(
+                    sql::SWEEP_OLD_EXECUTIONS,
+                    &[
+                        app_id.into(),
+                        before.as_str().into(),
+                        i64::from(limit).into(),
+                    ],
+                )
+                .await?;
+            deleted += self
+                .write(
+                    sql::SWEEP_EXCESS_EXECUTIONS,
+                    &[app_id.into(), keep.into(), i64::from(limit).into()],
+                )
+                .await?;
+        }
+        Ok(deleted)
     }
 }

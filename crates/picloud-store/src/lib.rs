@@ -275,8 +275,8 @@ pub trait ExecutionStore: Send + Sync {
     ) -> StoreResult<Page<ExecutionRecord>>;
     /// Every attempt's record of the execution `id`, first attempt first; empty when none.
     async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>>;
-    /// Deletes up to `limit` records that started more than `older_than_ms` ago, and up to
-    /// `limit` of each app's beyond its newest `keep_per_app`; answers how many.
+    /// Deletes, of each app, up to `limit` records made more than `older_than_ms` ago and up to
+    /// `limit` beyond its newest `keep_per_app`; answers how many.
     async fn sweep_executions(
         &self,
         older_than_ms: i64,

@@ -770,18 +770,19 @@ pub const GET_EXECUTION: Sql<'static> = dialects!(
     execution_columns!(),
     " FROM executions WHERE execution_id = $1 ORDER BY attempt"
 );
-/// Deletes up to `$2` records that started more than `$1` ms ago, oldest first.
-pub const SWEEP_OLD_EXECUTIONS: Sql<'static> = dialects!(
-    "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE started_at < ",
-    clock!(),
-    " - $1 ORDER BY started_at LIMIT $2",
-    skip_locked!(),
-    ")"
+/// The apps that have execution records.
+pub const APPS_WITH_EXECUTIONS: Sql<'static> =
+    Sql::same("SELECT id FROM apps WHERE EXISTS (SELECT 1 FROM executions WHERE app_id = apps.id)");
+/// Deletes up to `$3` of the app `$1`'s records with an id before `$2` (older), oldest first.
+pub const SWEEP_OLD_EXECUTIONS: Sql<'static> = Sql::same(
+    "\
+    DELETE FROM executions WHERE app_id = $1 AND id IN (SELECT id FROM executions \
+    WHERE app_id = $1 AND id < $2 ORDER BY id LIMIT $3)",
 );
-/// Deletes up to `$2` records of each app beyond its newest `$1`.
+/// Deletes up to `$3` of the app `$1`'s records beyond its newest `$2`, oldest first.
 pub const SWEEP_EXCESS_EXECUTIONS: Sql<'static> = Sql::same(
     "\
-    DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
-    (PARTITION BY app_id ORDER BY id DESC) AS n FROM executions) AS ranked WHERE n > $1 \
-    LIMIT $2)",
+    DELETE FROM executions WHERE app_id = $1 AND id IN (SELECT id FROM executions \
+    WHERE app_id = $1 AND id <= (SELECT id FROM executions WHERE app_id = $1 \
+    ORDER BY id DESC LIMIT 1 OFFSET $2) ORDER BY id LIMIT $3)",
 );

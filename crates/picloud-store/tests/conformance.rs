@@ -621,8 +621,22 @@ both_backends!(
         let other = app(&store, "other").await?;
         let script = endpoint(&store, shop.id, "hello").await?;
         let day = 24 * 3_600_000;
+        // A record made `age_ms` ago: its time-ordered id says so (UUID v7: 48 bits of ms).
+        let id_made = |age_ms: i64| {
+            let ms = Timestamp::now().as_millis() - age_ms;
+            picloud_core::RecordId::parse(&format!(
+                "{:08x}-{:04x}-7000-8000-000000000000",
+                ms >> 16,
+                ms & 0xffff
+            ))
+            .expect("a v7 id")
+        };
         let record = |app_id: AppId, age_ms: i64| ExecutionRecord {
-            id: picloud_core::RecordId::new(),
+            id: if age_ms == 0 {
+                picloud_core::RecordId::new()
+            } else {
+                id_made(age_ms)
+            },
             execution_id: picloud_core::ExecutionId::new(),
             attempt: 1,
             app_id,

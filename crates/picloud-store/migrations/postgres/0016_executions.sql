@@ -2,8 +2,13 @@
 -- trigger handler, dead-letter handler, test run — with its outcome and its log lines (a JSON
 -- array, already capped by the executor). Written by the outbox's group commit after the run;
 -- a record of an app deleted meanwhile is not written. Swept by age and by count per app.
+--
+-- Few structures, because every sync request writes one: rows are clustered by (app_id, id) —
+-- ids are time-ordered, so a record lands at the end of its app's range, lists of an app read
+-- a range, and sweeps delete the oldest of a range — and one unique index finds an execution's
+-- attempts (a rowid table with an index per lookup wrote twice the pages per commit).
 CREATE TABLE executions (
-    id           TEXT   COLLATE "C" NOT NULL PRIMARY KEY,
+    id           TEXT   COLLATE "C" NOT NULL,
     execution_id TEXT   COLLATE "C" NOT NULL,
     attempt      BIGINT NOT NULL,
     app_id       TEXT   COLLATE "C" NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
@@ -19,7 +24,6 @@ CREATE TABLE executions (
     started_at   BIGINT NOT NULL,
     duration_us  BIGINT NOT NULL,
     logs         TEXT   NOT NULL,
+    PRIMARY KEY (app_id, id),
     CONSTRAINT executions_attempt_key UNIQUE (execution_id, attempt)
 );
-CREATE INDEX executions_app_idx ON executions (app_id, id);
-CREATE INDEX executions_started_idx ON executions (started_at);

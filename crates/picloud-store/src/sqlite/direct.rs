@@ -23,8 +23,15 @@ pub(super) fn statement<'c>(
     args: &[Arg<'_>],
 ) -> rusqlite::Result<CachedStatement<'c>> {
     let mut statement = conn.prepare_cached(sql.sqlite)?;
-    for (n, arg) in args.iter().enumerate() {
-        let Some(index) = statement.parameter_index(&format!("${}", n + 1))? else {
+    // Each of the statement's parameters by its name (`$n`): no name is formatted and looked up
+    // per argument, which cost a hot statement of 16 parameters more than its binding.
+    for index in 1..=statement.parameter_count() {
+        let Some(arg) = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| args.get(n.checked_sub(1)?))
+        else {
             continue;
         };
         match arg {
