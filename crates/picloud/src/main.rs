@@ -8,6 +8,7 @@
 mod config;
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,8 +95,10 @@ fn init_tracing(cli: &Cli) -> anyhow::Result<()> {
             cli.log
         )
     })?;
+    // Colours only for a person at a terminal: a file or a pipe gets plain text (#18).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),

@@ -648,6 +648,30 @@ fn migrate_applies_the_migrations_and_exits() {
     );
 }
 
+// #18: the human log format written to a file or a pipe carried colour escape codes.
+#[test]
+fn the_human_log_has_no_colour_codes_when_it_is_not_a_terminal() {
+    let Some(db) = Database::fresh(Backend::Sqlite) else {
+        return;
+    };
+    let output = binary()
+        .arg("migrate")
+        .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PICLOUD_LOG_FORMAT", "human")
+        .env("PICLOUD_LOG", "info")
+        .output()
+        .expect("run picloud migrate");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("migrations are applied"),
+        "the line is written: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no escape codes in a pipe: {stderr:?}"
+    );
+}
+
 /// The mode of a file or directory, without its type bits.
 #[cfg(unix)]
 fn mode_of(path: &std::path::Path) -> u32 {
