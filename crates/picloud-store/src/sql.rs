@@ -746,13 +746,26 @@ macro_rules! execution_columns {
          error_line, error_column, runs, started_at, duration_us, logs"
     };
 }
-/// One execution record; nothing when its app is gone (deleted while the run was recorded) or
-/// the attempt has a record already.
-pub const INSERT_EXECUTION: Sql<'static> = dialects!(
+/// One execution record, on SQLite (where a statement costs no round trip): nothing when its
+/// app is gone or the attempt has a record already. Its parameters appear in order (`$4` twice),
+/// as the committer's binding by position needs.
+pub const INSERT_EXECUTION: &str = concat!(
     "INSERT INTO executions (",
     execution_columns!(),
-    ") SELECT $1, $2, $3, apps.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 ",
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 ",
     "FROM apps WHERE apps.id = $4 ON CONFLICT (execution_id, attempt) DO NOTHING"
+);
+/// [`execution_columns`] as a constant, for statements built at run time.
+pub const EXECUTION_COLUMNS: &str = execution_columns!();
+/// What follows `WITH record (columns) AS (VALUES …)` on PostgreSQL: the records of apps that
+/// still exist, an attempt recorded already left out.
+pub const INSERT_EXECUTIONS: &str = concat!(
+    "INSERT INTO executions (",
+    execution_columns!(),
+    ") SELECT ",
+    execution_columns!(),
+    " FROM record WHERE app_id IN (SELECT id FROM apps) ",
+    "ON CONFLICT (execution_id, attempt) DO NOTHING"
 );
 /// The app `$1`'s records before the record id `$2`, newest first, at most `$3`; `$4` a script,
 /// `$5` an outcome, `$6` a source, `$7` / `$8` started at or after / before (milliseconds).
