@@ -613,11 +613,13 @@ async fn a_module_saved_through_one_node_is_run_by_the_other() {
             )
         }
     };
+    // B loads the app's routes in one read: once it serves `/seen`, made last, it has them all.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&b.base, "/version").await != (200, "1".to_owned()) {
-        assert!(Instant::now() < deadline, "node B never served the route");
+    while get(&b.base, "/seen").await.0 == 404 {
+        assert!(Instant::now() < deadline, "node B never served the routes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(get(&b.base, "/version").await, (200, "1".to_owned()));
     // B's cache holds version 1 of the module, for the job's script too.
     let status = http
         .post(format!("{}/mods/job", b.base))
