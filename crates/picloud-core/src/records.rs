@@ -83,11 +83,92 @@ pub struct ExecutionRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionFilter {
     pub script_id: Option<ScriptId>,
-    /// `ok` or an error kind.
+    /// `ok`, an error kind, or [`ExecutionFilter::ANY_ERROR`].
     pub outcome: Option<String>,
     pub source: Option<ExecutionSource>,
     /// Started at or after.
     pub since: Option<Timestamp>,
     /// Started before.
     pub until: Option<Timestamp>,
+}
+
+impl ExecutionFilter {
+    /// The outcome that stands for every error kind (every outcome but `ok`).
+    pub const ANY_ERROR: &'static str = "error";
+
+    /// Whether `record` is one this filter keeps: the store's query, for records in memory (the
+    /// live tail).
+    pub fn matches(&self, record: &ExecutionRecord) -> bool {
+        let outcome = match self.outcome.as_deref() {
+            None => true,
+            Some(Self::ANY_ERROR) => record.outcome != "ok",
+            Some(outcome) => record.outcome == outcome,
+        };
+        outcome
+            && self.script_id.is_none_or(|id| id == record.script_id)
+            && self.source.is_none_or(|source| source == record.source)
+            && self.since.is_none_or(|at| record.started_at >= at)
+            && self.until.is_none_or(|at| record.started_at < at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(outcome: &str, source: ExecutionSource, started_at: i64) -> ExecutionRecord {
+        ExecutionRecord {
+            id: RecordId::new(),
+            execution_id: ExecutionId::new(),
+            attempt: 1,
+            app_id: AppId::new(),
+            script_id: ScriptId::new(),
+            source,
+            summary: "GET /".to_owned(),
+            started_at: Timestamp::from_millis(started_at),
+            duration_us: 10,
+            runs: 1,
+            outcome: outcome.to_owned(),
+            status: None,
+            error: None,
+            logs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_filter_keeps_what_the_stores_query_keeps() {
+        let ok = record("ok", ExecutionSource::Sync, 1_000);
+        let failed = record("timeout", ExecutionSource::Async, 2_000);
+        let keeps = |filter: ExecutionFilter| {
+            [&ok, &failed]
+                .into_iter()
+                .filter(|r| filter.matches(r))
+                .map(|r| r.outcome.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keeps(ExecutionFilter::default()), ["ok", "timeout"]);
+        let outcome = |o: &str| ExecutionFilter {
+            outcome: Some(o.to_owned()),
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(keeps(outcome(ExecutionFilter::ANY_ERROR)), ["timeout"]);
+        assert_eq!(keeps(outcome("ok")), ["ok"]);
+        assert_eq!(keeps(outcome("runtime_error")), Vec::<&str>::new());
+        let source = ExecutionFilter {
+            source: Some(ExecutionSource::Async),
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(keeps(source), ["timeout"]);
+        let script = ExecutionFilter {
+            script_id: Some(ok.script_id),
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(keeps(script), ["ok"]);
+        let window = ExecutionFilter {
+            since: Some(Timestamp::from_millis(1_000)),
+            until: Some(Timestamp::from_millis(2_000)),
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(keeps(window), ["ok"]);
+    }
 }

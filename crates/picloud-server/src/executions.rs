@@ -86,15 +86,19 @@ pub(crate) async fn read(
 }
 
 fn outcome(value: String) -> Result<String, ApiError> {
-    if value == "ok" || ExecErrorKind::parse(&value).is_some() {
+    if value == "ok"
+        || value == ExecutionFilter::ANY_ERROR
+        || ExecErrorKind::parse(&value).is_some()
+    {
         return Ok(value);
     }
     let kinds: Vec<&str> = ExecErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     Err(InputError::new(
         "outcome",
         format!(
-            "'{}' is not an outcome: use ok, {}",
+            "'{}' is not an outcome: use ok, {} (any error), {}",
             shown(&value),
+            ExecutionFilter::ANY_ERROR,
             kinds.join(", ")
         ),
     )

@@ -115,6 +115,8 @@ both_backends!(
         assert_eq!(failed[0]["summary"], "GET /boom");
         assert_eq!(failed[0]["error"]["message"], "boom");
         assert_eq!(failed[0]["error"]["line"], 2);
+        let errors = records(&server, &app, "source=sync&outcome=error", 1).await;
+        assert_eq!(errors, failed, "outcome=error is every outcome but ok");
 
         let handled = records(&server, &app, "source=kv", 1).await;
         assert_eq!(handled[0]["summary"], "kv set orders/o-1", "{handled:?}");

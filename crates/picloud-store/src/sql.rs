@@ -773,7 +773,8 @@ pub const LIST_EXECUTIONS: Sql<'static> = dialects!(
     "SELECT ",
     execution_columns!(),
     " FROM executions WHERE app_id = $1 AND id < $2 ",
-    "AND ($4 IS NULL OR script_id = $4) AND ($5 IS NULL OR outcome = $5) ",
+    "AND ($4 IS NULL OR script_id = $4) ",
+    "AND ($5 IS NULL OR outcome = $5 OR ($5 = 'error' AND outcome <> 'ok')) ",
     "AND ($6 IS NULL OR source = $6) AND ($7 IS NULL OR started_at >= $7) ",
     "AND ($8 IS NULL OR started_at < $8) ORDER BY id DESC LIMIT $3"
 );
