@@ -10,15 +10,39 @@ use picloud_store::{Page, PageRequest, Store};
 use crate::auth::{require, require_on};
 use crate::error::{ServiceError, ServiceResult};
 use crate::page::check_page;
+use crate::tail::{LogTail, Refused, Tail, MAX_TAILS_PER_APP};
 
 #[derive(Clone)]
 pub struct ExecutionService {
     store: Arc<dyn Store>,
+    tail: Arc<LogTail>,
 }
 
 impl ExecutionService {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub(crate) fn new(store: Arc<dyn Store>, tail: Arc<LogTail>) -> Self {
+        Self { store, tail }
+    }
+
+    /// Opens a live tail of the app's records from now on (filter them with
+    /// [`ExecutionFilter::matches`]).
+    pub async fn tail(&self, actor: &Principal, app_id: AppId) -> ServiceResult<Tail> {
+        require(actor, Capability::AppRead(app_id))?;
+        if self.store.get_app(app_id).await?.is_none() {
+            return Err(ServiceError::not_found("app", app_id));
+        }
+        self.tail
+            .subscribe(app_id)
+            .map_err(|refused| match refused {
+                Refused::TooMany => ServiceError::OverQuota(format!(
+                    "the app has {MAX_TAILS_PER_APP} live tails open already; close one first"
+                )),
+                Refused::Closed => ServiceError::Unavailable("the server is shutting down".into()),
+            })
+    }
+
+    /// Ends every live tail: see [`LogTail::close`].
+    pub fn close_tails(&self) {
+        self.tail.close();
     }
 
     /// The app's records matching `filter`, newest first.

@@ -15,6 +15,7 @@
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
 //! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
 //! | [`runner`] | one execution: gate, executor, the commit of its effects (run again on a conflict), metrics and log lines |
+//! | [`tail`] | the live tail: each tailed app's records as they finish, to its readers |
 //! | [`sweeper`] | retention of dead letters and abandoned-execution records |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`validate`] | the [`ScriptValidator`] seam, implemented by the local executor |
@@ -43,6 +44,7 @@ pub mod routes;
 pub mod runner;
 pub mod scripts;
 pub mod sweeper;
+pub mod tail;
 pub mod throttle;
 pub mod triggers;
 pub mod users;
@@ -191,12 +193,13 @@ impl Platform {
             .map_err(|err| {
                 ServiceError::Internal(format!("the outbox writer thread cannot start: {err}"))
             })?;
+        let tail = Arc::new(tail::LogTail::new());
         let runner = runner::Runner::new(
             gate.clone(),
             executor,
             (recorder.clone(), config.commits, wake.clone()),
             metrics.clone(),
-            (script_logs, config.records),
+            (script_logs, config.records, tail.clone()),
         );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
@@ -240,7 +243,7 @@ impl Platform {
             triggers: TriggerService::new(store.clone()),
             data: DataService::new(store.clone()),
             dead_letters: DeadLetterService::new(store.clone(), wake),
-            executions: executions::ExecutionService::new(store.clone()),
+            executions: executions::ExecutionService::new(store.clone(), tail),
             auth,
             invoker: invoke::Invoker::new(
                 index.clone(),

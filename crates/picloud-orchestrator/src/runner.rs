@@ -34,6 +34,7 @@ use crate::config::CommitConfig;
 use crate::gate::{Admission, Gate, Refusal};
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
+use crate::tail::LogTail;
 
 /// What came of trying to run an execution.
 #[derive(Debug)]
@@ -84,6 +85,7 @@ pub struct Runner {
     metrics: Arc<Metrics>,
     script_logs: ScriptLogs,
     records: RecordPolicy,
+    tail: Arc<LogTail>,
 }
 
 impl Runner {
@@ -92,7 +94,7 @@ impl Runner {
         executor: Arc<dyn ExecutorClient>,
         (recorder, commits, wake): (Recorder, CommitConfig, Arc<Notify>),
         metrics: Arc<Metrics>,
-        (script_logs, records): (ScriptLogs, RecordPolicy),
+        (script_logs, records, tail): (ScriptLogs, RecordPolicy, Arc<LogTail>),
     ) -> Self {
         Self {
             gate,
@@ -103,6 +105,7 @@ impl Runner {
             metrics,
             script_logs,
             records,
+            tail,
         }
     }
 
@@ -144,9 +147,13 @@ impl Runner {
             &self.metrics,
         );
         drop(permit);
-        if self.records.keeps(origin.source, &outcome) {
-            self.recorder
-                .executed(origin.record(&context, &outcome, runs, started_at, elapsed));
+        let kept = self.records.keeps(origin.source, &outcome);
+        if kept || self.tail.is_tailed(app) {
+            let record = origin.record(&context, &outcome, runs, started_at, elapsed);
+            self.tail.publish(&record);
+            if kept {
+                self.recorder.executed(record);
+            }
         }
         Ran::Finished(outcome, settled)
     }

@@ -1,12 +1,17 @@
 //! `/api/v1/admin/apps/{app_id}/executions` and `/api/v1/admin/executions/{execution_id}`: the
 //! records of what executions did (issue #18).
 
+use std::time::Duration;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
+use futures_util::Stream;
 use picloud_core::exec::ExecErrorKind;
 use picloud_core::records::{ExecutionFilter, ExecutionRecord, ExecutionSource};
 use picloud_core::{AppId, ExecutionId, InputError, Timestamp};
+use picloud_orchestrator::tail::TailEnd;
 use picloud_orchestrator::Platform;
 use serde::{Deserialize, Serialize};
 
@@ -27,32 +32,50 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
+/// `?script_id=&outcome=&source=`: the live tail's filter.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamQuery {
+    script_id: Option<String>,
+    outcome: Option<String>,
+    source: Option<String>,
+}
+
+/// The filter of both queries (a live tail has no time window).
+fn filter(
+    script_id: Option<&str>,
+    outcome: Option<String>,
+    source: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<ExecutionFilter, ApiError> {
+    Ok(ExecutionFilter {
+        script_id: script_id.map(script_id_field).transpose()?,
+        outcome: outcome.map(parse_outcome).transpose()?,
+        source: source.map(parse_source).transpose()?,
+        since: since.map(|t| time("since", t)).transpose()?,
+        until: until.map(|t| time("until", t)).transpose()?,
+    })
+}
+
+fn query_error(rejection: QueryRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, rejection.body_text())
+}
+
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
     PathIds(app_id): PathIds<AppId>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<List<ExecutionRecord>>, ApiError> {
-    let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
-    let filter = ExecutionFilter {
-        script_id: query
-            .script_id
-            .as_deref()
-            .map(script_id_field)
-            .transpose()?,
-        outcome: query.outcome.map(outcome).transpose()?,
-        source: query.source.as_deref().map(source).transpose()?,
-        since: query
-            .since
-            .as_deref()
-            .map(|t| time("since", t))
-            .transpose()?,
-        until: query
-            .until
-            .as_deref()
-            .map(|t| time("until", t))
-            .transpose()?,
-    };
+    let Query(query) = query.map_err(query_error)?;
+    let filter = filter(
+        query.script_id.as_deref(),
+        query.outcome,
+        query.source.as_deref(),
+        query.since.as_deref(),
+        query.until.as_deref(),
+    )?;
     let page = ListParams::new(query.limit, query.cursor).page()?;
     Ok(Json(
         platform
@@ -61,6 +84,60 @@ pub(crate) async fn list(
             .await?
             .into(),
     ))
+}
+
+/// How often an idle live tail sends a comment, so that proxies keep it open and a client that
+/// went away is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The app's records as they finish, as Server-Sent Events: `execution` with a record (as
+/// listed), `: keep-alive` comments while idle, and `dropped` before the server closes a stream
+/// that read too slowly to keep up.
+pub(crate) async fn stream(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    PathIds(app_id): PathIds<AppId>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    let filter = filter(
+        query.script_id.as_deref(),
+        query.outcome,
+        query.source.as_deref(),
+        None,
+        None,
+    )?;
+    let tail = platform
+        .executions()
+        .tail(&caller.principal, app_id)
+        .await?;
+    let events = futures_util::stream::unfold(Some(tail), move |tail| {
+        let filter = filter.clone();
+        async move {
+            let mut tail = tail?;
+            loop {
+                match tail.next().await {
+                    Ok(record) if filter.matches(&record) => {
+                        let event = Event::default().event("execution").json_data(&*record);
+                        return Some((event, Some(tail)));
+                    }
+                    Ok(_) => {}
+                    Err(TailEnd::Missed(missed)) => {
+                        let message = format!(
+                            "this stream read too slowly and missed {missed} records; it is \
+                             closed (list them with GET /api/v1/admin/apps/{app_id}/executions)"
+                        );
+                        let event = Event::default()
+                            .event("dropped")
+                            .json_data(serde_json::json!({ "message": message }));
+                        return Some((event, None));
+                    }
+                    Err(TailEnd::Closed) => return None,
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
 /// Every recorded attempt of one execution.
@@ -85,7 +162,7 @@ pub(crate) async fn read(
     }))
 }
 
-fn outcome(value: String) -> Result<String, ApiError> {
+fn parse_outcome(value: String) -> Result<String, ApiError> {
     if value == "ok"
         || value == ExecutionFilter::ANY_ERROR
         || ExecErrorKind::parse(&value).is_some()
@@ -105,7 +182,7 @@ fn outcome(value: String) -> Result<String, ApiError> {
     .into())
 }
 
-fn source(value: &str) -> Result<ExecutionSource, ApiError> {
+fn parse_source(value: &str) -> Result<ExecutionSource, ApiError> {
     ExecutionSource::parse(value).ok_or_else(|| {
         let sources: Vec<&str> = ExecutionSource::ALL.iter().map(|s| s.as_str()).collect();
         InputError::new(

@@ -119,6 +119,12 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Live tails never end by themselves: they end first, so the connections can drain.
+    let tails = platform.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tails.executions().close_tails();
+    };
     let surfaces = listen::Surfaces {
         public: public_router(platform.clone(), &config),
         admin: admin_router(platform, &config),

@@ -1,12 +1,14 @@
 //! Execution records through the admin API, on both backends (#18): every source of execution
 //! — a sync request, each attempt of an async job, a trigger handler, a test run — leaves exactly
 //! one record per attempt with its outcome, error and log; lists filter and refuse bad filters
-//! with a sentence; someone without access to the app finds nothing.
+//! with a sentence; someone without access to the app finds nothing. The live tail streams the
+//! runs that finish after it opened, and drops a reader that stalls without slowing anyone.
 
 use std::time::Duration;
 
 use picloud_test_support::both_backends;
 use picloud_test_support::eventually;
+use picloud_test_support::http::EventStream;
 use picloud_test_support::server::{Settings, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -265,3 +267,171 @@ both_backends!(
         Ok(())
     }
 );
+
+/// The app's live tail, `query` its filter, as the instance admin.
+async fn tail(server: &TestServer, app: &str, query: &str) -> EventStream {
+    let url = server.url(&format!("/api/v1/admin/apps/{app}/logs/stream?{query}"));
+    match EventStream::open(&server.api.http, &url, &server.api.token).await {
+        Ok(stream) => stream,
+        Err(answer) => panic!("no stream: {answer}"),
+    }
+}
+
+both_backends!(
+    the_live_tail_streams_the_runs_that_finish_after_it_opened,
+    |store| async move {
+        let mut server = TestServer::start(store).await;
+        let app = server.api.create_app("shop").await;
+        let other = server.api.create_app("other").await;
+        server
+            .api
+            .add_route(&app, "hello", "print(\"saying hi\");\n1", "GET", "/hello")
+            .await;
+        server
+            .api
+            .add_route(&app, "boom", "let x = 1;\nthrow \"boom\";", "GET", "/boom")
+            .await;
+        server
+            .api
+            .add_route(&other, "theirs", "print(\"not yours\");\n1", "GET", "/x")
+            .await;
+        assert_eq!(
+            server.get("/shop/hello").await.status,
+            200,
+            "before the tail"
+        );
+
+        let mut everything = tail(&server, &app, "").await;
+        let mut errors = tail(&server, &app, "outcome=error").await;
+        assert_eq!(server.get("/other/x").await.status, 200);
+        assert_eq!(server.get("/shop/hello").await.status, 200);
+        assert_eq!(server.get("/shop/boom").await.status, 500);
+
+        let hello = everything.next(WITHIN).await.expect("an event");
+        assert_eq!(hello.name, "execution");
+        let hello = hello.json();
+        assert_eq!(hello["summary"], "GET /hello", "{hello}");
+        assert_eq!(hello["logs"][0]["message"], "saying hi");
+        let boom = everything.next(WITHIN).await.expect("an event").json();
+        assert_eq!(boom["summary"], "GET /boom", "not the other app's: {boom}");
+        assert_eq!(boom["error"]["line"], 2);
+        let failed = errors.next(WITHIN).await.expect("an event").json();
+        assert_eq!(failed["summary"], "GET /boom", "only errors: {failed}");
+        // What a tail sends is what the list holds.
+        let listed = records(&server, &app, "outcome=runtime_error", 1).await;
+        assert_eq!(listed[0], failed);
+
+        for (query, field) in [
+            ("outcome=fine", "outcome"),
+            ("source=cron", "source"),
+            ("script_id=7", "script_id"),
+            ("since=2026-01-01T00:00:00Z", "since"),
+        ] {
+            let url = server.url(&format!("/api/v1/admin/apps/{app}/logs/stream?{query}"));
+            let refused = EventStream::open(&server.api.http, &url, &server.api.token)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("?{query} streams"));
+            assert_eq!(refused.status, 400, "?{query}: {refused}");
+            assert!(refused.text.contains(field), "?{query}: {refused}");
+        }
+
+        // Shutting down ends the open tails, so the server drains at once.
+        let stopping = tokio::time::Instant::now();
+        server.stop().await;
+        assert_eq!(everything.next(WITHIN).await, None);
+        assert!(
+            stopping.elapsed() < Duration::from_secs(5),
+            "the drain waited"
+        );
+        Ok(())
+    }
+);
+
+/// A tail that stops reading falls behind, is told so and closed; meanwhile executions go on at
+/// their speed (a bound on `hello`'s latency, generous for a debug build under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_that_stops_reading_is_dropped_without_slowing_the_app() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    picloud_test_support::with_store(picloud_test_support::Backend::Sqlite, |store| async move {
+        let server = TestServer::start(store).await;
+        let app = server.api.create_app("shop").await;
+        // 64 KiB of log a run: a few hundred runs fill the sockets' buffers and the ring.
+        server
+            .api
+            .add_route(
+                &app,
+                "noisy",
+                "let line = \"x\".pad(1023, \"x\");\nfor i in 0..64 { print(line); }\n1",
+                "GET",
+                "/noisy",
+            )
+            .await;
+        server
+            .api
+            .add_route(&app, "hello", "1", "GET", "/hello")
+            .await;
+        let address = server.admin_base.trim_start_matches("http://").to_owned();
+        let mut stalled = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("a connection");
+        let request = format!(
+            "GET /api/v1/admin/apps/{app}/logs/stream HTTP/1.1\r\nHost: {address}\r\n\
+             Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            server.api.token
+        );
+        stalled
+            .write_all(request.as_bytes())
+            .await
+            .expect("the request is sent");
+
+        let runs = 1_200;
+        let workers = 4;
+        let mut noise = Vec::new();
+        for _ in 0..workers {
+            let http = server.api.http.clone();
+            let url = server.url("/shop/noisy");
+            noise.push(tokio::spawn(async move {
+                for _ in 0..runs / workers {
+                    let status = http.get(&url).send().await.expect("an answer").status();
+                    assert_eq!(status, 200);
+                }
+            }));
+        }
+        let mut slowest = Duration::ZERO;
+        while !noise.iter().all(tokio::task::JoinHandle::is_finished) {
+            let started = tokio::time::Instant::now();
+            assert_eq!(server.get("/shop/hello").await.status, 200);
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for task in noise {
+            task.await.expect("the noise ran");
+        }
+        assert!(
+            slowest < Duration::from_secs(2),
+            "hello took {slowest:?} while a tail stalled"
+        );
+
+        // Reading again, the tail finds what fitted in the buffers, then the notice, then the end.
+        let mut received = Vec::new();
+        tokio::time::timeout(WITHIN, stalled.read_to_end(&mut received))
+            .await
+            .expect("the server closed the stalled tail")
+            .expect("the stream reads");
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "{}",
+            &text[..200.min(text.len())]
+        );
+        let notice = text
+            .split("event: dropped\ndata: ")
+            .nth(1)
+            .expect("the tail was told why it was dropped");
+        assert!(notice.contains("read too slowly"), "{notice}");
+        Ok(())
+    })
+    .await;
+}

@@ -15,11 +15,19 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// Reads a response whole.
+    /// Reads a response whole; of an event stream (a live tail, which never ends by itself),
+    /// only the status and headers.
     pub async fn read(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await.expect("a readable body");
+        let streams = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|kind| kind.as_bytes().starts_with(b"text/event-stream"));
+        let text = if streams {
+            String::new()
+        } else {
+            response.text().await.expect("a readable body")
+        };
         let json = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
         Self {
             status,
@@ -256,4 +264,87 @@ impl Admin {
         assert_eq!(code, 200, "list dead letters: {body}");
         body["items"].as_array().expect("an items array").clone()
     }
+}
+
+/// A Server-Sent Events stream (a live tail), read event by event.
+pub struct EventStream {
+    response: reqwest::Response,
+    /// Received text not yet parsed into events.
+    buffer: String,
+}
+
+/// One event: its name (`message` when it has none) and its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub name: String,
+    pub data: String,
+}
+
+impl Event {
+    /// The data as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|err| panic!("{err}: {}", self.data))
+    }
+}
+
+impl EventStream {
+    /// `GET url` with `token`: the stream, or the answer when it is not one.
+    pub async fn open(http: &reqwest::Client, url: &str, token: &str) -> Result<Self, Answer> {
+        let response = http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the request is answered");
+        let streams = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|kind| kind.as_bytes().starts_with(b"text/event-stream"));
+        if response.status() != 200 || !streams {
+            return Err(Answer::read(response).await);
+        }
+        Ok(Self {
+            response,
+            buffer: String::new(),
+        })
+    }
+
+    /// The next event, skipping comments; `None` when the server ended the stream. Panics when
+    /// nothing comes `within`.
+    pub async fn next(&mut self, within: std::time::Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&block) {
+                    return Some(event);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no event within {within:?}"))
+                .expect("the stream reads");
+            match chunk {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// An event of one block of lines; `None` for a block of comments.
+fn parse_event(block: &str) -> Option<Event> {
+    let mut name = None;
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("event:") {
+            name = Some(value.trim_start().to_owned());
+        } else if let Some(value) = line.strip_prefix("data:") {
+            data.push(value.strip_prefix(' ').unwrap_or(value));
+        }
+    }
+    (name.is_some() || !data.is_empty()).then(|| Event {
+        name: name.unwrap_or_else(|| "message".to_owned()),
+        data: data.join("\n"),
+    })
 }
