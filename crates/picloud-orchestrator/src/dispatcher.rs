@@ -84,11 +84,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// `owner` names this node: in the leases it takes, unique among the nodes.
     pub fn new(
         store: Arc<dyn Store>,
         runner: Runner,
         recorder: Recorder,
         wake: Arc<Notify>,
+        owner: String,
         jobs: JobConfig,
         config: DispatchConfig,
     ) -> Self {
@@ -98,7 +100,7 @@ impl Dispatcher {
             recorder,
             inbox: InboxRegistry::new(),
             wake,
-            owner: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            owner,
             jobs,
             config,
             in_flight: Mutex::new(HashSet::new()),

@@ -13,6 +13,7 @@
 //! | [`invoke`] | a public request: lookup, then a sync run or an async `202` (its payload redacted) through the dispatcher; how much of a failure the caller sees |
 //! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters |
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
+//! | [`journal`] | execution records: their own thread and connection, a bounded queue, the per-app cap; other nodes' records for the live tails |
 //! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
 //! | [`runner`] | one execution: gate, executor, the commit of its effects (run again on a conflict), metrics and log lines |
 //! | [`tail`] | the live tail: each tailed app's records as they finish, to its readers |
@@ -36,6 +37,7 @@ pub mod gate;
 pub mod inbox;
 pub mod index;
 pub mod invoke;
+pub mod journal;
 pub mod members;
 pub mod metrics;
 mod page;
@@ -147,6 +149,7 @@ struct Inner {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     recorder: Mutex<Option<recorder::RecorderThread>>,
+    journal: Mutex<Option<journal::JournalThread>>,
 }
 
 impl Platform {
@@ -193,19 +196,29 @@ impl Platform {
             .map_err(|err| {
                 ServiceError::Internal(format!("the outbox writer thread cannot start: {err}"))
             })?;
+        // This node's name: in its leases, and in its notices of records to the other nodes.
+        let node = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
+        let (journal, journal_thread) = journal::Journal::start(
+            store.execution_writer(&node)?,
+            config.retention.executions_per_app,
+        )
+        .map_err(|err| {
+            ServiceError::Internal(format!("the execution records' thread cannot start: {err}"))
+        })?;
         let tail = Arc::new(tail::LogTail::new());
         let runner = runner::Runner::new(
             gate.clone(),
             executor,
             (recorder.clone(), config.commits, wake.clone()),
             metrics.clone(),
-            (script_logs, config.records, tail.clone()),
+            (script_logs, config.records, journal, tail.clone()),
         );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             runner,
             recorder,
             wake.clone(),
+            node.clone(),
             config.jobs.clone(),
             config.dispatch.clone(),
         ));
@@ -219,6 +232,12 @@ impl Platform {
             tokio::spawn(sweeper::run(
                 store.clone(),
                 config.retention.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(journal::follow_notices(
+                store.clone(),
+                tail.clone(),
+                node,
                 stopped,
             )),
         ];
@@ -259,6 +278,7 @@ impl Platform {
             stop,
             tasks: Mutex::new(tasks),
             recorder: Mutex::new(Some(recorder_thread)),
+            journal: Mutex::new(Some(journal_thread)),
         };
         Ok(Platform {
             inner: Arc::new(inner),
@@ -279,6 +299,11 @@ impl Platform {
         let recorder = self.inner.recorder.lock().take();
         if let Some(recorder) = recorder {
             recorder.stop().await;
+        }
+        // After the recorder: the records of the runs that finished during shutdown are in.
+        let journal = self.inner.journal.lock().take();
+        if let Some(journal) = journal {
+            journal.stop().await;
         }
     }
 

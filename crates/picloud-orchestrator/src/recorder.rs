@@ -21,9 +21,8 @@
 //! and runs beside it: the batch is committed again without its runs, then each run alone.
 //!
 //! Finished attempts do not start a commit of their own: they ride along with the next batch of
-//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. Execution records gather for
-//! `RECORD_DELAY` (200 ms, or until a full batch) and go in one commit: cheaper per record than
-//! riding with every commit (see the constant). A finished row that is never
+//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. (Execution records have a
+//! thread and a connection of their own: `crate::journal`.) A finished row that is never
 //! deleted (the process dies first) is harmless: its lease expires, and a sync row is then
 //! recorded as abandoned, an async one run again (at-least-once).
 //!
@@ -37,8 +36,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use picloud_store::{
-    ExecutionRecord, JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, RunCommit,
-    RunVerdict, StoreError,
+    JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, RunCommit, RunVerdict, StoreError,
 };
 use tokio::sync::oneshot;
 
@@ -46,11 +44,6 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 1_024;
 /// How long finished attempts wait for a batch of new jobs to ride along with.
 const FINISH_DELAY: Duration = Duration::from_millis(100);
-/// How long execution records gather before they are committed together. Riding with every
-/// commit, each record rewrote the last pages of the records' table and index in that commit:
-/// `hello` at one connection lost 13–18 % on SQLite; gathered, a commit of hundreds fills its
-/// pages, and it lost 1 % (bench/RESULTS.md, #18).
-const RECORD_DELAY: Duration = Duration::from_millis(200);
 /// How often an idle writer looks whether its senders are gone (it is woken for everything else).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// The pause after a failed commit before the next (the database is likely down).
@@ -102,7 +95,6 @@ enum Entry {
         done: oneshot::Sender<Result<(), RecordError>>,
     },
     Finished(JobAttempt),
-    Executed(Box<ExecutionRecord>),
     Run {
         run: Box<RunCommit>,
         done: oneshot::Sender<Result<RunVerdict, RecordError>>,
@@ -208,11 +200,6 @@ impl Recorder {
         self.later(Entry::Finished(attempt));
     }
 
-    /// Writes an execution's record with a later commit, as [`Recorder::finished`] does.
-    pub fn executed(&self, record: ExecutionRecord) {
-        self.later(Entry::Executed(Box::new(record)));
-    }
-
     /// Queues `entry` for a later commit: the next one of new jobs, or one after
     /// `FINISH_DELAY`. Wakes the writer only when it waits with nothing due.
     fn later(&self, entry: Entry) {
@@ -286,7 +273,6 @@ fn write_batches(
     idle: &AtomicBool,
 ) {
     let mut carried: Vec<JobAttempt> = Vec::new();
-    let mut carried_records: Vec<ExecutionRecord> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), RecordError>>> = Vec::new();
     let mut run_waiters: Vec<oneshot::Sender<Result<RunVerdict, RecordError>>> = Vec::new();
     let mut batch = OutboxBatch::default();
@@ -294,8 +280,6 @@ fn write_batches(
     // When the finished attempts are committed even without new jobs. Set after a commit of new
     // jobs too: their attempts will finish, and need not wake the writer when they do.
     let mut flush_at: Option<Instant> = None;
-    // When the gathered execution records are committed, full batch or not.
-    let mut records_at: Option<Instant> = None;
     loop {
         let entries = take_waiting(receiver).unwrap_or_else(|| {
             stopping = true;
@@ -316,10 +300,6 @@ fn write_batches(
                     flush_at.get_or_insert_with(|| Instant::now() + FINISH_DELAY);
                     carried.push(attempt);
                 }
-                Entry::Executed(record) => {
-                    records_at.get_or_insert_with(|| Instant::now() + RECORD_DELAY);
-                    carried_records.push(*record);
-                }
                 Entry::Run { run, done } => {
                     batch.runs.push(*run);
                     run_waiters.push(done);
@@ -330,11 +310,7 @@ fn write_batches(
         let now = Instant::now();
         let due = flush_at.is_some_and(|at| now >= at);
         let flush_finished = !carried.is_empty() && (stopping || carried.len() >= MAX_BATCH || due);
-        let flush_records = !carried_records.is_empty()
-            && (stopping
-                || carried_records.len() >= MAX_BATCH
-                || records_at.is_some_and(|at| now >= at));
-        if batch.enqueue.is_empty() && batch.runs.is_empty() && !flush_finished && !flush_records {
+        if batch.enqueue.is_empty() && batch.runs.is_empty() && !flush_finished {
             if stopping {
                 return;
             }
@@ -342,15 +318,10 @@ fn write_batches(
                 // The attempts expected to finish have not: wait for them without a deadline.
                 flush_at = None;
             }
-            let next = [flush_at, records_at].into_iter().flatten().min();
-            wait(receiver, next, idle);
+            wait(receiver, flush_at, idle);
             continue;
         }
         batch.finished = std::mem::take(&mut carried);
-        if flush_records {
-            batch.executions = std::mem::take(&mut carried_records);
-            records_at = None;
-        }
         let mut result = commit(committer.as_mut(), &batch);
         if result.is_err() && !batch.runs.is_empty() {
             // One run may be what failed: the rows without the runs, then each run alone.
@@ -387,20 +358,11 @@ fn write_batches(
         batch.enqueue.clear();
         batch.runs.clear();
         batch.durable = false;
-        if result.is_ok() {
-            // Committed: the next batches carry none of them again.
-            batch.executions.clear();
-        }
         if let Err(err) = result {
             tracing::warn!("an outbox commit failed: {err}");
             carried = std::mem::take(&mut batch.finished);
-            carried_records.splice(0..0, std::mem::take(&mut batch.executions));
             flush_at = (!carried.is_empty()).then(|| Instant::now() + RETRY_PAUSE);
-            if !carried_records.is_empty() {
-                records_at = Some(Instant::now() + RETRY_PAUSE);
-            }
             keep_newest(&mut carried);
-            keep_newest(&mut carried_records);
             if stopping {
                 return;
             }
@@ -565,62 +527,6 @@ mod tests {
         );
         assert_eq!(kept.batches.lock()[0].finished, vec![finished]);
         thread.stop().await;
-    }
-
-    fn record() -> ExecutionRecord {
-        ExecutionRecord {
-            id: picloud_core::RecordId::new(),
-            execution_id: ExecutionId::new(),
-            attempt: 1,
-            app_id: AppId::new(),
-            script_id: ScriptId::new(),
-            source: picloud_core::records::ExecutionSource::Sync,
-            summary: "GET /".to_owned(),
-            started_at: picloud_core::Timestamp::now(),
-            duration_us: 1,
-            runs: 1,
-            outcome: "ok".to_owned(),
-            status: Some(200),
-            error: None,
-            logs: Vec::new(),
-        }
-    }
-
-    // #18: records gather for RECORD_DELAY and go in one commit of their own, not one ride per
-    // commit of new jobs, and are committed once.
-    #[tokio::test]
-    async fn execution_records_gather_and_are_committed_once_together() {
-        let kept = Kept::default();
-        let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
-        let records: Vec<ExecutionRecord> = (0..3).map(|_| record()).collect();
-        for record in &records {
-            recorder.executed(record.clone());
-            recorder
-                .enqueue(job(), Durability::Committed)
-                .await
-                .expect("recorded");
-        }
-        assert!(
-            kept.batches.lock().iter().all(|b| b.executions.is_empty()),
-            "the jobs' commits carried no record"
-        );
-        assert!(
-            commits_within(&kept, 4, RECORD_DELAY * 5).await,
-            "the records are committed after the delay"
-        );
-        recorder
-            .enqueue(job(), Durability::Committed)
-            .await
-            .expect("recorded");
-        thread.stop().await;
-        let batches = kept.batches.lock();
-        let carried: Vec<&ExecutionRecord> =
-            batches.iter().flat_map(|b| b.executions.iter()).collect();
-        assert_eq!(
-            carried,
-            records.iter().collect::<Vec<_>>(),
-            "each record once, in order: {batches:?}"
-        );
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use crate::config::CommitConfig;
 use crate::gate::{Admission, Gate, Refusal};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::recorder::Recorder;
 use crate::tail::LogTail;
@@ -85,6 +86,7 @@ pub struct Runner {
     metrics: Arc<Metrics>,
     script_logs: ScriptLogs,
     records: RecordPolicy,
+    journal: Journal,
     tail: Arc<LogTail>,
 }
 
@@ -94,7 +96,7 @@ impl Runner {
         executor: Arc<dyn ExecutorClient>,
         (recorder, commits, wake): (Recorder, CommitConfig, Arc<Notify>),
         metrics: Arc<Metrics>,
-        (script_logs, records, tail): (ScriptLogs, RecordPolicy, Arc<LogTail>),
+        (script_logs, records, journal, tail): (ScriptLogs, RecordPolicy, Journal, Arc<LogTail>),
     ) -> Self {
         Self {
             gate,
@@ -105,6 +107,7 @@ impl Runner {
             metrics,
             script_logs,
             records,
+            journal,
             tail,
         }
     }
@@ -152,7 +155,7 @@ impl Runner {
             let record = origin.record(&context, &outcome, runs, started_at, elapsed);
             self.tail.publish(&record);
             if kept {
-                self.recorder.executed(record);
+                self.journal.keep(record);
             }
         }
         Ran::Finished(outcome, settled)

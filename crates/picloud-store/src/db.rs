@@ -31,8 +31,8 @@ use crate::commit::AnyRow;
 use crate::errors::UniqueRule;
 use crate::jobs::JobValues;
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
-    RunVerdict, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
+    RecordNotices, RunCommit, RunVerdict, StoreError, StoreResult,
 };
 
 /// A statement in SQLite's and PostgreSQL's dialects.
@@ -338,6 +338,18 @@ pub trait Engine: Send + Sync + 'static {
     /// [`crate::OutboxStore::outbox_committer`].
     fn committer(&self) -> StoreResult<Box<dyn OutboxCommitter>>;
 
+    /// Where execution records are read and swept: this engine on PostgreSQL, the records' own
+    /// file on SQLite.
+    type Records: Records;
+
+    fn records(&self) -> &Self::Records;
+
+    /// [`crate::ExecutionStore::execution_writer`].
+    fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>>;
+
+    /// [`crate::ExecutionStore::record_notices`].
+    fn record_notices(&self) -> impl Future<Output = StoreResult<Option<RecordNotices>>> + Send;
+
     /// [`crate::OutboxStore::claim_jobs`], `limit` > 0.
     fn claim(
         &self,
@@ -361,4 +373,29 @@ pub trait Engine: Send + Sync + 'static {
 
     /// [`crate::Store::close`].
     fn close_pools(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The statements execution records need: reads and single-statement writes.
+pub trait Records: Send + Sync {
+    fn fetch_all<R: Row>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = DbResult<Vec<R>>> + Send;
+
+    fn write(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> impl Future<Output = DbResult<u64>> + Send;
+}
+
+impl<E: Engine> Records for E {
+    fn fetch_all<R: Row>(
+        &self,
+        sql: Sql<'_>,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = DbResult<Vec<R>>> + Send {
+        Engine::fetch_all(self, sql, args)
+    }
+
+    fn write(&self, sql: Sql<'_>, args: &[Arg<'_>]) -> impl Future<Output = DbResult<u64>> + Send {
+        Engine::write(self, sql, args)
+    }
 }

@@ -1,18 +1,23 @@
 //! [`ExecutionStore`], written once for both backends: execution records (issue #18). They are
-//! written by the outbox's group commit ([`record_executions`], in the batch that carries them),
-//! read by the admin API, and swept by age and by count per app, one app's range at a time
-//! (the table is clustered by app and time-ordered id; see its migration).
+//! written by an [`crate::ExecutionWriter`] on the platform's records thread (each backend's,
+//! through [`record_executions`] and [`trim_executions`]), read by the admin API and the live
+//! tails of other nodes, and swept by age and by count per app, one app's range at a time (the
+//! table is clustered by app and time-ordered id; see its migration).
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use picloud_core::records::{ExecutionFilter, ExecutionRecord};
-use picloud_core::{AppId, ExecutionId, Timestamp};
+use picloud_core::{AppId, ExecutionId, RecordId, Timestamp};
 
 use crate::commit::CommitTx;
-use crate::db::{Arg, Engine, Sql};
+use crate::db::{Arg, Engine, Records, Sql};
 use crate::paging::Window;
 use crate::rows::{records, span, ExecutionRow};
 use crate::Backend;
-use crate::{sql, ExecutionStore, Page, PageRequest, StoreError, StoreResult};
+use crate::{
+    sql, ExecutionStore, ExecutionWriter, Page, PageRequest, RecordNotices, StoreError, StoreResult,
+};
 
 /// The text that sorts before the id of every record made at or after `millis` (ids are UUID v7,
 /// whose first 48 bits are their Unix time in milliseconds) and after every earlier one.
@@ -33,10 +38,9 @@ const RECORDS_PER_INSERT: usize = 256;
 /// The parameters of one record.
 const RECORD_PARAMETERS: usize = 16;
 
-/// Writes `executions` in the commit `tx` belongs to, on PostgreSQL many per statement (one
-/// statement per record cost a round trip each, and held the outbox's writer for all of them); a
-/// record of an app that is gone, or of an attempt recorded already, is left out rather than
-/// failing the commit it rides with.
+/// Writes `executions` in the transaction `tx` belongs to, on PostgreSQL many per statement
+/// (one statement per record cost a round trip each). An attempt recorded already is left out,
+/// and on PostgreSQL a record of an app that is gone.
 pub(crate) async fn record_executions<T: CommitTx>(
     tx: &mut T,
     executions: &[ExecutionRecord],
@@ -57,6 +61,25 @@ pub(crate) async fn record_executions<T: CommitTx>(
         tx.execute(Sql::same(&text), &args).await?;
     }
     Ok(())
+}
+
+/// [`crate::ExecutionWriter::trim`] in the transaction `tx` belongs to.
+pub(crate) async fn trim_executions<T: CommitTx>(
+    tx: &mut T,
+    app_id: AppId,
+    keep: u64,
+    limit: u32,
+) -> StoreResult<u64> {
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    tx.execute(
+        sql::SWEEP_EXCESS_EXECUTIONS,
+        &[
+            app_id.to_string().into(),
+            keep.into(),
+            i64::from(limit).into(),
+        ],
+    )
+    .await
 }
 
 /// `WITH record (…) AS (VALUES ($1, …), …) INSERT …` for `count` records (see
@@ -113,6 +136,7 @@ impl<E: Engine> ExecutionStore for E {
     ) -> StoreResult<Page<ExecutionRecord>> {
         let window = Window::new(page)?;
         let rows: Vec<ExecutionRow> = self
+            .records()
             .fetch_all(
                 sql::LIST_EXECUTIONS,
                 &[
@@ -134,8 +158,30 @@ impl<E: Engine> ExecutionStore for E {
 
     async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>> {
         let rows: Vec<ExecutionRow> = self
+            .records()
             .fetch_all(sql::GET_EXECUTION, &[id.to_string().into()])
             .await?;
+        records(rows)
+    }
+
+    async fn executions_by_id(
+        &self,
+        app_id: AppId,
+        ids: &[RecordId],
+    ) -> StoreResult<Vec<ExecutionRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+        let text = format!(
+            "SELECT {} FROM executions WHERE app_id = $1 AND id IN ({}) ORDER BY id",
+            sql::EXECUTION_COLUMNS,
+            placeholders.join(", ")
+        );
+        let mut args: Vec<Arg<'_>> = Vec::with_capacity(ids.len() + 1);
+        args.push(app_id.to_string().into());
+        args.extend(ids.iter().map(|id| Arg::from(id.to_string())));
+        let rows: Vec<ExecutionRow> = self.records().fetch_all(Sql::same(&text), &args).await?;
         records(rows)
     }
 
@@ -154,26 +200,47 @@ impl<E: Engine> ExecutionStore for E {
                 .saturating_sub(span(older_than_ms)),
         );
         let keep = i64::try_from(keep_per_app).unwrap_or(i64::MAX);
-        let apps: Vec<(String,)> = self.fetch_all(sql::APPS_WITH_EXECUTIONS, &[]).await?;
+        let limit = i64::from(limit);
+        let existing: HashSet<String> = self
+            .fetch_all::<(String,)>(sql::APP_IDS, &[])
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+        let recorded: Vec<(String,)> = self
+            .records()
+            .fetch_all(sql::APPS_WITH_EXECUTIONS, &[])
+            .await?;
         let mut deleted = 0;
-        for (app_id,) in &apps {
-            deleted += self
+        for (app_id,) in &recorded {
+            let records = self.records();
+            if !existing.contains(app_id) {
+                deleted += records
+                    .write(sql::SWEEP_APP_EXECUTIONS, &[app_id.into(), limit.into()])
+                    .await?;
+                continue;
+            }
+            deleted += records
                 .write(
                     sql::SWEEP_OLD_EXECUTIONS,
-                    &[
-                        app_id.into(),
-                        before.as_str().into(),
-                        i64::from(limit).into(),
-                    ],
+                    &[app_id.into(), before.as_str().into(), limit.into()],
                 )
                 .await?;
-            deleted += self
+            deleted += records
                 .write(
                     sql::SWEEP_EXCESS_EXECUTIONS,
-                    &[app_id.into(), keep.into(), i64::from(limit).into()],
+                    &[app_id.into(), keep.into(), limit.into()],
                 )
                 .await?;
         }
         Ok(deleted)
+    }
+
+    fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>> {
+        Engine::execution_writer(self, origin)
+    }
+
+    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>> {
+        Engine::record_notices(self).await
     }
 }

@@ -77,8 +77,8 @@ use picloud_core::tx::{Effects, Version};
 use picloud_core::{
     ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
     DeadLetterId, DispatchMode, DocumentId, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey,
-    Membership, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind,
-    ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
+    Membership, RecordId, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId,
+    ScriptKind, ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 /// What went wrong in a store call. Messages of `NotFound` and `Conflict` are written for users;
@@ -263,7 +263,9 @@ pub trait AppStore: Send + Sync {
     async fn app_usage(&self, id: AppId) -> StoreResult<Option<AppUsage>>;
 }
 
-/// Execution records (issue #18), written with the outbox's commits ([`OutboxBatch::executions`]).
+/// Execution records (issue #18), written by an [`ExecutionWriter`] on a thread of its own. On
+/// SQLite they live in a database file of their own beside the main one (`…-executions.db`),
+/// so that writing them never waits for the outbox's writes, nor they for it.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
     /// The app's records matching `filter`, newest first.
@@ -275,14 +277,59 @@ pub trait ExecutionStore: Send + Sync {
     ) -> StoreResult<Page<ExecutionRecord>>;
     /// Every attempt's record of the execution `id`, first attempt first; empty when none.
     async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>>;
+    /// The app's records among `ids` (the ones a [`RecordNotice`] names), oldest first.
+    async fn executions_by_id(
+        &self,
+        app_id: AppId,
+        ids: &[RecordId],
+    ) -> StoreResult<Vec<ExecutionRecord>>;
     /// Deletes, of each app, up to `limit` records made more than `older_than_ms` ago and up to
-    /// `limit` beyond its newest `keep_per_app`; answers how many.
+    /// `limit` beyond its newest `keep_per_app`, and up to `limit` records of each app that no
+    /// longer exists; answers how many.
     async fn sweep_executions(
         &self,
         older_than_ms: i64,
         keep_per_app: u64,
         limit: u32,
     ) -> StoreResult<u64>;
+    /// A writer for a thread of its own (it blocks that thread; call on a tokio runtime, as
+    /// [`OutboxStore::outbox_committer`]). `origin` names the writing node in the notices other
+    /// nodes receive.
+    fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>>;
+    /// The notices of records written by any node, for live tails across nodes: on PostgreSQL
+    /// (`LISTEN`); `None` on SQLite, where one process writes the file.
+    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>>;
+}
+
+/// Writes execution records, blocking the calling thread.
+pub trait ExecutionWriter: Send {
+    /// Writes `records` in one transaction, and on PostgreSQL notifies the other nodes of them
+    /// ([`ExecutionStore::record_notices`]). A record of an attempt recorded already is left
+    /// out; on PostgreSQL, so is one of an app deleted meanwhile (on SQLite the sweep deletes it).
+    fn write(&mut self, records: &[ExecutionRecord]) -> StoreResult<()>;
+    /// Deletes up to `limit` of the app's oldest records beyond its newest `keep`; answers how
+    /// many.
+    fn trim(&mut self, app_id: AppId, keep: u64, limit: u32) -> StoreResult<u64>;
+}
+
+/// Records a node wrote, of one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordNotice {
+    /// The writing node's `origin` ([`ExecutionStore::execution_writer`]).
+    pub origin: String,
+    pub app_id: AppId,
+    pub ids: Vec<RecordId>,
+}
+
+/// The stream of [`RecordNotice`]s.
+pub struct RecordNotices(pub(crate) postgres::Listener);
+
+impl RecordNotices {
+    /// The next notice. An error means the connection was lost (notices meanwhile are lost
+    /// too); the next call connects again.
+    pub async fn next(&mut self) -> StoreResult<RecordNotice> {
+        self.0.next().await
+    }
 }
 
 #[async_trait]
@@ -711,9 +758,6 @@ pub struct OutboxBatch {
     /// Runs to commit as [`KvStore::commit_run`] does, after the rows above; on disk when they
     /// write ([`OutboxBatch::must_sync`]).
     pub runs: Vec<RunCommit>,
-    /// Records of finished executions ([`ExecutionStore`]); one of an app deleted meanwhile is
-    /// left out.
-    pub executions: Vec<ExecutionRecord>,
     /// On disk when the call returns (fsync). `false` for rows that promise nothing beyond the
     /// caller's open connection (sync requests): PostgreSQL `synchronous_commit = off`, SQLite
     /// `synchronous = NORMAL` for this commit.

@@ -11,18 +11,21 @@
 //! `FOR UPDATE SKIP LOCKED`.
 
 mod committer;
+mod records;
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use picloud_core::AppId;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Transaction};
 
 use self::committer::{
-    commit_batch, push_attempts_locked_in_order, OwnRuntime, PgCommitter,
+    commit_batch, push_attempts_locked_in_order, OwnConnection, PgCommitter,
     BEGIN_BY_KEY_WITHOUT_FLUSH,
 };
+pub(crate) use self::records::Listener;
+use self::records::PgExecutionWriter;
 use crate::commit::{commit_runs, AnyRow};
 use crate::db::{arguments, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
@@ -30,8 +33,8 @@ use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
-    RunVerdict, StoreConfig, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
+    RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -179,20 +182,27 @@ impl Engine for PgStore {
     }
 
     fn committer(&self) -> StoreResult<Box<dyn OutboxCommitter>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| {
-                StoreError::Internal(format!("the outbox committer's runtime: {err}"))
-            })?;
         Ok(Box::new(PgCommitter {
-            options: (*self.pool.connect_options()).clone(),
-            connect_timeout: self.pool.options().get_acquire_timeout(),
-            conn: None,
-            used_at: Instant::now(),
+            conn: OwnConnection::like(&self.pool)?,
             quotas: self.quotas,
-            runtime: OwnRuntime(Some(runtime)),
         }))
+    }
+
+    type Records = Self;
+
+    fn records(&self) -> &Self {
+        self
+    }
+
+    fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>> {
+        Ok(Box::new(PgExecutionWriter {
+            conn: OwnConnection::like(&self.pool)?,
+            origin: origin.to_owned(),
+        }))
+    }
+
+    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>> {
+        Ok(Some(RecordNotices(Listener::start(&self.pool).await?)))
     }
 
     /// Rows are locked under FOR UPDATE SKIP LOCKED: two nodes claiming at once never wait for,

@@ -746,14 +746,14 @@ macro_rules! execution_columns {
          error_line, error_column, runs, started_at, duration_us, logs"
     };
 }
-/// One execution record, on SQLite (where a statement costs no round trip): nothing when its
-/// app is gone or the attempt has a record already. Its parameters appear in order (`$4` twice),
-/// as the committer's binding by position needs.
+/// One execution record, on SQLite, in the records' own file (where there is no `apps` table to
+/// check: the sweep deletes the records of an app that is gone). Nothing when the attempt has a
+/// record already.
 pub const INSERT_EXECUTION: &str = concat!(
     "INSERT INTO executions (",
     execution_columns!(),
-    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 ",
-    "FROM apps WHERE apps.id = $4 ON CONFLICT (execution_id, attempt) DO NOTHING"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ",
+    "ON CONFLICT (execution_id, attempt) DO NOTHING"
 );
 /// [`execution_columns`] as a constant, for statements built at run time.
 pub const EXECUTION_COLUMNS: &str = execution_columns!();
@@ -784,9 +784,22 @@ pub const GET_EXECUTION: Sql<'static> = dialects!(
     execution_columns!(),
     " FROM executions WHERE execution_id = $1 ORDER BY attempt"
 );
-/// The apps that have execution records.
-pub const APPS_WITH_EXECUTIONS: Sql<'static> =
-    Sql::same("SELECT id FROM apps WHERE EXISTS (SELECT 1 FROM executions WHERE app_id = apps.id)");
+/// The apps that have execution records, found by skipping from one app's range to the next
+/// (a scan of the whole table would read every record).
+pub const APPS_WITH_EXECUTIONS: Sql<'static> = Sql::same(
+    "\
+    WITH RECURSIVE app (id) AS (SELECT MIN(app_id) FROM executions \
+    UNION ALL SELECT (SELECT MIN(app_id) FROM executions WHERE app_id > app.id) FROM app \
+    WHERE app.id IS NOT NULL) SELECT id FROM app WHERE id IS NOT NULL",
+);
+/// Every app's id.
+pub const APP_IDS: Sql<'static> = Sql::same("SELECT id FROM apps");
+/// Deletes up to `$2` of the app `$1`'s records, oldest first (of an app that is gone).
+pub const SWEEP_APP_EXECUTIONS: Sql<'static> = Sql::same(
+    "\
+    DELETE FROM executions WHERE app_id = $1 AND id IN (SELECT id FROM executions \
+    WHERE app_id = $1 ORDER BY id LIMIT $2)",
+);
 /// Deletes up to `$3` of the app `$1`'s records with an id before `$2` (older), oldest first.
 pub const SWEEP_OLD_EXECUTIONS: Sql<'static> = Sql::same(
     "\

@@ -26,6 +26,7 @@ mod committer;
 mod direct;
 mod files;
 mod group_commit;
+mod records;
 mod writer;
 
 /// SQLite's plan of `sql` with `args`, a line per step (`EXPLAIN QUERY PLAN`): for tests that
@@ -63,13 +64,14 @@ use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
-    RunVerdict, StoreConfig, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
+    RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 use self::committer::SqliteCommitter;
 use self::direct::Readers;
 use self::group_commit::RunQueue;
+use self::records::SqliteRecords;
 use self::writer::{bind, WriteTransaction, WriterConnection};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -85,6 +87,8 @@ pub struct SqliteStore {
     runs: RunQueue,
     /// Scripts' KV reads, on the reading thread's own connection.
     readers: Readers,
+    /// Execution records, in a file of their own (`records`).
+    records: SqliteRecords,
     path: PathBuf,
     quotas: AppQuotas,
 }
@@ -134,9 +138,11 @@ impl SqliteStore {
             pool: writer,
             lock: Arc::new(Mutex::new(())),
         };
+        let records = SqliteRecords::open(path, acquire_timeout).await?;
         Ok(Self {
             runs: RunQueue::start(writer.clone(), config.quotas),
             readers: Readers::new(path.to_owned()),
+            records,
             writer,
             reader,
             path: path.to_owned(),
@@ -239,6 +245,22 @@ impl Engine for SqliteStore {
         )?))
     }
 
+    type Records = SqliteRecords;
+
+    fn records(&self) -> &SqliteRecords {
+        &self.records
+    }
+
+    /// On the records' own file: see `records`. There is no other node to tell.
+    fn execution_writer(&self, _origin: &str) -> StoreResult<Box<dyn ExecutionWriter>> {
+        Ok(Box::new(self.records.writer()?))
+    }
+
+    /// One process writes the file: its live tails hear of its records in process.
+    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>> {
+        Ok(None)
+    }
+
     /// Without an fsync: a claim lost to a crash only means the job is claimed again.
     async fn claim(
         &self,
@@ -275,7 +297,11 @@ impl Engine for SqliteStore {
     }
 
     async fn run_migrations(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.writer.pool).await.map_err(migrate_error)
+        MIGRATOR
+            .run(&self.writer.pool)
+            .await
+            .map_err(migrate_error)?;
+        self.records.migrate().await
     }
 
     /// Waits for a group commit in flight; the runs queued after it find the writer closed
@@ -284,6 +310,7 @@ impl Engine for SqliteStore {
         self.readers.close();
         self.writer.pool.close().await;
         self.reader.close().await;
+        self.records.close().await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! results, the same refusals, the same sentences.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
 use picloud_core::{
@@ -10,8 +11,8 @@ use picloud_core::{
     RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName, Timestamp, UserId, Username,
 };
 use picloud_store::{
-    AppPatch, Backend, NewApiKey, NewApp, NewRoute, NewScript, PageRequest, ScriptPatch,
-    StoreConfig, StoreError,
+    AppPatch, Backend, NewApiKey, NewApp, NewRoute, NewScript, PageRequest, ScriptPatch, Store,
+    StoreConfig, StoreError, StoreResult,
 };
 use picloud_test_support::fixtures::{app, conflict, endpoint, page};
 use picloud_test_support::{both_backends, fresh_store};
@@ -611,10 +612,24 @@ both_backends!(
     }
 );
 
-// #18: execution records ride with an outbox commit; one of an app that is gone is left out
-// without failing the commit; the sweep deletes them by age and beyond each app's newest N.
+/// Writes `records` through a writer of `store`'s, on a thread of its own as the platform does.
+async fn write_records(
+    store: &Arc<dyn Store>,
+    origin: &str,
+    records: Vec<picloud_core::records::ExecutionRecord>,
+) -> StoreResult<()> {
+    let mut writer = store.execution_writer(origin)?;
+    tokio::task::spawn_blocking(move || writer.write(&records))
+        .await
+        .expect("the write ran")
+}
+
+// #18: execution records are written by a writer of their own; one of an app that is gone is
+// left out (PostgreSQL) or swept (SQLite, whose records live in a file of their own); the sweep
+// deletes them by age and beyond each app's newest N, the writer trims an app to its newest N,
+// and other nodes hear of what was written (PostgreSQL) to read it by id.
 both_backends!(
-    execution_records_are_written_with_a_commit_and_swept_by_age_and_count,
+    execution_records_are_written_trimmed_swept_and_announced,
     |store| async move {
         use picloud_core::records::{ExecutionFilter, ExecutionRecord, ExecutionSource};
         let shop = app(&store, "shop").await?;
@@ -654,54 +669,103 @@ both_backends!(
         let old = record(shop.id, 10 * day);
         let recent: Vec<ExecutionRecord> = (0..3).map(|_| record(shop.id, 0)).collect();
         let gone = record(AppId::new(), 0);
+        let theirs: Vec<ExecutionRecord> = (0..5).map(|_| record(other.id, 0)).collect();
         let mut executions = vec![old.clone(), gone.clone()];
         executions.extend(recent.iter().cloned());
-        executions.push(record(other.id, 0));
-        store
-            .commit_outbox(&picloud_store::OutboxBatch {
-                executions,
-                ..Default::default()
-            })
-            .await?;
+        executions.extend(theirs.iter().cloned());
+
+        let mut notices = store.record_notices().await?;
+        assert_eq!(
+            notices.is_some(),
+            store.backend() == Backend::Postgres,
+            "notices for other nodes exist where there are other nodes"
+        );
+        write_records(&store, "node-a", executions.clone()).await?;
+        // Written twice (a retried write): an attempt has one record.
+        write_records(&store, "node-a", vec![recent[0].clone()]).await?;
+        if let Some(notices) = notices.as_mut() {
+            let mut heard: Vec<picloud_store::RecordNotice> = Vec::new();
+            while heard.iter().map(|n| n.ids.len()).sum::<usize>() < executions.len() + 1 {
+                let notice =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), notices.next())
+                        .await
+                        .expect("a notice within 5 s")?;
+                heard.push(notice);
+            }
+            assert!(heard.iter().all(|n| n.origin == "node-a"));
+            let shop_ids: Vec<picloud_core::RecordId> = heard
+                .iter()
+                .filter(|n| n.app_id == shop.id)
+                .flat_map(|n| n.ids.iter().copied())
+                .collect();
+            assert_eq!(
+                shop_ids.len(),
+                5,
+                "old, three recent, and the one written twice"
+            );
+        }
         let listed = store
             .list_executions(shop.id, &ExecutionFilter::default(), &page(100, None))
             .await?
             .items;
-        assert_eq!(
-            listed.len(),
-            4,
-            "the shop's four; the one of no app was left out"
-        );
+        assert_eq!(listed.len(), 4, "the shop's four, each once");
         assert_eq!(listed[0], recent[2], "newest first, as written");
         assert_eq!(
             store.get_execution(old.execution_id).await?,
             vec![old.clone()]
         );
-        assert!(store.get_execution(gone.execution_id).await?.is_empty());
+        let by_id = store
+            .executions_by_id(shop.id, &[recent[1].id, theirs[0].id, old.id])
+            .await?;
+        assert_eq!(
+            by_id,
+            vec![old.clone(), recent[1].clone()],
+            "the app's own, oldest first"
+        );
 
-        let swept = store.sweep_executions(7 * day, 2, 100).await?;
-        assert_eq!(swept, 2, "the ten-day-old one, then the oldest beyond two");
+        let mut writer = store.execution_writer("node-a")?;
+        let other_id = other.id;
+        let trimmed = tokio::task::spawn_blocking(move || writer.trim(other_id, 2, 100))
+            .await
+            .expect("the trim ran")?;
+        assert_eq!(trimmed, 3, "the oldest three beyond the newest two");
+        let left = store
+            .list_executions(other.id, &ExecutionFilter::default(), &page(100, None))
+            .await?
+            .items;
+        assert_eq!(left, vec![theirs[4].clone(), theirs[3].clone()]);
+
+        store.sweep_executions(7 * day, 2, 100).await?;
         let kept = store
             .list_executions(shop.id, &ExecutionFilter::default(), &page(100, None))
             .await?
             .items;
-        assert_eq!(kept, vec![recent[2].clone(), recent[1].clone()]);
+        assert_eq!(
+            kept,
+            vec![recent[2].clone(), recent[1].clone()],
+            "the ten-day-old one went, then the oldest beyond two"
+        );
+        assert!(
+            store.get_execution(gone.execution_id).await?.is_empty(),
+            "no record of an app that is gone"
+        );
+        assert!(store.delete_app(shop.id).await?);
+        store.sweep_executions(7 * day, 2, 100).await?;
+        assert!(
+            store
+                .get_execution(recent[2].execution_id)
+                .await?
+                .is_empty(),
+            "an app's records go with it, by the next sweep at the latest"
+        );
         assert_eq!(
             store
                 .list_executions(other.id, &ExecutionFilter::default(), &page(100, None))
                 .await?
                 .items
                 .len(),
-            1,
-            "another app's are counted on their own"
-        );
-        assert!(store.delete_app(shop.id).await?);
-        assert!(
-            store
-                .get_execution(recent[2].execution_id)
-                .await?
-                .is_empty(),
-            "an app's records go with it"
+            2,
+            "another app's are its own"
         );
         Ok(())
     }

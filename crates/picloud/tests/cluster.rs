@@ -1,6 +1,6 @@
 //! Durability through the real binary, measured: `kill -9` in the middle of a batch of async
 //! requests, a PostgreSQL outage under load, and two `picloud serve` nodes sharing one
-//! PostgreSQL database (and one of them dying).
+//! PostgreSQL database (and one of them dying; a module or a live tail across them).
 //!
 //! The rules every test guards: a job that got `202` runs at least once (DESIGN.md,
 //! "Guarantees"), and its effects commit exactly once (#15): a job may run again after a crash,
@@ -20,7 +20,7 @@ use picloud_store::Backend;
 use picloud_test_support::binary::own_postgres::OwnPostgres;
 use picloud_test_support::binary::runs::{self, Batch, Sent};
 use picloud_test_support::binary::{Database, Process};
-use picloud_test_support::http::Admin;
+use picloud_test_support::http::{Admin, Event, EventStream};
 use picloud_test_support::on_both_backends;
 use picloud_test_support::ADMIN_PASSWORD;
 use serde_json::Value;
@@ -677,5 +677,75 @@ async fn a_module_saved_through_one_node_is_run_by_the_other() {
         "two nodes: a module saved through A was run by B's next job at once, and by B's sync \
          route {:.2} s after the save (PICLOUD_ROUTE_REFRESH_MS=200)",
         saved_at.elapsed().as_secs_f64()
+    );
+}
+
+/// Two nodes on one PostgreSQL database (#18): a live tail opened on node A shows the runs node B
+/// serves (through the database: B's records thread notifies, A reads them), and A's own runs
+/// once — in process, not again when A's own notice comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_tail_on_one_node_shows_the_runs_of_the_other() {
+    let Some(db) = Database::fresh(Backend::Postgres) else {
+        return;
+    };
+    let _heavy = heavy().await;
+    let settings = [("PICLOUD_ROUTE_REFRESH_MS", "200")];
+    let a = Process::serve(&db, &settings);
+    let b = Process::serve(&db, &settings);
+    let admin = Admin::login(&a.admin_base, ADMIN_PASSWORD).await;
+    let app = admin.create_app("tailed").await;
+    let script = admin
+        .create_script(
+            &app,
+            "hi",
+            "log::info(`hello from ${ctx.request.params.who}`);\n1",
+        )
+        .await;
+    admin.create_route(&script, "GET", "/hi/{who}").await;
+    let url = format!("{}/api/v1/admin/apps/{app}/logs/stream", a.admin_base);
+    let mut tail = match EventStream::open(&admin.http, &url, &admin.token).await {
+        Ok(tail) => tail,
+        Err(answer) => panic!("no tail: {answer}"),
+    };
+    let http = reqwest::Client::new();
+    let get = |base: &str, who: &str| {
+        let request = http.get(format!("{base}/tailed/hi/{who}"));
+        async move { request.send().await.expect("a GET").status().as_u16() }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&b.base, "b1").await != 200 {
+        assert!(Instant::now() < deadline, "node B never served the route");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let within = Duration::from_secs(10);
+    let summary = |event: Option<Event>| {
+        let record = event.expect("an event").json();
+        (
+            record["summary"].as_str().unwrap_or_default().to_owned(),
+            record["logs"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let heard = Instant::now();
+    assert_eq!(
+        summary(tail.next(within).await),
+        ("GET /hi/b1".to_owned(), "hello from b1".to_owned()),
+        "B's run, on A's tail"
+    );
+    eprintln!(
+        "two nodes: node A's tail showed node B's run {:.2} s after it answered",
+        heard.elapsed().as_secs_f64()
+    );
+    assert_eq!(get(&a.base, "a1").await, 200);
+    assert_eq!(summary(tail.next(within).await).0, "GET /hi/a1");
+    // Long enough for A's own notice of a1 to come back; then one more of B's.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(get(&b.base, "b2").await, 200);
+    assert_eq!(
+        summary(tail.next(within).await).0,
+        "GET /hi/b2",
+        "A's own run came once"
     );
 }

@@ -3,13 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::runtime::Runtime;
 
 use crate::commit::commit_runs;
 use crate::db::DbResult;
-use crate::executions::record_executions;
 use crate::jobs::{
     count_jobs, enqueue, push_attempts, JobCounts, JobValues, ATTEMPTS_PER_STATEMENT,
 };
@@ -28,12 +27,12 @@ pub(super) const BEGIN_BY_KEY: &str = "BEGIN; SET LOCAL enable_seqscan = off";
 pub(super) const BEGIN_BY_KEY_WITHOUT_FLUSH: &str =
     "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off";
 
-/// The outbox's group commits on the recorder's thread, through a connection of its own that a
-/// runtime of its own drives: a commit takes no hop through the server's runtime (its reactor
-/// would otherwise have to wake this thread for every reply). A connection that failed is
-/// dropped and opened again at the next commit, and one idle for a while is pinged first (as
-/// the pool does before lending one), so a restart of PostgreSQL is survived.
-pub(super) struct PgCommitter {
+/// A connection of its own for a thread of its own (the recorder's, the records'), driven by a
+/// runtime of its own: a call takes no hop through the server's runtime (its reactor would
+/// otherwise have to wake this thread for every reply). A connection that failed is dropped and
+/// opened again at the next call, and one idle for a while is pinged first (as the pool does
+/// before lending one), so a restart of PostgreSQL is survived.
+pub(super) struct OwnConnection {
     pub(super) options: PgConnectOptions,
     /// How long opening the connection may take: the pool's acquire timeout.
     pub(super) connect_timeout: Duration,
@@ -41,46 +40,41 @@ pub(super) struct PgCommitter {
     pub(super) conn: Option<PgConnection>,
     /// When `conn` was last used.
     pub(super) used_at: Instant,
-    /// What each app may hold, for the batches' runs.
-    pub(super) quotas: AppQuotas,
     pub(super) runtime: OwnRuntime,
 }
 
-/// The committer's runtime. Dropped, it shuts down in the background: a runtime dropped in async
-/// code (a test's, a platform's that failed to start) would panic.
-pub(super) struct OwnRuntime(pub(super) Option<Runtime>);
+/// How long a connection of its own may sit idle before it is pinged before a call.
+const IDLE_PING: Duration = Duration::from_secs(1);
 
-impl OwnRuntime {
-    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.0
-            .as_ref()
-            .expect("the runtime is taken only when dropped")
-            .block_on(future)
+impl OwnConnection {
+    /// A connection like the pool's, not opened yet.
+    pub(super) fn like(pool: &PgPool) -> StoreResult<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| StoreError::Internal(format!("a connection's own runtime: {err}")))?;
+        Ok(Self {
+            options: (*pool.connect_options()).clone(),
+            connect_timeout: pool.options().get_acquire_timeout(),
+            conn: None,
+            used_at: Instant::now(),
+            runtime: OwnRuntime(Some(runtime)),
+        })
     }
-}
 
-impl Drop for OwnRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// How long the committer's connection may sit idle before it is pinged before a commit.
-const COMMITTER_IDLE_PING: Duration = Duration::from_secs(1);
-
-impl OutboxCommitter for PgCommitter {
-    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
+    /// Runs `work` on the connection (opened, or pinged, first), blocking this thread.
+    pub(super) fn run<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let Self {
             options,
             connect_timeout,
             conn,
             used_at,
-            quotas,
             runtime,
         } = self;
-        let idle = used_at.elapsed() >= COMMITTER_IDLE_PING;
+        let idle = used_at.elapsed() >= IDLE_PING;
         *used_at = Instant::now();
         runtime.block_on(async {
             if let Some(connection) = conn.as_mut().filter(|_| idle) {
@@ -103,12 +97,48 @@ impl OutboxCommitter for PgCommitter {
                     conn.insert(connected?)
                 }
             };
-            let committed = commit_batch(connection, batch, quotas).await;
-            if matches!(committed, Err(StoreError::Unavailable(_))) {
+            let done = work(connection).await;
+            if matches!(done, Err(StoreError::Unavailable(_))) {
                 *conn = None;
             }
-            committed
+            done
         })
+    }
+}
+
+/// The outbox's group commits on the recorder's thread, through a connection of its own.
+pub(super) struct PgCommitter {
+    pub(super) conn: OwnConnection,
+    /// What each app may hold, for the batches' runs.
+    pub(super) quotas: AppQuotas,
+}
+
+/// The runtime of a connection of its own. Dropped, it shuts down in the background: a runtime
+/// dropped in async code (a test's, a platform's that failed to start) would panic.
+pub(super) struct OwnRuntime(pub(super) Option<Runtime>);
+
+impl OwnRuntime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("the runtime is taken only when dropped")
+            .block_on(future)
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl OutboxCommitter for PgCommitter {
+    fn commit(&mut self, batch: &OutboxBatch) -> StoreResult<Vec<RunVerdict>> {
+        let quotas = &self.quotas;
+        self.conn
+            .run(async |conn| commit_batch(conn, batch, quotas).await)
     }
 }
 
@@ -129,7 +159,6 @@ pub(super) async fn commit_batch(
     let mut tx = conn.begin_with(begin).await?;
     write_batch(&mut tx, &jobs, &batch.finished).await?;
     let verdicts = commit_runs(&mut tx, quotas, &batch.runs).await?;
-    record_executions(&mut tx, &batch.executions).await?;
     tx.commit().await?;
     Ok(verdicts)
 }

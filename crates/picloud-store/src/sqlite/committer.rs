@@ -26,7 +26,6 @@ use tokio::sync::Mutex;
 use super::direct::{self, sqlite_error};
 use crate::commit::{commit_runs, AnyRow, CommitTx};
 use crate::db::{sqlite, Arg, Sql};
-use crate::executions::record_executions;
 use crate::jobs::{JobCounts, JobValues};
 use crate::sql::{self, insert_into_outbox};
 use crate::{
@@ -107,7 +106,6 @@ impl SqliteCommitter {
             .map_err(sqlite_error)?;
         write_rows(&tx, batch, jobs).map_err(sqlite_error)?;
         let verdicts = ready(commit_runs(&mut Rusqlite(&tx), &self.quotas, &batch.runs))?;
-        ready(record_executions(&mut Rusqlite(&tx), &batch.executions))?;
         // Dropped without a commit, the transaction rolls back.
         tx.commit().map_err(sqlite_error)?;
         Ok(verdicts)
@@ -164,7 +162,7 @@ fn insert_jobs(tx: &Transaction<'_>, jobs: &[JobValues]) -> rusqlite::Result<()>
 
 /// The committer's transaction as a run's commit sees it: every call runs at once on this thread,
 /// so every future it answers is ready.
-struct Rusqlite<'t>(&'t Transaction<'t>);
+pub(super) struct Rusqlite<'t>(pub(super) &'t Transaction<'t>);
 
 impl CommitTx for Rusqlite<'_> {
     const BACKEND: Backend = Backend::Sqlite;
@@ -203,11 +201,12 @@ impl CommitTx for Rusqlite<'_> {
 }
 
 /// The output of `future`, whose every await is ready at once ([`Rusqlite`]'s).
-fn ready<T>(future: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+pub(super) fn ready<T>(future: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
         Poll::Pending => Err(StoreError::Internal(
-            "a commit on the SQLite committer waited, which it never should".to_owned(),
+            "a transaction on an SQLite connection of its own waited, which it never should"
+                .to_owned(),
         )),
     }
 }

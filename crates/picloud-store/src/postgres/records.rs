@@ -1,0 +1,166 @@
+//! Execution records on PostgreSQL: the records thread's writer, on a connection of its own
+//! (beside the outbox's committer, so neither waits for the other), and the notices that tell
+//! every node's live tails what the others wrote.
+//!
+//! A commit of records sends, in the same transaction, one `NOTIFY picloud_executions` per app
+//! and [`IDS_PER_NOTICE`] records: `origin app_id id,id,…`. PostgreSQL delivers them at commit, so
+//! a node that hears of a record can read it.
+
+use picloud_core::{AppId, RecordId};
+use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::Connection;
+
+use super::committer::{OwnConnection, BEGIN_BY_KEY_WITHOUT_FLUSH};
+use crate::executions::{record_executions, trim_executions};
+use crate::{ExecutionRecord, ExecutionWriter, RecordNotice, StoreError, StoreResult};
+
+/// The channel of the notices.
+const CHANNEL: &str = "picloud_executions";
+/// Record ids per notice: PostgreSQL's payloads hold less than 8,000 bytes, an id 36 and a comma.
+const IDS_PER_NOTICE: usize = 200;
+
+pub(super) struct PgExecutionWriter {
+    pub(super) conn: OwnConnection,
+    /// The writing node, named in its notices.
+    pub(super) origin: String,
+}
+
+impl ExecutionWriter for PgExecutionWriter {
+    /// Without waiting for the WAL's flush: a crash may lose the last records, which promise
+    /// nothing to anyone.
+    fn write(&mut self, records: &[ExecutionRecord]) -> StoreResult<()> {
+        let notices = notices(&self.origin, records);
+        self.conn.run(async |conn: &mut PgConnection| {
+            let mut tx = conn.begin_with(BEGIN_BY_KEY_WITHOUT_FLUSH).await?;
+            record_executions(&mut tx, records).await?;
+            sqlx::query("SELECT pg_notify($1, notice) FROM unnest($2::text[]) AS notice")
+                .bind(CHANNEL)
+                .bind(&notices)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn trim(&mut self, app_id: AppId, keep: u64, limit: u32) -> StoreResult<u64> {
+        self.conn.run(async |conn: &mut PgConnection| {
+            let mut tx = conn.begin_with(BEGIN_BY_KEY_WITHOUT_FLUSH).await?;
+            let trimmed = trim_executions(&mut tx, app_id, keep, limit).await?;
+            tx.commit().await?;
+            Ok(trimmed)
+        })
+    }
+}
+
+/// The payloads that announce `records`: per app, [`IDS_PER_NOTICE`] ids at a time.
+fn notices(origin: &str, records: &[ExecutionRecord]) -> Vec<String> {
+    let mut by_app: Vec<(AppId, Vec<RecordId>)> = Vec::new();
+    for record in records {
+        match by_app.iter_mut().find(|(app, _)| *app == record.app_id) {
+            Some((_, ids)) => ids.push(record.id),
+            None => by_app.push((record.app_id, vec![record.id])),
+        }
+    }
+    by_app
+        .iter()
+        .flat_map(|(app, ids)| {
+            ids.chunks(IDS_PER_NOTICE).map(move |chunk| {
+                let ids: Vec<String> = chunk.iter().map(RecordId::to_string).collect();
+                format!("{origin} {app} {}", ids.join(","))
+            })
+        })
+        .collect()
+}
+
+/// The notice a payload carries; `None` for one that is not ours.
+fn parse(payload: &str) -> Option<RecordNotice> {
+    let mut parts = payload.splitn(3, ' ');
+    let origin = parts.next()?.to_owned();
+    let app_id = AppId::parse(parts.next()?).ok()?;
+    let ids = parts
+        .next()?
+        .split(',')
+        .map(RecordId::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some(RecordNotice {
+        origin,
+        app_id,
+        ids,
+    })
+}
+
+/// `LISTEN picloud_executions` on a connection of its own.
+pub(crate) struct Listener(PgListener);
+
+impl Listener {
+    pub(super) async fn start(pool: &PgPool) -> StoreResult<Self> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Self(listener))
+    }
+
+    /// The next notice of records. After an error (the connection was lost; notices meanwhile
+    /// are lost too), the next call connects again.
+    pub(crate) async fn next(&mut self) -> StoreResult<RecordNotice> {
+        loop {
+            let notification = self.0.recv().await.map_err(StoreError::from)?;
+            if let Some(notice) = parse(notification.payload()) {
+                return Ok(notice);
+            }
+            tracing::warn!(
+                payload = notification.payload(),
+                "a notice on {CHANNEL} that is not PiCloud's; ignored"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use picloud_core::records::ExecutionSource;
+    use picloud_core::{ExecutionId, ScriptId, Timestamp};
+
+    #[test]
+    fn notices_name_each_apps_records_in_payloads_postgres_accepts() {
+        let (a, b) = (AppId::new(), AppId::new());
+        let record = |app_id| ExecutionRecord {
+            id: RecordId::new(),
+            execution_id: ExecutionId::new(),
+            attempt: 1,
+            app_id,
+            script_id: ScriptId::new(),
+            source: ExecutionSource::Sync,
+            summary: String::new(),
+            started_at: Timestamp::now(),
+            duration_us: 1,
+            runs: 1,
+            outcome: "ok".to_owned(),
+            status: None,
+            error: None,
+            logs: Vec::new(),
+        };
+        let records: Vec<ExecutionRecord> = (0..450)
+            .map(|n| record(if n % 10 == 0 { b } else { a }))
+            .collect();
+        let origin = "4242-0193aaaa-0000-7000-8000-000000000000";
+        let payloads = notices(origin, &records);
+        assert_eq!(payloads.len(), 4, "405 of a in 3 notices, 45 of b in 1");
+        let mut heard: Vec<RecordId> = Vec::new();
+        for payload in &payloads {
+            assert!(payload.len() < 8_000, "{} bytes", payload.len());
+            let notice = parse(payload).expect("a notice");
+            assert_eq!(notice.origin, origin);
+            let app = notice.app_id;
+            assert!(notice
+                .ids
+                .iter()
+                .all(|id| records.iter().any(|r| r.id == *id && r.app_id == app)));
+            heard.extend(notice.ids);
+        }
+        assert_eq!(heard.len(), records.len());
+        assert_eq!(parse("someone else's"), None);
+    }
+}
