@@ -52,8 +52,8 @@ impl ExecutionSource {
     }
 }
 
-/// One attempt of an execution, finished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One attempt of an execution, finished. `picloud logs` reads it back from the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
     /// The record's own id: an app's records list newest first by it.
     pub id: RecordId,

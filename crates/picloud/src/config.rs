@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use picloud_core::records::ExecutionSource;
 use picloud_core::{HeaderNames, InputError, Limits};
 use picloud_orchestrator::{
     CommitConfig, DispatchConfig, JobConfig, PasswordPolicy, PlatformConfig, RedactedHeaders,
     RetentionConfig,
 };
 use picloud_store::{AppQuotas, StoreConfig};
+use reqwest::Url;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,6 +68,12 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Manage users directly in the database (for automation, and for a locked-out admin).
     User(UserArgs),
+    /// Sign in to a server and keep the session in a profile, for `picloud logs`.
+    Login(LoginArgs),
+    /// End a profile's session on the server and forget it.
+    Logout(ProfileArgs),
+    /// Show an app's execution records, oldest first; `--follow` streams new ones.
+    Logs(Box<LogsArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +108,92 @@ pub enum UserAction {
     },
     /// List the users, one per line: id, username, flags.
     List,
+}
+
+/// The admin listener the client commands talk to when neither a flag nor a profile names one.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8081";
+
+/// Where the client commands keep their sessions: named profiles in one file, readable by its
+/// owner only.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The profile: which session of `picloud login` to use, keep or end.
+    #[arg(long, env = "PICLOUD_PROFILE", default_value = "default")]
+    pub profile: String,
+
+    /// The directory of `profiles.json`. Default: `$XDG_CONFIG_HOME/picloud`, else
+    /// `~/.config/picloud`.
+    #[arg(long, env = "PICLOUD_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The server's admin listener.
+    #[arg(long, env = "PICLOUD_URL", default_value = DEFAULT_URL, value_parser = server_url)]
+    pub url: Url,
+
+    /// The user to sign in as.
+    #[arg(long, env = "PICLOUD_USERNAME", default_value = "admin")]
+    pub username: String,
+
+    /// The password (else it is asked at the terminal, or read from the first line of stdin).
+    #[arg(
+        long = "password-env-value",
+        env = "PICLOUD_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub password: Option<String>,
+
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+}
+
+/// Which server a client command talks to, with which credential: the flags, else the profile.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's admin listener. Default: the profile's, else `http://127.0.0.1:8081`.
+    #[arg(long, env = "PICLOUD_URL", value_parser = server_url)]
+    pub url: Option<Url>,
+
+    /// A session token (`ps_…`) or an API key (`pk_…`). Default: the profile's session, when
+    /// the profile is for the same URL.
+    #[arg(long, env = "PICLOUD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The app, by its slug.
+    #[arg(long)]
+    pub app: String,
+
+    /// After the newest records, print new ones as executions finish, until Ctrl-C.
+    #[arg(long, short)]
+    pub follow: bool,
+
+    /// Only the records of this script (by name).
+    #[arg(long)]
+    pub script: Option<String>,
+
+    /// Only failed executions (every outcome but `ok`).
+    #[arg(long)]
+    pub errors: bool,
+
+    /// Only executions started by this: `sync`, `async`, `kv`, `docs`, `dead_letter`, `test`.
+    #[arg(long, value_parser = execution_source)]
+    pub source: Option<ExecutionSource>,
+
+    /// How many of the newest records to print first.
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: u32,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -272,8 +366,21 @@ impl Command {
         match self {
             Command::Serve(args) => Some(args.sandbox.limits()),
             Command::Executor(args) => Some(args.sandbox.limits()),
-            Command::Migrate(_) | Command::User(_) => None,
+            Command::Migrate(_)
+            | Command::User(_)
+            | Command::Login(_)
+            | Command::Logout(_)
+            | Command::Logs(_) => None,
         }
+    }
+
+    /// Whether the command is a client of a running server: its failures are sentences for a
+    /// person at a terminal, not log lines.
+    pub fn is_client(&self) -> bool {
+        matches!(
+            self,
+            Command::Login(_) | Command::Logout(_) | Command::Logs(_)
+        )
     }
 }
 
@@ -691,6 +798,28 @@ fn header_list(value: &str) -> Result<HeaderNames, String> {
     HeaderNames::parse_list("redacted_headers", value).map_err(|err| err.message)
 }
 
+/// The URL of a server's admin listener: plain HTTP (this build has no TLS client).
+fn server_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value)
+        .map_err(|err| format!("'{value}' is not a URL ({err}); e.g. http://127.0.0.1:8081"))?;
+    match url.scheme() {
+        "http" if url.host().is_some() => Ok(url),
+        "http" => Err(format!("'{value}' names no host")),
+        "https" => Err(format!(
+            "'{value}': this build speaks plain HTTP only; reach the admin listener over http \
+             (on its private port, or through an SSH tunnel)"
+        )),
+        other => Err(format!("'{value}': '{other}' is not http")),
+    }
+}
+
+fn execution_source(value: &str) -> Result<ExecutionSource, String> {
+    ExecutionSource::parse(value).ok_or_else(|| {
+        let sources: Vec<&str> = ExecutionSource::ALL.iter().map(|s| s.as_str()).collect();
+        format!("'{value}' is not a source: use {}", sources.join(", "))
+    })
+}
+
 /// A `usize` parser that accepts `min..=max`.
 fn in_range(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
     move |value: &str| {
@@ -940,6 +1069,32 @@ mod tests {
                 "the message gives the range: {err}"
             );
         }
+    }
+
+    #[test]
+    fn the_client_commands_take_plain_http_urls_and_known_sources_only() {
+        let cli = Cli::try_parse_from(["picloud", "logs", "--app", "shop", "--source", "kv"])
+            .expect("logs needs only --app");
+        let Command::Logs(args) = cli.command else {
+            panic!("expected logs")
+        };
+        assert_eq!(args.limit, 20, "the newest 20 by default");
+        assert_eq!(args.source, Some(ExecutionSource::Kv), "as set");
+        for (url, says) in [
+            ("https://admin.example.com", "plain HTTP only"),
+            ("ftp://admin.example.com", "is not http"),
+            ("admin.example.com", "is not a URL"),
+        ] {
+            let err = Cli::try_parse_from(["picloud", "login", "--url", url])
+                .expect_err("not a plain HTTP URL");
+            assert!(err.to_string().contains(says), "{url}: {err}");
+        }
+        let err = Cli::try_parse_from(["picloud", "logs", "--app", "a", "--source", "cron"])
+            .expect_err("no such source");
+        assert!(
+            err.to_string().contains("dead_letter"),
+            "the message lists the sources: {err}"
+        );
     }
 
     #[test]

@@ -4,8 +4,18 @@
 //! |---|---|
 //! | [`config`] | the command line: every flag with its `PICLOUD_*` variable |
 //! | this file | start-up and shutdown of `serve`, `executor` and `migrate`; `user` |
+//! | [`session`] | `login`, `logout`: a session on a running server, kept in a profile |
+//! | [`logs`] | `logs`: an app's execution records, and the live tail |
+//! | [`client`] | the admin API as the client commands speak it |
+//! | [`profiles`] | the profiles file of the client commands |
+//! | [`sse`] | server-sent events, parsed as they arrive |
 
+mod client;
 mod config;
+mod logs;
+mod profiles;
+mod session;
+mod sse;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -67,19 +77,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let is_client = cli.command.is_client();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Executor(args) => executor(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::User(args) => user(args).await,
+            Command::Login(args) => session::login(args).await,
+            Command::Logout(args) => session::logout(args).await,
+            Command::Logs(args) => logs::run(*args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
-            ExitCode::FAILURE
+            if is_client {
+                eprintln!("error: {err:#}");
+            } else {
+                tracing::error!("{err:#}");
+            }
+            if err.is::<client::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -322,21 +344,26 @@ async fn user(args: UserArgs) -> anyhow::Result<()> {
 /// `policy` (`true`).
 fn new_password(args: &PasswordArgs, policy: PasswordPolicy) -> anyhow::Result<(String, bool)> {
     if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .context("cannot read the password from stdin")?;
-        let password = line.trim_end_matches(['\r', '\n']).to_owned();
-        anyhow::ensure!(
-            !password.is_empty(),
-            "the password read from stdin is empty"
-        );
-        return Ok((password, false));
+        return Ok((password_from_stdin()?, false));
     }
     if let Some(password) = args.password.clone().filter(|p| !p.is_empty()) {
         return Ok((password, false));
     }
     Ok((policy.generate(), true))
+}
+
+/// The first line of stdin, without its line end; not empty.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password read from stdin is empty"
+    );
+    Ok(password)
 }
 
 async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {

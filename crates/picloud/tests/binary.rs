@@ -616,7 +616,14 @@ fn version_and_help_answer_for_every_subcommand() {
         stdout.contains(env!("CARGO_PKG_VERSION")),
         "--version prints the version: {stdout}"
     );
-    for sub in [&[][..], &["serve"][..], &["executor"][..], &["migrate"][..]] {
+    for sub in [
+        &[][..],
+        &["serve"][..],
+        &["executor"][..],
+        &["migrate"][..],
+        &["login"][..],
+        &["logs"][..],
+    ] {
         let output = binary()
             .args(sub)
             .arg("--help")
