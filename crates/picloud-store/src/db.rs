@@ -31,7 +31,7 @@ use crate::commit::AnyRow;
 use crate::errors::UniqueRule;
 use crate::jobs::JobValues;
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
+    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, PoolUsage, RunCommit,
     RunVerdict, StoreError, StoreResult,
 };
 
@@ -361,4 +361,18 @@ pub trait Engine: Send + Sync + 'static {
 
     /// [`crate::Store::close`].
     fn close_pools(&self) -> impl Future<Output = ()> + Send;
+
+    /// [`crate::Store::pools`].
+    fn pool_usage(&self) -> Vec<PoolUsage>;
+}
+
+/// How full `pool` is now, as `name`.
+pub(crate) fn pool_usage<D: Database>(name: &'static str, pool: &sqlx::Pool<D>) -> PoolUsage {
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    PoolUsage {
+        name,
+        in_use: pool.size().saturating_sub(idle),
+        idle,
+        capacity: pool.options().get_max_connections(),
+    }
 }

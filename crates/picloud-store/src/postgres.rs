@@ -24,13 +24,13 @@ use self::committer::{
     BEGIN_BY_KEY_WITHOUT_FLUSH,
 };
 use crate::commit::{commit_runs, AnyRow};
-use crate::db::{arguments, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
+use crate::db::{arguments, pool_usage, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, RunCommit,
+    AppQuotas, Backend, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, PoolUsage, RunCommit,
     RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
@@ -261,6 +261,10 @@ impl Engine for PgStore {
 
     async fn close_pools(&self) {
         self.pool.close().await;
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![pool_usage("main", &self.pool)]
     }
 }
 
