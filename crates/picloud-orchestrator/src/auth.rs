@@ -411,7 +411,8 @@ fn new_token() -> String {
     format!("{SESSION_MARK}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-pub(crate) fn token_hash(token: &str) -> Vec<u8> {
+/// The SHA-256 of a token: what the store keeps of sessions, and what a token is compared by.
+pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 

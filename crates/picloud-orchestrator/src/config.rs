@@ -42,6 +42,8 @@ pub struct PlatformConfig {
     pub redacted_headers: RedactedHeaders,
     /// Which executions leave a record.
     pub records: crate::runner::RecordPolicy,
+    /// How many apps and scripts `/metrics` gives series of their own.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for PlatformConfig {
@@ -60,6 +62,7 @@ impl Default for PlatformConfig {
             route_refresh_ms: 1_000,
             redacted_headers: RedactedHeaders::default(),
             records: crate::runner::RecordPolicy::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -71,6 +74,29 @@ impl Default for PlatformConfig {
 /// data calls, and its async jobs are claimed at most a share at a time (the `kv` and `async`
 /// benchmarks with one app, at a half and at three quarters: bench/RESULTS.md). Two busy apps fill the gate: the share bounds one bad tenant, not several.
 pub const DEFAULT_GATE_APP_SHARE_PERCENT: u8 = 75;
+
+/// The cardinality guard of `/metrics` ([`crate::metrics`]): tenants choose how many apps and
+/// scripts they make, so the series they get of their own are bounded; the executions of the
+/// rest count in aggregated series. Each process gives them out first come, first served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Apps whose executions get an `app` label of their own (the first to run since the
+    /// process started); also the most apps `picloud_dead_letters_unresolved` names (those with
+    /// the most). `PICLOUD_METRICS_MAX_APPS`.
+    pub max_apps: usize,
+    /// (app, script) pairs, across the instance, whose executions get a `script` label of their
+    /// own (the first to run). `PICLOUD_METRICS_MAX_SCRIPTS`.
+    pub max_scripts: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            max_apps: 100,
+            max_scripts: 200,
+        }
+    }
+}
 
 /// How every async job — an async request, a trigger event, a replay — is retried (the
 /// changelog's `TriggerConfig`, which covered all of them).

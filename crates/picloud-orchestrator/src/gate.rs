@@ -93,12 +93,12 @@ impl Gate {
     /// order, so no two wait for each other.
     async fn enter(&self, app: AppId, deadline: Option<Instant>) -> Admission {
         let Some(app_permit) = take(self.app_semaphore(app), deadline).await else {
-            return Admission::Overloaded(Refusal::AppShare {
+            return self.refuse(Refusal::AppShare {
                 share: self.app_share,
             });
         };
         let Some(permit) = take(self.semaphore.clone(), deadline).await else {
-            return Admission::Overloaded(Refusal::Full);
+            return self.refuse(Refusal::Full);
         };
         self.metrics.gate_entered();
         Admission::Admitted(GatePermit {
@@ -106,6 +106,11 @@ impl Gate {
             _app_permit: app_permit,
             metrics: self.metrics.clone(),
         })
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Admission {
+        self.metrics.gate_refused(refusal);
+        Admission::Overloaded(refusal)
     }
 
     /// The semaphore of `app`'s share. When an app comes that has none, the entries nothing
@@ -179,7 +184,7 @@ mod tests {
             capacity,
             app_share_percent,
             Duration::from_millis(wait_ms),
-            Arc::new(Metrics::new()),
+            Arc::new(Metrics::default()),
         )
     }
 

@@ -65,8 +65,8 @@ pub use crate::api_keys::{ApiKeyService, CreatedApiKey, NewApiKeyInput};
 pub use crate::apps::{AppChanges, AppService};
 pub use crate::auth::{Auth, Login, PasswordPolicy};
 pub use crate::config::{
-    CommitConfig, DispatchConfig, JobConfig, PlatformConfig, RetentionConfig, ThrottleConfig,
-    DEFAULT_GATE_APP_SHARE_PERCENT,
+    CommitConfig, DispatchConfig, JobConfig, MetricsConfig, PlatformConfig, RetentionConfig,
+    ThrottleConfig, DEFAULT_GATE_APP_SHARE_PERCENT,
 };
 pub use crate::data::{DataService, DocsBrowse};
 pub use crate::dead_letters::{DeadLetterService, Replayed};
@@ -172,7 +172,9 @@ impl Platform {
         config: PlatformConfig,
     ) -> Result<Platform, ServiceError> {
         let wake = Arc::new(Notify::new());
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new(config.metrics);
+        metrics.read_store(store.clone());
+        let metrics = Arc::new(metrics);
         let index = Arc::new(RouteIndex::load(store.as_ref()).await?);
         let gate = Arc::new(Gate::new(
             config.gate_size,

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use crate::config::CommitConfig;
 use crate::gate::{Admission, Gate, Refusal};
 use crate::journal::Journal;
-use crate::metrics::Metrics;
+use crate::metrics::{ExecutionSeries, Metrics};
 use crate::recorder::Recorder;
 use crate::tail::LogTail;
 
@@ -139,6 +139,9 @@ impl Runner {
         let started = Instant::now();
         let started_at = Timestamp::now();
         let context = ExecutionContext::of(&request);
+        let series = self
+            .metrics
+            .executions_of(&request.app.slug, &request.script.name);
         let origin = Origin::of(&request, job.is_some());
         let (outcome, settled, runs) = self.run_and_commit(request, job).await;
         let elapsed = started.elapsed();
@@ -147,7 +150,7 @@ impl Runner {
             &outcome,
             self.script_logs,
             elapsed.as_secs_f64(),
-            &self.metrics,
+            (&self.metrics, &series),
         );
         drop(permit);
         let kept = self.records.keeps(origin.source, &outcome);
@@ -388,7 +391,7 @@ fn report_execution(
     outcome: &ExecOutcome,
     script_logs: ScriptLogs,
     elapsed_secs: f64,
-    metrics: &Metrics,
+    (metrics, series): (&Metrics, &ExecutionSeries),
 ) {
     let ExecutionContext {
         app_id,
@@ -424,7 +427,7 @@ fn report_execution(
     let duration_ms = outcome.duration_us as f64 / 1000.0;
     match &outcome.result {
         Ok(response) => {
-            metrics.record_execution("ok", elapsed_secs);
+            metrics.record_execution(series, "ok", elapsed_secs);
             tracing::debug!(
                 app_id,
                 script_id,
@@ -435,7 +438,7 @@ fn report_execution(
             );
         }
         Err(error) => {
-            metrics.record_execution(error.kind.as_str(), elapsed_secs);
+            metrics.record_execution(series, error.kind.as_str(), elapsed_secs);
             let kind = error.kind.as_str();
             if error.kind == ExecErrorKind::Unavailable {
                 tracing::error!(

@@ -52,6 +52,7 @@ use serde::Serialize;
 pub use crate::admin::{admin_endpoints, Endpoint, Need};
 pub use crate::error::{ApiError, ErrorCode, EXECUTION_ID_HEADER};
 pub use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
+pub use crate::health::MetricsToken;
 pub use crate::listen::Listeners;
 pub use crate::origins::Origins;
 pub use crate::slow_clients::HttpTimeouts;
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     pub origins: Origins,
     /// How slow a client may send its request.
     pub timeouts: HttpTimeouts,
+    /// The bearer token `/metrics` asks for; `None`: it answers anyone who reaches the admin
+    /// surface.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             max_body_bytes: 10 * 1024 * 1024,
             origins: Origins::default(),
             timeouts: HttpTimeouts::default(),
+            metrics_token: None,
         }
     }
 }
@@ -96,7 +101,7 @@ pub fn public_router(platform: Platform, config: &ServerConfig) -> Router {
 pub fn admin_router(platform: Platform, config: &ServerConfig) -> Router {
     Router::new()
         .merge(health::router())
-        .merge(health::metrics_router())
+        .merge(health::metrics_router(config.metrics_token.clone()))
         .merge(auth::router())
         .merge(sdk::router())
         .merge(admin::router())

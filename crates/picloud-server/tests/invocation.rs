@@ -455,7 +455,7 @@ both_backends!(health_readiness_and_metrics_answer, |store| async move {
     let sample = r#"picloud_http_requests_total{kind="public",status="200"}"#;
     let before = server.metric(sample).await;
     let executions_before = server
-        .metric(r#"picloud_executions_total{outcome="ok"}"#)
+        .metric(r#"picloud_executions_total{app="counted",script="main",outcome="ok"}"#)
         .await;
     assert_eq!(
         server.get("/counted").await.status,
@@ -469,7 +469,7 @@ both_backends!(health_readiness_and_metrics_answer, |store| async move {
     );
     assert_eq!(
         server
-            .metric(r#"picloud_executions_total{outcome="ok"}"#)
+            .metric(r#"picloud_executions_total{app="counted",script="main",outcome="ok"}"#)
             .await,
         executions_before + 1.0,
         "the execution is counted"

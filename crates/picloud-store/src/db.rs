@@ -32,7 +32,7 @@ use crate::errors::UniqueRule;
 use crate::jobs::JobValues;
 use crate::{
     AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
-    RecordNotices, RunCommit, RunVerdict, StoreError, StoreResult,
+    PoolUsage, RecordNotices, RunCommit, RunVerdict, StoreError, StoreResult,
 };
 
 /// A statement in SQLite's and PostgreSQL's dialects.
@@ -373,6 +373,20 @@ pub trait Engine: Send + Sync + 'static {
 
     /// [`crate::Store::close`].
     fn close_pools(&self) -> impl Future<Output = ()> + Send;
+
+    /// [`crate::Store::pools`].
+    fn pool_usage(&self) -> Vec<PoolUsage>;
+}
+
+/// How full `pool` is now, as `name`.
+pub(crate) fn pool_usage<D: Database>(name: &'static str, pool: &sqlx::Pool<D>) -> PoolUsage {
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    PoolUsage {
+        name,
+        in_use: pool.size().saturating_sub(idle),
+        idle,
+        capacity: pool.options().get_max_connections(),
+    }
 }
 
 /// The statements execution records need: reads and single-statement writes.

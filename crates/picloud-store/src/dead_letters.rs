@@ -109,6 +109,15 @@ impl<E: Engine> DeadLetterStore for E {
         count(unresolved)
     }
 
+    async fn count_unresolved_dead_letters_by_app(&self) -> StoreResult<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = self
+            .fetch_all(sql::COUNT_UNRESOLVED_DEAD_LETTERS_BY_APP, &[])
+            .await?;
+        rows.into_iter()
+            .map(|(slug, unresolved)| Ok((slug, count(unresolved)?)))
+            .collect()
+    }
+
     async fn replay_dead_letter(
         &self,
         id: DeadLetterId,

@@ -785,6 +785,16 @@ pub struct OutboxDepth {
     pub running: u64,
 }
 
+/// How far the outbox is behind, for metrics: what is due and has not been claimed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxLag {
+    /// Pending jobs whose due time has come.
+    pub due: u64,
+    /// How long the job due first has waited since it fell due, by the database's clock; 0
+    /// when none is due.
+    pub oldest_due_ms: u64,
+}
+
 /// The universal outbox: every execution is a row here until it finished, was dead-lettered or
 /// was abandoned.
 #[async_trait]
@@ -851,6 +861,8 @@ pub trait OutboxStore: Send + Sync {
     /// Puts `owner`'s running jobs back to `pending`, due now (a clean shutdown); returns how many.
     async fn release_jobs(&self, owner: &str) -> StoreResult<u64>;
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+    /// Cost: in proportion to the pending jobs (one pass over them).
+    async fn outbox_lag(&self) -> StoreResult<OutboxLag>;
 }
 
 /// Which dead letters to list.
@@ -889,6 +901,9 @@ pub trait DeadLetterStore: Send + Sync {
         page: &PageRequest,
     ) -> StoreResult<Page<DeadLetter>>;
     async fn count_unresolved_dead_letters(&self, app_id: AppId) -> StoreResult<u64>;
+    /// Each app's unresolved dead letters, by the app's slug, in no order; apps with none are
+    /// left out. Cost: a walk of the unresolved dead letters' index.
+    async fn count_unresolved_dead_letters_by_app(&self) -> StoreResult<Vec<(String, u64)>>;
     /// Enqueues the dead letter's job again (async, pending, due now, as `execution_id`, at the
     /// same trigger depth) and marks it `replayed`, in one durable transaction.
     /// `NotFound("dead letter")`; `Conflict` when it is already resolved (the message says how
@@ -911,6 +926,19 @@ pub trait DeadLetterStore: Send + Sync {
         app_id: AppId,
         page: &PageRequest,
     ) -> StoreResult<Page<AbandonedExecution>>;
+}
+
+/// One of a store's connection pools, as it is now: how full it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `main` (PostgreSQL); `reader`, `writer` and `records` (SQLite).
+    pub name: &'static str,
+    /// Connections lent out now.
+    pub in_use: u32,
+    /// Connections open and waiting in the pool.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub capacity: u32,
 }
 
 /// Everything PiCloud keeps, on one backend.
@@ -937,6 +965,8 @@ pub trait Store:
     async fn migrate(&self) -> StoreResult<()>;
     /// A round trip to the database, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// The connection pools, without waiting for any.
+    fn pools(&self) -> Vec<PoolUsage>;
     /// Closes the pool; later calls fail with `Unavailable`.
     async fn close(&self);
 }
@@ -958,6 +988,10 @@ impl<E: db::Engine> Store for E {
     async fn ping(&self) -> StoreResult<()> {
         let _: Option<(i64,)> = self.fetch_optional(sql::PING, &[]).await?;
         Ok(())
+    }
+
+    fn pools(&self) -> Vec<PoolUsage> {
+        self.pool_usage()
     }
 
     async fn close(&self) {

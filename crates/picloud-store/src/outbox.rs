@@ -11,7 +11,7 @@ use crate::errors::corrupt;
 use crate::jobs::{count_jobs, enqueue, triggered_job, JobCounts, JobValues};
 use crate::rows::{count, json_value, one, span, DeadLetterRow, JobRow};
 use crate::{
-    sql, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxStore,
+    sql, ClaimedJob, JobAttempt, OutboxBatch, OutboxCommitter, OutboxDepth, OutboxLag, OutboxStore,
     RunVerdict, StoreResult,
 };
 
@@ -175,6 +175,16 @@ impl<E: Engine> OutboxStore for E {
         Ok(OutboxDepth {
             pending: count(pending)?,
             running: count(running)?,
+        })
+    }
+
+    async fn outbox_lag(&self) -> StoreResult<OutboxLag> {
+        let (due, oldest_due_ms): (i64, i64) =
+            one(self.fetch_optional(sql::OUTBOX_LAG, &[]).await?)?;
+        Ok(OutboxLag {
+            due: count(due)?,
+            // A job that fell due within the clock's jitter between the two reads of it.
+            oldest_due_ms: u64::try_from(oldest_due_ms).unwrap_or(0),
         })
     }
 }

@@ -27,14 +27,14 @@ use self::committer::{
 pub(crate) use self::records::Listener;
 use self::records::PgExecutionWriter;
 use crate::commit::{commit_runs, AnyRow};
-use crate::db::{arguments, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
+use crate::db::{arguments, pool_usage, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
 use crate::{
     AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
-    RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
+    PoolUsage, RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -271,6 +271,10 @@ impl Engine for PgStore {
 
     async fn close_pools(&self) {
         self.pool.close().await;
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![pool_usage("main", &self.pool)]
     }
 }
 

@@ -523,6 +523,14 @@ pub const OUTBOX_DEPTH: Sql<'static> = Sql::same(
            COUNT(*) FILTER (WHERE status = 'running') \
     FROM outbox",
 );
+/// The pending jobs whose due time has come, and how long the one due first has waited, in
+/// milliseconds (0 when none is due).
+pub const OUTBOX_LAG: Sql<'static> = dialects!(
+    "SELECT COUNT(*), COALESCE(",
+    clock!(),
+    " - MIN(due_at), 0) FROM outbox WHERE status = 'pending' AND due_at <= ",
+    clock!()
+);
 
 pub const GET_DEAD_LETTER: Sql<'static> = dialects!(
     "SELECT ",
@@ -542,6 +550,15 @@ pub const LIST_DEAD_LETTERS: Sql<'static> = dialects!(
 );
 pub const COUNT_UNRESOLVED_DEAD_LETTERS: Sql<'static> =
     Sql::same("SELECT COUNT(*) FROM dead_letters WHERE app_id = $1 AND resolved_at IS NULL");
+/// Each app's unresolved dead letters, by slug; apps with none are left out. Counted on the
+/// unresolved ones' index (0006): the open dead letters' index entries are read, not their rows.
+pub const COUNT_UNRESOLVED_DEAD_LETTERS_BY_APP: Sql<'static> = Sql::same(
+    "\
+    SELECT apps.slug, open.unresolved \
+    FROM (SELECT app_id, COUNT(*) AS unresolved FROM dead_letters \
+          WHERE resolved_at IS NULL GROUP BY app_id) AS open \
+    JOIN apps ON apps.id = open.app_id",
+);
 /// Abandoned executions of the app `$1` before the id `$2`, newest first, at most `$3`.
 pub const LIST_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
     "SELECT ",

@@ -58,14 +58,14 @@ use sqlx::{Connection, QueryBuilder, Sqlite};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::commit::AnyRow;
-use crate::db::{sqlite, Arg, DbResult, Engine, Row, Sql, WriteTx};
+use crate::db::{pool_usage, sqlite, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns};
 use crate::{
     AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
-    RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
+    PoolUsage, RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 use self::committer::SqliteCommitter;
@@ -311,6 +311,14 @@ impl Engine for SqliteStore {
         self.writer.pool.close().await;
         self.reader.close().await;
         self.records.close().await;
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![
+            pool_usage("reader", &self.reader),
+            pool_usage("writer", &self.writer.pool),
+            self.records.pool_usage(),
+        ]
     }
 }
 

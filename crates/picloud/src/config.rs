@@ -450,6 +450,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub dispatch: DispatchArgs,
 
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
     /// How often the route index looks for changes made through other nodes, in milliseconds.
     #[arg(long, env = "PICLOUD_ROUTE_REFRESH_MS", default_value_t = PlatformConfig::default().route_refresh_ms,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
@@ -762,6 +765,56 @@ impl DispatchArgs {
             sync_wait_ms: self.sync_wait_ms,
             shutdown_grace_ms: shutdown_grace_secs.saturating_mul(1_000),
         }
+    }
+}
+
+/// What `/metrics` shows, and to whom.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Apps whose executions get an `app` label of their own (the first to run); the rest count
+    /// under `app="(other)"`. Also the most apps the dead-letter gauge names.
+    #[arg(long, env = "PICLOUD_METRICS_MAX_APPS",
+          default_value_t = picloud_orchestrator::MetricsConfig::default().max_apps,
+          value_parser = in_range(0, 10_000))]
+    pub metrics_max_apps: usize,
+
+    /// (app, script) pairs whose executions get a `script` label of their own (the first to
+    /// run); the rest count under their app with `script="(other)"`.
+    #[arg(long, env = "PICLOUD_METRICS_MAX_SCRIPTS",
+          default_value_t = picloud_orchestrator::MetricsConfig::default().max_scripts,
+          value_parser = in_range(0, 100_000))]
+    pub metrics_max_scripts: usize,
+
+    /// A bearer token `/metrics` asks for; unset, it answers anyone who reaches the admin
+    /// surface.
+    #[arg(long, env = "PICLOUD_METRICS_TOKEN", hide_env_values = true, value_parser = metrics_token)]
+    pub metrics_token: Option<String>,
+}
+
+impl MetricsArgs {
+    pub fn config(&self) -> picloud_orchestrator::MetricsConfig {
+        picloud_orchestrator::MetricsConfig {
+            max_apps: self.metrics_max_apps,
+            max_scripts: self.metrics_max_scripts,
+        }
+    }
+
+    pub fn token(&self) -> Option<picloud_server::MetricsToken> {
+        self.metrics_token
+            .as_deref()
+            .map(picloud_server::MetricsToken::new)
+    }
+}
+
+/// A token sent in an `Authorization` header: printable ASCII without spaces.
+fn metrics_token(value: &str) -> Result<String, String> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "a bearer token travels in a header: use printable ASCII characters without spaces"
+                .to_owned(),
+        )
     }
 }
 
@@ -1095,6 +1148,32 @@ mod tests {
             err.to_string().contains("dead_letter"),
             "the message lists the sources: {err}"
         );
+    }
+
+    #[test]
+    fn metrics_are_guarded_by_default_and_a_token_must_fit_in_a_header() {
+        let args = serve_args(&[]);
+        assert_eq!(
+            args.metrics.config(),
+            picloud_orchestrator::MetricsConfig::default(),
+            "the orchestrator's defaults"
+        );
+        assert!(args.metrics.token().is_none(), "no token unless set");
+        let args = serve_args(&["--metrics-token", "s3cret", "--metrics-max-scripts", "0"]);
+        assert_eq!(
+            args.metrics.token(),
+            Some(picloud_server::MetricsToken::new("s3cret")),
+            "as set"
+        );
+        assert_eq!(args.metrics.config().max_scripts, 0, "per-app series only");
+        for bad in ["", "two words"] {
+            let err = Cli::try_parse_from(["picloud", "serve", "--metrics-token", bad])
+                .expect_err("not a header value");
+            assert!(
+                err.to_string().contains("printable ASCII"),
+                "the message says what a token may hold: {err}"
+            );
+        }
     }
 
     #[test]

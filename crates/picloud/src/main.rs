@@ -184,6 +184,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         records: picloud_orchestrator::runner::RecordPolicy {
             sync_successes: args.record_sync_successes,
         },
+        metrics: args.metrics.config(),
     };
     let platform = Platform::start(store.clone(), executors, platform_config)
         .await
@@ -248,6 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         timeouts: args.http_timeouts(),
         origins,
+        metrics_token: args.metrics.token(),
     };
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let served = run_until_drained(

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use crate::error::{ApiError, ErrorCode};
 
 pub use auth::{
-    cookie, is_https, is_picloud_cookie, Authenticated, CSRF_HEADER, SECURE_SESSION_COOKIE,
-    SESSION_COOKIE,
+    bearer_token, cookie, is_https, is_picloud_cookie, Authenticated, CSRF_HEADER,
+    SECURE_SESSION_COOKIE, SESSION_COOKIE,
 };
 pub use json::{body_rejection, JsonBody};
 

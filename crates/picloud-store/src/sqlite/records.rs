@@ -21,10 +21,10 @@ use super::committer::{ready, Rusqlite};
 use super::direct::sqlite_error;
 use super::files;
 use super::writer::bind;
-use crate::db::{Arg, DbResult, Records, Row, Sql};
+use crate::db::{pool_usage, Arg, DbResult, Records, Row, Sql};
 use crate::errors::{migrate_error, unreachable};
 use crate::executions::{record_executions, trim_executions};
-use crate::{ExecutionRecord, ExecutionWriter, StoreResult};
+use crate::{ExecutionRecord, ExecutionWriter, PoolUsage, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite-executions");
 
@@ -83,6 +83,11 @@ impl SqliteRecords {
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// How full the records' pool is (the records thread's own connection is apart).
+    pub(super) fn pool_usage(&self) -> PoolUsage {
+        pool_usage("records", &self.pool)
     }
 
     /// A writer on a connection of its own.
