@@ -104,10 +104,29 @@ id_type!(
     ExecutionId, "execution"
 );
 id_type!(
-    /// One stored execution record (an execution's attempt); time-ordered, so an app's records
-    /// list newest first by it.
+    /// One stored execution record (an execution's attempt): [`RecordId::of`] the execution and
+    /// the attempt, so an app's records list newest first by it.
     RecordId, "execution record"
 );
+
+impl RecordId {
+    /// The record of `execution`'s `attempt`: the execution's id with the attempt in its last 16
+    /// bits (random in a UUID v7; its time and counter stay). So records sort by the time their
+    /// execution started, an execution's attempts together and in order, and the ids of all its
+    /// attempts lie in [`RecordId::range_of`] it: one range of the records' key, with no index of
+    /// its own. An attempt past 65,535 shares the last id.
+    pub fn of(execution: ExecutionId, attempt: u32) -> Self {
+        let mut bytes = *execution.as_uuid().as_bytes();
+        let attempt = u16::try_from(attempt).unwrap_or(u16::MAX);
+        bytes[14..].copy_from_slice(&attempt.to_be_bytes());
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// The first and the last id the records of `execution` can have.
+    pub fn range_of(execution: ExecutionId) -> (Self, Self) {
+        (Self::of(execution, 0), Self::of(execution, u32::MAX))
+    }
+}
 id_type!(
     /// A trigger: a script run when data of its app changes or something is dead-lettered.
     TriggerId, "trigger"
@@ -140,5 +159,29 @@ mod tests {
     fn a_malformed_id_names_its_kind() {
         let err = ScriptId::parse("nope").expect_err("'nope' is no uuid");
         assert_eq!(err.to_string(), "'nope' is not a valid script id");
+    }
+
+    #[test]
+    fn an_executions_records_sort_by_its_start_and_attempt_within_its_range() {
+        let first = ExecutionId::new();
+        let second = ExecutionId::new();
+        let records = [
+            RecordId::of(first, 1),
+            RecordId::of(first, 2),
+            RecordId::of(first, 70_000),
+            RecordId::of(second, 1),
+        ];
+        assert!(
+            records.windows(2).all(|pair| pair[0] < pair[1]),
+            "{records:?}"
+        );
+        let (low, high) = RecordId::range_of(first);
+        assert!(records[..3].iter().all(|id| (low..=high).contains(id)));
+        assert!(!(low..=high).contains(&records[3]));
+        assert_eq!(
+            RecordId::of(first, 1).to_string()[..32],
+            first.to_string()[..32],
+            "the execution's time and counter stay"
+        );
     }
 }

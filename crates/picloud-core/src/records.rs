@@ -55,7 +55,8 @@ impl ExecutionSource {
 /// One attempt of an execution, finished. `picloud logs` reads it back from the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
-    /// The record's own id: an app's records list newest first by it.
+    /// The record's own id, [`RecordId::of`] the execution and the attempt (the store keeps it
+    /// so): an app's records list newest first by it.
     pub id: RecordId,
     pub execution_id: ExecutionId,
     /// Which attempt of the execution (`ctx.attempt` of its first run): 1, or more for a retried

@@ -346,7 +346,7 @@ impl Origin {
         elapsed: Duration,
     ) -> ExecutionRecord {
         ExecutionRecord {
-            id: RecordId::new(),
+            id: RecordId::of(context.execution_id, self.attempt),
             execution_id: context.execution_id,
             attempt: self.attempt,
             app_id: context.app_id,

@@ -101,13 +101,16 @@ fn insert_records(count: usize) -> String {
     )
 }
 
-/// The values of one record, in [`sql::EXECUTION_COLUMNS`]' order.
+/// The values of one record, in [`sql::EXECUTION_COLUMNS`]' order; its id is always
+/// [`RecordId::of`] its execution and attempt, which finds it (see the table's migration).
 fn record_args(record: &ExecutionRecord) -> StoreResult<[Arg<'_>; RECORD_PARAMETERS]> {
     let logs = serde_json::to_string(&record.logs)
         .map_err(|err| StoreError::Internal(format!("an execution's log as JSON: {err}")))?;
     let error = record.error.as_ref();
     Ok([
-        record.id.to_string().into(),
+        RecordId::of(record.execution_id, record.attempt)
+            .to_string()
+            .into(),
         record.execution_id.to_string().into(),
         i64::from(record.attempt).into(),
         record.app_id.to_string().into(),
@@ -157,9 +160,13 @@ impl<E: Engine> ExecutionStore for E {
     }
 
     async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>> {
+        let (first, last) = RecordId::range_of(id);
         let rows: Vec<ExecutionRow> = self
             .records()
-            .fetch_all(sql::GET_EXECUTION, &[id.to_string().into()])
+            .fetch_all(
+                sql::GET_EXECUTION,
+                &[first.to_string().into(), last.to_string().into()],
+            )
             .await?;
         records(rows)
     }

@@ -763,14 +763,23 @@ macro_rules! execution_columns {
          error_line, error_column, runs, started_at, duration_us, logs"
     };
 }
+/// `app (id)`: the apps that have execution records, found by skipping from one app's range to
+/// the next (a scan of the whole table would read every record); its last row is `NULL`.
+macro_rules! apps_with_executions {
+    () => {
+        "app (id) AS (SELECT MIN(app_id) FROM executions UNION ALL \
+         SELECT (SELECT MIN(app_id) FROM executions WHERE app_id > app.id) FROM app \
+         WHERE app.id IS NOT NULL)"
+    };
+}
 /// One execution record, on SQLite, in the records' own file (where there is no `apps` table to
 /// check: the sweep deletes the records of an app that is gone). Nothing when the attempt has a
-/// record already.
+/// record already (its id is `RecordId::of` the execution and the attempt).
 pub const INSERT_EXECUTION: &str = concat!(
     "INSERT INTO executions (",
     execution_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ",
-    "ON CONFLICT (execution_id, attempt) DO NOTHING"
+    "ON CONFLICT (app_id, id) DO NOTHING"
 );
 /// [`execution_columns`] as a constant, for statements built at run time.
 pub const EXECUTION_COLUMNS: &str = execution_columns!();
@@ -782,7 +791,7 @@ pub const INSERT_EXECUTIONS: &str = concat!(
     ") SELECT ",
     execution_columns!(),
     " FROM record WHERE app_id IN (SELECT id FROM apps) ",
-    "ON CONFLICT (execution_id, attempt) DO NOTHING"
+    "ON CONFLICT (app_id, id) DO NOTHING"
 );
 /// The app `$1`'s records before the record id `$2`, newest first, at most `$3`; `$4` a script,
 /// `$5` an outcome, `$6` a source, `$7` / `$8` started at or after / before (milliseconds).
@@ -795,19 +804,21 @@ pub const LIST_EXECUTIONS: Sql<'static> = dialects!(
     "AND ($6 IS NULL OR source = $6) AND ($7 IS NULL OR started_at >= $7) ",
     "AND ($8 IS NULL OR started_at < $8) ORDER BY id DESC LIMIT $3"
 );
-/// Every attempt of the execution `$1`, first attempt first.
+/// Every attempt of an execution, first attempt first: the records with an id from `$1` to `$2`
+/// (`RecordId::range_of` it), one range in each app that has records.
 pub const GET_EXECUTION: Sql<'static> = dialects!(
-    "SELECT ",
+    "WITH RECURSIVE ",
+    apps_with_executions!(),
+    " SELECT ",
     execution_columns!(),
-    " FROM executions WHERE execution_id = $1 ORDER BY attempt"
+    " FROM executions WHERE app_id IN (SELECT id FROM app WHERE id IS NOT NULL) ",
+    "AND id BETWEEN $1 AND $2 ORDER BY id"
 );
-/// The apps that have execution records, found by skipping from one app's range to the next
-/// (a scan of the whole table would read every record).
-pub const APPS_WITH_EXECUTIONS: Sql<'static> = Sql::same(
-    "\
-    WITH RECURSIVE app (id) AS (SELECT MIN(app_id) FROM executions \
-    UNION ALL SELECT (SELECT MIN(app_id) FROM executions WHERE app_id > app.id) FROM app \
-    WHERE app.id IS NOT NULL) SELECT id FROM app WHERE id IS NOT NULL",
+/// The apps that have execution records.
+pub const APPS_WITH_EXECUTIONS: Sql<'static> = dialects!(
+    "WITH RECURSIVE ",
+    apps_with_executions!(),
+    " SELECT id FROM app WHERE id IS NOT NULL"
 );
 /// Every app's id.
 pub const APP_IDS: Sql<'static> = Sql::same("SELECT id FROM apps");

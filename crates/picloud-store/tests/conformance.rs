@@ -636,24 +636,24 @@ both_backends!(
         let other = app(&store, "other").await?;
         let script = endpoint(&store, shop.id, "hello").await?;
         let day = 24 * 3_600_000;
-        // A record made `age_ms` ago: its time-ordered id says so (UUID v7: 48 bits of ms).
-        let id_made = |age_ms: i64| {
+        // An execution started `age_ms` ago: its time-ordered id says so (UUID v7: 48 bits of
+        // ms), and so does its record's.
+        let started = |age_ms: i64| {
+            if age_ms == 0 {
+                return picloud_core::ExecutionId::new();
+            }
             let ms = Timestamp::now().as_millis() - age_ms;
-            picloud_core::RecordId::parse(&format!(
+            picloud_core::ExecutionId::parse(&format!(
                 "{:08x}-{:04x}-7000-8000-000000000000",
                 ms >> 16,
                 ms & 0xffff
             ))
             .expect("a v7 id")
         };
-        let record = |app_id: AppId, age_ms: i64| ExecutionRecord {
-            id: if age_ms == 0 {
-                picloud_core::RecordId::new()
-            } else {
-                id_made(age_ms)
-            },
-            execution_id: picloud_core::ExecutionId::new(),
-            attempt: 1,
+        let attempt = |execution_id, attempt, app_id: AppId, age_ms: i64| ExecutionRecord {
+            id: picloud_core::RecordId::of(execution_id, attempt),
+            execution_id,
+            attempt,
             app_id,
             script_id: script.id,
             source: ExecutionSource::Sync,
@@ -666,6 +666,7 @@ both_backends!(
             error: None,
             logs: Vec::new(),
         };
+        let record = |app_id: AppId, age_ms: i64| attempt(started(age_ms), 1, app_id, age_ms);
         let old = record(shop.id, 10 * day);
         let recent: Vec<ExecutionRecord> = (0..3).map(|_| record(shop.id, 0)).collect();
         let gone = record(AppId::new(), 0);
@@ -714,6 +715,19 @@ both_backends!(
             store.get_execution(old.execution_id).await?,
             vec![old.clone()]
         );
+        // A retried execution (of a third app): its attempts, first first, and nothing of a
+        // neighbour.
+        let third = app(&store, "third").await?;
+        let retried = started(0);
+        let attempts: Vec<ExecutionRecord> = (1..=3)
+            .rev()
+            .map(|n| attempt(retried, n, third.id, 0))
+            .collect();
+        write_records(&store, "node-a", attempts.clone()).await?;
+        let mut in_order = attempts.clone();
+        in_order.reverse();
+        assert_eq!(store.get_execution(retried).await?, in_order);
+        assert!(store.get_execution(started(0)).await?.is_empty());
         let by_id = store
             .executions_by_id(shop.id, &[recent[1].id, theirs[0].id, old.id])
             .await?;

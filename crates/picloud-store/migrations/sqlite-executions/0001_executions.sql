@@ -6,10 +6,12 @@
 -- which the outbox's group commits hold. So there is no `apps` table to refer to: the sweep
 -- deletes the records of an app that is gone. Swept by age and by count per app.
 --
--- Few structures, because every sync request writes one: rows are clustered by (app_id, id) —
--- ids are time-ordered, so a record lands at the end of its app's range, lists of an app read
--- a range, and sweeps delete the oldest of a range — and one unique index finds an execution's
--- attempts (a rowid table with an index per lookup wrote twice the pages per commit).
+-- One structure, because every sync request writes one: rows are clustered by (app_id, id),
+-- and a record's id is its execution's id with the attempt in the last 16 bits
+-- (`RecordId::of`). Ids are time-ordered, so a record lands at the end of its app's range,
+-- lists of an app read a range, sweeps delete the oldest of a range, and an execution's
+-- attempts are one range of ids (found per app, without an index of their own: a unique index
+-- on (execution_id, attempt) cost `hello` 5 µs of CPU a request, bench/RESULTS.md).
 CREATE TABLE executions (
     id           TEXT   NOT NULL,
     execution_id TEXT   NOT NULL,
@@ -27,6 +29,5 @@ CREATE TABLE executions (
     started_at   BIGINT NOT NULL,
     duration_us  BIGINT NOT NULL,
     logs         TEXT   NOT NULL,
-    PRIMARY KEY (app_id, id),
-    CONSTRAINT executions_attempt_key UNIQUE (execution_id, attempt)
+    PRIMARY KEY (app_id, id)
 ) WITHOUT ROWID;
