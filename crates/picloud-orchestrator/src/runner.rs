@@ -12,8 +12,9 @@
 //! [`CommitConfig::max_runs`] runs.
 //!
 //! Every finished execution then leaves an [`ExecutionRecord`] (issue #18): its source, outcome,
-//! runs and log, written by a later group commit off the caller's path ([`Recorder::executed`]);
-//! [`RecordPolicy`] may leave out sync requests that succeeded.
+//! runs and log, handed to the records' thread off the caller's path ([`Journal::keep`]) and to
+//! the app's live tails ([`LogTail`]); [`RecordPolicy`] may leave out of the store sync requests
+//! that succeeded (a tail still shows them).
 //!
 //! [`KvStore::commit_run`]: picloud_store::KvStore::commit_run
 
