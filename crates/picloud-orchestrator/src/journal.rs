@@ -13,7 +13,9 @@
 //!   without end. A failed write is tried again after a pause, while new records wait.
 //! - **Per-app cap at write time.** A tenant that runs a million executions an hour must not fill
 //!   the disk before the hourly sweep: the thread counts each app's records (an upper bound) and
-//!   trims the app to `executions_per_app` whenever it holds [`TRIM_SLACK`] more.
+//!   trims the app to `executions_per_app` whenever it holds [`TRIM_SLACK`] more. A record stores
+//!   at most `max_log_bytes` of log ([`keep_log`]), so an app's records take at most about
+//!   (`executions_per_app` + [`TRIM_SLACK`]) × `max_log_bytes` on disk.
 //! - **Live tails across nodes.** On PostgreSQL each write notifies the other nodes
 //!   ([`ExecutionStore::record_notices`]); [`follow_notices`] reads the records it hears of for
 //!   the apps someone tails here and hands them to [`LogTail`].
@@ -29,6 +31,7 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use picloud_core::exec::{LogLevel, LogLine};
 use picloud_core::AppId;
 use picloud_store::{ExecutionRecord, ExecutionWriter, Store, StoreError};
 use tokio::sync::{oneshot, watch};
@@ -68,18 +71,21 @@ pub struct JournalThread {
 }
 
 impl Journal {
-    /// Starts the thread, which writes through `writer` and keeps each app's records within
-    /// `keep_per_app` (plus [`TRIM_SLACK`]).
+    /// Starts the thread, which writes through `writer`, keeps each app's records within
+    /// `keep_per_app` (plus [`TRIM_SLACK`]) and each record's log within `max_log_bytes`.
     pub fn start(
         writer: Box<dyn ExecutionWriter>,
         keep_per_app: u64,
+        max_log_bytes: usize,
     ) -> std::io::Result<(Journal, JournalThread)> {
         let (sender, receiver) = crossbeam_channel::bounded(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = dropped.clone();
         let thread = thread::Builder::new()
             .name("picloud-records".to_owned())
-            .spawn(move || write_records(writer, &receiver, &counted, keep_per_app))?;
+            .spawn(move || {
+                write_records(writer, &receiver, &counted, keep_per_app, max_log_bytes);
+            })?;
         Ok((
             Journal {
                 sender: sender.clone(),
@@ -131,6 +137,7 @@ fn write_records(
     receiver: &Receiver<Message>,
     dropped: &AtomicU64,
     keep_per_app: u64,
+    max_log_bytes: usize,
 ) {
     let mut counts = AppCounts::new(keep_per_app);
     let mut reported_drops = 0;
@@ -153,6 +160,9 @@ fn write_records(
                     Err(_) => break,
                 }
             }
+            for record in &mut batch {
+                keep_log(&mut record.logs, max_log_bytes);
+            }
             write(writer.as_mut(), &batch, stop.is_some());
             counts.trim(writer.as_mut(), &batch);
             batch.clear();
@@ -173,6 +183,31 @@ fn write_records(
             return;
         }
     }
+}
+
+/// Keeps the first lines of `logs` whose messages fit in `max_bytes`, then one saying how many
+/// were left out (a line that does not fit whole is left out whole).
+fn keep_log(logs: &mut Vec<LogLine>, max_bytes: usize) {
+    let mut used = 0;
+    let Some(cut) = logs.iter().position(|line| {
+        used += line.message.len();
+        used > max_bytes
+    }) else {
+        return;
+    };
+    let left = logs.len() - cut;
+    let bytes: usize = logs[cut..].iter().map(|line| line.message.len()).sum();
+    let at = logs[cut].at;
+    logs.truncate(cut);
+    logs.push(LogLine {
+        level: LogLevel::Warn,
+        message: format!(
+            "{left} more log lines ({bytes} bytes) are not kept in this record: a record keeps \
+             {max_bytes} bytes of log (PICLOUD_RECORD_MAX_LOG_BYTES); the live tail shows them all"
+        ),
+        at,
+        discarded: false,
+    });
 }
 
 fn take(
@@ -347,7 +382,8 @@ mod tests {
     async fn records_gather_into_one_write_and_a_failed_write_is_tried_again() {
         let kept = Kept::default();
         kept.fail_once.store(true, Ordering::SeqCst);
-        let (journal, thread) = Journal::start(Box::new(kept.clone()), 100).expect("a thread");
+        let (journal, thread) =
+            Journal::start(Box::new(kept.clone()), 100, 1_024).expect("a thread");
         let app = AppId::new();
         let records: Vec<ExecutionRecord> = (0..5).map(|_| record(app)).collect();
         for record in &records {
@@ -403,7 +439,7 @@ mod tests {
         }
         let (release, gate) = std::sync::mpsc::channel();
         let (journal, thread) =
-            Journal::start(Box::new(Stuck(Some(gate))), 1_000_000).expect("a thread");
+            Journal::start(Box::new(Stuck(Some(gate))), 1_000_000, 1_024).expect("a thread");
         let app = AppId::new();
         journal.keep(record(app));
         tokio::time::sleep(GATHER * 2).await;
@@ -414,5 +450,39 @@ mod tests {
         assert_eq!(journal.dropped(), 10);
         release.send(()).expect("released");
         thread.stop().await;
+    }
+
+    #[test]
+    fn a_record_keeps_its_first_lines_within_the_bytes_and_says_what_it_left_out() {
+        let line = |message: &str| LogLine {
+            level: LogLevel::Info,
+            message: message.to_owned(),
+            at: Timestamp::now(),
+            discarded: false,
+        };
+        let mut logs = vec![
+            line("0123456789"),
+            line("abcdefghij"),
+            line("x"),
+            line("yz"),
+        ];
+        let whole = logs.clone();
+        keep_log(&mut logs, 23);
+        assert_eq!(logs, whole, "23 bytes of messages fit whole");
+        keep_log(&mut logs, 15);
+        assert_eq!(
+            logs[..1],
+            whole[..1],
+            "the first line fits, the second does not"
+        );
+        assert_eq!(logs.len(), 2);
+        assert_eq!(logs[1].level, LogLevel::Warn);
+        assert!(
+            logs[1]
+                .message
+                .starts_with("3 more log lines (13 bytes) are not kept"),
+            "{}",
+            logs[1].message
+        );
     }
 }

@@ -203,6 +203,7 @@ impl Platform {
         let (journal, journal_thread) = journal::Journal::start(
             store.execution_writer(&node)?,
             config.retention.executions_per_app,
+            config.records.max_log_bytes,
         )
         .map_err(|err| {
             ServiceError::Internal(format!("the execution records' thread cannot start: {err}"))

@@ -279,12 +279,17 @@ pub struct RecordPolicy {
     /// off spares the most latency-sensitive routes the record's write. Failures always do, as
     /// does every other source.
     pub sync_successes: bool,
+    /// Bytes of log a stored record keeps (`PICLOUD_RECORD_MAX_LOG_BYTES`): its first lines,
+    /// then one saying how many were left out. With the per-app count, it bounds what a tenant's
+    /// records take on disk; the live tail shows the whole log.
+    pub max_log_bytes: usize,
 }
 
 impl Default for RecordPolicy {
     fn default() -> Self {
         Self {
             sync_successes: true,
+            max_log_bytes: 16 * 1024,
         }
     }
 }

@@ -249,11 +249,51 @@ both_backends!(
                 "/chatty",
             )
             .await;
+        server
+            .api
+            .add_route(
+                &app,
+                "long",
+                "let line = \"x\";\nline.pad(1023, \"x\");\nfor i in 0..40 { print(line); }\nthrow \"long\";",
+                "GET",
+                "/long",
+            )
+            .await;
+        let mut tail = tail(&server, &app, "").await;
+        assert_eq!(server.get("/shop/long").await.status, 500);
+        // The tail shows the whole log; the stored record its first 16 KiB (PICLOUD_RECORD_MAX_LOG_BYTES).
+        let shown = tail.next(WITHIN).await.expect("an event").json();
+        assert_eq!(
+            shown["logs"].as_array().map(Vec::len),
+            Some(40),
+            "{}",
+            shown["summary"]
+        );
+        let stored = records(&server, &app, "outcome=runtime_error", 1).await;
+        let logs = stored[0]["logs"].as_array().expect("the log");
+        assert_eq!(
+            logs.len(),
+            17,
+            "16 whole lines of 1,023 bytes, then the note"
+        );
+        assert!(
+            logs[16]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("24 more log lines (24552 bytes) are not kept")),
+            "{}",
+            logs[16]
+        );
+        let long = stored[0]["execution_id"].clone();
+
         assert_eq!(server.get("/shop/quiet").await.status, 200);
         assert_eq!(server.get("/shop/chatty").await.status, 500);
-        let kept = records(&server, &app, "", 1).await;
+        let kept = records(&server, &app, "", 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let kept_now = records(&server, &app, "", 1).await;
+        let kept_now: Vec<Value> = records(&server, &app, "", 2)
+            .await
+            .into_iter()
+            .filter(|record| record["execution_id"] != long)
+            .collect();
         assert_eq!(kept_now.len(), 1, "only the failure is kept: {kept:?}");
         let logs = kept_now[0]["logs"].as_array().expect("the log");
         assert_eq!(logs.len(), 1001, "1,000 lines and the closing one");
@@ -363,7 +403,7 @@ async fn a_tail_that_stops_reading_is_dropped_without_slowing_the_app() {
             .add_route(
                 &app,
                 "noisy",
-                "let line = \"x\".pad(1023, \"x\");\nfor i in 0..64 { print(line); }\n1",
+                "let line = \"x\";\nline.pad(1023, \"x\");\nfor i in 0..64 { print(line); }\n1",
                 "GET",
                 "/noisy",
             )

@@ -554,6 +554,14 @@ pub struct ServeArgs {
     #[arg(long, env = "PICLOUD_RECORD_SYNC_SUCCESSES", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub record_sync_successes: bool,
+
+    /// Bytes of log an execution record stores (its first lines, then a line saying how many
+    /// were left out): with the per-app count, what one app's records can take on disk. The
+    /// live tail shows the whole log (`PICLOUD_MAX_LOG_BYTES`).
+    #[arg(long, env = "PICLOUD_RECORD_MAX_LOG_BYTES",
+          default_value_t = picloud_orchestrator::runner::RecordPolicy::default().max_log_bytes,
+          value_parser = in_range(1024, 1 << 30))]
+    pub record_max_log_bytes: usize,
 }
 
 /// The admin listener's address, or none.

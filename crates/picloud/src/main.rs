@@ -183,6 +183,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redacted_headers: args.redacted_headers(),
         records: picloud_orchestrator::runner::RecordPolicy {
             sync_successes: args.record_sync_successes,
+            max_log_bytes: args.record_max_log_bytes,
         },
         metrics: args.metrics.config(),
     };
