@@ -17,11 +17,10 @@
 //!   at most `max_log_bytes` of log ([`keep_log`]), so an app's records take at most about
 //!   (`executions_per_app` + [`TRIM_SLACK`]) × `max_log_bytes` on disk.
 //! - **Live tails across nodes.** On PostgreSQL each write notifies the other nodes
-//!   ([`ExecutionStore::record_notices`]); [`follow_notices`] reads the records it hears of for
-//!   the apps someone tails here and hands them to [`LogTail`].
+//!   ([`Store::notices`]), which read the records for their tails (`crate::notices`).
 //!
 //! [`ExecutionStore::execution_writer`]: picloud_store::ExecutionStore::execution_writer
-//! [`ExecutionStore::record_notices`]: picloud_store::ExecutionStore::record_notices
+//! [`Store::notices`]: picloud_store::Store::notices
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -33,10 +32,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use picloud_core::exec::{LogLevel, LogLine};
 use picloud_core::AppId;
-use picloud_store::{ExecutionRecord, ExecutionWriter, Store, StoreError};
-use tokio::sync::{oneshot, watch};
-
-use crate::tail::LogTail;
+use picloud_store::{ExecutionRecord, ExecutionWriter, StoreError};
+use tokio::sync::oneshot;
 
 /// The most records waiting for the thread.
 pub const QUEUE: usize = 65_536;
@@ -281,48 +278,6 @@ impl AppCounts {
                     tracing::warn!(app_id = %app_id, "execution records not trimmed: {err}")
                 }
             }
-        }
-    }
-}
-
-/// Hands the records other nodes write to this node's tails, until `shutdown`: on PostgreSQL,
-/// where [`picloud_store::ExecutionStore::record_notices`] has them; ends at once elsewhere.
-/// `origin` is this node's, whose records its tails have had already.
-pub async fn follow_notices(
-    store: Arc<dyn Store>,
-    tail: Arc<LogTail>,
-    origin: String,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut notices = match store.record_notices().await {
-        Ok(Some(notices)) => notices,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::warn!("live tails will not show other nodes' executions: {err}");
-            return;
-        }
-    };
-    loop {
-        let notice = tokio::select! {
-            notice = notices.next() => notice,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let notice = match notice {
-            Ok(notice) => notice,
-            Err(err) => {
-                tracing::warn!(
-                    "lost the notices of other nodes' executions; listening again: {err}"
-                );
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
-        };
-        if notice.origin == origin || !tail.is_tailed(notice.app_id) {
-            continue;
-        }
-        match store.executions_by_id(notice.app_id, &notice.ids).await {
-            Ok(records) => records.iter().for_each(|record| tail.publish(record)),
-            Err(err) => tracing::warn!("another node's executions could not be read: {err}"),
         }
     }
 }

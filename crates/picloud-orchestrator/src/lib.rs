@@ -13,6 +13,7 @@
 //! | [`invoke`] | a public request: lookup, then a sync run or an async `202` (its payload redacted) through the dispatcher; how much of a failure the caller sees |
 //! | [`dispatcher`] | the outbox's worker: sync runs, claims with leases, retries, dead letters |
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
+//! | [`notices`] | what other nodes change, told by the database (PostgreSQL): job wake-ups, route-index reloads, records for live tails |
 //! | [`journal`] | execution records: their own thread and connection, a bounded queue, the per-app cap; other nodes' records for the live tails |
 //! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
 //! | [`runner`] | one execution: gate, executor, the commit of its effects (run again on a conflict), metrics and log lines |
@@ -40,6 +41,7 @@ pub mod invoke;
 pub mod journal;
 pub mod members;
 pub mod metrics;
+pub mod notices;
 mod page;
 pub mod recorder;
 pub mod routes;
@@ -237,10 +239,14 @@ impl Platform {
                 config.retention.clone(),
                 stopped.clone(),
             )),
-            tokio::spawn(journal::follow_notices(
+            tokio::spawn(notices::follow(
                 store.clone(),
-                tail.clone(),
-                node,
+                notices::Followers {
+                    index: index.clone(),
+                    wake: wake.clone(),
+                    tail: tail.clone(),
+                    origin: node,
+                },
                 stopped,
             )),
         ];

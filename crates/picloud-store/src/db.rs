@@ -31,8 +31,8 @@ use crate::commit::AnyRow;
 use crate::errors::UniqueRule;
 use crate::jobs::JobValues;
 use crate::{
-    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
-    PoolUsage, RecordNotices, RunCommit, RunVerdict, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, Notices, OutboxBatch,
+    OutboxCommitter, PoolUsage, RunCommit, RunVerdict, StoreError, StoreResult,
 };
 
 /// A statement in SQLite's and PostgreSQL's dialects.
@@ -347,8 +347,8 @@ pub trait Engine: Send + Sync + 'static {
     /// [`crate::ExecutionStore::execution_writer`].
     fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>>;
 
-    /// [`crate::ExecutionStore::record_notices`].
-    fn record_notices(&self) -> impl Future<Output = StoreResult<Option<RecordNotices>>> + Send;
+    /// [`crate::Store::notices`].
+    fn listen(&self) -> impl Future<Output = StoreResult<Option<Notices>>> + Send;
 
     /// [`crate::OutboxStore::claim_jobs`], `limit` > 0.
     fn claim(

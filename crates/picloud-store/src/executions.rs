@@ -15,9 +15,7 @@ use crate::db::{Arg, Engine, Records, Sql};
 use crate::paging::Window;
 use crate::rows::{records, span, ExecutionRow};
 use crate::Backend;
-use crate::{
-    sql, ExecutionStore, ExecutionWriter, Page, PageRequest, RecordNotices, StoreError, StoreResult,
-};
+use crate::{sql, ExecutionStore, ExecutionWriter, Page, PageRequest, StoreError, StoreResult};
 
 /// The text that sorts before the id of every record made at or after `millis` (ids are UUID v7,
 /// whose first 48 bits are their Unix time in milliseconds) and after every earlier one.
@@ -245,9 +243,5 @@ impl<E: Engine> ExecutionStore for E {
 
     fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>> {
         Engine::execution_writer(self, origin)
-    }
-
-    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>> {
-        Engine::record_notices(self).await
     }
 }

@@ -31,7 +31,7 @@
 //! | [`postgres`] | the PostgreSQL engine (one pool, `SKIP LOCKED` claims, the outbox committer on a connection of its own) |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers; `0014` each document collection's version |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers; `0014` each document collection's version; `0015` scripts' imports; `0016` execution records (on SQLite an empty step: they live in a file of their own, `migrations/sqlite-executions/`); `0017` the triggers that `NOTIFY` other nodes (PostgreSQL; empty on SQLite) |
 //!
 //! Which triggers a change fires is a rule of `picloud_core::firing`; the store applies it in
 //! the transaction of the change. Both backends pass one conformance suite
@@ -294,17 +294,14 @@ pub trait ExecutionStore: Send + Sync {
     ) -> StoreResult<u64>;
     /// A writer for a thread of its own (it blocks that thread; call on a tokio runtime, as
     /// [`OutboxStore::outbox_committer`]). `origin` names the writing node in the notices other
-    /// nodes receive.
+    /// nodes receive ([`Notice::Records`]).
     fn execution_writer(&self, origin: &str) -> StoreResult<Box<dyn ExecutionWriter>>;
-    /// The notices of records written by any node, for live tails across nodes: on PostgreSQL
-    /// (`LISTEN`); `None` on SQLite, where one process writes the file.
-    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>>;
 }
 
 /// Writes execution records, blocking the calling thread.
 pub trait ExecutionWriter: Send {
     /// Writes `records` in one transaction, and on PostgreSQL notifies the other nodes of them
-    /// ([`ExecutionStore::record_notices`]). A record of an attempt recorded already is left
+    /// ([`Store::notices`]). A record of an attempt recorded already is left
     /// out; on PostgreSQL, so is one of an app deleted meanwhile (on SQLite the sweep deletes it).
     fn write(&mut self, records: &[ExecutionRecord]) -> StoreResult<()>;
     /// Deletes up to `limit` of the app's oldest records beyond its newest `keep`; answers how
@@ -321,13 +318,25 @@ pub struct RecordNotice {
     pub ids: Vec<RecordId>,
 }
 
-/// The stream of [`RecordNotice`]s.
-pub struct RecordNotices(pub(crate) postgres::Listener);
+/// What the database tells every node ([`Store::notices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A node wrote execution records (for live tails).
+    Records(RecordNotice),
+    /// An async job was committed: idle dispatchers may claim it.
+    Jobs,
+    /// The app, one of its scripts or one of its routes changed.
+    Changed(AppId),
+}
 
-impl RecordNotices {
+/// The stream of [`Notice`]s, on a connection of its own.
+pub struct Notices(pub(crate) postgres::Listener);
+
+impl Notices {
     /// The next notice. An error means the connection was lost (notices meanwhile are lost
-    /// too); the next call connects again.
-    pub async fn next(&mut self) -> StoreResult<RecordNotice> {
+    /// too: catch up by other means, as the route index's poll does); the next call connects
+    /// and listens again.
+    pub async fn next(&mut self) -> StoreResult<Notice> {
         self.0.next().await
     }
 }
@@ -967,6 +976,9 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// The connection pools, without waiting for any.
     fn pools(&self) -> Vec<PoolUsage>;
+    /// What other nodes change, as it happens: on PostgreSQL (`LISTEN`); `None` on SQLite, where
+    /// one process knows what it changed.
+    async fn notices(&self) -> StoreResult<Option<Notices>>;
     /// Closes the pool; later calls fail with `Unavailable`.
     async fn close(&self);
 }
@@ -992,6 +1004,10 @@ impl<E: db::Engine> Store for E {
 
     fn pools(&self) -> Vec<PoolUsage> {
         self.pool_usage()
+    }
+
+    async fn notices(&self) -> StoreResult<Option<Notices>> {
+        self.listen().await
     }
 
     async fn close(&self) {

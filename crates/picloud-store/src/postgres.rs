@@ -11,6 +11,7 @@
 //! `FOR UPDATE SKIP LOCKED`.
 
 mod committer;
+mod notices;
 mod records;
 
 use std::str::FromStr;
@@ -24,7 +25,7 @@ use self::committer::{
     commit_batch, push_attempts_locked_in_order, OwnConnection, PgCommitter,
     BEGIN_BY_KEY_WITHOUT_FLUSH,
 };
-pub(crate) use self::records::Listener;
+pub(crate) use self::notices::Listener;
 use self::records::PgExecutionWriter;
 use crate::commit::{commit_runs, AnyRow};
 use crate::db::{arguments, pool_usage, postgres, Arg, DbResult, Engine, Row, Sql, WriteTx};
@@ -33,8 +34,8 @@ use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
-    PoolUsage, RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, Notices, OutboxBatch,
+    OutboxCommitter, PoolUsage, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -201,8 +202,8 @@ impl Engine for PgStore {
         }))
     }
 
-    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>> {
-        Ok(Some(RecordNotices(Listener::start(&self.pool).await?)))
+    async fn listen(&self) -> StoreResult<Option<Notices>> {
+        Ok(Some(Notices(Listener::start(&self.pool).await?)))
     }
 
     /// Rows are locked under FOR UPDATE SKIP LOCKED: two nodes claiming at once never wait for,

@@ -64,8 +64,8 @@ use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
 use crate::sql::{fair_due_jobs, job_columns};
 use crate::{
-    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, OutboxBatch, OutboxCommitter,
-    PoolUsage, RecordNotices, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
+    AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, Notices, OutboxBatch,
+    OutboxCommitter, PoolUsage, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
 };
 
 use self::committer::SqliteCommitter;
@@ -256,8 +256,8 @@ impl Engine for SqliteStore {
         Ok(Box::new(self.records.writer()?))
     }
 
-    /// One process writes the file: its live tails hear of its records in process.
-    async fn record_notices(&self) -> StoreResult<Option<RecordNotices>> {
+    /// One process writes the file: it knows what it changed.
+    async fn listen(&self) -> StoreResult<Option<Notices>> {
         Ok(None)
     }
 

@@ -675,7 +675,7 @@ both_backends!(
         executions.extend(recent.iter().cloned());
         executions.extend(theirs.iter().cloned());
 
-        let mut notices = store.record_notices().await?;
+        let mut notices = store.notices().await?;
         assert_eq!(
             notices.is_some(),
             store.backend() == Backend::Postgres,
@@ -691,7 +691,9 @@ both_backends!(
                     tokio::time::timeout(std::time::Duration::from_secs(5), notices.next())
                         .await
                         .expect("a notice within 5 s")?;
-                heard.push(notice);
+                if let picloud_store::Notice::Records(notice) = notice {
+                    heard.push(notice);
+                }
             }
             assert!(heard.iter().all(|n| n.origin == "node-a"));
             let shop_ids: Vec<picloud_core::RecordId> = heard

@@ -4,18 +4,18 @@
 //!
 //! A commit of records sends, in the same transaction, one `NOTIFY picloud_executions` per app
 //! and [`IDS_PER_NOTICE`] records: `origin app_id id,id,…`. PostgreSQL delivers them at commit, so
-//! a node that hears of a record can read it.
+//! a node that hears of a record can read it (`super::notices`).
 
 use picloud_core::{AppId, RecordId};
-use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
 use super::committer::{OwnConnection, BEGIN_BY_KEY_WITHOUT_FLUSH};
 use crate::executions::{record_executions, trim_executions};
-use crate::{ExecutionRecord, ExecutionWriter, RecordNotice, StoreError, StoreResult};
+use crate::{ExecutionRecord, ExecutionWriter, RecordNotice, StoreResult};
 
 /// The channel of the notices.
-const CHANNEL: &str = "picloud_executions";
+pub(super) const CHANNEL: &str = "picloud_executions";
 /// Record ids per notice: PostgreSQL's payloads hold less than 8,000 bytes, an id 36 and a comma.
 const IDS_PER_NOTICE: usize = 200;
 
@@ -74,7 +74,7 @@ fn notices(origin: &str, records: &[ExecutionRecord]) -> Vec<String> {
 }
 
 /// The notice a payload carries; `None` for one that is not ours.
-fn parse(payload: &str) -> Option<RecordNotice> {
+pub(super) fn parse(payload: &str) -> Option<RecordNotice> {
     let mut parts = payload.splitn(3, ' ');
     let origin = parts.next()?.to_owned();
     let app_id = AppId::parse(parts.next()?).ok()?;
@@ -89,32 +89,6 @@ fn parse(payload: &str) -> Option<RecordNotice> {
         app_id,
         ids,
     })
-}
-
-/// `LISTEN picloud_executions` on a connection of its own.
-pub(crate) struct Listener(PgListener);
-
-impl Listener {
-    pub(super) async fn start(pool: &PgPool) -> StoreResult<Self> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(Self(listener))
-    }
-
-    /// The next notice of records. After an error (the connection was lost; notices meanwhile
-    /// are lost too), the next call connects again.
-    pub(crate) async fn next(&mut self) -> StoreResult<RecordNotice> {
-        loop {
-            let notification = self.0.recv().await.map_err(StoreError::from)?;
-            if let Some(notice) = parse(notification.payload()) {
-                return Ok(notice);
-            }
-            tracing::warn!(
-                payload = notification.payload(),
-                "a notice on {CHANNEL} that is not PiCloud's; ignored"
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -32,9 +32,9 @@ use picloud_core::{
 };
 use picloud_store::{
     AppPatch, AppQuotas, AppUsage, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt,
-    KvWritten, Lease, NewJob, NewRoute, NewTrigger, OutboxBatch, OutboxCommitter, OutboxDepth,
-    OverLimit, PageRequest, RunCommit, RunVerdict, ScriptPatch, Store, StoreError, StoreServices,
-    KV_ENTRY_OVERHEAD,
+    KvWritten, Lease, NewJob, NewRoute, NewTrigger, Notice, OutboxBatch, OutboxCommitter,
+    OutboxDepth, OverLimit, PageRequest, RunCommit, RunVerdict, ScriptPatch, Store, StoreError,
+    StoreServices, KV_ENTRY_OVERHEAD,
 };
 use picloud_test_support::fixtures::{app, conflict, endpoint, page};
 use picloud_test_support::{both_backends, fresh_store, Backend, TestDatabase};

@@ -547,3 +547,65 @@ both_backends!(
         Ok(())
     }
 );
+
+/// The next notice within `within_ms`, or `None`.
+async fn next(
+    notices: &mut picloud_store::Notices,
+    within_ms: u64,
+) -> picloud_store::StoreResult<Option<Notice>> {
+    tokio::time::timeout(Duration::from_millis(within_ms), notices.next())
+        .await
+        .ok()
+        .transpose()
+}
+
+// #19: what other nodes hear. On PostgreSQL an async job's commit sends `Jobs` (a sync row
+// nothing), and a change to an app, a script or a route sends `Changed` with the app; SQLite, one
+// process, has no notices.
+both_backends!(
+    committed_jobs_and_changes_are_told_to_every_listener,
+    |store| async move {
+        let Some(mut notices) = store.notices().await? else {
+            assert_eq!(store.backend(), Backend::Sqlite, "PostgreSQL has notices");
+            return Ok(());
+        };
+        let shop = app(&store, "shop").await?;
+        assert_eq!(
+            next(&mut notices, 5_000).await?,
+            Some(Notice::Changed(shop.id)),
+            "an app made"
+        );
+        let script = endpoint(&store, shop.id, "api").await?;
+        assert_eq!(
+            next(&mut notices, 5_000).await?,
+            Some(Notice::Changed(shop.id))
+        );
+
+        let mut sync = http_job(&script, "/sync");
+        sync.mode = JobMode::Sync;
+        enqueue(&store, vec![sync]).await?;
+        assert_eq!(
+            next(&mut notices, 300).await?,
+            None,
+            "a sync row wakes nobody"
+        );
+        enqueue(
+            &store,
+            vec![http_job(&script, "/a"), http_job(&script, "/b")],
+        )
+        .await?;
+        assert_eq!(next(&mut notices, 5_000).await?, Some(Notice::Jobs));
+        assert_eq!(
+            next(&mut notices, 300).await?,
+            None,
+            "one notice for the commit, however many jobs"
+        );
+        assert!(store.delete_app(shop.id).await?);
+        assert_eq!(
+            next(&mut notices, 5_000).await?,
+            Some(Notice::Changed(shop.id)),
+            "an app deleted (and its scripts with it: the same notice, once)"
+        );
+        Ok(())
+    }
+);
