@@ -295,9 +295,9 @@ def job_counts(server):
         int(float(n)) for n in re.findall(r'^picloud_http_requests_total\{kind="public",status="2\d\d"\} (\S+)', text, re.M)
     )
     counts = [answered]
-    for metric in (r'picloud_executions_total\{outcome="ok"\}', r"picloud_run_conflicts_total"):
-        m = re.search(rf"^{metric} (\S+)", text, re.M)
-        counts.append(int(float(m.group(1))) if m else 0)
+    # Executions are labelled by app and script (#18): the ok ones of every series, summed.
+    for metric in (r'picloud_executions_total\{[^}]*outcome="ok"[^}]*\}', r"picloud_run_conflicts_total"):
+        counts.append(sum(int(float(n)) for n in re.findall(rf"^{metric} (\S+)", text, re.M)))
     return tuple(counts)
 
 
