@@ -344,7 +344,12 @@ mod tests {
         for record in &records {
             journal.keep(record.clone());
         }
-        tokio::time::sleep(GATHER + RETRY_PAUSE + GATHER).await;
+        // Written after the gathering and one retry: wait for it rather than guess its time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while kept.writes.lock().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             *kept.writes.lock(),
             vec![records.clone()],
@@ -379,11 +384,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_records_rather_than_waiting() {
-        /// Blocks its first write until released.
-        struct Stuck(Option<std::sync::mpsc::Receiver<()>>);
+        /// Says when its first write starts, and blocks it until released.
+        struct Stuck(
+            std::sync::mpsc::SyncSender<()>,
+            Option<std::sync::mpsc::Receiver<()>>,
+        );
         impl ExecutionWriter for Stuck {
             fn write(&mut self, _: &[ExecutionRecord]) -> StoreResult<()> {
-                if let Some(gate) = self.0.take() {
+                if let Some(gate) = self.1.take() {
+                    let _ = self.0.send(());
                     let _ = gate.recv();
                 }
                 Ok(())
@@ -393,11 +402,16 @@ mod tests {
             }
         }
         let (release, gate) = std::sync::mpsc::channel();
+        let (entered, writing) = std::sync::mpsc::sync_channel(1);
         let (journal, thread) =
-            Journal::start(Box::new(Stuck(Some(gate))), 1_000_000, 1_024).expect("a thread");
+            Journal::start(Box::new(Stuck(entered, Some(gate))), 1_000_000, 1_024)
+                .expect("a thread");
         let app = AppId::new();
         journal.keep(record(app));
-        tokio::time::sleep(GATHER * 2).await;
+        tokio::task::spawn_blocking(move || writing.recv())
+            .await
+            .expect("waited")
+            .expect("the first write started");
         // The thread is stuck writing the first; the queue fills, and then records are dropped.
         for _ in 0..QUEUE + 10 {
             journal.keep(record(app));
