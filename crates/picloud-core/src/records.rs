@@ -80,6 +80,35 @@ pub struct ExecutionRecord {
     pub logs: Vec<LogLine>,
 }
 
+#[cfg(any(test, feature = "fixtures"))]
+impl ExecutionRecord {
+    /// For tests: the record of `execution_id`'s `attempt` in `app_id`, a sync request of
+    /// `script_id` that answered 200 just now after 42 µs, without log lines.
+    pub fn fixture(
+        app_id: AppId,
+        script_id: ScriptId,
+        execution_id: ExecutionId,
+        attempt: u32,
+    ) -> Self {
+        Self {
+            id: RecordId::of(execution_id, attempt),
+            execution_id,
+            attempt,
+            app_id,
+            script_id,
+            source: ExecutionSource::Sync,
+            summary: "GET /".to_owned(),
+            started_at: Timestamp::now(),
+            duration_us: 42,
+            runs: 1,
+            outcome: "ok".to_owned(),
+            status: Some(200),
+            error: None,
+            logs: Vec::new(),
+        }
+    }
+}
+
 /// Which of an app's records to list; `None` leaves a field out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionFilter {
@@ -119,20 +148,10 @@ mod tests {
 
     fn record(outcome: &str, source: ExecutionSource, started_at: i64) -> ExecutionRecord {
         ExecutionRecord {
-            id: RecordId::new(),
-            execution_id: ExecutionId::new(),
-            attempt: 1,
-            app_id: AppId::new(),
-            script_id: ScriptId::new(),
             source,
-            summary: "GET /".to_owned(),
-            started_at: Timestamp::from_millis(started_at),
-            duration_us: 10,
-            runs: 1,
             outcome: outcome.to_owned(),
-            status: None,
-            error: None,
-            logs: Vec::new(),
+            started_at: Timestamp::from_millis(started_at),
+            ..ExecutionRecord::fixture(AppId::new(), ScriptId::new(), ExecutionId::new(), 1)
         }
     }
 

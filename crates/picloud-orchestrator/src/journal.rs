@@ -285,8 +285,7 @@ impl AppCounts {
 #[cfg(test)]
 mod tests {
     use parking_lot::Mutex;
-    use picloud_core::records::ExecutionSource;
-    use picloud_core::{ExecutionId, RecordId, ScriptId, Timestamp};
+    use picloud_core::{ExecutionId, ScriptId, Timestamp};
     use picloud_store::StoreResult;
 
     use super::*;
@@ -315,22 +314,7 @@ mod tests {
     }
 
     fn record(app_id: AppId) -> ExecutionRecord {
-        ExecutionRecord {
-            id: RecordId::new(),
-            execution_id: ExecutionId::new(),
-            attempt: 1,
-            app_id,
-            script_id: ScriptId::new(),
-            source: ExecutionSource::Sync,
-            summary: "GET /".to_owned(),
-            started_at: Timestamp::now(),
-            duration_us: 1,
-            runs: 1,
-            outcome: "ok".to_owned(),
-            status: Some(200),
-            error: None,
-            logs: Vec::new(),
-        }
+        ExecutionRecord::fixture(app_id, ScriptId::new(), ExecutionId::new(), 1)
     }
 
     #[tokio::test]

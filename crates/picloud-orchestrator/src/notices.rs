@@ -72,7 +72,10 @@ pub async fn follow(
                 if notice.origin == origin || !tail.is_tailed(notice.app_id) {
                     continue;
                 }
-                match store.executions_by_id(notice.app_id, &notice.ids).await {
+                match store
+                    .executions_in_batches(notice.app_id, &notice.batches)
+                    .await
+                {
                     Ok(records) => records.iter().for_each(|record| tail.publish(record)),
                     Err(err) => {
                         tracing::warn!("another node's executions could not be read: {err}")

@@ -137,25 +137,12 @@ impl Drop for Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picloud_core::records::ExecutionSource;
-    use picloud_core::{ExecutionId, RecordId, ScriptId, Timestamp};
+    use picloud_core::{ExecutionId, ScriptId};
 
     fn record(app_id: AppId, summary: &str) -> ExecutionRecord {
         ExecutionRecord {
-            id: RecordId::new(),
-            execution_id: ExecutionId::new(),
-            attempt: 1,
-            app_id,
-            script_id: ScriptId::new(),
-            source: ExecutionSource::Sync,
             summary: summary.to_owned(),
-            started_at: Timestamp::now(),
-            duration_us: 1,
-            runs: 1,
-            outcome: "ok".to_owned(),
-            status: Some(200),
-            error: None,
-            logs: Vec::new(),
+            ..ExecutionRecord::fixture(app_id, ScriptId::new(), ExecutionId::new(), 1)
         }
     }
 

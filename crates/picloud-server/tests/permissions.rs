@@ -148,22 +148,7 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
         .expect("a trigger");
     let dead_letter = dead_letter(store, app.id, free.id).await;
     let execution = ExecutionId::new();
-    let record = picloud_core::records::ExecutionRecord {
-        id: picloud_core::RecordId::new(),
-        execution_id: execution,
-        attempt: 1,
-        app_id: app.id,
-        script_id: free.id,
-        source: picloud_core::records::ExecutionSource::Sync,
-        summary: "GET /".to_owned(),
-        started_at: picloud_core::Timestamp::now(),
-        duration_us: 10,
-        runs: 1,
-        outcome: "ok".to_owned(),
-        status: Some(200),
-        error: None,
-        logs: Vec::new(),
-    };
+    let record = picloud_core::records::ExecutionRecord::fixture(app.id, free.id, execution, 1);
     let mut writer = store.execution_writer("matrix").expect("a writer");
     tokio::task::spawn_blocking(move || writer.write(&[record]))
         .await

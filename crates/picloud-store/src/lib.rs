@@ -31,7 +31,7 @@
 //! | [`postgres`] | the PostgreSQL engine (one pool, `SKIP LOCKED` claims, the outbox committer on a connection of its own) |
 //! | `paging` | cursors and limits (by id, or by KV key), the same on both backends |
 //! | `services` | [`StoreServices`]: the KV store and dead letters as scripts reach them ([`picloud_core::ScriptServices`]) |
-//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers; `0014` each document collection's version; `0015` scripts' imports; `0016` execution records (on SQLite an empty step: they live in a file of their own, `migrations/sqlite-executions/`); `0017` the triggers that `NOTIFY` other nodes (PostgreSQL; empty on SQLite) |
+//! | `migrations/{sqlite,postgres}/` | numbered alike, embedded at compile time, applied by [`Store::migrate`]: `0001` apps, scripts, routes, users, sessions; `0002` memberships, API keys; `0003` KV; `0004` triggers; `0005` the outbox; `0006` dead letters; `0007` abandoned executions; `0008` the outbox (SQLite) without a rowid; `0009` routes' kept headers, apps' exposed errors; `0010` KV entry sizes and the per-app counts the quotas check; `0011` the index of the fair claim (pending jobs by app); `0012` KV versions and each app's commit sequence; `0013` documents, their declared indexes and docs triggers; `0014` each document collection's version; `0015` scripts' imports; `0016` execution records (on SQLite an empty step: they live in a file of their own, `migrations/sqlite-executions/`); `0017` the triggers that `NOTIFY` other nodes (PostgreSQL; empty on SQLite); `0018` execution records in batches (on SQLite an empty step, and `sqlite-executions/0002`) |
 //!
 //! Which triggers a change fires is a rule of `picloud_core::firing`; the store applies it in
 //! the transaction of the change. Both backends pass one conformance suite
@@ -277,15 +277,16 @@ pub trait ExecutionStore: Send + Sync {
     ) -> StoreResult<Page<ExecutionRecord>>;
     /// Every attempt's record of the execution `id`, first attempt first; empty when none.
     async fn get_execution(&self, id: ExecutionId) -> StoreResult<Vec<ExecutionRecord>>;
-    /// The app's records among `ids` (the ones a [`RecordNotice`] names), oldest first.
-    async fn executions_by_id(
+    /// The records of the app's batches `batches` (the ones a [`RecordNotice`] names), oldest
+    /// first.
+    async fn executions_in_batches(
         &self,
         app_id: AppId,
-        ids: &[RecordId],
+        batches: &[RecordId],
     ) -> StoreResult<Vec<ExecutionRecord>>;
-    /// Deletes, of each app, up to `limit` records made more than `older_than_ms` ago and up to
-    /// `limit` beyond its newest `keep_per_app`, and up to `limit` records of each app that no
-    /// longer exists; answers how many.
+    /// Deletes, of each app, up to `limit` batches of records made more than `older_than_ms` ago
+    /// and up to `limit` beyond its newest `keep_per_app` records, and up to `limit` batches of
+    /// each app that no longer exists; answers how many records.
     async fn sweep_executions(
         &self,
         older_than_ms: i64,
@@ -300,22 +301,24 @@ pub trait ExecutionStore: Send + Sync {
 
 /// Writes execution records, blocking the calling thread.
 pub trait ExecutionWriter: Send {
-    /// Writes `records` in one transaction, and on PostgreSQL notifies the other nodes of them
-    /// ([`Store::notices`]). A record of an attempt recorded already is left
-    /// out; on PostgreSQL, so is one of an app deleted meanwhile (on SQLite the sweep deletes it).
+    /// Writes `records` in one transaction, in batches (one per app, unless its records started
+    /// far apart or fill more than one), and on PostgreSQL notifies the other nodes of them
+    /// ([`Store::notices`]). On PostgreSQL the records of an app deleted meanwhile are left out
+    /// (on SQLite the sweep deletes them); a write tried again writes nothing twice.
     fn write(&mut self, records: &[ExecutionRecord]) -> StoreResult<()>;
-    /// Deletes up to `limit` of the app's oldest records beyond its newest `keep`; answers how
-    /// many.
+    /// Deletes up to `limit` of the app's oldest batches while the newer ones hold `keep`
+    /// records or more; answers how many records.
     fn trim(&mut self, app_id: AppId, keep: u64, limit: u32) -> StoreResult<u64>;
 }
 
-/// Records a node wrote, of one app.
+/// Batches of records a node wrote, of one app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordNotice {
     /// The writing node's `origin` ([`ExecutionStore::execution_writer`]).
     pub origin: String,
     pub app_id: AppId,
-    pub ids: Vec<RecordId>,
+    /// Each batch by the id of its newest record.
+    pub batches: Vec<RecordId>,
 }
 
 /// What the database tells every node ([`Store::notices`]).

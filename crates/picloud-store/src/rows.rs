@@ -6,14 +6,12 @@
 //! booleans, and JSON (TEXT on SQLite, JSONB on PostgreSQL) is read as `CAST(… AS TEXT)`.
 
 use picloud_core::docs::FieldPath;
-use picloud_core::exec::{ExecError, ExecErrorKind};
 use picloud_core::firing::{DocsTriggerRule, KvTriggerRule};
-use picloud_core::records::{ExecutionRecord, ExecutionSource};
 use picloud_core::{
     ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
     DispatchMode, DocsOp, ExecutionId, JobMode, JobPayload, KeptHeaders, KvOp, Membership,
-    RecordId, Resolution, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId,
-    ScriptKind, ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
+    Resolution, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind,
+    ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 use crate::errors::corrupt;
@@ -576,73 +574,6 @@ pub(crate) struct DeadLetterRow {
     created_at: i64,
     resolved_at: Option<i64>,
     resolution: Option<String>,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ExecutionRow {
-    id: String,
-    execution_id: String,
-    attempt: i64,
-    app_id: String,
-    script_id: String,
-    source: String,
-    summary: String,
-    outcome: String,
-    status: Option<i64>,
-    error: Option<String>,
-    error_line: Option<i64>,
-    error_column: Option<i64>,
-    runs: i64,
-    started_at: i64,
-    duration_us: i64,
-    logs: String,
-}
-
-impl TryFrom<ExecutionRow> for ExecutionRecord {
-    type Error = StoreError;
-
-    fn try_from(row: ExecutionRow) -> StoreResult<Self> {
-        const TABLE: &str = "executions";
-        let source = ExecutionSource::parse(&row.source).ok_or_else(|| {
-            StoreError::Internal(format!(
-                "a corrupt row in executions: '{}' is no source",
-                row.source
-            ))
-        })?;
-        let error = match row.error {
-            None => None,
-            Some(message) => Some(ExecError {
-                kind: ExecErrorKind::parse(&row.outcome).ok_or_else(|| {
-                    StoreError::Internal(format!(
-                        "a corrupt row in executions: '{}' is no error kind",
-                        row.outcome
-                    ))
-                })?,
-                message,
-                line: row.error_line.map(|n| small(TABLE, n)).transpose()?,
-                column: row.error_column.map(|n| small(TABLE, n)).transpose()?,
-            }),
-        };
-        Ok(Self {
-            id: RecordId::parse(&row.id).map_err(corrupt(TABLE))?,
-            execution_id: ExecutionId::parse(&row.execution_id).map_err(corrupt(TABLE))?,
-            attempt: small(TABLE, row.attempt)?,
-            app_id: AppId::parse(&row.app_id).map_err(corrupt(TABLE))?,
-            script_id: ScriptId::parse(&row.script_id).map_err(corrupt(TABLE))?,
-            source,
-            summary: row.summary,
-            outcome: row.outcome,
-            status: row
-                .status
-                .map(|n| u16::try_from(n).map_err(corrupt(TABLE)))
-                .transpose()?,
-            error,
-            runs: small(TABLE, row.runs)?,
-            started_at: Timestamp::from_millis(row.started_at),
-            duration_us: u64::try_from(row.duration_us).map_err(corrupt(TABLE))?,
-            logs: serde_json::from_str(&row.logs).map_err(corrupt(TABLE))?,
-        })
-    }
 }
 
 impl TryFrom<DeadLetterRow> for DeadLetter {

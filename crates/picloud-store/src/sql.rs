@@ -756,64 +756,62 @@ pub const SWEEP_ABANDONED_EXECUTIONS: Sql<'static> = dialects!(
 
 pub(crate) use {fair_due_jobs, insert_into_outbox, job_columns, job_value_columns};
 
-/// The columns of [`super::rows::ExecutionRow`], for `concat!`.
-macro_rules! execution_columns {
+/// The columns of an execution batch, in [`crate::executions`]' order, for `concat!`.
+macro_rules! batch_columns {
     () => {
-        "id, execution_id, attempt, app_id, script_id, source, summary, outcome, status, error, \
-         error_line, error_column, runs, started_at, duration_us, logs"
+        "app_id, last_id, first_id, records, failures, body"
     };
 }
 /// `app (id)`: the apps that have execution records, found by skipping from one app's range to
-/// the next (a scan of the whole table would read every record); its last row is `NULL`.
+/// the next (a scan of the whole table would read every batch); its last row is `NULL`.
 macro_rules! apps_with_executions {
     () => {
-        "app (id) AS (SELECT MIN(app_id) FROM executions UNION ALL \
-         SELECT (SELECT MIN(app_id) FROM executions WHERE app_id > app.id) FROM app \
+        "app (id) AS (SELECT MIN(app_id) FROM execution_batches UNION ALL \
+         SELECT (SELECT MIN(app_id) FROM execution_batches WHERE app_id > app.id) FROM app \
          WHERE app.id IS NOT NULL)"
     };
 }
-/// One execution record, on SQLite, in the records' own file (where there is no `apps` table to
-/// check: the sweep deletes the records of an app that is gone). Nothing when the attempt has a
-/// record already (its id is `RecordId::of` the execution and the attempt).
-pub const INSERT_EXECUTION: &str = concat!(
-    "INSERT INTO executions (",
-    execution_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ",
-    "ON CONFLICT (app_id, id) DO NOTHING"
+/// One batch of execution records, on SQLite, in the records' own file (where there is no
+/// `apps` table to check: the sweep deletes the records of an app that is gone). Nothing when
+/// the batch was written already (a write tried again).
+pub const INSERT_EXECUTION_BATCH: &str = concat!(
+    "INSERT INTO execution_batches (",
+    batch_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, last_id) DO NOTHING"
 );
-/// [`execution_columns`] as a constant, for statements built at run time.
-pub const EXECUTION_COLUMNS: &str = execution_columns!();
-/// What follows `WITH record (columns) AS (VALUES …)` on PostgreSQL: the records of apps that
-/// still exist, an attempt recorded already left out.
-pub const INSERT_EXECUTIONS: &str = concat!(
-    "INSERT INTO executions (",
-    execution_columns!(),
+/// [`batch_columns`] as a constant, for statements built at run time.
+pub const BATCH_COLUMNS: &str = batch_columns!();
+/// What follows `WITH batch (columns) AS (VALUES …)` on PostgreSQL: the batches of apps that
+/// still exist, a batch written already left out.
+pub const INSERT_EXECUTION_BATCHES: &str = concat!(
+    "INSERT INTO execution_batches (",
+    batch_columns!(),
     ") SELECT ",
-    execution_columns!(),
-    " FROM record WHERE app_id IN (SELECT id FROM apps) ",
-    "ON CONFLICT (app_id, id) DO NOTHING"
+    batch_columns!(),
+    " FROM batch WHERE app_id IN (SELECT id FROM apps) ",
+    "ON CONFLICT (app_id, last_id) DO NOTHING"
 );
-/// The app `$1`'s records before the record id `$2`, newest first, at most `$3`; `$4` a script,
-/// `$5` an outcome, `$6` a source, `$7` / `$8` started at or after / before (milliseconds).
-pub const LIST_EXECUTIONS: Sql<'static> = dialects!(
-    "SELECT ",
-    execution_columns!(),
-    " FROM executions WHERE app_id = $1 AND id < $2 ",
-    "AND ($4 IS NULL OR script_id = $4) ",
-    "AND ($5 IS NULL OR outcome = $5 OR ($5 = 'error' AND outcome <> 'ok')) ",
-    "AND ($6 IS NULL OR source = $6) AND ($7 IS NULL OR started_at >= $7) ",
-    "AND ($8 IS NULL OR started_at < $8) ORDER BY id DESC LIMIT $3"
+/// The app `$1`'s batches that may hold records before the record id `$2`, newest last record
+/// first, after the batch `$3` (the last of the previous page; `NULL` for the first), at most
+/// `$4`; with a failure when `$5`, with a success when `$6`.
+pub const LIST_EXECUTION_BATCHES: Sql<'static> = dialects!(
+    "SELECT last_id, body FROM execution_batches WHERE app_id = $1 AND first_id < $2 ",
+    "AND ($3 IS NULL OR last_id < $3) AND (NOT $5 OR failures > 0) ",
+    "AND (NOT $6 OR failures < records) ORDER BY last_id DESC LIMIT $4"
 );
-/// Every attempt of an execution, first attempt first: the records with an id from `$1` to `$2`
-/// (`RecordId::range_of` it), one range in each app that has records.
-pub const GET_EXECUTION: Sql<'static> = dialects!(
+/// The batches that may hold a record with an id from `$1` to `$2`, in every app that has
+/// records.
+pub const FIND_EXECUTION_BATCHES: Sql<'static> = dialects!(
     "WITH RECURSIVE ",
     apps_with_executions!(),
-    " SELECT ",
-    execution_columns!(),
-    " FROM executions WHERE app_id IN (SELECT id FROM app WHERE id IS NOT NULL) ",
-    "AND id BETWEEN $1 AND $2 ORDER BY id"
+    " SELECT app_id, body FROM execution_batches ",
+    "WHERE app_id IN (SELECT id FROM app WHERE id IS NOT NULL) ",
+    "AND last_id >= $1 AND first_id <= $2"
 );
+/// The app `$1`'s batches named by the id of their newest record, `$2`, … (the statement is
+/// completed at run time).
+pub const APP_EXECUTION_BATCHES: &str =
+    "SELECT app_id, body FROM execution_batches WHERE app_id = $1 AND last_id IN";
 /// The apps that have execution records.
 pub const APPS_WITH_EXECUTIONS: Sql<'static> = dialects!(
     "WITH RECURSIVE ",
@@ -822,22 +820,28 @@ pub const APPS_WITH_EXECUTIONS: Sql<'static> = dialects!(
 );
 /// Every app's id.
 pub const APP_IDS: Sql<'static> = Sql::same("SELECT id FROM apps");
-/// Deletes up to `$2` of the app `$1`'s records, oldest first (of an app that is gone).
+/// Deletes up to `$2` of the app `$1`'s batches, oldest first (of an app that is gone); the
+/// records they held.
 pub const SWEEP_APP_EXECUTIONS: Sql<'static> = Sql::same(
     "\
-    DELETE FROM executions WHERE app_id = $1 AND id IN (SELECT id FROM executions \
-    WHERE app_id = $1 ORDER BY id LIMIT $2)",
+    DELETE FROM execution_batches WHERE app_id = $1 AND last_id IN (SELECT last_id \
+    FROM execution_batches WHERE app_id = $1 ORDER BY last_id LIMIT $2) RETURNING records",
 );
-/// Deletes up to `$3` of the app `$1`'s records with an id before `$2` (older), oldest first.
+/// Deletes up to `$3` of the app `$1`'s batches whose newest record has an id before `$2`
+/// (older), oldest first; the records they held.
 pub const SWEEP_OLD_EXECUTIONS: Sql<'static> = Sql::same(
     "\
-    DELETE FROM executions WHERE app_id = $1 AND id IN (SELECT id FROM executions \
-    WHERE app_id = $1 AND id < $2 ORDER BY id LIMIT $3)",
+    DELETE FROM execution_batches WHERE app_id = $1 AND last_id IN (SELECT last_id \
+    FROM execution_batches WHERE app_id = $1 AND last_id < $2 ORDER BY last_id LIMIT $3) \
+    RETURNING records",
 );
-/// Deletes up to `$3` of the app `$1`'s records beyond its newest `$2`, oldest first.
+/// Deletes up to `$3` of the app `$1`'s batches whose newer batches hold `$2` records or more,
+/// oldest first; the records they held. So the app keeps its newest `$2` records at least, and
+/// the rest of the batch that holds the oldest of them.
 pub const SWEEP_EXCESS_EXECUTIONS: Sql<'static> = Sql::same(
     "\
-    DELETE FROM executions WHERE app_id = $1 AND id IN (SELECT id FROM executions \
-    WHERE app_id = $1 AND id <= (SELECT id FROM executions WHERE app_id = $1 \
-    ORDER BY id DESC LIMIT 1 OFFSET $2) ORDER BY id LIMIT $3)",
+    DELETE FROM execution_batches WHERE app_id = $1 AND last_id IN (SELECT last_id FROM \
+    (SELECT last_id, SUM(records) OVER (ORDER BY last_id DESC) - records AS newer \
+    FROM execution_batches WHERE app_id = $1) AS counted WHERE newer >= $2 \
+    ORDER BY last_id LIMIT $3) RETURNING records",
 );

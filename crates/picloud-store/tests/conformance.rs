@@ -631,7 +631,7 @@ async fn write_records(
 both_backends!(
     execution_records_are_written_trimmed_swept_and_announced,
     |store| async move {
-        use picloud_core::records::{ExecutionFilter, ExecutionRecord, ExecutionSource};
+        use picloud_core::records::{ExecutionFilter, ExecutionRecord};
         let shop = app(&store, "shop").await?;
         let other = app(&store, "other").await?;
         let script = endpoint(&store, shop.id, "hello").await?;
@@ -651,20 +651,8 @@ both_backends!(
             .expect("a v7 id")
         };
         let attempt = |execution_id, attempt, app_id: AppId, age_ms: i64| ExecutionRecord {
-            id: picloud_core::RecordId::of(execution_id, attempt),
-            execution_id,
-            attempt,
-            app_id,
-            script_id: script.id,
-            source: ExecutionSource::Sync,
-            summary: "GET /".to_owned(),
             started_at: Timestamp::from_millis(Timestamp::now().as_millis() - age_ms),
-            duration_us: 42,
-            runs: 1,
-            outcome: "ok".to_owned(),
-            status: Some(200),
-            error: None,
-            logs: Vec::new(),
+            ..ExecutionRecord::fixture(app_id, script.id, execution_id, attempt)
         };
         let record = |app_id: AppId, age_ms: i64| attempt(started(age_ms), 1, app_id, age_ms);
         let old = record(shop.id, 10 * day);
@@ -673,7 +661,6 @@ both_backends!(
         let theirs: Vec<ExecutionRecord> = (0..5).map(|_| record(other.id, 0)).collect();
         let mut executions = vec![old.clone(), gone.clone()];
         executions.extend(recent.iter().cloned());
-        executions.extend(theirs.iter().cloned());
 
         let mut notices = store.notices().await?;
         assert_eq!(
@@ -684,9 +671,16 @@ both_backends!(
         write_records(&store, "node-a", executions.clone()).await?;
         // Written twice (a retried write): an attempt has one record.
         write_records(&store, "node-a", vec![recent[0].clone()]).await?;
+        // The other app's, one write each: a batch each.
+        for record in &theirs {
+            write_records(&store, "node-a", vec![record.clone()]).await?;
+        }
         if let Some(notices) = notices.as_mut() {
             let mut heard: Vec<picloud_store::RecordNotice> = Vec::new();
-            while heard.iter().map(|n| n.ids.len()).sum::<usize>() < executions.len() + 1 {
+            // Batches: the old one, the one of an app that is gone and the three recent ones
+            // (their ids lie far apart), the retried write, and the other app's five.
+            let written = 3 + 1 + theirs.len();
+            while heard.iter().map(|n| n.batches.len()).sum::<usize>() < written {
                 let notice =
                     tokio::time::timeout(std::time::Duration::from_secs(5), notices.next())
                         .await
@@ -696,15 +690,16 @@ both_backends!(
                 }
             }
             assert!(heard.iter().all(|n| n.origin == "node-a"));
-            let shop_ids: Vec<picloud_core::RecordId> = heard
+            let mut shop_batches: Vec<picloud_core::RecordId> = heard
                 .iter()
                 .filter(|n| n.app_id == shop.id)
-                .flat_map(|n| n.ids.iter().copied())
+                .flat_map(|n| n.batches.iter().copied())
                 .collect();
+            shop_batches.sort();
             assert_eq!(
-                shop_ids.len(),
-                5,
-                "old, three recent, and the one written twice"
+                shop_batches,
+                vec![old.id, recent[0].id, recent[2].id],
+                "the old one's, the one written twice's and the three recent ones' batch"
             );
         }
         let listed = store
@@ -730,13 +725,14 @@ both_backends!(
         in_order.reverse();
         assert_eq!(store.get_execution(retried).await?, in_order);
         assert!(store.get_execution(started(0)).await?.is_empty());
-        let by_id = store
-            .executions_by_id(shop.id, &[recent[1].id, theirs[0].id, old.id])
+        let announced = store
+            .executions_in_batches(shop.id, &[recent[2].id, theirs[0].id, old.id])
             .await?;
+        let mut expected = vec![old.clone()];
+        expected.extend(recent.iter().cloned());
         assert_eq!(
-            by_id,
-            vec![old.clone(), recent[1].clone()],
-            "the app's own, oldest first"
+            announced, expected,
+            "the records of the app's own batches named, oldest first"
         );
 
         let mut writer = store.execution_writer("node-a")?;
@@ -744,7 +740,10 @@ both_backends!(
         let trimmed = tokio::task::spawn_blocking(move || writer.trim(other_id, 2, 100))
             .await
             .expect("the trim ran")?;
-        assert_eq!(trimmed, 3, "the oldest three beyond the newest two");
+        assert_eq!(
+            trimmed, 3,
+            "the oldest three batches beyond the newest two records"
+        );
         let left = store
             .list_executions(other.id, &ExecutionFilter::default(), &page(100, None))
             .await?
@@ -758,8 +757,9 @@ both_backends!(
             .items;
         assert_eq!(
             kept,
-            vec![recent[2].clone(), recent[1].clone()],
-            "the ten-day-old one went, then the oldest beyond two"
+            vec![recent[2].clone(), recent[1].clone(), recent[0].clone()],
+            "the ten-day-old one went, then the batch beyond the newest two records (the \
+             retried write); the batch that holds those two is kept whole"
         );
         assert!(
             store.get_execution(gone.execution_id).await?.is_empty(),
@@ -782,6 +782,124 @@ both_backends!(
                 .len(),
             2,
             "another app's are its own"
+        );
+        Ok(())
+    }
+);
+
+// #18: records are kept in batches, one row per app and write. Two nodes write overlapping
+// ranges of ids, a write of large logs fills more than one batch, and an old execution's retry
+// gets a batch of its own: pages still list every record once, newest first; filters hold across
+// batches; an execution's attempts are found wherever they were written.
+both_backends!(
+    batched_records_list_in_order_across_overlapping_and_split_batches,
+    |store| async move {
+        use picloud_core::exec::{LogLevel, LogLine};
+        use picloud_core::records::{ExecutionFilter, ExecutionRecord};
+        use picloud_core::ExecutionId;
+        let busy = app(&store, "busy").await?;
+        let script = endpoint(&store, busy.id, "hello").await?;
+        let record = |execution_id, attempt| {
+            ExecutionRecord::fixture(busy.id, script.id, execution_id, attempt)
+        };
+        // Thirty executions in time order, every seventh a timeout; node A recorded the even
+        // ones, node B the odd ones, each in one write.
+        let mut all: Vec<ExecutionRecord> = (0..30)
+            .map(|n| ExecutionRecord {
+                outcome: if n % 7 == 3 { "timeout" } else { "ok" }.to_owned(),
+                ..record(ExecutionId::new(), 1)
+            })
+            .collect();
+        let (even, odd): (Vec<_>, Vec<_>) = all
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(n, _)| n % 2 == 0);
+        write_records(&store, "node-a", even.into_iter().map(|(_, r)| r).collect()).await?;
+        write_records(&store, "node-b", odd.into_iter().map(|(_, r)| r).collect()).await?;
+        // Twelve with 200 KiB of log each: more than a batch's megabyte, in one write.
+        let line = LogLine {
+            level: LogLevel::Info,
+            message: "x".repeat(200 * 1024),
+            at: Timestamp::now(),
+            discarded: false,
+        };
+        let large: Vec<ExecutionRecord> = (0..12)
+            .map(|_| ExecutionRecord {
+                logs: vec![line.clone()],
+                ..record(ExecutionId::new(), 1)
+            })
+            .collect();
+        write_records(&store, "node-a", large.clone()).await?;
+        all.extend(large);
+        // The second attempt of the first execution, written last: its id is the oldest.
+        let retry = record(all[0].execution_id, 2);
+        write_records(&store, "node-a", vec![retry.clone()]).await?;
+        all.push(retry.clone());
+        all.sort_by_key(|r| std::cmp::Reverse(r.id));
+
+        let mut listed: Vec<ExecutionRecord> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page_of = store
+                .list_executions(busy.id, &ExecutionFilter::default(), &page(4, cursor))
+                .await?;
+            ensure!(page_of.items.len() <= 4, "a page holds at most its limit");
+            listed.extend(page_of.items);
+            cursor = page_of.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        ensure!(
+            listed.iter().map(|r| r.id).collect::<Vec<_>>()
+                == all.iter().map(|r| r.id).collect::<Vec<_>>(),
+            "every record once, newest first, across pages of four"
+        );
+        ensure!(listed == all, "and each as written");
+
+        let errors = store
+            .list_executions(
+                busy.id,
+                &ExecutionFilter {
+                    outcome: Some(ExecutionFilter::ANY_ERROR.to_owned()),
+                    ..ExecutionFilter::default()
+                },
+                &page(100, None),
+            )
+            .await?
+            .items;
+        let timeouts: Vec<&ExecutionRecord> =
+            all.iter().filter(|r| r.outcome == "timeout").collect();
+        ensure!(timeouts.len() == 4, "four timeouts among the thirty");
+        ensure!(
+            errors.iter().collect::<Vec<_>>() == timeouts,
+            "the errors of both nodes' batches, newest first"
+        );
+        let successes = store
+            .list_executions(
+                busy.id,
+                &ExecutionFilter {
+                    outcome: Some("ok".to_owned()),
+                    ..ExecutionFilter::default()
+                },
+                &page(100, None),
+            )
+            .await?
+            .items;
+        ensure!(successes.len() == all.len() - 4, "and every success");
+
+        let first = retry.execution_id;
+        let attempts = store.get_execution(first).await?;
+        ensure!(
+            attempts.iter().map(|r| r.attempt).collect::<Vec<_>>() == vec![1, 2],
+            "both attempts of the retried execution, from two batches written apart: {:?}",
+            attempts.iter().map(|r| r.attempt).collect::<Vec<_>>()
+        );
+        let retried = store.executions_in_batches(busy.id, &[retry.id]).await?;
+        ensure!(
+            retried == vec![retry],
+            "the retry's batch holds the retry alone"
         );
         Ok(())
     }

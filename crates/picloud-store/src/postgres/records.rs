@@ -3,20 +3,22 @@
 //! every node's live tails what the others wrote.
 //!
 //! A commit of records sends, in the same transaction, one `NOTIFY picloud_executions` per app
-//! and [`IDS_PER_NOTICE`] records: `origin app_id id,id,…`. PostgreSQL delivers them at commit, so
-//! a node that hears of a record can read it (`super::notices`).
+//! and [`IDS_PER_NOTICE`] batches (usually one: an app's records of a write are one batch):
+//! `origin app_id id,id,…`, each batch by the id of its newest record. PostgreSQL delivers them
+//! at commit, so a node that hears of a batch can read it (`super::notices`).
 
 use picloud_core::{AppId, RecordId};
 use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
 use super::committer::{OwnConnection, BEGIN_BY_KEY_WITHOUT_FLUSH};
+use crate::executions::BatchKey;
 use crate::executions::{record_executions, trim_executions};
 use crate::{ExecutionRecord, ExecutionWriter, RecordNotice, StoreResult};
 
 /// The channel of the notices.
 pub(super) const CHANNEL: &str = "picloud_executions";
-/// Record ids per notice: PostgreSQL's payloads hold less than 8,000 bytes, an id 36 and a comma.
+/// Batch ids per notice: PostgreSQL's payloads hold less than 8,000 bytes, an id 36 and a comma.
 const IDS_PER_NOTICE: usize = 200;
 
 pub(super) struct PgExecutionWriter {
@@ -29,10 +31,10 @@ impl ExecutionWriter for PgExecutionWriter {
     /// Without waiting for the WAL's flush: a crash may lose the last records, which promise
     /// nothing to anyone.
     fn write(&mut self, records: &[ExecutionRecord]) -> StoreResult<()> {
-        let notices = notices(&self.origin, records);
         self.conn.run(async |conn: &mut PgConnection| {
             let mut tx = conn.begin_with(BEGIN_BY_KEY_WITHOUT_FLUSH).await?;
-            record_executions(&mut tx, records).await?;
+            let batches = record_executions(&mut tx, records).await?;
+            let notices = notices(&self.origin, &batches);
             sqlx::query("SELECT pg_notify($1, notice) FROM unnest($2::text[]) AS notice")
                 .bind(CHANNEL)
                 .bind(&notices)
@@ -53,13 +55,13 @@ impl ExecutionWriter for PgExecutionWriter {
     }
 }
 
-/// The payloads that announce `records`: per app, [`IDS_PER_NOTICE`] ids at a time.
-fn notices(origin: &str, records: &[ExecutionRecord]) -> Vec<String> {
+/// The payloads that announce `batches`: per app, [`IDS_PER_NOTICE`] at a time.
+fn notices(origin: &str, batches: &[BatchKey]) -> Vec<String> {
     let mut by_app: Vec<(AppId, Vec<RecordId>)> = Vec::new();
-    for record in records {
-        match by_app.iter_mut().find(|(app, _)| *app == record.app_id) {
-            Some((_, ids)) => ids.push(record.id),
-            None => by_app.push((record.app_id, vec![record.id])),
+    for &(app_id, id) in batches {
+        match by_app.iter_mut().find(|(app, _)| *app == app_id) {
+            Some((_, ids)) => ids.push(id),
+            None => by_app.push((app_id, vec![id])),
         }
     }
     by_app
@@ -78,7 +80,7 @@ pub(super) fn parse(payload: &str) -> Option<RecordNotice> {
     let mut parts = payload.splitn(3, ' ');
     let origin = parts.next()?.to_owned();
     let app_id = AppId::parse(parts.next()?).ok()?;
-    let ids = parts
+    let batches = parts
         .next()?
         .split(',')
         .map(RecordId::parse)
@@ -87,54 +89,34 @@ pub(super) fn parse(payload: &str) -> Option<RecordNotice> {
     Some(RecordNotice {
         origin,
         app_id,
-        ids,
+        batches,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use picloud_core::records::ExecutionSource;
-    use picloud_core::{ExecutionId, ScriptId, Timestamp};
 
     #[test]
-    fn notices_name_each_apps_records_in_payloads_postgres_accepts() {
+    fn notices_name_each_apps_batches_in_payloads_postgres_accepts() {
         let (a, b) = (AppId::new(), AppId::new());
-        let record = |app_id| ExecutionRecord {
-            id: RecordId::new(),
-            execution_id: ExecutionId::new(),
-            attempt: 1,
-            app_id,
-            script_id: ScriptId::new(),
-            source: ExecutionSource::Sync,
-            summary: String::new(),
-            started_at: Timestamp::now(),
-            duration_us: 1,
-            runs: 1,
-            outcome: "ok".to_owned(),
-            status: None,
-            error: None,
-            logs: Vec::new(),
-        };
-        let records: Vec<ExecutionRecord> = (0..450)
-            .map(|n| record(if n % 10 == 0 { b } else { a }))
+        let batches: Vec<BatchKey> = (0..450)
+            .map(|n| (if n % 10 == 0 { b } else { a }, RecordId::new()))
             .collect();
         let origin = "4242-0193aaaa-0000-7000-8000-000000000000";
-        let payloads = notices(origin, &records);
+        let payloads = notices(origin, &batches);
         assert_eq!(payloads.len(), 4, "405 of a in 3 notices, 45 of b in 1");
-        let mut heard: Vec<RecordId> = Vec::new();
+        let mut heard: Vec<BatchKey> = Vec::new();
         for payload in &payloads {
             assert!(payload.len() < 8_000, "{} bytes", payload.len());
             let notice = parse(payload).expect("a notice");
             assert_eq!(notice.origin, origin);
-            let app = notice.app_id;
-            assert!(notice
-                .ids
-                .iter()
-                .all(|id| records.iter().any(|r| r.id == *id && r.app_id == app)));
-            heard.extend(notice.ids);
+            heard.extend(notice.batches.iter().map(|id| (notice.app_id, *id)));
         }
-        assert_eq!(heard.len(), records.len());
+        heard.sort();
+        let mut sent = batches.clone();
+        sent.sort();
+        assert_eq!(heard, sent, "every batch, with its app");
         assert_eq!(parse("someone else's"), None);
     }
 }
