@@ -6,6 +6,7 @@
     python3 bench/bench.py --smoke         # debug build, one 1 s round: proves the harness works
     python3 bench/bench.py --workloads kv,trigger   # only these workloads (and the bare server)
     python3 bench/bench.py --script-speed  # scripts' own speed beside a bare Rhai engine
+    python3 bench/bench.py --cluster URL   # two nodes on one PostgreSQL: drain rate, wake-up latency
 
 It builds the binaries, starts `picloud serve` on a fresh data directory, creates each workload's
 app, scripts, route and trigger through the admin API, drives load with wrk at 1 and 32
@@ -513,6 +514,188 @@ def docs_find(target, postgres, seconds, rounds):
     return "\n".join(lines)
 
 
+# The cluster mode (#19): two nodes on one PostgreSQL database.
+# Jobs of one drain: CLUSTER_FILLS sync requests that each write CLUSTER_FILL_SIZE KV entries into
+# a collection with a KV trigger, so each queues that many trigger jobs in one commit.
+CLUSTER_FILLS = 10
+CLUSTER_FILL_SIZE = 1000
+CLUSTER_JOBS = CLUSTER_FILLS * CLUSTER_FILL_SIZE
+CLUSTER_FILL = (
+    'let from = parse_int(ctx.request.query.from); let jobs = kv::collection("jobs");\n'
+    f'for i in from..from + {CLUSTER_FILL_SIZE} {{ jobs.set(`j${{i}}`, i); }}\n'
+    "#{ queued: " + str(CLUSTER_FILL_SIZE) + " }"
+)
+# A trigger job's handler: a little work, like a webhook's bookkeeping.
+CLUSTER_HANDLER = 'let n = ctx.event.kv.value; let s = 0; for i in 0..20 { s += n * i; } s'
+# Wake-up samples: an async request accepted by node A, whose only executor slot is busy, so that
+# node B runs it; its script stamps the time it started.
+CLUSTER_WAKE_SAMPLES = 200
+CLUSTER_STAMP = 'kv::collection("stamps").set(ctx.request.query.n, time::now())'
+CLUSTER_READ = 'kv::collection("stamps").get(ctx.request.query.n)'
+# Keeps node A's one executor slot busy for the wake-up samples (about 20 s on this machine).
+CLUSTER_SPIN = "let s = 0; for i in 0..60000000 { s += i; } s"
+
+
+def cluster_node(binary, name, url, cpu, env_extra):
+    """A `picloud serve` on the shared database, pinned to `cpu` when the machine has another."""
+    env = {"PICLOUD_DATABASE_URL": url, "PICLOUD_MAX_WRITES": str(CLUSTER_FILL_SIZE),
+           "PICLOUD_MAX_TRIGGER_JOBS_PER_EXECUTION": str(CLUSTER_FILL_SIZE)}
+    env.update(env_extra)
+    server = start_picloud(binary, name, env)
+    if cpu is not None and shutil.which("taskset"):
+        subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(server.proc.pid)],
+                       check=True, capture_output=True)
+    return server
+
+
+def executions_ok(server):
+    """Executions finished ok on this node so far."""
+    return job_counts(server)[1]
+
+
+def cluster_drain(nodes, fill_urls):
+    """Queues CLUSTER_JOBS trigger jobs through the first node, spread over the apps of
+    `fill_urls`, and waits until they all ran; answers (seconds from the first fill to the last
+    job, jobs each node ran)."""
+    before = [executions_ok(node) for node in nodes]
+    started = time.monotonic()
+    for fill in range(CLUSTER_FILLS):
+        fill_url = fill_urls[fill % len(fill_urls)]
+        with urllib.request.urlopen(f"{fill_url}?from={fill * CLUSTER_FILL_SIZE}", timeout=60) as resp:
+            assert resp.status == 200, f"a fill answered {resp.status}"
+    # Each fill is an ok execution too, on the node that answered it.
+    want = CLUSTER_JOBS + CLUSTER_FILLS
+    while True:
+        ran = [executions_ok(node) - b for node, b in zip(nodes, before)]
+        if sum(ran) >= want:
+            elapsed = time.monotonic() - started
+            ran[0] -= CLUSTER_FILLS
+            return elapsed, ran
+        if time.monotonic() - started > FULL_DRAIN_TIMEOUT_S:
+            sys.exit(f"{CLUSTER_JOBS} jobs did not drain within {FULL_DRAIN_TIMEOUT_S} s "
+                     f"(executions finished ok on each node: {ran})")
+        time.sleep(0.02)
+
+
+def cluster_setup(node, slug):
+    """The app `slug` on `node`: the fill, its trigger handler, the stamp and its reader, the spin."""
+    admin, token = node.admin, node.token
+    app = http("POST", f"{admin}/api/v1/admin/apps", {"slug": slug, "name": slug}, token)
+
+    def script(name, source, method, path, mode):
+        created = http("POST", f"{admin}/api/v1/admin/apps/{app['id']}/scripts",
+                       {"name": name, "kind": "endpoint", "source": source}, token)
+        if path:
+            http("POST", f"{admin}/api/v1/admin/scripts/{created['id']}/routes",
+                 {"method": method, "path": path, "dispatch_mode": mode}, token)
+        return created
+
+    script("fill", CLUSTER_FILL, "GET", "/fill", "sync")
+    handler = script("handler", CLUSTER_HANDLER, None, None, None)
+    http("POST", f"{admin}/api/v1/admin/apps/{app['id']}/triggers/kv",
+         {"script_id": handler["id"], "collection": "jobs", "ops": ["set"]}, token)
+    script("stamp", CLUSTER_STAMP, "POST", "/stamp", "async")
+    script("read", CLUSTER_READ, "GET", "/read", "sync")
+    script("spin", CLUSTER_SPIN, "POST", "/spin", "async")
+
+
+def post(url):
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return resp.status, resp.read()
+
+
+def cluster(target, url, rounds, apps):
+    """Two nodes on one PostgreSQL: the drain rate of CLUSTER_JOBS jobs (of `apps` apps) on one
+    node and on two, and the wake-up latency of a job accepted by node A and run by node B."""
+    binary = os.path.join(target, "picloud")
+    cpus = os.cpu_count() or 1
+    pin = (lambda n: n % cpus) if cpus > 1 else (lambda n: None)
+    lines = []
+    a = cluster_node(binary, "node A", url, pin(0), {})
+    b = None
+    try:
+        slugs = [f"bench-cluster-{n}" for n in range(apps)]
+        for slug in slugs:
+            cluster_setup(a, slug)
+        fill_urls = [f"{a.base}/{slug}/fill" for slug in slugs]
+        drains = {1: [], 2: []}
+        for round_no in range(rounds):
+            for count in (1, 2):
+                if count == 2 and b is None:
+                    b = cluster_node(binary, "node B", url, pin(1), {})
+                if count == 1 and b is not None:
+                    b.stop()
+                    b = None
+                nodes = [a] if count == 1 else [a, b]
+                elapsed, ran = cluster_drain(nodes, fill_urls)
+                drains[count].append((elapsed, ran))
+                print(f"round {round_no + 1}: {count} node(s) drained {CLUSTER_JOBS} jobs in {elapsed:.2f} s "
+                      f"({CLUSTER_JOBS / elapsed:.0f} jobs/s; each ran {ran})", file=sys.stderr)
+        if b is not None:
+            b.stop()
+            b = None
+        one = statistics.median(CLUSTER_JOBS / e for e, _ in drains[1])
+        two = statistics.median(CLUSTER_JOBS / e for e, _ in drains[2])
+        lines += [
+            f"| nodes | drain of {CLUSTER_JOBS:,} jobs of {apps} app(s), s median (min–max) | jobs/s median (min–max) | jobs each node ran (last round) |",
+            "|---|---|---|---|",
+        ]
+        for count in (1, 2):
+            lines.append(
+                f"| {count} | {fmt_range([e for e, _ in drains[count]], '{:.2f}')} | "
+                f"{fmt_range([CLUSTER_JOBS / e for e, _ in drains[count]])} | {drains[count][-1][1]} |"
+            )
+        lines.append("")
+        lines.append(f"Two nodes ÷ one: {two / one:.2f}×.")
+        lines.append("")
+
+        # Wake-ups: A's one executor slot spins, so A accepts and B runs.
+        a.stop()
+        a = cluster_node(binary, "node A", url, pin(0), {
+            "PICLOUD_MAX_CONCURRENT_EXECUTIONS": "1", "PICLOUD_MAX_OPERATIONS": "1000000000",
+            "PICLOUD_EXECUTION_TIMEOUT_MS": "120000"})
+        assert post(f"{a.base}/{slugs[0]}/spin")[0] == 202
+        time.sleep(0.5)  # A claims its own job at once; B is not there yet to take it
+        b = cluster_node(binary, "node B", url, pin(1), {})
+        accepted = {}
+        spin_started = time.monotonic()
+        for n in range(CLUSTER_WAKE_SAMPLES):
+            status, _ = post(f"{a.base}/{slugs[0]}/stamp?n=s{n}")
+            accepted[n] = time.time() * 1000
+            assert status == 202, f"a stamp answered {status}"
+            time.sleep(0.02)
+        spent = time.monotonic() - spin_started
+        latencies = []
+        deadline = time.monotonic() + 30
+        for n in range(CLUSTER_WAKE_SAMPLES):
+            while True:
+                with urllib.request.urlopen(f"{b.base}/{slugs[0]}/read?n=s{n}", timeout=10) as resp:
+                    stamp = json.loads(resp.read())
+                if stamp is not None:
+                    latencies.append(stamp - accepted[n])
+                    break
+                if time.monotonic() > deadline:
+                    sys.exit(f"the stamp s{n} never ran")
+                time.sleep(0.05)
+        latencies.sort()
+        b_ran = executions_ok(b)
+        pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+        lines += [
+            "| wake-up: 202 on node A → start on node B | samples | p50 ms | p90 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|---|",
+            f"| async job, A's executor busy | {len(latencies)} | {pct(0.5):.0f} | {pct(0.9):.0f} | {pct(0.99):.0f} | {latencies[-1]:.0f} |",
+            "",
+            f"(The samples took {spent:.1f} s while node A's one executor slot ran its spin; node B finished "
+            f"{b_ran} executions, the stamps and their reads.)",
+        ]
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="debug build, one round of 1 s per workload")
@@ -526,6 +709,11 @@ def main():
     parser.add_argument("--write-results", action="store_true", help="write the table to bench/RESULTS.md")
     parser.add_argument("--script-speed", action="store_true",
                         help="only measure SCRIPT_SPEED's scripts beside a bare Rhai engine, one request at a time")
+    parser.add_argument("--cluster", metavar="URL",
+                        help="only measure two nodes on this PostgreSQL database (which it may fill): "
+                             f"the drain of {CLUSTER_JOBS:,} jobs on one node and on two, and cross-node wake-ups")
+    parser.add_argument("--cluster-apps", type=int, default=1, metavar="N",
+                        help="with --cluster: spread the jobs over N apps (each app's jobs commit one at a time)")
     parser.add_argument("--docs-find", action="store_true",
                         help=f"only measure docs find by equality on {DOCS_FIND_COUNT:,} documents, without and with an index")
     args = parser.parse_args()
@@ -550,6 +738,9 @@ def main():
         return
     if args.docs_find:
         print(docs_find(target, args.postgres, args.seconds, args.rounds))
+        return
+    if args.cluster:
+        print(cluster(target, args.cluster, args.rounds, args.cluster_apps))
         return
 
     picloud_envs = {"picloud sqlite": {}}

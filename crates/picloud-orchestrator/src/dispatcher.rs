@@ -28,7 +28,7 @@ use picloud_store::{ClaimedJob, JobAttempt, Lease, NewJob, Store, StoreError};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{DispatchConfig, JobConfig};
-use crate::inbox::{Delivery, InboxRegistry};
+use crate::inbox::{Delivery, InboxRegistry, InboxResolver};
 use crate::recorder::{Durability, RecordError, Recorder};
 use crate::runner::{Patience, Ran, Runner, Settled};
 
@@ -70,7 +70,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     runner: Runner,
     recorder: Recorder,
-    inbox: Arc<InboxRegistry>,
+    inbox: Arc<dyn InboxResolver>,
     wake: Arc<Notify>,
     /// This process's claims carry it; unique per start.
     owner: String,
@@ -117,8 +117,8 @@ impl Dispatcher {
         &self.jobs
     }
 
-    pub fn inbox(&self) -> &InboxRegistry {
-        &self.inbox
+    pub fn inbox(&self) -> &dyn InboxResolver {
+        self.inbox.as_ref()
     }
 
     fn lease(&self) -> Lease {
@@ -132,7 +132,7 @@ impl Dispatcher {
     /// caller's connection), run at once, answered through the inbox.
     pub async fn run_sync(self: &Arc<Self>, request: ExecRequest) -> SyncOutcome {
         let id = request.execution_id;
-        let mut inbox = self.inbox.open(id);
+        let mut inbox = self.inbox.clone().open(id);
         let job = NewJob {
             id,
             app_id: request.app.id,

@@ -4,7 +4,10 @@
 //! too, and the dispatcher learns so — before running the job (it is not run) or after (the run
 //! is recorded in `abandoned_executions`).
 //!
-//! In-process only: a sync request is always run by the node that accepted it.
+//! [`InboxResolver`] is the seam (the changelog's): the dispatcher sees inboxes only through it.
+//! [`InboxRegistry`], in process, is its implementation, and all PiCloud needs while a sync
+//! request is always run by the node that accepted it (docs/cluster.md). One over the database
+//! (`LISTEN`/`NOTIFY` on PostgreSQL) would let another node answer a caller waiting here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,21 @@ use tokio::sync::oneshot;
 
 use crate::runner::Ran;
 
+/// Where sync callers wait for their outcomes, and where runs deliver them.
+pub trait InboxResolver: Send + Sync {
+    /// Opens the inbox of `id`; it closes when the returned [`Inbox`] is dropped.
+    fn open(self: Arc<Self>, id: ExecutionId) -> Inbox;
+    /// Whether a caller still waits for `id`.
+    fn is_waiting(&self, id: ExecutionId) -> bool;
+    /// Hands `ran` to the caller waiting for `id`, or back when nobody waits.
+    fn deliver(&self, id: ExecutionId, ran: Ran) -> Delivery;
+    /// Closes the inbox of `id` (its caller went away).
+    fn close(&self, id: ExecutionId);
+    /// Inboxes open now (a gauge, and a check in tests that none leak).
+    fn open_count(&self) -> usize;
+}
+
+/// The inboxes of this process.
 #[derive(Default)]
 pub struct InboxRegistry {
     /// A plain mutex: nothing awaits while it is held, and each hold is a map operation.
@@ -33,27 +51,27 @@ impl InboxRegistry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
+}
 
-    /// Opens the inbox of `id`; it closes when the returned [`Inbox`] is dropped.
-    pub fn open(self: &Arc<Self>, id: ExecutionId) -> Inbox {
+impl InboxResolver for InboxRegistry {
+    fn open(self: Arc<Self>, id: ExecutionId) -> Inbox {
         let (sender, receiver) = oneshot::channel();
         self.waiting.lock().insert(id, sender);
         Inbox {
             id,
             receiver,
-            registry: self.clone(),
+            resolver: self,
         }
     }
 
-    /// Whether a caller still waits for `id`.
-    pub fn is_waiting(&self, id: ExecutionId) -> bool {
+    fn is_waiting(&self, id: ExecutionId) -> bool {
         self.waiting
             .lock()
             .get(&id)
             .is_some_and(|sender| !sender.is_closed())
     }
 
-    pub fn deliver(&self, id: ExecutionId, ran: Ran) -> Delivery {
+    fn deliver(&self, id: ExecutionId, ran: Ran) -> Delivery {
         let sender = self.waiting.lock().remove(&id);
         match sender {
             Some(sender) => match sender.send(ran) {
@@ -64,8 +82,11 @@ impl InboxRegistry {
         }
     }
 
-    /// Inboxes open now (a gauge, and a check in tests that none leak).
-    pub fn open_count(&self) -> usize {
+    fn close(&self, id: ExecutionId) {
+        self.waiting.lock().remove(&id);
+    }
+
+    fn open_count(&self) -> usize {
         self.waiting.lock().len()
     }
 }
@@ -74,7 +95,7 @@ impl InboxRegistry {
 pub struct Inbox {
     id: ExecutionId,
     receiver: oneshot::Receiver<Ran>,
-    registry: Arc<InboxRegistry>,
+    resolver: Arc<dyn InboxResolver>,
 }
 
 impl Inbox {
@@ -86,7 +107,7 @@ impl Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        self.registry.waiting.lock().remove(&self.id);
+        self.resolver.close(self.id);
     }
 }
 
@@ -102,7 +123,7 @@ mod tests {
     async fn an_outcome_reaches_the_open_inbox() {
         let registry = InboxRegistry::new();
         let id = ExecutionId::new();
-        let mut inbox = registry.open(id);
+        let mut inbox = registry.clone().open(id);
         assert!(registry.is_waiting(id), "the caller waits");
         assert!(
             matches!(registry.deliver(id, finished()), Delivery::Delivered),
@@ -120,7 +141,7 @@ mod tests {
     fn a_dropped_inbox_is_abandoned_and_removed() {
         let registry = InboxRegistry::new();
         let id = ExecutionId::new();
-        drop(registry.open(id));
+        drop(registry.clone().open(id));
         assert!(!registry.is_waiting(id), "nobody waits after the drop");
         assert!(
             matches!(registry.deliver(id, finished()), Delivery::Abandoned(_)),

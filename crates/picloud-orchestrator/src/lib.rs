@@ -15,7 +15,7 @@
 //! | [`recorder`] | group commits of outbox rows (one transaction for whatever is waiting) |
 //! | [`notices`] | what other nodes change, told by the database (PostgreSQL): job wake-ups, route-index reloads, records for live tails |
 //! | [`journal`] | execution records: their own thread and connection, a bounded queue, the per-app cap; other nodes' records for the live tails |
-//! | [`inbox`] | the inbox registry: where a sync request waits for the dispatcher |
+//! | [`inbox`] | the `InboxResolver` seam and the in-process inbox registry: where a sync request waits for the dispatcher |
 //! | [`runner`] | one execution: gate, executor, the commit of its effects (run again on a conflict), metrics and log lines |
 //! | [`tail`] | the live tail: each tailed app's records as they finish, to its readers |
 //! | [`sweeper`] | retention of dead letters and abandoned-execution records |
