@@ -2,6 +2,8 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | `app` | `/admin/apps/{id}/…`: an app's tabs (scripts, routes, dead letters, executions), an execution |
+//! | `editor` | `/admin/scripts/{id}`: the script editor, saving with inline errors, adding a route |
 //! | `apps` | `/admin`: the apps, their dead-letter badges, creating one |
 //! | `session` | the signed-in caller of a page, a form's CSRF check, the error page; login and logout |
 //! | `layout` | the page shell (head, navigation, the CSRF `<meta>`) and the small parts pages share |
@@ -26,8 +28,10 @@
 //!
 //! [`Authenticated::check`]: crate::extract::Authenticated::check
 
+mod app;
 mod apps;
 mod assets;
+mod editor;
 mod layout;
 mod session;
 
@@ -48,6 +52,8 @@ pub fn router() -> Router<Platform> {
         .route("/", get(|| async { Redirect::to("/admin") }))
         .merge(session::router())
         .merge(apps::router())
+        .merge(app::router())
+        .merge(editor::router())
         .merge(assets::router())
         .layer(middleware::map_response(content_security_policy))
 }

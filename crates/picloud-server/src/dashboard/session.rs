@@ -21,7 +21,9 @@ use serde::Deserialize;
 use super::layout::{page, Head};
 use crate::auth::{end_session, start_session};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{from_own_origin, Authenticated, ClientAddr, CSRF_HEADER};
+use crate::extract::{
+    from_own_origin, Authenticated, ClientAddr, FromSegments, PathIds, CSRF_HEADER,
+};
 
 pub const LOGIN_PATH: &str = "/admin/login";
 
@@ -99,6 +101,21 @@ impl<T: DeserializeOwned + Send> FromRequest<Platform> for SignedForm<T> {
             session: Session::of(caller),
             fields: fields.rest,
         })
+    }
+}
+
+/// Ids from the path ([`PathIds`]), with the dashboard's error page.
+pub struct Ids<T>(pub T);
+
+impl<T: FromSegments> FromRequestParts<Platform> for Ids<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Platform,
+    ) -> Result<Self, Self::Rejection> {
+        let PathIds(ids) = PathIds::<T>::from_request_parts(parts, platform).await?;
+        Ok(Self(ids))
     }
 }
 

@@ -1,0 +1,464 @@
+//! `/admin/apps/{app_id}/…`: one app, in tabs — its scripts (and the form that creates one), its
+//! routes, its dead letters (replay, resolve) and its executions — and one execution's record
+//! with its log lines.
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup};
+use picloud_core::records::ExecutionFilter;
+use picloud_core::{
+    App, AppId, Capability, DeadLetter, DeadLetterId, ExecutionId, Resolution, ScriptKind,
+};
+use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, NewScriptInput, Platform};
+use serde::Deserialize;
+
+use super::layout::{csrf_field, page, pager, time, Head, PageQuery};
+use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
+use crate::error::ApiError;
+
+pub fn router() -> Router<Platform> {
+    Router::new()
+        .route("/admin/apps/{app_id}", get(scripts))
+        .route("/admin/apps/{app_id}/scripts", post(create_script))
+        .route("/admin/apps/{app_id}/routes", get(routes))
+        .route("/admin/apps/{app_id}/dead-letters", get(dead_letters))
+        .route("/admin/apps/{app_id}/executions", get(executions))
+        .route("/admin/executions/{execution_id}", get(execution))
+        .route("/admin/dead-letters/{dead_letter_id}/replay", post(replay))
+        .route(
+            "/admin/dead-letters/{dead_letter_id}/resolve",
+            post(resolve),
+        )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Scripts,
+    Routes,
+    DeadLetters,
+    Executions,
+}
+
+impl Tab {
+    const ALL: [Self; 4] = [
+        Self::Scripts,
+        Self::Routes,
+        Self::DeadLetters,
+        Self::Executions,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Scripts => "Scripts",
+            Self::Routes => "Routes",
+            Self::DeadLetters => "Dead letters",
+            Self::Executions => "Executions",
+        }
+    }
+
+    fn path(self, app: AppId) -> String {
+        match self {
+            Self::Scripts => format!("/admin/apps/{app}"),
+            Self::Routes => format!("/admin/apps/{app}/routes"),
+            Self::DeadLetters => format!("/admin/apps/{app}/dead-letters"),
+            Self::Executions => format!("/admin/apps/{app}/executions"),
+        }
+    }
+}
+
+/// An app's page: its name, the tabs (the dead letters' with its badge) and `content`.
+async fn app_page(
+    platform: &Platform,
+    session: &Session,
+    app: &App,
+    current: Tab,
+    content: Markup,
+) -> PageResult {
+    let waiting = platform
+        .dead_letters()
+        .count_unresolved(session.principal(), app.id)
+        .await?;
+    let body = html! {
+        main {
+            h1 { (app.name) " " span.muted { "/" (app.slug) } }
+            nav.tabs aria-label="app" {
+                @for tab in Tab::ALL {
+                    a href=(tab.path(app.id)) aria-current=[(tab == current).then_some("page")] {
+                        (tab.label())
+                        @if tab == Tab::DeadLetters && waiting > 0 {
+                            " " span.badge.bad title="unresolved" { (waiting) }
+                        }
+                    }
+                }
+            }
+            (content)
+        }
+    };
+    let title = format!("{} · {}", current.label(), app.name);
+    Ok(page(&Head::new(&title), Some(session), body).into_response())
+}
+
+fn kind_badge(kind: ScriptKind) -> Markup {
+    html! { span.badge.(kind.as_str()) { (kind.as_str()) } }
+}
+
+async fn scripts(
+    State(platform): State<Platform>,
+    session: Session,
+    Ids(app_id): Ids<AppId>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let principal = session.principal();
+    let app = platform.apps().get(principal, app_id).await?;
+    let scripts = platform
+        .scripts()
+        .list(principal, app_id, &query.page())
+        .await?;
+    let content = html! {
+        @if principal.can(Capability::AppScriptsWrite(app_id)) {
+            form.inline method="post" action={ "/admin/apps/" (app_id) "/scripts" } {
+                (csrf_field(&session))
+                div { label for="script-name" { "New script" } input #script-name name="name" required autocomplete="off" placeholder="name"; }
+                div {
+                    label for="script-kind" { "Kind" }
+                    select #script-kind name="kind" {
+                        option value="endpoint" { "endpoint" }
+                        option value="module" { "module" }
+                    }
+                }
+                button type="submit" { "Create" }
+            }
+        }
+        @if scripts.items.is_empty() {
+            p.muted { "No scripts yet." }
+        } @else {
+            div.scroll {
+                table {
+                    thead { tr { th { "Name" } th { "Kind" } th { "Updated" } } }
+                    tbody {
+                        @for script in &scripts.items {
+                            tr {
+                                td.name { a href={ "/admin/scripts/" (script.id) } { (script.name) } }
+                                td { (kind_badge(script.kind)) }
+                                td { (time(script.updated_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(&format!("/admin/apps/{app_id}?"), scripts.next_cursor.as_deref()))
+    };
+    app_page(&platform, &session, &app, Tab::Scripts, content).await
+}
+
+#[derive(Deserialize)]
+struct NewScript {
+    name: String,
+    kind: String,
+}
+
+/// A new script starts from a source that compiles and shows the shape of its kind.
+fn starter_source(kind: ScriptKind) -> &'static str {
+    match kind {
+        ScriptKind::Endpoint => "// ctx.request holds the request; the value is the response.\nlog::info(\"hello\");\n\"hello\"\n",
+        ScriptKind::Module => "// Other scripts of this app: import \"<this name>\" as m; m::greet(\"you\")\nfn greet(name) {\n    `hello, ${name}`\n}\n",
+    }
+}
+
+async fn create_script(
+    State(platform): State<Platform>,
+    Ids(app_id): Ids<AppId>,
+    form: SignedForm<NewScript>,
+) -> PageResult {
+    let kind = ScriptKind::parse(&form.fields.kind).map_err(ApiError::from)?;
+    let input = NewScriptInput {
+        name: form.fields.name,
+        kind,
+        source: starter_source(kind).to_owned(),
+    };
+    let script = platform
+        .scripts()
+        .create(form.session.principal(), app_id, input)
+        .await?;
+    Ok(Redirect::to(&format!("/admin/scripts/{}", script.id)).into_response())
+}
+
+async fn routes(
+    State(platform): State<Platform>,
+    session: Session,
+    Ids(app_id): Ids<AppId>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let principal = session.principal();
+    let app = platform.apps().get(principal, app_id).await?;
+    let routes = platform
+        .routes()
+        .list(principal, app_id, &query.page())
+        .await?;
+    let content = html! {
+        p.muted { "Routes are added on an endpoint script's page." }
+        @if routes.items.is_empty() {
+            p.muted { "No routes yet." }
+        } @else {
+            div.scroll {
+                table {
+                    thead { tr { th { "Method" } th { "Path" } th { "Dispatch" } th { "Script" } } }
+                    tbody {
+                        @for route in &routes.items {
+                            tr {
+                                td { code { (route.method.as_str()) } }
+                                td.name { code { "/" (app.slug) (route.path) } }
+                                td { (route.dispatch_mode.as_str()) }
+                                td { a href={ "/admin/scripts/" (route.script_id) } { "script" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(&format!("/admin/apps/{app_id}/routes?"), routes.next_cursor.as_deref()))
+    };
+    app_page(&platform, &session, &app, Tab::Routes, content).await
+}
+
+/// `?status=unresolved|resolved|all&cursor=…`
+#[derive(Deserialize)]
+struct DeadLetterQuery {
+    status: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn dead_letters(
+    State(platform): State<Platform>,
+    session: Session,
+    Ids(app_id): Ids<AppId>,
+    Query(query): Query<DeadLetterQuery>,
+) -> PageResult {
+    let principal = session.principal();
+    let app = platform.apps().get(principal, app_id).await?;
+    let (status, shown) = match query.status.as_deref() {
+        Some("resolved") => (DeadLetterStatus::Resolved, "resolved"),
+        Some("all") => (DeadLetterStatus::All, "all"),
+        _ => (DeadLetterStatus::Unresolved, "unresolved"),
+    };
+    let filter = DeadLetterFilter {
+        status,
+        script_id: None,
+    };
+    let letters = platform
+        .dead_letters()
+        .list(principal, app_id, &filter, &query.page.page())
+        .await?;
+    let can_manage = principal.can(Capability::AppDeadLetterManage(app_id));
+    let content = html! {
+        nav.filters aria-label="status" {
+            @for choice in ["unresolved", "resolved", "all"] {
+                a href={ "/admin/apps/" (app_id) "/dead-letters?status=" (choice) }
+                    aria-current=[(choice == shown).then_some("page")] { (choice) } " "
+            }
+        }
+        @if letters.items.is_empty() {
+            p.muted { "No " (shown) " dead letters." }
+        }
+        @for letter in &letters.items {
+            (dead_letter_item(&session, letter, can_manage))
+        }
+        (pager(&format!("/admin/apps/{app_id}/dead-letters?status={shown}&"), letters.next_cursor.as_deref()))
+    };
+    app_page(&platform, &session, &app, Tab::DeadLetters, content).await
+}
+
+/// One dead letter: what failed, its payload on demand, and (for those who may) its actions.
+/// htmx swaps this element with the answer of an action.
+fn dead_letter_item(session: &Session, letter: &DeadLetter, can_manage: bool) -> Markup {
+    let payload = serde_json::to_string_pretty(&letter.payload).unwrap_or_default();
+    html! {
+        details.dead-letter id={ "dl-" (letter.id) } {
+            summary {
+                (time(letter.created_at)) " · " (letter.source) " · "
+                span.error { (letter.error) }
+                " · " (letter.attempts) " attempts"
+                @if let Some(resolution) = letter.resolution {
+                    " · " span.badge { (resolution_label(resolution)) }
+                }
+            }
+            p {
+                a href={ "/admin/scripts/" (letter.script_id) } { "script" } " · "
+                a href={ "/admin/executions/" (letter.execution_id) } { "execution " (letter.execution_id) }
+            }
+            pre { (payload) }
+            @if can_manage && letter.resolved_at.is_none() {
+                @for (action, label) in [("replay", "Replay"), ("resolve", "Resolve")] {
+                    form.actions method="post" action={ "/admin/dead-letters/" (letter.id) "/" (action) }
+                        hx-post={ "/admin/dead-letters/" (letter.id) "/" (action) }
+                        hx-target={ "#dl-" (letter.id) } hx-swap="outerHTML" {
+                        (csrf_field(session))
+                        button.secondary type="submit" { (label) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn resolution_label(resolution: Resolution) -> &'static str {
+    match resolution {
+        Resolution::Replayed => "replayed",
+        Resolution::Resolved => "resolved",
+        Resolution::HandlerFailed => "handler failed",
+    }
+}
+
+async fn replay(
+    State(platform): State<Platform>,
+    Ids(id): Ids<DeadLetterId>,
+    request_headers: HeaderMap,
+    form: SignedForm<NoFields>,
+) -> PageResult {
+    let replayed = platform
+        .dead_letters()
+        .replay(form.session.principal(), id)
+        .await?;
+    Ok(after_action(
+        &form.session,
+        &replayed.dead_letter,
+        &request_headers,
+    ))
+}
+
+async fn resolve(
+    State(platform): State<Platform>,
+    Ids(id): Ids<DeadLetterId>,
+    request_headers: HeaderMap,
+    form: SignedForm<NoFields>,
+) -> PageResult {
+    let letter = platform
+        .dead_letters()
+        .resolve(form.session.principal(), id)
+        .await?;
+    Ok(after_action(&form.session, &letter, &request_headers))
+}
+
+/// htmx gets the dead letter as it is now, to swap in; a plain form goes back to the list.
+fn after_action(
+    session: &Session,
+    letter: &DeadLetter,
+    request_headers: &HeaderMap,
+) -> axum::response::Response {
+    if request_headers.contains_key("hx-request") {
+        dead_letter_item(session, letter, true).into_response()
+    } else {
+        Redirect::to(&format!("/admin/apps/{}/dead-letters", letter.app_id)).into_response()
+    }
+}
+
+async fn executions(
+    State(platform): State<Platform>,
+    session: Session,
+    Ids(app_id): Ids<AppId>,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let principal = session.principal();
+    let app = platform.apps().get(principal, app_id).await?;
+    let records = platform
+        .executions()
+        .list(
+            principal,
+            app_id,
+            &ExecutionFilter::default(),
+            &query.page(),
+        )
+        .await?;
+    let content = html! {
+        @if records.items.is_empty() {
+            p.muted { "No executions yet." }
+        } @else {
+            div.scroll {
+                table {
+                    thead { tr { th { "Started" } th { "What" } th { "Outcome" } th { "Status" } th { "Duration" } } }
+                    tbody {
+                        @for record in &records.items {
+                            tr {
+                                td { a href={ "/admin/executions/" (record.execution_id) } { (time(record.started_at)) } }
+                                td.name { (record.summary) " " span.muted { (record.source.as_str()) } }
+                                td { (outcome_badge(&record.outcome)) }
+                                td { @if let Some(status) = record.status { (status) } }
+                                td { (duration(record.duration_us)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(&format!("/admin/apps/{app_id}/executions?"), records.next_cursor.as_deref()))
+    };
+    app_page(&platform, &session, &app, Tab::Executions, content).await
+}
+
+fn outcome_badge(outcome: &str) -> Markup {
+    html! { span.badge.(if outcome == "ok" { "ok" } else { "bad" }) { (outcome) } }
+}
+
+fn duration(micros: u64) -> String {
+    if micros < 1000 {
+        format!("{micros} µs")
+    } else {
+        format!("{:.1} ms", micros as f64 / 1000.0)
+    }
+}
+
+async fn execution(
+    State(platform): State<Platform>,
+    session: Session,
+    Ids(id): Ids<ExecutionId>,
+) -> PageResult {
+    let principal = session.principal();
+    let records = platform.executions().get(principal, id).await?;
+    let app_id = records.first().map(|r| r.app_id);
+    let app = match app_id {
+        Some(app_id) => Some(platform.apps().get(principal, app_id).await?),
+        None => None,
+    };
+    let body = html! {
+        main {
+            @if let Some(app) = &app {
+                p { a href=(Tab::Executions.path(app.id)) { "← " (app.name) " executions" } }
+            }
+            h1 { "Execution " code { (id) } }
+            @for record in &records {
+                section.attempt {
+                    h2 { "Attempt " (record.attempt) " " (outcome_badge(&record.outcome)) }
+                    p {
+                        (record.summary) " · " (record.source.as_str()) " · " (time(record.started_at))
+                        " · " (duration(record.duration_us))
+                        @if let Some(status) = record.status { " · status " (status) }
+                        " · " a href={ "/admin/scripts/" (record.script_id) } { "script" }
+                    }
+                    @if let Some(error) = &record.error {
+                        pre.error { (error.message) }
+                    }
+                    h3 { "Log" }
+                    @if record.logs.is_empty() {
+                        p.muted { "No log lines." }
+                    } @else {
+                        ol.logs {
+                            @for line in &record.logs {
+                                li {
+                                    span.level { (format!("{:?}", line.level).to_lowercase()) }
+                                    " " (line.message)
+                                    @if line.discarded { " " span.muted { "(discarded run)" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(&Head::new("Execution"), Some(&session), body).into_response())
+}

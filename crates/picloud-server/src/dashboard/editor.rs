@@ -1,0 +1,229 @@
+//! `/admin/scripts/{script_id}`: one script — its source in the editor (a plain textarea that
+//! `dashboard.js` turns into a code editor), saving it with a compile error shown at its line and
+//! column, its imports, and its routes with the form that adds one.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::html;
+use picloud_core::{
+    Capability, DispatchMode, KeptHeaders, RouteMethod, RoutePath, ScriptId, ScriptKind,
+};
+use picloud_orchestrator::{NewRouteInput, PageRequest, Platform, ScriptChanges, ServiceError};
+use serde::Deserialize;
+
+use super::layout::{csrf_field, page, time, Head};
+use super::session::{Ids, PageResult, Session, SignedForm};
+use crate::error::ApiError;
+
+pub fn router() -> Router<Platform> {
+    Router::new()
+        .route("/admin/scripts/{script_id}", get(show).post(save))
+        .route("/admin/scripts/{script_id}/routes", post(add_route))
+}
+
+#[derive(Deserialize)]
+struct Shown {
+    saved: Option<String>,
+}
+
+async fn show(
+    State(platform): State<Platform>,
+    session: Session,
+    Ids(id): Ids<ScriptId>,
+    Query(shown): Query<Shown>,
+) -> PageResult {
+    let notice = shown.saved.is_some().then_some("Saved.");
+    render(
+        &platform,
+        &session,
+        id,
+        Edit {
+            source: None,
+            notice,
+            refusal: None,
+        },
+    )
+    .await
+}
+
+/// What a save brought back to the page: the source as it was sent and why it was refused.
+struct Edit<'a> {
+    source: Option<&'a str>,
+    notice: Option<&'a str>,
+    refusal: Option<&'a ApiError>,
+}
+
+async fn render(
+    platform: &Platform,
+    session: &Session,
+    id: ScriptId,
+    edit: Edit<'_>,
+) -> PageResult {
+    let principal = session.principal();
+    let detail = platform.scripts().get(principal, id).await?;
+    let script = &detail.script;
+    let app_id = script.app_id;
+    let app = platform.apps().get(principal, app_id).await?;
+    let all_routes = PageRequest {
+        limit: PageRequest::MAX_LIMIT,
+        cursor: None,
+    };
+    let routes: Vec<_> = platform
+        .routes()
+        .list(principal, app_id, &all_routes)
+        .await?
+        .items
+        .into_iter()
+        .filter(|route| route.script_id == id)
+        .collect();
+    let can_write = principal.can(Capability::AppScriptsWrite(app_id));
+    let can_route =
+        principal.can(Capability::AppWrite(app_id)) && script.kind == ScriptKind::Endpoint;
+    let source = edit.source.unwrap_or(&script.source);
+    let body = html! {
+        main {
+            p { a href={ "/admin/apps/" (app_id) } { "← " (app.name) " scripts" } }
+            h1 { (script.name) " " span.badge.(script.kind.as_str()) { (script.kind.as_str()) } }
+            p.muted { "Updated " (time(script.updated_at)) }
+            @if let Some(notice) = edit.notice {
+                p.notice role="status" { (notice) }
+            }
+            @if let Some(refusal) = edit.refusal {
+                div.source-error role="alert"
+                    data-line=[refusal.position().map(|(line, _)| line)]
+                    data-column=[refusal.position().map(|(_, column)| column)] {
+                    @if let Some((line, column)) = refusal.position() {
+                        strong { "Line " (line) ", column " (column) ": " }
+                    }
+                    (refusal.message())
+                }
+            }
+            form #editor method="post" action={ "/admin/scripts/" (id) } {
+                (csrf_field(session))
+                label for="source" { "Source" }
+                textarea.source #source name="source" spellcheck="false" readonly[!can_write]
+                    data-sdk="/api/v1/sdk" { (source) }
+                @if can_write {
+                    p { button type="submit" { "Save" } }
+                }
+            }
+            @if !detail.imports.is_empty() || !detail.imported_by.is_empty() {
+                h2 { "Modules" }
+                ul {
+                    @for link in &detail.imports {
+                        li { "imports " a href={ "/admin/scripts/" (link.id) } { (link.name) } }
+                    }
+                    @for link in &detail.imported_by {
+                        li { "imported by " a href={ "/admin/scripts/" (link.id) } { (link.name) } }
+                    }
+                }
+            }
+            @if script.kind == ScriptKind::Endpoint {
+                h2 { "Routes" }
+                @if routes.is_empty() {
+                    p.muted { "No route calls this script." }
+                }
+                ul {
+                    @for route in &routes {
+                        li { code { (route.method.as_str()) " /" (app.slug) (route.path) } " " span.muted { (route.dispatch_mode.as_str()) } }
+                    }
+                }
+                @if can_route {
+                    form.inline method="post" action={ "/admin/scripts/" (id) "/routes" } {
+                        (csrf_field(session))
+                        div {
+                            label for="route-method" { "Method" }
+                            select #route-method name="method" {
+                                @for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "ANY"] {
+                                    option { (method) }
+                                }
+                            }
+                        }
+                        div { label for="route-path" { "Path" } input #route-path name="path" required placeholder="/hello/{name}" autocomplete="off"; }
+                        div {
+                            label for="route-mode" { "Dispatch" }
+                            select #route-mode name="dispatch_mode" {
+                                option value="sync" { "sync" }
+                                option value="async" { "async" }
+                            }
+                        }
+                        button type="submit" { "Add route" }
+                    }
+                }
+            }
+        }
+    };
+    let title = script.name.to_string();
+    let status = if edit.refusal.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, page(&Head::new(&title), Some(session), body)).into_response())
+}
+
+#[derive(Deserialize)]
+struct Save {
+    source: String,
+}
+
+/// Saves the source; a source that does not compile comes back in the editor with the error at
+/// its line and column.
+async fn save(
+    State(platform): State<Platform>,
+    Ids(id): Ids<ScriptId>,
+    form: SignedForm<Save>,
+) -> PageResult {
+    let session = &form.session;
+    let changes = ScriptChanges {
+        name: None,
+        kind: None,
+        source: Some(form.fields.source.clone()),
+    };
+    match platform
+        .scripts()
+        .update(session.principal(), id, changes)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/admin/scripts/{id}?saved=1")).into_response()),
+        Err(error @ ServiceError::InvalidScript { .. }) => {
+            let refusal = ApiError::from(error);
+            let edit = Edit {
+                source: Some(&form.fields.source),
+                notice: None,
+                refusal: Some(&refusal),
+            };
+            render(&platform, session, id, edit).await
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewRoute {
+    method: String,
+    path: String,
+    dispatch_mode: String,
+}
+
+async fn add_route(
+    State(platform): State<Platform>,
+    Ids(id): Ids<ScriptId>,
+    form: SignedForm<NewRoute>,
+) -> PageResult {
+    let fields = &form.fields;
+    let input = NewRouteInput {
+        method: RouteMethod::parse(&fields.method).map_err(ApiError::from)?,
+        path: RoutePath::parse(&fields.path).map_err(ApiError::from)?,
+        dispatch_mode: DispatchMode::parse(&fields.dispatch_mode).map_err(ApiError::from)?,
+        keep_headers: KeptHeaders::default(),
+    };
+    let route = platform
+        .routes()
+        .create(form.session.principal(), id, input)
+        .await?;
+    Ok(Redirect::to(&format!("/admin/apps/{}/routes", route.app_id)).into_response())
+}
