@@ -159,6 +159,11 @@ fn assert_security_headers(answer: &Answer, what: &str) {
     );
     assert_eq!(answer.header("x-frame-options"), Some("DENY"), "{what}");
     assert_eq!(
+        answer.header("referrer-policy"),
+        Some("same-origin"),
+        "{what}: a form carries its real Origin (under no-referrer it would be null)"
+    );
+    assert_eq!(
         answer.header("x-content-type-options"),
         Some("nosniff"),
         "{what}"

@@ -23,8 +23,8 @@
 //! token (its `csrf_token` field, or `X-CSRF-Token` from `dashboard.js`).
 //!
 //! Every answer carries a Content Security Policy without `unsafe-inline` (no inline script or
-//! style anywhere) that forbids framing; the admin surface adds `X-Frame-Options: DENY` and
-//! `Cache-Control: no-store` to pages.
+//! style anywhere) that forbids framing, and `Referrer-Policy: same-origin`; the admin surface
+//! adds `X-Frame-Options: DENY` and `Cache-Control: no-store` to pages.
 //!
 //! [`Authenticated::check`]: crate::extract::Authenticated::check
 
@@ -55,13 +55,21 @@ pub fn router() -> Router<Platform> {
         .merge(app::router())
         .merge(editor::router())
         .merge(assets::router())
-        .layer(middleware::map_response(content_security_policy))
+        .layer(middleware::map_response(page_headers))
 }
 
-async fn content_security_policy(mut response: Response) -> Response {
-    response.headers_mut().insert(
+/// The CSP, and a referrer policy that names the page to its own origin only: under the admin
+/// surface's `no-referrer`, a browser sends `Origin: null` with a form, which the same-origin
+/// check must refuse.
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
