@@ -897,18 +897,20 @@ both_backends!(
             .expect("authenticate")
             .expect("the admin's session");
         let app = app_id.parse().expect("an app id");
+        let mut last = None;
         for i in 0..1000 {
             let input = picloud_orchestrator::NewScriptInput {
                 name: format!("script-{i:04}"),
                 kind: picloud_core::ScriptKind::Endpoint,
                 source: "\"hi\"".to_owned(),
             };
-            server
+            let script = server
                 .platform
                 .scripts()
                 .create(&admin, app, input)
                 .await
                 .expect("a script");
+            last = Some(script.id);
         }
         let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
         for path in [
@@ -917,6 +919,7 @@ both_backends!(
             format!("/admin/apps/{app_id}/dead-letters"),
             format!("/admin/apps/{app_id}/executions"),
             "/admin".to_owned(),
+            format!("/admin/scripts/{}", last.expect("a script")),
         ] {
             let mut fastest = Duration::MAX;
             for _ in 0..5 {
@@ -938,5 +941,46 @@ both_backends!(
             "a page of 100 scripts"
         );
         assert!(page.text.contains("Next page"), "and a link to the next");
+    }
+);
+
+// The heaviest page, the script editor with CodeMirror, transfers at most 300 KB with everything
+// it loads, as a browser that accepts gzip fetches it.
+both_backends!(
+    the_heaviest_page_transfers_at_most_300_kb,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app_id = server.api.create_app("shop").await;
+        let script_id = server.api.create_script(&app_id, "hello", "\"hi\"").await;
+        let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let gzip = [("accept-encoding", "gzip, deflate, br")];
+        let page = browser
+            .get_with(&format!("/admin/scripts/{script_id}"), &gzip)
+            .await;
+        assert_eq!(page.status, 200, "{page}");
+        let mut total = page.text.len();
+        let mut loaded = Vec::new();
+        for link in page.text.split("\"/admin/assets/").skip(1) {
+            let url = format!("/admin/assets/{}", link.split('"').next().expect("a URL"));
+            let response = browser
+                .http
+                .get(format!("{}{url}", browser.base))
+                .headers(browser.headers(&gzip))
+                .send()
+                .await
+                .expect("an asset");
+            assert_eq!(response.status(), 200, "{url}");
+            total += response.bytes().await.expect("its body").len();
+            loaded.push(url);
+        }
+        assert!(
+            loaded.iter().any(|u| u.contains("codemirror.js")),
+            "the editor loads CodeMirror: {loaded:?}"
+        );
+        eprintln!(
+            "the editor page and its {} assets: {total} bytes",
+            loaded.len()
+        );
+        assert!(total <= 300 * 1024, "{total} bytes for {loaded:?}");
     }
 );

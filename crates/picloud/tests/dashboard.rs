@@ -180,7 +180,33 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
             .is_some_and(|t| t.contains("Line 2, column")),
         "it says where: {error}"
     );
+    let marked = browser
+        .wait_for(
+            "the code editor, with the error's line marked and the cursor on it",
+            "document.querySelector('.CodeMirror .source-error-line') && \
+             document.querySelector('.CodeMirror').CodeMirror.getCursor().line + 1",
+        )
+        .await;
+    assert_eq!(marked, 2, "the cursor is on line 2");
     snapshot(&mut browser, "dashboard-editor-error").await;
+    for (typed, offered) in [("log::in", "info("), ("gree", "greeting (module)")] {
+        let hints = browser
+            .wait_for(
+                &format!("completions for {typed}"),
+                &format!(
+                    "(() => {{ const cm = document.querySelector('.CodeMirror').CodeMirror; \
+                     cm.setValue({typed:?}); cm.setCursor({{line: 0, ch: {len}}}); \
+                     cm.showHint({{completeSingle: false}}); \
+                     const list = document.querySelector('.CodeMirror-hints'); \
+                     return list && list.innerText.includes({offered:?}) && list.innerText; }})()",
+                    len = typed.len()
+                ),
+            )
+            .await;
+        assert!(hints.is_string(), "{typed} offers {offered}: {hints}");
+    }
+    snapshot(&mut browser, "dashboard-editor-completions").await;
+    assert_no_csp_violation(&mut browser, "the code editor").await;
 
     submit(
         &mut browser,

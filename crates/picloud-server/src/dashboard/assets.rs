@@ -43,6 +43,11 @@ static ASSETS: &[Asset] = &[
     asset!("dashboard.css", CSS, "dashboard.css"),
     asset!("dashboard.js", JS, "dashboard.js"),
     asset!("htmx.min.js", JS, "vendor/htmx/htmx.min.js"),
+    asset!("codemirror.js", JS, "vendor/codemirror/codemirror.js"),
+    asset!("codemirror.css", CSS, "vendor/codemirror/codemirror.css"),
+    asset!("simple.js", JS, "vendor/codemirror/simple.js"),
+    asset!("show-hint.js", JS, "vendor/codemirror/show-hint.js"),
+    asset!("show-hint.css", CSS, "vendor/codemirror/show-hint.css"),
 ];
 
 /// What is derived from an asset's content: its hash (the ETag and the `v` of its URL), and

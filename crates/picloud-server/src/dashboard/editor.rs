@@ -1,5 +1,6 @@
 //! `/admin/scripts/{script_id}`: one script — its source in the editor (a plain textarea that
-//! `dashboard.js` turns into a code editor), saving it with a compile error shown at its line and
+//! `dashboard.js` turns into CodeMirror 5 with Rhai highlighting and completions of the SDK and
+//! the app's modules), saving it with a compile error shown at its line and
 //! column, its imports, and its routes with the form that adds one.
 
 use axum::extract::{Query, State};
@@ -67,18 +68,29 @@ async fn render(
     let script = &detail.script;
     let app_id = script.app_id;
     let app = platform.apps().get(principal, app_id).await?;
-    let all_routes = PageRequest {
+    let first_page = PageRequest {
         limit: PageRequest::MAX_LIMIT,
         cursor: None,
     };
     let routes: Vec<_> = platform
         .routes()
-        .list(principal, app_id, &all_routes)
+        .list(principal, app_id, &first_page)
         .await?
         .items
         .into_iter()
         .filter(|route| route.script_id == id)
         .collect();
+    let module_names: Vec<String> = platform
+        .scripts()
+        .list(principal, app_id, &first_page)
+        .await?
+        .items
+        .into_iter()
+        .filter(|other| other.kind == ScriptKind::Module)
+        .map(|module| module.name.to_string())
+        .collect();
+    // For the editor's completions; an attribute value, escaped like any other.
+    let modules = serde_json::to_string(&module_names).map_err(ApiError::internal)?;
     let can_write = principal.can(Capability::AppScriptsWrite(app_id));
     let can_route =
         principal.can(Capability::AppWrite(app_id)) && script.kind == ScriptKind::Endpoint;
@@ -105,7 +117,7 @@ async fn render(
                 (csrf_field(session))
                 label for="source" { "Source" }
                 textarea.source #source name="source" spellcheck="false" readonly[!can_write]
-                    data-sdk="/api/v1/sdk" { (source) }
+                    data-sdk="/api/v1/sdk" data-modules=(modules) { (source) }
                 @if can_write {
                     p { button type="submit" { "Save" } }
                 }
@@ -157,12 +169,17 @@ async fn render(
         }
     };
     let title = script.name.to_string();
+    let head = Head {
+        title: &title,
+        scripts: &["codemirror.js", "simple.js", "show-hint.js"],
+        styles: &["codemirror.css", "show-hint.css"],
+    };
     let status = if edit.refusal.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    Ok((status, page(&Head::new(&title), Some(session), body)).into_response())
+    Ok((status, page(&head, Some(session), body)).into_response())
 }
 
 #[derive(Deserialize)]
