@@ -797,6 +797,46 @@ both_backends!(
             routes.text.contains("/shop/welcome"),
             "the routes tab lists it: {routes}"
         );
+        let ran = browser
+            .post_with(
+                &format!("{editor}/run"),
+                &[
+                    ("method", "POST"),
+                    ("path", "/welcome?x=1"),
+                    ("headers", "X-Trace: 7\n\n"),
+                    ("body", "{}"),
+                    ("csrf_token", &csrf),
+                ],
+                &[("hx-request", "true")],
+            )
+            .await;
+        assert_eq!(ran.status, 200, "a test run: {ran}");
+        assert!(
+            ran.text.starts_with("<section class=\"run\">")
+                && ran.text.contains(r#"<span class="badge ok">200</span>"#)
+                && ran
+                    .text
+                    .contains("<pre class=\"response\">hello, you</pre>")
+                && ran.text.contains("served &lt;i&gt;"),
+            "htmx gets the status, the body and the log line to show: {ran}"
+        );
+        let malformed = browser
+            .post(
+                &format!("{editor}/run"),
+                &[
+                    ("method", "GET"),
+                    ("path", "/"),
+                    ("headers", "no colon"),
+                    ("body", ""),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(
+            malformed.status, 400,
+            "a header line without a colon: {malformed}"
+        );
+        assert!(malformed.text.contains("line 1 is not"), "{malformed}");
         let called = server.get("/shop/welcome").await;
         assert_eq!(
             (called.status, called.text.as_str()),

@@ -65,11 +65,18 @@ async fn follow(browser: &mut Chromium, text: &str) {
     assert_eq!(clicked, true, "a link with {text}");
 }
 
-/// Saves a screenshot as `<name>.png` when `PICLOUD_SCREENSHOTS` names a directory.
-async fn snapshot(browser: &mut Chromium, name: &str) {
+/// Saves a screenshot as `<name>.png` when `PICLOUD_SCREENSHOTS` names a directory, with the
+/// element `at` (a CSS selector) scrolled into view.
+async fn snapshot(browser: &mut Chromium, name: &str, at: &str) {
     let Ok(dir) = std::env::var("PICLOUD_SCREENSHOTS") else {
         return;
     };
+    let at = serde_json::to_string(at).expect("JSON");
+    browser
+        .eval(&format!(
+            "document.querySelector({at}).scrollIntoView({{block: 'start'}}), true"
+        ))
+        .await;
     let png = browser.screenshot().await;
     std::fs::write(format!("{dir}/{name}.png"), png).expect("write the screenshot");
 }
@@ -103,6 +110,7 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         return;
     };
     watch_csp(&mut browser).await;
+    browser.set_width(1280).await;
     let server = Process::serve(&db, &[]);
     let admin = server.admin_base.clone();
 
@@ -188,7 +196,7 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         )
         .await;
     assert_eq!(marked, 2, "the cursor is on line 2");
-    snapshot(&mut browser, "dashboard-editor-error").await;
+    snapshot(&mut browser, "dashboard-editor-error", "body").await;
     for (typed, offered) in [("log::in", "info("), ("gree", "greeting (module)")] {
         let hints = browser
             .wait_for(
@@ -205,7 +213,7 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
             .await;
         assert!(hints.is_string(), "{typed} offers {offered}: {hints}");
     }
-    snapshot(&mut browser, "dashboard-editor-completions").await;
+    snapshot(&mut browser, "dashboard-editor-completions", "body").await;
     assert_no_csp_violation(&mut browser, "the code editor").await;
 
     submit(
@@ -223,6 +231,31 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
             "document.querySelector('.notice') && document.querySelector('.notice').textContent === 'Saved.'",
         )
         .await;
+    submit(
+        &mut browser,
+        "#run",
+        &[
+            ("method", "GET"),
+            ("path", "/welcome"),
+            ("headers", ""),
+            ("body", ""),
+        ],
+    )
+    .await;
+    let ran = browser
+        .wait_for(
+            "the test run's response, log line and duration under the form",
+            "document.querySelector('#run-result .run') && document.querySelector('#run-result').innerText",
+        )
+        .await;
+    let ran = ran.as_str().unwrap_or_default();
+    assert!(
+        ran.contains("hello, you")
+            && ran.contains("served the welcome")
+            && (ran.contains("µs") || ran.contains(" ms")),
+        "the test run: {ran}"
+    );
+    snapshot(&mut browser, "dashboard-test-run", "#run").await;
     submit(
         &mut browser,
         "form[action$=\"/routes\"]",
@@ -262,7 +295,7 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    snapshot(&mut browser, "dashboard-executions").await;
+    snapshot(&mut browser, "dashboard-executions", "body").await;
     browser
         .eval("document.querySelector('tbody a').click(), true")
         .await;
@@ -334,7 +367,7 @@ async fn a_dead_letter_is_replayed_and_a_viewer_cannot_edit_in_the_browser() {
         .await;
     assert_eq!(badge, "1", "one unresolved dead letter");
     assert_fits(&mut browser, "the apps page").await;
-    snapshot(&mut browser, "dashboard-apps-phone").await;
+    snapshot(&mut browser, "dashboard-apps-phone", "body").await;
 
     follow(&mut browser, "1").await;
     browser

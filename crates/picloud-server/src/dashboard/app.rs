@@ -15,7 +15,7 @@ use picloud_core::{
 use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, NewScriptInput, Platform};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, page, pager, time, Head, PageQuery};
+use super::layout::{csrf_field, duration, log_lines, page, pager, time, Head, PageQuery};
 use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
 use crate::error::ApiError;
 
@@ -404,14 +404,6 @@ fn outcome_badge(outcome: &str) -> Markup {
     html! { span.badge.(if outcome == "ok" { "ok" } else { "bad" }) { (outcome) } }
 }
 
-fn duration(micros: u64) -> String {
-    if micros < 1000 {
-        format!("{micros} µs")
-    } else {
-        format!("{:.1} ms", micros as f64 / 1000.0)
-    }
-}
-
 async fn execution(
     State(platform): State<Platform>,
     session: Session,
@@ -443,19 +435,7 @@ async fn execution(
                         pre.error { (error.message) }
                     }
                     h3 { "Log" }
-                    @if record.logs.is_empty() {
-                        p.muted { "No log lines." }
-                    } @else {
-                        ol.logs {
-                            @for line in &record.logs {
-                                li {
-                                    span.level { (format!("{:?}", line.level).to_lowercase()) }
-                                    " " (line.message)
-                                    @if line.discarded { " " span.muted { "(discarded run)" } }
-                                }
-                            }
-                        }
-                    }
+                    (log_lines(&record.logs))
                 }
             }
         }

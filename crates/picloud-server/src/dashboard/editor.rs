@@ -1,28 +1,35 @@
 //! `/admin/scripts/{script_id}`: one script — its source in the editor (a plain textarea that
 //! `dashboard.js` turns into CodeMirror 5 with Rhai highlighting and completions of the SDK and
 //! the app's modules), saving it with a compile error shown at its line and
-//! column, its imports, and its routes with the form that adds one.
+//! column, its imports, its routes with the form that adds one, and a test run with a request
+//! of the caller's making (the response, the log lines, the duration).
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
-use maud::html;
+use maud::{html, Markup};
+use picloud_core::exec::ResponseBody;
 use picloud_core::{
-    Capability, DispatchMode, KeptHeaders, RouteMethod, RoutePath, ScriptId, ScriptKind,
+    Capability, DispatchMode, InputError, KeptHeaders, RouteMethod, RoutePath, ScriptId, ScriptKind,
 };
+use picloud_orchestrator::scripts::TestRun;
 use picloud_orchestrator::{NewRouteInput, PageRequest, Platform, ScriptChanges, ServiceError};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, page, time, Head};
+use super::layout::{csrf_field, duration, log_lines, page, time, Head};
 use super::session::{Ids, PageResult, Session, SignedForm};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::scripts::test_request;
 
 pub fn router() -> Router<Platform> {
     Router::new()
         .route("/admin/scripts/{script_id}", get(show).post(save))
         .route("/admin/scripts/{script_id}/routes", post(add_route))
+        .route("/admin/scripts/{script_id}/run", post(run))
 }
 
 #[derive(Deserialize)]
@@ -92,6 +99,8 @@ async fn render(
     // For the editor's completions; an attribute value, escaped like any other.
     let modules = serde_json::to_string(&module_names).map_err(ApiError::internal)?;
     let can_write = principal.can(Capability::AppScriptsWrite(app_id));
+    let can_run =
+        principal.can(Capability::AppScriptsExecute(app_id)) && script.kind == ScriptKind::Endpoint;
     let can_route =
         principal.can(Capability::AppWrite(app_id)) && script.kind == ScriptKind::Endpoint;
     let source = edit.source.unwrap_or(&script.source);
@@ -121,6 +130,31 @@ async fn render(
                 @if can_write {
                     p { button type="submit" { "Save" } }
                 }
+            }
+            @if can_run {
+                h2 { "Test run" }
+                p.muted { "Runs the saved source with this request, as you: its writes are real." }
+                form #run method="post" action={ "/admin/scripts/" (id) "/run" }
+                    hx-post={ "/admin/scripts/" (id) "/run" } hx-target="#run-result" {
+                    (csrf_field(session))
+                    div.inline {
+                        div {
+                            label for="run-method" { "Method" }
+                            select #run-method name="method" {
+                                @for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                                    option { (method) }
+                                }
+                            }
+                        }
+                        div { label for="run-path" { "Path and query" } input #run-path name="path" value="/" required autocomplete="off"; }
+                    }
+                    label for="run-headers" { "Headers (one 'name: value' a line)" }
+                    textarea #run-headers name="headers" rows="2" spellcheck="false" {}
+                    label for="run-body" { "Body" }
+                    textarea #run-body name="body" rows="3" spellcheck="false" {}
+                    p { button type="submit" { "Run" } }
+                }
+                div #run-result aria-live="polite" {}
             }
             @if !detail.imports.is_empty() || !detail.imported_by.is_empty() {
                 h2 { "Modules" }
@@ -243,4 +277,113 @@ async fn add_route(
         .create(form.session.principal(), id, input)
         .await?;
     Ok(Redirect::to(&format!("/admin/apps/{}/routes", route.app_id)).into_response())
+}
+
+#[derive(Deserialize)]
+struct TestRunForm {
+    method: String,
+    path: String,
+    headers: String,
+    body: String,
+}
+
+/// Runs the saved script with the request of the form, as the caller (the API's test run). htmx
+/// gets the result to show under the form; a plain form, a page with it.
+async fn run(
+    State(platform): State<Platform>,
+    Ids(id): Ids<ScriptId>,
+    request_headers: HeaderMap,
+    form: SignedForm<TestRunForm>,
+) -> PageResult {
+    let fields = form.fields;
+    let uri: Uri = fields
+        .path
+        .parse()
+        .ok()
+        .filter(|uri: &Uri| uri.path().starts_with('/') && uri.host().is_none())
+        .ok_or_else(|| InputError::new("path", "give a path starting with '/', and a query if any"))
+        .map_err(ApiError::from)?;
+    let Query(query) = Query::<BTreeMap<String, String>>::try_from_uri(&uri)
+        .map_err(|rejection| ApiError::new(ErrorCode::InvalidInput, rejection.body_text()))?;
+    let request = test_request(
+        Some(&fields.method),
+        Some(uri.path().to_owned()),
+        (BTreeMap::new(), query),
+        header_lines(&fields.headers)?,
+        fields.body,
+    )?;
+    let run = platform
+        .scripts()
+        .execute(form.session.principal(), id, request)
+        .await?;
+    let result = run_result(&run);
+    if request_headers.contains_key("hx-request") {
+        return Ok(result.into_response());
+    }
+    let body = html! {
+        main {
+            p { a href={ "/admin/scripts/" (id) } { "← the script" } }
+            h1 { "Test run" }
+            (result)
+        }
+    };
+    Ok(page(&Head::new("Test run"), Some(&form.session), body).into_response())
+}
+
+/// `name: value` lines (blank ones skipped), names in lower case.
+fn header_lines(text: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let (name, value) = line.split_once(':').ok_or_else(|| {
+                InputError::new(
+                    "headers",
+                    format!("line {} is not 'name: value'", index + 1),
+                )
+            })?;
+            Ok((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// What a test run answered, or why it did not, its log lines and how long it took.
+fn run_result(run: &TestRun) -> Markup {
+    let outcome = &run.outcome;
+    html! {
+        section.run {
+            p {
+                @match &outcome.result {
+                    Ok(response) => { span.badge.ok { (response.status) } }
+                    Err(error) => { span.badge.bad { (error.kind.as_str()) } }
+                }
+                " · " (duration(outcome.duration_us)) " · "
+                a href={ "/admin/executions/" (run.execution_id) } { "execution" }
+            }
+            @match &outcome.result {
+                Ok(response) => {
+                    @if !response.headers.is_empty() {
+                        ul.headers {
+                            @for (name, value) in &response.headers { li { code { (name) ": " (value) } } }
+                        }
+                    }
+                    @match &response.body {
+                        ResponseBody::Empty => { p.muted { "No body." } }
+                        ResponseBody::Text(text) => { pre.response { (text) } }
+                        ResponseBody::Json(json) => { pre.response { (serde_json::to_string_pretty(json).unwrap_or_default()) } }
+                    }
+                }
+                Err(error) => {
+                    pre.error {
+                        @if let (Some(line), Some(column)) = (error.line, error.column) {
+                            "Line " (line) ", column " (column) ": "
+                        }
+                        (error.message)
+                    }
+                }
+            }
+            h3 { "Log" }
+            (log_lines(&outcome.logs))
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The page shell every dashboard page is rendered in, and the small parts pages share.
 
 use maud::{html, Markup, DOCTYPE};
+use picloud_core::exec::LogLine;
 use picloud_core::Timestamp;
 use picloud_orchestrator::PageRequest;
 use serde::Deserialize;
@@ -109,6 +110,34 @@ pub fn pager(base: &str, next_cursor: Option<&str>) -> Markup {
     html! {
         @if let Some(cursor) = next_cursor {
             p.pager { a href={ (base) "cursor=" (cursor) } { "Next page" } }
+        }
+    }
+}
+
+/// A duration given in microseconds, as people read it.
+pub fn duration(micros: u64) -> String {
+    if micros < 1000 {
+        format!("{micros} µs")
+    } else {
+        format!("{:.1} ms", micros as f64 / 1000.0)
+    }
+}
+
+/// An execution's log lines.
+pub fn log_lines(lines: &[LogLine]) -> Markup {
+    html! {
+        @if lines.is_empty() {
+            p.muted { "No log lines." }
+        } @else {
+            ol.logs {
+                @for line in lines {
+                    li {
+                        span.level { (format!("{:?}", line.level).to_lowercase()) }
+                        " " (line.message)
+                        @if line.discarded { " " span.muted { "(discarded run)" } }
+                    }
+                }
+            }
         }
     }
 }
