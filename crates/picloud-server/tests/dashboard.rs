@@ -194,6 +194,8 @@ both_backends!(
             format!("/admin/apps/{app_id}/executions"),
             format!("/admin/scripts/{script_id}"),
             format!("/admin/executions/{app_id}"),
+            "/admin/api-keys".to_owned(),
+            "/admin/users".to_owned(),
         ] {
             let answer = browser.get(&path).await;
             assert_eq!(
@@ -1022,5 +1024,176 @@ both_backends!(
             loaded.len()
         );
         assert!(total <= 300 * 1024, "{total} bytes for {loaded:?}");
+    }
+);
+
+/// The status of `GET /api/v1/admin/apps/{app_id}` with `key`.
+async fn key_status(server: &TestServer, app_id: &str, key: &str) -> u16 {
+    let path = format!("/api/v1/admin/apps/{app_id}");
+    server
+        .call(Method::GET, &path, Some(key), None)
+        .await
+        .status
+}
+
+// An API key's secret is in the one answer that created it and in no page after; its name is
+// text; revoking it from the page ends it.
+both_backends!(
+    an_api_keys_secret_is_shown_once_then_never,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app_id = server.api.create_app("shop").await;
+        let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let csrf = browser.csrf().await;
+        let hostile = "<img src=x onerror=alert(1)>";
+        let created = browser
+            .post(
+                "/admin/api-keys",
+                &[
+                    ("name", hostile),
+                    ("scope:app:read", "on"),
+                    ("scope:script:read", "on"),
+                    ("app_id", &app_id),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, 201, "{created}");
+        let secret = between(&created.text, "<pre><code>", "</code></pre>")
+            .expect("the secret, shown once")
+            .to_owned();
+        assert!(secret.starts_with("pk_"), "{secret}");
+        assert!(
+            created.text.contains("&lt;img src=x onerror=alert(1)&gt;")
+                && !created.text.contains(hostile),
+            "the key's name is text: {created}"
+        );
+        let (_, keys) = server.api.get("/api/v1/admin/api-keys").await;
+        let key = &keys["items"][0];
+        assert_eq!(key["scopes"], json!(["app:read", "script:read"]), "{keys}");
+        assert_eq!(key["app_id"], json!(app_id), "bound to the app: {keys}");
+
+        let listed = browser.get("/admin/api-keys").await;
+        assert_eq!(listed.status, 200, "{listed}");
+        assert!(
+            !listed.text.contains(&secret),
+            "no page shows the secret again: {listed}"
+        );
+        let prefix = key["prefix"].as_str().expect("a prefix");
+        assert!(
+            listed.text.contains(&format!("pk_{prefix}_…")),
+            "only its prefix: {listed}"
+        );
+
+        assert_eq!(
+            key_status(&server, &app_id, &secret).await,
+            200,
+            "the key works"
+        );
+        let key_id = key["id"].as_str().expect("an id");
+        let revoked = browser
+            .post(
+                &format!("/admin/api-keys/{key_id}/revoke"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(revoked.status, 303, "{revoked}");
+        assert_eq!(
+            key_status(&server, &app_id, &secret).await,
+            401,
+            "the revoked key is refused"
+        );
+        assert!(
+            browser
+                .get("/admin/api-keys")
+                .await
+                .text
+                .contains("revoked"),
+            "the page says so"
+        );
+    }
+);
+
+// The users page is the instance admin's: it creates, disables (ending the user's sessions) and
+// enables users there; anyone else is not shown the page, and is refused it.
+both_backends!(
+    only_the_instance_admin_manages_users_in_the_dashboard,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let admin = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let csrf = admin.csrf().await;
+        let created = admin
+            .post(
+                "/admin/users",
+                &[
+                    ("username", "olga"),
+                    ("password", ADMIN_PASSWORD),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, 303, "{created}");
+        let page = admin.get("/admin/users").await;
+        assert!(page.text.contains("olga"), "{page}");
+        assert!(admin
+            .get("/admin")
+            .await
+            .text
+            .contains(r#"<a href="/admin/users">Users</a>"#));
+
+        let olga = Browser::signed_in(&server, "olga", ADMIN_PASSWORD).await;
+        let apps = olga.get("/admin").await;
+        assert!(
+            !apps.text.contains(r#"href="/admin/users""#),
+            "no Users link: {apps}"
+        );
+        let refused = olga.get("/admin/users").await;
+        assert_eq!(refused.status, 403, "{refused}");
+        let olga_csrf = olga.csrf().await;
+        let refused = olga
+            .post(
+                "/admin/users",
+                &[
+                    ("username", "mallory"),
+                    ("password", ADMIN_PASSWORD),
+                    ("csrf_token", &olga_csrf),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{refused}");
+
+        let (_, users) = server.api.get("/api/v1/admin/users").await;
+        let olga_id = users["items"]
+            .as_array()
+            .and_then(|users| users.iter().find(|u| u["username"] == "olga"))
+            .and_then(|u| u["id"].as_str())
+            .expect("olga")
+            .to_owned();
+        assert_eq!(
+            users["items"].as_array().map(Vec::len),
+            Some(2),
+            "no mallory: {users}"
+        );
+        let disabled = admin
+            .post(
+                &format!("/admin/users/{olga_id}/disable"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(disabled.status, 303, "{disabled}");
+        let out = olga.get("/admin").await;
+        assert_eq!(
+            (out.status, out.header("location")),
+            (303, Some("/admin/login")),
+            "a disabled user's session ends: {out}"
+        );
+        let enabled = admin
+            .post(
+                &format!("/admin/users/{olga_id}/enable"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(enabled.status, 303, "{enabled}");
+        Browser::signed_in(&server, "olga", ADMIN_PASSWORD).await;
     }
 );

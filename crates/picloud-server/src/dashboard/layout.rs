@@ -2,7 +2,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 use picloud_core::exec::LogLine;
-use picloud_core::Timestamp;
+use picloud_core::{Capability, Timestamp};
 use picloud_orchestrator::PageRequest;
 use serde::Deserialize;
 
@@ -61,6 +61,10 @@ pub fn page(head: &Head, session: Option<&Session>, body: Markup) -> Markup {
                     @if let Some(session) = session {
                         nav {
                             a href="/admin" { "Apps" }
+                            a href="/admin/api-keys" { "API keys" }
+                            @if session.principal().can(Capability::InstanceAdmin) {
+                                a href="/admin/users" { "Users" }
+                            }
                         }
                         form.logout method="post" action="/admin/logout" {
                             (csrf_field(session))

@@ -5,6 +5,7 @@
 //! | `app` | `/admin/apps/{id}/…`: an app's tabs (scripts, routes, dead letters, executions), an execution |
 //! | `editor` | `/admin/scripts/{id}`: the script editor, saving with inline errors, adding a route |
 //! | `apps` | `/admin`: the apps, their dead-letter badges, creating one |
+//! | `people` | `/admin/api-keys` (the secret shown once), `/admin/users` (for the instance admin) |
 //! | `session` | the signed-in caller of a page, a form's CSRF check, the error page; login and logout |
 //! | `layout` | the page shell (head, navigation, the CSRF `<meta>`) and the small parts pages share |
 //! | `assets` | the embedded CSS and JavaScript (own and vendored), with ETags and gzip |
@@ -33,6 +34,7 @@ mod apps;
 mod assets;
 mod editor;
 mod layout;
+mod people;
 mod session;
 
 use axum::http::{header, HeaderValue};
@@ -54,6 +56,7 @@ pub fn router() -> Router<Platform> {
         .merge(apps::router())
         .merge(app::router())
         .merge(editor::router())
+        .merge(people::router())
         .merge(assets::router())
         .layer(middleware::map_response(page_headers))
 }
