@@ -190,6 +190,8 @@ both_backends!(
             "/admin/".to_owned(),
             format!("/admin/apps/{app_id}"),
             format!("/admin/apps/{app_id}/routes"),
+            format!("/admin/apps/{app_id}/triggers"),
+            format!("/admin/apps/{app_id}/members"),
             format!("/admin/apps/{app_id}/dead-letters"),
             format!("/admin/apps/{app_id}/executions"),
             format!("/admin/scripts/{script_id}"),
@@ -593,6 +595,14 @@ both_backends!(
             (
                 format!("/admin/scripts/{hello}"),
                 format!(r#"action="/admin/scripts/{hello}/routes""#),
+            ),
+            (
+                format!("/admin/scripts/{hello}"),
+                format!(r#"action="/admin/scripts/{hello}/triggers""#),
+            ),
+            (
+                format!("/admin/apps/{app_id}/routes"),
+                format!(r#"action="/admin/apps/{app_id}/routes/"#),
             ),
             (
                 format!("/admin/apps/{app_id}/dead-letters"),
@@ -1195,5 +1205,216 @@ both_backends!(
             .await;
         assert_eq!(enabled.status, 303, "{enabled}");
         Browser::signed_in(&server, "olga", ADMIN_PASSWORD).await;
+    }
+);
+
+// Triggers are added on an endpoint's page (kv, docs, dead_letter, with the API's defaults) and
+// deleted from the triggers tab; routes are deleted from theirs; the app's owners set, change and
+// remove members, and an editor is neither offered nor allowed to.
+both_backends!(
+    triggers_routes_and_members_are_managed_from_the_app_page,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app_id = server.api.create_app("shop").await;
+        let script = server
+            .api
+            .route(
+                &app_id,
+                "hook",
+                "log::info(\"changed\")",
+                ("GET", "/hook"),
+                "sync",
+            )
+            .await;
+        let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let csrf = browser.csrf().await;
+        let add = |fields: [(&'static str, &'static str); 5]| {
+            let mut fields = fields.to_vec();
+            fields.push(("csrf_token", csrf.as_str()));
+            let browser = &browser;
+            let path = format!("/admin/scripts/{script}/triggers");
+            async move { browser.post(&path, &fields).await }
+        };
+        for fields in [
+            [
+                ("source", "kv"),
+                ("collection", "orders"),
+                ("key_prefix", "o-"),
+                ("ops", ""),
+                ("fields", ""),
+            ],
+            [
+                ("source", "docs"),
+                ("collection", "carts"),
+                ("key_prefix", ""),
+                ("ops", "create, update"),
+                ("fields", "status"),
+            ],
+            [
+                ("source", "dead_letter"),
+                ("collection", ""),
+                ("key_prefix", ""),
+                ("ops", ""),
+                ("fields", ""),
+            ],
+        ] {
+            let added = add(fields).await;
+            assert_eq!(added.status, 303, "{fields:?}: {added}");
+        }
+        let refused = add([
+            ("source", "mail"),
+            ("collection", ""),
+            ("key_prefix", ""),
+            ("ops", ""),
+            ("fields", ""),
+        ])
+        .await;
+        assert_eq!(refused.status, 400, "an unknown source: {refused}");
+        let (_, triggers) = server
+            .api
+            .get(&format!("/api/v1/admin/apps/{app_id}/triggers"))
+            .await;
+        let items = triggers["items"].as_array().expect("triggers");
+        assert_eq!(items.len(), 3, "{triggers}");
+        let kv = items
+            .iter()
+            .find(|t| t["kind"] == "kv")
+            .expect("the kv trigger");
+        assert_eq!(
+            (&kv["ops"], &kv["key_prefix"]),
+            (&json!(["set", "delete"]), &json!("o-")),
+            "every op by default: {kv}"
+        );
+        let docs = items
+            .iter()
+            .find(|t| t["kind"] == "docs")
+            .expect("the docs trigger");
+        assert_eq!(
+            (&docs["ops"], &docs["fields"]),
+            (&json!(["create", "update"]), &json!(["status"])),
+            "{docs}"
+        );
+
+        let tab = browser.get(&format!("/admin/apps/{app_id}/triggers")).await;
+        assert!(
+            tab.text.contains("<code>orders</code>") && tab.text.contains("touching status"),
+            "{tab}"
+        );
+        let page = browser.get(&format!("/admin/scripts/{script}")).await;
+        assert!(
+            page.text.contains("<code>carts</code>"),
+            "the script's page lists its triggers: {page}"
+        );
+        let trigger_id = kv["id"].as_str().expect("an id");
+        let deleted = browser
+            .post(
+                &format!("/admin/apps/{app_id}/triggers/{trigger_id}/delete"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(deleted.status, 303, "{deleted}");
+        let (_, triggers) = server
+            .api
+            .get(&format!("/api/v1/admin/apps/{app_id}/triggers"))
+            .await;
+        assert_eq!(
+            triggers["items"].as_array().map(Vec::len),
+            Some(2),
+            "{triggers}"
+        );
+
+        let (_, routes) = server
+            .api
+            .get(&format!("/api/v1/admin/apps/{app_id}/routes"))
+            .await;
+        let route_id = routes["items"][0]["id"].as_str().expect("a route");
+        let deleted = browser
+            .post(
+                &format!("/admin/apps/{app_id}/routes/{route_id}/delete"),
+                &[("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(deleted.status, 303, "{deleted}");
+        assert_eq!(
+            server.get("/shop/hook").await.status,
+            404,
+            "the route is gone"
+        );
+
+        member(&server, &app_id, "eddie", "editor").await;
+        let (_, user) = server
+            .api
+            .post(
+                "/api/v1/admin/users",
+                json!({"username": "mia", "password": ADMIN_PASSWORD}),
+            )
+            .await;
+        let mia = user["id"].as_str().expect("mia's id");
+        let members = format!("/admin/apps/{app_id}/members");
+        let set = browser
+            .post(
+                &members,
+                &[("user_id", mia), ("role", "editor"), ("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(set.status, 303, "mia is added: {set}");
+        let tab = browser.get(&members).await;
+        assert!(
+            tab.text.contains("mia")
+                && tab
+                    .text
+                    .contains(r#"<option value="editor" selected>editor</option>"#),
+            "{tab}"
+        );
+        let set = browser
+            .post(
+                &members,
+                &[("user_id", mia), ("role", "viewer"), ("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(set.status, 303, "{set}");
+        let (_, listed) = server
+            .api
+            .get(&format!("/api/v1/admin/apps/{app_id}/members"))
+            .await;
+        assert!(
+            listed["items"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .any(|m| m["username"] == "mia" && m["role"] == "viewer"),
+            "{listed}"
+        );
+
+        let eddie = Browser::signed_in(&server, "eddie", ADMIN_PASSWORD).await;
+        let seen = eddie.get(&members).await;
+        assert!(
+            seen.text.contains("mia")
+                && !seen
+                    .text
+                    .contains(&format!(r#"action="/admin/apps/{app_id}/members""#)),
+            "an editor reads the members only: {seen}"
+        );
+        let eddie_csrf = eddie.csrf().await;
+        let refused = eddie
+            .post(
+                &members,
+                &[
+                    ("user_id", mia),
+                    ("role", "owner"),
+                    ("csrf_token", &eddie_csrf),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 403, "only owners set roles: {refused}");
+
+        let removed = browser
+            .post(&format!("{members}/{mia}/remove"), &[("csrf_token", &csrf)])
+            .await;
+        assert_eq!(removed.status, 303, "{removed}");
+        assert!(
+            !browser.get(&members).await.text.contains("mia"),
+            "mia is no member"
+        );
     }
 );

@@ -10,7 +10,7 @@ use axum::Router;
 use maud::{html, Markup};
 use picloud_core::records::ExecutionFilter;
 use picloud_core::{
-    App, AppId, Capability, DeadLetter, DeadLetterId, ExecutionId, Resolution, ScriptKind,
+    App, AppId, Capability, DeadLetter, DeadLetterId, ExecutionId, RouteId, ScriptKind,
 };
 use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, NewScriptInput, Platform};
 use serde::Deserialize;
@@ -24,6 +24,10 @@ pub fn router() -> Router<Platform> {
         .route("/admin/apps/{app_id}", get(scripts))
         .route("/admin/apps/{app_id}/scripts", post(create_script))
         .route("/admin/apps/{app_id}/routes", get(routes))
+        .route(
+            "/admin/apps/{app_id}/routes/{route_id}/delete",
+            post(delete_route),
+        )
         .route("/admin/apps/{app_id}/dead-letters", get(dead_letters))
         .route("/admin/apps/{app_id}/executions", get(executions))
         .route("/admin/executions/{execution_id}", get(execution))
@@ -34,43 +38,52 @@ pub fn router() -> Router<Platform> {
         )
 }
 
+/// The tabs of an app's page.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tab {
+pub enum Tab {
     Scripts,
     Routes,
+    Triggers,
     DeadLetters,
     Executions,
+    Members,
 }
 
 impl Tab {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 6] = [
         Self::Scripts,
         Self::Routes,
+        Self::Triggers,
         Self::DeadLetters,
         Self::Executions,
+        Self::Members,
     ];
 
     fn label(self) -> &'static str {
         match self {
             Self::Scripts => "Scripts",
             Self::Routes => "Routes",
+            Self::Triggers => "Triggers",
             Self::DeadLetters => "Dead letters",
             Self::Executions => "Executions",
+            Self::Members => "Members",
         }
     }
 
-    fn path(self, app: AppId) -> String {
+    pub fn path(self, app: AppId) -> String {
         match self {
             Self::Scripts => format!("/admin/apps/{app}"),
             Self::Routes => format!("/admin/apps/{app}/routes"),
+            Self::Triggers => format!("/admin/apps/{app}/triggers"),
             Self::DeadLetters => format!("/admin/apps/{app}/dead-letters"),
             Self::Executions => format!("/admin/apps/{app}/executions"),
+            Self::Members => format!("/admin/apps/{app}/members"),
         }
     }
 }
 
 /// An app's page: its name, the tabs (the dead letters' with its badge) and `content`.
-async fn app_page(
+pub async fn app_page(
     platform: &Platform,
     session: &Session,
     app: &App,
@@ -199,6 +212,7 @@ async fn routes(
         .routes()
         .list(principal, app_id, &query.page())
         .await?;
+    let can_write = principal.can(Capability::AppWrite(app_id));
     let content = html! {
         p.muted { "Routes are added on an endpoint script's page." }
         @if routes.items.is_empty() {
@@ -206,7 +220,7 @@ async fn routes(
         } @else {
             div.scroll {
                 table {
-                    thead { tr { th { "Method" } th { "Path" } th { "Dispatch" } th { "Script" } } }
+                    thead { tr { th { "Method" } th { "Path" } th { "Dispatch" } th { "Script" } th {} } }
                     tbody {
                         @for route in &routes.items {
                             tr {
@@ -214,6 +228,15 @@ async fn routes(
                                 td.name { code { "/" (app.slug) (route.path) } }
                                 td { (route.dispatch_mode.as_str()) }
                                 td { a href={ "/admin/scripts/" (route.script_id) } { "script" } }
+                                td {
+                                    @if can_write {
+                                        form.actions method="post"
+                                            action={ "/admin/apps/" (app_id) "/routes/" (route.id) "/delete" } {
+                                            (csrf_field(&session))
+                                            button.secondary type="submit" { "Delete" }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -223,6 +246,18 @@ async fn routes(
         (pager(&format!("/admin/apps/{app_id}/routes?"), routes.next_cursor.as_deref()))
     };
     app_page(&platform, &session, &app, Tab::Routes, content).await
+}
+
+async fn delete_route(
+    State(platform): State<Platform>,
+    Ids((app_id, id)): Ids<(AppId, RouteId)>,
+    form: SignedForm<NoFields>,
+) -> PageResult {
+    platform
+        .routes()
+        .delete(form.session.principal(), id)
+        .await?;
+    Ok(Redirect::to(&Tab::Routes.path(app_id)).into_response())
 }
 
 /// `?status=unresolved|resolved|all&cursor=…`
@@ -284,7 +319,7 @@ fn dead_letter_item(session: &Session, letter: &DeadLetter, can_manage: bool) ->
                 span.error { (letter.error) }
                 " · " (letter.attempts) " attempts"
                 @if let Some(resolution) = letter.resolution {
-                    " · " span.badge { (resolution_label(resolution)) }
+                    " · " span.badge { (resolution.as_str()) }
                 }
             }
             p {
@@ -303,14 +338,6 @@ fn dead_letter_item(session: &Session, letter: &DeadLetter, can_manage: bool) ->
                 }
             }
         }
-    }
-}
-
-fn resolution_label(resolution: Resolution) -> &'static str {
-    match resolution {
-        Resolution::Replayed => "replayed",
-        Resolution::Resolved => "resolved",
-        Resolution::HandlerFailed => "handler failed",
     }
 }
 

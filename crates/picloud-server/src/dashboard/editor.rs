@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::layout::{csrf_field, duration, log_lines, page, time, Head};
 use super::session::{Ids, PageResult, Session, SignedForm};
+use super::triggers;
 use crate::error::{ApiError, ErrorCode};
 use crate::scripts::test_request;
 
@@ -104,6 +105,10 @@ async fn render(
     let can_route =
         principal.can(Capability::AppWrite(app_id)) && script.kind == ScriptKind::Endpoint;
     let source = edit.source.unwrap_or(&script.source);
+    let trigger_section = match script.kind {
+        ScriptKind::Endpoint => Some(triggers::for_script(platform, session, script).await?),
+        ScriptKind::Module => None,
+    };
     let body = html! {
         main {
             p { a href={ "/admin/apps/" (app_id) } { "← " (app.name) " scripts" } }
@@ -199,6 +204,9 @@ async fn render(
                         button type="submit" { "Add route" }
                     }
                 }
+            }
+            @if let Some(section) = trigger_section {
+                (section)
             }
         }
     };

@@ -2,9 +2,11 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | `app` | `/admin/apps/{id}/…`: an app's tabs (scripts, routes, dead letters, executions), an execution |
+//! | `app` | `/admin/apps/{id}/…`: an app's page and tabs (scripts, routes, dead letters, executions), an execution |
 //! | `editor` | `/admin/scripts/{id}`: the script editor, saving with inline errors, adding a route |
 //! | `apps` | `/admin`: the apps, their dead-letter badges, creating one |
+//! | `triggers` | an app's triggers tab, and the triggers section of a script's page |
+//! | `members` | an app's members tab: roles, set by its owners |
 //! | `people` | `/admin/api-keys` (the secret shown once), `/admin/users` (for the instance admin) |
 //! | `session` | the signed-in caller of a page, a form's CSRF check, the error page; login and logout |
 //! | `layout` | the page shell (head, navigation, the CSRF `<meta>`) and the small parts pages share |
@@ -34,8 +36,10 @@ mod apps;
 mod assets;
 mod editor;
 mod layout;
+mod members;
 mod people;
 mod session;
+mod triggers;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{Redirect, Response};
@@ -57,6 +61,8 @@ pub fn router() -> Router<Platform> {
         .merge(app::router())
         .merge(editor::router())
         .merge(people::router())
+        .merge(triggers::router())
+        .merge(members::router())
         .merge(assets::router())
         .layer(middleware::map_response(page_headers))
 }
