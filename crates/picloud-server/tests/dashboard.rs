@@ -649,6 +649,7 @@ both_backends!(
                 ],
             ),
             (format!("/admin/dead-letters/{letter}/replay"), vec![]),
+            (format!("/admin/apps/{app_id}/dead-letters/replay"), vec![]),
             (format!("/admin/dead-letters/{letter}/resolve"), vec![]),
         ];
         for (path, fields) in &posts {
@@ -1416,5 +1417,76 @@ both_backends!(
             !browser.get(&members).await.text.contains("mia"),
             "mia is no member"
         );
+    }
+);
+
+// The dead letters tab filters by script, and replays every unresolved one it shows at once;
+// those of other scripts stay.
+both_backends!(
+    the_unresolved_dead_letters_shown_are_replayed_at_once,
+    |store| async move {
+        let server = TestServer::start_with(store, one_attempt()).await;
+        let (app_id, _) = app_with_a_dead_letter(&server, "shop").await;
+        let other = server
+            .api
+            .route(
+                &app_id,
+                "other",
+                r#"throw "also""#,
+                ("POST", "/other"),
+                "async",
+            )
+            .await;
+        for path in ["/shop/fail", "/shop/fail", "/shop/other"] {
+            let answer = server
+                .api
+                .http
+                .post(server.url(path))
+                .body("{}")
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(answer.status(), 202, "{path}");
+        }
+        let letters = eventually("four dead letters", Duration::from_secs(30), || async {
+            let letters = server.api.dead_letters(&app_id, "unresolved").await;
+            (letters.len() == 4).then_some(letters)
+        })
+        .await;
+        let fail_script = letters
+            .iter()
+            .find(|l| l["script_id"] != json!(other))
+            .and_then(|l| l["script_id"].as_str())
+            .expect("fail's script")
+            .to_owned();
+        let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let csrf = browser.csrf().await;
+        let tab = browser
+            .get(&format!(
+                "/admin/apps/{app_id}/dead-letters?script_id={fail_script}"
+            ))
+            .await;
+        assert_eq!(
+            tab.text.matches("<details class=\"dead-letter\"").count(),
+            3,
+            "fail's three: {tab}"
+        );
+        assert!(tab.text.contains("Replay all 3 shown"), "{tab}");
+        let replayed = browser
+            .post(
+                &format!("/admin/apps/{app_id}/dead-letters/replay"),
+                &[("script_id", &fail_script), ("csrf_token", &csrf)],
+            )
+            .await;
+        assert_eq!(replayed.status, 303, "{replayed}");
+        let unresolved = server.api.dead_letters(&app_id, "unresolved").await;
+        for letter in &letters {
+            let still = unresolved.iter().any(|l| l["id"] == letter["id"]);
+            let of_fail = letter["script_id"] == json!(fail_script);
+            assert_eq!(
+                still, !of_fail,
+                "replayed only if of the filtered script: {letter}"
+            );
+        }
     }
 );

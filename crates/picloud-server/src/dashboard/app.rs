@@ -15,9 +15,12 @@ use picloud_core::{
 use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, NewScriptInput, Platform};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, duration, log_lines, page, pager, time, Head, PageQuery};
+use super::layout::{
+    csrf_field, duration, log_lines, page, pager, time, Head, PageQuery, PAGE_SIZE,
+};
 use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
 use crate::error::ApiError;
+use crate::extract::script_id_field;
 
 pub fn router() -> Router<Platform> {
     Router::new()
@@ -29,6 +32,7 @@ pub fn router() -> Router<Platform> {
             post(delete_route),
         )
         .route("/admin/apps/{app_id}/dead-letters", get(dead_letters))
+        .route("/admin/apps/{app_id}/dead-letters/replay", post(replay_all))
         .route("/admin/apps/{app_id}/executions", get(executions))
         .route("/admin/executions/{execution_id}", get(execution))
         .route("/admin/dead-letters/{dead_letter_id}/replay", post(replay))
@@ -264,6 +268,7 @@ async fn delete_route(
 #[derive(Deserialize)]
 struct DeadLetterQuery {
     status: Option<String>,
+    script_id: Option<String>,
     #[serde(flatten)]
     page: PageQuery,
 }
@@ -281,31 +286,79 @@ async fn dead_letters(
         Some("all") => (DeadLetterStatus::All, "all"),
         _ => (DeadLetterStatus::Unresolved, "unresolved"),
     };
-    let filter = DeadLetterFilter {
-        status,
-        script_id: None,
-    };
+    let script_id = query
+        .script_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .map(script_id_field)
+        .transpose()?;
+    let filter = DeadLetterFilter { status, script_id };
     let letters = platform
         .dead_letters()
         .list(principal, app_id, &filter, &query.page.page())
         .await?;
     let can_manage = principal.can(Capability::AppDeadLetterManage(app_id));
+    let of_script = script_id
+        .map(|id| format!("&script_id={id}"))
+        .unwrap_or_default();
     let content = html! {
         nav.filters aria-label="status" {
             @for choice in ["unresolved", "resolved", "all"] {
-                a href={ "/admin/apps/" (app_id) "/dead-letters?status=" (choice) }
+                a href={ "/admin/apps/" (app_id) "/dead-letters?status=" (choice) (of_script) }
                     aria-current=[(choice == shown).then_some("page")] { (choice) } " "
+            }
+            @if let Some(script_id) = script_id {
+                " · of " a href={ "/admin/scripts/" (script_id) } { "one script" }
+                " (" a href={ "/admin/apps/" (app_id) "/dead-letters?status=" (shown) } { "all scripts" } ")"
             }
         }
         @if letters.items.is_empty() {
             p.muted { "No " (shown) " dead letters." }
         }
+        @if can_manage && status == DeadLetterStatus::Unresolved && !letters.items.is_empty() {
+            form.actions method="post" action={ "/admin/apps/" (app_id) "/dead-letters/replay" } {
+                (csrf_field(&session))
+                @if let Some(script_id) = script_id {
+                    input type="hidden" name="script_id" value=(script_id);
+                }
+                button type="submit" { "Replay all " (letters.items.len()) " shown" }
+            }
+        }
         @for letter in &letters.items {
             (dead_letter_item(&session, letter, can_manage))
         }
-        (pager(&format!("/admin/apps/{app_id}/dead-letters?status={shown}&"), letters.next_cursor.as_deref()))
+        (pager(&format!("/admin/apps/{app_id}/dead-letters?status={shown}{of_script}&"), letters.next_cursor.as_deref()))
     };
     app_page(&platform, &session, &app, Tab::DeadLetters, content).await
+}
+
+#[derive(Deserialize)]
+struct BulkReplay {
+    script_id: Option<String>,
+}
+
+/// Replays the unresolved dead letters the tab shows: the first page of them, of one script
+/// when the tab was filtered so.
+async fn replay_all(
+    State(platform): State<Platform>,
+    Ids(app_id): Ids<AppId>,
+    form: SignedForm<BulkReplay>,
+) -> PageResult {
+    let script_id = form
+        .fields
+        .script_id
+        .as_deref()
+        .map(script_id_field)
+        .transpose()?;
+    platform
+        .dead_letters()
+        .replay_unresolved(form.session.principal(), app_id, script_id, PAGE_SIZE)
+        .await?;
+    let back = match script_id {
+        Some(id) => format!("{}?script_id={id}", Tab::DeadLetters.path(app_id)),
+        None => Tab::DeadLetters.path(app_id),
+    };
+    Ok(Redirect::to(&back).into_response())
 }
 
 /// One dead letter: what failed, its payload on demand, and (for those who may) its actions.

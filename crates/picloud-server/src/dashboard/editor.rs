@@ -113,7 +113,10 @@ async fn render(
         main {
             p { a href={ "/admin/apps/" (app_id) } { "← " (app.name) " scripts" } }
             h1 { (script.name) " " span.badge.(script.kind.as_str()) { (script.kind.as_str()) } }
-            p.muted { "Updated " (time(script.updated_at)) }
+            p.muted {
+                "Updated " (time(script.updated_at)) " · "
+                a href={ "/admin/apps/" (app_id) "/dead-letters?script_id=" (id) } { "its dead letters" }
+            }
             @if let Some(notice) = edit.notice {
                 p.notice role="status" { (notice) }
             }
