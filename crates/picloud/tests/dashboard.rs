@@ -154,6 +154,7 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         )
         .await;
     browser.open(&format!("{admin}{app_path}")).await;
+    snapshot(&mut browser, "dashboard-app", "body").await;
     submit(
         &mut browser,
         "form[action$=\"/scripts\"]",
@@ -311,6 +312,7 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         "the log line: {line}"
     );
     assert_no_csp_violation(&mut browser, "the execution page").await;
+    snapshot(&mut browser, "dashboard-execution", "body").await;
 }
 
 // A job that failed for good shows as a badge on the apps page and is replayed from the dead
@@ -390,13 +392,14 @@ async fn a_dead_letter_is_replayed_and_a_viewer_cannot_edit_in_the_browser() {
         "the payload: {payload}"
     );
     assert_fits(&mut browser, "the dead letters tab").await;
+    snapshot(&mut browser, "dashboard-dead-letters-phone", "body").await;
     browser
-        .eval("document.querySelector('form[action$=\"/replay\"] button').click(), true")
+        .eval("document.querySelector('details.dead-letter form[action$=\"/replay\"] button').click(), true")
         .await;
     let swapped = browser
         .wait_for(
             "the dead letter swapped in place as replayed",
-            "!document.querySelector('form[action$=\"/replay\"]') && document.querySelector('details.dead-letter').innerText.includes('replayed')",
+            "!document.querySelector('details.dead-letter form[action$=\"/replay\"]') && document.querySelector('details.dead-letter').innerText.includes('replayed')",
         )
         .await;
     assert_eq!(swapped, true);
