@@ -192,6 +192,7 @@ both_backends!(
             format!("/admin/apps/{app_id}/routes"),
             format!("/admin/apps/{app_id}/triggers"),
             format!("/admin/apps/{app_id}/members"),
+            format!("/admin/apps/{app_id}/data"),
             format!("/admin/apps/{app_id}/dead-letters"),
             format!("/admin/apps/{app_id}/executions"),
             format!("/admin/scripts/{script_id}"),
@@ -1488,5 +1489,82 @@ both_backends!(
                 "replayed only if of the filtered script: {letter}"
             );
         }
+    }
+);
+
+// The data tab shows an app's KV entries (by key, with a prefix) and documents (by id, or those a
+// filter finds), values as text.
+both_backends!(
+    the_data_tab_browses_kv_entries_and_documents,
+    |store| async move {
+        let server = TestServer::start(store).await;
+        let app_id = server.api.create_app("shop").await;
+        let source = r#"
+        let orders = kv::collection("orders");
+        orders.set("o-1", #{ total: 3 });
+        orders.set("x-1", "<script>alert(1)</script>");
+        let carts = docs::collection("carts");
+        carts.create(#{ status: "open" });
+        carts.create(#{ status: "closed" });
+        "ok"
+    "#;
+        server
+            .api
+            .add_route(&app_id, "seed", source, "POST", "/seed")
+            .await;
+        let seeded = server
+            .api
+            .http
+            .post(server.url("/shop/seed"))
+            .send()
+            .await
+            .expect("seed");
+        assert_eq!(seeded.status(), 200, "the data is written");
+        let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let tab = format!("/admin/apps/{app_id}/data");
+
+        let empty = browser.get(&tab).await;
+        assert_eq!(empty.status, 200, "{empty}");
+        let all = browser
+            .get(&format!("{tab}?store=kv&collection=orders"))
+            .await;
+        assert!(
+            all.text.contains("<code>o-1</code>")
+                && all.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "every entry, values as text: {all}"
+        );
+        assert!(!all.text.contains("<script>alert"), "{all}");
+        let prefixed = browser
+            .get(&format!("{tab}?store=kv&collection=orders&prefix=o-"))
+            .await;
+        assert!(
+            prefixed.text.contains("<code>o-1</code>")
+                && !prefixed.text.contains("<code>x-1</code>"),
+            "only the prefix: {prefixed}"
+        );
+        let found = browser
+            .get(&format!(
+                "{tab}?store=docs&collection=carts&filter=%7B%22status%22%3A%22open%22%7D"
+            ))
+            .await;
+        assert_eq!(found.status, 200, "{found}");
+        assert_eq!(
+            found.text.matches("<details class=\"document\">").count(),
+            1,
+            "the open cart: {found}"
+        );
+        let every = browser
+            .get(&format!("{tab}?store=docs&collection=carts"))
+            .await;
+        assert_eq!(
+            every.text.matches("<details class=\"document\">").count(),
+            2,
+            "{every}"
+        );
+        let bad = browser
+            .get(&format!("{tab}?store=docs&collection=carts&filter=nope"))
+            .await;
+        assert_eq!(bad.status, 400, "{bad}");
+        assert!(bad.text.contains("the filter is not JSON"), "{bad}");
     }
 );

@@ -50,16 +50,18 @@ pub enum Tab {
     Triggers,
     DeadLetters,
     Executions,
+    Data,
     Members,
 }
 
 impl Tab {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Scripts,
         Self::Routes,
         Self::Triggers,
         Self::DeadLetters,
         Self::Executions,
+        Self::Data,
         Self::Members,
     ];
 
@@ -70,6 +72,7 @@ impl Tab {
             Self::Triggers => "Triggers",
             Self::DeadLetters => "Dead letters",
             Self::Executions => "Executions",
+            Self::Data => "Data",
             Self::Members => "Members",
         }
     }
@@ -81,6 +84,7 @@ impl Tab {
             Self::Triggers => format!("/admin/apps/{app}/triggers"),
             Self::DeadLetters => format!("/admin/apps/{app}/dead-letters"),
             Self::Executions => format!("/admin/apps/{app}/executions"),
+            Self::Data => format!("/admin/apps/{app}/data"),
             Self::Members => format!("/admin/apps/{app}/members"),
         }
     }

@@ -6,6 +6,7 @@
 //! | `editor` | `/admin/scripts/{id}`: the script editor, saving with inline errors, adding a route |
 //! | `apps` | `/admin`: the apps, their dead-letter badges, creating one |
 //! | `triggers` | an app's triggers tab, and the triggers section of a script's page |
+//! | `data` | an app's data tab: its KV entries and documents |
 //! | `members` | an app's members tab: roles, set by its owners |
 //! | `people` | `/admin/api-keys` (the secret shown once), `/admin/users` (for the instance admin) |
 //! | `session` | the signed-in caller of a page, a form's CSRF check, the error page; login and logout |
@@ -34,6 +35,7 @@
 mod app;
 mod apps;
 mod assets;
+mod data;
 mod editor;
 mod layout;
 mod members;
@@ -63,6 +65,7 @@ pub fn router() -> Router<Platform> {
         .merge(people::router())
         .merge(triggers::router())
         .merge(members::router())
+        .merge(data::router())
         .merge(assets::router())
         .layer(middleware::map_response(page_headers))
 }
