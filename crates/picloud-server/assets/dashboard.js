@@ -119,4 +119,55 @@ function startEditor() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", startEditor);
+// The live tail of an app's executions: "Follow live" reads the admin API's event stream and
+// puts each new execution, with its log lines, on top (as text; at most 200 kept).
+function startTail() {
+  const tail = document.getElementById("tail");
+  if (!tail || !window.EventSource) {
+    return;
+  }
+  const button = tail.querySelector("button");
+  const lines = tail.querySelector("ol");
+  let source = null;
+  const stop = () => {
+    source.close();
+    source = null;
+    button.textContent = "Follow live";
+  };
+  tail.hidden = false;
+  button.addEventListener("click", () => {
+    if (source) {
+      stop();
+      return;
+    }
+    source = new EventSource(tail.dataset.stream);
+    button.textContent = "Connecting…";
+    // Open once the server has subscribed: nothing recorded from now on is missed.
+    source.addEventListener("open", () => {
+      button.textContent = "Stop following";
+    });
+    source.addEventListener("execution", (event) => {
+      const record = JSON.parse(event.data);
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = "/admin/executions/" + record.execution_id;
+      link.textContent = record.started_at.slice(11, 19) + " " + record.summary;
+      item.append(link, " · " + record.outcome + (record.status ? " " + record.status : ""));
+      for (const line of record.logs) {
+        const row = document.createElement("div");
+        row.textContent = line.level + " " + line.message;
+        item.append(row);
+      }
+      lines.prepend(item);
+      while (lines.children.length > 200) {
+        lines.lastElementChild.remove();
+      }
+    });
+    source.addEventListener("dropped", stop);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  startEditor();
+  startTail();
+});

@@ -177,9 +177,10 @@ impl Chromium {
     }
 
     /// Waits until `expression` (evaluated in the page, whichever page is loaded by then) is
-    /// truthy, and gives its value; fails the test after 30 s, saying `what` did not happen.
+    /// truthy, and gives its value; fails the test after 60 s (a loaded CI machine), saying
+    /// `what` did not happen.
     pub async fn wait_for(&mut self, what: &str, expression: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let guarded = format!(
             "(() => {{ try {{ return document.readyState === 'complete' && ({expression}); }} \
              catch (e) {{ return false; }} }})()"
@@ -207,7 +208,7 @@ impl Chromium {
                 let page = self
                     .eval("location.href + '\\n' + (document.body ? document.body.innerText.slice(0, 2000) : '')")
                     .await;
-                panic!("{what}, within 30 s; the page: {page}");
+                panic!("{what}, within 60 s; the page: {page}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

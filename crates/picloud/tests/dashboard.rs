@@ -274,11 +274,34 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         )
         .await;
 
+    browser.open(&format!("{admin}{app_path}/executions")).await;
+    browser
+        .eval("document.querySelector('#tail button').click(), true")
+        .await;
+    browser
+        .wait_for(
+            "the live tail is following (its stream is open)",
+            "document.querySelector('#tail button').textContent === 'Stop following'",
+        )
+        .await;
     let answer = reqwest::get(format!("{}/shop/welcome", server.base))
         .await
         .expect("GET /shop/welcome");
     assert_eq!(answer.status(), 200, "the route answers");
     assert_eq!(answer.text().await.expect("a body"), "hello, you");
+    let tailed = browser
+        .wait_for(
+            "the call in the live tail, with its log line",
+            "document.querySelector('#tail ol').innerText.includes('GET /welcome') && \
+             document.querySelector('#tail ol').innerText",
+        )
+        .await;
+    assert!(
+        tailed
+            .as_str()
+            .is_some_and(|t| t.contains("info served the welcome")),
+        "{tailed}"
+    );
 
     // Execution records are written just after the answer: reload the tab until it is listed.
     let deadline = Instant::now() + Duration::from_secs(30);

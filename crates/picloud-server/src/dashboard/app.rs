@@ -459,6 +459,10 @@ async fn executions(
         )
         .await?;
     let content = html! {
+        section #tail hidden data-stream={ "/api/v1/admin/apps/" (app_id) "/logs/stream" } {
+            button.secondary type="button" { "Follow live" }
+            ol.logs aria-live="polite" {}
+        }
         @if records.items.is_empty() {
             p.muted { "No executions yet." }
         } @else {
