@@ -199,6 +199,7 @@ both_backends!(
             format!("/admin/executions/{app_id}"),
             "/admin/api-keys".to_owned(),
             "/admin/users".to_owned(),
+            "/admin/health".to_owned(),
         ] {
             let answer = browser.get(&path).await;
             assert_eq!(
@@ -1126,8 +1127,8 @@ both_backends!(
     }
 );
 
-// The users page is the instance admin's: it creates, disables (ending the user's sessions) and
-// enables users there; anyone else is not shown the page, and is refused it.
+// The users and health pages are the instance admin's: it creates, disables (ending the user's
+// sessions) and enables users there; anyone else is not shown the pages, and is refused them.
 both_backends!(
     only_the_instance_admin_manages_users_in_the_dashboard,
     |store| async move {
@@ -1153,14 +1154,26 @@ both_backends!(
             .text
             .contains(r#"<a href="/admin/users">Users</a>"#));
 
+        let health = admin.get("/admin/health").await;
+        assert!(
+            health.text.contains("ready")
+                && health
+                    .text
+                    .contains("<code>picloud_http_requests_total</code>"),
+            "the health summary: {health}"
+        );
+
         let olga = Browser::signed_in(&server, "olga", ADMIN_PASSWORD).await;
         let apps = olga.get("/admin").await;
         assert!(
-            !apps.text.contains(r#"href="/admin/users""#),
-            "no Users link: {apps}"
+            !apps.text.contains(r#"href="/admin/users""#)
+                && !apps.text.contains(r#"href="/admin/health""#),
+            "no Users or Health link: {apps}"
         );
-        let refused = olga.get("/admin/users").await;
-        assert_eq!(refused.status, 403, "{refused}");
+        for page in ["/admin/users", "/admin/health"] {
+            let refused = olga.get(page).await;
+            assert_eq!(refused.status, 403, "{page}: {refused}");
+        }
         let olga_csrf = olga.csrf().await;
         let refused = olga
             .post(

@@ -64,6 +64,7 @@ pub fn page(head: &Head, session: Option<&Session>, body: Markup) -> Markup {
                             a href="/admin/api-keys" { "API keys" }
                             @if session.principal().can(Capability::InstanceAdmin) {
                                 a href="/admin/users" { "Users" }
+                                a href="/admin/health" { "Health" }
                             }
                         }
                         form.logout method="post" action="/admin/logout" {

@@ -6,6 +6,7 @@
 //! | `editor` | `/admin/scripts/{id}`: the script editor, saving with inline errors, adding a route |
 //! | `apps` | `/admin`: the apps, their dead-letter badges, creating one |
 //! | `triggers` | an app's triggers tab, and the triggers section of a script's page |
+//! | `health` | `/admin/health`: readiness and the metrics' totals, for the instance admin |
 //! | `data` | an app's data tab: its KV entries and documents |
 //! | `members` | an app's members tab: roles, set by its owners |
 //! | `people` | `/admin/api-keys` (the secret shown once), `/admin/users` (for the instance admin) |
@@ -37,6 +38,7 @@ mod apps;
 mod assets;
 mod data;
 mod editor;
+mod health;
 mod layout;
 mod members;
 mod people;
@@ -66,6 +68,7 @@ pub fn router() -> Router<Platform> {
         .merge(triggers::router())
         .merge(members::router())
         .merge(data::router())
+        .merge(health::router())
         .merge(assets::router())
         .layer(middleware::map_response(page_headers))
 }
