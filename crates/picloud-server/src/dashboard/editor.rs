@@ -17,10 +17,10 @@ use picloud_core::{
     Capability, DispatchMode, InputError, KeptHeaders, RouteMethod, RoutePath, ScriptId, ScriptKind,
 };
 use picloud_orchestrator::scripts::TestRun;
-use picloud_orchestrator::{NewRouteInput, PageRequest, Platform, ScriptChanges, ServiceError};
+use picloud_orchestrator::{NewRouteInput, Platform, ScriptChanges, ServiceError};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, duration, log_lines, page, time, Head};
+use super::layout::{csrf_field, duration, log_lines, page, time, Head, LARGEST_PAGE};
 use super::session::{Ids, PageResult, Session, SignedForm};
 use super::triggers;
 use crate::error::{ApiError, ErrorCode};
@@ -76,13 +76,9 @@ async fn render(
     let script = &detail.script;
     let app_id = script.app_id;
     let app = platform.apps().get(principal, app_id).await?;
-    let first_page = PageRequest {
-        limit: PageRequest::MAX_LIMIT,
-        cursor: None,
-    };
     let routes: Vec<_> = platform
         .routes()
-        .list(principal, app_id, &first_page)
+        .list(principal, app_id, &LARGEST_PAGE)
         .await?
         .items
         .into_iter()
@@ -90,7 +86,7 @@ async fn render(
         .collect();
     let module_names: Vec<String> = platform
         .scripts()
-        .list(principal, app_id, &first_page)
+        .list(principal, app_id, &LARGEST_PAGE)
         .await?
         .items
         .into_iter()

@@ -95,6 +95,13 @@ pub fn time(at: Timestamp) -> Markup {
 /// How many rows a list page shows.
 pub const PAGE_SIZE: u32 = 100;
 
+/// The first page of a list, as large as a page may be: what a page shows beside its own list
+/// (an app's modules in the editor, a script's routes and triggers, the apps a key may name).
+pub const LARGEST_PAGE: PageRequest = PageRequest {
+    limit: PageRequest::MAX_LIMIT,
+    cursor: None,
+};
+
 /// `?cursor=…`: which page of a list (the cursor is URL-safe as the stores make it).
 #[derive(Deserialize)]
 pub struct PageQuery {

@@ -10,10 +10,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 use picloud_core::{ApiKeyId, ApiKeyName, AppId, Scope, UserId, Username};
-use picloud_orchestrator::{NewApiKeyInput, PageRequest, Platform, UserChanges};
+use picloud_orchestrator::{NewApiKeyInput, Platform, UserChanges};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, page, pager, time, Head, PageQuery};
+use super::layout::{csrf_field, page, pager, time, Head, PageQuery, LARGEST_PAGE};
 use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
 use crate::error::ApiError;
 use crate::extract::unknown_id;
@@ -39,11 +39,7 @@ async fn keys_page(
 ) -> PageResult {
     let principal = session.principal();
     let keys = platform.api_keys().list(principal).await?;
-    let first_apps = PageRequest {
-        limit: PageRequest::MAX_LIMIT,
-        cursor: None,
-    };
-    let apps = platform.apps().list(principal, &first_apps).await?.items;
+    let apps = platform.apps().list(principal, &LARGEST_PAGE).await?.items;
     let app_names: BTreeMap<AppId, &str> =
         apps.iter().map(|app| (app.id, app.name.as_str())).collect();
     let body = html! {

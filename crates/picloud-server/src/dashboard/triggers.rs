@@ -7,11 +7,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 use picloud_core::{AppId, Capability, Script, ScriptId, Trigger, TriggerDetail, TriggerId};
-use picloud_orchestrator::{PageRequest, Platform};
+use picloud_orchestrator::Platform;
 use serde::Deserialize;
 
 use super::app::{app_page, Tab};
-use super::layout::{csrf_field, pager, time, PageQuery};
+use super::layout::{csrf_field, pager, time, PageQuery, LARGEST_PAGE};
 use super::session::{Ids, NoFields, PageError, PageResult, Session, SignedForm};
 use crate::error::{ApiError, ErrorCode};
 use crate::triggers::{docs_input, kv_input};
@@ -102,13 +102,9 @@ pub async fn for_script(
     script: &Script,
 ) -> Result<Markup, PageError> {
     let principal = session.principal();
-    let first_page = PageRequest {
-        limit: PageRequest::MAX_LIMIT,
-        cursor: None,
-    };
     let triggers: Vec<Trigger> = platform
         .triggers()
-        .list(principal, script.app_id, &first_page)
+        .list(principal, script.app_id, &LARGEST_PAGE)
         .await?
         .items
         .into_iter()
