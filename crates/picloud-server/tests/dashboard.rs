@@ -940,8 +940,8 @@ both_backends!(
 );
 
 // Every page of an app stays fast with 1,000 scripts: the scripts tab shows a page of them.
-// Timed here only as a generous sanity bound (a debug build on a shared machine); the figure
-// for a release build is in the report of issue #20.
+// Timed here only as a generous sanity bound (a debug build on a shared machine); the figures
+// for a release build are in bench/RESULTS.md ("The dashboard").
 both_backends!(
     an_app_with_a_thousand_scripts_renders_its_pages,
     |store| async move {
