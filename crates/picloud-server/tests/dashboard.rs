@@ -1584,3 +1584,46 @@ both_backends!(
         assert!(bad.text.contains("the filter is not JSON"), "{bad}");
     }
 );
+
+// The login form is held to the login throttle, the same one as the API's login: failures through
+// either count, and then even the right password waits.
+both_backends!(
+    the_login_form_is_slowed_down_after_repeated_failures,
+    |store| async move {
+        let mut settings = Settings::default();
+        settings.platform.login_throttle.max_failures = 3;
+        settings.platform.login_throttle.base_delay = Duration::from_secs(30);
+        let server = TestServer::start_with(store, settings).await;
+        let wrong = [("username", "admin"), ("password", "not the password")];
+        for attempt in 1..=2 {
+            let answer = Browser::new(&server).post("/admin/login", &wrong).await;
+            assert_eq!(
+                answer.status, 401,
+                "failure {attempt} through the form: {answer}"
+            );
+        }
+        let api = server
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "admin", "password": "not the password"})),
+            )
+            .await;
+        assert_eq!(api.status, 401, "a third failure, through the API: {api}");
+        let waits = Browser::new(&server)
+            .post(
+                "/admin/login",
+                &[("username", "admin"), ("password", ADMIN_PASSWORD)],
+            )
+            .await;
+        assert_eq!(
+            waits.status, 429,
+            "then even the right password waits: {waits}"
+        );
+        assert!(
+            waits.text.contains("role=\"alert\"") && waits.header("set-cookie").is_none(),
+            "the form says why, and signs nobody in: {waits}"
+        );
+    }
+);

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::layout::{
     csrf_field, duration, log_lines, page, pager, time, Head, PageQuery, PAGE_SIZE,
 };
-use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
+use super::session::{from_htmx, Ids, NoFields, PageResult, Session, SignedForm};
 use crate::error::ApiError;
 use crate::extract::script_id_field;
 
@@ -434,7 +434,7 @@ fn after_action(
     letter: &DeadLetter,
     request_headers: &HeaderMap,
 ) -> axum::response::Response {
-    if request_headers.contains_key("hx-request") {
+    if from_htmx(request_headers) {
         dead_letter_item(session, letter, true).into_response()
     } else {
         Redirect::to(&format!("/admin/apps/{}/dead-letters", letter.app_id)).into_response()

@@ -21,7 +21,7 @@ use picloud_orchestrator::{NewRouteInput, Platform, ScriptChanges, ServiceError}
 use serde::Deserialize;
 
 use super::layout::{csrf_field, duration, log_lines, page, time, Head, LARGEST_PAGE};
-use super::session::{Ids, PageResult, Session, SignedForm};
+use super::session::{from_htmx, Ids, PageResult, Session, SignedForm};
 use super::triggers;
 use crate::error::{ApiError, ErrorCode};
 use crate::scripts::test_request;
@@ -324,7 +324,7 @@ async fn run(
         .execute(form.session.principal(), id, request)
         .await?;
     let result = run_result(&run);
-    if request_headers.contains_key("hx-request") {
+    if from_htmx(&request_headers) {
         return Ok(result.into_response());
     }
     let body = html! {

@@ -119,6 +119,11 @@ impl<T: FromSegments> FromRequestParts<Platform> for Ids<T> {
     }
 }
 
+/// Whether htmx sent the request (it swaps the answer into the page; a plain form loads a page).
+pub fn from_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
+}
+
 /// What a page answers when it cannot: a caller who is not signed in goes to the login page;
 /// every other error is a page with the API's status and message.
 pub struct PageError(pub ApiError);
