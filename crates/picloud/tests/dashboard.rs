@@ -217,6 +217,33 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
     snapshot(&mut browser, "dashboard-editor-completions", "body").await;
     assert_no_csp_violation(&mut browser, "the code editor").await;
 
+    // No keyboard trap: with no completion list open, Tab leaves the code editor for the next
+    // control.
+    browser
+        .eval(
+            "(() => { const cm = document.querySelector('.CodeMirror').CodeMirror; \
+             cm.closeHint(); cm.focus(); return true; })()",
+        )
+        .await;
+    for kind in ["rawKeyDown", "keyUp"] {
+        browser
+            .page(
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9}),
+            )
+            .await;
+    }
+    let focused = browser
+        .wait_for(
+            "Tab moves the focus out of the code editor",
+            "!document.activeElement.closest('.CodeMirror') && document.activeElement.outerHTML.slice(0, 80)",
+        )
+        .await;
+    assert!(
+        focused.as_str().is_some_and(|f| f.starts_with("<button")),
+        "the Save button is next: {focused}"
+    );
+
     submit(
         &mut browser,
         "#editor",
