@@ -331,24 +331,25 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
     );
 
     // Execution records are written just after the answer: reload the tab until it is listed.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // (The test run above is listed too, as `test run GET /welcome`; the call is the sync one.)
+    let the_call = "[...document.querySelectorAll('tbody tr')].find((row) => \
+                    row.innerText.includes('GET /welcome') && row.innerText.includes('sync'))";
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         browser.open(&format!("{admin}{app_path}/executions")).await;
-        let listed = browser
-            .eval("document.body.innerText.includes('GET /welcome')")
-            .await;
+        let listed = browser.eval(&format!("!!{the_call}")).await;
         if listed == true {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the execution is listed within 30 s"
+            "the call's execution is listed within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     snapshot(&mut browser, "dashboard-executions", "body").await;
     browser
-        .eval("document.querySelector('tbody a').click(), true")
+        .eval(&format!("{the_call}.querySelector('a').click(), true"))
         .await;
     let line = browser
         .wait_for(
@@ -360,6 +361,15 @@ async fn an_admin_builds_an_app_and_reads_its_execution_in_the_browser() {
         line.as_str()
             .is_some_and(|l| l.contains("info served the welcome")),
         "the log line: {line}"
+    );
+    let summary = browser
+        .eval("document.querySelector('section.attempt p').innerText")
+        .await;
+    assert!(
+        summary
+            .as_str()
+            .is_some_and(|s| s.starts_with("GET /welcome · sync")),
+        "the route call's record: {summary}"
     );
     assert_no_csp_violation(&mut browser, "the execution page").await;
     snapshot(&mut browser, "dashboard-execution", "body").await;
