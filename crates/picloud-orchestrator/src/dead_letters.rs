@@ -1,11 +1,12 @@
-//! Dead letters: list (by status and script), replay, resolve. Listing needs `AppRead`;
+//! Dead letters: list (by status and script), replay (one, or the unresolved ones in bulk),
+//! resolve. Listing needs `AppRead`;
 //! replaying and resolving need `AppDeadLetterManage`. A replay enqueues the job again (a new
 //! execution id, durably) and wakes the dispatcher.
 
 use std::sync::Arc;
 
-use picloud_core::{AppId, Capability, DeadLetter, DeadLetterId, ExecutionId, Principal};
-use picloud_store::{DeadLetterFilter, Page, PageRequest, Store, StoreError};
+use picloud_core::{AppId, Capability, DeadLetter, DeadLetterId, ExecutionId, Principal, ScriptId};
+use picloud_store::{DeadLetterFilter, DeadLetterStatus, Page, PageRequest, Store, StoreError};
 use tokio::sync::Notify;
 
 use crate::auth::{require, require_on};
@@ -79,6 +80,39 @@ impl DeadLetterService {
             .map_err(|err| gone(err, id))?;
         tracing::info!("dead letter resolved");
         Ok(dead_letter)
+    }
+
+    /// Replays the app's unresolved dead letters — only `script_id`'s when given — newest first,
+    /// at most `limit` of them (1 to [`PageRequest::MAX_LIMIT`]): the dashboard's bulk replay. One
+    /// that was replayed or resolved meanwhile is skipped.
+    #[tracing::instrument(skip_all, fields(app_id = %app_id))]
+    pub async fn replay_unresolved(
+        &self,
+        actor: &Principal,
+        app_id: AppId,
+        script_id: Option<ScriptId>,
+        limit: u32,
+    ) -> ServiceResult<Vec<Replayed>> {
+        require(actor, Capability::AppDeadLetterManage(app_id))?;
+        let filter = DeadLetterFilter {
+            status: DeadLetterStatus::Unresolved,
+            script_id,
+        };
+        let page = PageRequest {
+            limit,
+            cursor: None,
+        };
+        let letters = self.list(actor, app_id, &filter, &page).await?;
+        let mut replayed = Vec::with_capacity(letters.items.len());
+        for letter in letters.items {
+            match self.replay(actor, letter.id).await {
+                Ok(one) => replayed.push(one),
+                Err(ServiceError::NotFound(_) | ServiceError::Conflict(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        tracing::info!(count = replayed.len(), "dead letters replayed");
+        Ok(replayed)
     }
 
     async fn authorize(&self, actor: &Principal, id: DeadLetterId) -> ServiceResult<()> {

@@ -2,8 +2,9 @@
 //!
 //! A login answers the bearer token and the session's CSRF token, and sets the session cookie for
 //! the dashboard: `HttpOnly`, `SameSite=Strict`; over TLS `__Host-picloud_session` with `Secure`
-//! and `Path=/`, over plain HTTP `picloud_session` with `Path=/api/` (tenants' paths on the same
-//! host never receive it). No cookie holds the CSRF token: the dashboard keeps it from the login
+//! and `Path=/`, over plain HTTP `picloud_session` twice, with `Path=/api/` and with
+//! `Path=/admin` (the dashboard's pages): tenants' paths on the same host never receive it, as
+//! `api` and `admin` are reserved slugs. No cookie holds the CSRF token: the dashboard keeps it from the login
 //! answer or `GET /api/v1/auth/me`, which no other origin can read, and echoes it in
 //! `X-CSRF-Token`. Logout ends the session server-side and clears the cookies.
 
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use picloud_core::{Timestamp, User};
-use picloud_orchestrator::Platform;
+use picloud_orchestrator::{Login, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -49,12 +50,14 @@ async fn login(
     request_headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let login = platform
-        .auth()
-        .login_from(&body.username, &body.password, client)
-        .await?;
-    let max_age = platform.auth().session_ttl_ms() / 1000;
-    let headers = cookies(&login.token, max_age, is_https(&request_headers))?;
+    let (login, headers) = start_session(
+        &platform,
+        client,
+        &request_headers,
+        &body.username,
+        &body.password,
+    )
+    .await?;
     let answer = LoginAnswer {
         token: login.token,
         csrf_token: login.csrf_token,
@@ -69,9 +72,37 @@ async fn logout(
     request_headers: HeaderMap,
     caller: Authenticated,
 ) -> Result<Response, ApiError> {
-    platform.auth().logout(&caller.token).await?;
-    let headers = cookies("", 0, is_https(&request_headers))?;
+    let headers = end_session(&platform, &caller, &request_headers).await?;
     Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+/// Signs `username` in from `client` (the login throttle counts both): the login, and the
+/// cookies that carry its session to the API and the dashboard. The API's login and the
+/// dashboard's both open sessions here.
+pub(crate) async fn start_session(
+    platform: &Platform,
+    client: Option<std::net::IpAddr>,
+    request_headers: &HeaderMap,
+    username: &str,
+    password: &str,
+) -> Result<(Login, HeaderMap), ApiError> {
+    let login = platform
+        .auth()
+        .login_from(username, password, client)
+        .await?;
+    let max_age = platform.auth().session_ttl_ms() / 1000;
+    let headers = cookies(&login.token, max_age, is_https(request_headers))?;
+    Ok((login, headers))
+}
+
+/// Ends the caller's session server-side; the headers that clear its cookies.
+pub(crate) async fn end_session(
+    platform: &Platform,
+    caller: &Authenticated,
+    request_headers: &HeaderMap,
+) -> Result<HeaderMap, ApiError> {
+    platform.auth().logout(&caller.token).await?;
+    cookies("", 0, is_https(request_headers))
 }
 
 #[derive(Serialize)]
@@ -117,24 +148,28 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The session cookie (`token`, or cleared with an empty token and no age) for a request that
-/// came over TLS (`https`) or not. Also clears `picloud_csrf`, the JS-readable cookie that
-/// versions before 1.1.2 set.
+/// The session cookies (`token`, or cleared with an empty token and no age) for a request that
+/// came over TLS (`https`) or not: over TLS one host-only cookie for every path, over plain HTTP
+/// one for the API's paths and one for the dashboard's, and no other path. Also clears
+/// `picloud_csrf`, the JS-readable cookie that versions before 1.1.2 set.
 fn cookies(token: &str, max_age_secs: i64, https: bool) -> Result<HeaderMap, ApiError> {
-    let session = if https {
-        format!(
+    let sessions = if https {
+        vec![format!(
             "{SECURE_SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={max_age_secs}"
-        )
+        )]
     } else {
-        format!(
-            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/api/; Max-Age={max_age_secs}"
-        )
+        ["/api/", "/admin"]
+            .iter()
+            .map(|path| {
+                format!(
+                    "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age_secs}"
+                )
+            })
+            .collect()
     };
     let mut headers = HeaderMap::new();
-    for value in [
-        session,
-        "picloud_csrf=; SameSite=Strict; Path=/; Max-Age=0".to_owned(),
-    ] {
+    let old_csrf = "picloud_csrf=; SameSite=Strict; Path=/; Max-Age=0".to_owned();
+    for value in sessions.into_iter().chain([old_csrf]) {
         headers.append(
             header::SET_COOKIE,
             HeaderValue::from_str(&value).map_err(ApiError::internal)?,

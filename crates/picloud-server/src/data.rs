@@ -122,14 +122,7 @@ pub(crate) async fn docs(
         )
         .into());
     }
-    let filter = query
-        .filter
-        .as_deref()
-        .map(|text| {
-            serde_json::from_str(text)
-                .map_err(|err| InputError::new("filter", format!("the filter is not JSON: {err}")))
-        })
-        .transpose()?;
+    let filter = query.filter.as_deref().map(parse_filter).transpose()?;
     if filter.is_some() && query.limit.is_some() {
         return Err(InputError::new(
             "limit",
@@ -143,6 +136,13 @@ pub(crate) async fn docs(
         cursor: query.cursor.filter(|cursor| !cursor.is_empty()),
     };
     browse_docs(&platform, &caller, app_id, &collection, browse).await
+}
+
+/// A documents filter given as text (a query parameter, a form field): JSON, or an error that
+/// says so.
+pub(crate) fn parse_filter(text: &str) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_str(text)
+        .map_err(|err| InputError::new("filter", format!("the filter is not JSON: {err}")).into())
 }
 
 /// `POST …/docs/{collection}/find`: `{"filter": …}`, for filters too long for a URL.

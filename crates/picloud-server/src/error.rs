@@ -215,6 +215,11 @@ impl ApiError {
         &self.message
     }
 
+    /// Where in a refused script source the error is (1-based), when known.
+    pub fn position(&self) -> Option<(u32, u32)> {
+        self.line.zip(self.column)
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(
             ErrorCode::Unauthorized,

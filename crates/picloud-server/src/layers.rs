@@ -89,13 +89,14 @@ fn kind_of(path: &str) -> RequestKind {
 }
 
 /// Turns the errors axum answers on its own (a wrong method on a known path, a path-parameter
-/// rejection…) into the API's JSON shape. Scripts' answers (they carry an execution id) and
-/// answers already in JSON pass untouched.
+/// rejection…) into the API's JSON shape. Scripts' answers (they carry an execution id),
+/// answers already in JSON and the dashboard's HTML pages pass untouched.
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.headers().contains_key(EXECUTION_ID_HEADER)
-        || is_json(&response)
+        || has_type(&response, "application/json")
+        || has_type(&response, "text/html")
     {
         return response;
     }
@@ -132,12 +133,12 @@ async fn json_errors(response: Response) -> Response {
     fixed
 }
 
-fn is_json(response: &Response<Body>) -> bool {
+fn has_type(response: &Response<Body>, media_type: &str) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with(media_type))
 }
 
 /// A handler panicked: log it and answer 500 in the API's shape. A bug, never the intended path.

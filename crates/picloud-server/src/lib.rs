@@ -5,7 +5,8 @@
 //! |---|---|
 //! | [`error`] | [`ApiError`] and the table of error codes |
 //! | [`extract`] | the JSON body, the authenticated caller, path ids, paging |
-//! | `auth` | `/api/v1/auth/{login,logout,me}` |
+//! | `auth` | `/api/v1/auth/{login,logout,me}`, and the session cookies the dashboard shares |
+//! | `dashboard` | the web UI at `/admin` (server-rendered HTML, embedded assets) |
 //! | [`admin`] | the admin API's endpoint table ([`admin_endpoints`]): path, method, capability, status |
 //! | `apps`, `scripts`, `routes`, `triggers`, `dead_letters`, `members`, `users`, `api_keys` | the admin API's handlers |
 //! | `health` | `/healthz`, `/readyz` (both surfaces), `/metrics` (the admin surface) |
@@ -16,13 +17,14 @@
 //! | `layers` | request counting, JSON for axum's own errors, the panic guard, admin headers |
 //!
 //! Two surfaces, never on one origin (`docs/security.md`): [`admin_router`] (the admin API,
-//! auth, `/metrics`) and [`public_router`] (the apps' routes). [`serve`] answers each listener
+//! auth, the dashboard, `/metrics`) and [`public_router`] (the apps' routes). [`serve`] answers each listener
 //! with its surface.
 
 pub mod admin;
 mod api_keys;
 mod apps;
 mod auth;
+mod dashboard;
 mod data;
 mod dead_letters;
 pub mod error;
@@ -96,8 +98,8 @@ pub fn public_router(platform: Platform, config: &ServerConfig) -> Router {
         .with_state(platform)
 }
 
-/// The surface of the people who run PiCloud: the admin API, auth, metrics and health. It never
-/// runs a tenant's route.
+/// The surface of the people who run PiCloud: the admin API, auth, the dashboard, metrics and
+/// health. It never runs a tenant's route.
 pub fn admin_router(platform: Platform, config: &ServerConfig) -> Router {
     Router::new()
         .merge(health::router())
@@ -105,6 +107,7 @@ pub fn admin_router(platform: Platform, config: &ServerConfig) -> Router {
         .merge(auth::router())
         .merge(sdk::router())
         .merge(admin::router())
+        .merge(dashboard::router())
         .fallback(layers::not_on_the_admin_origin)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::map_response(layers::admin_headers))

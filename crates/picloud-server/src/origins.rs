@@ -1,4 +1,4 @@
-//! Which surface a request reaches: the admin surface (the admin API, `/metrics`, and the coming
+//! Which surface a request reaches: the admin surface (the admin API, `/metrics`, and the
 //! dashboard) or the tenants' public routes. The two never share an origin (`docs/security.md`):
 //!
 //! - everything accepted on the admin listener (`PICLOUD_ADMIN_ADDR`) is the admin surface;

@@ -149,6 +149,27 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A test run's request, for the API and the dashboard: `GET` and `/` unless given, the route's
+/// `params` and the `query`; `headers` come with their names in lower case.
+pub(crate) fn test_request(
+    method: Option<&str>,
+    path: Option<String>,
+    (params, query): (BTreeMap<String, String>, BTreeMap<String, String>),
+    headers: BTreeMap<String, String>,
+    body: String,
+) -> Result<HttpRequest, ApiError> {
+    Ok(HttpRequest {
+        method: RouteMethod::parse(method.unwrap_or("GET"))?
+            .as_str()
+            .to_owned(),
+        path: path.unwrap_or_else(|| "/".to_owned()),
+        params,
+        query,
+        headers,
+        body,
+    })
+}
+
 /// A test run's request; everything is optional (`GET /` with no body).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -208,16 +229,13 @@ pub(crate) async fn execute(
         }
         (None, None) => String::new(),
     };
-    let request = HttpRequest {
-        method: RouteMethod::parse(body.method.as_deref().unwrap_or("GET"))?
-            .as_str()
-            .to_owned(),
-        path: body.path.unwrap_or_else(|| "/".to_owned()),
-        params: body.params,
-        query: body.query,
+    let request = test_request(
+        body.method.as_deref(),
+        body.path,
+        (body.params, body.query),
         headers,
-        body: text,
-    };
+        text,
+    )?;
     let run = platform
         .scripts()
         .execute(&caller.principal, id, request)

@@ -38,20 +38,55 @@ pub(crate) struct DeadLetterBody {
     script_id: String,
 }
 
+/// A KV trigger of `script_id` on `collection`; every op when `ops` is left out. The API and the
+/// dashboard both make them here.
+pub(crate) fn kv_input(
+    script_id: ScriptId,
+    collection: String,
+    key_prefix: Option<String>,
+    ops: Option<Vec<String>>,
+) -> NewKvTriggerInput {
+    NewKvTriggerInput {
+        script_id,
+        collection,
+        key_prefix,
+        ops: ops.unwrap_or_else(|| vec!["set".to_owned(), "delete".to_owned()]),
+    }
+}
+
+/// A docs trigger of `script_id` on `collection`; every op when `ops` is left out, every change
+/// when `fields` is.
+pub(crate) fn docs_input(
+    script_id: ScriptId,
+    collection: String,
+    ops: Option<Vec<String>>,
+    fields: Option<Vec<String>>,
+) -> NewDocsTriggerInput {
+    NewDocsTriggerInput {
+        script_id,
+        collection,
+        ops: ops.unwrap_or_else(|| {
+            picloud_core::DocsOp::ALL
+                .iter()
+                .map(|op| op.as_str().to_owned())
+                .collect()
+        }),
+        fields,
+    }
+}
+
 pub(crate) async fn create_kv(
     State(platform): State<Platform>,
     caller: Authenticated,
     PathIds(app_id): PathIds<AppId>,
     JsonBody(body): JsonBody<KvBody>,
 ) -> Result<(StatusCode, Json<Trigger>), ApiError> {
-    let input = NewKvTriggerInput {
-        script_id: script_id_field(&body.script_id)?,
-        collection: body.collection,
-        key_prefix: body.key_prefix,
-        ops: body
-            .ops
-            .unwrap_or_else(|| vec!["set".to_owned(), "delete".to_owned()]),
-    };
+    let input = kv_input(
+        script_id_field(&body.script_id)?,
+        body.collection,
+        body.key_prefix,
+        body.ops,
+    );
     let trigger = platform
         .triggers()
         .create_kv(&caller.principal, app_id, input)
@@ -65,17 +100,12 @@ pub(crate) async fn create_docs(
     PathIds(app_id): PathIds<AppId>,
     JsonBody(body): JsonBody<DocsBody>,
 ) -> Result<(StatusCode, Json<Trigger>), ApiError> {
-    let input = NewDocsTriggerInput {
-        script_id: script_id_field(&body.script_id)?,
-        collection: body.collection,
-        ops: body.ops.unwrap_or_else(|| {
-            picloud_core::DocsOp::ALL
-                .iter()
-                .map(|op| op.as_str().to_owned())
-                .collect()
-        }),
-        fields: body.fields,
-    };
+    let input = docs_input(
+        script_id_field(&body.script_id)?,
+        body.collection,
+        body.ops,
+        body.fields,
+    );
     let trigger = platform
         .triggers()
         .create_docs(&caller.principal, app_id, input)

@@ -240,7 +240,21 @@ both_backends!(
             &format!(
                 "picloud_session={token}; HttpOnly; SameSite=Strict; Path=/api/; Max-Age=86400"
             ),
-            "HttpOnly, strict, on the API's paths only"
+            "HttpOnly, strict, on the API's paths"
+        );
+        assert!(
+            cookies.contains(&format!(
+                "picloud_session={token}; HttpOnly; SameSite=Strict; Path=/admin; Max-Age=86400"
+            )),
+            "and on the dashboard's (`admin` is a reserved slug): {cookies:?}"
+        );
+        assert_eq!(
+            cookies
+                .iter()
+                .filter(|c| c.starts_with("picloud_session="))
+                .count(),
+            2,
+            "on no other path: {cookies:?}"
         );
         assert!(
             cookies.iter().all(|c| !c.contains(csrf)),

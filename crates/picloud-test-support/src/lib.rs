@@ -11,6 +11,7 @@
 //! | `http` | `http` | `Answer`, and `Admin`: a client signed in at the admin API with the fixtures (app, script, route, dead letters) |
 //! | `server` | `server`, `scenario` | `TestServer` (`spawn_app`: the server in-process on a test store) and scenario tables: rows of request, expected status, body and side effects, run by one runner |
 //! | `binary` | `binary` | the real `picloud` binary as a `Process` on a fresh `Database` (`on_both_backends!`), a PostgreSQL server of the test's own, counting runs of async jobs |
+//! | `browser` | `browser` | `Chromium`: headless Chromium driven over the DevTools protocol (skipped outside CI when not installed) |
 //!
 //! | item | gives |
 //! |---|---|
@@ -75,6 +76,8 @@ pub use picloud_store::{AppQuotas, Backend, Store, StoreConfig};
 
 #[cfg(feature = "binary")]
 pub mod binary;
+#[cfg(feature = "browser")]
+pub mod browser;
 #[cfg(feature = "executor")]
 pub mod executor;
 pub mod fixtures;

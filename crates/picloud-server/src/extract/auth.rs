@@ -86,9 +86,23 @@ impl FromRequestParts<Platform> for Authenticated {
         parts: &mut Parts,
         platform: &Platform,
     ) -> Result<Self, Self::Rejection> {
+        let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        Self::check(parts, platform, presented).await
+    }
+}
+
+impl Authenticated {
+    /// The caller of a request whose head is `parts`; `csrf` is the CSRF token it presents (the
+    /// `X-CSRF-Token` header, or a dashboard form's field, which only the dashboard reads from the
+    /// body). The one place a request is signed in, for the API and the dashboard alike.
+    pub async fn check(
+        parts: &Parts,
+        platform: &Platform,
+        csrf: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let token = match bearer_token(&parts.headers) {
             Some(token) => token,
-            None => cookie_session(parts)?,
+            None => cookie_session(parts, csrf)?,
         };
         match platform.auth().authenticate(token).await? {
             Some(principal) => Ok(Self {
@@ -104,8 +118,8 @@ impl FromRequestParts<Platform> for Authenticated {
 }
 
 /// The session token of a request signed in by cookie, once the request has shown it comes
-/// from the admin origin's own pages (and, when it changes state, carries the CSRF token).
-fn cookie_session(parts: &Parts) -> Result<&str, ApiError> {
+/// from the admin origin's own pages (and, when it changes state, presents the CSRF token).
+fn cookie_session<'a>(parts: &'a Parts, csrf: Option<&str>) -> Result<&'a str, ApiError> {
     let headers = &parts.headers;
     let secure = cookie(headers, SECURE_SESSION_COOKIE);
     let token = if is_https(headers) {
@@ -128,18 +142,14 @@ fn cookie_session(parts: &Parts) -> Result<&str, ApiError> {
              scripts and other sites send 'Authorization: Bearer <token>' instead",
         ));
     }
-    if !is_safe(&parts.method) {
-        let presented = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !picloud_orchestrator::auth::csrf_matches(token, presented) {
-            return Err(ApiError::new(
-                ErrorCode::CsrfFailed,
-                "a request signed in by cookie must carry the session's CSRF token \
-                 in the X-CSRF-Token header",
-            ));
-        }
+    if !is_safe(&parts.method)
+        && !picloud_orchestrator::auth::csrf_matches(token, csrf.unwrap_or_default())
+    {
+        return Err(ApiError::new(
+            ErrorCode::CsrfFailed,
+            "a request signed in by cookie must carry the session's CSRF token \
+             in the X-CSRF-Token header",
+        ));
     }
     Ok(token)
 }
@@ -148,7 +158,7 @@ fn cookie_session(parts: &Parts) -> Result<&str, ApiError> {
 /// the address bar, a bookmark, a client that is not a browser). `Sec-Fetch-Site` tells it
 /// directly; an `Origin` must name the host the request was sent to (`X-Forwarded-Host` behind a
 /// proxy, else `Host`).
-fn from_own_origin(headers: &HeaderMap) -> bool {
+pub fn from_own_origin(headers: &HeaderMap) -> bool {
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
         return false;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::error::{ApiError, ErrorCode};
 
 pub use auth::{
-    bearer_token, cookie, is_https, is_picloud_cookie, Authenticated, CSRF_HEADER,
+    bearer_token, cookie, from_own_origin, is_https, is_picloud_cookie, Authenticated, CSRF_HEADER,
     SECURE_SESSION_COOKIE, SESSION_COOKIE,
 };
 pub use json::{body_rejection, JsonBody};
