@@ -20,6 +20,24 @@ pub(crate) struct CreateBody {
     expires_at: Option<Timestamp>,
 }
 
+/// A new key as the admin API's body or the dashboard's form names it: its name, its scopes,
+/// the app it is bound to (none: every app its owner may reach) and when it expires.
+pub(crate) fn key_input<'a>(
+    name: &str,
+    scopes: impl Iterator<Item = &'a str>,
+    app_id: Option<&str>,
+    expires_at: Option<Timestamp>,
+) -> Result<NewApiKeyInput, ApiError> {
+    Ok(NewApiKeyInput {
+        name: ApiKeyName::parse(name)?,
+        scopes: scopes.map(Scope::parse).collect::<Result<Vec<_>, _>>()?,
+        app_id: app_id
+            .map(|id| AppId::parse(id).map_err(unknown_id))
+            .transpose()?,
+        expires_at,
+    })
+}
+
 #[derive(Serialize)]
 pub(crate) struct Created {
     #[serde(flatten)]
@@ -33,23 +51,12 @@ pub(crate) async fn create(
     caller: Authenticated,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let name = ApiKeyName::parse(&body.name)?;
-    let scopes = body
-        .scopes
-        .iter()
-        .map(|s| Scope::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let app_id = body
-        .app_id
-        .as_deref()
-        .map(|id| AppId::parse(id).map_err(unknown_id))
-        .transpose()?;
-    let input = NewApiKeyInput {
-        name,
-        scopes,
-        app_id,
-        expires_at: body.expires_at,
-    };
+    let input = key_input(
+        &body.name,
+        body.scopes.iter().map(String::as_str),
+        body.app_id.as_deref(),
+        body.expires_at,
+    )?;
     let created = platform.api_keys().create(&caller.principal, input).await?;
     Ok((
         StatusCode::CREATED,

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
-use picloud_core::{ApiKeyId, ApiKeyName, AppId, Scope, UserId, Username};
-use picloud_orchestrator::{NewApiKeyInput, Platform, UserChanges};
+use picloud_core::{ApiKeyId, AppId, Scope, UserId, Username};
+use picloud_orchestrator::{Platform, UserChanges};
 use serde::Deserialize;
 
 use super::layout::{csrf_field, page, pager, time, Head, PageQuery, LARGEST_PAGE};
 use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
+use crate::api_keys;
 use crate::error::ApiError;
-use crate::extract::unknown_id;
 
 pub fn router() -> Router<Platform> {
     Router::new()
@@ -126,25 +126,17 @@ async fn create_key(
     form: SignedForm<BTreeMap<String, String>>,
 ) -> PageResult {
     let fields = &form.fields;
-    let name =
-        ApiKeyName::parse(fields.get("name").map_or("", String::as_str)).map_err(ApiError::from)?;
-    let scopes = fields
-        .keys()
-        .filter_map(|field| field.strip_prefix("scope:"))
-        .map(Scope::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::from)?;
-    let app_id = fields
-        .get("app_id")
-        .filter(|id| !id.is_empty())
-        .map(|id| AppId::parse(id).map_err(unknown_id))
-        .transpose()?;
-    let input = NewApiKeyInput {
-        name,
-        scopes,
-        app_id,
-        expires_at: None,
-    };
+    let input = api_keys::key_input(
+        fields.get("name").map_or("", String::as_str),
+        fields
+            .keys()
+            .filter_map(|field| field.strip_prefix("scope:")),
+        fields
+            .get("app_id")
+            .map(String::as_str)
+            .filter(|id| !id.is_empty()),
+        None,
+    )?;
     let created = platform
         .api_keys()
         .create(form.session.principal(), input)
