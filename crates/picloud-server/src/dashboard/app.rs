@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::layout::{
     csrf_field, duration, log_lines, page, pager, time, Head, PageQuery, PAGE_SIZE,
 };
-use super::session::{from_htmx, Ids, NoFields, PageResult, Session, SignedForm};
+use super::session::{from_htmx, AppOf, Ids, NoFields, PageResult, Session, SignedForm};
 use crate::error::ApiError;
 use crate::extract::script_id_field;
 
@@ -128,12 +128,11 @@ fn kind_badge(kind: ScriptKind) -> Markup {
 
 async fn scripts(
     State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
+    AppOf { session, app }: AppOf,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let scripts = platform
         .scripts()
         .list(principal, app_id, &query.page())
@@ -210,12 +209,11 @@ async fn create_script(
 
 async fn routes(
     State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
+    AppOf { session, app }: AppOf,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let routes = platform
         .routes()
         .list(principal, app_id, &query.page())
@@ -279,12 +277,11 @@ struct DeadLetterQuery {
 
 async fn dead_letters(
     State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
+    AppOf { session, app }: AppOf,
     Query(query): Query<DeadLetterQuery>,
 ) -> PageResult {
     let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let (status, shown) = match query.status.as_deref() {
         Some("resolved") => (DeadLetterStatus::Resolved, "resolved"),
         Some("all") => (DeadLetterStatus::All, "all"),
@@ -443,12 +440,11 @@ fn after_action(
 
 async fn executions(
     State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
+    AppOf { session, app }: AppOf,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let records = platform
         .executions()
         .list(

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::app::{app_page, Tab};
 use super::layout::{pager, time};
-use super::session::{Ids, PageResult, Session};
+use super::session::{AppOf, PageResult, Session};
 use crate::data::parse_filter;
 use crate::error::ApiError;
 
@@ -43,12 +43,10 @@ fn pretty(value: &serde_json::Value) -> String {
 
 async fn tab(
     State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
+    AppOf { session, app }: AppOf,
     Query(browse): Query<Browse>,
 ) -> PageResult {
-    let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let docs = browse.store.as_deref() == Some("docs");
     let results = match given(browse.collection.as_ref()) {
         Some(collection) => {

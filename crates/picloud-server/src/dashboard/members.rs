@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::app::{app_page, Tab};
 use super::layout::{csrf_field, time};
-use super::session::{Ids, NoFields, PageResult, Session, SignedForm};
+use super::session::{AppOf, Ids, NoFields, PageResult, SignedForm};
 use crate::error::ApiError;
 use crate::extract::unknown_id;
 
@@ -34,13 +34,9 @@ fn role_select(id: Option<&str>, current: Role) -> maud::Markup {
     }
 }
 
-async fn tab(
-    State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
-) -> PageResult {
+async fn tab(State(platform): State<Platform>, AppOf { session, app }: AppOf) -> PageResult {
     let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let members = platform.members().list(principal, app_id).await?;
     let can_manage = principal.can(Capability::AppManageMembers(app_id));
     let content = html! {

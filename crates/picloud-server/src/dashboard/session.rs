@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use maud::{html, Markup};
-use picloud_core::Principal;
+use picloud_core::{App, AppId, Principal};
 use picloud_orchestrator::{Platform, ServiceError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -116,6 +116,27 @@ impl<T: FromSegments> FromRequestParts<Platform> for Ids<T> {
     ) -> Result<Self, Self::Rejection> {
         let PathIds(ids) = PathIds::<T>::from_request_parts(parts, platform).await?;
         Ok(Self(ids))
+    }
+}
+
+/// A page of one app: the signed-in caller, and the app the path names, read as the caller (an
+/// app they may not read answers the API's 404 as a page).
+pub struct AppOf {
+    pub session: Session,
+    pub app: App,
+}
+
+impl FromRequestParts<Platform> for AppOf {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Platform,
+    ) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, platform).await?;
+        let Ids(app_id) = Ids::<AppId>::from_request_parts(parts, platform).await?;
+        let app = platform.apps().get(session.principal(), app_id).await?;
+        Ok(Self { session, app })
     }
 }
 

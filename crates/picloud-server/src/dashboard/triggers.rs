@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::app::{app_page, Tab};
 use super::layout::{csrf_field, pager, time, PageQuery, LARGEST_PAGE};
-use super::session::{Ids, NoFields, PageError, PageResult, Session, SignedForm};
+use super::session::{AppOf, Ids, NoFields, PageError, PageResult, Session, SignedForm};
 use crate::error::{ApiError, ErrorCode};
 use crate::triggers::{docs_input, kv_input};
 
@@ -49,12 +49,11 @@ fn describe(detail: &TriggerDetail) -> Markup {
 
 async fn tab(
     State(platform): State<Platform>,
-    session: Session,
-    Ids(app_id): Ids<AppId>,
+    AppOf { session, app }: AppOf,
     Query(query): Query<PageQuery>,
 ) -> PageResult {
     let principal = session.principal();
-    let app = platform.apps().get(principal, app_id).await?;
+    let app_id = app.id;
     let triggers = platform
         .triggers()
         .list(principal, app_id, &query.page())
