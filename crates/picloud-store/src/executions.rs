@@ -49,8 +49,12 @@ const BATCH_SPAN_MS: u64 = 1_000;
 /// Batches per `INSERT` on PostgreSQL (6 parameters each). On SQLite, where a statement costs
 /// no round trip, one per statement ([`sql::INSERT_EXECUTION_BATCH`], prepared once).
 const BATCHES_PER_INSERT: usize = 512;
-/// Batches read at a time while listing.
+/// Batches of the first read while listing; each read after it takes twice as many, up to
+/// [`MOST_BATCHES_PER_READ`]: a filter that matches little, in an app of single-record batches
+/// (it may hold its cap of them), costs one read per 64 batches rather than per 8, and a read
+/// holds at most 64 × [`BATCH_BYTES`] of bodies.
 const BATCHES_PER_READ: i64 = 8;
+const MOST_BATCHES_PER_READ: i64 = 64;
 
 /// One batch row: the records of one app, written together, oldest first.
 struct Batch {
@@ -320,6 +324,7 @@ impl<E: Engine> ExecutionStore for E {
         let wants_success = filter.outcome.as_deref() == Some("ok");
         let mut found: Vec<ExecutionRecord> = Vec::new();
         let mut after: Option<String> = None;
+        let mut per_read = BATCHES_PER_READ;
         loop {
             let rows: Vec<(String, String)> = self
                 .records()
@@ -329,13 +334,14 @@ impl<E: Engine> ExecutionStore for E {
                         app_id.to_string().into(),
                         window.before().into(),
                         after.as_deref().into(),
-                        BATCHES_PER_READ.into(),
+                        per_read.into(),
                         wants_failure.into(),
                         wants_success.into(),
                     ],
                 )
                 .await?;
-            let exhausted = rows.len() < BATCHES_PER_READ as usize;
+            let exhausted = i64::try_from(rows.len()).unwrap_or(i64::MAX) < per_read;
+            per_read = (per_read * 2).min(MOST_BATCHES_PER_READ);
             let mut bodies = Vec::with_capacity(rows.len());
             for (last_id, body) in rows {
                 after = Some(last_id);

@@ -896,6 +896,31 @@ both_backends!(
             "both attempts of the retried execution, from two batches written apart: {:?}",
             attempts.iter().map(|r| r.attempt).collect::<Vec<_>>()
         );
+        // Forty newer batches of one record each, of another script: a list of this script's
+        // reads past them in reads that grow (8, 16, 32 batches) and finds every record still.
+        let elsewhere = picloud_core::ScriptId::new();
+        for _ in 0..40 {
+            let other = ExecutionRecord {
+                script_id: elsewhere,
+                ..record(ExecutionId::new(), 1)
+            };
+            write_records(&store, "node-a", vec![other]).await?;
+        }
+        let this_script = store
+            .list_executions(
+                busy.id,
+                &ExecutionFilter {
+                    script_id: Some(script.id),
+                    ..ExecutionFilter::default()
+                },
+                &page(100, None),
+            )
+            .await?;
+        ensure!(
+            this_script.items == all && this_script.next_cursor.is_none(),
+            "the script's {} records behind forty batches of another's, newest first",
+            all.len()
+        );
         let retried = store.executions_in_batches(busy.id, &[retry.id]).await?;
         ensure!(
             retried == vec![retry],
