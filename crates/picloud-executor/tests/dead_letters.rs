@@ -7,7 +7,7 @@ use std::sync::Arc;
 use picloud_core::events::DeadLetterEvent;
 use picloud_core::exec::{AppRef, ExecErrorKind, ExecRequest, HttpRequest, ResponseBody};
 use picloud_core::{
-    AppId, Authority, CapabilityKind, DeadLetter, DeadLetterId, ExecutionId, JobMode, JobPayload,
+    AppId, Authority, CapabilityKind, DeadLetter, DeadLetterId, ExecutionId, JobPayload,
     Resolution, ScriptId, ScriptKind, ScriptName, TriggerEvent,
 };
 use picloud_store::{NewJob, NewScript, OutboxBatch, Store};
@@ -48,7 +48,6 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
                 id,
                 app_id,
                 script_id,
-                mode: JobMode::Async,
                 payload: JobPayload::Http {
                     request: HttpRequest {
                         method: "POST".to_string(),
@@ -57,7 +56,6 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
                     },
                 },
                 trigger_depth: 0,
-                claimed: None,
             }],
             durable: true,
             ..OutboxBatch::default()

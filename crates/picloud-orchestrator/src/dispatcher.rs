@@ -1,9 +1,11 @@
 //! The dispatcher: every execution is an outbox row, and this is what runs them.
 //!
-//! - **Sync requests** ([`Dispatcher::run_sync`]): the row is recorded already claimed by this
-//!   process (no claim write), the job runs at once, and the outcome goes to the caller's inbox.
-//!   A caller that has gone before the job starts means it is not run; one that has gone before
-//!   it finishes means the run is recorded in `abandoned_executions`. Never retried.
+//! - **Sync requests** ([`Dispatcher::run_sync`]): not outbox rows but records of their own
+//!   (`sync_requests`), held by this process under a lease; the run starts at once, and the
+//!   outcome goes to the caller's inbox. A caller that has gone before the run starts means it
+//!   is not run; one that has gone before it finishes means the run is recorded in
+//!   `abandoned_executions`, and so is a request whose process died (its lease lapses; a sweep
+//!   every [`SYNC_SWEEP`] finds it). Never retried.
 //! - **Async requests and trigger events** ([`Dispatcher::accept`], KV writes, dead letters):
 //!   the row is committed durably; the dispatcher is woken in process (other nodes find it by
 //!   polling), claims due rows with a lease — the apps in turn, no more than the gate has room
@@ -23,13 +25,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use picloud_core::exec::{AppRef, ExecError, ExecRequest, HttpRequest, ScriptRef};
-use picloud_core::{AppId, Authority, DeadLetterId, JobMode, JobPayload, TriggerEvent};
-use picloud_store::{ClaimedJob, JobAttempt, Lease, NewJob, Store, StoreError};
+use picloud_core::{AppId, Authority, DeadLetterId, ExecutionId, JobPayload, TriggerEvent};
+use picloud_store::{ClaimedJob, JobAttempt, Lease, NewJob, Store, StoreError, SyncRequest};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{DispatchConfig, JobConfig};
 use crate::inbox::{Delivery, InboxRegistry, InboxResolver};
-use crate::recorder::{Durability, RecordError, Recorder};
+use crate::recorder::{RecordError, Recorder};
 use crate::runner::{Patience, Ran, Runner, Settled};
 
 /// What came of a sync request.
@@ -56,8 +58,6 @@ pub enum Attempt {
     HandlerFailed,
     /// Deeper than the trigger-depth limit: skipped.
     DepthExceeded,
-    /// A sync job claimed from the table: its caller's connection died with its process.
-    Abandoned,
     /// Its app is gone.
     Dropped,
     /// The row moved on meanwhile (its lease expired and another worker took it).
@@ -65,6 +65,10 @@ pub enum Attempt {
     /// The store failed; the lease will expire and the job will be claimed again.
     Interrupted,
 }
+
+/// How often each node sweeps the sync requests (see [`Dispatcher::run`]): the rotation period of
+/// their table on PostgreSQL, whose partitions hold at most two periods of requests' dead rows.
+pub const SYNC_SWEEP: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -78,6 +82,8 @@ pub struct Dispatcher {
     config: DispatchConfig,
     /// Attempts running now, whose leases the heartbeat extends.
     in_flight: Mutex<HashSet<JobAttempt>>,
+    /// Sync requests served now, whose leases the heartbeat extends.
+    serving: Mutex<HashSet<ExecutionId>>,
     /// Claimed (not sync) jobs running now, per app: the dispatcher claims no more than the gate
     /// holds, and of one app no more than its share of the gate.
     claimed: Mutex<HashMap<AppId, u32>>,
@@ -104,6 +110,7 @@ impl Dispatcher {
             jobs,
             config,
             in_flight: Mutex::new(HashSet::new()),
+            serving: Mutex::new(HashSet::new()),
             claimed: Mutex::new(HashMap::new()),
         }
     }
@@ -128,38 +135,26 @@ impl Dispatcher {
         }
     }
 
-    /// Runs `request` as a sync job: recorded (without an fsync: it promises nothing beyond the
-    /// caller's connection), run at once, answered through the inbox.
+    /// Runs `request` as a sync request: recorded (without an fsync: it promises nothing beyond
+    /// the caller's connection), run at once, answered through the inbox.
     pub async fn run_sync(self: &Arc<Self>, request: ExecRequest) -> SyncOutcome {
         let id = request.execution_id;
         let mut inbox = self.inbox.clone().open(id);
-        let job = NewJob {
+        let record = SyncRequest {
             id,
             app_id: request.app.id,
             script_id: request.script.id,
-            mode: JobMode::Sync,
-            // The row is never run again (a sync job whose process died is recorded as
-            // abandoned): it names the request, without copying its headers, query or body.
-            payload: JobPayload::Http {
-                request: HttpRequest {
-                    method: request.request.method.clone(),
-                    path: request.request.path.clone(),
-                    ..HttpRequest::default()
-                },
-            },
-            trigger_depth: 0,
-            claimed: Some(self.lease()),
+            lease: self.lease(),
         };
-        if let Err(err) = self.recorder.enqueue(job, Durability::Committed).await {
+        if let Err(err) = self.recorder.serve(record).await {
             return SyncOutcome::NotRecorded(err);
         }
-        let attempt = JobAttempt { id, attempt: 1 };
-        self.in_flight.lock().insert(attempt);
+        self.serving.lock().insert(id);
         let this = self.clone();
         // Most runs finish at the first poll (a script that runs inline): then no task is spawned.
         // One that waits (on an executor thread) moves into a task of its own, so it runs to its
         // end even if this caller goes away.
-        let mut run = Box::pin(async move { this.finish_sync(attempt, request).await });
+        let mut run = Box::pin(async move { this.finish_sync(request).await });
         if std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx)))
             .await
             .is_pending()
@@ -174,33 +169,32 @@ impl Dispatcher {
         }
     }
 
-    async fn finish_sync(&self, attempt: JobAttempt, request: ExecRequest) {
-        let id = attempt.id;
+    async fn finish_sync(&self, request: ExecRequest) {
+        let id = request.execution_id;
         if !self.inbox.is_waiting(id) {
-            self.abandon(attempt, "the caller had gone before it ran")
-                .await;
+            self.abandon(id, "the caller had gone before it ran").await;
         } else {
-            // The sync row is not the run's to finish: it is deleted below once the caller has
+            // The record is not the run's to finish: it is deleted below once the caller has
             // its answer (or recorded abandoned).
             let ran = self.runner.run(request, Patience::Bounded, None).await;
             match self.inbox.deliver(id, ran) {
-                Delivery::Delivered => self.recorder.finished(attempt),
+                Delivery::Delivered => self.recorder.served(id),
                 Delivery::Abandoned(_) => {
                     self.abandon(
-                        attempt,
+                        id,
                         "the caller had gone (timed out or disconnected) before it finished",
                     )
                     .await
                 }
             }
         }
-        self.in_flight.lock().remove(&attempt);
+        self.serving.lock().remove(&id);
     }
 
-    async fn abandon(&self, attempt: JobAttempt, reason: &str) {
-        tracing::info!(execution_id = %attempt.id, "sync execution abandoned: {reason}");
-        if let Err(err) = self.store.abandon_job(attempt, reason).await {
-            tracing::warn!(execution_id = %attempt.id, "the abandoned execution could not be recorded: {err}");
+    async fn abandon(&self, id: ExecutionId, reason: &str) {
+        tracing::info!(execution_id = %id, "sync execution abandoned: {reason}");
+        if let Err(err) = self.store.abandon_sync(id, reason).await {
+            tracing::warn!(execution_id = %id, "the abandoned execution could not be recorded: {err}");
         }
     }
 
@@ -220,7 +214,7 @@ impl Dispatcher {
                 .admit(0, 1, self.store.quotas())
                 .map_err(RecordError::OverLimit)?;
         }
-        self.recorder.enqueue(job, Durability::OnDisk).await?;
+        self.recorder.enqueue(job).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -291,14 +285,6 @@ impl Dispatcher {
 
     async fn attempt(&self, job: ClaimedJob) -> Attempt {
         let attempt = job.attempt_ref();
-        if job.mode == JobMode::Sync {
-            let reason = "its node stopped before it ran; the caller's connection ended with it";
-            return match self.store.abandon_job(attempt, reason).await {
-                Ok(true) => Attempt::Abandoned,
-                Ok(false) => Attempt::Fenced,
-                Err(err) => self.interrupted(err),
-            };
-        }
         if job.trigger_depth > self.jobs.max_trigger_depth {
             tracing::warn!(
                 script_id = %job.script_id,
@@ -453,6 +439,7 @@ impl Dispatcher {
     /// running jobs, and hands back the rows it still holds.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
+        let sweep = tokio::spawn(self.clone().sweep_sync_requests(shutdown.clone()));
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         let mut failing = false;
         loop {
@@ -482,10 +469,12 @@ impl Dispatcher {
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.shutdown_grace_ms);
-        while !self.in_flight.lock().is_empty() && tokio::time::Instant::now() < deadline {
+        let busy = || !self.in_flight.lock().is_empty() || !self.serving.lock().is_empty();
+        while busy() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         heartbeat.abort();
+        sweep.abort();
         match self.store.release_jobs(&self.owner).await {
             Ok(0) => {}
             Ok(released) => tracing::info!(released, "unfinished jobs handed back to the outbox"),
@@ -501,15 +490,39 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
             let running: Vec<JobAttempt> = self.in_flight.lock().iter().copied().collect();
-            if running.is_empty() {
+            let serving: Vec<ExecutionId> = self.serving.lock().iter().copied().collect();
+            if running.is_empty() && serving.is_empty() {
                 continue;
             }
+            let lease_ms = self.config.lease_ms as i64;
             if let Err(err) = self
                 .store
-                .extend_leases(&self.owner, &running, self.config.lease_ms as i64)
+                .extend_leases(&self.owner, &running, &serving, lease_ms)
                 .await
             {
                 tracing::warn!("leases could not be extended: {err}");
+            }
+        }
+    }
+
+    /// Every [`SYNC_SWEEP`], records the sync requests whose node died as abandoned (and, on
+    /// PostgreSQL, rotates their table: see [`picloud_store::OutboxStore::sweep_sync_requests`]).
+    async fn sweep_sync_requests(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let rotate_after_ms = SYNC_SWEEP.as_millis() as i64;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(SYNC_SWEEP) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.sweep_sync_requests(rotate_after_ms).await {
+                Ok(0) => {}
+                Ok(abandoned) => tracing::info!(
+                    abandoned,
+                    "sync requests whose node stopped were recorded abandoned"
+                ),
+                Err(err) => {
+                    tracing::warn!("the sweep of sync requests failed; it runs again later: {err}")
+                }
             }
         }
     }

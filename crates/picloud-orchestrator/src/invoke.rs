@@ -16,7 +16,7 @@ use picloud_core::exec::{
     AppRef, ExecError, ExecErrorKind, ExecRequest, HttpRequest, ResponseBody, ScriptResponse,
 };
 use picloud_core::{
-    AppId, DispatchMode, ExecutionId, HeaderNames, JobMode, JobPayload, KeptHeaders, ScriptId,
+    AppId, DispatchMode, ExecutionId, HeaderNames, JobPayload, KeptHeaders, ScriptId,
 };
 use picloud_store::NewJob;
 
@@ -232,12 +232,10 @@ impl Invoker {
             id: execution_id,
             app_id,
             script_id,
-            mode: JobMode::Async,
             payload: JobPayload::Http {
                 request: exec.request,
             },
             trigger_depth: 0,
-            claimed: None,
         };
         self.dispatcher.accept(job).await.map_err(not_recorded)?;
         Ok(InvokeResponse {

@@ -1,7 +1,7 @@
 //! Group commits of the outbox. One thread owns the outbox's hot writes: it drains a channel and
-//! commits whatever is waiting in one transaction — new jobs (sync requests, async requests) and
-//! the deletions of finished attempts — so concurrent requests share a commit (and its fsync)
-//! instead of queueing for one each. `notes/outbox.md` measured why: one transaction per request
+//! commits whatever is waiting in one transaction — new async jobs, the records of sync requests
+//! being served, and the deletions of finished attempts and answered requests — so concurrent
+//! requests share a commit (and its fsync) instead of queueing for one each. `notes/outbox.md` measured why: one transaction per request
 //! reaches 8 % of the bare server, a batching writer more than half.
 //!
 //! The writer is an OS thread rather than a task: it answers each caller itself and goes on to
@@ -20,11 +20,11 @@
 //! hears its run's verdict. A run that fails unexpectedly (a corrupt row) does not fail the rows
 //! and runs beside it: the batch is committed again without its runs, then each run alone.
 //!
-//! Finished attempts do not start a commit of their own: they ride along with the next batch of
-//! new jobs, or go after `FINISH_DELAY` (100 ms) when none comes. (Execution records have a
-//! thread and a connection of their own: `crate::journal`.) A finished row that is never
-//! deleted (the process dies first) is harmless: its lease expires, and a sync row is then
-//! recorded as abandoned, an async one run again (at-least-once).
+//! Finished attempts and answered requests do not start a commit of their own: they ride along
+//! with the next batch of new rows, or go after `FINISH_DELAY` (100 ms) when none comes.
+//! (Execution records have a thread and a connection of their own: `crate::journal`.) A finished
+//! row that is never deleted (the process dies first) is harmless: its lease expires, and a sync
+//! request's record is then recorded as abandoned, an async job run again (at-least-once).
 //!
 //! [`OutboxStore::outbox_committer`]: picloud_store::OutboxStore::outbox_committer
 
@@ -35,8 +35,10 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use picloud_core::ExecutionId;
 use picloud_store::{
     JobAttempt, NewJob, OutboxBatch, OutboxCommitter, OverLimit, RunCommit, RunVerdict, StoreError,
+    SyncRequest,
 };
 use tokio::sync::oneshot;
 
@@ -48,8 +50,9 @@ const FINISH_DELAY: Duration = Duration::from_millis(100);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// The pause after a failed commit before the next (the database is likely down).
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
-/// Finished attempts kept for a later commit while the database is down; beyond this the oldest
-/// are forgotten (their rows are reclaimed after the lease, and sync ones recorded abandoned).
+/// Finished attempts and answered requests kept for a later commit while the database is down;
+/// beyond this the oldest are forgotten (their rows are reclaimed after the lease, and sync
+/// requests recorded abandoned).
 const MAX_CARRIED: usize = 100_000;
 
 /// Why a job was not recorded. Nothing was accepted: the caller must not report success.
@@ -78,23 +81,29 @@ impl From<&StoreError> for RecordError {
     }
 }
 
-/// Whether a recorded job must be on disk before its caller goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// An async job, accepted for its caller: it must outlive a crash.
-    OnDisk,
+/// What a caller waits to see committed.
+enum Record {
+    /// An async job, accepted for its caller: on disk before the caller hears, to outlive a
+    /// crash.
+    Job(Box<NewJob>),
     /// A sync request's record, which only stands for the run in progress: a crash that loses
-    /// it loses the run it names too.
-    Committed,
+    /// it loses the run it names too, so its commit does not wait for the disk.
+    Serving(Box<SyncRequest>),
+}
+
+/// What a later commit deletes.
+#[derive(Debug, Clone, Copy)]
+enum Done {
+    Finished(JobAttempt),
+    Served(ExecutionId),
 }
 
 enum Entry {
     Enqueue {
-        job: Box<NewJob>,
-        durability: Durability,
+        record: Record,
         done: oneshot::Sender<Result<(), RecordError>>,
     },
-    Finished(JobAttempt),
+    Done(Done),
     Run {
         run: Box<RunCommit>,
         done: oneshot::Sender<Result<RunVerdict, RecordError>>,
@@ -161,15 +170,19 @@ impl Recorder {
         ))
     }
 
-    /// Records `job`; returns once it is committed (and on disk when [`Durability::OnDisk`]).
-    pub async fn enqueue(&self, job: NewJob, durability: Durability) -> Result<(), RecordError> {
+    /// Records the async `job`; returns once it is committed on disk.
+    pub async fn enqueue(&self, job: NewJob) -> Result<(), RecordError> {
+        self.record(Record::Job(Box::new(job))).await
+    }
+
+    /// Records the sync request `request` before its run starts; returns once it is committed.
+    pub async fn serve(&self, request: SyncRequest) -> Result<(), RecordError> {
+        self.record(Record::Serving(Box::new(request))).await
+    }
+
+    async fn record(&self, record: Record) -> Result<(), RecordError> {
         let (done, answer) = oneshot::channel();
-        let entry = Entry::Enqueue {
-            job: Box::new(job),
-            durability,
-            done,
-        };
-        self.send(entry).await?;
+        self.send(Entry::Enqueue { record, done }).await?;
         answer.await.unwrap_or(Err(RecordError::Closed))
     }
 
@@ -197,7 +210,12 @@ impl Recorder {
     /// Deletes a finished attempt's row with a later commit.
     pub fn finished(&self, attempt: JobAttempt) {
         // After shutdown the row stays; its lease expires and the rules for orphans apply.
-        self.later(Entry::Finished(attempt));
+        self.later(Entry::Done(Done::Finished(attempt)));
+    }
+
+    /// Deletes an answered sync request's record with a later commit.
+    pub fn served(&self, id: ExecutionId) {
+        self.later(Entry::Done(Done::Served(id)));
     }
 
     /// Queues `entry` for a later commit: the next one of new jobs, or one after
@@ -272,7 +290,7 @@ fn write_batches(
     receiver: &Receiver<Entry>,
     idle: &AtomicBool,
 ) {
-    let mut carried: Vec<JobAttempt> = Vec::new();
+    let mut carried: Vec<Done> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), RecordError>>> = Vec::new();
     let mut run_waiters: Vec<oneshot::Sender<Result<RunVerdict, RecordError>>> = Vec::new();
     let mut batch = OutboxBatch::default();
@@ -287,18 +305,19 @@ fn write_batches(
         });
         for entry in entries {
             match entry {
-                Entry::Enqueue {
-                    job,
-                    durability,
-                    done,
-                } => {
-                    batch.enqueue.push(*job);
-                    batch.durable |= durability == Durability::OnDisk;
+                Entry::Enqueue { record, done } => {
+                    match record {
+                        Record::Job(job) => {
+                            batch.enqueue.push(*job);
+                            batch.durable = true;
+                        }
+                        Record::Serving(request) => batch.serving.push(*request),
+                    }
                     waiters.push(done);
                 }
-                Entry::Finished(attempt) => {
+                Entry::Done(done) => {
                     flush_at.get_or_insert_with(|| Instant::now() + FINISH_DELAY);
-                    carried.push(attempt);
+                    carried.push(done);
                 }
                 Entry::Run { run, done } => {
                     batch.runs.push(*run);
@@ -310,7 +329,8 @@ fn write_batches(
         let now = Instant::now();
         let due = flush_at.is_some_and(|at| now >= at);
         let flush_finished = !carried.is_empty() && (stopping || carried.len() >= MAX_BATCH || due);
-        if batch.enqueue.is_empty() && batch.runs.is_empty() && !flush_finished {
+        let recording = !batch.enqueue.is_empty() || !batch.serving.is_empty();
+        if !recording && batch.runs.is_empty() && !flush_finished {
             if stopping {
                 return;
             }
@@ -321,7 +341,12 @@ fn write_batches(
             wait(receiver, flush_at, idle);
             continue;
         }
-        batch.finished = std::mem::take(&mut carried);
+        for done in carried.drain(..) {
+            match done {
+                Done::Finished(attempt) => batch.finished.push(attempt),
+                Done::Served(id) => batch.served.push(id),
+            }
+        }
         let mut result = commit(committer.as_mut(), &batch);
         if result.is_err() && !batch.runs.is_empty() {
             // One run may be what failed: the rows without the runs, then each run alone.
@@ -354,13 +379,17 @@ fn write_batches(
             });
             let _ = done.send(verdict);
         }
-        flush_at = (!batch.enqueue.is_empty()).then(|| Instant::now() + FINISH_DELAY);
+        flush_at = recording.then(|| Instant::now() + FINISH_DELAY);
         batch.enqueue.clear();
+        batch.serving.clear();
         batch.runs.clear();
         batch.durable = false;
+        let finished = std::mem::take(&mut batch.finished);
+        let served = std::mem::take(&mut batch.served);
         if let Err(err) = result {
             tracing::warn!("an outbox commit failed: {err}");
-            carried = std::mem::take(&mut batch.finished);
+            carried.extend(finished.into_iter().map(Done::Finished));
+            carried.extend(served.into_iter().map(Done::Served));
             flush_at = (!carried.is_empty()).then(|| Instant::now() + RETRY_PAUSE);
             keep_newest(&mut carried);
             if stopping {
@@ -380,8 +409,8 @@ mod tests {
 
     use parking_lot::Mutex;
     use picloud_core::exec::HttpRequest;
-    use picloud_core::{AppId, ExecutionId, JobMode, JobPayload, ScriptId};
-    use picloud_store::StoreResult;
+    use picloud_core::{AppId, ExecutionId, JobPayload, ScriptId};
+    use picloud_store::{Lease, StoreResult};
 
     use super::*;
 
@@ -411,12 +440,22 @@ mod tests {
             id: ExecutionId::new(),
             app_id: AppId::new(),
             script_id: ScriptId::new(),
-            mode: JobMode::Async,
             payload: JobPayload::Http {
                 request: HttpRequest::default(),
             },
             trigger_depth: 0,
-            claimed: None,
+        }
+    }
+
+    fn request() -> SyncRequest {
+        SyncRequest {
+            id: ExecutionId::new(),
+            app_id: AppId::new(),
+            script_id: ScriptId::new(),
+            lease: Lease {
+                owner: "node".to_owned(),
+                lease_ms: 30_000,
+            },
         }
     }
 
@@ -433,17 +472,33 @@ mod tests {
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
         let finished = attempt();
         recorder.finished(finished);
+        let answered = ExecutionId::new();
+        recorder.served(answered);
         let new = job();
-        recorder
-            .enqueue(new.clone(), Durability::OnDisk)
-            .await
-            .expect("recorded");
+        recorder.enqueue(new.clone()).await.expect("recorded");
         thread.stop().await;
         let batches = kept.batches.lock();
         assert_eq!(batches.len(), 1, "one commit: {batches:?}");
         assert_eq!(batches[0].enqueue, vec![new]);
         assert_eq!(batches[0].finished, vec![finished]);
-        assert!(batches[0].durable);
+        assert_eq!(batches[0].served, vec![answered]);
+        assert!(batches[0].durable, "an async job is committed on disk");
+    }
+
+    #[tokio::test]
+    async fn a_sync_request_is_recorded_without_waiting_for_the_disk() {
+        let kept = Kept::default();
+        let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
+        let serving = request();
+        recorder.serve(serving.clone()).await.expect("recorded");
+        thread.stop().await;
+        let batches = kept.batches.lock();
+        assert_eq!(batches.len(), 1, "one commit: {batches:?}");
+        assert_eq!(batches[0].serving, vec![serving]);
+        assert!(
+            !batches[0].durable,
+            "not on disk: it stands for a run in progress"
+        );
     }
 
     /// Waits until the writer has found nothing to do and parks: from then on, only a wake-up
@@ -481,7 +536,7 @@ mod tests {
                     // Work before the job is queued (parsing a request, say): without the yield,
                     // the first job's wake-up would commit it while the next task still works.
                     std::thread::sleep(Duration::from_millis(2));
-                    recorder.enqueue(job(), Durability::Committed).await
+                    recorder.serve(request()).await
                 })
             })
             .collect();
@@ -493,9 +548,9 @@ mod tests {
             .batches
             .lock()
             .iter()
-            .map(|b| b.enqueue.len())
+            .map(|b| b.serving.len())
             .collect();
-        assert_eq!(sizes, [10], "one commit for the ten jobs");
+        assert_eq!(sizes, [10], "one commit for the ten requests");
     }
 
     #[tokio::test]
@@ -503,7 +558,7 @@ mod tests {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
         writer_idle(&recorder).await;
-        let mut enqueue = Box::pin(recorder.enqueue(job(), Durability::Committed));
+        let mut enqueue = Box::pin(recorder.serve(request()));
         let first = std::future::poll_fn(|cx| Poll::Ready(enqueue.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "queued, then yielding");
         drop(enqueue);
@@ -545,7 +600,7 @@ mod tests {
             "committed before the stop returned, without waiting for the finish delay"
         );
         assert_eq!(
-            recorder.enqueue(job(), Durability::OnDisk).await,
+            recorder.enqueue(job()).await,
             Err(RecordError::Closed),
             "nothing is accepted after the stop"
         );
@@ -556,13 +611,13 @@ mod tests {
         let kept = Kept::default();
         kept.panic_once.store(true, Ordering::SeqCst);
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
-        let failed = recorder.enqueue(job(), Durability::OnDisk).await;
+        let failed = recorder.enqueue(job()).await;
         assert!(
             matches!(failed, Err(RecordError::Failed(ref cause)) if cause.contains("panicked")),
             "{failed:?}"
         );
         recorder
-            .enqueue(job(), Durability::OnDisk)
+            .enqueue(job())
             .await
             .expect("the next commit works");
         thread.stop().await;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use picloud_core::exec::HttpRequest;
 use picloud_core::services::WriteOrigin;
 use picloud_core::{
-    AppId, CollectionName, DeadLetter, DispatchMode, ExecutionId, JobMode, JobPayload, KvKey,
-    Principal, Resolution, ScriptKind,
+    AppId, CollectionName, DeadLetter, DispatchMode, ExecutionId, JobPayload, KvKey, Principal,
+    Resolution, ScriptKind,
 };
 use picloud_orchestrator::{
     DeadLetterFilter, DeadLetterStatus, DispatchConfig, InvokeError, JobConfig, NewKvTriggerInput,
@@ -844,12 +844,10 @@ both_backends!(
                 id: ExecutionId::new(),
                 app_id: busy_app,
                 script_id: busy_script,
-                mode: JobMode::Async,
                 payload: JobPayload::Http {
                     request: HttpRequest::default(),
                 },
                 trigger_depth: 0,
-                claimed: None,
             })
             .collect();
         store

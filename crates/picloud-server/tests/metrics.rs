@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use picloud_core::exec::HttpRequest;
-use picloud_core::{AppId, ExecutionId, JobMode, JobPayload, ScriptId};
+use picloud_core::{AppId, ExecutionId, JobPayload, ScriptId};
 use picloud_orchestrator::MetricsConfig;
 use picloud_server::MetricsToken;
 use picloud_store::{NewJob, OutboxBatch};
@@ -189,12 +189,10 @@ both_backends!(
             id: ExecutionId::new(),
             app_id: AppId::parse(&app).expect("an app id"),
             script_id: ScriptId::parse(&script).expect("a script id"),
-            mode: JobMode::Async,
             payload: JobPayload::Http {
                 request: HttpRequest::default(),
             },
             trigger_depth: 0,
-            claimed: None,
         };
         store
             .commit_outbox(&OutboxBatch {

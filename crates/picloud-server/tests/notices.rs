@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use picloud_core::exec::HttpRequest;
-use picloud_core::{AppId, ExecutionId, JobMode, JobPayload, ScriptId};
+use picloud_core::{AppId, ExecutionId, JobPayload, ScriptId};
 use picloud_store::{Backend, NewJob, OutboxBatch, ScriptPatch, Store};
 use picloud_test_support::server::{Settings, TestServer};
 use picloud_test_support::with_store;
@@ -65,12 +65,10 @@ async fn a_job_committed_by_another_node_wakes_the_idle_dispatcher_at_once() {
             id: ExecutionId::new(),
             app_id: AppId::parse(&app).expect("an app id"),
             script_id: ScriptId::parse(&work).expect("a script id"),
-            mode: JobMode::Async,
             payload: JobPayload::Http {
                 request: HttpRequest::default(),
             },
             trigger_depth: 0,
-            claimed: None,
         };
         store
             .commit_outbox(&OutboxBatch {

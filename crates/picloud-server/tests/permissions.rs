@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use picloud_core::exec::HttpRequest;
 use picloud_core::{
-    ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId, JobMode,
+    ApiKeyId, ApiKeyName, AppId, AppName, AppSlug, Capability, DeadLetterId, ExecutionId,
     JobPayload, Principal, Role, ScriptId, ScriptKind, ScriptName, TriggerDetail, UserId, Username,
 };
 use picloud_server::{admin_endpoints, Endpoint, Need};
 use picloud_store::{
-    JobAttempt, Lease, NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch,
-    Store,
+    JobAttempt, NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, Store,
 };
 use picloud_test_support::both_backends;
 use picloud_test_support::server::TestServer;
@@ -185,22 +184,18 @@ async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId)
                 id,
                 app_id,
                 script_id,
-                mode: JobMode::Async,
                 payload: JobPayload::Http {
                     request: HttpRequest::default(),
                 },
                 trigger_depth: 0,
-                claimed: Some(Lease {
-                    owner: format!("matrix-{}", next()),
-                    lease_ms: 60_000,
-                }),
             }],
             durable: true,
             ..OutboxBatch::default()
         })
         .await
         .expect("an outbox job");
-    let job = JobAttempt { id, attempt: 1 };
+    // Never claimed: its attempt is 0.
+    let job = JobAttempt { id, attempt: 0 };
     store
         .dead_letter_job(job, "it failed")
         .await

@@ -29,7 +29,7 @@ use picloud_core::docs::{data_text, DOC_MAX_BYTES};
 use picloud_core::events::kv_value_text;
 use picloud_core::firing::{DocsChange, DocsTriggerRule, KvChange, KvTriggerRule};
 use picloud_core::tx::{DeadLetterAction, DocWrite, Effects, KvRangeRead, Seen, Version};
-use picloud_core::{AppId, CollectionName, DocumentId, JobMode, KvKey, KvOp, Resolution};
+use picloud_core::{AppId, CollectionName, DocumentId, KvKey, KvOp, Resolution};
 
 use std::future::Future;
 
@@ -264,9 +264,9 @@ impl<'q> CommitBatch<'q> {
             return Ok(RunVerdict::AppGone);
         }
         // 2. The fence.
-        let mut finished_async = false;
+        let mut finished_job = false;
         if let Some(attempt) = run.finishes {
-            let mode: Option<(String,)> = tx
+            let held: Option<(i64,)> = tx
                 .fetch_optional(
                     sql::LOCK_ATTEMPT,
                     &[
@@ -275,10 +275,10 @@ impl<'q> CommitBatch<'q> {
                     ],
                 )
                 .await?;
-            let Some((mode,)) = mode else {
+            if held.is_none() {
                 return Ok(RunVerdict::Fenced);
-            };
-            finished_async = mode == JobMode::Async.as_str();
+            }
+            finished_job = true;
         }
         // 3. The reads. What the written keys hold is read once, for the check and the plan.
         let effects = &run.effects;
@@ -497,7 +497,7 @@ impl<'q> CommitBatch<'q> {
             counts.commits += 1;
         }
         counts.bytes += bytes;
-        counts.jobs += (firing + replays) as i64 - i64::from(finished_async);
+        counts.jobs += (firing + replays) as i64 - i64::from(finished_job);
         Ok(RunVerdict::Committed {
             trigger_jobs: u32::try_from(firing).unwrap_or(u32::MAX),
         })

@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-use picloud_core::AppId;
+use picloud_core::{AppId, ExecutionId};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments as _, Database, Encode, FromRow, Type};
@@ -360,13 +360,17 @@ pub trait Engine: Send + Sync + 'static {
         lease_ms: i64,
     ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send;
 
-    /// [`crate::OutboxStore::extend_leases`], `jobs` not empty.
+    /// [`crate::OutboxStore::extend_leases`], `jobs` and `serving` not both empty.
     fn extend(
         &self,
         owner: &str,
         jobs: &[JobAttempt],
+        serving: &[ExecutionId],
         lease_ms: i64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// [`crate::OutboxStore::sweep_sync_requests`].
+    fn sweep_sync(&self, rotate_after_ms: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// [`crate::Store::migrate`].
     fn run_migrations(&self) -> impl Future<Output = StoreResult<()>> + Send;

@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use picloud_core::firing::Firing;
-use picloud_core::{AppId, ExecutionId, JobMode, JobPayload};
+use picloud_core::{AppId, ExecutionId, JobPayload};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::db::{Arg, DbResult, WriteTx};
-use crate::rows::{payload_text, records, span, JobRow};
+use crate::rows::{payload_text, records, JobRow};
 use crate::sql::{self, job_value_columns};
 use crate::{ClaimedJob, JobAttempt, NewJob, StoreResult};
 
@@ -21,36 +21,20 @@ pub struct JobValues {
     pub(crate) id: String,
     pub(crate) app_id: String,
     pub(crate) script_id: String,
-    pub(crate) mode: String,
     pub(crate) source_kind: String,
     pub(crate) payload: String,
     pub(crate) trigger_depth: i64,
-    pub(crate) status: String,
-    pub(crate) attempt: i64,
-    pub(crate) owner: Option<String>,
-    pub(crate) lease_ms: Option<i64>,
 }
 
 impl JobValues {
-    /// Pending and never claimed (attempt 0), or — with `claimed` — running, attempt 1, held by
-    /// the lease's owner.
     pub fn new(job: &NewJob) -> StoreResult<Self> {
-        let (status, attempt) = match job.claimed {
-            Some(_) => ("running", 1),
-            None => ("pending", 0),
-        };
         Ok(Self {
             id: job.id.to_string(),
             app_id: job.app_id.to_string(),
             script_id: job.script_id.to_string(),
-            mode: job.mode.as_str().to_owned(),
             source_kind: job.payload.source().to_owned(),
             payload: payload_text(&job.payload)?,
             trigger_depth: i64::from(job.trigger_depth),
-            status: status.to_owned(),
-            attempt,
-            owner: job.claimed.as_ref().map(|lease| lease.owner.clone()),
-            lease_ms: job.claimed.as_ref().map(|lease| span(lease.lease_ms)),
         })
     }
 
@@ -59,7 +43,7 @@ impl JobValues {
     }
 }
 
-/// Jobs per insert statement: 11 parameters a row keeps a statement well below SQLite's 32,766
+/// Jobs per insert statement: 6 parameters a row keeps a statement well below SQLite's 32,766
 /// and PostgreSQL's 65,535 parameters.
 pub(crate) const JOBS_PER_INSERT: usize = 500;
 
@@ -81,8 +65,6 @@ where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
-    Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    Option<i64>: Encode<'a, DB> + Type<DB>,
 {
     debug_assert!(!jobs.is_empty() && jobs.len() <= JOBS_PER_INSERT);
     let mut query = QueryBuilder::new(concat!("WITH job (", job_value_columns!(), ") AS ("));
@@ -90,14 +72,9 @@ where
         row.push_bind(job.id.as_str())
             .push_bind(job.app_id.as_str())
             .push_bind(job.script_id.as_str())
-            .push_bind(job.mode.as_str())
             .push_bind(job.source_kind.as_str())
             .push_bind(job.payload.as_str())
-            .push_bind(job.trigger_depth)
-            .push_bind(job.status.as_str())
-            .push_bind(job.attempt)
-            .push_bind(job.owner.as_deref())
-            .push_bind(job.lease_ms);
+            .push_bind(job.trigger_depth);
     });
     query.push(") ").push(insert_from_job);
     query
@@ -128,12 +105,10 @@ pub(crate) fn triggered_job(app_id: AppId, firing: Firing) -> NewJob {
         id: ExecutionId::new(),
         app_id,
         script_id: firing.script_id,
-        mode: JobMode::Async,
         payload: JobPayload::Trigger {
             event: firing.event,
         },
         trigger_depth: firing.trigger_depth,
-        claimed: None,
     }
 }
 
@@ -147,20 +122,16 @@ pub(crate) async fn count_jobs<T: WriteTx>(tx: &mut T, counts: &JobCounts) -> Db
     Ok(())
 }
 
-/// Changes to `app_job_counts` made in one transaction, per app: async jobs recorded and
-/// removed. Applied last and in app order ([`JobCounts::by_app`]), so that transactions that
+/// Changes to `app_job_counts` made in one transaction, per app: jobs recorded and removed. Applied last and in app order ([`JobCounts::by_app`]), so that transactions that
 /// count jobs of several apps (two nodes' group commits) take the rows' locks in one order and
 /// never deadlock.
 #[derive(Debug, Default)]
 pub(crate) struct JobCounts(BTreeMap<String, (i64, i64)>);
 
 impl JobCounts {
-    /// Counts the async ones of `jobs` as recorded.
+    /// Counts `jobs` as recorded.
     pub fn recorded(&mut self, jobs: &[JobValues]) {
-        for job in jobs
-            .iter()
-            .filter(|job| job.mode == JobMode::Async.as_str())
-        {
+        for job in jobs {
             self.0.entry(job.app_id.clone()).or_default().0 += 1;
         }
     }
@@ -168,15 +139,13 @@ impl JobCounts {
     /// The count of one job removed, as [`sql::DELETE_JOB`] returned it.
     pub fn removing(job: &JobRow) -> Self {
         let mut counts = Self::default();
-        counts.removed(&job.app_id, &job.mode);
+        counts.removed(&job.app_id);
         counts
     }
 
-    /// Counts a job of `mode` removed from the outbox, when it is async.
-    pub fn removed(&mut self, app_id: &str, mode: &str) {
-        if mode == JobMode::Async.as_str() {
-            self.0.entry(app_id.to_owned()).or_default().1 += 1;
-        }
+    /// Counts a job of the app `app_id` removed from the outbox.
+    pub fn removed(&mut self, app_id: &str) {
+        self.0.entry(app_id.to_owned()).or_default().1 += 1;
     }
 
     /// `(app id, recorded, removed)`, in app order.

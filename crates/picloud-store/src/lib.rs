@@ -76,7 +76,7 @@ use picloud_core::services::{Found, KvListRequest, WriteOrigin};
 use picloud_core::tx::{Effects, Version};
 use picloud_core::{
     ApiKey, ApiKeyId, ApiKeyName, App, AppId, AppName, AppSlug, CollectionName, DeadLetter,
-    DeadLetterId, DispatchMode, DocumentId, ExecutionId, JobMode, JobPayload, KeptHeaders, KvKey,
+    DeadLetterId, DispatchMode, DocumentId, ExecutionId, JobPayload, KeptHeaders, KvKey,
     Membership, RecordId, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId,
     ScriptKind, ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
@@ -714,19 +714,29 @@ pub struct Lease {
     pub lease_ms: i64,
 }
 
-/// A job to put in the outbox.
+/// An async job to put in the outbox: pending, due now, never claimed (attempt 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     /// The execution's id.
     pub id: ExecutionId,
     pub app_id: AppId,
     pub script_id: ScriptId,
-    pub mode: JobMode,
     pub payload: JobPayload,
     pub trigger_depth: u32,
-    /// `Some`: inserted already claimed (`running`, attempt 1) by the process that will run it at
-    /// once — the sync path, which then needs no separate claim write. `None`: `pending`, due now.
-    pub claimed: Option<Lease>,
+}
+
+/// A sync request being served, recorded in `sync_requests` (not the outbox: see
+/// [`OutboxStore::sweep_sync_requests`]) from before its run starts until its caller has the
+/// answer ([`OutboxBatch::served`]) or it is recorded abandoned ([`OutboxStore::abandon_sync`]).
+/// Its node holds it under a lease; one whose lease lapsed (its node died) is recorded abandoned
+/// by a sweep. Never run again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// The execution's id.
+    pub id: ExecutionId,
+    pub app_id: AppId,
+    pub script_id: ScriptId,
+    pub lease: Lease,
 }
 
 /// One attempt at a job; completion writes name it, and are refused (fenced) once the row has
@@ -743,7 +753,6 @@ pub struct ClaimedJob {
     pub id: ExecutionId,
     pub app_id: AppId,
     pub script_id: ScriptId,
-    pub mode: JobMode,
     pub payload: JobPayload,
     pub trigger_depth: u32,
     /// 1 for the first attempt.
@@ -767,6 +776,10 @@ pub struct OutboxBatch {
     pub enqueue: Vec<NewJob>,
     /// Attempts that finished; their rows are deleted (fenced by attempt).
     pub finished: Vec<JobAttempt>,
+    /// Sync requests whose runs start now.
+    pub serving: Vec<SyncRequest>,
+    /// Sync requests whose callers have their answers: their records are deleted.
+    pub served: Vec<ExecutionId>,
     /// Runs to commit as [`KvStore::commit_run`] does, after the rows above; on disk when they
     /// write ([`OutboxBatch::must_sync`]).
     pub runs: Vec<RunCommit>,
@@ -840,11 +853,13 @@ pub trait OutboxStore: Send + Sync {
         running: &[(AppId, u32)],
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedJob>>;
-    /// Extends the leases of these attempts while `owner` still holds them; returns how many.
+    /// Extends the leases of these attempts and sync requests while `owner` still holds them,
+    /// in one transaction; returns how many.
     async fn extend_leases(
         &self,
         owner: &str,
         jobs: &[JobAttempt],
+        serving: &[ExecutionId],
         lease_ms: i64,
     ) -> StoreResult<u64>;
     /// A failed attempt goes back to `pending`, due `delay_ms` from now, with its error kept.
@@ -867,9 +882,20 @@ pub trait OutboxStore: Send + Sync {
         dead_letter: DeadLetterId,
         error: &str,
     ) -> StoreResult<bool>;
-    /// Deletes the job and writes an `abandoned_executions` row with `reason` (a sync job whose
-    /// caller had gone, before or after it ran). `false` when fenced.
-    async fn abandon_job(&self, job: JobAttempt, reason: &str) -> StoreResult<bool>;
+    /// Deletes the sync request's record and writes an `abandoned_executions` row with `reason`
+    /// (its caller had gone, before or after it ran). `false` when it has no record (any more).
+    async fn abandon_sync(&self, id: ExecutionId, reason: &str) -> StoreResult<bool>;
+    /// Records the sync requests whose lease lapsed (their node died with their callers'
+    /// connections) as abandoned; returns how many. Every node calls it every few seconds.
+    ///
+    /// Sync requests are the hot path: each inserts a record and deletes it a moment later. On
+    /// PostgreSQL that leaves a dead row per request, which vacuum reclaims late under load; so
+    /// the records live in two partitions, written one at a time, and a sweep — at most one in
+    /// `rotate_after_ms` across all nodes — empties the other by `TRUNCATE` (keeping its
+    /// requests still held by moving them to the one written, recording its lapsed ones) and
+    /// writes to it from then on. A lapsed request is recorded within two such sweeps. SQLite,
+    /// which reuses a deleted row's space at once, records the lapsed ones at every sweep.
+    async fn sweep_sync_requests(&self, rotate_after_ms: i64) -> StoreResult<u64>;
     /// Puts `owner`'s running jobs back to `pending`, due now (a clean shutdown); returns how many.
     async fn release_jobs(&self, owner: &str) -> StoreResult<u64>;
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use picloud_core::firing::dead_letter_firings;
-use picloud_core::{AppId, DeadLetter, DeadLetterId, ScriptId};
+use picloud_core::{AppId, DeadLetter, DeadLetterId, ExecutionId, ScriptId};
 
 use crate::db::{Engine, WriteTx};
 use crate::errors::corrupt;
@@ -53,12 +53,13 @@ impl<E: Engine> OutboxStore for E {
         &self,
         owner: &str,
         jobs: &[JobAttempt],
+        serving: &[ExecutionId],
         lease_ms: i64,
     ) -> StoreResult<u64> {
-        if jobs.is_empty() {
+        if jobs.is_empty() && serving.is_empty() {
             return Ok(0);
         }
-        self.extend(owner, jobs, lease_ms).await
+        self.extend(owner, jobs, serving, lease_ms).await
     }
 
     async fn retry_job(&self, job: JobAttempt, delay_ms: i64, error: &str) -> StoreResult<bool> {
@@ -118,7 +119,7 @@ impl<E: Engine> OutboxStore for E {
         let jobs = JobValues::all(&jobs)?;
         enqueue(&mut tx, &jobs).await?;
         let mut counts = JobCounts::default();
-        counts.removed(&failed.app_id, &failed.mode);
+        counts.removed(&failed.app_id);
         counts.recorded(&jobs);
         count_jobs(&mut tx, &counts).await?;
         tx.commit().await?;
@@ -145,24 +146,26 @@ impl<E: Engine> OutboxStore for E {
         Ok(true)
     }
 
-    async fn abandon_job(&self, job: JobAttempt, reason: &str) -> StoreResult<bool> {
+    async fn abandon_sync(&self, id: ExecutionId, reason: &str) -> StoreResult<bool> {
+        let id = id.to_string();
         let mut tx = self.begin_write().await?;
-        let Some(abandoned) = take_job(&mut tx, job).await? else {
+        let request: Option<(String, String)> = tx
+            .fetch_optional(sql::DELETE_SYNC_REQUEST, &[id.as_str().into()])
+            .await?;
+        let Some((app_id, script_id)) = request else {
             return Ok(false);
         };
         tx.execute(
             sql::INSERT_ABANDONED,
-            &[
-                (&abandoned.id).into(),
-                (&abandoned.app_id).into(),
-                (&abandoned.script_id).into(),
-                reason.into(),
-            ],
+            &[id.into(), app_id.into(), script_id.into(), reason.into()],
         )
         .await?;
-        count_jobs(&mut tx, &JobCounts::removing(&abandoned)).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn sweep_sync_requests(&self, rotate_after_ms: i64) -> StoreResult<u64> {
+        self.sweep_sync(rotate_after_ms).await
     }
 
     async fn release_jobs(&self, owner: &str) -> StoreResult<u64> {

@@ -17,13 +17,12 @@ mod records;
 use std::str::FromStr;
 use std::time::Duration;
 
-use picloud_core::AppId;
+use picloud_core::{AppId, ExecutionId};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Transaction};
 
 use self::committer::{
-    commit_batch, push_attempts_locked_in_order, OwnConnection, PgCommitter,
-    BEGIN_BY_KEY_WITHOUT_FLUSH,
+    commit_batch, push_attempts_locked_in_order, OwnConnection, PgCommitter, BEGIN_WITHOUT_FLUSH,
 };
 pub(crate) use self::notices::Listener;
 use self::records::PgExecutionWriter;
@@ -32,7 +31,7 @@ use crate::db::{arguments, pool_usage, postgres, Arg, DbResult, Engine, Row, Sql
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, running_jobs, JobValues, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
-use crate::sql::{fair_due_jobs, job_columns, INSERT_FROM_JOB};
+use crate::sql::{self, fair_due_jobs, job_columns, INSERT_FROM_JOB};
 use crate::{
     AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, Notices, OutboxBatch,
     OutboxCommitter, PoolUsage, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
@@ -248,9 +247,25 @@ impl Engine for PgStore {
     }
 
     /// A lost extension only matters if this process died, and then its leases should lapse.
-    async fn extend(&self, owner: &str, jobs: &[JobAttempt], lease_ms: i64) -> StoreResult<u64> {
-        let mut tx = self.pool.begin_with(BEGIN_BY_KEY_WITHOUT_FLUSH).await?;
+    async fn extend(
+        &self,
+        owner: &str,
+        jobs: &[JobAttempt],
+        serving: &[ExecutionId],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin_with(BEGIN_WITHOUT_FLUSH).await?;
         let mut extended = 0;
+        if !serving.is_empty() {
+            let ids: Vec<String> = serving.iter().map(ToString::to_string).collect();
+            extended += sqlx::query(EXTEND_SYNC_LEASES)
+                .bind(span(lease_ms))
+                .bind(owner)
+                .bind(ids)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         for chunk in jobs.chunks(ATTEMPTS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(EXTEND_LEASES);
             query
@@ -263,6 +278,47 @@ impl Engine for PgStore {
         }
         tx.commit().await?;
         Ok(extended)
+    }
+
+    /// Rotates the partitions of `sync_requests` (see the migration that made them) when the
+    /// last rotation, by any node, is at least `rotate_after_ms` old: in one transaction, the
+    /// partition not written now is locked (a group commit that deletes from it waits), its
+    /// lapsed requests are recorded abandoned, those still held move to the written one, it is
+    /// emptied by `TRUNCATE`, and written from then on. An insert that read the old slot before
+    /// the switch lands in the partition it read, which the next rotation looks through again.
+    async fn sweep_sync(&self, rotate_after_ms: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let rotated: Option<(i16, i64)> = sqlx::query_as(ROTATE_SYNC_SLOT)
+            .bind(rotate_after_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // `now` parts the lapsed from the held: one clock reading for both.
+        let Some((emptied, now)) = rotated else {
+            return Ok(0);
+        };
+        let (emptied, written): (&str, i16) = match emptied {
+            0 => ("sync_requests_0", 1),
+            _ => ("sync_requests_1", 0),
+        };
+        sqlx::query(&format!("LOCK TABLE {emptied} IN ACCESS EXCLUSIVE MODE"))
+            .execute(&mut *tx)
+            .await?;
+        let abandoned = sqlx::query(&format!("{RECORD_LAPSED_SYNC} FROM {emptied} {LAPSED}"))
+            .bind(sql::LAPSED_SYNC_REASON)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&format!("{KEEP_HELD_SYNC} FROM {emptied} {HELD}"))
+            .bind(written)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("TRUNCATE {emptied}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(abandoned)
     }
 
     /// sqlx takes an advisory lock, so nodes starting together apply each migration once.
@@ -281,6 +337,39 @@ impl Engine for PgStore {
 
 /// The head of a lease extension, before the new lease and the fence.
 const EXTEND_LEASES: &str = postgres!("UPDATE outbox SET lease_until = ", now!(), " + ");
+
+/// Extends the leases (by `$1`) of the sync requests `$3` that `$2` holds, taking their rows'
+/// locks in id order (see [`push_attempts_locked_in_order`]).
+const EXTEND_SYNC_LEASES: &str = postgres!(
+    "UPDATE sync_requests SET lease_until = ",
+    now!(),
+    " + $1 WHERE owner = $2 AND id IN (SELECT id FROM sync_requests WHERE id = ANY($3) ",
+    "ORDER BY id FOR UPDATE)"
+);
+
+/// Switches the partition written to the other one when the last switch is `$1` ms old or
+/// older; returns the slot written from now on (the one to empty first) and the time.
+const ROTATE_SYNC_SLOT: &str = postgres!(
+    "UPDATE sync_rotation SET slot = 1 - slot, rotated_at = ",
+    clock!(),
+    " WHERE rotated_at <= ",
+    clock!(),
+    " - $1 RETURNING slot, rotated_at"
+);
+/// The head of the rotation's record of a partition's requests lapsed by `$2` (`$1` the
+/// reason), before `FROM <partition>` and [`LAPSED`].
+const RECORD_LAPSED_SYNC: &str = postgres!(
+    "INSERT INTO abandoned_executions (execution_id, app_id, script_id, reason, created_at) ",
+    "SELECT request.id, request.app_id, request.script_id, $1, ",
+    now!(),
+);
+const LAPSED: &str = "AS request JOIN apps ON apps.id = request.app_id \
+     WHERE request.lease_until <= $2 ON CONFLICT (execution_id) DO NOTHING";
+/// The head of the rotation's move of a partition's requests held past `$2` to the slot `$1`,
+/// before `FROM <partition>` and [`HELD`].
+const KEEP_HELD_SYNC: &str = "INSERT INTO sync_requests (slot, id, app_id, script_id, owner, \
+     lease_until) SELECT $1, id, app_id, script_id, owner, lease_until";
+const HELD: &str = "WHERE lease_until > $2";
 
 /// See [`PgStore::claim`](Engine::claim).
 const CLAIM: &str = postgres!(

@@ -9,9 +9,9 @@ use picloud_core::docs::FieldPath;
 use picloud_core::firing::{DocsTriggerRule, KvTriggerRule};
 use picloud_core::{
     ApiKey, ApiKeyId, App, AppId, AppName, AppSlug, CollectionName, DeadLetter, DeadLetterId,
-    DispatchMode, DocsOp, ExecutionId, JobMode, JobPayload, KeptHeaders, KvOp, Membership,
-    Resolution, Role, Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind,
-    ScriptName, Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
+    DispatchMode, DocsOp, ExecutionId, JobPayload, KeptHeaders, KvOp, Membership, Resolution, Role,
+    Route, RouteId, RouteMethod, RoutePath, Scope, Script, ScriptId, ScriptKind, ScriptName,
+    Timestamp, Trigger, TriggerDetail, TriggerId, User, UserId, Username,
 };
 
 use crate::errors::corrupt;
@@ -313,14 +313,6 @@ pub(crate) fn payload_text(payload: &JobPayload) -> StoreResult<String> {
         .map_err(|err| StoreError::Internal(format!("a job payload cannot be serialized: {err}")))
 }
 
-fn job_mode(mode: &str) -> Result<JobMode, String> {
-    match mode {
-        "sync" => Ok(JobMode::Sync),
-        "async" => Ok(JobMode::Async),
-        other => Err(format!("'{other}' is no job mode")),
-    }
-}
-
 /// A count of attempts or a trigger depth, which both backends keep as a 64-bit integer.
 fn small(table: &'static str, value: i64) -> StoreResult<u32> {
     u32::try_from(value).map_err(corrupt(table))
@@ -551,7 +543,6 @@ impl TryFrom<JobRow> for ClaimedJob {
             id: ExecutionId::parse(&row.id).map_err(corrupt("outbox"))?,
             app_id: AppId::parse(&row.app_id).map_err(corrupt("outbox"))?,
             script_id: ScriptId::parse(&row.script_id).map_err(corrupt("outbox"))?,
-            mode: job_mode(&row.mode).map_err(corrupt("outbox"))?,
             payload: serde_json::from_str(&row.payload).map_err(corrupt("outbox"))?,
             trigger_depth: small("outbox", row.trigger_depth)?,
             attempt: small("outbox", row.attempt)?,

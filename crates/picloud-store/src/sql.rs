@@ -79,8 +79,7 @@ macro_rules! abandoned_columns {
 /// [`crate::jobs::JobValues`], in the order it binds them.
 macro_rules! job_value_columns {
     () => {
-        "id, app_id, script_id, mode, source_kind, payload, trigger_depth, status, attempt, \
-         owner, lease_ms"
+        "id, app_id, script_id, source_kind, payload, trigger_depth"
     };
 }
 /// The KV triggers of the app `$1` on the collection `$2`, for `concat!`.
@@ -472,10 +471,10 @@ pub const CLOSE_DEAD_LETTER: Sql<'static> = dialects!(
     now!(),
     " WHERE id = $1 AND resolved_at IS NULL"
 );
-/// The mode of the outbox row of the attempt (`$1` id, `$2` attempt), locked on PostgreSQL:
-/// none once the row moved on.
+/// A row (1) while the outbox row of the attempt (`$1` id, `$2` attempt) is held, locked on
+/// PostgreSQL: none once the row moved on.
 pub const LOCK_ATTEMPT: Sql<'static> = dialects!(
-    "SELECT mode FROM outbox WHERE id = $1 AND attempt = $2",
+    "SELECT CAST(1 AS BIGINT) FROM outbox WHERE id = $1 AND attempt = $2",
     for_update!()
 );
 pub const DELETE_ATTEMPT: Sql<'static> =
@@ -668,11 +667,12 @@ pub const CREATE_TRIGGER: Sql<'static> = dialects!(
 );
 
 /// The head of every insert of new jobs into the outbox, for `concat!`: the columns they fill.
+/// A new job is async, pending, due now and never claimed.
 macro_rules! insert_into_outbox {
     () => {
         concat!(
-            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, ",
-            "trigger_depth, status, attempt, owner, lease_until, due_at, created_at) "
+            "INSERT INTO outbox (id, app_id, script_id, source_kind, payload, trigger_depth, ",
+            "mode, status, attempt, due_at, created_at) "
         )
     };
 }
@@ -680,10 +680,9 @@ macro_rules! insert_into_outbox {
 /// no longer exists is skipped.
 pub const INSERT_FROM_JOB: Sql<'static> = dialects!(
     insert_into_outbox!(),
-    "SELECT job.id, job.app_id, job.script_id, job.mode, job.source_kind, job.payload",
+    "SELECT job.id, job.app_id, job.script_id, job.source_kind, job.payload",
     jsonb!(),
-    ", job.trigger_depth, job.status, job.attempt, job.owner, clock.now + job.lease_ms, ",
-    "clock.now, clock.now ",
+    ", job.trigger_depth, 'async', 'pending', 0, clock.now, clock.now ",
     "FROM job JOIN apps ON apps.id = job.app_id CROSS JOIN (SELECT ",
     now!(),
     " AS now) AS clock"
@@ -699,12 +698,20 @@ pub const RELEASE_JOBS: Sql<'static> = dialects!(
     now!(),
     " WHERE status = 'running' AND owner = $1"
 );
+/// Records the execution `$1` of the app `$2` and script `$3` abandoned for the reason `$4`;
+/// nothing when the app is gone, or the execution recorded already.
 pub const INSERT_ABANDONED: Sql<'static> = dialects!(
     "INSERT INTO abandoned_executions (execution_id, app_id, script_id, reason, created_at) ",
-    "VALUES ($1, $2, $3, $4, ",
+    "SELECT $1, id, $3, $4, ",
     now!(),
-    ")"
+    " FROM apps WHERE id = $2 ON CONFLICT (execution_id) DO NOTHING"
 );
+/// Deletes the record of the sync request `$1`, returning its app and script.
+pub const DELETE_SYNC_REQUEST: Sql<'static> =
+    Sql::same("DELETE FROM sync_requests WHERE id = $1 RETURNING app_id, script_id");
+/// Why a sync request whose lease lapsed is recorded abandoned.
+pub const LAPSED_SYNC_REASON: &str =
+    "its node stopped before answering it; the caller's connection ended with it";
 pub const INSERT_DEAD_LETTER: Sql<'static> = dialects!(
     "INSERT INTO dead_letters (id, app_id, script_id, execution_id, source_kind, mode, ",
     "payload, error, attempts, trigger_depth, created_at) ",

@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use picloud_core::AppId;
+use picloud_core::{AppId, ExecutionId};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -62,7 +62,7 @@ use crate::db::{pool_usage, sqlite, Arg, DbResult, Engine, Row, Sql, WriteTx};
 use crate::errors::{migrate_error, unreachable};
 use crate::jobs::{self, push_attempts, running_jobs, ATTEMPTS_PER_STATEMENT};
 use crate::rows::{span, JobRow};
-use crate::sql::{fair_due_jobs, job_columns};
+use crate::sql::{self, fair_due_jobs, job_columns};
 use crate::{
     AppQuotas, Backend, ClaimedJob, ExecutionWriter, JobAttempt, Notices, OutboxBatch,
     OutboxCommitter, PoolUsage, RunCommit, RunVerdict, StoreConfig, StoreError, StoreResult,
@@ -279,9 +279,29 @@ impl Engine for SqliteStore {
         jobs::claimed(rows)
     }
 
-    async fn extend(&self, owner: &str, jobs: &[JobAttempt], lease_ms: i64) -> StoreResult<u64> {
+    async fn extend(
+        &self,
+        owner: &str,
+        jobs: &[JobAttempt],
+        serving: &[ExecutionId],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await?;
         let mut extended = 0;
+        for chunk in serving.chunks(ATTEMPTS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(EXTEND_SYNC_LEASES);
+            query
+                .push_bind(span(lease_ms))
+                .push(" WHERE owner = ")
+                .push_bind(owner)
+                .push(" AND id IN (");
+            let mut ids = query.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.to_string());
+            }
+            query.push(")");
+            extended += query.build().execute(&mut *tx).await?.rows_affected();
+        }
         for chunk in jobs.chunks(ATTEMPTS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(EXTEND_LEASES);
             query
@@ -294,6 +314,27 @@ impl Engine for SqliteStore {
         }
         tx.commit().await?;
         Ok(extended)
+    }
+
+    /// Nothing to rotate: SQLite reuses a deleted row's space. The lapsed requests are found by
+    /// their lease's index and recorded abandoned, in one transaction.
+    async fn sweep_sync(&self, _rotate_after_ms: i64) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let lapsed: Vec<(String, String, String)> = sqlx::query_as(DELETE_LAPSED_SYNC)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut abandoned = 0;
+        for (id, app_id, script_id) in lapsed {
+            let args: [Arg<'_>; 4] = [
+                id.into(),
+                app_id.into(),
+                script_id.into(),
+                sql::LAPSED_SYNC_REASON.into(),
+            ];
+            abandoned += tx.execute(sql::INSERT_ABANDONED, &args).await?;
+        }
+        tx.commit().await?;
+        Ok(abandoned)
     }
 
     async fn run_migrations(&self) -> StoreResult<()> {
@@ -324,6 +365,14 @@ impl Engine for SqliteStore {
 
 /// The head of a lease extension, before the new lease and the fence.
 const EXTEND_LEASES: &str = sqlite!("UPDATE outbox SET lease_until = ", now!(), " + ");
+/// [`EXTEND_LEASES`] for sync requests.
+const EXTEND_SYNC_LEASES: &str = sqlite!("UPDATE sync_requests SET lease_until = ", now!(), " + ");
+/// Deletes the sync requests whose lease lapsed, returning their ids, apps and scripts.
+const DELETE_LAPSED_SYNC: &str = sqlite!(
+    "DELETE FROM sync_requests WHERE lease_until <= ",
+    now!(),
+    " RETURNING id, app_id, script_id"
+);
 
 /// The writer connection (and the writer lock), lent for claims, which commit without an fsync
 /// (`synchronous = NORMAL`): a claim lost to a crash only means the job runs again, which
@@ -419,7 +468,7 @@ mod tests {
     use super::*;
 
     use picloud_core::exec::HttpRequest;
-    use picloud_core::{AppName, AppSlug, ExecutionId, JobMode, JobPayload, ScriptId};
+    use picloud_core::{AppName, AppSlug, ExecutionId, JobPayload, ScriptId};
 
     use crate::{AppStore, NewJob, OutboxStore, Store};
 
@@ -527,14 +576,18 @@ mod tests {
             .run(&store.writer.pool)
             .await
             .expect("applied");
-        let job = sync_job(&store).await;
-        store
-            .commit_outbox(&OutboxBatch {
-                enqueue: vec![job.clone()],
-                ..OutboxBatch::default()
-            })
-            .await
-            .expect("a job waits in the outbox");
+        let job = new_app_job(&store).await;
+        // Written with the columns of 0005: the committer counts jobs in a table of 0010.
+        sqlx::query(
+            "INSERT INTO outbox (id, app_id, script_id, mode, source_kind, payload, status, \
+             due_at) VALUES ($1, $2, $3, 'async', 'http', '{}', 'pending', 0)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.app_id.to_string())
+        .bind(job.script_id.to_string())
+        .execute(&store.writer.pool)
+        .await
+        .expect("a job waits in the outbox");
 
         store.migrate().await.expect("0008 applies");
         let kept: (String, String, String) = sqlx::query_as("SELECT id, mode, status FROM outbox")
@@ -543,7 +596,7 @@ mod tests {
             .expect("the job is still there");
         assert_eq!(
             kept,
-            (job.id.to_string(), "sync".to_owned(), "pending".to_owned())
+            (job.id.to_string(), "async".to_owned(), "pending".to_owned())
         );
         let rowid = sqlx::query("SELECT rowid FROM outbox")
             .fetch_all(&store.writer.pool)
@@ -611,9 +664,9 @@ mod tests {
         (dir, store)
     }
 
-    /// A sync job of a new app. The app is written with the columns of the first migration, so
+    /// A job of a new app. The app is written with the columns of the first migration, so
     /// this works on a schema that later migrations have not reached yet.
-    async fn sync_job(store: &SqliteStore) -> NewJob {
+    async fn new_app_job(store: &SqliteStore) -> NewJob {
         let app_id = AppId::new();
         sqlx::query("INSERT INTO apps (id, slug, name) VALUES ($1, 'shop', 'Shop')")
             .bind(app_id.to_string())
@@ -624,12 +677,10 @@ mod tests {
             id: ExecutionId::new(),
             app_id,
             script_id: ScriptId::new(),
-            mode: JobMode::Sync,
             payload: JobPayload::Http {
                 request: HttpRequest::default(),
             },
             trigger_depth: 0,
-            claimed: None,
         }
     }
 
@@ -643,7 +694,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_committer_syncs_durable_batches_and_survives_a_failed_one() {
         let (_dir, store) = migrated_store().await;
-        let job = sync_job(&store).await;
+        let job = new_app_job(&store).await;
         let path = store.path().to_owned();
         let lock = store.writer.lock.clone();
         tokio::task::spawn_blocking(move || {
@@ -703,7 +754,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_committer_waits_for_the_writer_lock() {
         let (_dir, store) = migrated_store().await;
-        let job = sync_job(&store).await;
+        let job = new_app_job(&store).await;
         let mut committer = store.outbox_committer().expect("a committer");
         let held = store.writer.lock.clone().lock_owned().await;
         let commit = tokio::task::spawn_blocking(move || {

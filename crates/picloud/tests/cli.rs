@@ -323,11 +323,23 @@ async fn login_refusals_say_what_went_wrong() {
     );
 }
 
-/// An address nothing listens on.
+/// An address nothing listens on, below Linux's range of ephemeral ports (32768 on): a server
+/// restarted on it must find it free, and a port in that range may meanwhile become a client's
+/// own end — the follower's, whose retries against a port with no listener can even connect it
+/// to itself (a TCP self-connect), which made the restart fail with "Address already in use".
 fn free_address() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
+    // Apart for each process and each call, so two callers are not handed one port.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (std::process::id().wrapping_mul(7_919) + call * 101) % 10_000;
+    (0..10_000u32)
+        .map(|offset| u16::try_from(20_000 + (start + offset) % 10_000).expect("a port"))
+        .find_map(|port| {
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .and_then(|listener| listener.local_addr())
+                .ok()
+        })
+        .expect("a free port below the ephemeral range")
 }
 
 /// `--token` takes an API key as well as a session; an app or script that does not exist, or

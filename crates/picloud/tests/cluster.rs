@@ -143,6 +143,51 @@ on_both_backends!(
     accepted_jobs_survive_a_kill_9_and_a_restart
 );
 
+/// Kill -9 while a sync request runs: its caller's connection dies with the process, and once its
+/// lease lapses the restarted process records the execution abandoned (#19: sync requests are
+/// recorded apart from the outbox, and a sweep every few seconds finds the lapsed ones).
+async fn a_sync_request_cut_off_by_a_kill_9_is_recorded_abandoned(backend: Backend) {
+    let Some(db) = Database::fresh(backend) else {
+        return;
+    };
+    let _heavy = heavy().await;
+    let settings = [("PICLOUD_OUTBOX_LEASE_MS", "1000")];
+    let mut server = Process::serve(&db, &settings);
+    let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
+    admin
+        .deploy(
+            "cut",
+            "let stop_at = time::now() + 2000; while time::now() < stop_at { } \"done\"",
+            "GET",
+            "/slow",
+        )
+        .await;
+    let url = format!("{}/cut/slow", server.base);
+    let call = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+    assert!(
+        call.await.expect("the call's task").is_err(),
+        "the caller's connection ended with the process"
+    );
+
+    let server = Process::serve(&db, &settings);
+    let recorded = |line: &Value| {
+        line["message"] == "sync requests whose node stopped were recorded abandoned"
+            && line["abandoned"] == 1
+    };
+    // The lease (1 s), then at most two sweeps 5 s apart (PostgreSQL rotates its table first).
+    assert!(
+        server.log_arrives(recorded, Duration::from_secs(30)),
+        "the cut-off request is recorded abandoned ({backend:?}); logs: {:#?}",
+        server.tail_logs(20)
+    );
+}
+on_both_backends!(
+    a_sync_request_cut_off_by_kill_9_is_recorded_abandoned,
+    a_sync_request_cut_off_by_a_kill_9_is_recorded_abandoned
+);
+
 async fn admin_dead_letters(server: &Process, app_id: &str) -> usize {
     let admin = Admin::login(&server.admin_base, ADMIN_PASSWORD).await;
     admin.dead_letters(app_id, "all").await.len()

@@ -3,29 +3,25 @@
 
 use std::time::{Duration, Instant};
 
+use picloud_core::ExecutionId;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::runtime::Runtime;
 
 use crate::commit::commit_runs;
-use crate::db::DbResult;
+use crate::db::{postgres, DbResult};
 use crate::jobs::{
     count_jobs, enqueue, push_attempts, JobCounts, JobValues, ATTEMPTS_PER_STATEMENT,
 };
+use crate::rows::span;
 use crate::{
     AppQuotas, JobAttempt, OutboxBatch, OutboxCommitter, RunVerdict, StoreError, StoreResult,
+    SyncRequest,
 };
 
-/// For the statements that find outbox rows by primary key (a group commit, the heartbeat): the
-/// planner is told to, because the outbox churns faster than its statistics follow — every sync
-/// request inserts a row and deletes it, and autovacuum comes by at most once a minute, so the
-/// planner took the bloated table for a few rows and its primary-key index for dear, and read it
-/// by sequential scans (bench/RESULTS.md, "PostgreSQL's slow state").
-pub(super) const BEGIN_BY_KEY: &str = "BEGIN; SET LOCAL enable_seqscan = off";
-/// [`BEGIN_BY_KEY`] for a transaction whose commit does not wait for its WAL record to be flushed
-/// (in the same round trip).
-pub(super) const BEGIN_BY_KEY_WITHOUT_FLUSH: &str =
-    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL synchronous_commit = off";
+/// A transaction whose commit does not wait for its WAL record to be flushed (in the same round
+/// trip as its `BEGIN`).
+pub(super) const BEGIN_WITHOUT_FLUSH: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
 /// A connection of its own for a thread of its own (the recorder's, the records'), driven by a
 /// runtime of its own: a call takes no hop through the server's runtime (its reactor would
@@ -151,13 +147,13 @@ pub(super) async fn commit_batch(
 ) -> StoreResult<Vec<RunVerdict>> {
     let jobs = JobValues::all(&batch.enqueue)?;
     // Unless durable, the commit returns before its WAL record is flushed; a crash may lose it.
-    let begin = if batch.must_sync() {
-        BEGIN_BY_KEY
+    let mut tx = if batch.must_sync() {
+        conn.begin().await?
     } else {
-        BEGIN_BY_KEY_WITHOUT_FLUSH
+        conn.begin_with(BEGIN_WITHOUT_FLUSH).await?
     };
-    let mut tx = conn.begin_with(begin).await?;
     write_batch(&mut tx, &jobs, &batch.finished).await?;
+    write_sync_requests(&mut tx, &batch.serving, &batch.served).await?;
     let verdicts = commit_runs(&mut tx, quotas, &batch.runs).await?;
     tx.commit().await?;
     Ok(verdicts)
@@ -175,13 +171,62 @@ async fn write_batch(
     for chunk in finished.chunks(ATTEMPTS_PER_STATEMENT) {
         let mut query = QueryBuilder::new("DELETE FROM outbox WHERE ");
         push_attempts_locked_in_order(&mut query, chunk);
-        query.push(" RETURNING app_id, mode");
-        let removed: Vec<(String, String)> = query.build_query_as().fetch_all(&mut **tx).await?;
-        for (app_id, mode) in &removed {
-            counts.removed(app_id, mode);
+        query.push(" RETURNING app_id");
+        let removed: Vec<(String,)> = query.build_query_as().fetch_all(&mut **tx).await?;
+        for (app_id,) in &removed {
+            counts.removed(app_id);
         }
     }
     count_jobs(tx, &counts).await
+}
+
+/// Sync requests per insert statement (5 parameters each).
+const SYNC_REQUESTS_PER_INSERT: usize = 1_000;
+
+/// The end of an insert into `sync_requests`, after its `request` rows.
+const INSERT_SYNC_REQUESTS_FROM: &str = postgres!(
+    ") AS request (id, app_id, script_id, owner, lease_ms) ",
+    "JOIN apps ON apps.id = request.app_id CROSS JOIN sync_rotation AS rotation ",
+    "CROSS JOIN (SELECT ",
+    now!(),
+    " AS now) AS clock"
+);
+
+/// The records of the sync requests that start, into the partition written now (see
+/// `sync_requests` in the migrations), and those of the requests answered, out. A request of an
+/// app deleted meanwhile is not recorded.
+async fn write_sync_requests(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    serving: &[SyncRequest],
+    served: &[ExecutionId],
+) -> DbResult<()> {
+    for chunk in serving.chunks(SYNC_REQUESTS_PER_INSERT) {
+        let mut query = QueryBuilder::new(
+            "INSERT INTO sync_requests (slot, id, app_id, script_id, owner, lease_until) \
+             SELECT rotation.slot, request.id, request.app_id, request.script_id, request.owner, \
+             clock.now + request.lease_ms FROM (",
+        );
+        query.push_values(chunk, |mut row, request| {
+            row.push_bind(request.id.to_string())
+                .push_bind(request.app_id.to_string())
+                .push_bind(request.script_id.to_string())
+                .push_bind(request.lease.owner.as_str())
+                .push_bind(span(request.lease.lease_ms));
+        });
+        query.push(INSERT_SYNC_REQUESTS_FROM);
+        query.build().execute(&mut **tx).await?;
+    }
+    if !served.is_empty() {
+        let ids: Vec<String> = served.iter().map(ToString::to_string).collect();
+        sqlx::query(concat!(
+            "DELETE FROM sync_requests WHERE id IN (SELECT id FROM sync_requests ",
+            "WHERE id = ANY($1) ORDER BY id FOR UPDATE)"
+        ))
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Appends `id IN (SELECT id … ORDER BY id FOR UPDATE)` with the fence of

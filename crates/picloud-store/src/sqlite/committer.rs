@@ -27,6 +27,7 @@ use super::direct::{self, sqlite_error};
 use crate::commit::{commit_runs, AnyRow, CommitTx};
 use crate::db::{sqlite, Arg, Sql};
 use crate::jobs::{JobCounts, JobValues};
+use crate::rows::span;
 use crate::sql::{self, insert_into_outbox};
 use crate::{
     AppQuotas, Backend, OutboxBatch, OutboxCommitter, RunVerdict, StoreError, StoreResult,
@@ -38,7 +39,7 @@ use crate::{
 /// one-row `WITH job (…) AS (VALUES …)` costs SQLite two materialized tables per insert.
 const INSERT_JOB: &str = sqlite!(
     insert_into_outbox!(),
-    "SELECT ?1, app.id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, app.now + ?11, app.now, app.now ",
+    "SELECT ?1, app.id, ?3, ?4, ?5, ?6, 'async', 'pending', 0, app.now, app.now ",
     "FROM (SELECT id, ",
     now!(),
     " AS now FROM apps WHERE id = ?2) AS app"
@@ -46,8 +47,17 @@ const INSERT_JOB: &str = sqlite!(
 
 /// Fenced by attempt: a row claimed again meanwhile stays. Returns what the app's count of
 /// queued jobs needs.
-const DELETE_FINISHED: &str =
-    "DELETE FROM outbox WHERE id = ?1 AND attempt = ?2 RETURNING app_id, mode";
+const DELETE_FINISHED: &str = "DELETE FROM outbox WHERE id = ?1 AND attempt = ?2 RETURNING app_id";
+
+/// A sync request's record (`?1` id, `?2` app, `?3` script, `?4` owner, `?5` lease): nothing for
+/// an app that no longer exists.
+const INSERT_SYNC_REQUEST: &str = sqlite!(
+    "INSERT INTO sync_requests (id, app_id, script_id, owner, lease_until) ",
+    "SELECT ?1, id, ?3, ?4, ",
+    now!(),
+    " + ?5 FROM apps WHERE id = ?2"
+);
+const DELETE_SYNC_REQUEST: &str = "DELETE FROM sync_requests WHERE id = ?1";
 
 pub(crate) struct SqliteCommitter {
     conn: Connection,
@@ -112,7 +122,8 @@ impl SqliteCommitter {
     }
 }
 
-/// The batch's new jobs and finished attempts, and the counts of queued jobs they change.
+/// The batch's new jobs, finished attempts and sync requests, and the counts of queued jobs they
+/// change.
 fn write_rows(
     tx: &Transaction<'_>,
     batch: &OutboxBatch,
@@ -125,16 +136,40 @@ fn write_rows(
     for finished in &batch.finished {
         let removed = delete
             .query_row(params![finished.id.to_string(), finished.attempt], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                row.get::<_, String>(0)
             })
             .optional()?;
-        if let Some((app_id, mode)) = removed {
-            counts.removed(&app_id, &mode);
+        if let Some(app_id) = removed {
+            counts.removed(&app_id);
         }
     }
+    write_sync_requests(tx, batch)?;
     for (app_id, recorded, removed) in counts.by_app() {
         tx.prepare_cached(sql::COUNT_JOBS.sqlite)?
             .execute(named_params! {"$1": app_id, "$2": recorded, "$3": removed})?;
+    }
+    Ok(())
+}
+
+/// The records of the batch's sync requests that start, in, and of those answered, out.
+fn write_sync_requests(tx: &Transaction<'_>, batch: &OutboxBatch) -> rusqlite::Result<()> {
+    if !batch.serving.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_SYNC_REQUEST)?;
+        for request in &batch.serving {
+            insert.execute(params![
+                request.id.to_string(),
+                request.app_id.to_string(),
+                request.script_id.to_string(),
+                request.lease.owner,
+                span(request.lease.lease_ms),
+            ])?;
+        }
+    }
+    if !batch.served.is_empty() {
+        let mut delete = tx.prepare_cached(DELETE_SYNC_REQUEST)?;
+        for id in &batch.served {
+            delete.execute(params![id.to_string()])?;
+        }
     }
     Ok(())
 }
@@ -147,14 +182,9 @@ fn insert_jobs(tx: &Transaction<'_>, jobs: &[JobValues]) -> rusqlite::Result<()>
             job.id,
             job.app_id,
             job.script_id,
-            job.mode,
             job.source_kind,
             job.payload,
             job.trigger_depth,
-            job.status,
-            job.attempt,
-            job.owner,
-            job.lease_ms,
         ])?;
     }
     Ok(())

@@ -28,18 +28,10 @@ both_backends!(
                 &json!(2),
             )
             .await?;
-        let mut sync = http_job(&script, "/s");
-        sync.mode = JobMode::Sync;
-        let attempt = JobAttempt {
-            id: sync.id,
-            attempt: 1,
-        };
-        sync.claimed = Some(Lease {
-            owner: "n".to_owned(),
-            lease_ms: LEASE_MS,
-        });
-        enqueue(&store, vec![sync, http_job(&kept_script, "/k")]).await?;
-        store.abandon_job(attempt, "gone").await?;
+        let abandoned = serve(&store, &script, "n", LEASE_MS).await?;
+        store.abandon_sync(abandoned, "gone").await?;
+        let serving = serve(&store, &script, "n", LEASE_MS).await?;
+        enqueue(&store, vec![http_job(&kept_script, "/k")]).await?;
         ensure!(depth(&store).await?.pending > 1, "the app has jobs waiting");
 
         assert!(store.delete_app(shop.id).await?, "the app is deleted");
@@ -68,6 +60,25 @@ both_backends!(
             depth(&store).await?,
             depth_of(1, 0),
             "its outbox jobs, and only its"
+        );
+        // A request served while its app was deleted ends without a trace: its answer deletes
+        // its record (or a sweep drops it); an abandonment records nothing for a gone app.
+        assert!(
+            store.abandon_sync(serving, "gone").await?,
+            "the request's record is taken"
+        );
+        assert!(
+            store
+                .list_abandoned_executions(shop.id, &PageRequest::default())
+                .await?
+                .items
+                .is_empty(),
+            "and nothing recorded for the gone app"
+        );
+        let late = serve(&store, &script, "n", LEASE_MS).await?;
+        assert!(
+            !holds(&store, "n", late).await?,
+            "a request of a gone app commits, and records nothing"
         );
         assert_eq!(
             store

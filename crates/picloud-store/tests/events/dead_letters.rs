@@ -78,7 +78,6 @@ both_backends!(
                 "the event names the dead letter and carries the failed payload"
             );
             assert_eq!(job.trigger_depth, 2, "one level deeper");
-            assert_eq!(job.mode, JobMode::Async, "async");
             assert_eq!(
                 job.payload.handled_dead_letter(),
                 Some(dead.id),
@@ -176,7 +175,6 @@ both_backends!(a_replay_enqueues_the_job_again_once, |store| async move {
     assert_eq!(job.script_id, failing.id, "for the same script");
     assert_eq!(job.app_id, shop.id, "in the same app");
     assert_eq!(job.payload, dead.payload, "with the same payload");
-    assert_eq!(job.mode, JobMode::Async, "async");
     assert_eq!(job.attempt, 1, "from its first attempt");
     assert_eq!(job.trigger_depth, dead.trigger_depth, "at the same depth");
 
@@ -341,34 +339,14 @@ both_backends!(
         let shop = app(&store, "shop").await?;
         let script = endpoint(&store, shop.id, "api").await?;
         let old_dead = dead_letter(&store, &script, "old").await?;
-        let mut old_sync = http_job(&script, "/old");
-        old_sync.mode = JobMode::Sync;
-        let old_attempt = JobAttempt {
-            id: old_sync.id,
-            attempt: 1,
-        };
-        old_sync.claimed = Some(Lease {
-            owner: "n".to_owned(),
-            lease_ms: LEASE_MS,
-        });
-        enqueue(&store, vec![old_sync]).await?;
-        store.abandon_job(old_attempt, "gone").await?;
+        let old_sync = serve(&store, &script, "n", LEASE_MS).await?;
+        store.abandon_sync(old_sync, "gone").await?;
         let older = dead_letter(&store, &script, "older still").await?;
 
         tokio::time::sleep(Duration::from_millis(400)).await;
         let new_dead = dead_letter(&store, &script, "new").await?;
-        let mut new_sync = http_job(&script, "/new");
-        new_sync.mode = JobMode::Sync;
-        let new_attempt = JobAttempt {
-            id: new_sync.id,
-            attempt: 1,
-        };
-        new_sync.claimed = Some(Lease {
-            owner: "n".to_owned(),
-            lease_ms: LEASE_MS,
-        });
-        enqueue(&store, vec![new_sync]).await?;
-        store.abandon_job(new_attempt, "gone").await?;
+        let new_sync = serve(&store, &script, "n", LEASE_MS).await?;
+        store.abandon_sync(new_sync, "gone").await?;
 
         assert_eq!(
             store.sweep_dead_letters(200, 1).await?,
@@ -407,7 +385,7 @@ both_backends!(
                 .iter()
                 .map(|r| r.execution_id)
                 .collect::<Vec<_>>(),
-            vec![new_attempt.id],
+            vec![new_sync],
             "the new record stays"
         );
         assert_eq!(

@@ -21,7 +21,6 @@ both_backends!(
         let job = &jobs[0];
         assert_eq!(job.app_id, shop.id, "the writer's app");
         assert_eq!(job.script_id, handler.id, "the trigger's script");
-        assert_eq!(job.mode, JobMode::Async, "triggered jobs are async");
         assert_eq!(job.attempt, 1, "the first attempt");
         assert_eq!(job.trigger_depth, 3, "one level deeper than the writer");
         assert_eq!(

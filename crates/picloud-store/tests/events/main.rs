@@ -26,7 +26,7 @@ use picloud_core::events::{DeadLetterEvent, KvEvent, KV_MAX_VALUE_BYTES};
 use picloud_core::exec::HttpRequest;
 use picloud_core::services::{KvListRequest, WriteOrigin};
 use picloud_core::{
-    AppId, AppName, CollectionName, DeadLetter, DeadLetterId, DispatchMode, ExecutionId, JobMode,
+    AppId, AppName, CollectionName, DeadLetter, DeadLetterId, DispatchMode, ExecutionId,
     JobPayload, KeptHeaders, KvKey, KvOp, Resolution, RouteMethod, RoutePath, Script, ScriptId,
     ScriptServices, ServiceErrorKind, TriggerDetail, TriggerEvent,
 };
@@ -34,7 +34,7 @@ use picloud_store::{
     AppPatch, AppQuotas, AppUsage, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt,
     KvWritten, Lease, NewJob, NewRoute, NewTrigger, Notice, OutboxBatch, OutboxCommitter,
     OutboxDepth, OverLimit, PageRequest, RunCommit, RunVerdict, ScriptPatch, Store, StoreError,
-    StoreServices, KV_ENTRY_OVERHEAD,
+    StoreServices, SyncRequest, KV_ENTRY_OVERHEAD,
 };
 use picloud_test_support::fixtures::{app, conflict, endpoint, page};
 use picloud_test_support::{both_backends, fresh_store, Backend, TestDatabase};
@@ -163,10 +163,8 @@ fn http_job(script: &Script, path: &str) -> NewJob {
         id: ExecutionId::new(),
         app_id: script.app_id,
         script_id: script.id,
-        mode: JobMode::Async,
         payload: http_payload(path),
         trigger_depth: 0,
-        claimed: None,
     }
 }
 
@@ -194,6 +192,47 @@ async fn finish(store: &Arc<dyn Store>, finished: Vec<JobAttempt>) -> anyhow::Re
         })
         .await?;
     Ok(())
+}
+
+/// Records a sync request of `script` that `owner` serves under a lease of `lease_ms`.
+async fn serve(
+    store: &Arc<dyn Store>,
+    script: &Script,
+    owner: &str,
+    lease_ms: i64,
+) -> anyhow::Result<ExecutionId> {
+    let id = ExecutionId::new();
+    store
+        .commit_outbox(&OutboxBatch {
+            serving: vec![SyncRequest {
+                id,
+                app_id: script.app_id,
+                script_id: script.id,
+                lease: Lease {
+                    owner: owner.to_owned(),
+                    lease_ms,
+                },
+            }],
+            ..OutboxBatch::default()
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Deletes the records of answered sync requests.
+async fn answer(store: &Arc<dyn Store>, served: Vec<ExecutionId>) -> anyhow::Result<()> {
+    store
+        .commit_outbox(&OutboxBatch {
+            served,
+            ..OutboxBatch::default()
+        })
+        .await?;
+    Ok(())
+}
+
+/// Whether `owner` holds the sync request `id` (extending its lease tells).
+async fn holds(store: &Arc<dyn Store>, owner: &str, id: ExecutionId) -> anyhow::Result<bool> {
+    Ok(store.extend_leases(owner, &[], &[id], LEASE_MS).await? == 1)
 }
 
 /// No bound on the jobs of one app a claimer runs (every due job is a candidate).

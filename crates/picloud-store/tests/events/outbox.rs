@@ -2,49 +2,147 @@
 
 use super::*;
 
-// The sync path: the row is inserted already claimed, so no claim write, and no other claimer
-// takes it while its lease holds.
+// #19: a sync request is recorded apart from the outbox, held by its node, and its record is
+// deleted once it is answered. No claimer ever sees it.
 both_backends!(
-    a_job_inserted_claimed_is_running_and_not_claimed_again,
+    a_sync_request_is_recorded_apart_from_the_outbox_until_it_is_answered,
     |store| async move {
         let shop = app(&store, "shop").await?;
         let script = endpoint(&store, shop.id, "api").await?;
-        let mut job = http_job(&script, "/sync");
-        job.mode = JobMode::Sync;
-        job.claimed = Some(Lease {
-            owner: "node-a".to_owned(),
-            lease_ms: LEASE_MS,
-        });
-        let id = job.id;
-        store
-            .commit_outbox(&OutboxBatch {
-                enqueue: vec![job],
-                finished: Vec::new(),
-                durable: false,
-                ..OutboxBatch::default()
-            })
-            .await?;
-        assert_eq!(depth(&store).await?, depth_of(0, 1), "running at once");
+        let id = serve(&store, &script, "node-a", LEASE_MS).await?;
+        assert_eq!(depth(&store).await?, depth_of(0, 0), "no outbox row");
         assert!(
             claim(&store, "node-b", 10).await?.is_empty(),
-            "a held lease is not claimed"
+            "nothing to claim"
+        );
+        assert!(
+            !holds(&store, "node-b", id).await?,
+            "only its node holds it"
+        );
+        assert!(holds(&store, "node-a", id).await?, "its node holds it");
+        answer(&store, vec![id]).await?;
+        assert!(
+            !holds(&store, "node-a", id).await?,
+            "answered: its record is gone"
+        );
+        assert!(
+            !store.abandon_sync(id, "late").await?,
+            "an answered request is not abandoned"
         );
         assert_eq!(
+            store.sweep_sync_requests(0).await? + store.sweep_sync_requests(0).await?,
+            0,
+            "nor swept"
+        );
+        assert!(
             store
-                .extend_leases("node-a", &[JobAttempt { id, attempt: 1 }], LEASE_MS)
-                .await?,
-            1,
-            "its owner holds attempt 1"
-        );
-        finish(&store, vec![JobAttempt { id, attempt: 1 }]).await?;
-        assert_eq!(
-            depth(&store).await?,
-            depth_of(0, 0),
-            "a finished attempt is deleted"
+                .list_abandoned_executions(shop.id, &PageRequest::default())
+                .await?
+                .items
+                .is_empty(),
+            "nothing recorded"
         );
         Ok(())
     }
 );
+
+// #19: a node that dies leaves its requests' records behind; once their leases lapse, two sweeps
+// at most record them abandoned, and never one still held — however many sweeps pass over it.
+both_backends!(
+    a_sync_request_whose_lease_lapsed_is_recorded_abandoned_by_a_sweep,
+    |store| async move {
+        let shop = app(&store, "shop").await?;
+        let script = endpoint(&store, shop.id, "api").await?;
+        let lapsing = serve(&store, &script, "dead-node", 5).await?;
+        let held = serve(&store, &script, "live-node", LEASE_MS).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let swept = store.sweep_sync_requests(0).await? + store.sweep_sync_requests(0).await?;
+        assert_eq!(swept, 1, "the lapsed request, within two sweeps");
+        let listed = store
+            .list_abandoned_executions(shop.id, &PageRequest::default())
+            .await?;
+        assert_eq!(listed.items.len(), 1, "one record");
+        assert_eq!(
+            listed.items[0].execution_id, lapsing,
+            "of the lapsed request"
+        );
+        assert!(
+            listed.items[0].reason.contains("node stopped"),
+            "saying why: {}",
+            listed.items[0].reason
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                store.sweep_sync_requests(0).await?,
+                0,
+                "nothing else lapsed"
+            );
+            assert!(
+                holds(&store, "live-node", held).await?,
+                "the held request keeps its record through every sweep"
+            );
+        }
+        assert!(
+            store.abandon_sync(held, "the caller had gone").await?,
+            "and can still be abandoned"
+        );
+        assert_eq!(
+            store
+                .list_abandoned_executions(shop.id, &PageRequest::default())
+                .await?
+                .items
+                .len(),
+            2
+        );
+        Ok(())
+    }
+);
+
+// #19: sweeps that run while requests are being recorded and answered (on PostgreSQL: rotations
+// that TRUNCATE a partition) lose none and record none abandoned.
+both_backends!(sweeps_beside_busy_requests_lose_none, |store| async move {
+    let shop = app(&store, "shop").await?;
+    let script = endpoint(&store, shop.id, "api").await?;
+    let sweeper = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                store.sweep_sync_requests(0).await?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut held = Vec::new();
+    for round in 0..40 {
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(serve(&store, &script, "node", LEASE_MS).await?);
+        }
+        // Every other round's requests are answered, the rest stay held.
+        if round % 2 == 0 {
+            answer(&store, ids).await?;
+        } else {
+            held.extend(ids);
+        }
+    }
+    sweeper.await??;
+    assert_eq!(store.sweep_sync_requests(0).await?, 0);
+    assert_eq!(
+        store.extend_leases("node", &[], &held, LEASE_MS).await?,
+        held.len() as u64,
+        "every held request keeps its record"
+    );
+    assert!(
+        store
+            .list_abandoned_executions(shop.id, &PageRequest::default())
+            .await?
+            .items
+            .is_empty(),
+        "none recorded abandoned"
+    );
+    Ok(())
+});
 
 both_backends!(
     a_batch_skips_jobs_of_apps_that_are_gone,
@@ -301,7 +399,7 @@ both_backends!(
 
         let old = stale.attempt_ref();
         assert_eq!(
-            store.extend_leases("paused", &[old], LEASE_MS).await?,
+            store.extend_leases("paused", &[old], &[], LEASE_MS).await?,
             0,
             "the old owner cannot extend it"
         );
@@ -312,10 +410,6 @@ both_backends!(
         assert!(
             store.dead_letter_job(old, "late").await?.is_none(),
             "a stale dead-lettering is fenced"
-        );
-        assert!(
-            !store.abandon_job(old, "late").await?,
-            "a stale abandon is fenced"
         );
         assert!(
             !store
@@ -355,18 +449,20 @@ both_backends!(
         let attempt = jobs.first().context("claimed")?.attempt_ref();
         assert_eq!(
             store
-                .extend_leases("intruder", &[attempt], LEASE_MS)
+                .extend_leases("intruder", &[attempt], &[], LEASE_MS)
                 .await?,
             0,
             "only the owner extends"
         );
         assert_eq!(
-            store.extend_leases("owner", &[attempt], LEASE_MS).await?,
+            store
+                .extend_leases("owner", &[attempt], &[], LEASE_MS)
+                .await?,
             1,
             "the owner extends its lease"
         );
         assert_eq!(
-            store.extend_leases("owner", &[], LEASE_MS).await?,
+            store.extend_leases("owner", &[], &[], LEASE_MS).await?,
             0,
             "extending nothing is a no-op"
         );
@@ -469,28 +565,18 @@ both_backends!(
 );
 
 both_backends!(
-    an_abandoned_sync_job_leaves_a_record_instead,
+    an_abandoned_sync_request_leaves_a_record_instead,
     |store| async move {
         let shop = app(&store, "shop").await?;
         let script = endpoint(&store, shop.id, "api").await?;
-        let mut job = http_job(&script, "/slow");
-        job.mode = JobMode::Sync;
-        job.claimed = Some(Lease {
-            owner: "node".to_owned(),
-            lease_ms: LEASE_MS,
-        });
-        let attempt = JobAttempt {
-            id: job.id,
-            attempt: 1,
-        };
-        enqueue(&store, vec![job]).await?;
+        let id = serve(&store, &script, "node", LEASE_MS).await?;
         assert!(
-            store.abandon_job(attempt, "the caller had gone").await?,
+            store.abandon_sync(id, "the caller had gone").await?,
             "abandoned"
         );
-        assert_eq!(depth(&store).await?, depth_of(0, 0), "the job is gone");
+        assert!(!holds(&store, "node", id).await?, "its record is gone");
         assert!(
-            !store.abandon_job(attempt, "again").await?,
+            !store.abandon_sync(id, "again").await?,
             "a second abandon finds nothing"
         );
         let listed = store
@@ -498,7 +584,7 @@ both_backends!(
             .await?;
         assert_eq!(listed.items.len(), 1, "one record");
         let record = &listed.items[0];
-        assert_eq!(record.execution_id, attempt.id, "of the execution");
+        assert_eq!(record.execution_id, id, "of the execution");
         assert_eq!(record.script_id, script.id, "its script");
         assert_eq!(record.app_id, shop.id, "its app");
         assert_eq!(record.reason, "the caller had gone", "with the reason");
@@ -521,13 +607,11 @@ both_backends!(
         let shop = app(&store, "shop").await?;
         let script = endpoint(&store, shop.id, "api").await?;
         let mut ids = Vec::new();
-        for i in 0..3 {
-            let job = http_job(&script, &format!("/{i}"));
-            ids.push(job.id);
-            enqueue(&store, vec![job]).await?;
+        for _ in 0..3 {
+            ids.push(serve(&store, &script, "w", LEASE_MS).await?);
         }
-        for job in claim(&store, "w", 10).await? {
-            store.abandon_job(job.attempt_ref(), "gone").await?;
+        for id in &ids {
+            store.abandon_sync(*id, "gone").await?;
         }
         let first = store
             .list_abandoned_executions(shop.id, &page(2, None))
@@ -559,7 +643,7 @@ async fn next(
         .transpose()
 }
 
-// #19: what other nodes hear. On PostgreSQL an async job's commit sends `Jobs` (a sync row
+// #19: what other nodes hear. On PostgreSQL an async job's commit sends `Jobs` (a sync request
 // nothing), and a change to an app, a script or a route sends `Changed` with the app; SQLite, one
 // process, has no notices.
 both_backends!(
@@ -581,13 +665,11 @@ both_backends!(
             Some(Notice::Changed(shop.id))
         );
 
-        let mut sync = http_job(&script, "/sync");
-        sync.mode = JobMode::Sync;
-        enqueue(&store, vec![sync]).await?;
+        serve(&store, &script, "node", LEASE_MS).await?;
         assert_eq!(
             next(&mut notices, 300).await?,
             None,
-            "a sync row wakes nobody"
+            "a sync request wakes nobody"
         );
         enqueue(
             &store,

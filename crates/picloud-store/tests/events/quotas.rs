@@ -496,15 +496,7 @@ both_backends!(
 
         enqueue(&store, vec![http_job(&work, "/a"), http_job(&work, "/b")]).await?;
         queued(2, "two async requests").await?;
-        let sync = NewJob {
-            mode: JobMode::Sync,
-            claimed: Some(Lease {
-                owner: "node".to_owned(),
-                lease_ms: LEASE_MS,
-            }),
-            ..http_job(&work, "/sync")
-        };
-        enqueue(&store, vec![sync.clone()]).await?;
+        let sync = serve(&store, &work, "node", LEASE_MS).await?;
         queued(2, "a sync request").await?;
         store
             .kv_set(
@@ -561,18 +553,10 @@ both_backends!(
         );
         queued(2, "a failed dead-letter handler").await?;
         ensure!(
-            store
-                .abandon_job(
-                    JobAttempt {
-                        id: sync.id,
-                        attempt: 1
-                    },
-                    "the caller left"
-                )
-                .await?,
-            "the sync job is abandoned"
+            store.abandon_sync(sync, "the caller left").await?,
+            "the sync request is abandoned"
         );
-        queued(2, "an abandoned sync job").await?;
+        queued(2, "an abandoned sync request").await?;
         let replayed = claimed
             .iter()
             .find(|job| job.script_id == work.id)
