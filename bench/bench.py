@@ -7,6 +7,7 @@
     python3 bench/bench.py --workloads kv,trigger   # only these workloads (and the bare server)
     python3 bench/bench.py --script-speed  # scripts' own speed beside a bare Rhai engine
     python3 bench/bench.py --cluster URL   # two nodes on one PostgreSQL: drain rate, wake-up latency
+    python3 bench/bench.py --postgres URL --soak 600   # hello for 10 minutes, minute by minute
 
 It builds the binaries, starts `picloud serve` on a fresh data directory, creates each workload's
 app, scripts, route and trigger through the admin API, drives load with wrk at 1 and 32
@@ -696,6 +697,51 @@ def cluster(target, url, rounds, apps):
     return "\n".join(lines)
 
 
+SOAK_MINUTE_S = 60
+SOAK_TABLES = ("outbox", "sync_requests_0", "sync_requests_1")
+
+
+def dead_rows(url):
+    """`{table: (dead rows, bytes on disk)}` of the outbox and the sync requests' partitions."""
+    names = ", ".join(f"'{name}'" for name in SOAK_TABLES)
+    out = subprocess.run(
+        ["psql", url, "-Atc",
+         f"SELECT relname, n_dead_tup, pg_total_relation_size(relid) FROM pg_stat_user_tables WHERE relname IN ({names})"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = (line.split("|") for line in out.splitlines() if line)
+    return {name: (int(dead), int(size)) for name, dead, size in rows}
+
+
+def soak(target, url, seconds, connections):
+    """`hello` on PostgreSQL for `seconds`, minute by minute: each minute's req/s against the
+    run's median, and the dead rows the outbox and the sync requests' partitions carry after it."""
+    server = start_picloud(os.path.join(target, "picloud"), "picloud postgres", {"PICLOUD_DATABASE_URL": url})
+    try:
+        create_workload(server, "hello", WORKLOADS["hello"])
+        minutes = []
+        for minute in range(max(1, seconds // SOAK_MINUTE_S)):
+            rps, _, p50, p99, errors = run_wrk(server.urls["hello"], connections, SOAK_MINUTE_S)
+            minutes.append((rps, p50, p99, errors, dead_rows(url)))
+            print(f"minute {minute + 1}: {rps:.0f} req/s, p99 {p99:.2f} ms, dead rows {minutes[-1][4]}", file=sys.stderr)
+    finally:
+        server.stop()
+    median = statistics.median(m[0] for m in minutes)
+    lines = [
+        f"`hello` at {connections} connections on PostgreSQL, {len(minutes)} minutes back to back "
+        f"(median {median:.0f} req/s; slowest minute {min(m[0] for m in minutes) / median:.2f} of it):",
+        "",
+        "| minute | req/s | ÷ median | p50 ms | p99 ms | errors | " + " | ".join(f"{t} dead rows (MiB)" for t in SOAK_TABLES) + " |",
+        "|---" * (6 + len(SOAK_TABLES)) + "|",
+    ]
+    for i, (rps, p50, p99, errors, dead) in enumerate(minutes):
+        cells = " | ".join(
+            f"{dead[t][0]:,} ({dead[t][1] / 1048576:.1f})" if t in dead else "—" for t in SOAK_TABLES
+        )
+        lines.append(f"| {i + 1} | {rps:.0f} | {rps / median:.2f} | {p50:.2f} | {p99:.2f} | {errors} | {cells} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="debug build, one round of 1 s per workload")
@@ -714,6 +760,9 @@ def main():
                              f"the drain of {CLUSTER_JOBS:,} jobs on one node and on two, and cross-node wake-ups")
     parser.add_argument("--cluster-apps", type=int, default=1, metavar="N",
                         help="with --cluster: spread the jobs over N apps (each app's jobs commit one at a time)")
+    parser.add_argument("--soak", type=int, metavar="SECONDS",
+                        help="only `hello` on the --postgres database (a fresh one) for SECONDS, minute by minute, "
+                             "with the dead rows of the outbox and the sync requests after each minute")
     parser.add_argument("--docs-find", action="store_true",
                         help=f"only measure docs find by equality on {DOCS_FIND_COUNT:,} documents, without and with an index")
     args = parser.parse_args()
@@ -741,6 +790,11 @@ def main():
         return
     if args.cluster:
         print(cluster(target, args.cluster, args.rounds, args.cluster_apps))
+        return
+    if args.soak:
+        if not args.postgres:
+            parser.error("--soak runs on PostgreSQL: give --postgres URL")
+        print(soak(target, args.postgres, args.soak, max(int(c) for c in args.connections.split(","))))
         return
 
     picloud_envs = {"picloud sqlite": {}}

@@ -5,7 +5,7 @@
 //! Two rules of tenant isolation (issue #12) live here:
 //! - an async job's stored payload leaves out the [`RedactedHeaders`] (credentials: the payload
 //!   stays in the outbox and, when the job fails for good, in a dead letter for 30 days), except
-//!   those the route keeps (`keep_headers`). A sync request's row holds only its method and path.
+//!   those the route keeps (`keep_headers`). A sync request's record holds only its ids and its node's lease.
 //! - a failed execution is reported with the [`ErrorDetail`] of its app: anonymous callers get
 //!   the kind of failure and the execution id, unless the app has `expose_errors`.
 

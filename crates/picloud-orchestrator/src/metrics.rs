@@ -9,7 +9,7 @@
 //! | `picloud_gate_in_use` / `picloud_gate_capacity` | — | the execution gate |
 //! | `picloud_gate_refusals_total` | `reason` (`full`, `app_share`) | requests refused at the gate after its wait (`503 overloaded`) |
 //! | `picloud_db_pool_in_use` / `picloud_db_pool_idle` / `picloud_db_pool_capacity` | `pool` (`main`; SQLite: `reader`, `writer`, `records`) | the store's connection pools |
-//! | `picloud_outbox_jobs` | `status` (`pending`, `running`) | rows in the outbox, sync requests included (read at each scrape) |
+//! | `picloud_outbox_jobs` | `status` (`pending`, `running`) | async jobs in the outbox; sync requests in flight are not outbox rows (read at each scrape) |
 //! | `picloud_outbox_due_jobs` | — | pending jobs whose due time has come: the backlog (read at each scrape) |
 //! | `picloud_outbox_oldest_due_age_seconds` | — | how long the job due first has waited since it fell due; 0 when none is due (read at each scrape) |
 //! | `picloud_dead_letters_unresolved` | `app` | unresolved dead letters per app (read at each scrape) |

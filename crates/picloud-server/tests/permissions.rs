@@ -14,7 +14,7 @@ use picloud_core::{
 };
 use picloud_server::{admin_endpoints, Endpoint, Need};
 use picloud_store::{
-    JobAttempt, NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, Store,
+    NewApiKey, NewApp, NewJob, NewRoute, NewScript, NewTrigger, OutboxBatch, Store,
 };
 use picloud_test_support::both_backends;
 use picloud_test_support::server::TestServer;
@@ -175,33 +175,40 @@ async fn fixture(store: &Arc<dyn Store>, cast: &Cast, caller_user: UserId) -> Fi
 }
 
 /// A dead letter of `script`, made the way the dispatcher makes one: an async job claimed and
-/// failed for good. It is inserted already claimed, so the test server's dispatcher leaves it.
+/// failed for good. The test server's dispatcher may claim the job first (its commit wakes it):
+/// then that job runs, and another is made.
 async fn dead_letter(store: &Arc<dyn Store>, app_id: AppId, script_id: ScriptId) -> DeadLetterId {
-    let id = ExecutionId::new();
-    store
-        .commit_outbox(&OutboxBatch {
-            enqueue: vec![NewJob {
-                id,
-                app_id,
-                script_id,
-                payload: JobPayload::Http {
-                    request: HttpRequest::default(),
-                },
-                trigger_depth: 0,
-            }],
-            durable: true,
-            ..OutboxBatch::default()
-        })
-        .await
-        .expect("an outbox job");
-    // Never claimed: its attempt is 0.
-    let job = JobAttempt { id, attempt: 0 };
-    store
-        .dead_letter_job(job, "it failed")
-        .await
-        .expect("the job is dead-lettered")
-        .expect("the attempt is current")
-        .id
+    loop {
+        let id = ExecutionId::new();
+        store
+            .commit_outbox(&OutboxBatch {
+                enqueue: vec![NewJob {
+                    id,
+                    app_id,
+                    script_id,
+                    payload: JobPayload::Http {
+                        request: HttpRequest::default(),
+                    },
+                    trigger_depth: 0,
+                }],
+                durable: true,
+                ..OutboxBatch::default()
+            })
+            .await
+            .expect("an outbox job");
+        let claimed = store
+            .claim_jobs(&format!("matrix-{}", next()), 100, u32::MAX, &[], 60_000)
+            .await
+            .expect("a claim");
+        if let Some(job) = claimed.iter().find(|job| job.id == id) {
+            return store
+                .dead_letter_job(job.attempt_ref(), "it failed")
+                .await
+                .expect("the job is dead-lettered")
+                .expect("the attempt is current")
+                .id;
+        }
+    }
 }
 
 /// The request that exercises `spec` on `fixture`: its path with the ids filled in, and a valid
