@@ -103,34 +103,37 @@ macro_rules! app_usage_sql {
 }
 /// The head of a claim, for `concat!`: common table expressions ending in
 /// `fair (id, turn, due_at)`, the due `pending` jobs the claimer may take, to be taken by turn,
-/// then due time, then id (see [`crate::OutboxStore::claim_jobs`]). The arguments are a query
-/// of the `(app_id, jobs)` pairs the claimer runs now, from the JSON object `$5` (see
-/// [`crate::jobs::running_jobs`]), and the backend's clock; `$4` is the most jobs of one app the claimer may
-/// run at once.
+/// then due time, then id (see [`crate::OutboxStore::claim_jobs`]). The arguments are the join
+/// of the seek of a walk's next job (its head and its tail, around the seek's conditions; it
+/// must name the job's row `outbox`, with its `id` and `due_at`), a query of the `(app_id,
+/// jobs)` pairs the claimer runs now, from the JSON object `$5` (see
+/// [`crate::jobs::running_jobs`]), and the backend's clock; `$4` is the most jobs of one app the
+/// claimer may run at once.
 ///
 /// - `walk` takes each app's due jobs in the order they fell due, at most `$4` of them, one
 ///   index seek each from the one before (`(due_at, id) >` the previous): a claim costs the
-///   apps times `$4` seeks however long any app's backlog is. (PostgreSQL has `LATERAL` for
-///   this, SQLite no correlated `OFFSET`; the walk reads the same on both.)
+///   apps times `$4` seeks however long any app's backlog is.
 /// - An app's n-th job gets the turn n + the jobs the claimer runs of it already; turns from
 ///   `$4` on are not taken (the app's share is full), the others go in turn order, and within a
 ///   turn the job that fell due first goes first.
 macro_rules! fair_due_jobs {
-    ($running:literal, $($clock:tt)+) => {
+    (($seek:expr, $seek_end:expr), $running:literal, $($clock:tt)+) => {
         concat!(
             "WITH RECURSIVE walk (app_id, id, due_at, turn) AS (",
             "SELECT apps.id, outbox.id, outbox.due_at, CAST(0 AS BIGINT) FROM apps ",
-            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            $seek,
             "WHERE queued.app_id = apps.id AND queued.status = 'pending' AND queued.due_at <= ",
             $($clock)+,
-            " ORDER BY queued.due_at, queued.id LIMIT 1) ",
+            " ORDER BY queued.due_at, queued.id",
+            $seek_end,
             "UNION ALL ",
             "SELECT walk.app_id, outbox.id, outbox.due_at, walk.turn + 1 FROM walk ",
-            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            $seek,
             "WHERE queued.app_id = walk.app_id AND queued.status = 'pending' AND queued.due_at <= ",
             $($clock)+,
             " AND (queued.due_at, queued.id) > (walk.due_at, walk.id) ",
-            "ORDER BY queued.due_at, queued.id LIMIT 1) ",
+            "ORDER BY queued.due_at, queued.id",
+            $seek_end,
             "WHERE walk.turn + 1 < $4), ",
             "running (app_id, jobs) AS (",
             $running,

@@ -426,7 +426,15 @@ impl Drop for RelaxedWriter {
 /// One writer: no other claim runs meanwhile, so nothing to skip. Expired leases come first,
 /// so a backlog of new jobs cannot hold back the recovery of a dead process's work.
 const CLAIM: &str = sqlite!(
-    fair_due_jobs!("SELECT key, value FROM json_each($5)", now!()),
+    fair_due_jobs!(
+        // SQLite has no `LATERAL`: the row a correlated subquery finds, looked up by its key.
+        (
+            "JOIN outbox ON outbox.id = (SELECT queued.id FROM outbox AS queued ",
+            " LIMIT 1) "
+        ),
+        "SELECT key, value FROM json_each($5)",
+        now!()
+    ),
     ", expired (id) AS (SELECT id FROM outbox WHERE status = 'running' AND lease_until <= ",
     now!(),
     " ORDER BY lease_until LIMIT $2), ",
