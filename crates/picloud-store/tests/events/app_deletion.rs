@@ -28,8 +28,8 @@ both_backends!(
                 &json!(2),
             )
             .await?;
-        let abandoned = serve(&store, &script, "n", LEASE_MS).await?;
-        store.abandon_sync(abandoned, "gone").await?;
+        let gone = serve(&store, &script, "n", LEASE_MS).await?;
+        store.abandon_sync(gone, "gone").await?;
         let serving = serve(&store, &script, "n", LEASE_MS).await?;
         enqueue(&store, vec![http_job(&kept_script, "/k")]).await?;
         ensure!(depth(&store).await?.pending > 1, "the app has jobs waiting");
@@ -49,11 +49,7 @@ both_backends!(
             "its dead letters"
         );
         assert!(
-            store
-                .list_abandoned_executions(shop.id, &PageRequest::default())
-                .await?
-                .items
-                .is_empty(),
+            abandoned(&store, shop.id).await?.is_empty(),
             "its abandoned executions"
         );
         assert_eq!(
@@ -68,11 +64,7 @@ both_backends!(
             "the request's record is taken"
         );
         assert!(
-            store
-                .list_abandoned_executions(shop.id, &PageRequest::default())
-                .await?
-                .items
-                .is_empty(),
+            abandoned(&store, shop.id).await?.is_empty(),
             "and nothing recorded for the gone app"
         );
         let late = serve(&store, &script, "n", LEASE_MS).await?;

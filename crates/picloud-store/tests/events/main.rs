@@ -31,10 +31,10 @@ use picloud_core::{
     ScriptServices, ServiceErrorKind, TriggerDetail, TriggerEvent,
 };
 use picloud_store::{
-    AppPatch, AppQuotas, AppUsage, ClaimedJob, DeadLetterFilter, DeadLetterStatus, JobAttempt,
-    KvWritten, Lease, NewJob, NewRoute, NewTrigger, Notice, OutboxBatch, OutboxCommitter,
-    OutboxDepth, OverLimit, PageRequest, RunCommit, RunVerdict, ScriptPatch, Store, StoreError,
-    StoreServices, SyncRequest, KV_ENTRY_OVERHEAD,
+    AbandonedExecution, AppPatch, AppQuotas, AppUsage, ClaimedJob, DeadLetterFilter,
+    DeadLetterStatus, JobAttempt, KvWritten, Lease, NewJob, NewRoute, NewTrigger, Notice,
+    OutboxBatch, OutboxCommitter, OutboxDepth, OverLimit, PageRequest, RunCommit, RunVerdict,
+    ScriptPatch, Store, StoreError, StoreServices, SyncRequest, KV_ENTRY_OVERHEAD,
 };
 use picloud_test_support::fixtures::{app, conflict, endpoint, page};
 use picloud_test_support::{both_backends, fresh_store, Backend, TestDatabase};
@@ -228,6 +228,17 @@ async fn answer(store: &Arc<dyn Store>, served: Vec<ExecutionId>) -> anyhow::Res
         })
         .await?;
     Ok(())
+}
+
+/// The app's records of abandoned executions (its first page), newest first.
+async fn abandoned(
+    store: &Arc<dyn Store>,
+    app_id: AppId,
+) -> anyhow::Result<Vec<AbandonedExecution>> {
+    Ok(store
+        .list_abandoned_executions(app_id, &PageRequest::default())
+        .await?
+        .items)
 }
 
 /// Whether `owner` holds the sync request `id` (extending its lease tells).

@@ -35,11 +35,7 @@ both_backends!(
             "nor swept"
         );
         assert!(
-            store
-                .list_abandoned_executions(shop.id, &PageRequest::default())
-                .await?
-                .items
-                .is_empty(),
+            abandoned(&store, shop.id).await?.is_empty(),
             "nothing recorded"
         );
         Ok(())
@@ -86,14 +82,7 @@ both_backends!(
             store.abandon_sync(held, "the caller had gone").await?,
             "and can still be abandoned"
         );
-        assert_eq!(
-            store
-                .list_abandoned_executions(shop.id, &PageRequest::default())
-                .await?
-                .items
-                .len(),
-            2
-        );
+        assert_eq!(abandoned(&store, shop.id).await?.len(), 2);
         Ok(())
     }
 );
@@ -134,11 +123,7 @@ both_backends!(sweeps_beside_busy_requests_lose_none, |store| async move {
         "every held request keeps its record"
     );
     assert!(
-        store
-            .list_abandoned_executions(shop.id, &PageRequest::default())
-            .await?
-            .items
-            .is_empty(),
+        abandoned(&store, shop.id).await?.is_empty(),
         "none recorded abandoned"
     );
     Ok(())
@@ -590,11 +575,7 @@ both_backends!(
         assert_eq!(record.reason, "the caller had gone", "with the reason");
         let blog = app(&store, "blog").await?;
         assert!(
-            store
-                .list_abandoned_executions(blog.id, &PageRequest::default())
-                .await?
-                .items
-                .is_empty(),
+            abandoned(&store, blog.id).await?.is_empty(),
             "another app sees none"
         );
         Ok(())
