@@ -331,7 +331,10 @@ fn free_address() -> std::net::SocketAddr {
     // Apart for each process and each call, so two callers are not handed one port.
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let start = (std::process::id().wrapping_mul(7_919) + call * 101) % 10_000;
+    let start = std::process::id()
+        .wrapping_mul(7_919)
+        .wrapping_add(call.wrapping_mul(101))
+        % 10_000;
     (0..10_000u32)
         .map(|offset| u16::try_from(20_000 + (start + offset) % 10_000).expect("a port"))
         .find_map(|port| {
