@@ -1,4 +1,5 @@
-//! The dispatcher: every execution is an outbox row, and this is what runs them.
+//! The dispatcher: every execution is recorded before it runs (an async job as an outbox row, a
+//! sync request in `sync_requests`), and this is what runs them.
 //!
 //! - **Sync requests** ([`Dispatcher::run_sync`]): not outbox rows but records of their own
 //!   (`sync_requests`), held by this process under a lease; the run starts at once, and the
@@ -7,9 +8,9 @@
 //!   `abandoned_executions`, and so is a request whose process died (its lease lapses; a sweep
 //!   every [`SYNC_SWEEP`] finds it). Never retried.
 //! - **Async requests and trigger events** ([`Dispatcher::accept`], KV writes, dead letters):
-//!   the row is committed durably; the dispatcher is woken in process (other nodes find it by
-//!   polling), claims due rows with a lease — the apps in turn, no more than the gate has room
-//!   for, of one app no more than its share of the gate less one —, runs them through the
+//!   the row is committed durably; the dispatcher is woken in process (other nodes by `NOTIFY`,
+//!   or their poll), claims due rows with a lease — the apps in turn, no more than the gate has
+//!   room for, of one app no more than its share of the gate less one —, runs them through the
 //!   shared gate, and on failure retries with exponential backoff ± jitter, then dead-letters.
 //! - **Leases** are extended by a heartbeat while a job runs; rows whose lease expired (their
 //!   process died) are claimed again. Every completion write names `(id, attempt)` and is refused

@@ -820,8 +820,9 @@ pub struct OutboxLag {
     pub oldest_due_ms: u64,
 }
 
-/// The universal outbox: every execution is a row here until it finished, was dead-lettered or
-/// was abandoned.
+/// The outbox and the sync requests' records: every async job is an outbox row until it
+/// finished or was dead-lettered; every sync request a record until it was answered or
+/// abandoned.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     /// Writes the batch in one transaction, counting its async jobs into and out of their apps'
