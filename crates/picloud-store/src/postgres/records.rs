@@ -11,7 +11,7 @@ use picloud_core::{AppId, RecordId};
 use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
-use super::committer::{OwnConnection, BEGIN_WITHOUT_FLUSH};
+use super::committer::OwnConnection;
 use crate::executions::BatchKey;
 use crate::executions::{record_executions, trim_executions};
 use crate::{ExecutionRecord, ExecutionWriter, RecordNotice, StoreResult};
@@ -28,11 +28,11 @@ pub(super) struct PgExecutionWriter {
 }
 
 impl ExecutionWriter for PgExecutionWriter {
-    /// Without waiting for the WAL's flush: a crash may lose the last records, which promise
-    /// nothing to anyone.
+    /// Without waiting for the WAL's flush (the connection's own): a crash may lose the last
+    /// records, which promise nothing to anyone.
     fn write(&mut self, records: &[ExecutionRecord]) -> StoreResult<()> {
         self.conn.run(async |conn: &mut PgConnection| {
-            let mut tx = conn.begin_with(BEGIN_WITHOUT_FLUSH).await?;
+            let mut tx = conn.begin().await?;
             let batches = record_executions(&mut tx, records).await?;
             let notices = notices(&self.origin, &batches);
             sqlx::query("SELECT pg_notify($1, notice) FROM unnest($2::text[]) AS notice")
@@ -47,7 +47,7 @@ impl ExecutionWriter for PgExecutionWriter {
 
     fn trim(&mut self, app_id: AppId, keep: u64, limit: u32) -> StoreResult<u64> {
         self.conn.run(async |conn: &mut PgConnection| {
-            let mut tx = conn.begin_with(BEGIN_WITHOUT_FLUSH).await?;
+            let mut tx = conn.begin().await?;
             let trimmed = trim_executions(&mut tx, app_id, keep, limit).await?;
             tx.commit().await?;
             Ok(trimmed)
