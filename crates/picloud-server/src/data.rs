@@ -13,7 +13,7 @@ use picloud_core::{AppId, CollectionName, InputError, Timestamp};
 use picloud_orchestrator::{DocIndex, DocsBrowse, Platform};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::extract::{Authenticated, JsonBody, PathIds};
 use crate::List;
 
@@ -30,7 +30,7 @@ pub(crate) struct BrowseQuery {
 type BrowseParams = Result<Query<BrowseQuery>, axum::extract::rejection::QueryRejection>;
 
 fn params(query: BrowseParams) -> Result<BrowseQuery, ApiError> {
-    let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+    let Query(query) = query?;
     Ok(query)
 }
 

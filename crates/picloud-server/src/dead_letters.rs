@@ -7,7 +7,7 @@ use picloud_core::{AppId, DeadLetter, DeadLetterId, InputError};
 use picloud_orchestrator::{DeadLetterFilter, DeadLetterStatus, Platform};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::extract::{script_id_field, Authenticated, ListParams, PathIds};
 use crate::List;
 
@@ -27,7 +27,7 @@ pub(crate) async fn list(
     PathIds(app_id): PathIds<AppId>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<List<DeadLetter>>, ApiError> {
-    let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+    let Query(query) = query?;
     let status = match query.status.as_deref() {
         None | Some("unresolved") => DeadLetterStatus::Unresolved,
         Some("resolved") => DeadLetterStatus::Resolved,

@@ -5,6 +5,7 @@
 //! A failed execution's message, line and column reach a public caller only when its app
 //! exposes them ([`ErrorDetail`]); [`ApiError::from_execution`] is where that is decided.
 
+use axum::extract::rejection::QueryRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -361,6 +362,14 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Internal(cause) => Self::internal(cause),
         }
+    }
+}
+
+/// A query string the handler's parameters do not take (`?force=maybe`): axum's sentence names
+/// the parameter and what it expected.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(ErrorCode::InvalidInput, rejection.body_text())
     }
 }
 

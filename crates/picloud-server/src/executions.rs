@@ -15,7 +15,7 @@ use picloud_orchestrator::tail::TailEnd;
 use picloud_orchestrator::Platform;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::extract::{script_id_field, Authenticated, ListParams, PathIds};
 use crate::List;
 
@@ -58,17 +58,13 @@ fn filter(
     })
 }
 
-fn query_error(rejection: QueryRejection) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, rejection.body_text())
-}
-
 pub(crate) async fn list(
     State(platform): State<Platform>,
     caller: Authenticated,
     PathIds(app_id): PathIds<AppId>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<List<ExecutionRecord>>, ApiError> {
-    let Query(query) = query.map_err(query_error)?;
+    let Query(query) = query?;
     let filter = filter(
         query.script_id.as_deref(),
         query.outcome,
@@ -99,7 +95,7 @@ pub(crate) async fn stream(
     PathIds(app_id): PathIds<AppId>,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, axum::Error>>>, ApiError> {
-    let Query(query) = query.map_err(query_error)?;
+    let Query(query) = query?;
     let filter = filter(
         query.script_id.as_deref(),
         query.outcome,

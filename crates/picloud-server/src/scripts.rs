@@ -141,7 +141,7 @@ pub(crate) async fn delete(
     PathIds(id): PathIds<ScriptId>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Query(query) = query.map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+    let Query(query) = query?;
     platform
         .scripts()
         .delete(&caller.principal, id, query.force.unwrap_or(false))

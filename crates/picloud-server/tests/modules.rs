@@ -265,6 +265,10 @@ both_backends!(
             )
             .await;
         assert_eq!(bad_flag.status, 400, "{bad_flag}");
+        assert!(
+            bad_flag.text.contains("force") && bad_flag.text.contains("`true` or `false`"),
+            "the sentence names the parameter and what it takes: {bad_flag}"
+        );
 
         assert_eq!(server.get("/shop/").await.text, "42", "still imported");
         // An importer that stops importing it frees it.
