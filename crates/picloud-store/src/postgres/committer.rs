@@ -150,7 +150,9 @@ impl OutboxCommitter for PgCommitter {
 }
 
 /// Writes `batch` in one transaction on `conn`: its rows, then its runs (which lock their apps'
-/// `app_usage` rows, after the outbox's own rows and counts: see `crate::commit`).
+/// `app_usage` rows, after the outbox's own rows and counts: see `crate::commit`). A batch of
+/// sync requests alone is one statement, its own transaction: without the flush on a connection
+/// of its own ([`OwnConnection`]), with the server's default on one of the pool's.
 pub(super) async fn commit_batch(
     conn: &mut PgConnection,
     batch: &OutboxBatch,
