@@ -229,22 +229,21 @@ async fn write_sync_requests(
         return Ok(());
     }
     let answered: Vec<String> = served.iter().map(ToString::to_string).collect();
-    let column = |value: fn(&SyncRequest) -> String| serving.iter().map(value).collect::<Vec<_>>();
     sqlx::query(WRITE_SYNC_REQUESTS)
         .bind(answered)
-        .bind(column(|request| request.id.to_string()))
-        .bind(column(|request| request.app_id.to_string()))
-        .bind(column(|request| request.script_id.to_string()))
-        .bind(column(|request| request.lease.owner.clone()))
-        .bind(
-            serving
-                .iter()
-                .map(|request| span(request.lease.lease_ms))
-                .collect::<Vec<_>>(),
-        )
+        .bind(column(serving, |request| request.id.to_string()))
+        .bind(column(serving, |request| request.app_id.to_string()))
+        .bind(column(serving, |request| request.script_id.to_string()))
+        .bind(column(serving, |request| request.lease.owner.clone()))
+        .bind(column(serving, |request| span(request.lease.lease_ms)))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// One column of `requests`, as an array to bind.
+fn column<T>(requests: &[SyncRequest], value: impl Fn(&SyncRequest) -> T) -> Vec<T> {
+    requests.iter().map(value).collect()
 }
 
 /// Appends `id IN (SELECT id … ORDER BY id FOR UPDATE)` with the fence of
