@@ -1,12 +1,12 @@
-//! The dispatcher: every execution is recorded before it runs (an async job as an outbox row, a
-//! sync request in `sync_requests`), and this is what runs them.
+//! The dispatcher: it runs sync requests at once and async jobs once they are recorded.
 //!
-//! - **Sync requests** ([`Dispatcher::run_sync`]): not outbox rows but records of their own
-//!   (`sync_requests`), held by this process under a lease; the run starts at once, and the
-//!   outcome goes to the caller's inbox. A caller that has gone before the run starts means it
-//!   is not run; one that has gone before it finishes means the run is recorded in
-//!   `abandoned_executions`, and so is a request whose process died (its lease lapses; a sweep
-//!   every [`SYNC_SWEEP`] finds it). Never retried.
+//! - **Sync requests** ([`Dispatcher::run_sync`]): the run starts at once, and the outcome goes
+//!   to the caller's inbox. Not outbox rows: one that runs long enough to be worth it
+//!   (`crate::recorder::RECORD_SERVING_AFTER`) gets a record of its own (`sync_requests`), held by
+//!   this process under a lease. A caller that has gone before the run starts means it is not
+//!   run; one that has gone before it finishes means the run is recorded in
+//!   `abandoned_executions`, and so is a recorded request whose process died (its lease lapses; a
+//!   sweep every [`SYNC_SWEEP`] finds it). Never retried.
 //! - **Async requests and trigger events** ([`Dispatcher::accept`], KV writes, dead letters):
 //!   the row is committed durably; the dispatcher is woken in process (other nodes by `NOTIFY`,
 //!   or their poll), claims due rows with a lease — the apps in turn, no more than the gate has
@@ -35,16 +35,10 @@ use crate::inbox::{Delivery, InboxRegistry, InboxResolver};
 use crate::recorder::{RecordError, Recorder};
 use crate::runner::{Patience, Ran, Runner, Settled};
 
-/// What came of a sync request.
-#[derive(Debug)]
-pub enum SyncOutcome {
-    Ran(Ran),
-    /// The outbox could not record it; nothing ran.
-    NotRecorded(RecordError),
-    /// The caller's wait ended first; the run may still finish (and is then recorded as
-    /// abandoned).
-    TimedOut,
-}
+/// A sync request's caller waited its time and the run had not finished: it may still finish
+/// (and is then recorded as abandoned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
 
 /// What one attempt at a claimed job came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,20 +130,18 @@ impl Dispatcher {
         }
     }
 
-    /// Runs `request` as a sync request: recorded (without an fsync: it promises nothing beyond
-    /// the caller's connection), run at once, answered through the inbox.
-    pub async fn run_sync(self: &Arc<Self>, request: ExecRequest) -> SyncOutcome {
+    /// Runs `request` as a sync request: run at once, answered through the inbox, and recorded
+    /// should the run last (`Recorder::serving`; without an fsync: the record promises nothing
+    /// beyond the caller's connection).
+    pub async fn run_sync(self: &Arc<Self>, request: ExecRequest) -> Result<Ran, TimedOut> {
         let id = request.execution_id;
         let mut inbox = self.inbox.clone().open(id);
-        let record = SyncRequest {
+        self.recorder.serving(SyncRequest {
             id,
             app_id: request.app.id,
             script_id: request.script.id,
             lease: self.lease(),
-        };
-        if let Err(err) = self.recorder.serve(record).await {
-            return SyncOutcome::NotRecorded(err);
-        }
+        });
         self.serving.lock().insert(id);
         let this = self.clone();
         // Most runs finish at the first poll (a script that runs inline): then no task is spawned.
@@ -164,39 +156,36 @@ impl Dispatcher {
         }
         let wait = Duration::from_millis(self.config.sync_wait_ms);
         match tokio::time::timeout(wait, inbox.receive()).await {
-            Ok(Some(ran)) => SyncOutcome::Ran(ran),
+            Ok(Some(ran)) => Ok(ran),
             // The sender is dropped only after delivery failed, which needs the inbox closed.
-            Ok(None) | Err(_) => SyncOutcome::TimedOut,
+            Ok(None) | Err(_) => Err(TimedOut),
         }
     }
 
     async fn finish_sync(&self, request: ExecRequest) {
-        let id = request.execution_id;
-        if !self.inbox.is_waiting(id) {
-            self.abandon(id, "the caller had gone before it ran").await;
+        let (id, app_id, script_id) = (request.execution_id, request.app.id, request.script.id);
+        let abandoned = if !self.inbox.is_waiting(id) {
+            Some("the caller had gone before it ran")
         } else {
-            // The record is not the run's to finish: it is deleted below once the caller has
+            // The record is not the run's to finish: it is forgotten below once the caller has
             // its answer (or recorded abandoned).
             let ran = self.runner.run(request, Patience::Bounded, None).await;
             match self.inbox.deliver(id, ran) {
-                Delivery::Delivered => self.recorder.served(id),
+                Delivery::Delivered => None,
                 Delivery::Abandoned(_) => {
-                    self.abandon(
-                        id,
-                        "the caller had gone (timed out or disconnected) before it finished",
-                    )
-                    .await
+                    Some("the caller had gone (timed out or disconnected) before it finished")
                 }
+            }
+        };
+        // First, so that a record not yet written never is: the sweep would record it again.
+        self.recorder.served(id);
+        if let Some(reason) = abandoned {
+            tracing::info!(execution_id = %id, "sync execution abandoned: {reason}");
+            if let Err(err) = self.store.abandon_sync(id, app_id, script_id, reason).await {
+                tracing::warn!(execution_id = %id, "the abandoned execution could not be recorded: {err}");
             }
         }
         self.serving.lock().remove(&id);
-    }
-
-    async fn abandon(&self, id: ExecutionId, reason: &str) {
-        tracing::info!(execution_id = %id, "sync execution abandoned: {reason}");
-        if let Err(err) = self.store.abandon_sync(id, reason).await {
-            tracing::warn!(execution_id = %id, "the abandoned execution could not be recorded: {err}");
-        }
     }
 
     /// Accepts an async job: returns once its row is durably committed; the dispatcher is woken.

@@ -20,7 +20,7 @@ use picloud_core::{
 };
 use picloud_store::NewJob;
 
-use crate::dispatcher::{Dispatcher, SyncOutcome};
+use crate::dispatcher::Dispatcher;
 use crate::gate::Refusal;
 use crate::index::{Lookup, RouteIndex};
 use crate::recorder::RecordError;
@@ -263,10 +263,9 @@ async fn run_sync(
 ) -> Result<InvokeResponse, InvokeError> {
     let (execution_id, app_id, script_id) = (exec.execution_id, exec.app.id, exec.script.id);
     let outcome = match dispatcher.run_sync(exec).await {
-        SyncOutcome::Ran(Ran::Finished(outcome, _)) => outcome,
-        SyncOutcome::Ran(Ran::Overloaded(refusal)) => return Err(InvokeError::Overloaded(refusal)),
-        SyncOutcome::NotRecorded(err) => return Err(not_recorded(err)),
-        SyncOutcome::TimedOut => {
+        Ok(Ran::Finished(outcome, _)) => outcome,
+        Ok(Ran::Overloaded(refusal)) => return Err(InvokeError::Overloaded(refusal)),
+        Err(_timed_out) => {
             return Err(InvokeError::Failed {
                 execution_id,
                 error: ExecError {

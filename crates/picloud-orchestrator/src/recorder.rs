@@ -1,6 +1,6 @@
 //! Group commits of the outbox. One thread owns the outbox's hot writes: it drains a channel and
 //! commits whatever is waiting in one transaction — new async jobs, the records of sync requests
-//! being served, and the deletions of finished attempts and answered requests — so concurrent
+//! still running, and the deletions of finished attempts and answered requests — so concurrent
 //! requests share a commit (and its fsync) instead of queueing for one each. `notes/outbox.md` measured why: one transaction per request
 //! reaches 8 % of the bare server, a batching writer more than half.
 //!
@@ -20,6 +20,13 @@
 //! hears its run's verdict. A run that fails unexpectedly (a corrupt row) does not fail the rows
 //! and runs beside it: the batch is committed again without its runs, then each run alone.
 //!
+//! A sync request's record is written only once its run has gone on for [`RECORD_SERVING_AFTER`]
+//! (50 ms): its caller waits for nothing but the run, and one answered sooner — nearly every one —
+//! is forgotten in the writer's memory, never written (issue #19: writing and deleting a record per
+//! request halved `hello` on PostgreSQL and took a third of it on SQLite). The record stands for
+//! the run in progress, for the sweep that records abandoned the requests of a node that died: a
+//! node that dies loses with its callers' connections the record of runs younger than that.
+//!
 //! Finished attempts and answered requests do not start a commit of their own: they ride along
 //! with the next batch of new rows, or go after `FINISH_DELAY` (100 ms) when none comes.
 //! (Execution records have a thread and a connection of their own: `crate::journal`.) A finished
@@ -28,6 +35,7 @@
 //!
 //! [`OutboxStore::outbox_committer`]: picloud_store::OutboxStore::outbox_committer
 
+use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +52,8 @@ use tokio::sync::oneshot;
 
 /// The most entries one commit takes.
 const MAX_BATCH: usize = 1_024;
+/// How long a sync request runs before its record is written (see the module's documentation).
+pub const RECORD_SERVING_AFTER: Duration = Duration::from_millis(50);
 /// How long finished attempts wait for a batch of new jobs to ride along with.
 const FINISH_DELAY: Duration = Duration::from_millis(100);
 /// How often an idle writer looks whether its senders are gone (it is woken for everything else).
@@ -81,16 +91,6 @@ impl From<&StoreError> for RecordError {
     }
 }
 
-/// What a caller waits to see committed.
-enum Record {
-    /// An async job, accepted for its caller: on disk before the caller hears, to outlive a
-    /// crash.
-    Job(Box<NewJob>),
-    /// A sync request's record, which only stands for the run in progress: a crash that loses
-    /// it loses the run it names too, so its commit does not wait for the disk.
-    Serving(Box<SyncRequest>),
-}
-
 /// What a later commit deletes.
 #[derive(Debug, Clone, Copy)]
 enum Done {
@@ -99,9 +99,18 @@ enum Done {
 }
 
 enum Entry {
+    /// An async job, accepted for its caller: on disk before the caller hears, to outlive a
+    /// crash.
     Enqueue {
-        record: Record,
+        job: Box<NewJob>,
         done: oneshot::Sender<Result<(), RecordError>>,
+    },
+    /// A sync request whose run started at `since`. Its record only stands for the run in
+    /// progress (a crash that loses it loses the run it names too), so nobody waits for it, and
+    /// its commit does not wait for the disk.
+    Serving {
+        request: Box<SyncRequest>,
+        since: Instant,
     },
     Done(Done),
     Run {
@@ -172,18 +181,24 @@ impl Recorder {
 
     /// Records the async `job`; returns once it is committed on disk.
     pub async fn enqueue(&self, job: NewJob) -> Result<(), RecordError> {
-        self.record(Record::Job(Box::new(job))).await
-    }
-
-    /// Records the sync request `request` before its run starts; returns once it is committed.
-    pub async fn serve(&self, request: SyncRequest) -> Result<(), RecordError> {
-        self.record(Record::Serving(Box::new(request))).await
-    }
-
-    async fn record(&self, record: Record) -> Result<(), RecordError> {
         let (done, answer) = oneshot::channel();
-        self.send(Entry::Enqueue { record, done }).await?;
+        let entry = Entry::Enqueue {
+            job: Box::new(job),
+            done,
+        };
+        self.send(entry).await?;
         answer.await.unwrap_or(Err(RecordError::Closed))
+    }
+
+    /// Records the sync request `request`, whose run starts now, should the run last
+    /// [`RECORD_SERVING_AFTER`]; [`Recorder::served`] forgets it (or deletes it once written).
+    /// Returns at once.
+    pub fn serving(&self, request: SyncRequest) {
+        // After shutdown nothing is recorded: the process is going, and its callers with it.
+        self.later(Entry::Serving {
+            request: Box::new(request),
+            since: Instant::now(),
+        });
     }
 
     /// Commits `run`'s effects (on disk when it returns); answers its verdict.
@@ -213,13 +228,15 @@ impl Recorder {
         self.later(Entry::Done(Done::Finished(attempt)));
     }
 
-    /// Deletes an answered sync request's record with a later commit.
+    /// Forgets the record of the sync request `id` (answered, or recorded abandoned): unwritten,
+    /// it never is; written, a later commit deletes it.
     pub fn served(&self, id: ExecutionId) {
         self.later(Entry::Done(Done::Served(id)));
     }
 
     /// Queues `entry` for a later commit: the next one of new jobs, or one after
-    /// `FINISH_DELAY`. Wakes the writer only when it waits with nothing due.
+    /// `FINISH_DELAY` (`RECORD_SERVING_AFTER` for a sync request). Wakes the writer only when it
+    /// waits with nothing due.
     fn later(&self, entry: Entry) {
         if self.sender.send(entry).is_ok() && self.writer.idle.load(Ordering::SeqCst) {
             self.writer.thread.unpark();
@@ -256,12 +273,61 @@ fn keep_newest<T>(carried: &mut Vec<T>) {
     carried.drain(..excess);
 }
 
-/// Takes what is waiting, at most `MAX_BATCH` entries; `None` once every sender is gone.
+/// The sync requests started and not answered whose records are not written yet: written once
+/// they have run [`RECORD_SERVING_AFTER`].
+#[derive(Default)]
+struct Unwritten {
+    requests: HashMap<ExecutionId, SyncRequest>,
+    /// When each started, in that order; the ids of those answered meanwhile are skipped.
+    started: VecDeque<(Instant, ExecutionId)>,
+}
+
+impl Unwritten {
+    fn start(&mut self, request: SyncRequest, since: Instant) {
+        self.started.push_back((since, request.id));
+        self.requests.insert(request.id, request);
+    }
+
+    /// Forgets `id`; whether it was here (its record then never written).
+    fn answer(&mut self, id: ExecutionId) -> bool {
+        self.requests.remove(&id).is_some()
+    }
+
+    /// Moves those that have run `RECORD_SERVING_AFTER` at `now` to `due`.
+    fn take_due(&mut self, now: Instant, due: &mut Vec<SyncRequest>) {
+        while let Some(&(since, id)) = self.started.front() {
+            if now < since + RECORD_SERVING_AFTER {
+                break;
+            }
+            self.started.pop_front();
+            due.extend(self.requests.remove(&id));
+        }
+    }
+
+    /// When the next falls due.
+    fn next_due(&mut self) -> Option<Instant> {
+        while let Some(&(since, id)) = self.started.front() {
+            if self.requests.contains_key(&id) {
+                return Some(since + RECORD_SERVING_AFTER);
+            }
+            self.started.pop_front();
+        }
+        None
+    }
+}
+
+/// Takes what is waiting, at most `MAX_BATCH` jobs and runs; `None` once every sender is gone.
+/// The sync requests' entries do not count: all of them are read before the writer looks which
+/// requests have run long enough to be written, lest one be written whose answer waits unread.
 fn take_waiting(receiver: &Receiver<Entry>) -> Option<Vec<Entry>> {
     let mut entries = Vec::new();
-    while entries.len() < MAX_BATCH {
+    let mut batched = 0;
+    while batched < MAX_BATCH {
         match receiver.try_recv() {
-            Ok(entry) => entries.push(entry),
+            Ok(entry) => {
+                batched += usize::from(matches!(entry, Entry::Enqueue { .. } | Entry::Run { .. }));
+                entries.push(entry);
+            }
             Err(TryRecvError::Empty) => break,
             Err(TryRecvError::Disconnected) if entries.is_empty() => return None,
             Err(TryRecvError::Disconnected) => break,
@@ -271,7 +337,7 @@ fn take_waiting(receiver: &Receiver<Entry>) -> Option<Vec<Entry>> {
 }
 
 /// Parks until woken, or until `due` when something is due then. With nothing due, a finished
-/// attempt wakes the writer too (`idle`).
+/// attempt or a sync request wakes the writer too (`idle`).
 fn wait(receiver: &Receiver<Entry>, due: Option<Instant>, idle: &AtomicBool) {
     if let Some(at) = due {
         thread::park_timeout(at.saturating_duration_since(Instant::now()));
@@ -291,6 +357,7 @@ fn write_batches(
     idle: &AtomicBool,
 ) {
     let mut carried: Vec<Done> = Vec::new();
+    let mut unwritten = Unwritten::default();
     let mut waiters: Vec<oneshot::Sender<Result<(), RecordError>>> = Vec::new();
     let mut run_waiters: Vec<oneshot::Sender<Result<RunVerdict, RecordError>>> = Vec::new();
     let mut batch = OutboxBatch::default();
@@ -305,16 +372,13 @@ fn write_batches(
         });
         for entry in entries {
             match entry {
-                Entry::Enqueue { record, done } => {
-                    match record {
-                        Record::Job(job) => {
-                            batch.enqueue.push(*job);
-                            batch.durable = true;
-                        }
-                        Record::Serving(request) => batch.serving.push(*request),
-                    }
+                Entry::Enqueue { job, done } => {
+                    batch.enqueue.push(*job);
+                    batch.durable = true;
                     waiters.push(done);
                 }
+                Entry::Serving { request, since } => unwritten.start(*request, since),
+                Entry::Done(Done::Served(id)) if unwritten.answer(id) => {}
                 Entry::Done(done) => {
                     flush_at.get_or_insert_with(|| Instant::now() + FINISH_DELAY);
                     carried.push(done);
@@ -327,6 +391,7 @@ fn write_batches(
             }
         }
         let now = Instant::now();
+        unwritten.take_due(now, &mut batch.serving);
         let due = flush_at.is_some_and(|at| now >= at);
         let flush_finished = !carried.is_empty() && (stopping || carried.len() >= MAX_BATCH || due);
         let recording = !batch.enqueue.is_empty() || !batch.serving.is_empty();
@@ -338,7 +403,8 @@ fn write_batches(
                 // The attempts expected to finish have not: wait for them without a deadline.
                 flush_at = None;
             }
-            wait(receiver, flush_at, idle);
+            let next = [flush_at, unwritten.next_due()].into_iter().flatten().min();
+            wait(receiver, next, idle);
             continue;
         }
         for done in carried.drain(..) {
@@ -414,11 +480,13 @@ mod tests {
 
     use super::*;
 
-    /// Keeps the batches it is given; panics on the first commit when told to.
+    /// Keeps the batches it is given; panics on the first commit when told to; takes
+    /// `commit_time` over each.
     #[derive(Clone, Default)]
     struct Kept {
         batches: Arc<Mutex<Vec<OutboxBatch>>>,
         panic_once: Arc<AtomicBool>,
+        commit_time: Duration,
     }
 
     impl OutboxCommitter for Kept {
@@ -426,6 +494,7 @@ mod tests {
             if self.panic_once.swap(false, Ordering::SeqCst) {
                 panic!("a bug in a committer");
             }
+            std::thread::sleep(self.commit_time);
             self.batches.lock().push(batch.clone());
             Ok(batch
                 .runs
@@ -486,19 +555,70 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sync_request_is_recorded_without_waiting_for_the_disk() {
+    async fn a_sync_request_is_written_once_it_has_run_for_a_moment_and_never_when_answered_sooner()
+    {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
-        let serving = request();
-        recorder.serve(serving.clone()).await.expect("recorded");
+        writer_idle(&recorder).await;
+        let (quick, slow) = (request(), request());
+        recorder.serving(quick.clone());
+        recorder.serving(slow.clone());
+        recorder.served(quick.id);
+        assert!(
+            commits_within(&kept, 1, IDLE_CHECK / 2).await,
+            "the request woke the idle writer, which wrote it after RECORD_SERVING_AFTER"
+        );
+        recorder.served(slow.id);
         thread.stop().await;
         let batches = kept.batches.lock();
-        assert_eq!(batches.len(), 1, "one commit: {batches:?}");
-        assert_eq!(batches[0].serving, vec![serving]);
-        assert!(
-            !batches[0].durable,
-            "not on disk: it stands for a run in progress"
+        assert_eq!(
+            batches.as_slice(),
+            [
+                OutboxBatch {
+                    serving: vec![slow.clone()],
+                    ..OutboxBatch::default()
+                },
+                OutboxBatch {
+                    served: vec![slow.id],
+                    ..OutboxBatch::default()
+                },
+            ],
+            "the slow request written (not on disk: it stands for a run in progress), then \
+             deleted; the quick one never"
         );
+    }
+
+    #[tokio::test]
+    async fn thousands_of_sync_requests_answered_while_the_writer_commits_write_nothing() {
+        let kept = Kept {
+            commit_time: RECORD_SERVING_AFTER * 4,
+            ..Kept::default()
+        };
+        let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
+        let recorder = Arc::new(recorder);
+        let accepting = recorder.clone();
+        let committing = tokio::spawn(async move { accepting.enqueue(job()).await });
+        tokio::time::sleep(RECORD_SERVING_AFTER / 2).await;
+        // While the job's commit holds the writer: more requests than a take of jobs holds
+        // (MAX_BATCH), every answer after every request. When the commit ends they have all run
+        // long enough to be written; the writer reads the answers before it looks.
+        let answered: Vec<_> = (0..5 * MAX_BATCH).map(|_| request()).collect();
+        let ids: Vec<_> = answered.iter().map(|request| request.id).collect();
+        for request in answered {
+            recorder.serving(request);
+        }
+        for id in ids {
+            recorder.served(id);
+        }
+        committing
+            .await
+            .expect("the task")
+            .expect("the job recorded");
+        tokio::time::sleep(RECORD_SERVING_AFTER * 2).await;
+        thread.stop().await;
+        let batches = kept.batches.lock();
+        assert_eq!(batches.len(), 1, "the job's commit alone: {batches:?}");
+        assert_eq!(batches[0].serving, [], "no request written");
     }
 
     /// Waits until the writer has found nothing to do and parks: from then on, only a wake-up
@@ -536,7 +656,7 @@ mod tests {
                     // Work before the job is queued (parsing a request, say): without the yield,
                     // the first job's wake-up would commit it while the next task still works.
                     std::thread::sleep(Duration::from_millis(2));
-                    recorder.serve(request()).await
+                    recorder.enqueue(job()).await
                 })
             })
             .collect();
@@ -548,9 +668,9 @@ mod tests {
             .batches
             .lock()
             .iter()
-            .map(|b| b.serving.len())
+            .map(|b| b.enqueue.len())
             .collect();
-        assert_eq!(sizes, [10], "one commit for the ten requests");
+        assert_eq!(sizes, [10], "one commit for the ten jobs");
     }
 
     #[tokio::test]
@@ -558,7 +678,7 @@ mod tests {
         let kept = Kept::default();
         let (recorder, thread) = Recorder::start(Box::new(kept.clone())).expect("the thread");
         writer_idle(&recorder).await;
-        let mut enqueue = Box::pin(recorder.serve(request()));
+        let mut enqueue = Box::pin(recorder.enqueue(job()));
         let first = std::future::poll_fn(|cx| Poll::Ready(enqueue.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "queued, then yielding");
         drop(enqueue);

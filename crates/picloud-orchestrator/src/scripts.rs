@@ -23,7 +23,7 @@ use picloud_core::{
 use picloud_store::{NewScript, Page, PageRequest, ScriptLink, ScriptPatch, Store, StoreError};
 
 use crate::auth::{require, require_on};
-use crate::dispatcher::{Dispatcher, SyncOutcome};
+use crate::dispatcher::Dispatcher;
 use crate::error::{ServiceError, ServiceResult};
 use crate::index::{self, RouteIndex};
 use crate::page::check_page;
@@ -138,14 +138,9 @@ impl ScriptService {
             modules,
         };
         let outcome = match self.dispatcher.run_sync(exec).await {
-            SyncOutcome::Ran(Ran::Finished(outcome, _)) => outcome,
-            SyncOutcome::Ran(Ran::Overloaded(refusal)) => {
-                return Err(ServiceError::Overloaded(refusal))
-            }
-            SyncOutcome::NotRecorded(err) => {
-                return Err(ServiceError::Unavailable(err.to_string()))
-            }
-            SyncOutcome::TimedOut => ExecOutcome {
+            Ok(Ran::Finished(outcome, _)) => outcome,
+            Ok(Ran::Overloaded(refusal)) => return Err(ServiceError::Overloaded(refusal)),
+            Err(_timed_out) => ExecOutcome {
                 result: Err(ExecError {
                     kind: ExecErrorKind::Timeout,
                     message: "the execution did not finish while the request waited".to_owned(),

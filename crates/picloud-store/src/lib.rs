@@ -726,8 +726,9 @@ pub struct NewJob {
 }
 
 /// A sync request being served, recorded in `sync_requests` (not the outbox: see
-/// [`OutboxStore::sweep_sync_requests`]) from before its run starts until its caller has the
-/// answer ([`OutboxBatch::served`]) or it is recorded abandoned ([`OutboxStore::abandon_sync`]).
+/// [`OutboxStore::sweep_sync_requests`]) once its run has gone on for a moment (the orchestrator
+/// says how long; one answered sooner is never written) until its caller has the answer
+/// ([`OutboxBatch::served`]) or it is recorded abandoned ([`OutboxStore::abandon_sync`]).
 /// Its node holds it under a lease; one whose lease lapsed (its node died) is recorded abandoned
 /// by a sweep. Never run again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -776,7 +777,7 @@ pub struct OutboxBatch {
     pub enqueue: Vec<NewJob>,
     /// Attempts that finished; their rows are deleted (fenced by attempt).
     pub finished: Vec<JobAttempt>,
-    /// Sync requests whose runs start now.
+    /// Sync requests whose runs are going on.
     pub serving: Vec<SyncRequest>,
     /// Sync requests whose callers have their answers: their records are deleted.
     pub served: Vec<ExecutionId>,
@@ -883,9 +884,16 @@ pub trait OutboxStore: Send + Sync {
         dead_letter: DeadLetterId,
         error: &str,
     ) -> StoreResult<bool>;
-    /// Deletes the sync request's record and writes an `abandoned_executions` row with `reason`
-    /// (its caller had gone, before or after it ran). `false` when it has no record (any more).
-    async fn abandon_sync(&self, id: ExecutionId, reason: &str) -> StoreResult<bool>;
+    /// Writes an `abandoned_executions` row for the sync request `id` of `app_id`'s `script_id`
+    /// with `reason` (its caller had gone, before or after it ran), and deletes its record if it
+    /// was written. `false` when the app is gone or the request was recorded abandoned already.
+    async fn abandon_sync(
+        &self,
+        id: ExecutionId,
+        app_id: AppId,
+        script_id: ScriptId,
+        reason: &str,
+    ) -> StoreResult<bool>;
     /// Records the sync requests whose lease lapsed (their node died with their callers'
     /// connections) as abandoned; returns how many. Every node calls it every few seconds.
     ///

@@ -146,22 +146,30 @@ impl<E: Engine> OutboxStore for E {
         Ok(true)
     }
 
-    async fn abandon_sync(&self, id: ExecutionId, reason: &str) -> StoreResult<bool> {
+    async fn abandon_sync(
+        &self,
+        id: ExecutionId,
+        app_id: AppId,
+        script_id: ScriptId,
+        reason: &str,
+    ) -> StoreResult<bool> {
         let id = id.to_string();
         let mut tx = self.begin_write().await?;
-        let request: Option<(String, String)> = tx
-            .fetch_optional(sql::DELETE_SYNC_REQUEST, &[id.as_str().into()])
+        tx.execute(sql::DELETE_SYNC_REQUEST, &[id.as_str().into()])
             .await?;
-        let Some((app_id, script_id)) = request else {
-            return Ok(false);
-        };
-        tx.execute(
-            sql::INSERT_ABANDONED,
-            &[id.into(), app_id.into(), script_id.into(), reason.into()],
-        )
-        .await?;
+        let recorded = tx
+            .execute(
+                sql::INSERT_ABANDONED,
+                &[
+                    id.into(),
+                    app_id.to_string().into(),
+                    script_id.to_string().into(),
+                    reason.into(),
+                ],
+            )
+            .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(recorded == 1)
     }
 
     async fn sweep_sync_requests(&self, rotate_after_ms: i64) -> StoreResult<u64> {

@@ -709,9 +709,8 @@ pub const INSERT_ABANDONED: Sql<'static> = dialects!(
     now!(),
     " FROM apps WHERE id = $2 ON CONFLICT (execution_id) DO NOTHING"
 );
-/// Deletes the record of the sync request `$1`, returning its app and script.
-pub const DELETE_SYNC_REQUEST: Sql<'static> =
-    Sql::same("DELETE FROM sync_requests WHERE id = $1 RETURNING app_id, script_id");
+/// Deletes the record of the sync request `$1`.
+pub const DELETE_SYNC_REQUEST: Sql<'static> = Sql::same("DELETE FROM sync_requests WHERE id = $1");
 /// Why a sync request whose lease lapsed is recorded abandoned.
 pub const LAPSED_SYNC_REASON: &str =
     "its node stopped before answering it; the caller's connection ended with it";

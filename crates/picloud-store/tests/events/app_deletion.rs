@@ -29,7 +29,7 @@ both_backends!(
             )
             .await?;
         let gone = serve(&store, &script, "n", LEASE_MS).await?;
-        store.abandon_sync(gone, "gone").await?;
+        store.abandon_sync(gone, shop.id, script.id, "gone").await?;
         let serving = serve(&store, &script, "n", LEASE_MS).await?;
         enqueue(&store, vec![http_job(&kept_script, "/k")]).await?;
         ensure!(depth(&store).await?.pending > 1, "the app has jobs waiting");
@@ -60,13 +60,16 @@ both_backends!(
         // A request served while its app was deleted ends without a trace: its answer deletes
         // its record (or a sweep drops it); an abandonment records nothing for a gone app.
         assert!(
-            store.abandon_sync(serving, "gone").await?,
-            "the request's record is taken"
+            !store
+                .abandon_sync(serving, shop.id, script.id, "gone")
+                .await?,
+            "nothing recorded for the gone app"
         );
         assert!(
-            abandoned(&store, shop.id).await?.is_empty(),
-            "and nothing recorded for the gone app"
+            !holds(&store, "n", serving).await?,
+            "and the request's record is taken"
         );
+        assert!(abandoned(&store, shop.id).await?.is_empty());
         let late = serve(&store, &script, "n", LEASE_MS).await?;
         assert!(
             !holds(&store, "n", late).await?,

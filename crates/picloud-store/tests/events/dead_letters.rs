@@ -340,13 +340,17 @@ both_backends!(
         let script = endpoint(&store, shop.id, "api").await?;
         let old_dead = dead_letter(&store, &script, "old").await?;
         let old_sync = serve(&store, &script, "n", LEASE_MS).await?;
-        store.abandon_sync(old_sync, "gone").await?;
+        store
+            .abandon_sync(old_sync, shop.id, script.id, "gone")
+            .await?;
         let older = dead_letter(&store, &script, "older still").await?;
 
         tokio::time::sleep(Duration::from_millis(400)).await;
         let new_dead = dead_letter(&store, &script, "new").await?;
         let new_sync = serve(&store, &script, "n", LEASE_MS).await?;
-        store.abandon_sync(new_sync, "gone").await?;
+        store
+            .abandon_sync(new_sync, shop.id, script.id, "gone")
+            .await?;
 
         assert_eq!(
             store.sweep_dead_letters(200, 1).await?,

@@ -25,10 +25,6 @@ both_backends!(
             !holds(&store, "node-a", id).await?,
             "answered: its record is gone"
         );
-        assert!(
-            !store.abandon_sync(id, "late").await?,
-            "an answered request is not abandoned"
-        );
         assert_eq!(
             store.sweep_sync_requests(0).await? + store.sweep_sync_requests(0).await?,
             0,
@@ -79,7 +75,9 @@ both_backends!(
             );
         }
         assert!(
-            store.abandon_sync(held, "the caller had gone").await?,
+            store
+                .abandon_sync(held, shop.id, script.id, "the caller had gone")
+                .await?,
             "and can still be abandoned"
         );
         assert_eq!(abandoned(&store, shop.id).await?.len(), 2);
@@ -556,19 +554,31 @@ both_backends!(
         let script = endpoint(&store, shop.id, "api").await?;
         let id = serve(&store, &script, "node", LEASE_MS).await?;
         assert!(
-            store.abandon_sync(id, "the caller had gone").await?,
+            store
+                .abandon_sync(id, shop.id, script.id, "the caller had gone")
+                .await?,
             "abandoned"
         );
         assert!(!holds(&store, "node", id).await?, "its record is gone");
         assert!(
-            !store.abandon_sync(id, "again").await?,
-            "a second abandon finds nothing"
+            !store.abandon_sync(id, shop.id, script.id, "again").await?,
+            "a second abandon records nothing"
+        );
+        // A request abandoned before its record was written (it is written only once its run
+        // has gone on for a moment) is recorded all the same.
+        let unwritten = ExecutionId::new();
+        assert!(
+            store
+                .abandon_sync(unwritten, shop.id, script.id, "the caller had gone")
+                .await?,
+            "abandoned without a record"
         );
         let listed = store
             .list_abandoned_executions(shop.id, &PageRequest::default())
             .await?;
-        assert_eq!(listed.items.len(), 1, "one record");
-        let record = &listed.items[0];
+        assert_eq!(listed.items.len(), 2, "two records");
+        assert_eq!(listed.items[0].execution_id, unwritten, "newest first");
+        let record = &listed.items[1];
         assert_eq!(record.execution_id, id, "of the execution");
         assert_eq!(record.script_id, script.id, "its script");
         assert_eq!(record.app_id, shop.id, "its app");
@@ -592,7 +602,7 @@ both_backends!(
             ids.push(serve(&store, &script, "w", LEASE_MS).await?);
         }
         for id in &ids {
-            store.abandon_sync(*id, "gone").await?;
+            store.abandon_sync(*id, shop.id, script.id, "gone").await?;
         }
         let first = store
             .list_abandoned_executions(shop.id, &page(2, None))

@@ -553,7 +553,9 @@ both_backends!(
         );
         queued(2, "a failed dead-letter handler").await?;
         ensure!(
-            store.abandon_sync(sync, "the caller left").await?,
+            store
+                .abandon_sync(sync, shop.id, work.id, "the caller left")
+                .await?,
             "the sync request is abandoned"
         );
         queued(2, "an abandoned sync request").await?;
