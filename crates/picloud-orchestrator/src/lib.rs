@@ -89,8 +89,8 @@ pub use crate::validate::ScriptValidator;
 /// What the script SDK offers (`GET /api/v1/sdk`), from the engine's registrations.
 pub use picloud_executor::{sdk_catalogue, Catalogue, SdkFunction};
 pub use picloud_store::{
-    AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, DocIndex, NewApp, Page, PageRequest,
-    ScriptLink,
+    AbandonedExecution, AppQuotas, AppUsage, DeadLetterFilter, DeadLetterStatus, DocIndex, NewApp,
+    Page, PageRequest, ScriptLink,
 };
 
 /// A local executor whose scripts read the data through `store`.

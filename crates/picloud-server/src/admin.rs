@@ -79,6 +79,7 @@ pub static ADMIN_ENDPOINTS: &[Endpoint] = &[
     spec!(GET "/api/v1/admin/apps/{app_id}/dead-letters", Cap(K::AppRead), OK, dead_letters::list),
     spec!(GET "/api/v1/admin/apps/{app_id}/executions", Cap(K::AppRead), OK, executions::list),
     spec!(GET "/api/v1/admin/apps/{app_id}/logs/stream", Cap(K::AppRead), OK, executions::stream),
+    spec!(GET "/api/v1/admin/apps/{app_id}/abandoned-executions", Cap(K::AppRead), OK, executions::abandoned),
     spec!(GET "/api/v1/admin/executions/{execution_id}", Cap(K::AppRead), OK, executions::read),
     spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/replay", Cap(K::AppDeadLetterManage), OK, dead_letters::replay),
     spec!(POST "/api/v1/admin/dead-letters/{dead_letter_id}/resolve", Cap(K::AppDeadLetterManage), OK, dead_letters::resolve),

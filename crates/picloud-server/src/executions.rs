@@ -1,5 +1,6 @@
 //! `/api/v1/admin/apps/{app_id}/executions` and `/api/v1/admin/executions/{execution_id}`: the
-//! records of what executions did (issue #18).
+//! records of what executions did (issue #18); `/api/v1/admin/apps/{app_id}/abandoned-executions`:
+//! the sync executions whose callers had gone.
 
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use picloud_core::exec::ExecErrorKind;
 use picloud_core::records::{ExecutionFilter, ExecutionRecord, ExecutionSource};
 use picloud_core::{AppId, ExecutionId, InputError, Timestamp};
 use picloud_orchestrator::tail::TailEnd;
-use picloud_orchestrator::Platform;
+use picloud_orchestrator::{AbandonedExecution, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{script_id_field, Authenticated, ListParams, PathIds};
+use crate::extract::{script_id_field, Authenticated, ListParams, Paging, PathIds};
 use crate::List;
 
 /// `?script_id=&outcome=&source=&since=&until=&limit=&cursor=`
@@ -77,6 +78,22 @@ pub(crate) async fn list(
         platform
             .executions()
             .list(&caller.principal, app_id, &filter, &page)
+            .await?
+            .into(),
+    ))
+}
+
+/// The app's sync executions whose callers had gone, newest first.
+pub(crate) async fn abandoned(
+    State(platform): State<Platform>,
+    caller: Authenticated,
+    PathIds(app_id): PathIds<AppId>,
+    Paging(page): Paging,
+) -> Result<Json<List<AbandonedExecution>>, ApiError> {
+    Ok(Json(
+        platform
+            .executions()
+            .abandoned(&caller.principal, app_id, &page)
             .await?
             .into(),
     ))

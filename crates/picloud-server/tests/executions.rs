@@ -308,6 +308,95 @@ both_backends!(
     }
 );
 
+// A sync execution whose caller stopped waiting is listed abandoned, newest first, a page at a
+// time: one that ran long enough for its record to be written (#19: after 50 ms) and one that
+// was over sooner, never written.
+both_backends!(
+    sync_executions_whose_callers_left_are_listed_abandoned,
+    |store| async move {
+        let mut settings = Settings::default();
+        settings.platform.dispatch.sync_wait_ms = 10;
+        let server = TestServer::start_with(store, settings).await;
+        let app = server.api.create_app("shop").await;
+        let busy = |ms: u32| format!("let t = time::now(); while time::now() - t < {ms} {{ }} 1");
+        let slow = server
+            .api
+            .route(&app, "slow", &busy(300), ("GET", "/slow"), "sync")
+            .await;
+        let brief = server
+            .api
+            .route(&app, "brief", &busy(30), ("GET", "/brief"), "sync")
+            .await;
+        for path in ["/shop/slow", "/shop/brief"] {
+            let answer = server.get(path).await;
+            assert_eq!(answer.status, 504, "the caller stopped waiting: {answer}");
+        }
+        let path = format!("/api/v1/admin/apps/{app}/abandoned-executions");
+        let listed = eventually("two abandoned executions", WITHIN, || async {
+            let answer = server.admin(Method::GET, &path, None).await;
+            assert_eq!(answer.status, 200, "{answer}");
+            let items = answer.json["items"].as_array().cloned().unwrap_or_default();
+            (items.len() == 2).then_some(items)
+        })
+        .await;
+        let scripts: Vec<&str> = listed
+            .iter()
+            .map(|item| item["script_id"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(scripts, [brief.as_str(), slow.as_str()], "newest first");
+        for item in &listed {
+            assert_eq!(item["app_id"], json!(app));
+            assert!(
+                item["reason"]
+                    .as_str()
+                    .is_some_and(|reason| reason.contains("the caller had gone")),
+                "{item}"
+            );
+        }
+
+        let first = server
+            .admin(Method::GET, &format!("{path}?limit=1"), None)
+            .await;
+        assert_eq!(first.json["items"][0], listed[0], "{first}");
+        let cursor = first.json["next_cursor"].as_str().expect("a next page");
+        let second = server
+            .admin(
+                Method::GET,
+                &format!("{path}?limit=1&cursor={cursor}"),
+                None,
+            )
+            .await;
+        assert_eq!(second.json["items"], json!([listed[1]]), "{second}");
+
+        let refused = server
+            .admin(Method::GET, &format!("{path}?limit=0"), None)
+            .await;
+        assert_eq!(
+            (refused.status, refused.json["error"]["field"].as_str()),
+            (400, Some("limit")),
+            "{refused}"
+        );
+        let other = server.api.create_app("blog").await;
+        let answer = server
+            .admin(
+                Method::GET,
+                &format!("/api/v1/admin/apps/{other}/abandoned-executions"),
+                None,
+            )
+            .await;
+        assert_eq!(answer.json["items"], json!([]), "another app's: {answer}");
+        let missing = server
+            .admin(
+                Method::GET,
+                "/api/v1/admin/apps/0190f5b6-0000-7000-8000-000000000000/abandoned-executions",
+                None,
+            )
+            .await;
+        assert_eq!(missing.status, 404, "{missing}");
+        Ok(())
+    }
+);
+
 /// The app's live tail, `query` its filter, as the instance admin.
 async fn tail(server: &TestServer, app: &str, query: &str) -> EventStream {
     let url = server.url(&format!("/api/v1/admin/apps/{app}/logs/stream?{query}"));

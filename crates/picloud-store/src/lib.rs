@@ -927,8 +927,8 @@ pub struct DeadLetterFilter {
     pub script_id: Option<ScriptId>,
 }
 
-/// A sync execution whose caller had gone (timed out or disconnected).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A sync execution whose caller had gone (timed out or disconnected, or its node died).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AbandonedExecution {
     pub execution_id: ExecutionId,
     pub app_id: AppId,
