@@ -195,6 +195,7 @@ both_backends!(
             format!("/admin/apps/{app_id}/data"),
             format!("/admin/apps/{app_id}/dead-letters"),
             format!("/admin/apps/{app_id}/executions"),
+            format!("/admin/apps/{app_id}/executions/abandoned"),
             format!("/admin/scripts/{script_id}"),
             format!("/admin/executions/{app_id}"),
             "/admin/api-keys".to_owned(),
@@ -514,6 +515,50 @@ async fn member(server: &TestServer, app_id: &str, username: &str, role: &str) {
         .await;
     assert_eq!(set.status, 200, "{username} is {role}: {set}");
 }
+
+// #19: the sync executions whose callers had gone are a page of the executions tab.
+both_backends!(
+    the_executions_tab_leads_to_the_abandoned_ones,
+    |store| async move {
+        let mut settings = Settings::default();
+        settings.platform.dispatch.sync_wait_ms = 10;
+        let server = TestServer::start_with(store, settings).await;
+        let browser = Browser::signed_in(&server, "admin", ADMIN_PASSWORD).await;
+        let slow = "let t = time::now(); while time::now() - t < 200 { } 1";
+        let app_id = server.api.deploy("shop", slow, "GET", "/slow").await;
+        let path = format!("/admin/apps/{app_id}/executions/abandoned");
+        let none = browser.get(&path).await;
+        assert!(none.text.contains("No abandoned executions."), "{none}");
+        assert_eq!(
+            server.get("/shop/slow").await.status,
+            504,
+            "the caller left"
+        );
+        let tab = browser
+            .get(&format!("/admin/apps/{app_id}/executions"))
+            .await;
+        assert!(
+            tab.text.contains(&format!("href=\"{path}\"")),
+            "the tab links to them: {tab}"
+        );
+        let page = eventually(
+            "the abandoned execution is listed",
+            Duration::from_secs(10),
+            || async {
+                let page = browser.get(&path).await;
+                page.text
+                    .contains("the caller had gone (timed out or disconnected)")
+                    .then_some(page)
+            },
+        )
+        .await;
+        assert_security_headers(&page, "the abandoned executions");
+        assert!(
+            page.text.contains("aria-current=\"page\">Executions"),
+            "under the executions tab: {page}"
+        );
+    }
+);
 
 /// One attempt per job, so a failing async request is dead-lettered at once.
 fn one_attempt() -> Settings {

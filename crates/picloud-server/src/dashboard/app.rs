@@ -1,6 +1,6 @@
 //! `/admin/apps/{app_id}/…`: one app, in tabs — its scripts (and the form that creates one), its
-//! routes, its dead letters (replay, resolve) and its executions — and one execution's record
-//! with its log lines.
+//! routes, its dead letters (replay, resolve) and its executions (and those abandoned by their
+//! callers) — and one execution's record with its log lines.
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -34,6 +34,10 @@ pub fn router() -> Router<Platform> {
         .route("/admin/apps/{app_id}/dead-letters", get(dead_letters))
         .route("/admin/apps/{app_id}/dead-letters/replay", post(replay_all))
         .route("/admin/apps/{app_id}/executions", get(executions))
+        .route(
+            "/admin/apps/{app_id}/executions/abandoned",
+            get(abandoned_executions),
+        )
         .route("/admin/executions/{execution_id}", get(execution))
         .route("/admin/dead-letters/{dead_letter_id}/replay", post(replay))
         .route(
@@ -455,6 +459,10 @@ async fn executions(
         )
         .await?;
     let content = html! {
+        p {
+            a href={ "/admin/apps/" (app_id) "/executions/abandoned" } { "Abandoned executions" }
+            span.muted { ": sync requests whose callers had gone before the answer" }
+        }
         section #tail hidden data-stream={ "/api/v1/admin/apps/" (app_id) "/logs/stream" } {
             button.secondary type="button" { "Follow live" }
             ol.logs aria-live="polite" {}
@@ -480,6 +488,48 @@ async fn executions(
             }
         }
         (pager(&format!("/admin/apps/{app_id}/executions?"), records.next_cursor.as_deref()))
+    };
+    app_page(&platform, &session, &app, Tab::Executions, content).await
+}
+
+/// The app's sync executions whose callers had gone (stopped waiting, disconnected, or their node
+/// died), newest first.
+async fn abandoned_executions(
+    State(platform): State<Platform>,
+    AppOf { session, app }: AppOf,
+    Query(query): Query<PageQuery>,
+) -> PageResult {
+    let app_id = app.id;
+    let abandoned = platform
+        .executions()
+        .abandoned(session.principal(), app_id, &query.page())
+        .await?;
+    let content = html! {
+        h2 { "Abandoned executions" }
+        p.muted {
+            "Sync requests whose callers had gone before the answer: they stopped waiting, \
+             disconnected, or the node running them stopped. Kept 7 days."
+        }
+        @if abandoned.items.is_empty() {
+            p.muted { "No abandoned executions." }
+        } @else {
+            div.scroll {
+                table {
+                    thead { tr { th { "When" } th { "Script" } th { "Why" } th { "Execution" } } }
+                    tbody {
+                        @for item in &abandoned.items {
+                            tr {
+                                td { (time(item.created_at)) }
+                                td { a href={ "/admin/scripts/" (item.script_id) } { code { (item.script_id) } } }
+                                td { (item.reason) }
+                                td { a href={ "/admin/executions/" (item.execution_id) } { code { (item.execution_id) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(&format!("/admin/apps/{app_id}/executions/abandoned?"), abandoned.next_cursor.as_deref()))
     };
     app_page(&platform, &session, &app, Tab::Executions, content).await
 }
