@@ -508,7 +508,7 @@ async fn abandoned_executions(
         h2 { "Abandoned executions" }
         p.muted {
             "Sync requests whose callers had gone before the answer: they stopped waiting, \
-             disconnected, or the node running them stopped. Kept 7 days."
+             disconnected, or the node running them stopped."
         }
         @if abandoned.items.is_empty() {
             p.muted { "No abandoned executions." }

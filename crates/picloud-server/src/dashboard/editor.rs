@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::layout::{csrf_field, duration, log_lines, page, time, Head, LARGEST_PAGE};
 use super::session::{from_htmx, Ids, PageResult, Session, SignedForm};
 use super::triggers;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::scripts::test_request;
 
 pub fn router() -> Router<Platform> {
@@ -310,8 +310,8 @@ async fn run(
         .filter(|uri: &Uri| uri.path().starts_with('/') && uri.host().is_none())
         .ok_or_else(|| InputError::new("path", "give a path starting with '/', and a query if any"))
         .map_err(ApiError::from)?;
-    let Query(query) = Query::<BTreeMap<String, String>>::try_from_uri(&uri)
-        .map_err(|rejection| ApiError::new(ErrorCode::InvalidInput, rejection.body_text()))?;
+    let Query(query) =
+        Query::<BTreeMap<String, String>>::try_from_uri(&uri).map_err(ApiError::from)?;
     let request = test_request(
         Some(&fields.method),
         Some(uri.path().to_owned()),

@@ -188,9 +188,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(params) = Query::<ListParams>::from_request_parts(parts, state)
-            .await
-            .map_err(|r| ApiError::new(ErrorCode::InvalidInput, r.body_text()))?;
+        let Query(params) = Query::<ListParams>::from_request_parts(parts, state).await?;
         params.page().map(Paging)
     }
 }
